@@ -1,0 +1,258 @@
+"""Structured conditions: compiled once into plain Python closures, explained on demand.
+
+A condition is a mapping (see ``$defs/condition`` in the schema).  Several keys
+in one mapping must all hold; ``all``/``any``/``not`` combine conditions.
+:func:`compile_condition` returns a predicate over an :class:`OrderFacts`;
+:func:`explain` says, for a given order, which parts held and which did not.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+Predicate = Callable[["OrderFacts"], bool]
+
+COMPARATORS = {
+    "gt": (operator.gt, ">"),
+    "gte": (operator.ge, ">="),
+    "lt": (operator.lt, "<"),
+    "lte": (operator.le, "<="),
+    "eq": (operator.eq, "="),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    sku: str
+    category: str | None
+    quantity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFacts:
+    """What conditions may look at: the order and its buyer, resolved."""
+
+    total: Decimal
+    currency: str
+    order_type: str
+    lines: tuple[Line, ...]
+    quantity: Decimal
+    buyer: str
+    role: str | None
+    group: str | None
+    attributes: Mapping[str, Any]
+    exceeded: frozenset[str]
+
+
+def _money(value) -> Decimal:
+    return Decimal(str(value))
+
+
+def _as_set(value) -> frozenset:
+    return frozenset(value) if isinstance(value, list) else frozenset([value])
+
+
+def _compare(spec: Mapping[str, Any], get: Callable[[OrderFacts], Decimal]) -> Predicate:
+    checks = [(COMPARATORS[op][0], _money(v)) for op, v in spec.items()]
+    if len(checks) == 1:
+        (fn, bound), = checks
+        return lambda f: fn(get(f), bound)
+    return lambda f: all(fn(get(f), bound) for fn, bound in checks)
+
+
+def _member(get: Callable[[OrderFacts], Any], value) -> Predicate:
+    allowed = _as_set(value)
+    if len(allowed) == 1:
+        (only,) = allowed
+        return lambda f: get(f) == only
+    return lambda f: get(f) in allowed
+
+
+def _attributes(spec: Mapping[str, Any]) -> Predicate:
+    checks = [(k, _as_set(v)) for k, v in spec.items()]
+    return lambda f: all(f.attributes.get(k) in allowed for k, allowed in checks)
+
+
+def _lines(spec: Mapping[str, Any]) -> Predicate:
+    parts: list[Callable[[Line], bool]] = []
+    if "sku" in spec:
+        skus = _as_set(spec["sku"])
+        parts.append(lambda line: line.sku in skus)
+    if "category" in spec:
+        categories = _as_set(spec["category"])
+        parts.append(lambda line: line.category in categories)
+    if "quantity" in spec:
+        checks = [(COMPARATORS[op][0], _money(v)) for op, v in spec["quantity"].items()]
+        parts.append(lambda line: all(fn(line.quantity, b) for fn, b in checks))
+    return lambda f: any(all(p(line) for p in parts) for line in f.lines)
+
+
+_LEAVES: dict[str, Callable[[Any], Predicate]] = {
+    "total": lambda v: _compare(v, operator.attrgetter("total")),
+    "quantity": lambda v: _compare(v, operator.attrgetter("quantity")),
+    "line_count": lambda v: _compare(v, lambda f: Decimal(len(f.lines))),
+    "currency": lambda v: _member(operator.attrgetter("currency"), v),
+    "order_type": lambda v: _member(operator.attrgetter("order_type"), v),
+    "buyer_role": lambda v: _member(operator.attrgetter("role"), v),
+    "buyer_group": lambda v: _member(operator.attrgetter("group"), v),
+    "buyer_account": lambda v: _member(operator.attrgetter("buyer"), v),
+    "buyer_attributes": _attributes,
+    "lines": _lines,
+    "exceeds": lambda v: (lambda f: v in f.exceeded),
+    "always": lambda v: (lambda f: True),
+}
+
+
+def compile_condition(condition: Mapping[str, Any] | None) -> Predicate:
+    """A predicate for ``condition``; ``None`` or ``{}`` always holds."""
+    if not condition:
+        return lambda f: True
+    parts: list[Predicate] = []
+    for key, value in condition.items():
+        if key == "all":
+            subs = [compile_condition(c) for c in value]
+            parts.append(lambda f, subs=subs: all(p(f) for p in subs))
+        elif key == "any":
+            subs = [compile_condition(c) for c in value]
+            parts.append(lambda f, subs=subs: any(p(f) for p in subs))
+        elif key == "not":
+            sub = compile_condition(value)
+            parts.append(lambda f, sub=sub: not sub(f))
+        else:
+            parts.append(_LEAVES[key](value))
+    if len(parts) == 1:
+        return parts[0]
+    return lambda f: all(p(f) for p in parts)
+
+
+def describe(condition: Mapping[str, Any] | None) -> str:
+    """Human text for a condition, e.g. ``total > 500 and buyer group is marketing``."""
+    if not condition:
+        return "always"
+    parts = []
+    for key, value in condition.items():
+        if key == "all":
+            parts.append("(" + " and ".join(describe(c) for c in value) + ")")
+        elif key == "any":
+            parts.append("(" + " or ".join(describe(c) for c in value) + ")")
+        elif key == "not":
+            parts.append(f"not {describe(value)}")
+        else:
+            parts.append(_describe_leaf(key, value))
+    return " and ".join(parts)
+
+
+def _describe_leaf(key: str, value) -> str:
+    label = key.replace("_", " ")
+    if key in ("total", "quantity", "line_count"):
+        return " and ".join(f"{label} {COMPARATORS[op][1]} {v}" for op, v in value.items())
+    if key == "buyer_attributes":
+        return " and ".join(f"buyer attribute {k} is {_names(v)}" for k, v in value.items())
+    if key == "lines":
+        inner = ", ".join(f"{k} {_names(v) if k != 'quantity' else ' '.join(COMPARATORS[o][1] + ' ' + str(b) for o, b in v.items())}" for k, v in value.items())
+        return f"a line with {inner}"
+    if key == "exceeds":
+        return f"order exceeds the {value.replace('_', ' ')}"
+    if key == "always":
+        return "always"
+    return f"{label} is {_names(value)}"
+
+
+def _names(value) -> str:
+    if isinstance(value, list):
+        return "one of " + ", ".join(map(str, value))
+    return str(value)
+
+
+def explain(condition: Mapping[str, Any] | None, facts: OrderFacts) -> list[str]:
+    """For each top-level part of ``condition``: its text and whether it held for ``facts``."""
+    if not condition:
+        return ["always: yes"]
+    out = []
+    for key, value in condition.items():
+        part = {key: value}
+        held = compile_condition(part)(facts)
+        out.append(f"{describe(part)}: {'yes' if held else 'no'}{_actual(key, facts)}")
+    return out
+
+
+def _actual(key: str, facts: OrderFacts) -> str:
+    if key == "total":
+        return f" (total {facts.total})"
+    if key == "quantity":
+        return f" (quantity {facts.quantity})"
+    if key == "buyer_role":
+        return f" (role {facts.role})"
+    if key == "buyer_group":
+        return f" (group {facts.group or 'none'})"
+    if key == "order_type":
+        return f" (type {facts.order_type})"
+    return ""
+
+
+# ------------------------------------------------------- static analysis
+
+
+def interval_of(condition: Mapping[str, Any] | None) -> tuple[Decimal | None, Decimal | None]:
+    """The (low, high) bounds on ``total`` that a condition's top-level ``total`` and ``all`` imply.
+
+    Used to spot unreachable steps; ``None`` means unbounded.  Only
+    conjunctions are analysed, so the result is conservative.
+    """
+    low: Decimal | None = None
+    high: Decimal | None = None
+    for key, value in (condition or {}).items():
+        if key == "total":
+            for op, bound in value.items():
+                bound = _money(bound)
+                if op in ("gt", "gte", "eq"):
+                    low = bound if low is None else max(low, bound)
+                if op in ("lt", "lte", "eq"):
+                    high = bound if high is None else min(high, bound)
+        elif key == "all":
+            for sub in value:
+                sub_low, sub_high = interval_of(sub)
+                if sub_low is not None:
+                    low = sub_low if low is None else max(low, sub_low)
+                if sub_high is not None:
+                    high = sub_high if high is None else min(high, sub_high)
+    return low, high
+
+
+def referenced_names(condition: Mapping[str, Any] | None) -> dict[str, set]:
+    """Roles, groups and limits a condition refers to, anywhere inside it."""
+    refs: dict[str, set] = {"buyer_role": set(), "buyer_group": set(), "exceeds": set()}
+
+    def walk(c):
+        for key, value in (c or {}).items():
+            if key in ("all", "any"):
+                for sub in value:
+                    walk(sub)
+            elif key == "not":
+                walk(value)
+            elif key in refs:
+                refs[key].update(value if isinstance(value, list) else [value])
+
+    walk(condition)
+    return refs
+
+
+def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[Decimal]:
+    """Every bound on ``key`` inside a condition: where decisions can change."""
+    found: set[Decimal] = set()
+
+    def walk(c):
+        for k, value in (c or {}).items():
+            if k in ("all", "any"):
+                for sub in value:
+                    walk(sub)
+            elif k == "not":
+                walk(value)
+            elif k == key:
+                found.update(_money(b) for b in value.values())
+
+    walk(condition)
+    return found

@@ -1,0 +1,33 @@
+"""ISO 8601 durations as rule sets write them (P7D, PT12H, P1DT6H, PT30M)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from .errors import OrderError
+
+_DURATION = re.compile(r"^P(?!$)(?:(\d{1,4})D)?(?:T(?=\d)(?:(\d{1,4})H)?(?:(\d{1,5})M)?)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``P7D`` -> 7 days.  The schema guarantees the shape; this converts."""
+    match = _DURATION.match(text or "")
+    if not match:
+        raise ValueError(f"not an ISO 8601 duration of days/hours/minutes: {text!r}")
+    days, hours, minutes = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def parse_instant(text: str, where: str = "now") -> datetime:
+    """An ISO 8601 date-time; naive values are taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise OrderError("invalid_datetime", f"{where} must be an ISO 8601 date-time, got {str(text)[:40]!r}", path=where) from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def isoformat(value: datetime) -> str:
+    """UTC, seconds precision, ``Z`` suffix: one canonical text per instant."""
+    return value.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,44 @@
+"""Money: exact Decimal amounts with an explicit ISO 4217 currency."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import OrderError
+
+#: ISO 4217 codes accepted in rule sets and orders.  A closed list, so that a
+#: typo ("USS") is an error rather than a silently separate currency.
+CURRENCIES = frozenset(
+    """AED AUD BGN BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KRW
+    MXN MYR NOK NZD PEN PHP PKR PLN RON RUB SAR SEK SGD THB TRY TWD UAH USD VND ZAR""".split()
+)
+
+#: amounts are bounded so that a 5,000-digit number is a clear error, not a slow one
+MAX_DIGITS = 18
+
+
+def parse_amount(value: Any, where: str = "amount") -> Decimal:
+    """Turn a YAML/JSON number or numeric string into a finite, non-negative Decimal.
+
+    Floats go through ``str`` so that ``999999.99`` stays ``999999.99``.
+    Raises :class:`OrderError` with ``where`` named on anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise OrderError("invalid_amount", f"{where} must be a number, not {type(value).__name__}", path=where)
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise OrderError("invalid_amount", f"{where} must be a number, got {str(value)[:40]!r}", path=where) from None
+    if not amount.is_finite():
+        raise OrderError("invalid_amount", f"{where} must be a finite number", path=where)
+    if amount < 0:
+        raise OrderError("negative_amount", f"{where} must not be negative (got {amount})", path=where)
+    if len(amount.as_tuple().digits) > MAX_DIGITS:
+        raise OrderError("invalid_amount", f"{where} has more than {MAX_DIGITS} digits", path=where)
+    return amount
+
+
+def format_amount(amount: Decimal) -> str:
+    """Canonical text for an amount: no exponent, trailing zeros kept as given."""
+    return format(amount, "f")

@@ -1,0 +1,815 @@
+"""Compile a validated rule set into an immutable Policy, and evaluate orders with it.
+
+``Policy.evaluate`` is a pure function of (policy, order, directory facts,
+now, budgets spent): no I/O, no clock, no randomness, so the same input and
+version always give the same :class:`Decision`.  Conditions are compiled to
+closures once; the trace records what was decided and renders its
+explanations only when the decision is serialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+from .conditions import Line, OrderFacts, compile_condition, describe, explain
+from .directory import Account, Directory, Membership
+from .durations import isoformat, parse_duration, parse_instant
+from .errors import OrderError
+from .money import CURRENCIES, format_amount, parse_amount
+from .validate import ValidatedRuleSet
+
+ORDER_TYPES = ("regular", "bulk", "quote", "subscription")
+OUTCOMES = ("approved", "pending", "blocked", "held")
+
+#: documented defaults of every membership setting (docs/ruleset.md)
+DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
+    {
+        "may_order": True,
+        "may_approve": True,
+        "max_order_total": None,
+        "no_approval_below": Decimal(0),
+        "approval_limit": None,
+        "email": True,
+        "hold_orders": False,
+        "restricted_skus": (),
+        "restricted_categories": (),
+        "favourites_only": False,
+        "favourites": (),
+        "allow_future_ship_dates": True,
+        "allow_manual_ship_to": True,
+        "summary_invoicing": False,
+        "cost_centres": (),
+        "payer": "buyer",
+    }
+)
+_MONEY_SETTINGS = ("max_order_total", "no_approval_below", "approval_limit")
+
+
+def text_hash(text: str) -> str:
+    """Content hash of a rule set's verbatim text: the identity of a version."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def data_hash(data: Any) -> str:
+    """Hash of plain data in canonical JSON: equal for texts that differ only in layout or comments."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _normal_settings(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = {}
+    for key, value in (raw or {}).items():
+        if key in _MONEY_SETTINGS and value is not None:
+            value = parse_amount(value, key)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------ orders
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """An order as the engine sees it.  Build it with :meth:`from_dict`."""
+
+    buyer: str
+    total: Decimal
+    id: str | None = None
+    company: str | None = None
+    currency: str | None = None
+    type: str = "regular"
+    lines: tuple[Line, ...] = ()
+    manual_ship_to: bool = False
+    requested_date: date | None = None
+    cost_centre: str | None = None
+    payer: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Order":
+        """Parse the storefront's JSON form (``schemas/order.schema.json``), with clear errors."""
+        if not isinstance(data, Mapping):
+            raise OrderError("invalid_order", "the order must be a JSON object")
+        unknown = set(data) - _ORDER_KEYS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise OrderError("unknown_key", f"unknown order field {key!r}; allowed: {', '.join(sorted(_ORDER_KEYS))}", path=f"order.{key}")
+        buyer = data.get("buyer")
+        if not isinstance(buyer, str) or not buyer:
+            raise OrderError("missing_buyer", "order.buyer must name the ordering account", path="order.buyer")
+        if "total" not in data:
+            raise OrderError("missing_total", "order.total is required", path="order.total")
+        total = parse_amount(data["total"], "order.total")
+        currency = data.get("currency")
+        if currency is not None and currency not in CURRENCIES:
+            raise OrderError("unknown_currency", f"order.currency {str(currency)[:10]!r} is not an ISO 4217 code this service knows", path="order.currency")
+        order_type = data.get("type", "regular")
+        if order_type not in ORDER_TYPES:
+            raise OrderError("invalid_order_type", f"order.type must be one of {', '.join(ORDER_TYPES)}", path="order.type")
+        lines = []
+        raw_lines = data.get("lines") or []
+        if not isinstance(raw_lines, list):
+            raise OrderError("invalid_lines", "order.lines must be a list", path="order.lines")
+        for index, raw in enumerate(raw_lines):
+            where = f"order.lines[{index}]"
+            if not isinstance(raw, Mapping) or not isinstance(raw.get("sku"), str):
+                raise OrderError("invalid_line", f"{where} must be an object with a sku", path=where)
+            quantity = parse_amount(raw.get("quantity", 1), f"{where}.quantity")
+            category = raw.get("category")
+            lines.append(Line(raw["sku"], category if isinstance(category, str) else None, quantity))
+        ship_to = data.get("ship_to") or {}
+        if not isinstance(ship_to, Mapping):
+            raise OrderError("invalid_ship_to", "order.ship_to must be an object", path="order.ship_to")
+        requested = data.get("requested_date")
+        if requested is not None:
+            try:
+                requested = date.fromisoformat(requested)
+            except (TypeError, ValueError):
+                raise OrderError("invalid_date", "order.requested_date must be a date like 2026-12-24", path="order.requested_date") from None
+        for key in ("id", "company", "cost_centre"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise OrderError("wrong_type", f"order.{key} must be a string", path=f"order.{key}")
+        payer = data.get("payer")
+        if payer is not None and payer not in ("buyer", "company"):
+            raise OrderError("invalid_payer", "order.payer must be buyer or company", path="order.payer")
+        return cls(
+            buyer=buyer,
+            total=total,
+            id=data.get("id"),
+            company=data.get("company"),
+            currency=currency,
+            type=order_type,
+            lines=tuple(lines),
+            manual_ship_to=bool(ship_to.get("manual", False)),
+            requested_date=requested,
+            cost_centre=data.get("cost_centre"),
+            payer=payer,
+        )
+
+
+_ORDER_KEYS = frozenset(
+    ["id", "buyer", "company", "total", "currency", "type", "lines", "ship_to", "requested_date", "cost_centre", "payer", "attributes"]
+)
+
+
+# --------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    message: str
+    details: Mapping[str, Any] | None = None
+
+    def as_dict(self) -> dict:
+        data = {"code": self.code, "message": self.message}
+        if self.details:
+            data["details"] = dict(self.details)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Approver:
+    """An eligible approver and why it is eligible."""
+
+    account: str
+    name: str
+    role: str
+    role_label: str
+    why: tuple[str, ...]
+    email: bool
+
+    def as_dict(self) -> dict:
+        return {"account": self.account, "name": self.name, "role": self.role, "role_label": self.role_label, "why": list(self.why)}
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    required: int
+    approvers: tuple[Approver, ...]
+    condition: str
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "required": self.required, "condition": self.condition, "approvers": [a.as_dict() for a in self.approvers]}
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    account: str | None
+    channel: str  # email | inbox
+    company: str | None = None
+
+    def as_dict(self) -> dict:
+        data = {"channel": self.channel}
+        if self.account:
+            data["account"] = self.account
+        if self.company:
+            data["company"] = self.company
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    event: str
+    recipients: tuple[Recipient, ...]
+
+    def as_dict(self) -> dict:
+        return {"event": self.event, "recipients": [r.as_dict() for r in self.recipients]}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One rule looked at: ``result`` is matched, not_matched, passed, failed, excluded or skipped."""
+
+    rule: str
+    result: str
+    why: str | Callable[[], str]
+
+    def as_dict(self) -> dict:
+        why = self.why() if callable(self.why) else self.why
+        return {"rule": self.rule, "result": self.result, "why": why}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happens to an order, and why.  ``as_dict`` is the JSON the API returns."""
+
+    outcome: str
+    reasons: tuple[Reason, ...]
+    payer: Mapping[str, str] | None
+    steps: tuple[Step, ...]
+    expires_at: datetime | None
+    notifications: tuple[Notification, ...]
+    ruleset: Mapping[str, Any]
+    buyer: Mapping[str, Any]
+    order: Order
+    trace: tuple[TraceEntry, ...]
+
+    def reason_codes(self) -> list[str]:
+        return [r.code for r in self.reasons]
+
+    def as_dict(self, trace: bool = True) -> dict:
+        data = {
+            "outcome": self.outcome,
+            "reasons": [r.as_dict() for r in self.reasons],
+            "payer": dict(self.payer) if self.payer else None,
+            "steps": [s.as_dict() for s in self.steps],
+            "expires_at": isoformat(self.expires_at) if self.expires_at else None,
+            "notifications": [n.as_dict() for n in self.notifications],
+            "ruleset": dict(self.ruleset),
+            "buyer": dict(self.buyer),
+            "order": {"id": self.order.id, "total": format_amount(self.order.total), "currency": self.order.currency, "type": self.order.type},
+        }
+        if trace:
+            data["trace"] = [t.as_dict() for t in self.trace]
+        return data
+
+
+# ------------------------------------------------------------ compilation
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    name: str
+    label: str
+    permissions: frozenset[str]
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    roles: frozenset[str] | None
+    relation: str
+    accounts: frozenset[str] | None
+    attributes: tuple[tuple[str, frozenset], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledStep:
+    name: str
+    kind: str
+    condition: Mapping[str, Any] | None
+    condition_text: str
+    predicate: Callable[[OrderFacts], bool]
+    selectors: tuple[Selector, ...]
+    required: int
+    self_approval: bool
+    scope: str
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    name: str
+    scope: str
+    period: str
+    amount: Decimal
+    on_exceed: str
+
+
+def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Policy":
+    """Turn a validated rule set into a runnable, immutable :class:`Policy`."""
+    data = checked.resolved
+    roles = {
+        name: Role(name, spec["label"], frozenset(spec.get("permissions") or ()), MappingProxyType(_normal_settings(spec.get("settings"))))
+        for name, spec in (data.get("roles") or {}).items()
+    }
+    groups = {gid: MappingProxyType(_normal_settings((spec or {}).get("settings"))) for gid, spec in (data.get("groups") or {}).items()}
+    group_labels = {gid: (spec or {}).get("label", gid) for gid, spec in (data.get("groups") or {}).items()}
+    approval = data.get("approval") or {}
+    default_self = approval.get("self_approval", False)
+    default_scope = approval.get("scope", "universal")
+    steps = []
+    for spec in approval.get("steps") or ():
+        selectors = []
+        for sel in (spec.get("approvers") or {}).get("any_of") or ():
+            role = sel.get("role")
+            selectors.append(
+                Selector(
+                    roles=frozenset(role if isinstance(role, list) else [role]) if role else None,
+                    relation=sel.get("relation", "company"),
+                    accounts=frozenset(sel["accounts"]) if sel.get("accounts") else None,
+                    attributes=tuple((k, frozenset(v if isinstance(v, list) else [v])) for k, v in (sel.get("attributes") or {}).items()),
+                )
+            )
+        kind = spec.get("kind", "standard")
+        if kind == "assignment_tiers" and not selectors:
+            selectors.append(Selector(None, "assigned", None, ()))
+        steps.append(
+            CompiledStep(
+                name=spec["name"],
+                kind=kind,
+                condition=spec.get("when"),
+                condition_text=describe(spec.get("when")),
+                predicate=compile_condition(spec.get("when")),
+                selectors=tuple(selectors),
+                required=spec.get("required", 1),
+                self_approval=spec.get("self_approval", default_self),
+                scope=spec.get("scope", default_scope),
+            )
+        )
+    limits = data.get("limits") or {}
+    order_limit = limits.get("order_limit")
+    budgets = tuple(
+        Budget(b["name"], b.get("scope", "company"), b["period"], parse_amount(b["amount"], "amount"), b.get("on_exceed", "require_approval"))
+        for b in limits.get("budgets") or ()
+    )
+    expiry = approval.get("expiry")
+    return Policy(
+        name=checked.name,
+        version=version,
+        text_hash=checked.content_hash,
+        hash=data_hash({k: v for k, v in data.items() if k not in ("tests", "description")}),
+        currency=data.get("currency", "USD"),
+        roles=MappingProxyType(roles),
+        settings=MappingProxyType({**DEFAULT_SETTINGS, **_normal_settings(data.get("settings"))}),
+        groups=MappingProxyType(groups),
+        group_labels=MappingProxyType(group_labels),
+        steps=tuple(steps),
+        max_order_total=parse_amount(limits["max_order_total"], "max_order_total") if limits.get("max_order_total") is not None else None,
+        order_limit=(parse_amount(order_limit["amount"], "amount"), order_limit.get("on_exceed", "require_approval")) if order_limit else None,
+        budgets=budgets,
+        expiry=parse_duration(expiry["after"]) if expiry else None,
+        reversal_allowed=(approval.get("reversal") or {}).get("allowed", True),
+        reminders=MappingProxyType(dict(approval.get("reminders") or {})),
+        bulk_orders=data.get("bulk_orders", "group_settings"),
+        visibility=MappingProxyType(
+            {"masters_see_group_orders": True, "approvers_see": "eligible", "viewer_roles": (), **(data.get("visibility") or {})}
+        ),
+        master_confirmation=(data.get("notifications") or {}).get("master_confirmation", False),
+        approval_email=(data.get("notifications") or {}).get("approval_email", "approver_flag"),
+        data=data,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    membership: Membership
+    account: Account
+    settings: Mapping[str, Any]
+    role: Role
+
+
+class Policy:
+    """A compiled rule set.  Immutable; safe to share between threads and requests."""
+
+    __slots__ = (
+        "name", "version", "text_hash", "hash", "currency", "roles", "settings", "groups", "group_labels",
+        "steps", "max_order_total", "order_limit", "budgets", "expiry", "reversal_allowed", "reminders",
+        "bulk_orders", "visibility", "master_confirmation", "approval_email", "data", "_ruleset_ref",
+    )
+
+    def __init__(self, **fields):
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(
+            self, "_ruleset_ref", MappingProxyType({"name": self.name, "version": self.version, "hash": self.text_hash})
+        )
+
+    def __setattr__(self, key, value):
+        raise AttributeError("a Policy is immutable")
+
+    def with_version(self, version: int | None) -> "Policy":
+        """The same policy, labelled with a published version number."""
+        fields = {k: getattr(self, k) for k in self.__slots__ if k != "_ruleset_ref"}
+        fields["version"] = version
+        return Policy(**fields)
+
+    # ------------------------------------------------------------ settings
+
+    def effective_settings(self, membership: Membership) -> dict[str, Any]:
+        """Rule set -> role -> group -> membership: the last one that sets a key wins."""
+        settings = dict(self.settings)
+        role = self.roles.get(membership.role)
+        if role is not None and role.settings:
+            settings.update(role.settings)
+        if membership.group and membership.active:
+            group = self.groups.get(membership.group)
+            if group:
+                settings.update(group)
+        if membership.settings:
+            settings.update(_normal_settings(membership.settings))
+        return settings
+
+    def role_label(self, role: str | None) -> str:
+        spec = self.roles.get(role) if role else None
+        return spec.label if spec else (role or "")
+
+    # ----------------------------------------------------------- evaluate
+
+    def evaluate(
+        self,
+        order: Order | Mapping[str, Any],
+        directory: Directory,
+        *,
+        now: datetime | str | None = None,
+        budgets_spent: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Decide what happens to ``order``.  Pure: every input is an argument.
+
+        ``now`` defaults to a fixed instant only in the sense that the caller
+        must pass the clock; the API passes the request time.  ``budgets_spent``
+        maps a budget name to what the current period has already drawn for
+        this order's scope.
+        """
+        if not isinstance(order, Order):
+            order = Order.from_dict(order)
+        if now is None:
+            now = datetime.now(timezone.utc)
+        elif isinstance(now, str):
+            now = parse_instant(now)
+        return _Evaluation(self, order, directory, now, budgets_spent or {}).run()
+
+
+class _Evaluation:
+    """One evaluation's working state; discarded when the Decision is built."""
+
+    __slots__ = ("policy", "order", "directory", "now", "spent", "trace", "reasons", "account", "membership", "settings", "role", "group", "company", "_pool", "_assignments", "blocked")
+
+    def __init__(self, policy: Policy, order: Order, directory: Directory, now: datetime, spent: Mapping[str, Any]):
+        self.policy = policy
+        self.order = order
+        self.directory = directory
+        self.now = now
+        self.spent = spent
+        self.trace: list[TraceEntry] = []
+        self.reasons: list[Reason] = []
+        self._pool: list[_Candidate] | None = None
+        self._assignments = None
+        self.blocked = False
+
+    # the decision, step by step; each check either passes or adds a reason
+    def run(self) -> Decision:
+        p, order = self.policy, self.order
+        self.account = self.directory.account(order.buyer)
+        if self.account is None:
+            raise OrderError("unknown_buyer", f"buyer {order.buyer!r} is not an account of this tenant", path="order.buyer")
+        self.membership = self.directory.membership(order.buyer, order.company)
+        if self.membership is None:
+            if order.company:
+                raise OrderError("not_a_member", f"buyer {order.buyer!r} is not a member of company {order.company!r}", path="order.company")
+            raise OrderError("no_default_company", f"buyer {order.buyer!r} belongs to several companies and none is the default; name order.company", path="order.company")
+        m = self.membership
+        self.company = m.company_id
+        self.role = p.roles.get(m.role)
+        # an invited (not yet accepted) member's orders have no relation to the group
+        self.group = m.group if m.active else None
+        self.settings = p.effective_settings(m)
+        currency = order.currency or p.currency
+        facts_exceeded: set[str] = set()
+
+        self._blocking_checks(currency)
+        if not self.blocked:
+            facts_exceeded = self._limit_checks()
+        blocked = self.blocked
+        steps: list[Step] = []
+        outcome = "blocked" if blocked else "approved"
+        facts = OrderFacts(
+            total=order.total, currency=currency, order_type=order.type, lines=order.lines,
+            quantity=sum((line.quantity for line in order.lines), Decimal(0)), buyer=order.buyer,
+            role=m.role, group=self.group, attributes=m.attributes, exceeded=frozenset(facts_exceeded),
+        )
+        if not blocked:
+            if self.settings["hold_orders"]:
+                outcome = "held"
+                self.reasons.append(Reason("orders_held", "orders of this account are held until the merchant releases them"))
+                self.trace.append(TraceEntry("settings.hold_orders", "matched", "hold_orders is on"))
+            elif order.type == "bulk" and self.group and p.bulk_orders == "bulk_settings":
+                self.trace.append(TraceEntry("bulk_orders", "matched", "bulk_settings: placed as a regular order, approval steps do not apply"))
+            else:
+                steps = self._steps(facts)
+                if steps:
+                    outcome = "pending"
+                    self.reasons.append(Reason("approval_required", f"approval required: {', '.join(s.name for s in steps)}"))
+                    for step in steps:
+                        if len(step.approvers) < step.required:
+                            self.reasons.append(
+                                Reason("insufficient_approvers", f"step {step.name} needs {step.required} approval(s) but only {len(step.approvers)} account(s) may approve", {"step": step.name})
+                            )
+        payer = None if outcome == "blocked" else self._payer()
+        expires_at = self.now + p.expiry if outcome == "pending" and p.expiry else None
+        role_label = p.role_label(m.role)
+        buyer = {
+            "account": order.buyer, "name": self.account.name, "company": m.company_id, "role": m.role,
+            "role_label": role_label, "group": self.group,
+        }
+        return Decision(
+            outcome=outcome,
+            reasons=tuple(self.reasons),
+            payer=payer,
+            steps=tuple(steps),
+            expires_at=expires_at,
+            notifications=self._notifications(outcome, steps),
+            ruleset=p._ruleset_ref,
+            buyer=MappingProxyType(buyer),
+            order=order,
+            trace=tuple(self.trace),
+        )
+
+    def _block(self, code: str, message: str, rule: str, details: Mapping | None = None) -> None:
+        self.blocked = True
+        self.reasons.append(Reason(code, message, details))
+        self.trace.append(TraceEntry(rule, "failed", message))
+
+    def _blocking_checks(self, currency: str) -> None:
+        p, order, s = self.policy, self.order, self.settings
+        if not self.account.active:
+            self._block("account_inactive", f"account {order.buyer} is deactivated", "account.active")
+        if self.membership.status != "active" and self.membership.status != "invited":
+            self._block("membership_inactive", f"{order.buyer}'s membership of {self.company} is {self.membership.status}", "membership.status")
+        if currency != p.currency:
+            self._block("currency_not_supported", f"the rule set prices orders in {p.currency}, not {currency}", "currency")
+        permitted = self.role is not None and "place_orders" in self.role.permissions
+        if not permitted or not s["may_order"]:
+            why = (
+                f"role {self.membership.role!r} is not defined in rule set {p.name}" if self.role is None
+                else f"{self.role.label} may not place orders" if not permitted
+                else "this account may not order (may_order: false)"
+            )
+            self._block("may_not_order", why, "roles.permissions.place_orders" if not permitted else "settings.may_order")
+        else:
+            self.trace.append(TraceEntry("roles.permissions.place_orders", "passed", f"{self.role.label} may place orders"))
+        if order.type == "quote":
+            self._block("quote_not_approvable", "a quote cannot be submitted for approval; convert it to an order first", "order.type")
+        if order.type == "bulk" and self.group and p.bulk_orders == "exclude":
+            self._block("bulk_orders_excluded", f"bulk orders are not allowed for members of group {self.group}", "bulk_orders")
+        offending = []
+        restricted_skus, restricted_categories = set(s["restricted_skus"]), set(s["restricted_categories"])
+        favourites = set(s["favourites"])
+        for index, line in enumerate(order.lines):
+            if line.sku in restricted_skus or (line.category and line.category in restricted_categories):
+                offending.append({"line": index, "sku": line.sku, "why": "restricted"})
+            elif s["favourites_only"] and line.sku not in favourites:
+                offending.append({"line": index, "sku": line.sku, "why": "not in favourites"})
+        if offending:
+            names = ", ".join(f"{o['sku']} ({o['why']})" for o in offending)
+            self._block("restricted_products", f"these lines may not be ordered: {names}", "settings.restricted_skus", {"lines": offending})
+        if order.requested_date and order.requested_date > self.now.date() and not s["allow_future_ship_dates"]:
+            self._block("future_ship_date_not_allowed", f"requested date {order.requested_date} is in the future and this account may not order for later", "settings.allow_future_ship_dates")
+        if order.manual_ship_to and not s["allow_manual_ship_to"]:
+            self._block("manual_ship_to_not_allowed", "this account may not enter a ship-to address by hand", "settings.allow_manual_ship_to")
+        if s["summary_invoicing"]:
+            if not order.cost_centre:
+                self._block("cost_centre_required", f"summary invoicing needs a cost centre: one of {', '.join(s['cost_centres']) or '(none configured)'}", "settings.summary_invoicing")
+            elif order.cost_centre not in s["cost_centres"]:
+                self._block("unknown_cost_centre", f"cost centre {order.cost_centre!r} is not one of {', '.join(s['cost_centres'])}", "settings.cost_centres")
+        limit = min((x for x in (p.max_order_total, s["max_order_total"]) if x is not None), default=None)
+        if limit is not None and order.total > limit:
+            self._block("max_order_total_exceeded", f"cart value too high: {order.total} is above the maximum of {limit} {p.currency}", "limits.max_order_total", {"maximum": format_amount(limit)})
+        elif limit is not None:
+            self.trace.append(TraceEntry("limits.max_order_total", "passed", f"{order.total} <= {limit}"))
+
+    def _limit_checks(self) -> set[str]:
+        p, total = self.policy, self.order.total
+        exceeded = set()
+        if p.order_limit:
+            amount, on_exceed = p.order_limit
+            if total > amount:
+                if on_exceed == "block":
+                    self._block("order_limit_exceeded", f"{total} is above the company's purchasing limit of {amount}", "limits.order_limit")
+                else:
+                    exceeded.add("order_limit")
+                    self.reasons.append(Reason("order_limit_exceeded", f"{total} is above the company's purchasing limit of {amount}: approval required"))
+                    self.trace.append(TraceEntry("limits.order_limit", "matched", f"{total} > {amount}"))
+            else:
+                self.trace.append(TraceEntry("limits.order_limit", "passed", f"{total} <= {amount}"))
+        for budget in p.budgets:
+            spent = parse_amount(self.spent.get(budget.name, 0), f"budgets_spent.{budget.name}")
+            remaining = budget.amount - spent
+            rule = f"limits.budgets.{budget.name}"
+            if total > remaining:
+                message = f"budget {budget.name}: {total} is more than the {budget.period}'s remaining {remaining} of {budget.amount}"
+                if budget.on_exceed == "block":
+                    self._block("budget_exceeded", message, rule, {"budget": budget.name, "remaining": format_amount(remaining)})
+                else:
+                    exceeded.add("budget")
+                    self.reasons.append(Reason("budget_exceeded", message + ": approval required", {"budget": budget.name, "remaining": format_amount(remaining)}))
+                    self.trace.append(TraceEntry(rule, "matched", message))
+            else:
+                self.trace.append(TraceEntry(rule, "passed", f"{total} fits the remaining {remaining}"))
+        return exceeded
+
+    # -------------------------------------------------------------- steps
+
+    def _steps(self, facts: OrderFacts) -> list[Step]:
+        p, total = self.policy, self.order.total
+        below = self.settings["no_approval_below"]
+        if below and total < below:
+            self.trace.append(TraceEntry("settings.no_approval_below", "matched", f"{total} < {below}: no approval needed"))
+            return []
+        out: list[Step] = []
+        for step in p.steps:
+            rule = f"approval.steps.{step.name}"
+            if not step.predicate(facts):
+                self.trace.append(TraceEntry(rule, "not_matched", _Explain(step.condition, facts)))
+                continue
+            self.trace.append(TraceEntry(rule, "matched", _Explain(step.condition, facts)))
+            if step.kind == "assignment_tiers":
+                out.extend(self._tiers(step))
+            else:
+                out.append(Step(step.name, step.required, self._eligible(step, None), step.condition_text))
+        return out
+
+    def _tiers(self, step: CompiledStep) -> list[Step]:
+        total = self.order.total
+        tiers: dict[Decimal, set[str]] = {}
+        for a in self._buyer_assignments():
+            if a.threshold is not None and total > a.threshold and (a.step is None or a.step == step.name):
+                tiers.setdefault(a.threshold, set()).add(a.approver_id)
+        if not tiers:
+            self.trace.append(TraceEntry(f"approval.steps.{step.name}", "skipped", f"no assignment threshold of {self.order.buyer} is below {total}"))
+        return [
+            Step(f"{step.name}@{format_amount(threshold)}", 1, self._eligible(step, tiers[threshold]), f"total > {threshold} (assignment threshold)")
+            for threshold in sorted(tiers)
+        ]
+
+    def _buyer_assignments(self):
+        if self._assignments is None:
+            self._assignments = self.directory.assignments_for(self.order.buyer, self.company)
+        return self._assignments
+
+    def _candidate_pool(self) -> list[_Candidate]:
+        """Active accounts of the company whose role and settings allow approving."""
+        if self._pool is None:
+            pool = []
+            for m in self.directory.memberships_of_company(self.company):
+                if not m.active:
+                    continue
+                role = self.policy.roles.get(m.role)
+                if role is None or "approve_orders" not in role.permissions:
+                    continue
+                account = self.directory.account(m.account_id)
+                if account is None or not account.active:
+                    continue
+                settings = self.policy.effective_settings(m)
+                if not settings["may_approve"]:
+                    continue
+                pool.append(_Candidate(m, account, settings, role))
+            self._pool = pool
+        return self._pool
+
+    def _eligible(self, step: CompiledStep, only: set[str] | None) -> tuple[Approver, ...]:
+        total, buyer = self.order.total, self.order.buyer
+        rule = f"approval.steps.{step.name}"
+        assigned: dict[str, Any] | None = None
+        out = []
+        for cand in self._candidate_pool():
+            account_id = cand.account.id
+            if only is not None and account_id not in only:
+                continue
+            if account_id == buyer and not step.self_approval:
+                self.trace.append(TraceEntry(rule, "excluded", f"{account_id}: the buyer may not approve its own order"))
+                continue
+            m = cand.membership
+            if step.scope == "own_group" and not m.master and (self.group is None or m.group != self.group):
+                continue
+            whys = []
+            for sel in step.selectors:
+                if sel.roles is not None and m.role not in sel.roles:
+                    continue
+                if sel.accounts is not None and account_id not in sel.accounts:
+                    continue
+                if sel.attributes and not all(m.attributes.get(k) in allowed for k, allowed in sel.attributes):
+                    continue
+                relation = sel.relation
+                if relation in ("assigned", "unassigned"):
+                    if assigned is None:
+                        assigned = {a.approver_id: a for a in self._buyer_assignments() if a.step is None or a.step == step.name or step.kind == "assignment_tiers"}
+                    if relation == "assigned":
+                        a = assigned.get(account_id)
+                        if a is None:
+                            continue
+                        if a.limit is not None and total > a.limit:
+                            self.trace.append(TraceEntry(rule, "excluded", f"{account_id}: assigned to {buyer} with a limit of {a.limit}, below {total}"))
+                            continue
+                        why = f"assigned to {buyer}"
+                    elif self._buyer_assignments():
+                        continue
+                    else:
+                        why = f"{buyer} has no assigned approver"
+                elif relation == "same_group":
+                    if self.group is None or m.group != self.group:
+                        continue
+                    why = f"in {buyer}'s group {self.group}"
+                elif relation == "group_master":
+                    if not m.master:
+                        continue
+                    why = f"master of {self.company}"
+                else:
+                    why = f"member of {self.company}"
+                if sel.roles is not None:
+                    why = f"{cand.role.label}; {why}"
+                if sel.accounts is not None:
+                    why = f"named approver; {why}"
+                whys.append(why)
+            if not whys:
+                continue
+            limit = cand.settings["approval_limit"]
+            if limit is not None and total > limit:
+                self.trace.append(TraceEntry(rule, "excluded", f"{account_id}: approval limit {limit} is below {total}"))
+                continue
+            out.append(Approver(account_id, cand.account.name, m.role, cand.role.label, tuple(dict.fromkeys(whys)), cand.settings["email"] and cand.account.email_enabled and bool(cand.account.email)))
+        return tuple(out)
+
+    # --------------------------------------------------------- the rest
+
+    def _payer(self) -> dict[str, str]:
+        order = self.order
+        if order.type == "bulk" and self.group and self.policy.bulk_orders == "bulk_settings" and order.payer:
+            kind = order.payer
+        else:
+            kind = self.settings["payer"]
+        if kind == "company":
+            return {"kind": "company", "id": self.company}
+        return {"kind": "buyer", "id": order.buyer}
+
+    def _buyer_email(self) -> bool:
+        return bool(self.settings["email"] and self.account.email_enabled and self.account.email)
+
+    def _notifications(self, outcome: str, steps: list[Step]) -> tuple[Notification, ...]:
+        buyer = Recipient(self.order.buyer, "email" if self._buyer_email() else "inbox")
+        if outcome == "approved":
+            out = [Notification("order_confirmation", (buyer,))]
+            if self.policy.master_confirmation and self.group:
+                masters = tuple(
+                    Recipient(m.account_id, "email", self.company)
+                    for m in self.directory.memberships_of_company(self.company)
+                    if m.master and m.active
+                )
+                if masters:
+                    out.append(Notification("master_confirmation", masters))
+            return tuple(out)
+        if outcome == "pending":
+            return (Notification("order_submitted", (buyer,)), approval_requested(self.policy, steps[0], self._buyer_email()))
+        if outcome == "held":
+            return (Notification("order_held", (buyer,)),)
+        return ()
+
+
+def approval_requested(policy: Policy, step: Step, buyer_email: bool) -> Notification:
+    """The approval_requested notification for a step: e-mail or inbox per the e-mail flags (E3)."""
+    both = policy.approval_email == "both_flags"
+    return Notification(
+        "approval_requested",
+        tuple(Recipient(a.account, "email" if a.email and (buyer_email or not both) else "inbox") for a in step.approvers),
+    )
+
+
+class _Explain:
+    """Renders a step condition's explanation only when the trace is serialised."""
+
+    __slots__ = ("condition", "facts")
+
+    def __init__(self, condition, facts):
+        self.condition = condition
+        self.facts = facts
+
+    def __call__(self) -> str:
+        return "; ".join(explain(self.condition, self.facts))
