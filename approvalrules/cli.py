@@ -174,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     try:
         from .store import commands
-
+    except ImportError:  # the engine works without the store's dependencies
+        commands = None
+    if commands is not None and hasattr(commands, "add_parsers"):
         commands.add_parsers(sub)
-    except ImportError:
-        pass
     return parser
 
 

@@ -89,6 +89,10 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
             wrong = sorted(k for k, ch in recipients.items() if ch != want["channel"])
             if wrong:
                 failures.append(f"notification {want['event']}: expected channel {want['channel']} for all, not for {wrong}")
+        for account, channel in (want.get("channels") or {}).items():
+            # per recipient: one notification may e-mail one approver and only list the order for another
+            if recipients.get(account) != channel:
+                failures.append(f"notification {want['event']}: expected {account} by {channel}, got {recipients.get(account) or 'no notification'}")
     for account, label in (expect.get("labels") or {}).items():
         labels = {decision.buyer["account"]: decision.buyer["role_label"]}
         labels.update({a.account: a.role_label for s in decision.steps for a in s.approvers})
