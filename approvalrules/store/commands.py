@@ -1,0 +1,99 @@
+"""Plain functions behind ``approvalrules migrate|load|export``, each taking an .ini path.
+
+``migrate(ini)`` creates or upgrades the schema (``sqlalchemy.url`` of the
+``[app:main]`` section); ``load(ini, folder)`` migrates too, then loads the
+folder in one transaction: all of it or nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from . import migrate as _migrate
+from .db import get_engine
+from .importer import LoadReport, export_ruleset, load_folder
+
+
+def settings_from_ini(ini_path: str | Path) -> dict[str, Any]:
+    from pyramid.paster import get_appsettings
+
+    return dict(get_appsettings(str(ini_path), name="main"))
+
+
+def migrate(ini_path: str | Path) -> None:
+    """Create or upgrade the database named by the .ini file to the latest schema."""
+    _migrate.upgrade(settings_from_ini(ini_path))
+
+
+def load(ini_path: str | Path, folder: str | Path, author: str = "importer") -> LoadReport:
+    """Migrate, then load ``folder`` (see ``approvalrules.store.importer``); idempotent."""
+    settings = settings_from_ini(ini_path)
+    engine = get_engine(settings)
+    try:
+        _migrate.upgrade(engine)
+        with Session(engine) as session, session.begin():
+            return load_folder(session, folder, author=author)
+    finally:
+        engine.dispose()
+
+
+def export(ini_path: str | Path, tenant: str, name: str, version: int | None = None) -> str:
+    """The verbatim text of a rule set version (default: active)."""
+    engine = get_engine(settings_from_ini(ini_path))
+    try:
+        with Session(engine) as session:
+            return export_ruleset(session, tenant, name, version)
+    finally:
+        engine.dispose()
+
+
+# -- command line (``approvalrules.cli`` calls ``add_parsers`` when the store is installed) ----
+
+
+def _cmd_migrate(args) -> int:
+    migrate(args.ini)
+    print(f"database of {args.ini} is at the latest schema")
+    return 0
+
+
+def _cmd_load(args) -> int:
+    report = load(args.ini, args.folder)
+    for tenant, name, number in report.published:
+        print(f"{tenant}: published {name} version {number}")
+    print(report.summary())
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import sys
+
+    data = export(args.ini, args.tenant, args.name, args.version).encode("utf-8")
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (Alembic)")
+    p.add_argument("ini", help="the .ini file naming the database (sqlalchemy.url)")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("load", help="load rules/*.yaml and rules/directories/*.yaml into the store (idempotent)")
+    p.add_argument("ini")
+    p.add_argument("folder", help="the rules folder")
+    p.set_defaults(func=_cmd_load)
+
+    p = sub.add_parser("export", help="print a rule-set version's text, byte for byte as published")
+    p.add_argument("ini")
+    p.add_argument("name", help="rule set name")
+    p.add_argument("--tenant", default="demo", help="tenant slug (default: demo)")
+    p.add_argument("--version", type=int, help="version number (default: the active one)")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=_cmd_export)

@@ -1,0 +1,469 @@
+"""SQLAlchemy models: every table of the product, per tenant.
+
+Internal primary keys are integers; the ids the storefront and the engine see
+are the ``external_id`` columns (unique per tenant, or per company for groups).
+Money is ``Numeric(18, 4)``; JSON is JSONB on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
+from sqlalchemy import inspect as sa_inspect
+
+from ..errors import Conflict
+from .meta import Base
+
+#: JSON everywhere, JSONB where the database has it
+Json = JSON().with_variant(JSONB(), "postgresql")
+Money = Numeric(18, 4)
+
+MEMBERSHIP_STATUSES = ("active", "invited", "declined", "inactive")
+ADMIN_ROLES = ("owner", "editor", "viewer")
+CONTACT_KINDS = ("primary", "billing", "logistics")
+VERSION_STATUSES = ("draft", "published", "retired")
+REQUEST_STATUSES = ("pending", "approved", "rejected", "expired", "withdrawn")
+ACTION_KINDS = ("approve", "reject", "reverse")
+LEDGER_KINDS = ("draw", "release")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _one_of(column: str, values: tuple[str, ...], name: str | None = None) -> CheckConstraint:
+    listed = ", ".join(f"'{v}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name or column)
+
+
+def _fk(target: str, ondelete: str = "CASCADE") -> ForeignKey:
+    return ForeignKey(target, ondelete=ondelete)
+
+
+class Tenant(Base):
+    """A merchant; the isolation boundary.  ``settings`` holds directory policies
+    such as ``{"groups": {"one_per_account": true, "delete_policy": "remove_members"}}``."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    settings: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def setting(self, dotted: str, default: Any = None) -> Any:
+        """A setting by dotted path (``groups.one_per_account``); flat dotted keys work too."""
+        settings = self.settings or {}
+        if dotted in settings:
+            return settings[dotted]
+        node: Any = settings
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+class ApiKey(Base):
+    """A storefront's key: only a prefix (to find it) and the sha256 of the token are kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class AdminUser(Base):
+    """A merchant's admin login; the password is hashed with argon2."""
+
+    __tablename__ = "admin_users"
+    __table_args__ = (UniqueConstraint("tenant_id", "login"), _one_of("role", ADMIN_ROLES))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    login: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class Company(Base):
+    __tablename__ = "companies"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    parent_id: Mapped[int | None] = mapped_column(_fk("companies.id", "SET NULL"), index=True)
+    ruleset_name: Mapped[str | None] = mapped_column(String(200))
+    attributes: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    parent: Mapped["Company | None"] = relationship(remote_side=[id])
+
+
+class Location(Base):
+    __tablename__ = "locations"
+    __table_args__ = (UniqueConstraint("company_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(_fk("companies.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("tenant_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CompanyContact(Base):
+    """An account assigned to a company as its primary, billing or logistics contact."""
+
+    __tablename__ = "company_contacts"
+    __table_args__ = (UniqueConstraint("company_id", "account_id", "kind"), _one_of("kind", CONTACT_KINDS))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(_fk("companies.id"))
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class Group(Base):
+    __tablename__ = "groups"
+    __table_args__ = (UniqueConstraint("company_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(_fk("companies.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), default="")
+
+    company: Mapped[Company] = relationship()
+
+
+class Membership(Base):
+    """Account x company; ``group_id`` is the one group slot of the membership."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("account_id", "company_id"),
+        _one_of("status", MEMBERSHIP_STATUSES),
+        CheckConstraint("NOT (master AND group_id IS NOT NULL)", name="master_or_member"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id"))
+    company_id: Mapped[int] = mapped_column(_fk("companies.id"), index=True)
+    role: Mapped[str] = mapped_column(String(100))
+    group_id: Mapped[int | None] = mapped_column(_fk("groups.id", "SET NULL"), index=True)
+    master: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    settings: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    attributes: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+    account: Mapped[Account] = relationship()
+    company: Mapped[Company] = relationship()
+    group: Mapped[Group | None] = relationship()
+
+
+class Assignment(Base):
+    """Approver -> account within a company, with optional threshold, limit and step."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        Index("ix_assignments_account", "company_id", "account_id"),
+        Index("ix_assignments_approver", "company_id", "approver_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int] = mapped_column(_fk("companies.id"))
+    approver_id: Mapped[int] = mapped_column(_fk("accounts.id"))
+    account_id: Mapped[int] = mapped_column(_fk("accounts.id"))
+    threshold: Mapped[Decimal | None] = mapped_column(Money)
+    limit: Mapped[Decimal | None] = mapped_column(Money)
+    step: Mapped[str | None] = mapped_column(String(200))
+
+    approver: Mapped[Account] = relationship(foreign_keys=[approver_id])
+    account: Mapped[Account] = relationship(foreign_keys=[account_id])
+    company: Mapped[Company] = relationship()
+
+
+class RuleSet(Base):
+    """A named rule set: its editable draft and a pointer to the active version."""
+
+    __tablename__ = "rule_sets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    extends: Mapped[str | None] = mapped_column(String(200))
+    # use_alter: rule_sets and rule_set_versions reference each other
+    active_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rule_set_versions.id", ondelete="SET NULL", use_alter=True)
+    )
+    draft_text: Mapped[str | None] = mapped_column(Text)
+    draft_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    active_version: Mapped["RuleSetVersion | None"] = relationship(
+        foreign_keys=[active_version_id], post_update=True
+    )
+
+
+class RuleSetVersion(Base):
+    """An immutable, numbered publication of a rule set: the YAML text verbatim."""
+
+    __tablename__ = "rule_set_versions"
+    __table_args__ = (
+        UniqueConstraint("ruleset_id", "number"),
+        _one_of("status", VERSION_STATUSES),
+        Index("ix_rule_set_versions_hash", "content_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ruleset_id: Mapped[int] = mapped_column(_fk("rule_sets.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(128))
+    #: the parent rule set this version names in ``extends`` (its active version applies)
+    extends: Mapped[str | None] = mapped_column(String(200))
+    author: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+
+    ruleset: Mapped[RuleSet] = relationship(foreign_keys=[ruleset_id])
+
+    @validates("text", "content_hash", "number")
+    def _immutable_once_published(self, key: str, value: Any) -> Any:
+        # The database refuses it too (a trigger); this names the problem earlier.
+        state = sa_inspect(self)
+        if state.persistent and self.status != "draft" and getattr(self, key) != value:
+            raise Conflict(
+                "immutable_version",
+                f"version {self.number} is {self.status}: its {key} can never change; publish a new version instead",
+            )
+        return value
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "external_id"),
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_orders_idempotency_key"),
+        Index("ix_orders_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_orders_buyer", "buyer_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    company_id: Mapped[int | None] = mapped_column(_fk("companies.id", "SET NULL"), index=True)
+    buyer_id: Mapped[int | None] = mapped_column(_fk("accounts.id", "SET NULL"))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    total: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    type: Mapped[str] = mapped_column(String(32), default="regular")
+    status: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    ruleset_version_id: Mapped[int | None] = mapped_column(_fk("rule_set_versions.id", "RESTRICT"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    company: Mapped[Company | None] = relationship()
+    buyer: Mapped[Account | None] = relationship()
+    ruleset_version: Mapped[RuleSetVersion | None] = relationship()
+
+
+class ApprovalRequest(Base):
+    """The lifecycle of a pending order.
+
+    ``steps`` is the decision's approval chain (name, required, eligible
+    approvers by external account id).  ``version_id`` is SQLAlchemy's
+    optimistic-lock counter: every UPDATE is conditional on it, so two
+    approvers racing on the same request cannot both decide it.
+    """
+
+    __tablename__ = "approval_requests"
+    __table_args__ = (
+        _one_of("status", REQUEST_STATUSES),
+        Index("ix_approval_requests_inbox", "tenant_id", "status", "created_at"),
+        Index("ix_approval_requests_expiry", "status", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    order_id: Mapped[int] = mapped_column(_fk("orders.id"), unique=True)
+    ruleset_version_id: Mapped[int | None] = mapped_column(_fk("rule_set_versions.id", "RESTRICT"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    current_step: Mapped[int] = mapped_column(Integer, default=0)
+    #: bumped by a reversal, so an approver may act again on the reopened request
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[list[Any]] = mapped_column(Json, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when the reminder job last reminded this request's approvers
+    last_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    order: Mapped[Order] = relationship()
+    actions: Mapped[list["ApprovalAction"]] = relationship(
+        back_populates="request", order_by="ApprovalAction.id", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+
+class ApprovalEligibility(Base):
+    """Who may act on which step of a pending request: the approver inbox's index.
+
+    One row per (request, step, eligible approver), written with the request;
+    ``account_id`` is the external account id, as in the decision's steps.
+    """
+
+    __tablename__ = "approval_eligibility"
+    __table_args__ = (
+        UniqueConstraint("request_id", "step_index", "account_id"),
+        Index("ix_approval_eligibility_approver", "tenant_id", "account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(_fk("approval_requests.id"))
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    account_id: Mapped[str] = mapped_column(String(200))
+    step_index: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApprovalAction(Base):
+    """One approver's act on one step.
+
+    Unique per (request, step, approver, action, generation): approving twice
+    counts once; after a reversal the request's generation moves on, so the
+    same approver can approve the reopened request again.
+    """
+
+    __tablename__ = "approval_actions"
+    __table_args__ = (
+        UniqueConstraint("request_id", "step", "approver_id", "action", "generation", name="uq_approval_actions_once"),
+        _one_of("action", ACTION_KINDS),
+        Index("ix_approval_actions_approver", "approver_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(_fk("approval_requests.id"))
+    step: Mapped[str] = mapped_column(String(200))
+    approver_id: Mapped[int] = mapped_column(_fk("accounts.id", "RESTRICT"))
+    on_behalf_of_id: Mapped[int | None] = mapped_column(_fk("accounts.id", "SET NULL"))
+    action: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    request: Mapped[ApprovalRequest] = relationship(back_populates="actions")
+    approver: Mapped[Account] = relationship(foreign_keys=[approver_id])
+
+
+class BudgetLedger(Base):
+    """Budget draws (approved orders) and releases, per scope and period (``2026-11``)."""
+
+    __tablename__ = "budget_ledger"
+    __table_args__ = (
+        _one_of("kind", LEDGER_KINDS),
+        Index("ix_budget_ledger_scope", "tenant_id", "company_id", "scope_key", "period_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    company_id: Mapped[int] = mapped_column(_fk("companies.id"))
+    scope_key: Mapped[str] = mapped_column(String(200))
+    period_key: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[int | None] = mapped_column(_fk("orders.id", "SET NULL"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxEvent(Base):
+    """An e-mail or webhook to deliver, written in the same transaction as the change."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (Index("ix_outbox_events_due", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    recipients: Mapped[list[Any]] = mapped_column(Json, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """Who did what to which subject; append-only (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant_created", "tenant_id", "created_at"),
+        Index("ix_audit_events_subject", "tenant_id", "subject_type", "subject_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # no ON DELETE CASCADE: an audit row outlives nothing it describes by accident
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    subject_type: Mapped[str] = mapped_column(String(100))
+    subject_id: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

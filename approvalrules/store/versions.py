@@ -1,0 +1,295 @@
+"""Rule sets as drafts and immutable, numbered versions.
+
+* ``save_draft`` keeps any text, even invalid: a draft is work in progress.
+* ``publish`` validates (``approvalrules.engine.check_ruleset``), numbers the
+  new version max+1 under a row lock on the rule set, and switches the active
+  version in the same transaction.  Publishing the text that is already
+  active changes nothing.
+* ``rollback`` publishes an old version's text anew, as a new number.
+* A published version's text, hash and number never change: the model
+  refuses it (``Conflict("immutable_version")``) and so does a trigger.
+* ``policy_for`` compiles a version once per process, keyed by content hash
+  (and the hashes of the parents it extends).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, object_session
+
+from ..errors import DocumentError, NotFound, Problem
+from .models import RuleSet, RuleSetVersion, Tenant, utcnow
+from .services import audit, resolve_tenant
+
+#: attempts at numbering a version before giving up (the lock makes one enough;
+#: the unique constraint on (ruleset, number) is the last guard)
+PUBLISH_ATTEMPTS = 3
+
+
+def _check_ruleset(text: str, source: str | None, resolve: Callable[[str], str | None]):
+    # one indirection, so tests may substitute a checker
+    from ..engine import check_ruleset
+
+    return check_ruleset(text, source, resolve)
+
+
+def _compile_ruleset(text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None):
+    from ..engine import compile_ruleset
+
+    return compile_ruleset(text, source, resolve, version=version)
+
+
+def _tenant_id(session: Session, tenant: Tenant | int | str) -> int:
+    return tenant if isinstance(tenant, int) else resolve_tenant(session, tenant).id
+
+
+def get_ruleset(session: Session, tenant: Tenant | int | str, name: str, *, lock: bool = False) -> RuleSet | None:
+    query = select(RuleSet).where(RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name)
+    if lock:
+        # FOR UPDATE on PostgreSQL; SQLite serialises writers anyway and ignores it
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
+
+
+def _ensure_ruleset(session: Session, tenant_id: int, name: str) -> RuleSet:
+    ruleset = get_ruleset(session, tenant_id, name)
+    if ruleset is not None:
+        return ruleset
+    try:
+        with session.begin_nested():
+            ruleset = RuleSet(tenant_id=tenant_id, name=name)
+            session.add(ruleset)
+            session.flush()
+        return ruleset
+    except IntegrityError:
+        # created concurrently by another transaction, which has committed by now
+        found = get_ruleset(session, tenant_id, name)
+        if found is None:
+            raise
+        return found
+
+
+def active_version(session: Session, tenant: Tenant | int | str, name: str) -> RuleSetVersion | None:
+    """The active version of a rule set: one query on the (tenant, name) unique index and a primary key."""
+    return session.scalar(
+        select(RuleSetVersion)
+        .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
+        .where(RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name)
+    )
+
+
+def get_version(session: Session, tenant: Tenant | int | str, name: str, number: int) -> RuleSetVersion:
+    version = session.scalar(
+        select(RuleSetVersion)
+        .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
+        .where(RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name, RuleSetVersion.number == number)
+    )
+    if version is None:
+        raise NotFound("unknown_version", f"rule set {name!r} has no version {number}")
+    return version
+
+
+def list_versions(session: Session, tenant: Tenant | int | str, name: str) -> list[RuleSetVersion]:
+    return list(
+        session.scalars(
+            select(RuleSetVersion)
+            .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
+            .where(RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name)
+            .order_by(RuleSetVersion.number)
+        )
+    )
+
+
+def resolver(session: Session, tenant: Tenant | int | str) -> Callable[[str], str | None]:
+    """``extends: NAME`` -> the text of NAME's active version in this tenant (None if none)."""
+    tenant_id = _tenant_id(session, tenant)
+
+    def resolve(name: str) -> str | None:
+        version = active_version(session, tenant_id, name)
+        return version.text if version is not None else None
+
+    return resolve
+
+
+def save_draft(session: Session, tenant: Tenant | int | str, name: str, text: str, author: str | None = None) -> RuleSet:
+    """Keep ``text`` as the rule set's draft, valid or not; publishing is what validates."""
+    tenant_id = _tenant_id(session, tenant)
+    ruleset = _ensure_ruleset(session, tenant_id, name)
+    if ruleset.draft_text != text:
+        ruleset.draft_text = text
+        ruleset.draft_updated_at = utcnow()
+        audit(session, tenant_id, author or "system", "ruleset.draft_saved", "ruleset", name, {"length": len(text)})
+    return ruleset
+
+
+def publish(
+    session: Session,
+    tenant: Tenant | int | str,
+    name: str,
+    author: str | None = None,
+    text: str | None = None,
+    *,
+    source: str | None = None,
+    action: str = "ruleset.published",
+) -> RuleSetVersion:
+    """Validate and publish ``text`` (default: the draft) as the next version, and make it active.
+
+    Raises :class:`DocumentError` when the text is invalid -- nothing is saved
+    and the active version stays active.  ``source`` names the text in error
+    messages (a file name; default: the rule set's name).
+    """
+    tenant_id = _tenant_id(session, tenant)
+    existing = get_ruleset(session, tenant_id, name)
+    from_draft = text is None
+    if from_draft:
+        text = existing.draft_text if existing is not None else None
+        if text is None:
+            raise NotFound("no_draft", f"rule set {name!r} has no draft to publish")
+    if existing is not None and existing.active_version is not None and existing.active_version.text == text:
+        # already active (and validated when published): nothing to do
+        if from_draft:
+            existing.draft_text = None
+        return existing.active_version
+    # validate before writing anything: an invalid text leaves no trace
+    checked = _check_ruleset(text, source or name, resolver(session, tenant_id))
+    if checked.name != name:
+        raise DocumentError(
+            [Problem("name_mismatch", f"the document is `ruleset: {checked.name}` but is published as {name!r}", path="ruleset", line=1, source=source or name)]
+        )
+
+    # Serialise publishers of this rule set: whoever holds the row lock numbers next.
+    _ensure_ruleset(session, tenant_id, name)
+    ruleset = get_ruleset(session, tenant_id, name, lock=True)
+    current = session.get(RuleSetVersion, ruleset.active_version_id) if ruleset.active_version_id else None
+    if current is not None and current.text == text:
+        if from_draft:
+            ruleset.draft_text = None
+        return current
+
+    for attempt in range(PUBLISH_ATTEMPTS):
+        number = (session.scalar(select(func.max(RuleSetVersion.number)).where(RuleSetVersion.ruleset_id == ruleset.id)) or 0) + 1
+        version = RuleSetVersion(
+            ruleset_id=ruleset.id,
+            number=number,
+            text=text,
+            content_hash=checked.content_hash,
+            extends=checked.data.get("extends"),
+            author=author,
+            published_at=utcnow(),
+            status="published",
+        )
+        try:
+            with session.begin_nested():
+                session.add(version)
+                session.flush()
+            break
+        except IntegrityError:
+            if attempt == PUBLISH_ATTEMPTS - 1:
+                raise
+    if current is not None:
+        current.status = "retired"
+    ruleset.active_version_id = version.id
+    ruleset.extends = version.extends
+    if from_draft:
+        ruleset.draft_text = None
+    session.flush()
+    audit(
+        session,
+        tenant_id,
+        author or "system",
+        action,
+        "ruleset",
+        name,
+        {"number": number, "content_hash": version.content_hash, "previous": current.number if current else None},
+    )
+    return version
+
+
+def rollback(session: Session, tenant: Tenant | int | str, name: str, number: int, author: str | None = None) -> RuleSetVersion:
+    """Publish version ``number``'s text anew, as a new version (history only grows)."""
+    old = get_version(session, tenant, name, number)
+    return publish(session, tenant, name, author, text=old.text, action="ruleset.rolled_back")
+
+
+def retire(session: Session, tenant: Tenant | int | str, name: str, author: str | None = None) -> None:
+    """Deactivate a rule set: no version is active any more (its versions stay)."""
+    tenant_id = _tenant_id(session, tenant)
+    ruleset = get_ruleset(session, tenant_id, name, lock=True)
+    if ruleset is None or ruleset.active_version_id is None:
+        return
+    session.get(RuleSetVersion, ruleset.active_version_id).status = "retired"
+    ruleset.active_version_id = None
+    audit(session, tenant_id, author or "system", "ruleset.retired", "ruleset", name)
+
+
+# -- compiled policies -----------------------------------------------------------------------
+
+
+def _policy_cache():
+    from ..engine import PolicyCache
+
+    return PolicyCache(256)
+
+
+_policies = None
+
+
+def parent_chain(session: Session, version: RuleSetVersion) -> list[RuleSetVersion]:
+    """The active versions ``version`` extends, nearest first (cycles cut)."""
+    chain: list[RuleSetVersion] = []
+    seen = {version.ruleset.name}
+    tenant_id = version.ruleset.tenant_id
+    name = version.extends
+    while name and name not in seen:
+        seen.add(name)
+        parent = active_version(session, tenant_id, name)
+        if parent is None:
+            break
+        chain.append(parent)
+        name = parent.extends
+    return chain
+
+
+def policy_for(version: RuleSetVersion, session: Session | None = None):
+    """The compiled :class:`~approvalrules.policy.Policy` of a version, cached per process.
+
+    The key is the version's content hash plus its parents' (a rule set that
+    extends another is compiled against the parents' active versions).
+    """
+    global _policies
+    if _policies is None:
+        _policies = _policy_cache()
+    session = session or object_session(version)
+    parents = parent_chain(session, version) if version.extends else []
+    key = ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
+    policy = _policies.get(key)
+    if policy is None:
+        texts = {p.ruleset.name: p.text for p in parents}
+        policy = _policies.put(key, _compile_ruleset(version.text, version.ruleset.name, texts.get, version.number))
+    return policy
+
+
+def active_policy(session: Session, tenant: Tenant | int | str, name: str):
+    version = active_version(session, tenant, name)
+    if version is None:
+        raise NotFound("no_active_version", f"rule set {name!r} has no published version")
+    return policy_for(version, session)
+
+
+__all__ = [
+    "active_policy",
+    "active_version",
+    "get_ruleset",
+    "get_version",
+    "list_versions",
+    "parent_chain",
+    "policy_for",
+    "publish",
+    "resolver",
+    "retire",
+    "rollback",
+    "save_draft",
+]

@@ -1,0 +1,206 @@
+"""Drafts, publication, rollback, immutability (model and database) and the policy cache."""
+
+import threading
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from approvalrules.errors import Conflict, DocumentError, NotFound
+from approvalrules.store import versions
+from approvalrules.store.models import AuditEvent, RuleSet, RuleSetVersion
+from approvalrules.store.services import audit, ensure_tenant
+
+V1 = "# the tenant default\nruleset: purchasing\ncurrency: USD\n"
+V2 = "# raised limits\nruleset: purchasing\ncurrency: USD\nlimits:\n  max_order_total: 5000\n"
+INVALID = "ruleset: purchasing\ncurrency: USD\nbogus: 1\n"
+
+
+def published(session, tenant, name="purchasing"):
+    return [(v.number, v.status) for v in versions.list_versions(session, tenant.id, name)]
+
+
+def test_draft_may_be_invalid_but_is_never_published(session, tenant):
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    versions.save_draft(session, tenant.id, "purchasing", INVALID, author="ann")
+    assert versions.get_ruleset(session, tenant.id, "purchasing").draft_text == INVALID
+    with pytest.raises(DocumentError) as info:
+        versions.publish(session, tenant.id, "purchasing", "ann")
+    assert info.value.line == 3 and info.value.path == "bogus"
+    assert versions.active_version(session, tenant.id, "purchasing").text == V1
+    assert published(session, tenant) == [(1, "published")]
+
+
+def test_invalid_first_publication_leaves_no_rule_set(session, tenant):
+    with pytest.raises(DocumentError):
+        versions.publish(session, tenant.id, "purchasing", "ann", text=INVALID)
+    assert versions.get_ruleset(session, tenant.id, "purchasing") is None
+
+
+def test_publish_numbers_and_switches_the_active_version(session, tenant):
+    versions.save_draft(session, tenant.id, "purchasing", V1)
+    v1 = versions.publish(session, tenant.id, "purchasing", "ann")
+    assert (v1.number, v1.status, v1.author, v1.text) == (1, "published", "ann", V1)
+    assert versions.get_ruleset(session, tenant.id, "purchasing").draft_text is None
+    v2 = versions.publish(session, tenant.id, "purchasing", "bob", text=V2)
+    assert v2.number == 2
+    assert published(session, tenant) == [(1, "retired"), (2, "published")]
+    assert versions.active_version(session, tenant.id, "purchasing") is v2
+
+
+def test_publishing_the_active_text_again_changes_nothing(session, tenant):
+    v1 = versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    assert versions.publish(session, tenant.id, "purchasing", "ann", text=V1) is v1
+    assert published(session, tenant) == [(1, "published")]
+
+
+def test_name_must_match_the_document(session, tenant):
+    with pytest.raises(DocumentError) as info:
+        versions.publish(session, tenant.id, "other", "ann", text=V1)
+    assert info.value.code == "name_mismatch"
+
+
+def test_publish_without_draft(session, tenant):
+    with pytest.raises(NotFound):
+        versions.publish(session, tenant.id, "purchasing", "ann")
+
+
+def test_rollback_publishes_an_old_text_anew(session, tenant):
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
+    v3 = versions.rollback(session, tenant.id, "purchasing", 1, author="bob")
+    assert (v3.number, v3.text, v3.content_hash) == (3, V1, versions.get_version(session, tenant.id, "purchasing", 1).content_hash)
+    assert published(session, tenant) == [(1, "retired"), (2, "retired"), (3, "published")]
+    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.subject_id == "purchasing").order_by(AuditEvent.id)).all()
+    assert actions == ["ruleset.published", "ruleset.published", "ruleset.rolled_back"]
+
+
+def test_active_version_is_one_query(session, tenant, db_engine):
+    from sqlalchemy import event
+
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    session.flush()
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(session.connection(), "before_cursor_execute", listener)
+    try:
+        session.expunge_all()
+        assert versions.active_version(session, tenant.id, "purchasing").number == 1
+    finally:
+        event.remove(session.connection(), "before_cursor_execute", listener)
+    assert len(statements) == 1
+
+
+def test_published_text_cannot_change_in_code(session, tenant):
+    version = versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    for field, value in (("text", V2), ("content_hash", "x"), ("number", 7)):
+        with pytest.raises(Conflict) as info:
+            setattr(version, field, value)
+        assert info.value.code == "immutable_version"
+        assert f"its {field} can never change" in info.value.message
+    assert version.text == V1
+
+
+def test_published_text_cannot_change_in_the_database(session, tenant):
+    version = versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    session.flush()
+    for statement in (
+        "UPDATE rule_set_versions SET text = 'ruleset: evil' WHERE id = :id",
+        "UPDATE rule_set_versions SET content_hash = 'x' WHERE id = :id",
+        "UPDATE rule_set_versions SET number = 99 WHERE id = :id",
+        "UPDATE rule_set_versions SET status = 'draft' WHERE id = :id",
+    ):
+        with pytest.raises(DBAPIError, match="immutable"):
+            with session.begin_nested():
+                session.execute(text(statement), {"id": version.id})
+    # retiring is allowed: it is status only
+    with session.begin_nested():
+        session.execute(text("UPDATE rule_set_versions SET status = 'retired' WHERE id = :id"), {"id": version.id})
+    session.expire_all()
+    assert session.scalar(select(RuleSetVersion.text).where(RuleSetVersion.id == version.id)) == V1
+
+
+def test_audit_events_are_append_only_in_the_database(session, tenant):
+    event = audit(session, tenant.id, "ann", "test.done", "test", "1", {"a": 1})
+    session.flush()
+    for statement in ("UPDATE audit_events SET actor = 'mallory' WHERE id = :id", "DELETE FROM audit_events WHERE id = :id"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with session.begin_nested():
+                session.execute(text(statement), {"id": event.id})
+    session.expire_all()
+    assert session.get(AuditEvent, event.id).actor == "ann"
+
+
+def test_policy_for_is_cached_by_content_hash(session, tenant):
+    version = versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    policy = versions.policy_for(version)
+    assert versions.policy_for(version) is policy
+    assert versions.active_policy(session, tenant.id, "purchasing") is policy
+
+
+def test_extends_resolves_parents_by_active_version(session, tenant):
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    child = versions.publish(session, tenant.id, "marketing", "ann", text="ruleset: marketing\nextends: purchasing\n")
+    assert child.extends == "purchasing"
+    assert versions.get_ruleset(session, tenant.id, "marketing").extends == "purchasing"
+    assert [p.number for p in versions.parent_chain(session, child)] == [1]
+    first = versions.policy_for(child)
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
+    assert versions.policy_for(child) is not first  # compiled against the new parent
+
+
+def test_extends_an_unknown_rule_set_is_refused(session, tenant):
+    with pytest.raises(DocumentError) as info:
+        versions.publish(session, tenant.id, "marketing", "ann", text="ruleset: marketing\nextends: nowhere\n")
+    assert info.value.code == "unknown_parent"
+
+
+def test_tenants_have_separate_rule_sets(session, tenant):
+    other = ensure_tenant(session, "other")
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    versions.publish(session, other.id, "purchasing", "ann", text=V2)
+    assert versions.active_version(session, other.id, "purchasing").number == 1
+    assert versions.active_version(session, tenant.id, "purchasing").text == V1
+
+
+# concurrency (committed transactions on the real database)
+
+THREADS = 4
+ROUNDS = 3
+
+
+def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only):
+    with Session(db_engine) as session, session.begin():
+        tenant_id = ensure_tenant(session, f"race-{threading.get_ident()}-{id(session)}").id
+    barrier = threading.Barrier(THREADS)
+    errors = []
+
+    def publisher(worker: int) -> None:
+        try:
+            for round_ in range(ROUNDS):
+                barrier.wait(timeout=10)
+                with Session(db_engine) as session, session.begin():
+                    versions.publish(session, tenant_id, "purchasing", f"w{worker}", text=f"{V1}# worker {worker} round {round_}\n")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=publisher, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with Session(db_engine) as session:
+        rows = session.execute(
+            select(RuleSetVersion.number, RuleSetVersion.status, RuleSetVersion.id)
+            .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
+            .where(RuleSet.tenant_id == tenant_id)
+            .order_by(RuleSetVersion.number)
+        ).all()
+        assert [n for n, _, _ in rows] == list(range(1, THREADS * ROUNDS + 1))
+        assert [s for _, s, _ in rows].count("published") == 1
+        ruleset = session.scalar(select(RuleSet).where(RuleSet.tenant_id == tenant_id))
+        assert ruleset.active_version_id == rows[-1][2] and rows[-1][1] == "published"
+        assert session.scalar(select(func.count()).select_from(RuleSet).where(RuleSet.tenant_id == tenant_id)) == 1
