@@ -24,11 +24,11 @@ def main(global_config, **settings):
     settings.setdefault("approvalrules.rules_dir", default_rules_dir())
     settings["approvalrules.version"] = package_version()
     with Configurator(settings=settings) as config:
-        config.include("pyramid_tm")
-        config.include("pyramid_retry")
         config.include("pyramid_chameleon")
-        # store: config.include("approvalrules.store") is added by the store module
+        config.include("approvalrules.store.db")  # pyramid_tm, pyramid_retry, request.dbsession
         config.include("approvalrules.views.routes")
+        config.include("approvalrules.views.api")
+        config.include("approvalrules.views.admin")
         # By dotted name: views/ is mapped into the package at install time, so a bare
         # config.scan() (which walks approvalrules/ on disk) would not find it.
         config.scan("approvalrules.views")

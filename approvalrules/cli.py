@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands = None
     if commands is not None and hasattr(commands, "add_parsers"):
         commands.add_parsers(sub)
+        from .workflow import commands as jobs
+
+        jobs.add_parsers(sub)
     return parser
 
 

@@ -40,5 +40,12 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
 
 
 def format_amount(amount: Decimal) -> str:
-    """Canonical text for an amount: no exponent, trailing zeros kept as given."""
-    return format(amount, "f")
+    """Canonical text for an amount: no exponent, no trailing zeros (``1000.0000`` -> ``1000``).
+
+    Databases hand back ``Numeric(18, 4)`` values with four decimals; one text
+    per value keeps names (``authorizers@1000``) and responses stable across stores.
+    """
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"

@@ -9,6 +9,7 @@ explanations only when the decision is serialised.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -549,7 +550,8 @@ class _Evaluation:
             notifications=self._notifications(outcome, steps),
             ruleset=p._ruleset_ref,
             buyer=MappingProxyType(buyer),
-            order=order,
+            # the decision states the currency it priced the order in, given or not
+            order=order if order.currency else dataclasses.replace(order, currency=currency),
             trace=tuple(self.trace),
         )
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from approvalrules.store import migrate
+from approvalrules.store.testing import create_postgres_database, drop_postgres_database
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.services import ensure_tenant
 
@@ -32,25 +33,6 @@ def _postgres_url() -> str:
     if not url:
         pytest.skip(SKIP_MESSAGE)
     return url
-
-
-def create_postgres_database(base_url: str, prefix: str = "ar_store") -> str:
-    """Create an empty database on the server of ``base_url``; return its URL."""
-    base = make_url(base_url)
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres_database(url: str) -> None:
-    target = make_url(url)
-    admin = create_engine(make_url(os.environ[DATABASE_ENV]), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

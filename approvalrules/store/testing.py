@@ -1,0 +1,30 @@
+"""Helpers for test-suites that need a real database (shipped beside the store, Kinto-style)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+DATABASE_ENV = "APPROVALRULES_TEST_DATABASE_URL"
+
+
+def create_postgres_database(base_url: str, prefix: str = "ar_store") -> str:
+    """Create an empty database on the server of ``base_url``; return its URL."""
+    base = make_url(base_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    target = make_url(url)
+    admin = create_engine(make_url(os.environ[DATABASE_ENV]), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    admin.dispose()

@@ -1,0 +1,64 @@
+"""``approvalrules expire|remind|dispatch INI`` and ``approvalrules api-key INI TENANT``: jobs for cron.
+
+Each job runs in short transactions and is idempotent; several hosts may run
+the same job at once (conditional updates and SKIP LOCKED keep them apart).
+"""
+
+from __future__ import annotations
+
+import transaction
+from sqlalchemy.orm import sessionmaker
+
+from ..store.commands import settings_from_ini
+from ..store.db import get_engine, get_tm_session
+from . import outbox, service
+
+
+def _with_session(ini_path: str, job):
+    settings = settings_from_ini(ini_path)
+    engine = get_engine(settings)
+    try:
+        factory = sessionmaker(bind=engine)
+        manager = transaction.TransactionManager(explicit=True)
+        with manager:
+            session = get_tm_session(factory, manager)
+            return job(session, settings)
+    finally:
+        engine.dispose()
+
+
+def expire(ini_path: str) -> int:
+    """Cancel every pending approval request past its expiry; returns how many."""
+    return _with_session(ini_path, lambda session, settings: service.expire_due(session))
+
+
+def remind(ini_path: str) -> int:
+    """Queue reminders for requests pending longer than their rule set allows; returns how many."""
+    return _with_session(ini_path, lambda session, settings: service.remind_due(session))
+
+
+def dispatch(ini_path: str) -> dict:
+    """Deliver due outbox events (e-mail and webhooks)."""
+    return _with_session(ini_path, lambda session, settings: outbox.dispatch(session, settings))
+
+
+def create_key(ini_path: str, tenant: str, name: str) -> str:
+    from ..store.services import create_api_key, resolve_tenant
+
+    return _with_session(ini_path, lambda session, settings: create_api_key(session, resolve_tenant(session, tenant), name)[1])
+
+
+def add_parsers(sub) -> None:
+    for name, job, help_text in (
+        ("expire", expire, "cancel pending approval requests past their expiry"),
+        ("remind", remind, "send reminders for requests pending too long"),
+        ("dispatch", dispatch, "deliver queued e-mails and webhooks"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("ini")
+        p.set_defaults(func=lambda args, job=job, name=name: print(f"{name}: {job(args.ini)}") or 0)
+    p = sub.add_parser("api-key", help="create an API key for a tenant; the key is shown once")
+    p.add_argument("ini")
+    p.add_argument("tenant", help="tenant slug")
+    p.add_argument("--name", default="storefront")
+    p.set_defaults(func=lambda args: print(create_key(args.ini, args.tenant, args.name)) or 0)

@@ -1,0 +1,123 @@
+"""Outbox events: what the workflow tells people and systems, written in the state change's transaction.
+
+An event row names its type, its recipients (account, e-mail address,
+channel ``email`` or ``inbox``) and a payload; the dispatcher
+(``approvalrules.workflow.outbox``) delivers e-mail and webhooks later, at
+least once, de-duplicated by the event id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..money import format_amount
+from ..policy import Decision
+from ..store import versions
+from ..store.models import Account, ApprovalRequest, Membership, Order, OutboxEvent, RuleSetVersion, Tenant
+
+EVENTS = (
+    "order_submitted", "approval_requested", "order_approved", "order_confirmation", "master_confirmation",
+    "order_rejected", "order_cancelled", "order_expired", "approval_reminder", "order_released", "order_held",
+    "approval_reversed",
+)
+
+
+def _recipient(account: Account | None, channel: str, account_id: str) -> dict[str, Any]:
+    email = account.email if account is not None else None
+    if channel == "email" and not (email and account.email_enabled):
+        channel = "inbox"
+    return {"account": account_id, "email": email if channel == "email" else None, "channel": channel}
+
+
+def _accounts(session: Session, tenant: Tenant, ids: Iterable[str]) -> dict[str, Account]:
+    ids = list(ids)
+    if not ids:
+        return {}
+    rows = session.scalars(select(Account).where(Account.tenant_id == tenant.id, Account.external_id.in_(ids)))
+    return {a.external_id: a for a in rows}
+
+
+def emit(session: Session, tenant: Tenant, event_type: str, order: Order, recipients: list[dict], data: Mapping[str, Any]) -> OutboxEvent:
+    """Queue one event for delivery, in the current transaction."""
+    assert event_type in EVENTS, event_type
+    payload = {
+        "event": event_type,
+        "order": {"id": order.external_id, "status": order.status, "total": format_amount(order.total), "currency": order.currency, "type": order.type},
+        **{k: v for k, v in data.items() if v is not None},
+    }
+    event = OutboxEvent(tenant_id=tenant.id, event_type=event_type, payload=payload, recipients=recipients)
+    session.add(event)
+    return event
+
+
+def buyer_recipients(session: Session, tenant: Tenant, order: Order) -> list[dict]:
+    buyer = order.decision.get("buyer", {}).get("account")
+    channel = _buyer_channel(order)
+    accounts = _accounts(session, tenant, [buyer])
+    return [_recipient(accounts.get(buyer), channel, buyer)]
+
+
+def _buyer_channel(order: Order) -> str:
+    for note in order.decision.get("notifications", ()):
+        for r in note.get("recipients", ()):
+            if r.get("account") == order.decision.get("buyer", {}).get("account"):
+                return r.get("channel", "email")
+    return "email"
+
+
+def step_recipients(session: Session, tenant: Tenant, request: ApprovalRequest, step_index: int) -> list[dict]:
+    """The approvers of a step, by the channel the decision chose for each (ACCEPTANCE E3)."""
+    step = request.steps[step_index]
+    policy = versions.policy_for(session.get(RuleSetVersion, request.ruleset_version_id), session)
+    buyer_email = _buyer_channel(request.order) == "email"
+    both = policy.approval_email == "both_flags"
+    accounts = _accounts(session, tenant, [a["account"] for a in step["approvers"]])
+    return [
+        _recipient(accounts.get(a["account"]), "email" if a.get("email") and (buyer_email or not both) else "inbox", a["account"])
+        for a in step["approvers"]
+    ]
+
+
+def emit_decision(session: Session, tenant: Tenant, order: Order, decision: Decision, request: ApprovalRequest | None) -> None:
+    """The notifications a fresh decision asks for (``Decision.notifications``)."""
+    ids = {r.account for n in decision.notifications for r in n.recipients if r.account}
+    accounts = _accounts(session, tenant, ids)
+    for note in decision.notifications:
+        recipients = [_recipient(accounts.get(r.account), r.channel, r.account) for r in note.recipients if r.account]
+        data = {"step": decision.steps[0].name} if note.event == "approval_requested" and decision.steps else {}
+        if request is not None:
+            data["approval_request"] = request.id
+        emit(session, tenant, note.event, order, recipients, data)
+    if decision.outcome == "approved":
+        # the storefront learns by webhook that the order may go to fulfilment
+        emit(session, tenant, "order_approved", order, [], {})
+
+
+def emit_final(session: Session, tenant: Tenant, order: Order, outcome: str, comment: str | None) -> None:
+    """Notifications when a pending order reaches its final state."""
+    buyer = buyer_recipients(session, tenant, order)
+    if outcome == "approved":
+        emit(session, tenant, "order_approved", order, buyer, {"comment": comment})
+        emit(session, tenant, "order_confirmation", order, buyer, {})
+        version = session.get(RuleSetVersion, order.ruleset_version_id)
+        policy = versions.policy_for(version, session)
+        group = order.decision.get("buyer", {}).get("group")
+        if policy.master_confirmation and group:
+            masters = session.scalars(
+                select(Account).join(Membership, Membership.account_id == Account.id).where(
+                    Membership.company_id == order.company_id, Membership.master.is_(True), Membership.status == "active"
+                )
+            ).all()
+            if masters:
+                emit(session, tenant, "master_confirmation", order, [_recipient(m, "email", m.external_id) for m in masters], {})
+    elif outcome == "rejected":
+        emit(session, tenant, "order_rejected", order, buyer, {"comment": comment})
+        emit(session, tenant, "order_cancelled", order, buyer, {"comment": comment, "reason": "rejected"})
+    elif outcome == "expired":
+        emit(session, tenant, "order_expired", order, buyer, {})
+        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "expired"})
+    elif outcome == "withdrawn":
+        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "withdrawn"})

@@ -1,0 +1,249 @@
+"""ACCEPTANCE.md B, C, D and E lines that involve the workflow, through the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from approvalrules.store.models import ApprovalRequest, Order
+from approvalrules.store.services import DirectoryService
+from approvalrules.errors import DirectoryError
+from approvalrules.workflow import service
+
+from .test_acceptance_a import approve, submit
+
+
+def test_b_blocked_company_account_records_the_order_but_creates_no_request(api, order_id):
+    response = submit(api, order_id("B1"), "initech-hq", 100)
+    assert response.status_int == 201
+    assert response.json["status"] == "blocked"
+    assert response.json["decision"]["reasons"][0]["code"] == "may_not_order"
+    assert "approval" not in response.json
+
+
+def test_b2_wrong_manager_refused(api, order_id):
+    request_id = submit(api, order_id("B2"), "uma", 600).json["approval"]["id"]
+    refused = approve(api, request_id, "mona", status=403)
+    assert refused.json["error"]["code"] == "not_eligible"
+    assert approve(api, request_id, "mike").json["status"] == "approved"
+
+
+def test_c2_tom_approves_then_tia_cannot_approve_but_may_reverse(api, order_id):
+    oid = order_id("C2")
+    request_id = submit(api, oid, "sam", 3000).json["approval"]["id"]
+    assert approve(api, request_id, "tom").json["status"] == "approved"
+    detail = api.get(f"/api/v1/approvals/{request_id}").json
+    assert detail["steps"][0]["approved_by"] == ["tom"]
+    again = approve(api, request_id, "tia", status=409).json["error"]
+    assert again["code"] == "already_decided" and "by tom" in again["message"]
+    reversed_ = api.post_json(f"/api/v1/approvals/{request_id}/reverse", {"approver": "tia", "comment": "I disagree"}).json
+    assert reversed_["status"] == "pending"
+    assert api.get(f"/api/v1/orders/{oid}").json["status"] == "pending"
+    assert api.post_json(f"/api/v1/approvals/{request_id}/reject", {"approver": "tia", "comment": "too much"}).json["status"] == "rejected"
+    history = api.get(f"/api/v1/approvals/{request_id}").json["history"]
+    assert [(h["action"], h["by"]) for h in history] == [("approve", "tom"), ("reverse", "tia"), ("reject", "tia")]
+
+
+def test_c3_two_levels_in_order(api, order_id):
+    request = submit(api, order_id("C3"), "sam", 6000).json["approval"]
+    assert [s["name"] for s in request["steps"]] == ["authorizers@1000", "authorizers@5000"]
+    approve(api, request["id"], "max", status=403)  # not yet: level 1 first
+    assert approve(api, request["id"], "tia").json["current_step"] == 1
+    assert approve(api, request["id"], "max").json["status"] == "approved"
+
+
+def test_c4_decline_feedback_visible_to_the_buyer(api, order_id):
+    oid = order_id("C4")
+    request_id = submit(api, oid, "sam", 2000).json["approval"]["id"]
+    api.post_json(f"/api/v1/approvals/{request_id}/reject", {"approver": "tom", "comment": "Use the framework contract"})
+    history = api.get(f"/api/v1/approvals/{request_id}").json["history"]
+    assert history[-1]["comment"] == "Use the framework contract"
+
+
+def test_c5_reversal_refused_after_release_and_c9_only_approved_released(api, order_id, world, dispatch):
+    oid = order_id("C5")
+    request_id = submit(api, oid, "sam", 2500).json["approval"]["id"]
+    refused = api.post(f"/api/v1/orders/{oid}/released", status=409).json["error"]
+    assert refused["code"] == "not_releasable"  # pending orders are never released (C9)
+    approve(api, request_id, "tom")
+    assert api.post(f"/api/v1/orders/{oid}/released").json["released_at"]
+    late = api.post_json(f"/api/v1/approvals/{request_id}/reverse", {"approver": "tia"}, status=409).json["error"]
+    assert late["code"] == "already_released"
+    dispatch()
+    kinds = [e["type"] for e in world.webhooks.events(oid)]
+    assert "order_approved" in kinds and "order_released" in kinds
+
+
+def test_c6_authorizer_history_filters_and_pending_count(api, order_id):
+    first, second = order_id("C6"), order_id("C6")
+    r1 = submit(api, first, "sam", 1500).json["approval"]["id"]
+    submit(api, second, "sam", 1600)
+    approve(api, r1, "tia")
+    pending = api.get("/api/v1/approvals", {"approver": "tia", "status": "pending", "q": second}).json
+    assert [i["order"] for i in pending["items"]] == [second]
+    approved = api.get("/api/v1/approvals", {"approver": "tia", "status": "approved", "q": first}).json
+    assert [i["order"] for i in approved["items"]] == [first]
+    assert pending["counts"]["pending"] >= 1 and pending["counts"]["approved"] >= 1
+    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    assert api.get("/api/v1/approvals", {"approver": "tia", "from": future}).json["items"] == []
+    page = api.get("/api/v1/approvals", {"approver": "tia", "per_page": 1}).json
+    assert len(page["items"]) == 1 and page["total"] >= 2
+
+
+def test_c6_reminders_go_out_by_the_scheduled_job(api, order_id, world):
+    oid = order_id("C6r")
+    submit(api, oid, "sam", 1700)
+    later = datetime.now(timezone.utc) + timedelta(days=1, minutes=1)
+    assert world.run(lambda s: service.remind_due(s, now=later)) >= 1
+    from approvalrules.store.models import OutboxEvent
+    from sqlalchemy import select
+
+    with world.session() as session:
+        reminders = [e for e in session.scalars(select(OutboxEvent).where(OutboxEvent.event_type == "approval_reminder")) if e.payload["order"]["id"] == oid]
+    assert len(reminders) == 1
+    assert sorted(r["account"] for r in reminders[0].recipients) == ["tia", "tom"]
+    world.run(lambda s: service.remind_due(s, now=later))  # the same day again: nothing new
+    with world.session() as session:
+        again = [e for e in session.scalars(select(OutboxEvent).where(OutboxEvent.event_type == "approval_reminder")) if e.payload["order"]["id"] == oid]
+    assert len(again) == 1
+
+
+def test_c7_quote_cannot_be_approved_until_converted(api, order_id):
+    oid = order_id("C7")
+    quote = submit(api, oid, "sam", 3000, type="quote").json
+    assert quote["status"] == "blocked"
+    assert quote["decision"]["reasons"][0]["code"] == "quote_not_approvable"
+    converted = api.post(f"/api/v1/orders/{oid}/convert").json
+    assert converted["status"] == "pending" and converted["type"] == "regular"
+    assert approve(api, converted["approval"]["id"], "tom").json["status"] == "approved"
+
+
+def test_c8_removing_an_authorizer_with_pending_orders_is_refused(api, order_id, world):
+    oid = order_id("C8")
+    submit(api, oid, "sam", 1200)
+
+    def deactivate(session):
+        DirectoryService(session, "demo").deactivate_account("tia")
+
+    try:
+        world.run(deactivate)
+    except DirectoryError as exc:
+        assert exc.code == "approver_has_pending"
+        assert oid in exc.message or "pending order" in exc.message
+    else:
+        raise AssertionError("deactivating an authorizer with pending orders must be refused")
+
+
+def test_d2_approved_orders_draw_the_budget_rejected_do_not(api, order_id):
+    # Globex: 50,000 a month; orders past the remaining budget need the approval group
+    for _ in range(4):
+        assert submit(api, order_id("D2"), "ben", 10000).json["status"] == "approved"
+    assert submit(api, order_id("D2"), "ben", 9000).json["status"] == "approved"  # 49,000 drawn
+    over = submit(api, order_id("D2"), "ben", 2000).json
+    assert over["status"] == "pending"
+    assert "budget_exceeded" in [r["code"] for r in over["decision"]["reasons"]]
+    api.post_json(f"/api/v1/approvals/{over['approval']['id']}/reject", {"approver": "gia", "comment": "not this month"})
+    # the rejected order drew nothing: 1,000 still fits, 1,001 does not
+    assert api.post_json("/api/v1/evaluate", {"buyer": "ben", "total": 1000}).json["outcome"] == "approved"
+    assert api.post_json("/api/v1/evaluate", {"buyer": "ben", "total": 1001}).json["outcome"] == "pending"
+
+
+def test_d3_expiry_date_from_validity_and_d4_subsidiary_inherits(api, order_id):
+    pending = submit(api, order_id("D3"), "rita", 100).json
+    created = datetime.fromisoformat(pending["approval"]["created_at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(pending["approval"]["expires_at"].replace("Z", "+00:00"))
+    assert timedelta(days=14) - timedelta(seconds=2) <= expires - created <= timedelta(days=14)
+    labs = api.post_json("/api/v1/evaluate", {"buyer": "leon", "total": 12000}).json
+    assert labs["ruleset"]["name"] == "globex" and labs["outcome"] == "pending"
+
+
+def test_e2_too_high_blocked_and_nothing_created(api, order_id, world):
+    oid = order_id("E2")
+    response = submit(api, oid, "bill", 6000).json
+    assert response["status"] == "blocked"
+    assert response["decision"]["reasons"][0]["code"] == "max_order_total_exceeded"
+    assert "cart value too high" in response["decision"]["reasons"][0]["message"]
+    assert "approval" not in response
+
+
+def test_e3_email_only_when_both_flags_are_on(api, order_id, world, dispatch):
+    oid = order_id("E3")
+    submit(api, oid, "mary", 300)
+    dispatch()
+    assert any(oid in m["Subject"] for m in world.mailbox.to("joe@abc1234.test"))
+    assert not any(oid in m["Subject"] for m in world.mailbox.to("jane@abc1234.test"))
+    inbox = api.get("/api/v1/approvals", {"approver": "jane", "q": oid}).json
+    assert [i["order"] for i in inbox["items"]] == [oid]
+
+
+def test_e4_hold_and_e7_second_account(api, order_id):
+    held = submit(api, order_id("E4"), "xyz", 150, company="def5678", cost_centre="CC-100").json
+    assert held["status"] == "held"
+    default = submit(api, order_id("E7"), "xyz", 150).json
+    assert default["decision"]["buyer"]["company"] == "abc1234"
+
+
+def test_idempotent_submit_same_body_same_response_other_body_409(api, order_id, world):
+    oid = order_id("idem")
+    body = {"id": oid, "buyer": "sam", "total": 2100}
+    first = api.post_json("/api/v1/orders", body, headers={"Idempotency-Key": f"key-{oid}"})
+    second = api.post_json("/api/v1/orders", body, headers={"Idempotency-Key": f"key-{oid}"})
+    assert first.status_int == 201 and second.status_int == 200
+    assert first.json == second.json
+    conflict = api.post_json("/api/v1/orders", {**body, "total": 2200}, headers={"Idempotency-Key": f"key-{oid}"}, status=409)
+    assert conflict.json["error"]["code"] == "idempotency_conflict"
+    other_id = api.post_json("/api/v1/orders", {**body, "id": oid + "-x"}, headers={"Idempotency-Key": f"key-{oid}"}, status=409)
+    assert other_id.json["error"]["code"] == "idempotency_conflict"
+
+
+def test_thousand_retries_make_one_order_and_one_request(api, order_id, world):
+    oid = order_id("retry")
+    body = {"id": oid, "buyer": "sam", "total": 4000}
+    statuses = [api.post_json("/api/v1/orders", body, headers={"Idempotency-Key": oid}).status_int for _ in range(1000)]
+    assert statuses.count(201) == 1 and statuses.count(200) == 999
+    from sqlalchemy import func, select
+
+    with world.session() as session:
+        orders = session.scalar(select(func.count()).select_from(Order).where(Order.external_id == oid))
+        requests = session.scalar(select(func.count()).select_from(ApprovalRequest).join(Order).where(Order.external_id == oid))
+    assert (orders, requests) == (1, 1)
+
+
+def test_tenant_isolation_other_key_sees_404(api, other_api, order_id):
+    oid = order_id("iso")
+    request_id = submit(api, oid, "sam", 2000).json["approval"]["id"]
+    assert other_api.get(f"/api/v1/orders/{oid}", status=404).json["error"]["code"] == "unknown_order"
+    assert other_api.get(f"/api/v1/approvals/{request_id}", status=404).json["error"]["code"] == "unknown_approval"
+    other_api.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": "tom"}, status=404)
+    listing = other_api.get("/api/v1/approvals", {"q": oid}).json
+    assert listing["items"] == [] and listing["total"] == 0
+    evaluated = other_api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10}, status=422).json
+    assert evaluated["error"]["code"] == "unknown_buyer"
+
+
+def test_authentication_missing_wrong_key_401(world):
+    import webtest
+
+    app = webtest.TestApp(world.app)
+    assert app.get("/api/v1/orders/x", status=401).json["error"]["code"] == "missing_api_key"
+    wrong = app.get("/api/v1/orders/x", headers={"Authorization": "Bearer nope"}, status=401)
+    assert wrong.json["error"]["code"] == "invalid_api_key"
+    assert "Bearer" in wrong.headers["WWW-Authenticate"]
+
+
+def test_bad_input_gets_clear_errors(api):
+    bad_json = api.post("/api/v1/evaluate", "{not json", content_type="application/json", status=400).json
+    assert bad_json["error"]["code"] == "invalid_json"
+    negative = api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": -5}, status=422).json
+    assert negative["error"]["code"] == "negative_amount" and negative["error"]["details"]["path"] == "order.total"
+    unknown = api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 5, "colour": "red"}, status=422).json
+    assert unknown["error"]["code"] == "unknown_key"
+    no_id = api.post_json("/api/v1/orders", {"buyer": "sam", "total": 5}, status=422).json
+    assert no_id["error"]["code"] == "missing_order_id"
+
+
+def test_openapi_document_lists_every_route(api):
+    doc = api.get("/api/v1/openapi.json").json
+    assert doc["openapi"] == "3.1.0"
+    for path in ("/api/v1/evaluate", "/api/v1/orders", "/api/v1/orders/{id}", "/api/v1/approvals", "/api/v1/approvals/{id}/approve", "/api/v1/orders/{id}/convert"):
+        assert path in doc["paths"], path
+    assert doc["components"]["schemas"]["Order"]["properties"]["total"] == {"$ref": "#/components/schemas/money"}

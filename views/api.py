@@ -1,0 +1,248 @@
+"""The storefront's JSON API under /api/v1.  Thin: parse, call the workflow, render.
+
+The tenant comes from the API key (``Authorization: Bearer <key>``); every
+query below is scoped by it, so one tenant's ids are invisible to another
+(unknown and foreign ids alike answer 404).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from pyramid.view import view_config, view_defaults
+from sqlalchemy import func, select
+
+from approvalrules.durations import isoformat, parse_instant
+from approvalrules.money import format_amount
+from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
+from approvalrules.store.models import Account, ApprovalAction, ApprovalEligibility, ApprovalRequest, Order, RuleSetVersion
+from approvalrules.store.services import DirectoryService, find_api_key
+from approvalrules.workflow import service
+
+MAX_PAGE_SIZE = 200
+
+
+def api_tenant(request):
+    """The tenant of the request's API key; 401 when it is missing, wrong or revoked."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing_api_key", "send the tenant's API key as 'Authorization: Bearer <key>'")
+    key = find_api_key(request.dbsession, token.strip())
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized("invalid_api_key", "the API key is unknown or revoked")
+    return key.tenant
+
+
+def includeme(config):
+    config.add_request_method(api_tenant, "tenant", reify=True)
+
+
+def json_body(request) -> dict:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    try:
+        body = json.loads(request.body or b"null", parse_float=str, parse_int=_bounded_int)
+    except (ValueError, RecursionError) as exc:
+        raise ApprovalRulesError("invalid_json", f"the request body is not valid JSON: {exc}"[:300]) from None
+    if not isinstance(body, dict):
+        raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
+    return body
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 30:
+        raise ValueError(f"integer with {len(text)} digits")
+    return int(text)
+
+
+def order_view(session, order: Order) -> dict:
+    """An order, its decision and its approval request as the API shows them."""
+    request = service.request_for_order(session, order)
+    version = session.get(RuleSetVersion, order.ruleset_version_id) if order.ruleset_version_id else None
+    data = {
+        "id": order.external_id,
+        "status": order.status,
+        "total": format_amount(order.total),
+        "currency": order.currency,
+        "type": order.type,
+        "released_at": isoformat(order.released_at) if order.released_at else None,
+        "ruleset_version": version.number if version else None,
+        "decision": order.decision,
+    }
+    if request is not None:
+        data["approval"] = approval_view(session, request, brief=True)
+    return data
+
+
+def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dict:
+    accounts = {a.id: a.external_id for a in session.scalars(select(Account).where(Account.id.in_({x.approver_id for x in request.actions})))} if request.actions else {}
+    steps = []
+    for index, step in enumerate(request.steps):
+        acts = [a for a in request.actions if a.step == step["name"] and a.generation == request.generation]
+        steps.append(
+            {
+                "name": step["name"],
+                "required": step["required"],
+                "approvers": [a["account"] for a in step["approvers"]] if brief else step["approvers"],
+                "approved_by": [accounts[a.approver_id] for a in acts if a.action == "approve"],
+                "rejected_by": [accounts[a.approver_id] for a in acts if a.action == "reject"],
+                "state": "current" if index == request.current_step and request.status == "pending" else ("done" if index < request.current_step or request.status == "approved" else "waiting"),
+            }
+        )
+    data = {
+        "id": request.id,
+        "order": request.order.external_id,
+        "status": request.status,
+        "version": request.version_id,
+        "current_step": request.current_step,
+        "steps": steps,
+        "expires_at": isoformat(request.expires_at) if request.expires_at else None,
+        "created_at": isoformat(request.created_at),
+        "decided_at": isoformat(request.decided_at) if request.decided_at else None,
+    }
+    if not brief:
+        data["history"] = [
+            {"action": a.action, "step": a.step, "by": accounts[a.approver_id], "comment": a.comment, "at": isoformat(a.created_at), "generation": a.generation}
+            for a in request.actions
+        ]
+        data["order_detail"] = {"total": format_amount(request.order.total), "currency": request.order.currency, "buyer": request.order.decision.get("buyer")}
+    return data
+
+
+@view_defaults(renderer="json")
+class StorefrontApi:
+    def __init__(self, request):
+        self.request = request
+        self.session = request.dbsession
+        self.tenant = request.tenant
+
+    @view_config(route_name="api_evaluate", request_method="POST")
+    def evaluate(self):
+        decision, version = service.evaluate(self.session, self.tenant, json_body(self.request))
+        data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
+        data["ruleset"]["version"] = version.number
+        return data
+
+    @view_config(route_name="api_orders", request_method="POST")
+    def submit(self):
+        order, created = service.submit(
+            self.session, self.tenant, json_body(self.request), idempotency_key=self.request.headers.get("Idempotency-Key")
+        )
+        self.request.response.status_int = 201 if created else 200
+        return order_view(self.session, order)
+
+    @view_config(route_name="api_order", request_method="GET")
+    def get(self):
+        return order_view(self.session, service.get_order(self.session, self.tenant, self.request.matchdict["id"]))
+
+    @view_config(route_name="api_order_action", request_method="POST")
+    def order_action(self):
+        action = self.request.matchdict["action"]
+        handlers = {"withdraw": service.withdraw, "released": service.release, "convert": service.convert}
+        if action not in handlers:
+            from approvalrules.errors import NotFound
+
+            raise NotFound("unknown_action", f"no order action {action!r}; use withdraw, released or convert")
+        order = handlers[action](self.session, self.tenant, self.request.matchdict["id"])
+        return order_view(self.session, order)
+
+    @view_config(route_name="api_approvals", request_method="GET")
+    def approvals(self):
+        params = self.request.params
+        query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == self.tenant.id)
+        counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == self.tenant.id)
+        approver = params.get("approver")
+        if approver:
+            eligible = select(ApprovalEligibility.request_id).where(ApprovalEligibility.tenant_id == self.tenant.id, ApprovalEligibility.account_id == approver)
+            query = query.where(ApprovalRequest.id.in_(eligible))
+            counts_query = counts_query.where(ApprovalRequest.id.in_(eligible))
+        if params.get("status"):
+            query = query.where(ApprovalRequest.status == params["status"])
+        for name, op in (("from", "__ge__"), ("to", "__le__")):
+            if params.get(name):
+                try:
+                    when = parse_instant(params[name], name)
+                except ApprovalRulesError:
+                    raise OrderError("invalid_date", f"{name} must be an ISO 8601 date-time", path=name) from None
+                query = query.where(getattr(ApprovalRequest.created_at, op)(when))
+        if params.get("q"):
+            query = query.where(Order.external_id.contains(params["q"], autoescape=True))
+        page, per_page = _page(params)
+        total = self.session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = self.session.scalars(query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+        counts = dict(self.session.execute(counts_query.group_by(ApprovalRequest.status)).all())
+        return {
+            "items": [approval_view(self.session, r, brief=True) for r in rows],
+            "page": page,
+            "per_page": per_page,
+            "total": total,
+            "counts": {s: counts.get(s, 0) for s in ("pending", "approved", "rejected", "expired", "withdrawn")},
+        }
+
+    @view_config(route_name="api_approval", request_method="GET")
+    def approval(self):
+        request = service.get_request(self.session, self.tenant, _int_id(self.request.matchdict["id"]))
+        self.request.response.etag = str(request.version_id)
+        return approval_view(self.session, request)
+
+    @view_config(route_name="api_approval_action", request_method="POST")
+    def approval_action(self):
+        action = self.request.matchdict["action"]
+        handlers = {"approve": service.approve, "reject": service.reject, "reverse": service.reverse}
+        if action not in handlers:
+            from approvalrules.errors import NotFound
+
+            raise NotFound("unknown_action", f"no approval action {action!r}; use approve, reject or reverse")
+        body = json_body(self.request)
+        approver = body.get("approver")
+        if not isinstance(approver, str) or not approver:
+            raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
+        comment = body.get("comment")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
+            raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
+        request = handlers[action](
+            self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver,
+            comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
+        )
+        self.session.flush()
+        self.request.response.etag = str(request.version_id)
+        return approval_view(self.session, request)
+
+    # directory sync: upsert by external id
+
+    @view_config(route_name="api_directory", request_method="PUT")
+    def directory_upsert(self):
+        kind = self.request.matchdict["kind"]
+        body = json_body(self.request)
+        directory = DirectoryService(self.session, self.tenant, actor="storefront")
+        external_id = self.request.matchdict["id"]
+        try:
+            if kind == "companies":
+                directory.upsert_company(external_id, **body)
+            elif kind == "accounts":
+                directory.upsert_account(external_id, **body)
+            else:
+                from approvalrules.errors import NotFound
+
+                raise NotFound("unknown_collection", f"no directory collection {kind!r}; use companies or accounts")
+        except TypeError as exc:
+            raise OrderError("invalid_field", f"unexpected field for {kind}: {exc}") from None
+        return {"status": "ok", "kind": kind, "id": external_id}
+
+
+def _int_id(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        from approvalrules.errors import NotFound
+
+        raise NotFound("unknown_approval", f"no approval request {text[:40]!r}")
+    return int(text)
+
+
+def _page(params) -> tuple[int, int]:
+    try:
+        page = max(int(params.get("page", 1)), 1)
+        per_page = min(max(int(params.get("per_page", 50)), 1), MAX_PAGE_SIZE)
+    except ValueError:
+        raise OrderError("invalid_page", "page and per_page must be whole numbers") from None
+    return page, per_page

@@ -1,0 +1,130 @@
+"""The OpenAPI 3.1 document of the storefront API, built from the same JSON Schemas the engine validates with."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+from pyramid.view import view_config
+
+from approvalrules.validate import schema
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_responses(*statuses: int) -> dict:
+    text = {400: "Malformed request", 401: "Missing, wrong or revoked API key", 403: "Not allowed", 404: "Not found (or another tenant's)",
+            409: "Conflicts with the current state", 413: "Too large", 422: "Invalid order or document", 503: "Database unavailable"}
+    return {str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}} for s in statuses}
+
+
+def _rewrite_refs(node):
+    """Point the order schema's references to the rule-set schema at components."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "$ref" and value.startswith("ruleset.schema.json#/$defs/"):
+                out[key] = "#/components/schemas/" + value.rsplit("/", 1)[-1]
+            elif key not in ("$schema", "$id"):
+                out[key] = _rewrite_refs(value)
+        return out
+    if isinstance(node, list):
+        return [_rewrite_refs(v) for v in node]
+    return node
+
+
+@functools.cache
+def document() -> dict:
+    ruleset_defs = schema("ruleset")["$defs"]
+    components = {name: copy.deepcopy(ruleset_defs[name]) for name in ("money", "currency", "order_type", "payer")}
+    components["Order"] = _rewrite_refs(schema("order"))
+    components["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+            }
+        },
+    }
+    components["Decision"] = {
+        "type": "object",
+        "required": ["outcome", "reasons", "steps", "notifications", "ruleset", "buyer"],
+        "properties": {
+            "outcome": {"enum": ["approved", "pending", "blocked", "held"]},
+            "reasons": {"type": "array", "items": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}},
+            "payer": {"type": ["object", "null"]},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "expires_at": {"type": ["string", "null"]},
+            "notifications": {"type": "array", "items": {"type": "object"}},
+            "ruleset": {"type": "object"},
+            "buyer": {"type": "object"},
+            "order": {"type": "object"},
+            "trace": {"type": "array", "items": {"type": "object", "properties": {"rule": {"type": "string"}, "result": {"type": "string"}, "why": {"type": "string"}}}},
+        },
+    }
+    components["OrderRecord"] = {
+        "type": "object",
+        "required": ["id", "status", "total", "currency", "decision"],
+        "properties": {
+            "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "string"}, "currency": {"type": "string"},
+            "type": {"type": "string"}, "released_at": {"type": ["string", "null"]}, "ruleset_version": {"type": ["integer", "null"]},
+            "decision": {"$ref": "#/components/schemas/Decision"}, "approval": {"$ref": "#/components/schemas/Approval"},
+        },
+    }
+    components["Approval"] = {
+        "type": "object",
+        "required": ["id", "order", "status", "version", "steps"],
+        "properties": {
+            "id": {"type": "integer"}, "order": {"type": "string"}, "status": {"enum": ["pending", "approved", "rejected", "expired", "withdrawn"]},
+            "version": {"type": "integer"}, "current_step": {"type": "integer"}, "steps": {"type": "array", "items": {"type": "object"}},
+            "expires_at": {"type": ["string", "null"]}, "created_at": {"type": "string"}, "decided_at": {"type": ["string", "null"]},
+            "history": {"type": "array", "items": {"type": "object"}}, "order_detail": {"type": "object"},
+        },
+    }
+    components["ApprovalAction"] = {
+        "type": "object",
+        "required": ["approver"],
+        "properties": {"approver": {"type": "string", "description": "The acting account's id."}, "comment": {"type": "string", "maxLength": 5000}, "version": {"type": "integer"}},
+    }
+    json_of = lambda ref: {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}  # noqa: E731
+    order_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    approval_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    paths = {
+        "/api/v1/evaluate": {"post": {"summary": "Dry run: the decision for a cart, with its trace; writes nothing", "requestBody": {"required": True, **json_of("Order")},
+                                       "responses": {"200": {"description": "The decision", **json_of("Decision")}, **_error_responses(400, 401, 404, 413, 422, 503)}}},
+        "/api/v1/orders": {"post": {"summary": "Submit an order (idempotent on order id and Idempotency-Key)",
+                                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
+                                     "requestBody": {"required": True, **json_of("Order")},
+                                     "responses": {"201": {"description": "Recorded", **json_of("OrderRecord")}, "200": {"description": "Already recorded with this body", **json_of("OrderRecord")}, **_error_responses(400, 401, 409, 413, 422, 503)}}},
+        "/api/v1/orders/{id}": {"get": {"summary": "An order with its decision and approval progress", "parameters": [order_id],
+                                         "responses": {"200": {"description": "The order", **json_of("OrderRecord")}, **_error_responses(401, 404)}}},
+    }
+    for action, summary in (("withdraw", "The buyer withdraws a pending order"), ("released", "Fulfilment started: closes the reversal window"), ("convert", "Convert a quote into an order and evaluate it")):
+        paths[f"/api/v1/orders/{{id}}/{action}"] = {"post": {"summary": summary, "parameters": [order_id], "responses": {"200": {"description": "The order", **json_of("OrderRecord")}, **_error_responses(401, 404, 409, 422)}}}
+    paths["/api/v1/approvals"] = {"get": {"summary": "Approver inbox and history with counts per status",
+                                           "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": t}} for n, t in (("approver", "string"), ("status", "string"), ("from", "string"), ("to", "string"), ("q", "string"), ("page", "integer"), ("per_page", "integer"))],
+                                           "responses": {"200": {"description": "A page of approval requests", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}, "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}, "counts": {"type": "object"}}}}}}, **_error_responses(401, 422)}}}
+    paths["/api/v1/approvals/{id}"] = {"get": {"summary": "Steps, progress, who approved or declined, comments", "parameters": [approval_id], "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(401, 404)}}}
+    for action, summary in (("approve", "Approve the current step (N-of-M)"), ("reject", "Decline; the order is cancelled"), ("reverse", "Reverse an approval or a decline while the order is not released")):
+        paths[f"/api/v1/approvals/{{id}}/{action}"] = {"post": {"summary": summary, "parameters": [approval_id, {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+                                                               "requestBody": {"required": True, **json_of("ApprovalAction")},
+                                                               "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(400, 401, 403, 404, 409, 422)}}}
+    paths["/api/v1/directory/{kind}/{id}"] = {"put": {"summary": "Upsert a company or an account by external id",
+                                                       "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["companies", "accounts"]}}, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                                                       "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                       "responses": {"200": {"description": "Upserted", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(400, 401, 404, 409, 422)}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "approvalrules storefront API", "version": "1"},
+        "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"apiKey": []}],
+        "paths": paths,
+    }
+
+
+@view_config(route_name="api_openapi", renderer="json")
+def openapi(request):
+    return document()
