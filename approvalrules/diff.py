@@ -490,23 +490,9 @@ def _plural(label: str) -> str:
 
 
 def enumerate_memberships(directory: Directory) -> list[Membership]:
-    """Every membership in the directory.
-
-    The Directory interface has no listing method (yet); use ``memberships()``
-    or ``accounts()`` when an implementation offers one, else the in-memory
-    directory's index.
-    """
-    if hasattr(directory, "all_memberships"):
-        return list(directory.all_memberships())
-    account_ids: Iterable[str]
-    if hasattr(directory, "account_ids"):
-        account_ids = directory.account_ids()
-    elif hasattr(directory, "_accounts"):
-        account_ids = list(directory._accounts)
-    else:
-        raise ApprovalRulesError("directory_not_listable", "this directory cannot list its accounts; the behavioural diff needs them")
+    """Every membership in the directory, account by account."""
     out = []
-    for account_id in account_ids:
+    for account_id in directory.account_ids():
         out.extend(directory.memberships_of_account(account_id))
     return out
 
@@ -1266,13 +1252,16 @@ def diff_versions(old_text: str, new_text: str, directory: Directory | None, *, 
 # ===================================================================== CLI
 
 
-def resolve_reference(ref: str) -> tuple[str, str]:
-    """``tenant/ruleset@version`` -> (text, source name).
+def resolve_reference(ref: str, store=None) -> tuple[str, str, Any]:
+    """``tenant/ruleset@version`` -> (text, source name, resolver for ``extends``).
 
-    TODO(store): look the version up with the store's session (``--ini``); until
-    the store wires it in, references are refused with a clear message.
+    ``store`` is an open :class:`approvalrules.store.versions.VersionLookup`
+    (the CLI opens one from ``--ini``); without it, references are refused.
     """
-    raise ApprovalRulesError("store_required", STORE_NEEDED)
+    if store is None:
+        raise ApprovalRulesError("store_required", STORE_NEEDED)
+    match = REFERENCE.match(ref)
+    return store.text_of(match["tenant"], match["ruleset"], match["version"])
 
 
 def add_arguments(parser) -> None:
@@ -1284,14 +1273,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--replay", metavar="FILE.jsonl", help="also replay recorded orders (one order JSON per line) and count changes per class")
     parser.add_argument("--now", help="ISO 8601 instant to evaluate at (default 2026-01-15T12:00:00Z)")
     parser.add_argument("--no-color", action="store_true", help="no colours even on a terminal")
+    parser.add_argument("--ini", help="settings file naming the database, for tenant/ruleset@version references")
     parser.set_defaults(func=main)
 
 
-def _load_version(arg: str) -> tuple[str, str, Any]:
+def _load_version(arg: str, store=None) -> tuple[str, str, Any]:
     path = Path(arg)
     if not path.exists() and REFERENCE.match(arg):
-        text, source = resolve_reference(arg)
-        return text, source, None
+        return resolve_reference(arg, store)
     from .cli import _read
     from .engine import folder_resolver
 
@@ -1307,14 +1296,29 @@ class _Colour:
 
 
 def main(args) -> int:
+    """``approvalrules diff``: exit 0 unchanged, 1 changed (per --fail-on), 2 on error."""
+    store = None
+    references = [a for a in (args.old, args.new) if REFERENCE.match(a) and not Path(a).exists()]
+    if references and getattr(args, "ini", None):
+        from .store.versions import VersionLookup
+
+        store = VersionLookup.from_ini(args.ini)
+    try:
+        return _main(args, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _main(args, store) -> int:
     from .cli import directory_for
     from .errors import DocumentError
     from .policy import compile_policy
     from .validate import check_ruleset
 
     try:
-        old_text, old_source, old_resolve = _load_version(args.old)
-        new_text, new_source, new_resolve = _load_version(args.new)
+        old_text, old_source, old_resolve = _load_version(args.old, store)
+        new_text, new_source, new_resolve = _load_version(args.new, store)
         old_checked = check_ruleset(old_text, old_source, old_resolve)
         new_checked = check_ruleset(new_text, new_source, new_resolve)
         structural = structural_diff(old_checked.resolved, new_checked.resolved)
@@ -1323,6 +1327,8 @@ def main(args) -> int:
             directory, directory_path = directory_for(args.old, args.directory)
         elif args.directory:
             directory, directory_path = directory_for(args.new, args.directory)
+        elif store is not None:
+            directory = store.directory(REFERENCE.match(args.old)["tenant"])
         behaviour = replayed = None
         if directory is None and args.fail_on == "behavioural":
             print(f"error: no directory for the behavioural diff: expected {directory_path} or --directory", file=sys.stderr)

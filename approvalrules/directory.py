@@ -114,6 +114,10 @@ class Directory(abc.ABC):
         """The account with this id, or None."""
 
     @abc.abstractmethod
+    def account_ids(self) -> tuple[str, ...]:
+        """Every account id, sorted: what QA's behavioural diff enumerates."""
+
+    @abc.abstractmethod
     def memberships_of_account(self, account_id: str) -> tuple[Membership, ...]:
         """Every membership of the account, in any status."""
 
@@ -215,6 +219,9 @@ class MemoryDirectory(Directory):
 
     def account(self, account_id):
         return self._accounts.get(account_id)
+
+    def account_ids(self):
+        return tuple(sorted(self._accounts))
 
     def memberships_of_account(self, account_id):
         return self._memberships_by_account.get(account_id, ())

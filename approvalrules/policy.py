@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import weakref
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -404,7 +405,7 @@ class Policy:
     __slots__ = (
         "name", "version", "text_hash", "hash", "currency", "roles", "settings", "groups", "group_labels",
         "steps", "max_order_total", "order_limit", "budgets", "expiry", "reversal_allowed", "reminders",
-        "bulk_orders", "visibility", "master_confirmation", "approval_email", "data", "_ruleset_ref",
+        "bulk_orders", "visibility", "master_confirmation", "approval_email", "data", "_ruleset_ref", "_pools",
     )
 
     def __init__(self, **fields):
@@ -413,13 +414,17 @@ class Policy:
         object.__setattr__(
             self, "_ruleset_ref", MappingProxyType({"name": self.name, "version": self.version, "hash": self.text_hash})
         )
+        # approver candidates per (directory, company): directories are
+        # read-only snapshots (a SQL one lives for one request), so an entry
+        # never goes stale, and it dies with its directory
+        object.__setattr__(self, "_pools", weakref.WeakKeyDictionary())
 
     def __setattr__(self, key, value):
         raise AttributeError("a Policy is immutable")
 
     def with_version(self, version: int | None) -> "Policy":
         """The same policy, labelled with a published version number."""
-        fields = {k: getattr(self, k) for k in self.__slots__ if k != "_ruleset_ref"}
+        fields = {k: getattr(self, k) for k in self.__slots__ if k not in ("_ruleset_ref", "_pools")}
         fields["version"] = version
         return Policy(**fields)
 
@@ -680,6 +685,13 @@ class _Evaluation:
     def _candidate_pool(self) -> list[_Candidate]:
         """Active accounts of the company whose role and settings allow approving."""
         if self._pool is None:
+            by_company = self.policy._pools.get(self.directory)
+            if by_company is None:
+                by_company = self.policy._pools.setdefault(self.directory, {})
+            cached = by_company.get(self.company)
+            if cached is not None:
+                self._pool = cached
+                return cached
             pool = []
             for m in self.directory.memberships_of_company(self.company):
                 if not m.active:
@@ -694,7 +706,7 @@ class _Evaluation:
                 if not settings["may_approve"]:
                     continue
                 pool.append(_Candidate(m, account, settings, role))
-            self._pool = pool
+            self._pool = by_company[self.company] = tuple(pool)
         return self._pool
 
     def _eligible(self, step: CompiledStep, only: set[str] | None) -> tuple[Approver, ...]:

@@ -119,6 +119,12 @@ class DirectoryContract:
     def test_unknown_account_is_none(self):
         assert self.directory.account("nobody") is None
 
+    def test_account_ids_sorted_and_complete(self):
+        ids = self.directory.account_ids()
+        assert list(ids) == sorted(ids)
+        assert {"ann", "Bob", "gone"} <= set(ids)
+        assert all(self.directory.account(i) is not None for i in ids)
+
     # memberships
 
     def test_memberships_of_account_ordered_by_company(self):

@@ -60,6 +60,12 @@ class SqlDirectory(d.Directory):
     def account(self, account_id):
         return self._cached(("account", account_id), lambda: self._account(account_id))
 
+    def account_ids(self):
+        return self._cached(
+            ("account_ids",),
+            lambda: tuple(self.session.scalars(select(Account.external_id).where(Account.tenant_id == self.tenant_id).order_by(Account.external_id))),
+        )
+
     def _account(self, account_id: str) -> d.Account | None:
         account = self.session.scalar(
             select(Account).where(Account.tenant_id == self.tenant_id, Account.external_id == account_id)

@@ -293,3 +293,45 @@ __all__ = [
     "rollback",
     "save_draft",
 ]
+
+
+class VersionLookup:
+    """Read-only access to stored versions for tools (``approvalrules diff --ini ... demo/acme@3``)."""
+
+    def __init__(self, session: Session, engine=None):
+        self.session = session
+        self._engine = engine
+
+    @classmethod
+    def from_ini(cls, ini_path: str) -> "VersionLookup":
+        from .commands import settings_from_ini
+        from .db import get_engine
+
+        engine = get_engine(settings_from_ini(ini_path))
+        return cls(Session(engine), engine)
+
+    def text_of(self, tenant: str, name: str, which: str) -> tuple[str, str, Callable[[str], str | None]]:
+        """(text, source label, extends resolver) of ``which``: a number, ``active``/``latest`` or ``draft``."""
+        if which == "draft":
+            ruleset = get_ruleset(self.session, tenant, name)
+            if ruleset is None or ruleset.draft_text is None:
+                raise NotFound("unknown_draft", f"rule set {name!r} of tenant {tenant!r} has no draft")
+            text = ruleset.draft_text
+        elif which in ("active", "latest"):
+            version = active_version(self.session, tenant, name)
+            if version is None:
+                raise NotFound("unknown_version", f"rule set {name!r} of tenant {tenant!r} has no active version")
+            text = version.text
+        else:
+            text = get_version(self.session, tenant, name, int(which)).text
+        return text, f"{tenant}/{name}@{which}", resolver(self.session, tenant)
+
+    def directory(self, tenant: str):
+        from .directory import SqlDirectory
+
+        return SqlDirectory(self.session, _tenant_id(self.session, tenant))
+
+    def close(self) -> None:
+        self.session.close()
+        if self._engine is not None:
+            self._engine.dispose()
