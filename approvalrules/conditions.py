@@ -196,29 +196,49 @@ def _actual(key: str, facts: OrderFacts) -> str:
 # ------------------------------------------------------- static analysis
 
 
-def interval_of(condition: Mapping[str, Any] | None) -> tuple[Decimal | None, Decimal | None]:
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One end of a total range: ``strict`` for gt/lt, not for gte/lte/eq."""
+
+    value: Decimal
+    strict: bool
+
+
+def _tighter_low(a: Bound | None, b: Bound) -> Bound:
+    if a is None or b.value > a.value or (b.value == a.value and b.strict):
+        return b
+    return a
+
+
+def _tighter_high(a: Bound | None, b: Bound) -> Bound:
+    if a is None or b.value < a.value or (b.value == a.value and b.strict):
+        return b
+    return a
+
+
+def interval_of(condition: Mapping[str, Any] | None) -> tuple[Bound | None, Bound | None]:
     """The (low, high) bounds on ``total`` that a condition's top-level ``total`` and ``all`` imply.
 
     Used to spot unreachable steps; ``None`` means unbounded.  Only
     conjunctions are analysed, so the result is conservative.
     """
-    low: Decimal | None = None
-    high: Decimal | None = None
+    low: Bound | None = None
+    high: Bound | None = None
     for key, value in (condition or {}).items():
         if key == "total":
             for op, bound in value.items():
-                bound = _money(bound)
+                amount = _money(bound)
                 if op in ("gt", "gte", "eq"):
-                    low = bound if low is None else max(low, bound)
+                    low = _tighter_low(low, Bound(amount, op == "gt"))
                 if op in ("lt", "lte", "eq"):
-                    high = bound if high is None else min(high, bound)
+                    high = _tighter_high(high, Bound(amount, op == "lt"))
         elif key == "all":
             for sub in value:
                 sub_low, sub_high = interval_of(sub)
                 if sub_low is not None:
-                    low = sub_low if low is None else max(low, sub_low)
+                    low = _tighter_low(low, sub_low)
                 if sub_high is not None:
-                    high = sub_high if high is None else min(high, sub_high)
+                    high = _tighter_high(high, sub_high)
     return low, high
 
 

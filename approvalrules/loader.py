@@ -21,30 +21,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from yaml import nodes
 
 from .errors import DocumentError, DocumentTooLarge, Problem
 
 try:  # libyaml parses ~10x faster; the pure parser is the fall-back
     from yaml._yaml import CParser as _Parser
-
-    _C = True
 except ImportError:  # pragma: no cover - depends on the platform's wheel
-    from yaml.composer import Composer
-    from yaml.parser import Parser
+    from yaml.parser import Parser as _PyParser
     from yaml.reader import Reader
     from yaml.scanner import Scanner
 
-    _C = False
+    class _Parser(Reader, Scanner, _PyParser):
+        def __init__(self, stream):
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            _PyParser.__init__(self)
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_ALIASES = 100
 MAX_NODES = 200_000
 MAX_SCALAR_DIGITS = 30
-#: flow brackets give a cheap upper bound on nesting, checked before composing
-#: so that 100,000 nested ``[`` never reach the recursive composer
-_MAX_BRACKET_DEPTH = 1000
 
 STR = "tag:yaml.org,2002:str"
 INT = "tag:yaml.org,2002:int"
@@ -54,37 +51,21 @@ NULL = "tag:yaml.org,2002:null"
 MAP = "tag:yaml.org,2002:map"
 SEQ = "tag:yaml.org,2002:seq"
 
-
-class _Yaml12Resolver(yaml.resolver.BaseResolver):
-    """YAML 1.2 core schema: the only implicit types are null, bool, int, float."""
-
-
-_Yaml12Resolver.yaml_implicit_resolvers = {}
-_Yaml12Resolver.add_implicit_resolver(BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-_Yaml12Resolver.add_implicit_resolver(INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-_Yaml12Resolver.add_implicit_resolver(
-    FLOAT,
-    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."),
+#: YAML 1.2 core schema: the only implicit types are null, bool, int and
+#: finite floats (``.inf`` and ``.nan`` stay strings: no amount is infinite)
+_IMPLICIT = (
+    (BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")),
+    (INT, re.compile(r"^[-+]?[0-9]+$")),
+    (FLOAT, re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")),
+    (NULL, re.compile(r"^(?:~|null|Null|NULL|)$")),
 )
-_Yaml12Resolver.add_implicit_resolver(NULL, re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""])
 
-if _C:
 
-    class _NodeLoader(_Parser, _Yaml12Resolver):
-        def __init__(self, stream):
-            _Parser.__init__(self, stream)
-            _Yaml12Resolver.__init__(self)
-
-else:  # pragma: no cover
-
-    class _NodeLoader(Reader, Scanner, Parser, Composer, _Yaml12Resolver):
-        def __init__(self, stream):
-            Reader.__init__(self, stream)
-            Scanner.__init__(self)
-            Parser.__init__(self)
-            Composer.__init__(self)
-            _Yaml12Resolver.__init__(self)
+def _resolve(value: str) -> str:
+    for tag, pattern in _IMPLICIT:
+        if pattern.match(value):
+            return tag
+    return STR
 
 
 Path = tuple  # a tuple of str keys and int indexes
@@ -134,10 +115,15 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
             raise DocumentError([Problem("not_utf8", f"the document is not UTF-8 text (byte {exc.start})", source=source)]) from None
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), max_bytes, source)
-    _check_bracket_depth(text, source)
-    loader = _NodeLoader(text)
     try:
-        root = loader.get_single_node()
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = text.count("\n", 0, exc.start) + 1
+        raise DocumentError([Problem("invalid_character", f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8", "", line, source)]) from None
+    doc = Document(data=None, text=text, source=source)
+    parser = _Parser(text)
+    try:
+        doc.data = _Builder(doc).build(parser)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -146,15 +132,9 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
     except yaml.YAMLError as exc:
         raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {exc}", "", None, source)]) from None
     finally:
-        dispose = getattr(loader, "dispose", None)
+        dispose = getattr(parser, "dispose", None)
         if dispose:
             dispose()
-    doc = Document(data=None, text=text, source=source)
-    if root is None:
-        doc.data = None
-        return doc
-    builder = _Builder(doc)
-    doc.data = builder.build(root, (), 0)
     return doc
 
 
@@ -164,97 +144,184 @@ def _too_large(size: int, limit: int, source: str | None) -> DocumentTooLarge:
     )
 
 
-def _check_bracket_depth(text: str, source: str | None) -> None:
-    if text.count("[") + text.count("{") <= _MAX_BRACKET_DEPTH:
-        return
-    depth = 0
-    for match in re.finditer(r"[\[\]{}]", text):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > _MAX_BRACKET_DEPTH:
-            line = text.count("\n", 0, match.start()) + 1
-            raise DocumentError([Problem("too_deep", f"nesting deeper than {MAX_DEPTH} levels", "", line, source)])
+class _Frame:
+    __slots__ = ("container", "path", "key", "key_line", "anchor", "nodes_at_start")
+
+    def __init__(self, container, path, anchor, nodes_at_start):
+        self.container = container
+        self.path = path
+        self.key = _NO_KEY
+        self.key_line = 0
+        self.anchor = anchor
+        self.nodes_at_start = nodes_at_start
+
+
+_NO_KEY = object()
 
 
 class _Builder:
-    """Turns the node graph into plain data, enforcing the limits as it goes."""
+    """Builds plain data straight from parser events, enforcing the limits as it goes.
+
+    No node graph and no recursion: an explicit stack keeps depth bounded by
+    :data:`MAX_DEPTH` however deep the input tries to go.  Anchors remember
+    the value they name and how many values it holds, so aliases are counted
+    at their expanded size (billion laughs stops at :data:`MAX_NODES`).
+    """
 
     def __init__(self, doc: Document):
         self.doc = doc
-        self.nodes_built = 0
+        self.nodes = 0
         self.aliases = 0
-        self.seen: set[int] = set()
-        self.on_stack: set[int] = set()
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.open_anchors: set[str] = set()
 
-    def fail(self, code: str, message: str, node: nodes.Node, path) -> DocumentError:
-        return DocumentError([Problem(code, message, format_path(path), node.start_mark.line + 1, self.doc.source)])
+    def fail(self, code: str, message: str, event, path) -> DocumentError:
+        return DocumentError([Problem(code, message, format_path(path), event.start_mark.line + 1, self.doc.source)])
 
-    def build(self, node: nodes.Node, path: Path, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise self.fail("too_deep", f"nesting deeper than {MAX_DEPTH} levels", node, path)
-        self.nodes_built += 1
-        if self.nodes_built > MAX_NODES:
-            raise self.fail("too_many_nodes", f"the document expands to more than {MAX_NODES:,} values (alias expansion?)", node, path)
-        key = id(node)
-        if isinstance(node, nodes.ScalarNode):
-            return self.scalar(node, path)
-        if key in self.on_stack:
-            raise self.fail("recursive_alias", "an alias refers to the collection that contains it", node, path)
-        if key in self.seen:
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise self.fail("too_many_aliases", f"more than {MAX_ALIASES} aliases", node, path)
-        self.seen.add(key)
-        self.on_stack.add(key)
-        try:
-            if isinstance(node, nodes.MappingNode):
-                return self.mapping(node, path, depth)
-            return self.sequence(node, path, depth)
-        finally:
-            self.on_stack.discard(key)
+    def build(self, parser) -> Any:
+        stack: list[_Frame] = []
+        root: Any = None
+        documents = 0
+        while True:
+            event = parser.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                return root
+            if isinstance(event, (yaml.StreamStartEvent, yaml.DocumentEndEvent)):
+                continue
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise self.fail("several_documents", "one YAML document per rule set: remove the second `---`", event, ())
+                continue
+            path = self._child_path(stack)
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                frame = stack.pop()
+                if frame.anchor is not None:
+                    self.open_anchors.discard(frame.anchor)
+                    self.anchors[frame.anchor] = (frame.container, self.nodes - frame.nodes_at_start)
+                value, done = frame.container, True
+            elif isinstance(event, yaml.AliasEvent):
+                value = self._alias(event, path)
+                done = True
+            elif isinstance(event, yaml.ScalarEvent):
+                value = self._scalar(event, path, stack)
+                done = True
+            else:  # a collection starts
+                if len(stack) >= MAX_DEPTH:
+                    raise self.fail("too_deep", f"nesting deeper than {MAX_DEPTH} levels", event, path)
+                is_map = isinstance(event, yaml.MappingStartEvent)
+                tag = event.tag
+                if tag not in (None, "!", MAP if is_map else SEQ):
+                    raise self.fail("unsupported_tag", f"tag {tag!r} is not allowed; rule sets hold plain data only", event, path)
+                self._count(event, path)
+                container = {} if is_map else []
+                if event.anchor is not None:
+                    self.open_anchors.add(event.anchor)
+                frame = _Frame(container, path, event.anchor, self.nodes)
+                self._place_line(stack, event)
+                stack.append(frame)
+                continue
+            if not stack:
+                root = value
+                continue
+            self._put(stack, value, event, path)
 
-    def mapping(self, node: nodes.MappingNode, path: Path, depth: int) -> dict:
-        if node.tag not in (MAP,):
-            raise self.fail("unsupported_tag", f"tag {node.tag!r} is not allowed; use plain YAML maps", node, path)
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise self.fail("unsupported_merge", "merge keys (<<) are not supported; use `extends`", key_node, path)
-            if not isinstance(key_node, nodes.ScalarNode):
-                raise self.fail("invalid_key", "keys must be plain scalars", key_node, path)
-            key = key_node.value
-            child = path + (key,)
-            if key in out:
-                first = self.doc.lines.get(child)
-                raise self.fail("duplicate_key", f"duplicate key {key!r} (first defined on line {first})", key_node, child)
-            self.doc.lines[child] = key_node.start_mark.line + 1
-            out[key] = self.build(value_node, child, depth + 1)
-        return out
+    def _child_path(self, stack) -> tuple:
+        if not stack:
+            return ()
+        frame = stack[-1]
+        if isinstance(frame.container, list):
+            return frame.path + (len(frame.container),)
+        if frame.key is _NO_KEY:
+            return frame.path
+        return frame.path + (frame.key,)
 
-    def sequence(self, node: nodes.SequenceNode, path: Path, depth: int) -> list:
-        if node.tag != SEQ:
-            raise self.fail("unsupported_tag", f"tag {node.tag!r} is not allowed; use plain YAML lists", node, path)
-        out = []
-        for index, item in enumerate(node.value):
-            child = path + (index,)
-            self.doc.lines[child] = item.start_mark.line + 1
-            out.append(self.build(item, child, depth + 1))
-        return out
+    def _place_line(self, stack, event) -> None:
+        if stack and isinstance(stack[-1].container, list):
+            frame = stack[-1]
+            self.doc.lines[frame.path + (len(frame.container),)] = event.start_mark.line + 1
 
-    def scalar(self, node: nodes.ScalarNode, path: Path) -> Any:
-        tag, value = node.tag, node.value
+    def _put(self, stack, value, event, path) -> None:
+        frame = stack[-1]
+        container = frame.container
+        if isinstance(container, list):
+            container.append(value)
+            return
+        if frame.key is _NO_KEY:  # this value is a key
+            if not isinstance(value, str) or getattr(event, "value", None) is None:
+                raise self.fail("invalid_key", "keys must be plain scalars", event, frame.path)
+            key = event.value
+            child = frame.path + (key,)
+            if key in container:
+                raise self.fail("duplicate_key", f"duplicate key {key!r} (first defined on line {self.doc.lines.get(child)})", event, child)
+            self.doc.lines[child] = event.start_mark.line + 1
+            frame.key = key
+            return
+        container[frame.key] = value
+        frame.key = _NO_KEY
+
+    def _count(self, event, path, size: int = 1) -> None:
+        self.nodes += size
+        if self.nodes > MAX_NODES:
+            raise self.fail("too_many_nodes", f"the document expands to more than {MAX_NODES:,} values (alias expansion?)", event, path)
+
+    def _alias(self, event, path) -> Any:
+        name = event.anchor
+        if name in self.open_anchors:
+            raise self.fail("recursive_alias", f"alias *{name} refers to the collection that contains it", event, path)
+        if name not in self.anchors:
+            raise self.fail("undefined_alias", f"alias *{name} has no anchor &{name} before it", event, path)
+        self.aliases += 1
+        if self.aliases > MAX_ALIASES:
+            raise self.fail("too_many_aliases", f"more than {MAX_ALIASES} aliases", event, path)
+        value, size = self.anchors[name]
+        self._count(event, path, size)
+        return value
+
+    def _scalar(self, event, path, stack) -> Any:
+        self._count(event, path)
+        is_key = bool(stack) and isinstance(stack[-1].container, dict) and stack[-1].key is _NO_KEY
+        if stack and isinstance(stack[-1].container, list):
+            self._place_line(stack, event)
+        tag, value = event.tag, event.value
+        if tag in (None, "!"):
+            tag = _resolve(value) if event.implicit[0] else STR
+        if is_key:
+            if tag not in (STR, INT, FLOAT, BOOL, NULL):
+                raise self.fail("invalid_key", "keys must be plain scalars", event, path)
+            return value
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (None, 1)
+        result = self._convert(tag, value, event, path)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (result, 1)
+        return result
+
+    def _convert(self, tag: str, value: str, event, path) -> Any:
         if tag == STR:
             return value
         if tag == NULL:
             return None
         if tag == BOOL:
+            if value.lower() not in ("true", "false"):
+                raise self.fail("invalid_value", f"{value!r} is not a boolean; write true or false", event, path)
             return value.lower() == "true"
         if tag == INT:
             digits = value.lstrip("+-")
             if len(digits) > MAX_SCALAR_DIGITS:
-                raise self.fail("number_too_large", f"number with {len(digits):,} digits; at most {MAX_SCALAR_DIGITS} are allowed", node, path)
-            return int(value)
+                raise self.fail("number_too_large", f"number with {len(digits):,} digits; at most {MAX_SCALAR_DIGITS} are allowed", event, path)
+            try:
+                return int(value)
+            except ValueError:
+                raise self.fail("invalid_value", f"{value[:40]!r} is not an integer", event, path) from None
         if tag == FLOAT:
             if len(value) > MAX_SCALAR_DIGITS + 10:
-                raise self.fail("number_too_large", f"number of {len(value):,} characters; at most {MAX_SCALAR_DIGITS} digits are allowed", node, path)
-            return float(value)
-        raise self.fail("unsupported_tag", f"tag {tag!r} is not allowed; rule sets hold plain data only", node, path)
+                raise self.fail("number_too_large", f"number of {len(value):,} characters; at most {MAX_SCALAR_DIGITS} digits are allowed", event, path)
+            try:
+                number = float(value)
+            except ValueError:
+                raise self.fail("invalid_value", f"{value[:40]!r} is not a number", event, path) from None
+            if number != number or number in (float("inf"), float("-inf")):
+                raise self.fail("invalid_value", f"{value[:40]!r} is not a finite number", event, path)
+            return number
+        raise self.fail("unsupported_tag", f"tag {tag!r} is not allowed; rule sets hold plain data only", event, path)

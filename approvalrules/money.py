@@ -34,7 +34,7 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
         raise OrderError("invalid_amount", f"{where} must be a finite number", path=where)
     if amount < 0:
         raise OrderError("negative_amount", f"{where} must not be negative (got {amount})", path=where)
-    if len(amount.as_tuple().digits) > MAX_DIGITS:
+    if len(amount.as_tuple().digits) > MAX_DIGITS or not -MAX_DIGITS <= amount.as_tuple().exponent <= MAX_DIGITS:
         raise OrderError("invalid_amount", f"{where} has more than {MAX_DIGITS} digits", path=where)
     return amount
 

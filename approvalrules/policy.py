@@ -110,7 +110,7 @@ class Order:
             raise OrderError("missing_total", "order.total is required", path="order.total")
         total = parse_amount(data["total"], "order.total")
         currency = data.get("currency")
-        if currency is not None and currency not in CURRENCIES:
+        if currency is not None and (not isinstance(currency, str) or currency not in CURRENCIES):
             raise OrderError("unknown_currency", f"order.currency {str(currency)[:10]!r} is not an ISO 4217 code this service knows", path="order.currency")
         order_type = data.get("type", "regular")
         if order_type not in ORDER_TYPES:
@@ -792,11 +792,13 @@ class _Evaluation:
         if outcome == "approved":
             out = [Notification("order_confirmation", (buyer,))]
             if self.policy.master_confirmation and self.group:
-                masters = tuple(
-                    Recipient(m.account_id, "email", self.company)
-                    for m in self.directory.memberships_of_company(self.company)
-                    if m.master and m.active
-                )
+                masters = []
+                for m in self.directory.memberships_of_company(self.company):
+                    account = self.directory.account(m.account_id) if m.master and m.active else None
+                    if account is not None and account.active:
+                        emailed = self.policy.effective_settings(m)["email"] and account.email_enabled and bool(account.email)
+                        masters.append(Recipient(m.account_id, "email" if emailed else "inbox", self.company))
+                masters = tuple(masters)
                 if masters:
                     out.append(Notification("master_confirmation", masters))
             return tuple(out)

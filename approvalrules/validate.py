@@ -64,6 +64,9 @@ def schema_problems(doc: Document, name: str) -> list[Problem]:
 
 
 def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
+    instance = error.instance
+    if isinstance(instance, (int, float)) and not isinstance(instance, bool) and instance < 0 and _is_amount(error):
+        return doc.problem("negative_amount", f"{instance} is negative; amounts must be 0 or more", list(error.absolute_path))
     if error.context:
         # anyOf/oneOf: report the alternative that came closest, not all of them
         deepest = jsonschema.exceptions.best_match(error.context)
@@ -97,6 +100,12 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
     if validator_name == "propertyNames":
         return doc.problem("invalid_name", f"invalid name {_short(error.instance)}: {error.message}", path)
     return doc.problem("invalid_value", error.message if len(error.message) < 300 else error.message[:300] + "...", path)
+
+
+def _is_amount(error) -> bool:
+    """Whether the failing schema is (or offers) the ``money`` definition."""
+    text = json.dumps(error.schema, default=str)
+    return "money" in text or '"minimum": 0' in text
 
 
 def _expected(error) -> str:
@@ -251,27 +260,44 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
                 hint = f"; defined: {', '.join(sorted(known))}" if known else f"; the rule set defines no {kind}s"
                 problems.append(doc.problem(f"undefined_{kind}", f"{kind} {n!r} is not defined{hint}", path))
 
+    # problems point at the document being checked: a step it defines by its
+    # own index, a step it inherits at its `extends` line
+    own_steps = {s["name"]: i for i, s in enumerate(((doc.data or {}).get("approval") or {}).get("steps") or [])}
+    inherited = bool((doc.data or {}).get("extends"))
+
+    def step_path(index: int, rest: tuple = ()) -> tuple:
+        name = steps[index]["name"]
+        if not inherited:
+            return ("approval", "steps", index) + rest
+        if name in own_steps:
+            return ("approval", "steps", own_steps[name]) + rest
+        return ("extends",)
+
+    own_seen: dict[str, int] = {}
+    for index, step in enumerate(((doc.data or {}).get("approval") or {}).get("steps") or []):
+        if step["name"] in own_seen:
+            problems.append(doc.problem("duplicate_step", f"step name {step['name']!r} is used by step {own_seen[step['name']]} too", ("approval", "steps", index, "name")))
+        own_seen.setdefault(step["name"], index)
+
     seen_steps: dict[str, int] = {}
     for index, step in enumerate(steps):
-        path = ("approval", "steps", index)
-        if step["name"] in seen_steps:
-            problems.append(doc.problem("duplicate_step", f"step name {step['name']!r} is used by step {seen_steps[step['name']]} too", path + ("name",)))
+        path = step_path(index)
         seen_steps.setdefault(step["name"], index)
         kind = step.get("kind", "standard")
         if kind == "standard" and "approvers" not in step:
             problems.append(doc.problem("missing_approvers", f"step {step['name']!r} needs `approvers` (or kind: assignment_tiers)", path))
         for s_index, selector in enumerate((step.get("approvers") or {}).get("any_of") or []):
-            check_names("role", _as_list(selector.get("role")), roles, path + ("approvers", "any_of", s_index, "role"))
+            check_names("role", _as_list(selector.get("role")), roles, step_path(index, ("approvers", "any_of", s_index, "role")))
         when = step.get("when")
         if when is not None:
             refs = referenced_names(when)
-            check_names("role", refs["buyer_role"], roles, path + ("when",))
-            check_names("group", refs["buyer_group"], groups, path + ("when",))
+            check_names("role", refs["buyer_role"], roles, step_path(index, ("when",)))
+            check_names("group", refs["buyer_group"], groups, step_path(index, ("when",)))
             low, high = interval_of(when)
-            if low is not None and high is not None and low > high:
-                problems.append(doc.problem("unreachable_step", f"step {step['name']!r} can never apply: its total range is empty", path + ("when",), "warning"))
+            if low is not None and high is not None and (low.value > high.value or (low.value == high.value and (low.strict or high.strict))):
+                problems.append(doc.problem("unreachable_step", f"step {step['name']!r} can never apply: its total range is empty", step_path(index, ("when",)), "warning"))
             if refs["exceeds"]:
-                check_exceeds(refs["exceeds"], data, doc, path + ("when",), problems)
+                check_exceeds(refs["exceeds"], data, doc, step_path(index, ("when",)), problems)
     for key in ("viewer_roles",):
         check_names("role", (data.get("visibility") or {}).get(key) or [], roles, ("visibility", key))
 
@@ -291,10 +317,11 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
         budget_names[budget["name"]] = index
     for index, step in enumerate(steps):
         low, high = interval_of(step.get("when") or {})
-        if max_total is not None and low is not None and low >= max_total:
-            problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only above {low}, but orders above {max_total} are blocked", ("approval", "steps", index, "when"), "warning"))
-        if below is not None and high is not None and high < below:
-            problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only below {high}, but orders below {below} need no approval", ("approval", "steps", index, "when"), "warning"))
+        path = step_path(index, ("when",))
+        if max_total is not None and low is not None and (low.value > max_total or (low.strict and low.value >= max_total)):
+            problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only above {low.value}, but orders above {max_total} are blocked", path, "warning"))
+        if below is not None and high is not None and (high.value < below or (high.strict and high.value <= below)):
+            problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only below {high.value}, but orders below {below} need no approval", path, "warning"))
     for index, test in enumerate(data.get("tests") or []):
         for s_index, step in enumerate((test.get("expect") or {}).get("steps") or []):
             base = step["name"].split("@", 1)[0]

