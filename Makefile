@@ -14,21 +14,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[test,postgres]'
 	touch $@
 
-serve: $(STAMP)
-	mkdir -p var
+# Migrates the SQLite database, loads the sample tenants, rules and directories
+# (idempotent), prints a development API key and admin login, then serves.
+serve: setup-db
 	$(BIN)/pserve development.ini
 
 setup-db: $(STAMP)
 	mkdir -p var
-	# .venv/bin/approvalrules load development.ini rules/
+	$(BIN)/approvalrules load development.ini rules/
+	$(BIN)/approvalrules dev-credentials development.ini
 
 # APPROVALRULES_TEST_DATABASE_URL, when set in the environment, runs the suite on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The peers compared in bench/ (rule-engine, JsonLogic, business-rules, Cedar) are the bench extra.
 bench: $(STAMP)
-	@if [ -f bench/run_all.py ]; then $(BIN)/python bench/run_all.py; \
-	else echo "bench/run_all.py does not exist yet"; fi
+	$(BIN)/pip install -q -e '.[test,postgres,bench]'
+	$(BIN)/python bench/run_all.py
 
 wheel: $(STAMP)
 	$(BIN)/python -m build --wheel --outdir dist .

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..errors import ApprovalRulesError
+
 from . import migrate as _migrate
 from .db import get_engine
 from .importer import LoadReport, export_ruleset, load_folder
@@ -80,7 +82,43 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def dev_credentials(ini_path: str | Path) -> tuple[str, str, str]:
+    """Ensure the development API key and admin login named in the .ini exist; returns (tenant, key, login)."""
+    from sqlalchemy import select
+
+    from .models import AdminUser
+    from .services import create_admin_user, ensure_api_key, resolve_tenant
+
+    settings = settings_from_ini(ini_path)
+    tenant_slug = settings.get("approvalrules.dev_tenant", "demo")
+    key = settings.get("approvalrules.dev_api_key")
+    login, _, password = settings.get("approvalrules.dev_admin", "admin:admin").partition(":")
+    if not key:
+        raise ApprovalRulesError("no_dev_credentials", f"{ini_path} sets no approvalrules.dev_api_key: development credentials are for development.ini only")
+    engine = get_engine(settings)
+    try:
+        with Session(engine) as session, session.begin():
+            tenant = resolve_tenant(session, tenant_slug)
+            ensure_api_key(session, tenant, key)
+            if session.scalar(select(AdminUser).where(AdminUser.tenant_id == tenant.id, AdminUser.login == login)) is None:
+                create_admin_user(session, tenant, login, password, role="owner")
+    finally:
+        engine.dispose()
+    return tenant_slug, key, login
+
+
+def _cmd_dev_credentials(args) -> int:
+    tenant, key, login = dev_credentials(args.ini)
+    print(f"tenant {tenant}: API key {key}  (Authorization: Bearer {key})")
+    print(f"admin: http://127.0.0.1:6543/admin/login as {login} (password in {args.ini})")
+    return 0
+
+
 def add_parsers(sub) -> None:
+    p = sub.add_parser("dev-credentials", help="create the development API key and admin login named in the .ini")
+    p.add_argument("ini")
+    p.set_defaults(func=_cmd_dev_credentials)
+
     p = sub.add_parser("migrate", help="create or upgrade the database schema (Alembic)")
     p.add_argument("ini", help="the .ini file naming the database (sqlalchemy.url)")
     p.set_defaults(func=_cmd_migrate)

@@ -139,6 +139,26 @@ def create_api_key(session: Session, tenant: Tenant, name: str = "", actor: str 
     return key, f"ar_{prefix}_{token}"
 
 
+def ensure_api_key(session: Session, tenant: Tenant, plain: str, name: str = "development") -> ApiKey:
+    """Make ``plain`` (``ar_<prefix>_<token>``) a live key of ``tenant``: for development set-ups only,
+    where a known key saves copying a fresh one after every reset."""
+    try:
+        marker, prefix, token = plain.split("_", 2)
+    except ValueError:
+        raise DirectoryError("invalid_api_key", "a key reads ar_<8 hex digits>_<token>") from None
+    if marker != "ar" or len(prefix) != API_KEY_PREFIX_LENGTH or len(token) < 16:
+        raise DirectoryError("invalid_api_key", "a key reads ar_<8 hex digits>_<token of 16 characters or more>")
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None:
+        key = ApiKey(tenant_id=tenant.id, name=name, prefix=prefix, hash=_hash_token(token))
+        session.add(key)
+        session.flush()
+        audit(session, tenant.id, "system", "api_key.created", "api_key", prefix, {"name": name})
+    elif key.tenant_id != tenant.id or not hmac.compare_digest(key.hash, _hash_token(token)):
+        raise DirectoryError("api_key_taken", f"another key already uses the prefix {prefix}")
+    return key
+
+
 def find_api_key(session: Session, plain: str) -> ApiKey | None:
     """The live key matching ``plain`` (``ar_<prefix>_<token>``), or None."""
     try:
