@@ -1,0 +1,92 @@
+"""Concurrent approvers on PostgreSQL: exactly one final outcome, one notification per event, an audit that agrees."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+import webtest
+from sqlalchemy import select
+
+from approvalrules.store.models import AuditEvent, OutboxEvent
+
+from .test_acceptance_a import submit
+
+
+@pytest.fixture
+def postgres_world(world):
+    if world.engine.dialect.name != "postgresql":
+        pytest.skip("concurrency is proven on PostgreSQL (SQLite serialises writers)")
+    return world
+
+
+def _race(world, request_id, actions):
+    """Fire all actions at once from their own threads; returns [(action, approver, status, body)]."""
+    barrier = threading.Barrier(len(actions))
+    results = []
+    lock = threading.Lock()
+
+    def act(action, approver):
+        app = webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
+        barrier.wait()
+        response = app.post_json(f"/api/v1/approvals/{request_id}/{action}", {"approver": approver, "comment": f"{action} by {approver}"}, status="*")
+        with lock:
+            results.append((action, approver, response.status_int, response.json))
+
+    threads = [threading.Thread(target=act, args=a) for a in actions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_twenty_threads_approving_and_rejecting_one_request(postgres_world, api, order_id):
+    world = postgres_world
+    oid = order_id("race")
+    request_id = submit(api, oid, "sam", 2000).json["approval"]["id"]  # one of Tom or Tia decides
+    actions = [("approve" if i % 2 else "reject", "tom" if i % 4 < 2 else "tia") for i in range(20)]
+    results = _race(world, request_id, actions)
+    assert len(results) == 20
+    statuses = Counter(r[2] for r in results)
+    assert set(statuses) <= {200, 409}, statuses
+    final = api.get(f"/api/v1/approvals/{request_id}").json
+    assert final["status"] in ("approved", "rejected")
+    # exactly one decision took effect: the history holds one deciding action
+    deciding = [h for h in final["history"] if h["action"] in ("approve", "reject")]
+    assert len(deciding) == 1
+    winners = [r for r in results if r[2] == 200 and r[3]["status"] == final["status"]]
+    assert winners, "the decision that took effect was answered 200"
+    losers = [r for r in results if r[2] == 409]
+    assert all(r[3]["error"]["code"] in ("already_decided", "concurrent_update", "conflict") for r in losers)
+    with world.session() as session:
+        events = [e.event_type for e in session.scalars(select(OutboxEvent)) if e.payload["order"]["id"] == oid]
+        audit = [a.action for a in session.scalars(select(AuditEvent).where(AuditEvent.subject_id == oid))]
+    counts = Counter(events)
+    if final["status"] == "approved":
+        assert counts["order_approved"] == 1 and counts["order_confirmation"] == 1 and counts["order_rejected"] == 0
+        assert audit.count("approval.approved") == 1 and audit.count("approval.rejected") == 0
+    else:
+        assert counts["order_rejected"] == 1 and counts["order_cancelled"] == 1 and counts["order_approved"] == 0
+        assert audit.count("approval.rejected") == 1 and audit.count("approval.approved") == 0
+
+
+def test_two_of_three_under_contention_counts_each_approver_once(postgres_world, api, order_id):
+    world = postgres_world
+    oid = order_id("race2")
+    request_id = submit(api, oid, "eve", 60).json["approval"]["id"]  # Ops: 2 of master, Cid, Dee
+    results = _race(world, request_id, [("approve", "cid")] * 5 + [("approve", "dee")] * 5)
+    final = api.get(f"/api/v1/approvals/{request_id}").json
+    approvals = [h["by"] for h in final["history"] if h["action"] == "approve"]
+    assert sorted(set(approvals)) == sorted(approvals), "an approver counted twice"
+    assert all(r[2] in (200, 409) for r in results)
+    # whatever the interleaving, retrying the losers finishes the job exactly once
+    for approver in ("cid", "dee"):
+        api.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": approver}, status="*")
+    final = api.get(f"/api/v1/approvals/{request_id}").json
+    assert final["status"] == "approved"
+    assert sorted(h["by"] for h in final["history"] if h["action"] == "approve") == ["cid", "dee"]
+    with world.session() as session:
+        events = [e.event_type for e in session.scalars(select(OutboxEvent)) if e.payload["order"]["id"] == oid]
+    assert events.count("order_approved") == 1
