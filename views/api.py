@@ -211,24 +211,82 @@ class StorefrontApi:
 
     # directory sync: upsert by external id
 
-    @view_config(route_name="api_directory", request_method="PUT")
-    def directory_upsert(self):
-        kind = self.request.matchdict["kind"]
-        body = json_body(self.request)
-        directory = DirectoryService(self.session, self.tenant, actor="storefront")
-        external_id = self.request.matchdict["id"]
-        try:
-            if kind == "companies":
-                directory.upsert_company(external_id, **body)
-            elif kind == "accounts":
-                directory.upsert_account(external_id, **body)
-            else:
-                from approvalrules.errors import NotFound
+    @view_config(route_name="api_directory_company", request_method="PUT")
+    def put_company(self):
+        body = directory_body(self.request, {"name": str, "parent": (str, type(None)), "ruleset": (str, type(None)), "attributes": dict})
+        self._directory().upsert_company(self.request.matchdict["company"], **body)
+        return {"status": "ok", "company": self.request.matchdict["company"]}
 
-                raise NotFound("unknown_collection", f"no directory collection {kind!r}; use companies or accounts")
-        except TypeError as exc:
-            raise OrderError("invalid_field", f"unexpected field for {kind}: {exc}") from None
-        return {"status": "ok", "kind": kind, "id": external_id}
+    @view_config(route_name="api_directory_account", request_method="PUT")
+    def put_account(self):
+        body = directory_body(self.request, {"name": str, "email": (str, type(None)), "email_enabled": bool, "active": bool})
+        self._directory().upsert_account(self.request.matchdict["account"], **body)
+        return {"status": "ok", "account": self.request.matchdict["account"]}
+
+    @view_config(route_name="api_directory_group", request_method="PUT")
+    def put_group(self):
+        body = directory_body(self.request, {"name": str})
+        self._directory().upsert_group(self.request.matchdict["company"], self.request.matchdict["group"], **body)
+        return {"status": "ok", "company": self.request.matchdict["company"], "group": self.request.matchdict["group"]}
+
+    @view_config(route_name="api_directory_group", request_method="DELETE")
+    def delete_group(self):
+        policy = self.request.params.get("policy")
+        self._directory().delete_group(self.request.matchdict["company"], self.request.matchdict["group"], policy)
+        return {"status": "deleted"}
+
+    @view_config(route_name="api_directory_membership", request_method="PUT")
+    def put_membership(self):
+        body = directory_body(
+            self.request,
+            {"role": str, "group": (str, type(None)), "master": bool, "default": bool, "status": str, "settings": dict, "attributes": dict, "move": bool},
+        )
+        if "settings" in body:
+            _check_settings(body["settings"])
+        self._directory().upsert_membership(self.request.matchdict["account"], self.request.matchdict["company"], **body)
+        return {"status": "ok"}
+
+    @view_config(route_name="api_directory_assignments", request_method="PUT")
+    def put_assignment(self):
+        body = directory_body(self.request, {"approver": str, "account": str, "company": str, "threshold": (int, float, str, type(None)), "limit": (int, float, str, type(None)), "step": (str, type(None))}, required=("approver", "account", "company"))
+        from approvalrules.money import parse_amount
+
+        for key in ("threshold", "limit"):
+            if body.get(key) is not None:
+                body[key] = parse_amount(body[key], key)
+        self._directory().upsert_assignment(body.pop("approver"), body.pop("account"), body.pop("company"), **body)
+        return {"status": "ok"}
+
+    def _directory(self) -> DirectoryService:
+        return DirectoryService(self.session, self.tenant, actor="storefront")
+
+
+def directory_body(request, fields: dict, required: tuple = ()) -> dict:
+    """The JSON body restricted to ``fields`` (name -> accepted types), with an error per bad field."""
+    body = json_body(request)
+    for key, value in body.items():
+        if key not in fields:
+            raise OrderError("unknown_key", f"unknown field {key!r}; allowed: {', '.join(sorted(fields))}", path=key)
+        types = fields[key] if isinstance(fields[key], tuple) else (fields[key],)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise OrderError("wrong_type", f"{key} must be {names}", path=key)
+    for key in required:
+        if key not in body:
+            raise OrderError("missing_key", f"{key} is required", path=key)
+    return body
+
+
+def _check_settings(settings: dict) -> None:
+    """Membership settings follow the rule-set schema's ``settings`` definition."""
+    from approvalrules.loader import Document
+    from approvalrules.validate import validator
+
+    errors = sorted(validator("ruleset").evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"}).iter_errors(settings), key=lambda e: list(map(str, e.path)))
+    if errors:
+        first = errors[0]
+        path = "settings" + "".join(f".{p}" for p in first.absolute_path)
+        raise OrderError("invalid_settings", f"{path}: {first.message}"[:300], path=path)
 
 
 def _int_id(text: str) -> int:

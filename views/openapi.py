@@ -112,10 +112,28 @@ def document() -> dict:
         paths[f"/api/v1/approvals/{{id}}/{action}"] = {"post": {"summary": summary, "parameters": [approval_id, {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
                                                                "requestBody": {"required": True, **json_of("ApprovalAction")},
                                                                "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(400, 401, 403, 404, 409, 422)}}}
-    paths["/api/v1/directory/{kind}/{id}"] = {"put": {"summary": "Upsert a company or an account by external id",
-                                                       "parameters": [{"name": "kind", "in": "path", "required": True, "schema": {"enum": ["companies", "accounts"]}}, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                                                       "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                                                       "responses": {"200": {"description": "Upserted", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(400, 401, 404, 409, 422)}}}
+    def upsert(summary: str, properties: dict, *path_params: str, required: tuple = ()) -> dict:
+        return {
+            "summary": summary,
+            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in path_params],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}}}},
+            "responses": {"200": {"description": "Upserted", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(400, 401, 404, 409, 422)},
+        }
+
+    text, flag, nullable_text = {"type": "string"}, {"type": "boolean"}, {"type": ["string", "null"]}
+    amount = {"oneOf": [{"$ref": "#/components/schemas/money"}, {"type": "null"}]}
+    paths["/api/v1/directory/companies/{company}"] = {"put": upsert("Upsert a company by external id", {"name": text, "parent": nullable_text, "ruleset": nullable_text, "attributes": {"type": "object"}}, "company")}
+    paths["/api/v1/directory/companies/{company}/groups/{group}"] = {
+        "put": upsert("Upsert a purchasing group", {"name": text}, "company", "group"),
+        "delete": {"summary": "Delete a group; members per the tenant's policy (or ?policy=)", "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("company", "group")] + [{"name": "policy", "in": "query", "required": False, "schema": {"enum": ["remove_members", "move_to_company", "refuse_if_members"]}}],
+                   "responses": {"200": {"description": "Deleted", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(401, 404, 409)}},
+    }
+    paths["/api/v1/directory/accounts/{account}"] = {"put": upsert("Upsert an account by external id", {"name": text, "email": nullable_text, "email_enabled": flag, "active": flag}, "account")}
+    paths["/api/v1/directory/accounts/{account}/memberships/{company}"] = {"put": upsert(
+        "Upsert a membership (role, group, master, settings); `move` moves between groups",
+        {"role": text, "group": nullable_text, "master": flag, "default": flag, "status": {"enum": ["active", "invited", "declined", "inactive"]}, "settings": {"type": "object"}, "attributes": {"type": "object"}, "move": flag},
+        "account", "company")}
+    paths["/api/v1/directory/assignments"] = {"put": upsert("Upsert an assignment approver -> account", {"approver": text, "account": text, "company": text, "threshold": amount, "limit": amount, "step": nullable_text}, required=("approver", "account", "company"))}
     return {
         "openapi": "3.1.0",
         "info": {"title": "approvalrules storefront API", "version": "1"},

@@ -247,3 +247,51 @@ def test_openapi_document_lists_every_route(api):
     for path in ("/api/v1/evaluate", "/api/v1/orders", "/api/v1/orders/{id}", "/api/v1/approvals", "/api/v1/approvals/{id}/approve", "/api/v1/orders/{id}/convert"):
         assert path in doc["paths"], path
     assert doc["components"]["schemas"]["Order"]["properties"]["total"] == {"$ref": "#/components/schemas/money"}
+
+
+def test_directory_sync_upserts_and_refuses_with_clear_errors(api, order_id):
+    api.put_json("/api/v1/directory/companies/sync-co", {"name": "Sync Co", "ruleset": "acme"})
+    api.put_json("/api/v1/directory/companies/sync-co/groups/buyers", {"name": "Buyers"})
+    api.put_json("/api/v1/directory/companies/sync-co/groups/others", {"name": "Others"})
+    api.put_json("/api/v1/directory/accounts/sync-anna", {"name": "Anna", "email": "anna@sync.test"})
+    api.put_json("/api/v1/directory/accounts/sync-anna/memberships/sync-co", {"role": "requisitioner", "group": "buyers"})
+    api.put_json("/api/v1/directory/accounts/sync-boss", {"name": "Boss"})
+    api.put_json("/api/v1/directory/accounts/sync-boss/memberships/sync-co", {"role": "master", "master": True})
+    decision = api.post_json("/api/v1/evaluate", {"buyer": "sync-anna", "total": 10}).json
+    assert decision["buyer"]["company"] == "sync-co" and decision["buyer"]["group"] == "buyers"
+    # a member is in one group at a time (A9): refused unless asked to move
+    refused = api.put_json("/api/v1/directory/accounts/sync-anna/memberships/sync-co", {"group": "others"}, status=409).json["error"]
+    assert refused["code"] == "already_in_group" and "buyers" in refused["message"]
+    api.put_json("/api/v1/directory/accounts/sync-anna/memberships/sync-co", {"group": "others", "move": True})
+    # master or member, never both
+    both = api.put_json("/api/v1/directory/accounts/sync-boss/memberships/sync-co", {"group": "buyers"}, status=409).json["error"]
+    assert both["code"] == "master_and_member"
+    bad_type = api.put_json("/api/v1/directory/accounts/sync-anna", {"active": "yes"}, status=422).json["error"]
+    assert (bad_type["code"], bad_type["details"]["path"]) == ("wrong_type", "active")
+    unknown = api.put_json("/api/v1/directory/accounts/sync-anna", {"colour": "red"}, status=422).json["error"]
+    assert unknown["code"] == "unknown_key"
+    bad_settings = api.put_json("/api/v1/directory/accounts/sync-anna/memberships/sync-co", {"settings": {"may_order": "no"}}, status=422).json["error"]
+    assert bad_settings["code"] == "invalid_settings" and "settings.may_order" in bad_settings["message"]
+    api.put_json("/api/v1/directory/assignments", {"approver": "sync-boss", "account": "sync-anna", "company": "sync-co", "limit": 500})
+    missing = api.put_json("/api/v1/directory/assignments", {"approver": "sync-boss"}, status=422).json["error"]
+    assert missing["code"] == "missing_key"
+
+
+def test_outbox_keeps_events_while_the_webhook_receiver_is_down(api, order_id, world, dispatch):
+    from datetime import datetime, timedelta, timezone
+
+    from approvalrules.workflow import outbox
+
+    oid = order_id("hookdown")
+    world.webhooks.fail = True
+    try:
+        submit(api, oid, "bob", 100)
+        counts = dispatch()
+        assert counts["failed"] >= 1
+        assert world.webhooks.events(oid) == []
+    finally:
+        world.webhooks.fail = False
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    world.run(lambda session: outbox.dispatch(session, world.settings, now=later))
+    delivered = world.webhooks.events(oid, "order_approved")
+    assert len(delivered) == 1
