@@ -37,6 +37,8 @@ def api_tenant(request):
 
 def includeme(config):
     config.add_request_method(api_tenant, "tenant", reify=True)
+    # over pyramid_tm: a refused request never opens a transaction
+    config.add_tween("approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory")
 
 
 def json_body(request) -> dict:
