@@ -18,8 +18,3 @@ def health(request):
 def home(request):
     folder = _rules_dir(request)
     return {"folder": folder, "rules": list_rule_files(folder)}
-
-
-@view_config(route_name="api_rulesets", renderer="json")
-def api_rulesets(request):
-    return {"rulesets": list_rule_files(_rules_dir(request))}

@@ -134,6 +134,18 @@ def document() -> dict:
         {"role": text, "group": nullable_text, "master": flag, "default": flag, "status": {"enum": ["active", "invited", "declined", "inactive"]}, "settings": {"type": "object"}, "attributes": {"type": "object"}, "move": flag},
         "account", "company")}
     paths["/api/v1/directory/assignments"] = {"put": upsert("Upsert an assignment approver -> account", {"approver": text, "account": text, "company": text, "threshold": amount, "limit": amount, "step": nullable_text}, required=("approver", "account", "company"))}
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    yaml_body = {"required": True, "content": {"application/yaml": {"schema": {"type": "string", "description": "A rule set (schemas/ruleset.schema.json)"}}}}
+    anything = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    paths["/api/v1/rulesets"] = {"get": {"summary": "The tenant's rule sets with their active versions", "responses": {"200": {"description": "Rule sets", **anything}, **_error_responses(401)}}}
+    paths["/api/v1/rulesets/{name}"] = {"get": {"summary": "A rule set: active text and draft", "parameters": [name], "responses": {"200": {"description": "The rule set", **anything}, **_error_responses(401, 404)}}}
+    paths["/api/v1/rulesets/{name}/draft"] = {"put": {"summary": "Save a draft (kept even when invalid)", "parameters": [name], "requestBody": yaml_body, "responses": {"200": {"description": "Saved", **anything}, **_error_responses(400, 401, 413)}}}
+    paths["/api/v1/rulesets/{name}/publish"] = {"post": {"summary": "Validate and publish the body (or the draft) as the next version", "parameters": [name], "requestBody": {**yaml_body, "required": False},
+                                                        "responses": {"201": {"description": "The new version", **anything}, **_error_responses(400, 401, 404, 409, 413, 422)}}}
+    paths["/api/v1/rulesets/{name}/rollback"] = {"post": {"summary": "Publish an old version's text anew", "parameters": [name, {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}}], "responses": {"200": {"description": "The new version", **anything}, **_error_responses(400, 401, 404)}}}
+    paths["/api/v1/rulesets/{name}/versions"] = {"get": {"summary": "Every version: number, status, hash, author, time", "parameters": [name], "responses": {"200": {"description": "Versions", **anything}, **_error_responses(401, 404)}}}
+    paths["/api/v1/rulesets/{name}/diff"] = {"get": {"summary": "Structural, behavioural and unified diff of two versions", "parameters": [name] + [{"name": n, "in": "query", "required": True, "schema": {"type": "integer"}} for n in ("from", "to")],
+                                                    "responses": {"200": {"description": "The diff", **anything}, **_error_responses(400, 401, 404, 422)}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "approvalrules storefront API", "version": "1"},

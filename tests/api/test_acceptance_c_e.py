@@ -295,3 +295,47 @@ def test_outbox_keeps_events_while_the_webhook_receiver_is_down(api, order_id, w
     world.run(lambda session: outbox.dispatch(session, world.settings, now=later))
     delivered = world.webhooks.events(oid, "order_approved")
     assert len(delivered) == 1
+
+
+HOSTILE = {
+    "alias bomb": "ruleset: acme\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+    "self alias": "ruleset: acme\na: &x [*x]\n",
+    "deep nesting": "ruleset: acme\ndescription: " + "[" * 10_000 + "]" * 10_000 + "\n",
+    "huge integer": "ruleset: acme\nlimits: {max_order_total: " + "9" * 5000 + "}\n",
+    "duplicate keys": "ruleset: acme\napproval:\n  self_approval: false\n  self_approval: true\n",
+    "python tag": "ruleset: !!python/object/apply:os.system [echo hi]\n",
+    "yaml 1.1 no": "ruleset: acme\napproval: {self_approval: no}\n",
+    "ref to file": "ruleset: acme\n$ref: /etc/passwd\n",
+    "date": "ruleset: acme\ndescription: 2026-01-01\napproval: {expiry: {after: 2026-01-01}}\n",
+}
+
+
+def test_hostile_rule_sets_are_refused_whole_and_nothing_changes(api):
+    before = api.get("/api/v1/rulesets/acme").json["active"]
+    for name, text in HOSTILE.items():
+        response = api.post("/api/v1/rulesets/acme/publish", text.encode(), content_type="application/yaml", status="*")
+        assert response.status_int == 422, (name, response.status_int, response.text[:200])
+        error = response.json["error"]
+        problems = error["details"]["problems"]
+        assert problems and all(p["line"] for p in problems), (name, error)
+    assert api.get("/api/v1/rulesets/acme").json["active"] == before
+    too_big = api.post("/api/v1/rulesets/acme/publish", b"ruleset: acme\ndescription: '" + b"x" * 1_000_100 + b"'\n", content_type="application/yaml", status=413)
+    assert too_big.json["error"]["code"] in ("document_too_large", "body_too_large")
+
+
+def test_publish_versions_and_diff_over_the_api(api):
+    text = api.get("/api/v1/rulesets/globex").json["text"]
+    before = api.get("/api/v1/rulesets/globex/versions").json["versions"][-1]["number"]
+    changed = text.replace("order_limit: {amount: 10000", "order_limit: {amount: 20000")
+    assert changed != text
+    api.put("/api/v1/rulesets/globex/draft", changed.encode(), content_type="application/yaml")
+    published = api.post("/api/v1/rulesets/globex/publish", status=201).json
+    assert published["number"] == before + 1
+    try:
+        diff = api.get("/api/v1/rulesets/globex/diff", {"from": before, "to": before + 1}).json
+        assert diff["changed"]["behaviour"] is True
+        sentences = [c["text"] for c in diff["behavioural"]["changes"]]
+        assert any("over 10000 up to 20000" in s and "pending -> approved" in s for s in sentences), sentences
+    finally:
+        api.post(f"/api/v1/rulesets/globex/rollback?to={before}")
+    assert api.get("/api/v1/rulesets/globex").json["text"] == text
