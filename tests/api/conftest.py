@@ -115,6 +115,33 @@ class World:
             return job(session)
 
 
+TWIN_MARK = "(twin)"
+
+
+def twin_folder(folder: Path) -> Path:
+    """rules/ again for tenant ``twin``: the same company, account and rule-set ids,
+    every account and company name marked, so a leak between tenants shows in a body."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(ROOT / "rules", folder, dirs_exist_ok=True)
+    for path in (folder / "directories").glob("*.yaml"):
+        if path.is_symlink():
+            path.unlink()
+            continue
+        data = yaml.safe_load(path.read_text())
+        data.pop("tenant", None)
+        for section in ("companies", "accounts"):
+            for record in (data.get(section) or {}).values():
+                record["name"] = f"{record.get('name', '')} {TWIN_MARK}"
+                if record.get("email"):
+                    record["email"] = "twin-" + record["email"]
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    (folder / "tenants.yaml").write_text("tenants:\n  twin: {name: Twin merchant}\n")
+    return folder
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def world(request, tmp_path_factory):
     if request.param == "sqlite":
@@ -137,11 +164,13 @@ def world(request, tmp_path_factory):
         keys = {}
         with Session(engine) as session, session.begin():
             load_folder(session, ROOT / "rules")
+            load_folder(session, twin_folder(tmp_path_factory.mktemp("twin")))
             demo = resolve_tenant(session, "demo")
             demo.settings = {**(demo.settings or {}), "webhook": {"url": f"http://127.0.0.1:{hook_server.server_port}/hooks", "secret": WEBHOOK_SECRET}}
             keys["demo"] = create_api_key(session, demo, "tests")[1]
             other = ensure_tenant(session, "other", "Another merchant")
             keys["other"] = create_api_key(session, other, "tests")[1]
+            keys["twin"] = create_api_key(session, resolve_tenant(session, "twin"), "tests")[1]
         settings = dict(get_appsettings(str(ROOT / "testing.ini"), name="main"))
         settings.update(
             {
@@ -150,6 +179,8 @@ def world(request, tmp_path_factory):
                 "approvalrules.smtp_host": "127.0.0.1",
                 "approvalrules.smtp_port": str(smtp.port),
                 "approvalrules.rules_dir": str(ROOT / "rules"),
+                # the suite sends thousands of requests a minute; test_limits turns it on
+                "approvalrules.rate_limit_per_minute": "0",
             }
         )
         yield World(main({}, **settings), url, engine, settings, keys, mailbox, hooks)
@@ -171,6 +202,12 @@ def api(world):
 def other_api(world):
     """The same app as another tenant."""
     return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['other']}"})
+
+
+@pytest.fixture
+def twin_api(world):
+    """Tenant ``twin``: identical ids, marked names."""
+    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['twin']}"})
 
 
 @pytest.fixture

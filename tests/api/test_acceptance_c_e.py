@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 from approvalrules.store.models import ApprovalRequest, Order
@@ -339,3 +340,27 @@ def test_publish_versions_and_diff_over_the_api(api):
     finally:
         api.post(f"/api/v1/rulesets/globex/rollback?to={before}")
     assert api.get("/api/v1/rulesets/globex").json["text"] == text
+
+
+def test_twin_tenants_with_identical_ids_never_see_each_other(api, twin_api, order_id):
+    from .conftest import TWIN_MARK
+
+    oid = order_id("twin")
+    mine = submit(api, oid, "sam", 3000).json
+    theirs = submit(twin_api, oid, "sam", 3000).json  # the same storefront order id in the other tenant
+    assert mine["approval"]["id"] != theirs["approval"]["id"]
+    assert TWIN_MARK not in json.dumps(mine) and TWIN_MARK in json.dumps(theirs)
+    bodies = [
+        api.get(f"/api/v1/orders/{oid}").text,
+        api.get(f"/api/v1/approvals/{mine['approval']['id']}").text,
+        api.get("/api/v1/approvals", {"approver": "tom", "per_page": 200}).text,
+        api.post_json("/api/v1/evaluate", {"buyer": "bob", "total": 800}).text,
+        api.get("/api/v1/rulesets/max/versions").text,
+    ]
+    assert all(TWIN_MARK not in body for body in bodies)
+    assert api.get(f"/api/v1/approvals/{theirs['approval']['id']}", status=404).json["error"]["code"] == "unknown_approval"
+    api.post_json(f"/api/v1/approvals/{theirs['approval']['id']}/approve", {"approver": "tom"}, status=404)
+    twin_list = twin_api.get("/api/v1/approvals", {"q": oid}).json
+    assert [i["id"] for i in twin_list["items"]] == [theirs["approval"]["id"]]
+    approve(twin_api, theirs["approval"]["id"], "tom")
+    assert api.get(f"/api/v1/orders/{oid}").json["status"] == "pending"
