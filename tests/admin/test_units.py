@@ -1,0 +1,87 @@
+"""Unit tests of the admin's pure parts: the schema walker, the YAML round trip, the chain diagram."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.etree import ElementTree
+
+import colander
+import pytest
+
+from approvalrules.errors import Problem
+from approvalrules.views.admin import schema_forms as sf
+from approvalrules.views.admin.diagram import chain_svg, selector_text
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = sorted((ROOT / "rules").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return sf.build_schema("ruleset")
+
+
+def child(node, *names):
+    for name in names:
+        node = next(c for c in node.children if c.name == name)
+    return node
+
+
+def test_the_schema_maps_to_widgets(schema):
+    assert child(schema, "bulk_orders").json_kind == "string"  # enum -> select
+    assert child(schema, "roles").json_kind == "map"  # additionalProperties -> sequence of {key, value}
+    assert child(schema, "approval", "steps").json_kind == "array"
+    step = child(schema, "approval", "steps").children[0]
+    assert child(step, "when").json_kind == "yaml"  # recursive conditions -> YAML snippet
+    assert child(step, "self_approval").json_kind == "tristate"  # no documented default
+    assert child(schema, "visibility", "masters_see_group_orders").json_kind == "boolean"
+    assert child(schema, "limits", "max_order_total").json_kind == "money"  # anyOf [money, null]
+    assert child(schema, "roles").children[0].children[1].children[1].json_kind == "set"  # permissions
+    assert child(schema, "settings", "restricted_skus").json_kind == "lines"
+
+
+def test_every_sample_round_trips_unchanged(schema):
+    for path in SAMPLES:
+        text = path.read_text()
+        data = sf.to_plain(sf.load_round_trip(text))
+        appstruct = schema.deserialize(schema.serialize(sf.to_form(schema, data)))
+        assert sf.save_into_yaml(text, sf.from_form(schema, appstruct, data)) == text, path.name
+
+
+def test_changed_values_replace_only_their_line():
+    text = "# head\nruleset: x   # name\nlimits:\n  max_order_total: 100  # cap\n"
+    out = sf.save_into_yaml(text, {"ruleset": "x", "limits": {"max_order_total": 250}})
+    assert out == "# head\nruleset: x   # name\nlimits:\n  max_order_total: 250  # cap\n"
+
+
+def test_money_equal_in_value_is_not_rewritten(schema):
+    node = child(schema, "limits", "max_order_total")
+    assert sf.from_form(node, "999999.99", "999999.99") == "999999.99"
+    assert sf.from_form(node, "500.0", 500) == 500
+    assert sf.from_form(node, "", None) is None
+    assert sf.from_form(node, "", sf.MISSING) is sf.MISSING
+
+
+def test_optional_object_requires_its_keys_only_once_filled(schema):
+    order_limit = child(schema, "limits", "order_limit")
+    assert order_limit.deserialize({"amount": "", "on_exceed": ""}) == {"amount": colander.null, "on_exceed": colander.null}
+    with pytest.raises(colander.Invalid):
+        order_limit.deserialize({"amount": "", "on_exceed": "block"})
+
+
+def test_problems_land_on_fields(schema):
+    invalid, unplaced = sf.field_errors(
+        schema, [Problem("x", "too small", "approval.steps[1].required", 3), Problem("y", "somewhere", "nowhere.at.all", 1)]
+    )
+    assert invalid.asdict()["approval.steps.1.required"].endswith("too small")
+    assert [p.code for p in unplaced] == ["y"]
+
+
+def test_the_chain_is_well_formed_svg():
+    data = {"approval": {"steps": [{"name": "a<b", "when": {"total": {"gt": 100}}, "approvers": {"any_of": [{"role": ["m", "n"]}]}, "required": 2}]}}
+    svg = chain_svg(data)
+    root = ElementTree.fromstring(svg)
+    texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
+    assert "1. a<b" in texts and "total > 100" in texts and "role m, n" in texts and "required: 2" in texts
+    assert ElementTree.fromstring(chain_svg(None)) is not None
+    assert selector_text({"relation": "assigned", "attributes": {"approve": "all"}}) == "relation assigned & attributes approve=all"

@@ -1,0 +1,90 @@
+"""The merchant admin (Deform forms, YAML editor, versions, diff, directory, approvals).
+
+``includeme`` wires sessions, the security policy, CSRF, the admin routes and
+deform's static assets; the views themselves are found by the app's
+``config.scan("approvalrules.views")``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from pyramid.settings import asbool
+from pyramid.session import SignedCookieSessionFactory
+
+from .security import AdminRoot, AdminSecurityPolicy, actor, admin_tenant
+
+log = logging.getLogger(__name__)
+
+SESSION_SECRET = "approvalrules.session_secret"
+
+#: (route name, pattern) of every admin page; all share the AdminRoot ACL
+ROUTES = (
+    ("admin_login", "/admin/login"),
+    ("admin_logout", "/admin/logout"),
+    ("admin_home", "/admin"),
+    ("admin_rulesets", "/admin/rulesets"),
+    ("admin_ruleset", "/admin/rulesets/{name}"),
+    ("admin_ruleset_chain", "/admin/rulesets/{name}/chain.svg"),
+    ("admin_ruleset_yaml", "/admin/rulesets/{name}/yaml"),
+    ("admin_ruleset_form", "/admin/rulesets/{name}/form"),
+    ("admin_ruleset_rollback", "/admin/rulesets/{name}/rollback"),
+    ("admin_versions", "/admin/rulesets/{name}/versions"),
+    ("admin_version", "/admin/rulesets/{name}/versions/{number}"),
+    ("admin_diff", "/admin/rulesets/{name}/diff"),
+    ("admin_companies", "/admin/directory/companies"),
+    ("admin_company", "/admin/directory/companies/{id}"),
+    ("admin_accounts", "/admin/directory/accounts"),
+    ("admin_account", "/admin/directory/accounts/{id}"),
+    ("admin_memberships", "/admin/directory/memberships"),
+    ("admin_groups", "/admin/directory/groups"),
+    ("admin_assignments", "/admin/directory/assignments"),
+    ("admin_approvals", "/admin/approvals"),
+    ("admin_approval", "/admin/approvals/{id}"),
+    ("admin_evaluate", "/admin/evaluate"),
+    ("admin_audit", "/admin/audit"),
+)
+
+
+def session_secret(settings) -> str:
+    """The session signing secret; a random one (with a warning) when none is configured."""
+    secret = settings.get(SESSION_SECRET)
+    if secret:
+        return secret
+    # Tests and tools that build the app from bare settings still work, but
+    # sessions then die with the process and differ between processes.
+    log.warning("%s is not set: using a random secret, admin sessions end when the process does", SESSION_SECRET)
+    return secrets.token_urlsafe(32)
+
+
+def csrf_applies(request) -> bool:
+    """CSRF is checked on every unsafe request except the storefront API.
+
+    The API authenticates with a bearer key, never with a cookie, so a forged
+    cross-site request carries no credentials there.
+    """
+    return not request.path.startswith("/api/")
+
+
+def includeme(config):
+    """Admin routes and security."""
+    settings = config.get_settings()
+    config.set_session_factory(
+        SignedCookieSessionFactory(
+            session_secret(settings),
+            cookie_name="approvalrules_admin",
+            httponly=True,
+            samesite="Lax",
+            secure=asbool(settings.get("approvalrules.session_secure", False)),
+            timeout=int(settings.get("approvalrules.session_timeout", 8 * 3600)),
+            reissue_time=600,
+        )
+    )
+    config.set_security_policy(AdminSecurityPolicy())
+    config.set_default_csrf_options(require_csrf=True, callback=csrf_applies)
+    config.add_request_method(admin_tenant, "admin_tenant", reify=True)
+    config.add_request_method(actor, "admin_actor", reify=True)
+    config.add_static_view("deform_static", "deform:static", cache_max_age=3600)
+    for name, pattern in ROUTES:
+        config.add_route(name, pattern, factory=AdminRoot)

@@ -1,0 +1,321 @@
+"""Rule sets: list, view (with the approval chain), YAML editor, schema form, publish, roll back.
+
+The views parse the request and call the functions at the top of this
+module, which call the store (drafts and versions) and the engine (checks,
+the rule set's own tests).  Publishing validates first and runs the tests:
+an invalid text or a failing test publishes nothing and saves nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import deform
+from pyramid.httpexceptions import HTTPForbidden, HTTPSeeOther
+from pyramid.response import Response
+from pyramid.view import view_config
+from sqlalchemy import func, select
+
+from approvalrules.errors import ApprovalRulesError, DocumentError, Problem
+from approvalrules.store import versions
+from approvalrules.store.directory import SqlDirectory
+from approvalrules.store.models import Company, RuleSet, RuleSetVersion
+
+from . import schema_forms
+from .common import flash, ruleset_or_404, template
+from .diagram import chain_svg
+from .forms import document_schema, form_resources, make_form
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# -- logic ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    """The outcome of checking a text: the validated rule set or its problems, and test results."""
+
+    checked: object | None = None
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    tests: list | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.checked is not None and not self.problems
+
+    @property
+    def failed_tests(self) -> list:
+        return [t for t in self.tests or () if not t.passed]
+
+
+def editing_text(ruleset: RuleSet) -> str:
+    """What the editors start from: the draft, else the active version's text."""
+    if ruleset.draft_text is not None:
+        return ruleset.draft_text
+    return ruleset.active_version.text if ruleset.active_version is not None else f"ruleset: {ruleset.name}\n"
+
+
+def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
+    """Validate ``text`` as rule set ``name`` of the admin's tenant; optionally run its tests."""
+    from approvalrules.engine import check_ruleset
+
+    result = Check()
+    try:
+        checked = check_ruleset(text, name, versions.resolver(request.dbsession, request.admin_tenant.id))
+    except DocumentError as exc:
+        result.problems = list(exc.problems)
+        return result
+    result.checked = checked
+    result.warnings = list(checked.warnings)
+    if checked.name != name:
+        result.problems = [Problem("name_mismatch", f"the document says `ruleset: {checked.name}` but this is rule set {name!r}", "ruleset", 1, name)]
+    if run_tests:
+        result.tests = rule_tests(request, checked)
+    return result
+
+
+def rule_tests(request, checked) -> list:
+    """Run the rule set's own tests against the tenant's directory."""
+    from approvalrules.policy import compile_policy
+    from approvalrules.testing import run_tests
+
+    return run_tests(checked, compile_policy(checked), SqlDirectory(request.dbsession, request.admin_tenant.id))
+
+
+def publish_text(request, name: str, text: str) -> tuple[RuleSetVersion | None, Check]:
+    """Check, test and publish ``text``; nothing is written unless all of it passes."""
+    result = check_text(request, name, text, run_tests=True)
+    if not result.ok or result.failed_tests:
+        return None, result
+    session, tenant = request.dbsession, request.admin_tenant
+    try:
+        version = versions.publish(session, tenant.id, name, request.admin_actor, text=text)
+    except DocumentError as exc:  # checked already; a parent changed meanwhile
+        result.problems = list(exc.problems)
+        return None, result
+    ruleset = versions.get_ruleset(session, tenant.id, name)
+    ruleset.draft_text = None  # the draft is now the active version
+    return version, result
+
+
+def numbered_lines(text: str, problems: list[Problem]) -> list[dict]:
+    """The text's lines with their numbers and the problems reported on each."""
+    by_line: dict[int, list[str]] = {}
+    for p in problems:
+        if p.line is not None:
+            by_line.setdefault(p.line, []).append(f"{p.path or '(root)'}: {p.message}")
+    return [{"number": n, "text": line, "problems": by_line.get(n, [])} for n, line in enumerate(text.split("\n"), start=1)]
+
+
+def ruleset_rows(request) -> list[dict]:
+    """Every rule set of the tenant with its active version and how many companies use it."""
+    session, tenant = request.dbsession, request.admin_tenant
+    used = dict(session.execute(select(Company.ruleset_name, func.count()).where(Company.tenant_id == tenant.id).group_by(Company.ruleset_name)).all())
+    rows = session.execute(
+        select(RuleSet, RuleSetVersion).outerjoin(RuleSetVersion, RuleSet.active_version_id == RuleSetVersion.id).where(RuleSet.tenant_id == tenant.id).order_by(RuleSet.name)
+    ).all()
+    return [{"ruleset": r, "active": v, "companies": used.get(r.name, 0)} for r, v in rows]
+
+
+def _require(request, permission: str) -> None:
+    if not request.has_permission(permission):
+        raise HTTPForbidden()
+
+
+# -- list and view ----------------------------------------------------------------------------
+
+
+@view_config(route_name="admin_rulesets", request_method="GET", permission="view", renderer=template("rulesets"))
+def ruleset_list(request):
+    return {"rows": ruleset_rows(request), "error": None, "new_name": ""}
+
+
+@view_config(route_name="admin_rulesets", request_method="POST", permission="edit", renderer=template("rulesets"))
+def ruleset_create(request):
+    name = request.POST.get("name", "").strip()
+    exists = versions.get_ruleset(request.dbsession, request.admin_tenant.id, name) is not None
+    if not NAME_RE.match(name) or exists:
+        request.response.status_int = 422
+        error = f"A rule set {name!r} exists already." if exists else "A name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit."
+        return {"rows": ruleset_rows(request), "error": error, "new_name": name}
+    versions.save_draft(request.dbsession, request.admin_tenant.id, name, f"ruleset: {name}\ndescription: \"\"\n", author=request.admin_actor)
+    flash(request, f"Rule set {name} created as a draft.")
+    return HTTPSeeOther(request.route_url("admin_ruleset_yaml", name=name))
+
+
+@view_config(route_name="admin_ruleset", request_method="GET", permission="view", renderer=template("ruleset"))
+def ruleset_view(request):
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    active = ruleset.active_version
+    check = check_text(request, ruleset.name, active.text) if active is not None else Check()
+    draft = check_text(request, ruleset.name, ruleset.draft_text) if ruleset.draft_text is not None else None
+    return {
+        "ruleset": ruleset,
+        "active": active,
+        "check": check,
+        "draft": draft,
+        "svg": chain_svg(check.checked.resolved if check.checked else None, f"Approval chain of {ruleset.name}"),
+        "lines": numbered_lines(active.text, check.problems) if active is not None else [],
+        "versions": versions.list_versions(request.dbsession, request.admin_tenant.id, ruleset.name),
+    }
+
+
+@view_config(route_name="admin_ruleset_chain", request_method="GET", permission="view")
+def ruleset_chain(request):
+    """The chain picture alone, e.g. for an <img>; ``?version=N`` or the active version."""
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    number = request.params.get("version", "")
+    if number.isdigit():
+        try:
+            text = versions.get_version(request.dbsession, request.admin_tenant.id, ruleset.name, int(number)).text
+        except ApprovalRulesError:
+            from pyramid.httpexceptions import HTTPNotFound
+
+            raise HTTPNotFound() from None
+    else:
+        text = ruleset.active_version.text if ruleset.active_version else editing_text(ruleset)
+    check = check_text(request, ruleset.name, text)
+    svg = chain_svg(check.checked.resolved if check.checked else None, f"Approval chain of {ruleset.name}")
+    return Response(svg, content_type="image/svg+xml", charset="utf-8")
+
+
+# -- YAML editor ------------------------------------------------------------------------------
+
+
+def _yaml_page(request, ruleset: RuleSet, text: str, check: Check, action: str | None = None) -> dict:
+    return {
+        "ruleset": ruleset,
+        "text": text,
+        "check": check,
+        "lines": numbered_lines(text, check.problems),
+        "action": action,
+        "can_edit": request.has_permission("edit"),
+        "can_publish": request.has_permission("publish"),
+    }
+
+
+@view_config(route_name="admin_ruleset_yaml", request_method="GET", permission="view", renderer=template("yaml"))
+def yaml_editor(request):
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    text = editing_text(ruleset)
+    return _yaml_page(request, ruleset, text, check_text(request, ruleset.name, text))
+
+
+@view_config(route_name="admin_ruleset_yaml", request_method="POST", permission="edit", renderer=template("yaml"))
+def yaml_submit(request):
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    # browsers post CRLF from a textarea; the stored text keeps the file's LF
+    text = request.POST.get("text", "").replace("\r\n", "\n")
+    action = request.POST.get("action", "save")
+    if action == "test":
+        check = check_text(request, ruleset.name, text, run_tests=True)
+        return _yaml_page(request, ruleset, text, check, action)
+    if action == "publish":
+        _require(request, "publish")
+        version, check = publish_text(request, ruleset.name, text)
+        if version is None:
+            request.response.status_int = 422
+            return _yaml_page(request, ruleset, text, check, action)
+        flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
+        return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
+    versions.save_draft(request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor)
+    check = check_text(request, ruleset.name, text)
+    flash(request, "Draft saved." if check.ok else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.", "success" if check.ok else "warning")
+    return HTTPSeeOther(request.route_url("admin_ruleset_yaml", name=ruleset.name))
+
+
+# -- the form generated from the schema -------------------------------------------------------
+
+FORM_BUTTONS = (deform.Button("save", "Save draft"), deform.Button("publish", "Publish"))
+
+
+def _form_page(request, ruleset, form, check: Check | None, unplaced=(), status: int = 200, yaml_error: str | None = None, html: str | None = None) -> dict:
+    request.response.status_int = status
+    return {
+        "ruleset": ruleset,
+        "form": html if html is not None else (form.render() if form is not None else ""),
+        "resources": form_resources(form) if form is not None else {"js": [], "css": []},
+        "check": check or Check(),
+        "unplaced": list(unplaced),
+        "yaml_error": yaml_error,
+        "can_edit": request.has_permission("edit"),
+    }
+
+
+def _form_for(request, ruleset):
+    buttons = FORM_BUTTONS if request.has_permission("publish") else FORM_BUTTONS[:1] if request.has_permission("edit") else ()
+    schema = document_schema("ruleset", request)
+    return schema, make_form(schema, request, buttons, "ruleset-form")
+
+
+def _show_problems(form, schema, check: Check) -> list:
+    """Put the engine's problems on the form's fields; return those no field could take."""
+    problems = list(check.problems) + [
+        Problem("test_failed", f"test {t.name!r} fails: {'; '.join(t.failures)}", f"tests[{i}]", t.line) for i, t in enumerate(check.tests or ()) if not t.passed
+    ]
+    invalid, unplaced = schema_forms.field_errors(schema, problems)
+    if invalid is not None:
+        form.widget.handle_error(form, invalid)
+    return unplaced
+
+
+@view_config(route_name="admin_ruleset_form", request_method="GET", permission="view", renderer=template("form"))
+def form_editor(request):
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    text = editing_text(ruleset)
+    schema, form = _form_for(request, ruleset)
+    try:
+        data = schema_forms.to_plain(schema_forms.load_round_trip(text))
+    except Exception as exc:  # ruamel raises many kinds; all mean "not YAML"
+        return _form_page(request, ruleset, None, None, yaml_error=f"The draft is not valid YAML ({exc.__class__.__name__}); fix it in the YAML editor.")
+    form.set_appstruct(schema_forms.to_form(schema, data if isinstance(data, dict) else {}))
+    check = check_text(request, ruleset.name, text)
+    unplaced = _show_problems(form, schema, check)
+    return _form_page(request, ruleset, form, check, unplaced)
+
+
+@view_config(route_name="admin_ruleset_form", request_method="POST", permission="edit", renderer=template("form"))
+def form_submit(request):
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    original = editing_text(ruleset)
+    schema, form = _form_for(request, ruleset)
+    try:
+        appstruct = form.validate(list(request.POST.items()))
+    except deform.ValidationFailure as failure:
+        return _form_page(request, ruleset, form, None, status=422, html=failure.render())
+    old = schema_forms.to_plain(schema_forms.load_round_trip(original))
+    new_data = schema_forms.from_form(schema, appstruct, old if isinstance(old, dict) else {})
+    text = schema_forms.save_into_yaml(original, new_data if isinstance(new_data, dict) else {})
+    if "publish" in request.POST:
+        _require(request, "publish")
+        version, check = publish_text(request, ruleset.name, text)
+        if version is None:
+            unplaced = _show_problems(form, schema, check)
+            return _form_page(request, ruleset, form, check, unplaced, status=422)
+        flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
+        return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
+    versions.save_draft(request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor)
+    check = check_text(request, ruleset.name, text)
+    flash(request, "Draft saved." if check.ok else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.", "success" if check.ok else "warning")
+    return HTTPSeeOther(request.route_url("admin_ruleset_form", name=ruleset.name))
+
+
+# -- roll back --------------------------------------------------------------------------------
+
+
+@view_config(route_name="admin_ruleset_rollback", request_method="POST", permission="publish")
+def rollback(request):
+    ruleset = ruleset_or_404(request, request.matchdict["name"])
+    number = request.POST.get("number", "")
+    try:
+        if not number.isdigit():
+            raise DocumentError([Problem("invalid_version", "choose a version number")])
+        version = versions.rollback(request.dbsession, request.admin_tenant.id, ruleset.name, int(number), author=request.admin_actor)
+    except ApprovalRulesError as exc:
+        flash(request, f"Nothing rolled back: {exc}", "error")
+    else:
+        flash(request, f"Version {number} is active again, published as version {version.number}.", "success")
+    return HTTPSeeOther(request.route_url("admin_versions", name=ruleset.name))
