@@ -1274,6 +1274,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--now", help="ISO 8601 instant to evaluate at (default 2026-01-15T12:00:00Z)")
     parser.add_argument("--no-color", action="store_true", help="no colours even on a terminal")
     parser.add_argument("--ini", help="settings file naming the database, for tenant/ruleset@version references")
+    parser.add_argument("--replay-recorded", action="store_true", help="with --ini: also replay every order recorded under this rule set")
     parser.set_defaults(func=main)
 
 
@@ -1338,6 +1339,12 @@ def _main(args, store) -> int:
             behaviour = behavioural_diff(old_policy, new_policy, directory, now=args.now)
             if args.replay:
                 replayed = replay(old_policy, new_policy, directory, read_jsonl(args.replay), now=args.now, total=_count_lines(args.replay))
+            elif getattr(args, "replay_recorded", False):
+                if store is None:
+                    raise ApprovalRulesError("store_required", "--replay-recorded reads the orders recorded in the database: give tenant/ruleset@version references and --ini")
+                match = REFERENCE.match(args.old)
+                count, orders = store.recorded_orders(match["tenant"], match["ruleset"])
+                replayed = replay(old_policy, new_policy, directory, orders, now=args.now, total=count)
     except DocumentError as exc:
         for problem in exc.problems:
             print(problem.format(), file=sys.stderr)

@@ -326,6 +326,20 @@ class VersionLookup:
             text = get_version(self.session, tenant, name, int(which)).text
         return text, f"{tenant}/{name}@{which}", resolver(self.session, tenant)
 
+    def recorded_orders(self, tenant: str, name: str):
+        """(count, iterator of order payloads) of every order decided under any version of a rule set."""
+        from .models import Order
+
+        query = (
+            select(Order.payload)
+            .join(RuleSetVersion, Order.ruleset_version_id == RuleSetVersion.id)
+            .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
+            .where(RuleSet.tenant_id == _tenant_id(self.session, tenant), RuleSet.name == name)
+            .order_by(Order.id)
+        )
+        count = self.session.scalar(select(func.count()).select_from(query.subquery()))
+        return count, self.session.scalars(query.execution_options(yield_per=1000))
+
     def directory(self, tenant: str):
         from .directory import SqlDirectory
 

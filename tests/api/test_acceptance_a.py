@@ -158,3 +158,29 @@ def test_a10_approver_inbox_shows_only_orders_they_may_approve(api, order_id):
     assert [item["order"] for item in ann["items"]] == [oid]
     assert cid["items"] == []
     assert ann["counts"]["pending"] >= 1
+
+
+def test_f1_diff_of_stored_versions_with_recorded_orders(api, order_id, world, tmp_path, capsys):
+    """F1 from the database: `approvalrules diff --ini ... demo/acme@N demo/acme@M --replay-recorded`."""
+    from approvalrules.cli import main as cli
+
+    for total in (300, 700, 900, 1500):
+        submit(api, order_id("F1"), "bob", total)
+    raised = (ROOT / "rules" / "acme.yaml").read_text().replace("total: {gt: 500}", "total: {gt: 1000}")
+
+    def publish(session):
+        old = versions.active_version(session, "demo", "acme").number
+        new = versions.publish(session, "demo", "acme", author="qa", text=raised).number
+        return old, new
+
+    old, new = world.run(publish)
+    try:
+        ini = tmp_path / "t.ini"
+        ini.write_text(f"[app:main]\nuse = egg:approvalrules\nsqlalchemy.url = {world.url}\n")
+        code = cli(["diff", "--ini", str(ini), f"demo/acme@{old}", f"demo/acme@{new}", "--no-color", "--replay-recorded"])
+        out = capsys.readouterr().out
+        assert code == 1
+        assert "orders over 500 up to 1000 by Marketing members: pending -> approved" in out
+        assert "replay:" in out and "pending -> approved" in out.split("replay:")[1]
+    finally:
+        world.run(lambda session: versions.rollback(session, "demo", "acme", old, author="qa"))
