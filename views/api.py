@@ -211,6 +211,28 @@ class StorefrontApi:
         self.request.response.etag = str(request.version_id)
         return approval_view(self.session, request)
 
+    @view_config(route_name="api_approvals_bulk", request_method="POST")
+    def bulk(self):
+        """Approve or reject several requests in one call; each is checked on its own, in its own savepoint."""
+        body = json_body(self.request)
+        action, approver, ids = body.get("action"), body.get("approver"), body.get("requests")
+        if action not in ("approve", "reject"):
+            raise OrderError("invalid_action", "action must be approve or reject", path="action")
+        if not isinstance(approver, str) or not approver:
+            raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
+        if not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise OrderError("invalid_requests", "requests must be a list of 1 to 100 approval request ids", path="requests")
+        handler = service.approve if action == "approve" else service.reject
+        results = []
+        for request_id in ids:
+            try:
+                with self.session.begin_nested():
+                    request = handler(self.session, self.tenant, request_id, approver, comment=body.get("comment"))
+                results.append({"id": request_id, "ok": True, "status": request.status})
+            except ApprovalRulesError as exc:
+                results.append({"id": request_id, "ok": False, "error": exc.as_dict()})
+        return {"results": results}
+
     # directory sync: upsert by external id
 
     @view_config(route_name="api_directory_company", request_method="PUT")

@@ -364,3 +364,13 @@ def test_twin_tenants_with_identical_ids_never_see_each_other(api, twin_api, ord
     assert [i["id"] for i in twin_list["items"]] == [theirs["approval"]["id"]]
     approve(twin_api, theirs["approval"]["id"], "tom")
     assert api.get(f"/api/v1/orders/{oid}").json["status"] == "pending"
+
+
+def test_bulk_approve_checks_each_request_on_its_own(api, order_id):
+    mine = [submit(api, order_id("bulk"), "sam", 1500).json["approval"]["id"] for _ in range(2)]
+    foreign = submit(api, order_id("bulk"), "bob", 900).json["approval"]["id"]  # Tom may not approve Bob's
+    results = api.post_json("/api/v1/approvals/bulk", {"action": "approve", "approver": "tom", "requests": mine + [foreign, 999999999]}).json["results"]
+    assert [(r["id"], r["ok"]) for r in results] == [(mine[0], True), (mine[1], True), (foreign, False), (999999999, False)]
+    assert results[2]["error"]["code"] == "not_eligible" and results[3]["error"]["code"] == "unknown_approval"
+    assert all(api.get(f"/api/v1/approvals/{i}").json["status"] == "approved" for i in mine)
+    assert api.get(f"/api/v1/approvals/{foreign}").json["status"] == "pending"
