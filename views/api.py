@@ -220,7 +220,7 @@ class StorefrontApi:
             raise OrderError("invalid_action", "action must be approve or reject", path="action")
         if not isinstance(approver, str) or not approver:
             raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
-        if not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        if not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in ids):
             raise OrderError("invalid_requests", "requests must be a list of 1 to 100 approval request ids", path="requests")
         handler = service.approve if action == "approve" else service.reject
         results = []

@@ -133,18 +133,24 @@ def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: 
 # ---------------------------------------------------------------- helpers
 
 
+def _one(session: Session, model, code: str, message: str, *where):
+    """The single row of ``model`` matching ``where``; NotFound(code, message) otherwise.
+
+    Callers always include the tenant in ``where``: another tenant's row is as
+    absent as one that does not exist.
+    """
+    row = session.scalar(select(model).where(*where))
+    if row is None:
+        raise NotFound(code, message)
+    return row
+
+
 def _company(session: Session, tenant: Tenant, external_id: str) -> Company:
-    company = session.scalar(select(Company).where(Company.tenant_id == tenant.id, Company.external_id == external_id))
-    if company is None:
-        raise NotFound("unknown_company", f"no company {external_id!r}")
-    return company
+    return _one(session, Company, "unknown_company", f"no company {external_id!r}", Company.tenant_id == tenant.id, Company.external_id == external_id)
 
 
 def _account(session: Session, tenant: Tenant, external_id: str) -> Account:
-    account = session.scalar(select(Account).where(Account.tenant_id == tenant.id, Account.external_id == external_id))
-    if account is None:
-        raise NotFound("unknown_account", f"no account {external_id!r}")
-    return account
+    return _one(session, Account, "unknown_account", f"no account {external_id!r}", Account.tenant_id == tenant.id, Account.external_id == external_id)
 
 
 def request_hash(body: Mapping[str, Any]) -> str:
@@ -153,17 +159,13 @@ def request_hash(body: Mapping[str, Any]) -> str:
 
 
 def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
-    order = session.scalar(select(Order).where(Order.tenant_id == tenant.id, Order.external_id == external_id))
-    if order is None:
-        raise NotFound("unknown_order", f"no order {external_id!r}")
-    return order
+    """The tenant's order by its storefront id."""
+    return _one(session, Order, "unknown_order", f"no order {external_id!r}", Order.tenant_id == tenant.id, Order.external_id == external_id)
 
 
 def get_request(session: Session, tenant: Tenant, request_id: int) -> ApprovalRequest:
-    request = session.scalar(select(ApprovalRequest).where(ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id))
-    if request is None:
-        raise NotFound("unknown_approval", f"no approval request {request_id}")
-    return request
+    """The tenant's approval request by id."""
+    return _one(session, ApprovalRequest, "unknown_approval", f"no approval request {request_id}", ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id)
 
 
 def request_for_order(session: Session, order: Order) -> ApprovalRequest | None:
