@@ -276,3 +276,202 @@ def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[D
 
     walk(condition)
     return found
+
+
+# ------------------------------------------------------- generated code
+#
+# The engine's hot path: each step's condition becomes one small Python
+# function, generated as source and compiled once per policy.  The source
+# holds only operators, the attribute names below and references to
+# constants (``_k0``, ``_k1``...) passed in the namespace: no value from the
+# rule set is ever written into the source text, so nothing in a rule set
+# can inject code.
+
+_PY_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=="}
+_SUBJECTS = {
+    "currency": "f.currency", "order_type": "f.order_type", "buyer_role": "f.role",
+    "buyer_group": "f.group", "buyer_account": "f.buyer",
+}
+
+
+class Facts:
+    """What conditions may look at, like :class:`OrderFacts`, with derived facts computed on first use.
+
+    ``quantity`` (sum of line quantities), ``skus`` and ``categories`` (sets
+    over the lines), ``max_qty`` and ``min_qty`` are filled in lazily, once
+    per evaluation, only when a condition asks for them.
+    """
+
+    __slots__ = ("total", "currency", "order_type", "lines", "buyer", "role", "group", "attributes", "exceeded",
+                 "quantity", "skus", "categories", "max_qty", "min_qty")
+
+    def __init__(self, total, currency, order_type, lines, buyer, role, group, attributes, exceeded):
+        self.total = total
+        self.currency = currency
+        self.order_type = order_type
+        self.lines = lines
+        self.buyer = buyer
+        self.role = role
+        self.group = group
+        self.attributes = attributes
+        self.exceeded = exceeded
+
+    def __getattr__(self, name):  # only called for a derived fact not computed yet
+        lines = self.lines
+        if name == "quantity":
+            value = sum((line.quantity for line in lines), Decimal(0))
+        elif name == "skus":
+            value = {line.sku for line in lines}
+        elif name == "categories":
+            value = {line.category for line in lines}
+        elif name == "max_qty":
+            value = max((line.quantity for line in lines), default=_BELOW_ANY)
+        elif name == "min_qty":
+            value = min((line.quantity for line in lines), default=_ABOVE_ANY)
+        else:
+            raise AttributeError(name)
+        setattr(self, name, value)
+        return value
+
+
+#: the largest/smallest quantity of an order without lines: no finite bound holds
+#: for them, as ``any()`` over no lines does not
+_BELOW_ANY = Decimal("-Infinity")
+_ABOVE_ANY = Decimal("Infinity")
+
+
+class _Source:
+    def __init__(self):
+        self.consts: dict[str, Any] = {}
+
+    def const(self, value) -> str:
+        name = f"_k{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def expr(self, condition) -> str:
+        if not condition:
+            return "True"
+        parts = []
+        for key, value in condition.items():
+            if key == "all":
+                subs = [self.expr(c) for c in value]
+                parts.append("(" + " and ".join(subs) + ")" if subs else "True")
+            elif key == "any":
+                subs = [self.expr(c) for c in value]
+                parts.append("(" + " or ".join(subs) + ")" if subs else "False")
+            elif key == "not":
+                parts.append(f"(not {self.expr(value)})")
+            else:
+                parts.append(self.leaf(key, value))
+        return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+
+    def compare(self, subject: str, spec) -> str:
+        checks = [f"{subject} {_PY_OPS[op]} {self.const(_money(v))}" for op, v in spec.items()]
+        if not checks:
+            return "True"
+        return checks[0] if len(checks) == 1 else "(" + " and ".join(checks) + ")"
+
+    def leaf(self, key: str, value) -> str:
+        if key == "total":
+            return self.compare("f.total", value)
+        if key == "quantity":
+            return self.compare("f.quantity", value)
+        if key == "line_count":
+            return self.compare("len(f.lines)", value)
+        if key in _SUBJECTS:
+            allowed = _as_set(value)
+            if len(allowed) == 1:
+                (only,) = allowed
+                return f"({_SUBJECTS[key]} == {self.const(only)})"
+            return f"({_SUBJECTS[key]} in {self.const(allowed)})"
+        if key == "buyer_attributes":
+            checks = [f"f.attributes.get({self.const(k)}) in {self.const(_as_set(v))}" for k, v in value.items()]
+            if not checks:
+                return "True"
+            return "(" + " and ".join(checks) + ")"
+        if key == "lines":
+            return self.lines(value)
+        if key == "exceeds":
+            return f"({self.const(value)} in f.exceeded)"
+        if key == "always":
+            return "True"
+        raise KeyError(key)
+
+    def lines(self, spec) -> str:
+        guards, tests = [], []
+        if "sku" in spec:
+            skus = self.const(_as_set(spec["sku"]))
+            guards.append(f"not f.skus.isdisjoint({skus})")
+            tests.append(f"l.sku in {skus}")
+        if "category" in spec:
+            categories = self.const(_as_set(spec["category"]))
+            guards.append(f"not f.categories.isdisjoint({categories})")
+            tests.append(f"l.category in {categories}")
+        quantity = list((spec.get("quantity") or {}).items()) if "quantity" in spec else []
+        for op, bound in quantity:
+            tests.append(f"l.quantity {_PY_OPS[op]} {self.const(_money(bound))}")
+        if "quantity" not in spec and guards:
+            return f"({guards[0]})"  # one set test answers it: no loop over the lines
+        if not guards and len(quantity) == 1 and quantity[0][0] != "eq":
+            op, bound = quantity[0]
+            subject = "f.max_qty" if op in ("gt", "gte") else "f.min_qty"
+            return f"({subject} {_PY_OPS[op]} {self.const(_money(bound))})"
+        loop = f"any({' and '.join(tests) or 'True'} for l in f.lines)"
+        return "(" + " and ".join(guards + [loop]) + ")"
+
+
+def compile_predicates(conditions: list) -> list[Predicate]:
+    """Generated-code predicates for many conditions at once: the same truth as :func:`compile_condition`.
+
+    The predicates take a :class:`Facts` (they use its derived facts).
+    """
+    source = _Source()
+    text = []
+    for index, condition in enumerate(conditions):
+        text.append(f"def p{index}(f):\n    return {source.expr(condition)}\n")
+    namespace = dict(source.consts)
+    namespace["__builtins__"] = {"any": any, "len": len}
+    exec(compile("".join(text), "<approvalrules conditions>", "exec"), namespace)
+    return [namespace[f"p{index}"] for index in range(len(conditions))]
+
+
+_ACTUAL: dict[str, Callable[[Any], str]] = {
+    "total": lambda f: f" (total {f.total})",
+    "quantity": lambda f: f" (quantity {f.quantity})",
+    "buyer_role": lambda f: f" (role {f.role})",
+    "buyer_group": lambda f: f" (group {f.group or 'none'})",
+    "order_type": lambda f: f" (type {f.order_type})",
+}
+
+
+def explain_parts(condition: Mapping[str, Any] | None) -> tuple:
+    """What :func:`explain` needs for one condition, built once: (text, predicate, actual value) per top-level part.
+
+    The predicates are generated code (see :func:`compile_predicates`): they take a :class:`Facts`.
+    """
+    if not condition:
+        return ()
+    parts = [{key: value} for key, value in condition.items()]
+    predicates = compile_predicates(parts)
+    texts = [describe(part) for part in parts]
+    return tuple((text + ": yes", text + ": no", held, _ACTUAL.get(key)) for text, held, key in zip(texts, predicates, condition))
+
+
+def render_explanation(parts: tuple, facts, held: bool | None = None) -> str:
+    """``"; ".join(explain(condition, facts))`` from :func:`explain_parts`, without recompiling anything.
+
+    ``held``: whether the whole condition held, if known; a one-part
+    condition's part then needs no evaluating.
+    """
+    if not parts:
+        return "always: yes"
+    if held is not None and len(parts) == 1:
+        yes, no, _, actual = parts[0]
+        line = yes if held else no
+        return line + actual(facts) if actual is not None else line
+    out = []
+    for yes, no, predicate, actual in parts:
+        line = yes if predicate(facts) else no
+        out.append(line + actual(facts) if actual is not None else line)
+    return "; ".join(out)

@@ -61,7 +61,13 @@ _IMPLICIT = (
 )
 
 
+#: the first characters an implicit non-string scalar can start with (or it is empty)
+_NON_STR_START = frozenset("tTfFnN~+-.0123456789")
+
+
 def _resolve(value: str) -> str:
+    if value and value[0] not in _NON_STR_START:
+        return STR
     for tag, pattern in _IMPLICIT:
         if pattern.match(value):
             return tag
@@ -73,21 +79,61 @@ Path = tuple  # a tuple of str keys and int indexes
 
 @dataclass
 class Document:
-    """Plain data from YAML text, with the line of every key and item."""
+    """Plain data from YAML text, with the line of every key and item.
+
+    A document that loads cleanly keeps its lines per container (``_index``:
+    ``id(container) -> (container, {key or index: line})``), cheaper to
+    record than a path per value; ``lines`` (path -> line) is then built on
+    first use by parsing the text again.
+    """
 
     data: Any
     text: str
     source: str | None = None
-    lines: dict[Path, int] = field(default_factory=dict)
+    _lines: dict | None = field(default=None, repr=False, compare=False)
+    _index: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def lines(self) -> dict[Path, int]:
+        if self._lines is None:
+            shadow = Document(data=None, text=self.text, source=self.source, _lines={})
+            parser = _Parser(self.text)
+            try:
+                _Builder(shadow).build(parser)
+            finally:
+                _dispose(parser)
+            self._lines = shadow._lines
+        return self._lines
 
     def line_of(self, path) -> int | None:
         """The line of ``path`` or of its nearest ancestor that has one."""
         path = tuple(path)
+        if self._lines is None and self._index is not None:
+            return self._indexed_line(path)
         while True:
             line = self.lines.get(path)
             if line is not None or not path:
                 return line
             path = path[:-1]
+
+    def _indexed_line(self, path: tuple) -> int | None:
+        node, found = self.data, None
+        for part in path:
+            entry = self._index.get(id(node))
+            if entry is None or entry[0] is not node:
+                break
+            try:
+                line = entry[1].get(part)
+            except TypeError:  # an unhashable part
+                break
+            if line is None:
+                break
+            found = line
+            try:
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                break
+        return found
 
     def problem(self, code: str, message: str, path=(), severity: str = "error") -> Problem:
         return Problem(code, message, format_path(path), self.line_of(path), self.source, severity)
@@ -120,7 +166,16 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
     except UnicodeEncodeError as exc:
         line = text.count("\n", 0, exc.start) + 1
         raise DocumentError([Problem("invalid_character", f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8", "", line, source)]) from None
-    doc = Document(data=None, text=text, source=source)
+    fast = _Parser(text)
+    try:
+        data, index = _fast_build(fast)
+    except (_Slow, yaml.YAMLError):
+        pass  # the full builder reports it, with line and path
+    else:
+        return Document(data=data, text=text, source=source, _index=index)
+    finally:
+        _dispose(fast)
+    doc = Document(data=None, text=text, source=source, _lines={})
     parser = _Parser(text)
     try:
         doc.data = _Builder(doc).build(parser)
@@ -132,10 +187,119 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
     except yaml.YAMLError as exc:
         raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {exc}", "", None, source)]) from None
     finally:
-        dispose = getattr(parser, "dispose", None)
-        if dispose:
-            dispose()
+        _dispose(parser)
     return doc
+
+
+def _dispose(parser) -> None:
+    dispose = getattr(parser, "dispose", None)
+    if dispose:
+        dispose()
+
+
+class _Slow(Exception):
+    """The fast builder met something it leaves to :class:`_Builder`: an anchor, an alias or a problem."""
+
+
+_ScalarEvent, _MappingStartEvent, _SequenceStartEvent = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+_END_EVENTS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+_PLAIN_KEY_TAGS = frozenset([STR, INT, FLOAT, BOOL, NULL])
+
+
+def _fast_build(parser) -> Any:
+    """The happy path of :class:`_Builder`: same data, same limits, no paths, no lines, no anchors.
+
+    Raises :class:`_Slow` (or the parser's error) whenever the full builder
+    might say something else, so the full builder always has the last word.
+    """
+    stack: list = []  # [container, key or _NO_KEY, is_map, {key or index: line}]
+    index: dict = {}
+    root: Any = None
+    nodes = 0
+    documents = 0
+    get_event = parser.get_event
+    while True:
+        event = get_event()
+        cls = event.__class__ if event is not None else None
+        if cls is _ScalarEvent:
+            nodes += 1
+            if nodes > MAX_NODES or event.anchor is not None:
+                raise _Slow
+            tag, value = event.tag, event.value
+            if tag is None or tag == "!":
+                tag = _resolve(value) if event.implicit[0] else STR
+            if stack:
+                frame = stack[-1]
+                if frame[2] and frame[1] is _NO_KEY:  # a key
+                    if tag not in _PLAIN_KEY_TAGS or value in frame[0]:
+                        raise _Slow
+                    frame[1] = value
+                    frame[3][value] = event.start_mark.line + 1
+                    continue
+                if not frame[2]:
+                    frame[3][len(frame[0])] = event.start_mark.line + 1
+            if tag == STR:
+                pass
+            elif tag == NULL:
+                value = None
+            elif tag == BOOL:
+                lowered = value.lower()
+                if lowered != "true" and lowered != "false":
+                    raise _Slow
+                value = lowered == "true"
+            elif tag == INT:
+                if len(value.lstrip("+-")) > MAX_SCALAR_DIGITS:
+                    raise _Slow
+                value = int(value)
+            elif tag == FLOAT:
+                if len(value) > MAX_SCALAR_DIGITS + 10:
+                    raise _Slow
+                value = float(value)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise _Slow
+            else:
+                raise _Slow
+        elif cls is _MappingStartEvent or cls is _SequenceStartEvent:
+            is_map = cls is _MappingStartEvent
+            if len(stack) >= MAX_DEPTH or event.anchor is not None or event.tag not in (None, "!", MAP if is_map else SEQ):
+                raise _Slow
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Slow
+            if stack:
+                frame = stack[-1]
+                if frame[2]:
+                    if frame[1] is _NO_KEY:  # a collection as a key
+                        raise _Slow
+                else:
+                    frame[3][len(frame[0])] = event.start_mark.line + 1
+            container: Any = {} if is_map else []
+            lines: dict = {}
+            index[id(container)] = (container, lines)
+            stack.append([container, _NO_KEY, is_map, lines])
+            continue
+        elif cls in _END_EVENTS:
+            value = stack.pop()[0]
+        elif cls is None or cls is yaml.StreamEndEvent:
+            return root, index
+        elif cls is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _Slow
+            continue
+        elif cls is yaml.StreamStartEvent or cls is yaml.DocumentEndEvent:
+            continue
+        else:  # an alias
+            raise _Slow
+        if not stack:
+            root = value
+            continue
+        frame = stack[-1]
+        if frame[2]:
+            frame[0][frame[1]] = value
+            frame[1] = _NO_KEY
+        else:
+            frame[0].append(value)
 
 
 def _too_large(size: int, limit: int, source: str | None) -> DocumentTooLarge:

@@ -9,17 +9,17 @@ explanations only when the decision is serialised.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import weakref
 import json
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-from .conditions import Line, OrderFacts, compile_condition, describe, explain
+from .conditions import Facts, Line, OrderFacts, compile_condition, compile_predicates, describe, explain, explain_parts, render_explanation
 from .directory import Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
 from .errors import OrderError
@@ -227,17 +227,81 @@ class Notification:
         return {"event": self.event, "recipients": [r.as_dict() for r in self.recipients]}
 
 
-@dataclass(frozen=True, slots=True)
 class TraceEntry:
-    """One rule looked at: ``result`` is matched, not_matched, passed, failed, excluded or skipped."""
+    """One rule looked at: ``result`` is matched, not_matched, passed, failed, excluded or skipped.
 
-    rule: str
-    result: str
-    why: str | Callable[[], str]
+    ``why`` is the explanation, or a callable that renders it (lazily, when
+    the trace is serialised).  A plain slotted class rather than a frozen
+    dataclass: a decision records ~20 of these, and frozen ``__init__`` costs
+    a third of an evaluation.  Treat it as immutable.
+    """
+
+    __slots__ = ("rule", "result", "_why")
+
+    def __init__(self, rule: str, result: str, why: "str | Callable[[], str]"):
+        self.rule = rule
+        self.result = result
+        self._why = why
+
+    @property
+    def why(self) -> "str | Callable[[], str]":
+        return self._why
 
     def as_dict(self) -> dict:
-        why = self.why() if callable(self.why) else self.why
-        return {"rule": self.rule, "result": self.result, "why": why}
+        why = self.why
+        return {"rule": self.rule, "result": self.result, "why": why() if callable(why) else why}
+
+    def _key(self):
+        return (self.rule, self.result, self.why)
+
+    def __eq__(self, other):
+        if not isinstance(other, TraceEntry):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return f"TraceEntry(rule={self.rule!r}, result={self.result!r}, why={self.why!r})"
+
+
+class _StepTrace(TraceEntry):
+    """A step's matched/not_matched entry: the explanation is rendered from the step's parts on demand.
+
+    Two stores per entry: the rule comes from the step, the result from the subclass.
+    """
+
+    __slots__ = ("facts",)
+
+    def __init__(self, step: "CompiledStep", facts: Facts):
+        self._why = step
+        self.facts = facts
+
+    @property
+    def rule(self) -> str:
+        return self._why.rule
+
+    @property
+    def why(self) -> Callable[[], str]:
+        return self._render
+
+    def _render(self) -> str:
+        return render_explanation(self._why.explain_parts(), self.facts, self.result == "matched")
+
+    def as_dict(self) -> dict:
+        result = self.result
+        return {"rule": self._why.rule, "result": result, "why": render_explanation(self._why.explain_parts(), self.facts, result == "matched")}
+
+
+class _Matched(_StepTrace):
+    __slots__ = ()
+    result = "matched"
+
+
+class _NotMatched(_StepTrace):
+    __slots__ = ()
+    result = "not_matched"
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,11 +364,24 @@ class CompiledStep:
     kind: str
     condition: Mapping[str, Any] | None
     condition_text: str
-    predicate: Callable[[OrderFacts], bool]
+    #: generated code (see conditions.compile_predicates): takes a conditions.Facts
+    predicate: Callable[[Facts], bool]
     selectors: tuple[Selector, ...]
     required: int
     self_approval: bool
     scope: str
+    #: ``approval.steps.<name>``: the step's trace rule
+    rule: str = ""
+    #: whether a selector uses the buyer's assignments (relation assigned/unassigned)
+    uses_assignments: bool = False
+    #: lazily built, per-step: what ``explain`` needs (see :meth:`explain_parts`)
+    _lazy: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def explain_parts(self) -> tuple:
+        parts = self._lazy.get("explain")
+        if parts is None:
+            parts = self._lazy["explain"] = explain_parts(self.condition)
+        return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +406,9 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
     default_self = approval.get("self_approval", False)
     default_scope = approval.get("scope", "universal")
     steps = []
-    for spec in approval.get("steps") or ():
+    step_specs = approval.get("steps") or ()
+    predicates = compile_predicates([spec.get("when") for spec in step_specs])
+    for spec, predicate in zip(step_specs, predicates):
         selectors = []
         for sel in (spec.get("approvers") or {}).get("any_of") or ():
             role = sel.get("role")
@@ -350,11 +429,13 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
                 kind=kind,
                 condition=spec.get("when"),
                 condition_text=describe(spec.get("when")),
-                predicate=compile_condition(spec.get("when")),
+                predicate=predicate,
                 selectors=tuple(selectors),
                 required=spec.get("required", 1),
                 self_approval=spec.get("self_approval", default_self),
                 scope=spec.get("scope", default_scope),
+                rule=f"approval.steps.{spec['name']}",
+                uses_assignments=any(sel.relation in ("assigned", "unassigned") for sel in selectors),
             )
         )
     limits = data.get("limits") or {}
@@ -391,12 +472,69 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
     )
 
 
-@dataclass(frozen=True, slots=True)
 class _Candidate:
-    membership: Membership
-    account: Account
-    settings: Mapping[str, Any]
-    role: Role
+    """An account that may approve in a company, with what selection looks at resolved once."""
+
+    __slots__ = ("membership", "account", "settings", "role", "account_id", "role_name", "group", "master", "attributes", "limit", "email")
+
+    def __init__(self, membership: Membership, account: Account, settings: Mapping[str, Any], role: Role):
+        self.membership = membership
+        self.account = account
+        self.settings = settings
+        self.role = role
+        self.account_id = account.id
+        self.role_name = membership.role
+        self.group = membership.group
+        self.master = membership.master
+        self.attributes = membership.attributes
+        self.limit = settings["approval_limit"]
+        self.email = settings["email"] and account.email_enabled and bool(account.email)
+
+
+class _BuyerSettings:
+    """A membership's effective settings, with the sets the blocking checks test frozen once."""
+
+    __slots__ = ("membership", "settings", "restricted_skus", "restricted_categories", "favourites", "scan_lines")
+
+    def __init__(self, membership: Membership, settings: dict):
+        self.membership = membership
+        self.settings = settings
+        self.restricted_skus = frozenset(settings["restricted_skus"])
+        self.restricted_categories = frozenset(settings["restricted_categories"])
+        self.favourites = frozenset(settings["favourites"])
+        self.scan_lines = bool(self.restricted_skus or self.restricted_categories or settings["favourites_only"])
+
+
+class _CompanyContext:
+    """Per (policy, directory, company): the approver pool and remembered approver selections."""
+
+    __slots__ = ("pool", "limits", "memo", "buyer_limits")
+
+    #: remembered selections per company before the memo starts over
+    MEMO_SIZE = 50_000
+
+    def __init__(self, pool: tuple, limits: list):
+        self.pool = pool
+        #: every amount a selection compares the total with: the candidates'
+        #: approval limits and the limits of assignments to them
+        self.limits = limits
+        self.memo: dict = {}
+        #: per buyer: ``limits`` and the limits of the buyer's assignments
+        self.buyer_limits: dict = {}
+
+
+class _Context:
+    """Per (policy, directory): buyers' effective settings and per-company contexts.
+
+    Directories are read-only snapshots (a SQL one lives for one request), so
+    an entry never goes stale; the context dies with its directory.
+    """
+
+    __slots__ = ("buyers", "companies")
+
+    def __init__(self):
+        self.buyers: dict = {}
+        self.companies: dict = {}
 
 
 class Policy:
@@ -405,7 +543,7 @@ class Policy:
     __slots__ = (
         "name", "version", "text_hash", "hash", "currency", "roles", "settings", "groups", "group_labels",
         "steps", "max_order_total", "order_limit", "budgets", "expiry", "reversal_allowed", "reminders",
-        "bulk_orders", "visibility", "master_confirmation", "approval_email", "data", "_ruleset_ref", "_pools",
+        "bulk_orders", "visibility", "master_confirmation", "approval_email", "data", "_ruleset_ref", "_pools", "_plan",
     )
 
     def __init__(self, **fields):
@@ -418,13 +556,17 @@ class Policy:
         # read-only snapshots (a SQL one lives for one request), so an entry
         # never goes stale, and it dies with its directory
         object.__setattr__(self, "_pools", weakref.WeakKeyDictionary())
+        # what evaluation walks per step, unpacked once
+        object.__setattr__(
+            self, "_plan", tuple((index, step.predicate, step, step.kind == "assignment_tiers") for index, step in enumerate(self.steps))
+        )
 
     def __setattr__(self, key, value):
         raise AttributeError("a Policy is immutable")
 
     def with_version(self, version: int | None) -> "Policy":
         """The same policy, labelled with a published version number."""
-        fields = {k: getattr(self, k) for k in self.__slots__ if k not in ("_ruleset_ref", "_pools")}
+        fields = {k: getattr(self, k) for k in self.__slots__ if k not in ("_ruleset_ref", "_pools", "_plan")}
         fields["version"] = version
         return Policy(**fields)
 
@@ -477,7 +619,10 @@ class Policy:
 class _Evaluation:
     """One evaluation's working state; discarded when the Decision is built."""
 
-    __slots__ = ("policy", "order", "directory", "now", "spent", "trace", "reasons", "account", "membership", "settings", "role", "group", "company", "_pool", "_assignments", "blocked")
+    __slots__ = (
+        "policy", "order", "directory", "now", "spent", "trace", "reasons", "account", "membership", "settings", "role", "group",
+        "company", "_assignments", "blocked", "_context", "_company_context", "_first",
+    )
 
     def __init__(self, policy: Policy, order: Order, directory: Directory, now: datetime, spent: Mapping[str, Any]):
         self.policy = policy
@@ -487,9 +632,11 @@ class _Evaluation:
         self.spent = spent
         self.trace: list[TraceEntry] = []
         self.reasons: list[Reason] = []
-        self._pool: list[_Candidate] | None = None
         self._assignments = None
         self.blocked = False
+        self._context = None
+        self._company_context = None
+        self._first = None  # the memo entry of the first pending step, for its notification
 
     # the decision, step by step; each check either passes or adds a reason
     def run(self) -> Decision:
@@ -507,21 +654,18 @@ class _Evaluation:
         self.role = p.roles.get(m.role)
         # an invited (not yet accepted) member's orders have no relation to the group
         self.group = m.group if m.active else None
-        self.settings = p.effective_settings(m)
+        buyer_settings = self._buyer_settings(m)
+        self.settings = buyer_settings.settings
         currency = order.currency or p.currency
         facts_exceeded: set[str] = set()
 
-        self._blocking_checks(currency)
+        self._blocking_checks(currency, buyer_settings)
         if not self.blocked:
             facts_exceeded = self._limit_checks()
         blocked = self.blocked
         steps: list[Step] = []
         outcome = "blocked" if blocked else "approved"
-        facts = OrderFacts(
-            total=order.total, currency=currency, order_type=order.type, lines=order.lines,
-            quantity=sum((line.quantity for line in order.lines), Decimal(0)), buyer=order.buyer,
-            role=m.role, group=self.group, attributes=m.attributes, exceeded=frozenset(facts_exceeded),
-        )
+        facts = Facts(order.total, currency, order.type, order.lines, order.buyer, m.role, self.group, m.attributes, frozenset(facts_exceeded))
         if not blocked:
             if self.settings["hold_orders"]:
                 outcome = "held"
@@ -556,7 +700,10 @@ class _Evaluation:
             ruleset=p._ruleset_ref,
             buyer=MappingProxyType(buyer),
             # the decision states the currency it priced the order in, given or not
-            order=order if order.currency else dataclasses.replace(order, currency=currency),
+            order=order if order.currency else Order(
+                order.buyer, order.total, order.id, order.company, currency, order.type, order.lines,
+                order.manual_ship_to, order.requested_date, order.cost_centre, order.payer,
+            ),
             trace=tuple(self.trace),
         )
 
@@ -565,7 +712,26 @@ class _Evaluation:
         self.reasons.append(Reason(code, message, details))
         self.trace.append(TraceEntry(rule, "failed", message))
 
-    def _blocking_checks(self, currency: str) -> None:
+    def _buyer_settings(self, m: Membership) -> _BuyerSettings:
+        """The buyer's effective settings, computed once per (policy, directory, membership)."""
+        buyers = self._get_context().buyers
+        key = (m.account_id, m.company_id)
+        entry = buyers.get(key)
+        if entry is None or entry.membership is not m:
+            entry = buyers[key] = _BuyerSettings(m, self.policy.effective_settings(m))
+        return entry
+
+    def _get_context(self) -> _Context:
+        ctx = self._context
+        if ctx is None:
+            pools = self.policy._pools
+            ctx = pools.get(self.directory)
+            if ctx is None:
+                ctx = pools.setdefault(self.directory, _Context())
+            self._context = ctx
+        return ctx
+
+    def _blocking_checks(self, currency: str, buyer_settings: _BuyerSettings) -> None:
         p, order, s = self.policy, self.order, self.settings
         if not self.account.active:
             self._block("account_inactive", f"account {order.buyer} is deactivated", "account.active")
@@ -588,13 +754,14 @@ class _Evaluation:
         if order.type == "bulk" and self.group and p.bulk_orders == "exclude":
             self._block("bulk_orders_excluded", f"bulk orders are not allowed for members of group {self.group}", "bulk_orders")
         offending = []
-        restricted_skus, restricted_categories = set(s["restricted_skus"]), set(s["restricted_categories"])
-        favourites = set(s["favourites"])
-        for index, line in enumerate(order.lines):
-            if line.sku in restricted_skus or (line.category and line.category in restricted_categories):
-                offending.append({"line": index, "sku": line.sku, "why": "restricted"})
-            elif s["favourites_only"] and line.sku not in favourites:
-                offending.append({"line": index, "sku": line.sku, "why": "not in favourites"})
+        if buyer_settings.scan_lines:
+            restricted_skus, restricted_categories = buyer_settings.restricted_skus, buyer_settings.restricted_categories
+            favourites = buyer_settings.favourites
+            for index, line in enumerate(order.lines):
+                if line.sku in restricted_skus or (line.category and line.category in restricted_categories):
+                    offending.append({"line": index, "sku": line.sku, "why": "restricted"})
+                elif s["favourites_only"] and line.sku not in favourites:
+                    offending.append({"line": index, "sku": line.sku, "why": "not in favourites"})
         if offending:
             names = ", ".join(f"{o['sku']} ({o['why']})" for o in offending)
             self._block("restricted_products", f"these lines may not be ordered: {names}", "settings.restricted_skus", {"lines": offending})
@@ -607,7 +774,10 @@ class _Evaluation:
                 self._block("cost_centre_required", f"summary invoicing needs a cost centre: one of {', '.join(s['cost_centres']) or '(none configured)'}", "settings.summary_invoicing")
             elif order.cost_centre not in s["cost_centres"]:
                 self._block("unknown_cost_centre", f"cost centre {order.cost_centre!r} is not one of {', '.join(s['cost_centres'])}", "settings.cost_centres")
-        limit = min((x for x in (p.max_order_total, s["max_order_total"]) if x is not None), default=None)
+        # min() of the two, the policy's first when equal
+        limit, own = p.max_order_total, s["max_order_total"]
+        if own is not None and (limit is None or own < limit):
+            limit = own
         if limit is not None and order.total > limit:
             self._block("max_order_total_exceeded", f"cart value too high: {order.total} is above the maximum of {limit} {p.currency}", "limits.max_order_total", {"maximum": format_amount(limit)})
         elif limit is not None:
@@ -645,24 +815,64 @@ class _Evaluation:
 
     # -------------------------------------------------------------- steps
 
-    def _steps(self, facts: OrderFacts) -> list[Step]:
+    def _steps(self, facts: Facts) -> list[Step]:
         p, total = self.policy, self.order.total
         below = self.settings["no_approval_below"]
         if below and total < below:
             self.trace.append(TraceEntry("settings.no_approval_below", "matched", f"{total} < {below}: no approval needed"))
             return []
         out: list[Step] = []
-        for step in p.steps:
-            rule = f"approval.steps.{step.name}"
-            if not step.predicate(facts):
-                self.trace.append(TraceEntry(rule, "not_matched", _Explain(step.condition, facts)))
+        append = self.trace.append
+        for index, predicate, step, tiers in p._plan:
+            if not predicate(facts):
+                append(_NotMatched(step, facts))
                 continue
-            self.trace.append(TraceEntry(rule, "matched", _Explain(step.condition, facts)))
-            if step.kind == "assignment_tiers":
+            append(_Matched(step, facts))
+            if tiers:
                 out.extend(self._tiers(step))
             else:
-                out.append(Step(step.name, step.required, self._eligible(step, None), step.condition_text))
+                entry = self._step(index, step)
+                if not out:
+                    self._first = entry
+                out.append(entry[0])
         return out
+
+    def _step(self, index: int, step: CompiledStep) -> list:
+        """A standard step's Step, remembered per (step, buyer, where the total lies among the limits).
+
+        Everything else selection depends on is fixed for a buyer within a
+        directory snapshot (group, assignments, the pool); the total only
+        matters through ``total > limit`` comparisons, so the number of known
+        limits below the total identifies the outcome.  The memo entry is
+        ``[Step, exclusions, approval_requested notifications]``.
+        """
+        company = self._company()
+        total, buyer = self.order.total, self.order.buyer
+        if not step.uses_assignments:
+            limits = company.limits
+            key = (index, buyer, bisect_left(limits, total))
+        else:
+            limits = company.buyer_limits.get(buyer)
+            if limits is None:
+                own = {a.limit for a in self._buyer_assignments() if a.limit is not None}
+                limits = company.buyer_limits[buyer] = sorted(own.union(company.limits))
+            key = (index, buyer, bisect_left(limits, total), True)
+        entry = company.memo.get(key)
+        if entry is None:
+            excluded: list = []
+            approvers = self._select(step, None, excluded)
+            entry = [Step(step.name, step.required, approvers, step.condition_text), tuple(excluded), None, None]
+            if len(company.memo) >= company.MEMO_SIZE:
+                company.memo.clear()
+            company.memo[key] = entry
+        if entry[1]:
+            self._excluded(step, entry[1])
+        return entry
+
+    def _excluded(self, step: CompiledStep, excluded) -> None:
+        total = str(self.order.total)
+        for prefix, with_total in excluded:
+            self.trace.append(TraceEntry(step.rule, "excluded", prefix + total if with_total else prefix))
 
     def _tiers(self, step: CompiledStep) -> list[Step]:
         total = self.order.total
@@ -671,66 +881,72 @@ class _Evaluation:
             if a.threshold is not None and total > a.threshold and (a.step is None or a.step == step.name):
                 tiers.setdefault(a.threshold, set()).add(a.approver_id)
         if not tiers:
-            self.trace.append(TraceEntry(f"approval.steps.{step.name}", "skipped", f"no assignment threshold of {self.order.buyer} is below {total}"))
+            self.trace.append(TraceEntry(step.rule, "skipped", f"no assignment threshold of {self.order.buyer} is below {total}"))
         return [
             Step(f"{step.name}@{format_amount(threshold)}", 1, self._eligible(step, tiers[threshold]), f"total > {threshold} (assignment threshold)")
             for threshold in sorted(tiers)
         ]
+
+    def _eligible(self, step: CompiledStep, only: set[str] | None) -> tuple[Approver, ...]:
+        excluded: list = []
+        approvers = self._select(step, only, excluded)
+        self._excluded(step, excluded)
+        return approvers
 
     def _buyer_assignments(self):
         if self._assignments is None:
             self._assignments = self.directory.assignments_for(self.order.buyer, self.company)
         return self._assignments
 
-    def _candidate_pool(self) -> list[_Candidate]:
-        """Active accounts of the company whose role and settings allow approving."""
-        if self._pool is None:
-            by_company = self.policy._pools.get(self.directory)
-            if by_company is None:
-                by_company = self.policy._pools.setdefault(self.directory, {})
-            cached = by_company.get(self.company)
-            if cached is not None:
-                self._pool = cached
-                return cached
-            pool = []
-            for m in self.directory.memberships_of_company(self.company):
-                if not m.active:
-                    continue
-                role = self.policy.roles.get(m.role)
-                if role is None or "approve_orders" not in role.permissions:
-                    continue
-                account = self.directory.account(m.account_id)
-                if account is None or not account.active:
-                    continue
-                settings = self.policy.effective_settings(m)
-                if not settings["may_approve"]:
-                    continue
-                pool.append(_Candidate(m, account, settings, role))
-            self._pool = by_company[self.company] = tuple(pool)
-        return self._pool
+    def _company(self) -> _CompanyContext:
+        """The approver pool of the buyer's company: active accounts whose role and settings allow approving."""
+        company = self._company_context
+        if company is None:
+            companies = self._get_context().companies
+            company = companies.get(self.company)
+            if company is None:
+                pool = []
+                for m in self.directory.memberships_of_company(self.company):
+                    if not m.active:
+                        continue
+                    role = self.policy.roles.get(m.role)
+                    if role is None or "approve_orders" not in role.permissions:
+                        continue
+                    account = self.directory.account(m.account_id)
+                    if account is None or not account.active:
+                        continue
+                    settings = self.policy.effective_settings(m)
+                    if not settings["may_approve"]:
+                        continue
+                    pool.append(_Candidate(m, account, settings, role))
+                limits = sorted({c.limit for c in pool if c.limit is not None})
+                company = companies.setdefault(self.company, _CompanyContext(tuple(pool), limits))
+            self._company_context = company
+        return company
 
-    def _eligible(self, step: CompiledStep, only: set[str] | None) -> tuple[Approver, ...]:
+    def _select(self, step: CompiledStep, only: set[str] | None, excluded: list) -> tuple[Approver, ...]:
+        """The eligible approvers of a step; exclusions go to ``excluded`` as (message, total follows)."""
         total, buyer = self.order.total, self.order.buyer
-        rule = f"approval.steps.{step.name}"
+        group = self.group
+        own_group = step.scope == "own_group"
         assigned: dict[str, Any] | None = None
         out = []
-        for cand in self._candidate_pool():
-            account_id = cand.account.id
+        for cand in self._company().pool:
+            account_id = cand.account_id
             if only is not None and account_id not in only:
                 continue
             if account_id == buyer and not step.self_approval:
-                self.trace.append(TraceEntry(rule, "excluded", f"{account_id}: the buyer may not approve its own order"))
+                excluded.append((f"{account_id}: the buyer may not approve its own order", False))
                 continue
-            m = cand.membership
-            if step.scope == "own_group" and not m.master and (self.group is None or m.group != self.group):
+            if own_group and not cand.master and (group is None or cand.group != group):
                 continue
             whys = []
             for sel in step.selectors:
-                if sel.roles is not None and m.role not in sel.roles:
+                if sel.roles is not None and cand.role_name not in sel.roles:
                     continue
                 if sel.accounts is not None and account_id not in sel.accounts:
                     continue
-                if sel.attributes and not all(m.attributes.get(k) in allowed for k, allowed in sel.attributes):
+                if sel.attributes and not all(cand.attributes.get(k) in allowed for k, allowed in sel.attributes):
                     continue
                 relation = sel.relation
                 if relation in ("assigned", "unassigned"):
@@ -741,7 +957,7 @@ class _Evaluation:
                         if a is None:
                             continue
                         if a.limit is not None and total > a.limit:
-                            self.trace.append(TraceEntry(rule, "excluded", f"{account_id}: assigned to {buyer} with a limit of {a.limit}, below {total}"))
+                            excluded.append((f"{account_id}: assigned to {buyer} with a limit of {a.limit}, below ", True))
                             continue
                         why = f"assigned to {buyer}"
                     elif self._buyer_assignments():
@@ -749,11 +965,11 @@ class _Evaluation:
                     else:
                         why = f"{buyer} has no assigned approver"
                 elif relation == "same_group":
-                    if self.group is None or m.group != self.group:
+                    if group is None or cand.group != group:
                         continue
-                    why = f"in {buyer}'s group {self.group}"
+                    why = f"in {buyer}'s group {group}"
                 elif relation == "group_master":
-                    if not m.master:
+                    if not cand.master:
                         continue
                     why = f"master of {self.company}"
                 else:
@@ -765,12 +981,23 @@ class _Evaluation:
                 whys.append(why)
             if not whys:
                 continue
-            limit = cand.settings["approval_limit"]
+            limit = cand.limit
             if limit is not None and total > limit:
-                self.trace.append(TraceEntry(rule, "excluded", f"{account_id}: approval limit {limit} is below {total}"))
+                excluded.append((f"{account_id}: approval limit {limit} is below ", True))
                 continue
-            out.append(Approver(account_id, cand.account.name, m.role, cand.role.label, tuple(dict.fromkeys(whys)), cand.settings["email"] and cand.account.email_enabled and bool(cand.account.email)))
+            out.append(Approver(account_id, cand.account.name, cand.role_name, cand.role.label, tuple(dict.fromkeys(whys)), cand.email))
         return tuple(out)
+
+    def _approval_requested(self, step: Step) -> Notification:
+        buyer_email = self._buyer_email()
+        entry = self._first
+        if entry is None or entry[0] is not step:
+            return approval_requested(self.policy, step, buyer_email)
+        slot = 3 if buyer_email else 2
+        note = entry[slot]
+        if note is None:
+            note = entry[slot] = approval_requested(self.policy, step, buyer_email)
+        return note
 
     # --------------------------------------------------------- the rest
 
@@ -803,7 +1030,7 @@ class _Evaluation:
                     out.append(Notification("master_confirmation", masters))
             return tuple(out)
         if outcome == "pending":
-            return (Notification("order_submitted", (buyer,)), approval_requested(self.policy, steps[0], self._buyer_email()))
+            return (Notification("order_submitted", (buyer,)), self._approval_requested(steps[0]))
         if outcome == "held":
             return (Notification("order_held", (buyer,)),)
         return ()
@@ -816,16 +1043,3 @@ def approval_requested(policy: Policy, step: Step, buyer_email: bool) -> Notific
         "approval_requested",
         tuple(Recipient(a.account, "email" if a.email and (buyer_email or not both) else "inbox") for a in step.approvers),
     )
-
-
-class _Explain:
-    """Renders a step condition's explanation only when the trace is serialised."""
-
-    __slots__ = ("condition", "facts")
-
-    def __init__(self, condition, facts):
-        self.condition = condition
-        self.facts = facts
-
-    def __call__(self) -> str:
-        return "; ".join(explain(self.condition, self.facts))

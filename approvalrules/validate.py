@@ -55,8 +55,50 @@ def validator(name: str) -> jsonschema.protocols.Validator:
     return cls(schema(name), registry=_registry())
 
 
+@functools.cache
+def fast_validator(name: str) -> Callable[[Any], Any] | None:
+    """A code-generated validator (fastjsonschema) for the happy path, or None if unavailable.
+
+    It only ever says "valid": a document it rejects goes through
+    :func:`validator` (jsonschema), which has the last word and words the
+    messages.  fastjsonschema implements draft 7; every keyword the schemas
+    use means the same there, except that ``enum``/``const`` compare with
+    Python's ``==`` (``1 == True``), so booleans get an explicit type.
+    """
+    try:
+        import fastjsonschema
+    except ImportError:  # pragma: no cover - a dependency; jsonschema alone still works
+        return None
+    try:
+        return fastjsonschema.compile(_strict_booleans(schema(name)))
+    except Exception:  # pragma: no cover - a schema it cannot compile: jsonschema only
+        return None
+
+
+def _strict_booleans(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_strict_booleans(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict_booleans(v) for k, v in node.items()}
+    values = out["enum"] if isinstance(out.get("enum"), list) else [out["const"]] if "const" in out else None
+    if values is not None and "type" not in out and any(isinstance(v, (bool, int, float)) or v is None for v in values):
+        if all(isinstance(v, bool) for v in values):
+            out["type"] = "boolean"
+        else:  # numbers or null among the choices: leave it to jsonschema
+            raise ValueError("enum of numbers")
+    return out
+
+
 def schema_problems(doc: Document, name: str) -> list[Problem]:
     """Every structural problem of ``doc.data`` against schema ``name``."""
+    fast = fast_validator(name)
+    if fast is not None:
+        try:
+            fast(doc.data)
+            return []
+        except Exception:  # invalid (or too odd for it): jsonschema decides and explains
+            pass
     problems = []
     for error in sorted(validator(name).iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)))):
         problems.append(_problem_from(doc, error))
