@@ -242,40 +242,30 @@ def interval_of(condition: Mapping[str, Any] | None) -> tuple[Bound | None, Boun
     return low, high
 
 
+def iter_leaves(condition: Mapping[str, Any] | None):
+    """Every (key, value) leaf of a condition, through all/any/not, depth first."""
+    for key, value in (condition or {}).items():
+        if key in ("all", "any"):
+            for sub in value:
+                yield from iter_leaves(sub)
+        elif key == "not":
+            yield from iter_leaves(value)
+        else:
+            yield key, value
+
+
 def referenced_names(condition: Mapping[str, Any] | None) -> dict[str, set]:
-    """Roles, groups and limits a condition refers to, anywhere inside it."""
-    refs: dict[str, set] = {"buyer_role": set(), "buyer_group": set(), "exceeds": set()}
-
-    def walk(c):
-        for key, value in (c or {}).items():
-            if key in ("all", "any"):
-                for sub in value:
-                    walk(sub)
-            elif key == "not":
-                walk(value)
-            elif key in refs:
-                refs[key].update(value if isinstance(value, list) else [value])
-
-    walk(condition)
+    """Roles, groups, accounts and limits a condition refers to, anywhere inside it."""
+    refs: dict[str, set] = {"buyer_role": set(), "buyer_group": set(), "buyer_account": set(), "exceeds": set()}
+    for key, value in iter_leaves(condition):
+        if key in refs:
+            refs[key].update(value if isinstance(value, list) else [value])
     return refs
 
 
 def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[Decimal]:
     """Every bound on ``key`` inside a condition: where decisions can change."""
-    found: set[Decimal] = set()
-
-    def walk(c):
-        for k, value in (c or {}).items():
-            if k in ("all", "any"):
-                for sub in value:
-                    walk(sub)
-            elif k == "not":
-                walk(value)
-            elif k == key:
-                found.update(_money(b) for b in value.values())
-
-    walk(condition)
-    return found
+    return {_money(bound) for k, value in iter_leaves(condition) if k == key for bound in value.values()}
 
 
 # ------------------------------------------------------- generated code

@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .conditions import OrderFacts, compile_condition, describe, thresholds
+from .conditions import OrderFacts, compile_condition, describe, referenced_names, thresholds
 from .directory import Directory, Membership
 from .errors import ApprovalRulesError
 from .policy import ORDER_TYPES, Decision, Order, Policy
@@ -498,35 +498,18 @@ def enumerate_memberships(directory: Directory) -> list[Membership]:
 
 
 def _referenced_accounts(policies: Iterable[Policy]) -> set[str]:
-    found: set[str] = set()
-
-    def walk(c):
-        for key, value in (c or {}).items():
-            if key in ("all", "any"):
-                for sub in value:
-                    walk(sub)
-            elif key == "not":
-                walk(value)
-            elif key == "buyer_account":
-                found.update(value if isinstance(value, list) else [value])
-
-    for p in policies:
-        for step in p.steps:
-            walk(step.condition)
-    return found
+    return {account for p in policies for step in p.steps for account in referenced_names(step.condition)["buyer_account"]}
 
 
 def _condition_keys(policies: Iterable[Policy]) -> set[str]:
+    """Every key used in the policies' step conditions, combinators included."""
     found: set[str] = set()
 
     def walk(c):
         for key, value in (c or {}).items():
             found.add(key)
-            if key in ("all", "any"):
-                for sub in value:
-                    walk(sub)
-            elif key == "not":
-                walk(value)
+            for sub in value if key in ("all", "any") else [value] if key == "not" else []:
+                walk(sub)
 
     for p in policies:
         for step in p.steps:
