@@ -34,8 +34,11 @@ import approvalrules.app, approvalrules.views, approvalrules.templates, approval
 import approvalrules.alembic
 from importlib.resources import files
 print(json.dumps({
-    "modules": {m.__name__: m.__file__ for m in (approvalrules.app, approvalrules.views,
-                approvalrules.templates, approvalrules.schemas, approvalrules.alembic)},
+    # approvalrules.alembic is a namespace package (no __init__.py, so that it never shadows
+    # the alembic library): it has a search path, not a file
+    "modules": {m.__name__: m.__file__ or list(m.__path__)[0] for m in (approvalrules.app,
+                approvalrules.views, approvalrules.templates, approvalrules.schemas,
+                approvalrules.alembic)},
     "templates": sorted(p.name for p in files("approvalrules.templates").iterdir()),
     "static": sorted(p.name for p in (files("approvalrules.templates") / "static").iterdir()),
     "schema": approvalrules.schemas.schema_path("ruleset.schema.json").is_file(),
