@@ -1,0 +1,291 @@
+"""Shared helpers for the service benchmarks (http_bench.py, db.py, memory.py).
+
+Nothing here is timed.  It writes throw-away .ini files, creates and drops
+PostgreSQL databases, loads ``rules/`` and the development API key, starts
+and stops waitress processes (``pserve``) and builds the cart the storefront
+benchmarks send.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+RULES = ROOT / "rules"
+DEV_KEY = "ar_0000dev0_development-key-not-secret"
+PG_BASE = os.environ.get("APPROVALRULES_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+# ------------------------------------------------------------------ machine
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of values, nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+# ----------------------------------------------------------------- the cart
+
+
+def cart(n_lines: int = 15, *, order_id: str | None = None, buyer: str = "bob", total: str = "1849.70") -> dict:
+    """A realistic storefront cart: Acme's Bob (Marketing), over 500, so one approval step.
+
+    15 lines with sku, category, quantity and the storefront's own extra
+    fields (name, unit price), ~1.5 KB of JSON.
+    """
+    categories = ["office", "paper", "toner", "furniture", "cleaning", "breakroom"]
+    lines = []
+    for i in range(n_lines):
+        lines.append(
+            {
+                "sku": f"SKU-{10_000 + i * 37}",
+                "category": categories[i % len(categories)],
+                "quantity": 1 + (i * 7) % 12,
+                "name": f"Item {i} from the catalogue",
+                "unit_price": f"{3 + i * 2.35:.2f}",
+            }
+        )
+    body = {
+        "buyer": buyer,
+        "company": "acme",
+        "total": total,
+        "currency": "USD",
+        "type": "regular",
+        "cost_centre": "CC-4711",
+        "ship_to": {"manual": False},
+        "lines": lines,
+    }
+    if order_id:
+        body["id"] = order_id
+    return body
+
+
+# -------------------------------------------------------------- databases
+
+
+def create_pg_database(prefix: str = "ar_bench") -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(PG_BASE)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    admin = create_engine(make_url(PG_BASE), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def postgres_available() -> bool:
+    try:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(PG_BASE)
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL"
+        print(f"PostgreSQL at {PG_BASE} is not available: {exc}"[:300])
+        return False
+
+
+INI_TEMPLATE = """\
+[app:main]
+use = egg:approvalrules
+pyramid.reload_templates = false
+pyramid.debug_authorization = false
+pyramid.debug_notfound = false
+pyramid.debug_routematch = false
+sqlalchemy.url = {url}
+{pool}
+approvalrules.rules_dir = {rules}
+approvalrules.session_secret = bench-{secret}
+approvalrules.dev_api_key = {key}
+approvalrules.dev_admin = admin:admin
+# the per-key rate limit (views/limits.py, 1,200/min by default) stays in the request path
+# but is set out of reach: the benchmarks measure the service, not the limiter's 429s
+approvalrules.rate_limit_per_minute = 1000000000
+retry.attempts = 3
+tm.manager_hook = pyramid_tm.explicit_manager
+
+[server:main]
+use = egg:waitress#main
+listen = 127.0.0.1:{port}
+threads = {threads}
+connection_limit = 1000
+backlog = 2048
+asyncore_use_poll = true
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(asctime)s %(levelname)-5.5s [%(name)s] %(message)s
+"""
+
+
+def production_threads() -> int:
+    """``threads`` of production.ini's [server:main] (waitress' default 4 when absent)."""
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "production.ini")
+    return int(parser.get("server:main", "threads", fallback="4"))
+
+
+def write_ini(folder: Path, url: str, port: int = 6543, threads: int | None = None, name: str = "bench.ini") -> Path:
+    pool = ""
+    if url.startswith("postgresql"):
+        pool = "sqlalchemy.pool_size = 10\nsqlalchemy.max_overflow = 10\nsqlalchemy.pool_pre_ping = false"
+    path = folder / name
+    path.write_text(
+        INI_TEMPLATE.format(
+            url=url, pool=pool, rules=RULES, secret=uuid.uuid4().hex, key=DEV_KEY, port=port,
+            threads=threads or production_threads(),
+        )
+    )
+    return path
+
+
+def setup_database(ini: Path) -> None:
+    """Migrate, load rules/ and create the dev API key (what ``make setup-db`` does)."""
+    from approvalrules.store.commands import dev_credentials, load
+
+    load(ini, RULES)
+    dev_credentials(ini)
+
+
+# ----------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One ``pserve INI`` process, optionally pinned to CPUs with taskset."""
+
+    def __init__(self, ini: Path, port: int, cpus: str | None = None):
+        self.ini, self.port, self.cpus = ini, port, cpus
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30.0) -> "Server":
+        cmd = [str(BIN / "pserve"), str(self.ini)]
+        if self.cpus is not None:
+            cmd = ["taskset", "-c", self.cpus, *cmd]
+        self.log = open(self.ini.with_suffix(f".{self.port}.log"), "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pserve exited {self.proc.returncode}; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"pserve on port {self.port} did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def http(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 10) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")

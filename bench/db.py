@@ -1,0 +1,419 @@
+#!/usr/bin/env python
+"""Database benchmarks: submit+approve throughput and the approver inbox at scale.
+
+    .venv/bin/python bench/db.py [--quick] [--only submit,inbox] [--requests N] [--sqlite-requests N]
+
+(a) submit + approve on PostgreSQL: a throw-away database with ``rules/`` and
+    the development key, served by ``pserve`` (waitress, threads as in
+    production.ini, not pinned).  C client threads (1, then 4), each with its
+    own keep-alive HTTP connection, loop for ``--seconds`` (10; --quick 4):
+    POST /api/v1/orders (Acme's Bob, 15 lines, 1,849.70 USD -> pending, one
+    step, 1 approval) then POST /api/v1/approvals/{id}/approve as Ann.
+    orders/s = approved orders per second.  Target: >= 300 with 4 clients.
+
+(b) approver inbox: bulk-load N approval requests (default 1,000,000 on
+    PostgreSQL with COPY, 100,000 on SQLite with executemany; --quick 100,000
+    and 20,000) on the migrated schema of tenant ``demo``: orders,
+    approval_requests and approval_eligibility rows for 1,000 companies
+    (SQLite: 100, so the inbox of an approver has the same size), each with a
+    master eligible for all its requests and 4 approvers eligible for a
+    quarter each; 5% pending, the rest approved/rejected/expired/withdrawn;
+    created_at spread over a year.  Then GET
+    /api/v1/approvals?approver=X&status=pending through the WSGI app
+    (webtest, in-process: no socket) for a few hundred approvers (masters and
+    approvers mixed): p50/p95.  Target: p95 < 20 ms.  Prints EXPLAIN
+    (ANALYZE) of the view's three SQL statements for the busiest approver,
+    and the query count of one page.
+
+Exits 0 whatever the numbers; PostgreSQL parts are skipped when the server
+at $APPROVALRULES_BENCH_PG (default postgres@127.0.0.1:5432) is not there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+import argparse
+import http.client
+import json
+import random
+import shutil
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import common
+
+STATUSES = ["pending"] * 5 + ["approved"] * 70 + ["rejected"] * 10 + ["expired"] * 10 + ["withdrawn"] * 5
+APPROVERS_PER_COMPANY = 4
+
+
+# ---------------------------------------------------------------- (a) submit + approve
+
+
+def _client(port: int, prefix: str, deadline: float, done: list, errors: list, latencies: list) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {common.DEV_KEY}", "Content-Type": "application/json"}
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        started = time.perf_counter()
+        try:
+            conn.request("POST", "/api/v1/orders", json.dumps(common.cart(15, order_id=f"{prefix}-{n}")), headers)
+            response = conn.getresponse()
+            data = json.loads(response.read())
+            if response.status != 201:
+                errors.append(f"submit {response.status} {str(data)[:200]}")
+                continue
+            request_id = data["approval"]["id"]
+            conn.request("POST", f"/api/v1/approvals/{request_id}/approve", json.dumps({"approver": "ann"}), headers)
+            response = conn.getresponse()
+            data = json.loads(response.read())
+            if response.status != 200 or data.get("status") != "approved":
+                errors.append(f"approve {response.status} {str(data)[:200]}")
+                continue
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
+        latencies.append(time.perf_counter() - started)
+        done.append(1)
+    conn.close()
+
+
+def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]:
+    print("\n## (a) submit + approve on PostgreSQL")
+    if not common.postgres_available():
+        print("MISS  not measured: no PostgreSQL")
+        return []
+    tmp = Path(tempfile.mkdtemp(prefix="ar_bench_db_"))
+    url = common.create_pg_database("ar_bench_submit")
+    results = []
+    try:
+        port = common.free_port()
+        ini = common.write_ini(tmp, url, port)
+        common.setup_database(ini)
+        print(f"pserve (waitress threads={common.production_threads()}), not pinned; clients: threads in this process, keep-alive HTTP; {seconds:g} s each")
+        with common.Server(ini, port):
+            _, warm_errors, _ = [], [], []
+            _client(port, "warm", time.monotonic() + 1.0, [], warm_errors, [])
+            if warm_errors:
+                print(f"warm-up errors: {warm_errors[:3]}")
+            for clients in (1, 4):
+                done: list = []
+                errors: list = []
+                latencies: list = []
+                deadline = time.monotonic() + seconds
+                started = time.perf_counter()
+                threads = [
+                    threading.Thread(target=_client, args=(port, f"c{clients}-{i}", deadline, done, errors, latencies))
+                    for i in range(clients)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(seconds + 60)
+                elapsed = time.perf_counter() - started
+                rate = len(done) / elapsed
+                results.append((clients, rate, common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000, len(errors)))
+                print(f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; submit+approve p50 {common.pct(latencies, 0.5) * 1000:.1f} ms, p95 {common.pct(latencies, 0.95) * 1000:.1f} ms; errors {len(errors)}", flush=True)
+                if errors:
+                    print(f"    first errors: {errors[:3]}")
+    finally:
+        common.drop_pg_database(url)
+        shutil.rmtree(tmp, ignore_errors=True)
+    four = [r for r in results if r[0] == 4]
+    if four:
+        print(f"{common.verdict(four[0][1] >= 300)}  submit+approve with 4 clients >= 300 orders/s ({four[0][1]:.0f})")
+    return results
+
+
+# ------------------------------------------------------------------- (b) inbox
+
+
+def generate(n_requests: int, n_companies: int, tenant_id: int, base_company_id: int, seed: int = 20260115):
+    """Rows for companies, orders, approval_requests and approval_eligibility (ids assigned here)."""
+    rng = random.Random(seed)
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+    companies = [(base_company_id + c, tenant_id, f"bench-co-{c:04d}", f"Bench company {c}", "{}", now) for c in range(n_companies)]
+
+    def rows():
+        for i in range(1, n_requests + 1):
+            c = i % n_companies
+            status = STATUSES[rng.randrange(len(STATUSES))]
+            created = now - timedelta(seconds=rng.randrange(365 * 86400))
+            master = f"bench-{c:04d}-master"
+            approver = f"bench-{c:04d}-a{rng.randrange(APPROVERS_PER_COMPANY)}"
+            total = f"{rng.randrange(50_00, 50_000_00) / 100:.2f}"
+            steps = json.dumps([{"name": "approval", "required": 1, "approvers": [{"account": master, "name": "Master", "role": "master", "role_label": "Master", "why": ["master"], "email": None}, {"account": approver, "name": approver, "role": "approver", "role_label": "Approver", "why": ["role approver"], "email": None}]}])
+            order_status = {"pending": "pending", "approved": "approved", "rejected": "rejected", "expired": "expired", "withdrawn": "withdrawn"}[status]
+            decision = json.dumps({"outcome": order_status, "buyer": {"account": f"bench-{c:04d}-buyer", "company": companies[c][2]}})
+            decided = None if status == "pending" else created + timedelta(hours=rng.randrange(1, 96))
+            order = (i, tenant_id, f"B{i:08d}", companies[c][0], "{}", total, "USD", "regular", order_status, decision, created, created)
+            request = (i, tenant_id, i, status, 0, 0, steps, created + timedelta(days=14), 1, created, decided)
+            eligibility = [(2 * i - 1, i, tenant_id, master, 0, created), (2 * i, i, tenant_id, approver, 0, created)]
+            yield order, request, eligibility
+
+    return companies, rows()
+
+
+ORDER_COLS = "id, tenant_id, external_id, company_id, payload, total, currency, type, status, decision, created_at, updated_at"
+REQUEST_COLS = "id, tenant_id, order_id, status, current_step, generation, steps, expires_at, version_id, created_at, decided_at"
+ELIG_COLS = "id, request_id, tenant_id, account_id, step_index, created_at"
+
+
+def bulk_load_pg(url: str, n_requests: int, n_companies: int) -> None:
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        tenant_id = conn.execute("SELECT id FROM tenants WHERE slug = 'demo'").fetchone()[0]
+        base = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM companies").fetchone()[0]
+        companies, rows = generate(n_requests, n_companies, tenant_id, base)
+        with conn.cursor() as cur:
+            with cur.copy("COPY companies (id, tenant_id, external_id, name, attributes, created_at) FROM STDIN") as copy:
+                for row in companies:
+                    copy.write_row(row)
+            # one pass over the generator, three COPY streams would need three cursors at once;
+            # buffer the requests and eligibility rows per chunk instead
+            chunk = 100_000
+            batch = []
+            for item in rows:
+                batch.append(item)
+                if len(batch) == chunk:
+                    _copy_chunk(cur, batch)
+                    batch = []
+            if batch:
+                _copy_chunk(cur, batch)
+            for table in ("companies", "orders", "approval_requests", "approval_eligibility"):
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+def _copy_chunk(cur, batch) -> None:
+    with cur.copy(f"COPY orders ({ORDER_COLS}) FROM STDIN") as copy:
+        for order, _, _ in batch:
+            copy.write_row(order)
+    with cur.copy(f"COPY approval_requests ({REQUEST_COLS}) FROM STDIN") as copy:
+        for _, request, _ in batch:
+            copy.write_row(request)
+    with cur.copy(f"COPY approval_eligibility ({ELIG_COLS}) FROM STDIN") as copy:
+        for _, _, eligibility in batch:
+            for row in eligibility:
+                copy.write_row(row)
+
+
+def bulk_load_sqlite(path: str, n_requests: int, n_companies: int) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    tenant_id = conn.execute("SELECT id FROM tenants WHERE slug = 'demo'").fetchone()[0]
+    base = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM companies").fetchone()[0]
+    companies, rows = generate(n_requests, n_companies, tenant_id, base)
+
+    def iso(value):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
+
+    conn.executemany("INSERT INTO companies (id, tenant_id, external_id, name, attributes, created_at) VALUES (?, ?, ?, ?, ?, ?)", [tuple(iso(v) for v in c) for c in companies])
+    orders, requests, eligibility = [], [], []
+    for order, request, elig in rows:
+        orders.append(tuple(iso(v) for v in order))
+        requests.append(tuple(iso(v) for v in request))
+        eligibility.extend(tuple(iso(v) for v in e) for e in elig)
+    conn.executemany(f"INSERT INTO orders ({ORDER_COLS}) VALUES ({', '.join('?' * 12)})", orders)
+    conn.executemany(f"INSERT INTO approval_requests ({REQUEST_COLS}) VALUES ({', '.join('?' * 11)})", requests)
+    conn.executemany(f"INSERT INTO approval_eligibility ({ELIG_COLS}) VALUES ({', '.join('?' * 6)})", eligibility)
+    conn.commit()
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def inbox_statements(session, tenant_id: int, approver: str):
+    """The three statements of views/api.py StorefrontApi.approvals for ?approver=X&status=pending (page 1, 50)."""
+    from sqlalchemy import func, select
+
+    from approvalrules.store.models import ApprovalEligibility, ApprovalRequest, Order
+
+    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == tenant_id)
+    counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == tenant_id)
+    eligible = select(ApprovalEligibility.request_id).where(ApprovalEligibility.tenant_id == tenant_id, ApprovalEligibility.account_id == approver)
+    query = query.where(ApprovalRequest.id.in_(eligible)).where(ApprovalRequest.status == "pending")
+    counts_query = counts_query.where(ApprovalRequest.id.in_(eligible))
+    return {
+        "total": select(func.count()).select_from(query.subquery()),
+        "page": query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()).offset(0).limit(50),
+        "counts": counts_query.group_by(ApprovalRequest.status),
+    }
+
+
+def explain(engine, tenant_id: int, approver: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        for name, stmt in inbox_statements(session, tenant_id, approver).items():
+            sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+            if engine.dialect.name == "postgresql":
+                plan = session.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
+            else:
+                plan = [f"{r[1]}|{r[2]}: {r[3]}" for r in session.execute(text("EXPLAIN QUERY PLAN " + sql)).all()]
+            print(f"\n-- {name}: {' '.join(sql.split())[:400]}")
+            for line in plan:
+                print(f"   {line}")
+
+
+def eager_page_times(engine, tenant_id: int, approvers: list[str]) -> dict:
+    """The page of the inbox rendered by views/api.py's approval_view, with lazy loads (as now) and eager loads (proposal)."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session, contains_eager, selectinload
+
+    from approvalrules.store.models import ApprovalRequest
+    from approvalrules.views.api import approval_view
+
+    count = [0]
+
+    def on_execute(*args, **kwargs):
+        count[0] += 1
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    out = {}
+    try:
+        for mode in ("lazy", "eager"):
+            times, statements = [], 0
+            for approver in approvers:
+                with Session(engine) as session:
+                    count[0] = 0
+                    t0 = time.perf_counter()
+                    stmts = inbox_statements(session, tenant_id, approver)
+                    session.scalar(stmts["total"])
+                    page = stmts["page"]
+                    if mode == "eager":
+                        page = page.options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions))
+                    rows = session.scalars(page).unique().all()
+                    session.execute(stmts["counts"]).all()
+                    [approval_view(session, r, brief=True) for r in rows]
+                    times.append((time.perf_counter() - t0) * 1000)
+                    statements = max(statements, count[0])
+            out[f"{mode}_p50"], out[f"{mode}_p95"], out[f"{mode}_statements"] = common.pct(times, 0.5), common.pct(times, 0.95), statements
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    return out
+
+
+def inbox(url: str, n_requests: int, n_companies: int, queries: int, label: str) -> dict:
+    from pyramid.paster import get_app
+    from sqlalchemy import event, select
+    from sqlalchemy.orm import Session
+    from webtest import TestApp
+
+    from approvalrules.store.db import create_engine_for_url
+    from approvalrules.store.models import ApprovalEligibility, Tenant
+
+    tmp = Path(tempfile.mkdtemp(prefix="ar_bench_inbox_"))
+    try:
+        ini = common.write_ini(tmp, url, 0)
+        common.setup_database(ini)
+        started = time.perf_counter()
+        if url.startswith("postgresql"):
+            bulk_load_pg(url, n_requests, n_companies)
+            how = "COPY"
+        else:
+            bulk_load_sqlite(url.removeprefix("sqlite:///"), n_requests, n_companies)
+            how = "executemany"
+        print(f"{label}: loaded {n_requests:,} approval requests ({n_requests:,} orders, {2 * n_requests:,} eligibility rows) across {n_companies:,} companies with {how} in {time.perf_counter() - started:.0f} s", flush=True)
+
+        engine = create_engine_for_url(url)
+        with Session(engine) as session:
+            tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == "demo"))
+            busiest = session.execute(
+                select(ApprovalEligibility.account_id).where(ApprovalEligibility.tenant_id == tenant_id)
+                .group_by(ApprovalEligibility.account_id).order_by(__import__("sqlalchemy").func.count().desc()).limit(1)
+            ).scalar()
+        rng = random.Random(7)
+        approvers = []
+        for _ in range(queries):
+            c = rng.randrange(n_companies)
+            approvers.append(f"bench-{c:04d}-master" if rng.random() < 0.5 else f"bench-{c:04d}-a{rng.randrange(APPROVERS_PER_COMPANY)}")
+
+        app = TestApp(get_app(str(ini), "main"))
+        headers = {"Authorization": f"Bearer {common.DEV_KEY}"}
+        app_engine = app.app.registry["dbengine"] if hasattr(app.app, "registry") else None
+        statements = [0]
+        if app_engine is not None:
+            event.listen(app_engine, "before_cursor_execute", lambda *a, **k: statements.__setitem__(0, statements[0] + 1))
+        for approver in approvers[:20]:
+            app.get("/api/v1/approvals", {"approver": approver, "status": "pending"}, headers=headers)
+        times, items = [], []
+        for approver in approvers:
+            statements[0] = 0
+            t0 = time.perf_counter()
+            response = app.get("/api/v1/approvals", {"approver": approver, "status": "pending"}, headers=headers)
+            times.append((time.perf_counter() - t0) * 1000)
+            items.append(len(response.json["items"]))
+        per_page_statements = statements[0]
+        p50, p95 = common.pct(times, 0.5), common.pct(times, 0.95)
+        print(f"{label}: {queries} inbox queries (GET /api/v1/approvals?approver=X&status=pending, webtest in-process): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms; items per page: median {common.pct(items, 0.5)}, max {max(items)}; SQL statements for the last page: {per_page_statements}")
+        print(f"{common.verdict(p95 < 20)}  {label}: inbox p95 < 20 ms ({p95:.1f} ms)")
+        print(f"EXPLAIN for the busiest approver {busiest!r}:")
+        explain(engine, tenant_id, busiest)
+        # the page's SQL alone, without the view's rendering (to split SQL from the rest)
+        with Session(engine) as session:
+            sql_times = []
+            for approver in approvers[: min(200, len(approvers))]:
+                t0 = time.perf_counter()
+                for stmt in inbox_statements(session, tenant_id, approver).values():
+                    session.execute(stmt).all()
+                sql_times.append((time.perf_counter() - t0) * 1000)
+                session.expunge_all()
+        print(f"\n{label}: the view's 3 SELECTs alone (same approvers, no rendering): p50 {common.pct(sql_times, 0.5):.1f} ms, p95 {common.pct(sql_times, 0.95):.1f} ms")
+        eager = eager_page_times(engine, tenant_id, approvers[: min(200, len(approvers))])
+        print(f"{label}: proposal for views/api.py (page query with contains_eager(order) + selectinload(actions), then the same approval_view(brief=True)), in-process without HTTP: "
+              f"p50 {eager['eager_p50']:.1f} ms, p95 {eager['eager_p95']:.1f} ms, {eager['eager_statements']} statements; "
+              f"as now (lazy loads, same code path): p50 {eager['lazy_p50']:.1f} ms, p95 {eager['lazy_p95']:.1f} ms, {eager['lazy_statements']} statements")
+        engine.dispose()
+        return {"label": label, "p50": p50, "p95": p95, "sql_p95": common.pct(sql_times, 0.95), "statements": per_page_statements}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="submit,inbox", help="submit, inbox (comma-separated)")
+    parser.add_argument("--seconds", type=float, help="seconds per submit+approve run (10; --quick 4)")
+    parser.add_argument("--requests", type=int, help="approval requests on PostgreSQL (1,000,000; --quick 100,000)")
+    parser.add_argument("--sqlite-requests", type=int, help="approval requests on SQLite (100,000; --quick 20,000)")
+    parser.add_argument("--queries", type=int, help="inbox queries timed (300; --quick 100)")
+    args = parser.parse_args(argv)
+    only = {x.strip() for x in args.only.split(",")}
+    print(f"machine: {common.machine()}")
+    if "submit" in only:
+        submit_approve(args.seconds or (4.0 if args.quick else 10.0))
+    if "inbox" in only:
+        print("\n## (b) approver inbox")
+        queries = args.queries or (100 if args.quick else 300)
+        n_pg = args.requests or (100_000 if args.quick else 1_000_000)
+        n_lite = args.sqlite_requests or (20_000 if args.quick else 100_000)
+        if common.postgres_available():
+            url = common.create_pg_database("ar_bench_inbox")
+            try:
+                inbox(url, n_pg, 1000, queries, f"PostgreSQL {n_pg:,}")
+            finally:
+                common.drop_pg_database(url)
+        tmp = Path(tempfile.mkdtemp(prefix="ar_bench_lite_"))
+        try:
+            inbox(f"sqlite:///{tmp}/inbox.sqlite", n_lite, max(1, n_lite // 1000), queries, f"SQLite {n_lite:,}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,281 @@
+#!/usr/bin/env python
+"""HTTP benchmark: POST /api/v1/evaluate vs GET /health on the same waitress, measured by wrk.
+
+    .venv/bin/python bench/http_bench.py [--quick] [--duration S] [--pg] [--threads N] [--profile]
+
+* Installs Debian's ``wrk`` when it is missing (``apt-get install -y wrk``).
+* Builds a throw-away database (SQLite by default; ``--pg`` a PostgreSQL
+  database that is dropped afterwards), loads ``rules/`` and the development
+  API key (what ``make setup-db`` does) and serves the app with ``pserve``
+  (waitress, ``threads`` as in production.ini) on 127.0.0.1.
+* Single process: the server is pinned to CPU 0 and wrk (one thread) to CPU 1
+  with ``taskset``.  Each endpoint runs at 1 and 16 connections for
+  ``--duration`` seconds (20; ``--quick`` 5) after a 2 s warm-up.
+* Two processes: two pserve processes on two ports, one pinned to each CPU,
+  and two wrk instances (8 connections each, one per port, not pinned: with 2
+  cores the load generator has to share them).  waitress has no SO_REUSEPORT
+  and no pre-fork mode; in production a reverse proxy spreads connections
+  over the ports (docs/deployment.md).  Rates are summed; latency percentiles
+  are the worse of the two instances.
+* The evaluate body is a 15-line cart (~1.5 KB) for which the decision is
+  "pending" with one approval step; the response carries the trace.
+
+Targets (issue 7): evaluate >= 80% of /health's requests/s, evaluate p99 <=
+1.5x /health's, and with 1 connection evaluate p50 <= 1 ms and p99 <= 3 ms.
+Prints PASS/MISS; exits 0 whatever the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+LUA = """
+wrk.method = "{method}"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+
+function done(summary, latency, requests)
+  io.write(string.format(
+    "WRKJSON {{\\"requests\\": %d, \\"duration_us\\": %d, \\"bytes\\": %d, \\"status_errors\\": %d, \\"socket_errors\\": %d, \\"p50_us\\": %d, \\"p90_us\\": %d, \\"p99_us\\": %d, \\"max_us\\": %d}}\\n",
+    summary.requests, summary.duration, summary.bytes, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def ensure_wrk() -> str | None:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("wrk is missing: apt-get install -y wrk (Debian's package)", flush=True)
+    cmd = ["apt-get", "install", "-y", "wrk"]
+    if os.geteuid() != 0:
+        cmd = ["sudo", "-n", *cmd]
+    try:
+        subprocess.run(cmd, check=False, timeout=300, stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"could not install wrk: {exc}")
+    return shutil.which("wrk")
+
+
+def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: float, cpus: str | None) -> dict:
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency", "-s", str(script), url]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRKJSON "):
+            data = json.loads(line[len("WRKJSON "):])
+            data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+            return data
+    raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+
+
+def combine(results: list[dict]) -> dict:
+    return {
+        "rps": sum(r["rps"] for r in results),
+        "requests": sum(r["requests"] for r in results),
+        "status_errors": sum(r["status_errors"] for r in results),
+        "socket_errors": sum(r["socket_errors"] for r in results),
+        "p50_us": max(r["p50_us"] for r in results),
+        "p99_us": max(r["p99_us"] for r in results),
+    }
+
+
+def run_parallel(wrk: str, urls: list[str], script: Path, connections: int, duration: float) -> dict:
+    procs = []
+    for url in urls:
+        cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency", "-s", str(script), url]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=duration + 60)
+        for line in out.splitlines():
+            if line.startswith("WRKJSON "):
+                data = json.loads(line[len("WRKJSON "):])
+                data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+                results.append(data)
+    if len(results) != len(urls):
+        raise RuntimeError("a wrk instance printed no summary")
+    return combine(results)
+
+
+def check_endpoints(port: int, body: dict) -> tuple[int, int]:
+    status, data = common.http("GET", f"http://127.0.0.1:{port}/health")
+    assert status == 200, (status, data)
+    status, data = common.http("POST", f"http://127.0.0.1:{port}/api/v1/evaluate", body, {"Authorization": f"Bearer {common.DEV_KEY}"})
+    assert status == 200, (status, data)
+    assert data["outcome"] == "pending" and data.get("trace"), data
+    return len(json.dumps(body)), len(json.dumps(data))
+
+
+def profile_in_process(ini: Path, body: dict, n: int) -> None:
+    """pyinstrument over n evaluate requests through the WSGI app (webtest), and a JSON split."""
+    from pyramid.paster import get_app
+    from webtest import TestApp
+
+    app = TestApp(get_app(str(ini), "main"))
+    headers = {"Authorization": f"Bearer {common.DEV_KEY}"}
+    raw = json.dumps(body)
+    for _ in range(50):
+        app.post("/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"})
+    started = time.perf_counter()
+    for _ in range(n):
+        app.get("/health")
+    health_us = (time.perf_counter() - started) / n * 1e6
+    started = time.perf_counter()
+    for _ in range(n):
+        response = app.post("/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"})
+    evaluate_us = (time.perf_counter() - started) / n * 1e6
+    text = response.body
+    started = time.perf_counter()
+    for _ in range(n):
+        json.loads(raw)
+    loads_us = (time.perf_counter() - started) / n * 1e6
+    decoded = json.loads(text)
+    started = time.perf_counter()
+    for _ in range(n):
+        json.dumps(decoded)
+    dumps_us = (time.perf_counter() - started) / n * 1e6
+    print(f"\nin-process (webtest, no sockets), {n} requests each: /health {health_us:.0f} us, evaluate {evaluate_us:.0f} us per request")
+    print(f"  json.loads(request body {len(raw)} B) {loads_us:.1f} us; json.dumps(response {len(text)} B) {dumps_us:.1f} us")
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("  (pyinstrument is not installed: no profile)")
+        return
+    profiler = Profiler(interval=0.001)
+    profiler.start()
+    for _ in range(min(n, 300)):
+        app.post("/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"})
+    profiler.stop()
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="5 s per measurement instead of 20")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (default 20, --quick 5)")
+    parser.add_argument("--pg", action="store_true", help="serve from a throw-away PostgreSQL database instead of SQLite")
+    parser.add_argument("--threads", type=int, help="waitress threads (default: production.ini's)")
+    parser.add_argument("--no-two-processes", action="store_true", help="skip the 2-process comparison")
+    parser.add_argument("--profile", action="store_true", help="also profile evaluate in-process with pyinstrument")
+    args = parser.parse_args(argv)
+    duration = args.duration or (5.0 if args.quick else 20.0)
+
+    print(f"machine: {common.machine()}")
+    wrk = ensure_wrk()
+    if not wrk:
+        print("wrk is not available: HTTP benchmark skipped (MISS: not measured)")
+        return 0
+    print(f"wrk: {(subprocess.run([wrk, '-v'], capture_output=True, text=True).stdout.splitlines() or ['?'])[0]}")
+    threads = args.threads or common.production_threads()
+    two_cpus = (os.cpu_count() or 1) >= 2
+
+    tmp = Path(tempfile.mkdtemp(prefix="ar_bench_http_"))
+    pg_url = None
+    servers: list[common.Server] = []
+    try:
+        if args.pg:
+            if not common.postgres_available():
+                return 0
+            pg_url = common.create_pg_database("ar_bench_http")
+            url = pg_url
+        else:
+            url = f"sqlite:///{tmp}/bench.sqlite"
+        port_a, port_b = common.free_port(), common.free_port()
+        ini_a = common.write_ini(tmp, url, port_a, threads, "a.ini")
+        ini_b = common.write_ini(tmp, url, port_b, threads, "b.ini")
+        common.setup_database(ini_a)
+        body = common.cart(15)
+        scripts = {
+            "health": tmp / "health.lua",
+            "evaluate": tmp / "evaluate.lua",
+        }
+        scripts["health"].write_text(LUA.format(method="GET", body="nil", key=common.DEV_KEY))
+        scripts["evaluate"].write_text(LUA.format(method="POST", body=lua_string(json.dumps(body)), key=common.DEV_KEY))
+        paths = {"health": "/health", "evaluate": "/api/v1/evaluate"}
+        db_name = "PostgreSQL" if args.pg else "SQLite"
+        print(f"server: pserve (waitress, threads={threads}), {db_name}; {duration:g} s per run, wrk -t1, 2 s warm-up")
+
+        rows = []  # (setup, endpoint, connections, result)
+        server_cpu, wrk_cpu = ("0", "1") if two_cpus else (None, None)
+        with common.Server(ini_a, port_a, server_cpu) as server:
+            req_size, resp_size = check_endpoints(port_a, body)
+            print(f"evaluate: request {req_size} B, response {resp_size} B (decision pending, with trace)")
+            print(f"1 process: server pinned to CPU {server_cpu}, wrk to CPU {wrk_cpu}")
+            for connections in (1, 16):
+                for endpoint in ("health", "evaluate"):
+                    target = f"http://127.0.0.1:{port_a}{paths[endpoint]}"
+                    run_wrk(wrk, target, scripts[endpoint], connections, 2, wrk_cpu)
+                    result = run_wrk(wrk, target, scripts[endpoint], connections, duration, wrk_cpu)
+                    rows.append(("1 process", endpoint, connections, result))
+                    print(f"  {endpoint:8} c={connections:<3} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms", flush=True)
+        if two_cpus and not args.no_two_processes:
+            print("2 processes: pserve on 2 ports pinned to CPU 0 and CPU 1; 2 wrk instances x 8 connections, not pinned")
+            servers = [common.Server(ini_a, port_a, "0").start(), common.Server(ini_b, port_b, "1").start()]
+            for endpoint in ("health", "evaluate"):
+                urls = [f"http://127.0.0.1:{p}{paths[endpoint]}" for p in (port_a, port_b)]
+                run_parallel(wrk, urls, scripts[endpoint], 8, 2)
+                result = run_parallel(wrk, urls, scripts[endpoint], 8, duration)
+                rows.append(("2 processes", endpoint, 16, result))
+                print(f"  {endpoint:8} c=2x8 {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms", flush=True)
+            for s in servers:
+                s.stop()
+            servers = []
+
+        errors = sum(r["status_errors"] + r["socket_errors"] for *_, r in rows)
+        print()
+        print("| setup | connections | endpoint | requests/s | p50 ms | p99 ms | evaluate/health rps | evaluate/health p99 |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|")
+        by = {(s, e, c): r for s, e, c, r in rows}
+        for setup, endpoint, connections, r in rows:
+            h = by[(setup, "health", connections)]
+            ratio = f"{r['rps'] / h['rps']:.0%}" if endpoint == "evaluate" else ""
+            p99r = f"{r['p99_us'] / max(h['p99_us'], 1):.2f}x" if endpoint == "evaluate" else ""
+            conns = "2x8" if setup == "2 processes" else str(connections)
+            print(f"| {setup} | {conns} | {paths[endpoint]} | {r['rps']:.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio} | {p99r} |")
+        print(f"\nnon-2xx or socket errors over all runs: {errors}")
+        print("\ntargets (issue 7):")
+        for setup in ("1 process", "2 processes"):
+            for connections in (1, 16):
+                if (setup, "evaluate", connections) not in by:
+                    continue
+                e, h = by[(setup, "evaluate", connections)], by[(setup, "health", connections)]
+                label = f"{setup}, {'2x8' if setup == '2 processes' else connections} conn"
+                print(f"  {common.verdict(e['rps'] >= 0.8 * h['rps'])}  {label}: evaluate throughput >= 80% of /health  ({e['rps'] / h['rps']:.0%})")
+                print(f"  {common.verdict(e['p99_us'] <= 1.5 * h['p99_us'])}  {label}: evaluate p99 <= 1.5x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)")
+        e1 = by[("1 process", "evaluate", 1)]
+        print(f"  {common.verdict(e1['p50_us'] <= 1000)}  1 connection: evaluate p50 <= 1 ms  ({e1['p50_us'] / 1000:.2f} ms)")
+        print(f"  {common.verdict(e1['p99_us'] <= 3000)}  1 connection: evaluate p99 <= 3 ms  ({e1['p99_us'] / 1000:.2f} ms)")
+        if args.profile:
+            profile_in_process(ini_a, body, 500 if args.quick else 2000)
+    finally:
+        for s in servers:
+            s.stop()
+        if pg_url:
+            common.drop_pg_database(pg_url)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
