@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
@@ -97,6 +98,29 @@ class Assignment:
     step: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Delegation:
+    """Out of office: ``delegate`` approves for ``delegator`` from ``valid_from`` to ``valid_until`` (dates, inclusive).
+
+    ``company`` / ``step`` optionally restrict the delegation to one company
+    or one named approval step.
+    """
+
+    delegator_id: str
+    delegate_id: str
+    valid_from: date
+    valid_until: date
+    company_id: str | None = None
+    step: str | None = None
+
+    def active_on(self, day: date) -> bool:
+        return self.valid_from <= day <= self.valid_until
+
+
+#: at most this many hops of delegation are followed (joe -> ann -> bob -> cid)
+MAX_DELEGATION_DEPTH = 3
+
+
 class Directory(abc.ABC):
     """Read-only org facts for one tenant.
 
@@ -136,6 +160,14 @@ class Directory(abc.ABC):
     @abc.abstractmethod
     def assignments_by(self, approver_id: str, company_id: str) -> tuple[Assignment, ...]:
         """Assignments whose approver is this account within this company."""
+
+    def delegations_of(self, delegator_id: str) -> tuple[Delegation, ...]:
+        """Delegations whose delegator is this account, in any period.
+
+        Not abstract: a directory without delegation facts (the SQL store,
+        until it has a table for them) has none.
+        """
+        return ()
 
     # Derived facts: one definition here, shared by every implementation.
 
@@ -185,6 +217,7 @@ class MemoryDirectory(Directory):
         memberships: Iterable[Membership] = (),
         groups: Iterable[Group] = (),
         assignments: Iterable[Assignment] = (),
+        delegations: Iterable[Delegation] = (),
     ) -> None:
         self._companies = {c.id: c for c in companies}
         self._accounts = {a.id: a for a in accounts}
@@ -201,6 +234,9 @@ class MemoryDirectory(Directory):
         for a in assignments:
             self._assignments_for.setdefault((a.account_id, a.company_id), []).append(a)
             self._assignments_by.setdefault((a.approver_id, a.company_id), []).append(a)
+        self._delegations: dict[str, list[Delegation]] = {}
+        for d in delegations:
+            self._delegations.setdefault(d.delegator_id, []).append(d)
         self._freeze()
 
     def _freeze(self) -> None:
@@ -213,6 +249,7 @@ class MemoryDirectory(Directory):
         by_pair = lambda a: (a.approver_id, a.account_id, a.step or "")  # noqa: E731
         self._assignments_for = frozen(self._assignments_for, by_pair)
         self._assignments_by = frozen(self._assignments_by, by_pair)
+        self._delegations = frozen(self._delegations, lambda d: (d.delegate_id, d.valid_from, d.company_id or "", d.step or ""))
 
     def company(self, company_id):
         return self._companies.get(company_id)
@@ -237,6 +274,9 @@ class MemoryDirectory(Directory):
 
     def assignments_by(self, approver_id, company_id):
         return self._assignments_by.get((approver_id, company_id), ())
+
+    def delegations_of(self, delegator_id):
+        return self._delegations.get(delegator_id, ())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MemoryDirectory":
@@ -302,8 +342,62 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
                 step=a.get("step"),
             )
         )
+    delegations = []
+    for index, d in enumerate(data.get("delegations") or ()):
+        where = f"delegations[{index}]"
+        try:
+            valid_from, valid_until = date.fromisoformat(str(d["valid_from"])), date.fromisoformat(str(d["valid_until"]))
+        except ValueError:
+            raise DirectoryError("invalid_date", f"{where}: valid_from and valid_until must be dates like 2026-12-24", path=where) from None
+        if valid_until < valid_from:
+            raise DirectoryError("invalid_delegation", f"{where}: valid_until {valid_until} is before valid_from {valid_from}", path=where)
+        delegations.append(
+            Delegation(
+                delegator_id=d["delegator"],
+                delegate_id=d["delegate"],
+                valid_from=valid_from,
+                valid_until=valid_until,
+                company_id=d.get("company"),
+                step=d.get("step"),
+            )
+        )
     _check_references(companies, accounts, memberships, groups, assignments)
-    return dict(companies=companies, accounts=accounts, memberships=memberships, groups=groups, assignments=assignments)
+    _check_delegations(delegations, {c.id for c in companies}, {a.id for a in accounts})
+    records = dict(companies=companies, accounts=accounts, memberships=memberships, groups=groups, assignments=assignments)
+    if delegations:
+        # only when present: the store's loader does not know delegations yet
+        records["delegations"] = delegations
+    return records
+
+
+def _check_delegations(delegations, company_ids, account_ids) -> None:
+    """Every account and company exists; the delegation graph has no loop (whatever the dates)."""
+    edges: dict[str, set[str]] = {}
+    for index, d in enumerate(delegations):
+        where = f"delegations[{index}]"
+        for who in (d.delegator_id, d.delegate_id):
+            if who not in account_ids:
+                raise DirectoryError("unknown_account", f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: account {who!r} is not defined", path=where)
+        if d.company_id and d.company_id not in company_ids:
+            raise DirectoryError("unknown_company", f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: company {d.company_id!r} is not defined", path=where)
+        edges.setdefault(d.delegator_id, set()).add(d.delegate_id)
+    # depth-first search for a cycle, reporting it as a path
+    state: dict[str, int] = {}  # 1 on the stack, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                stack = path + [node]
+                loop = stack[stack.index(nxt):] + [nxt]
+                raise DirectoryError("delegation_loop", f"delegations form a loop: {' -> '.join(loop)}", path="delegations")
+            if state.get(nxt) is None:
+                visit(nxt, path + [node])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if state.get(node) is None:
+            visit(node, [])
 
 
 def _check_references(companies, accounts, memberships, groups, assignments) -> None:

@@ -15,12 +15,12 @@ import json
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 from .conditions import Facts, Line, OrderFacts, compile_condition, compile_predicates, describe, explain, explain_parts, render_explanation
-from .directory import Account, Directory, Membership
+from .directory import MAX_DELEGATION_DEPTH, Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
 from .errors import OrderError
 from .money import CURRENCIES, format_amount, parse_amount
@@ -374,6 +374,12 @@ class CompiledStep:
     rule: str = ""
     #: whether a selector uses the buyer's assignments (relation assigned/unassigned)
     uses_assignments: bool = False
+    #: ``parent_company``: with too few eligible approvers, go up the company hierarchy
+    fallback: str = "none"
+    #: for a sub-step of an ``all_of`` step (``<step>/<n>``): the step's own name
+    group_of: str = ""
+    #: ``approvers: {all_of: [...]}``: one sub-step per group
+    subs: tuple = ()
     #: lazily built, per-step: what ``explain`` needs (see :meth:`explain_parts`)
     _lazy: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -382,6 +388,47 @@ class CompiledStep:
         if parts is None:
             parts = self._lazy["explain"] = explain_parts(self.condition)
         return parts
+
+
+@dataclass(frozen=True, slots=True)
+class PrecedenceRule:
+    """A top-level ``bypass`` (auto-approve) or ``deny`` (block) rule."""
+
+    name: str
+    condition: Mapping[str, Any] | None
+    predicate: Callable[[Facts], bool]
+    roles: frozenset[str] | None = None
+    reason: str = ""
+
+
+def _selectors(any_of) -> list[Selector]:
+    selectors = []
+    for sel in any_of or ():
+        role = sel.get("role")
+        selectors.append(
+            Selector(
+                roles=frozenset(role if isinstance(role, list) else [role]) if role else None,
+                relation=sel.get("relation", "company"),
+                accounts=frozenset(sel["accounts"]) if sel.get("accounts") else None,
+                attributes=tuple((k, frozenset(v if isinstance(v, list) else [v])) for k, v in (sel.get("attributes") or {}).items()),
+            )
+        )
+    return selectors
+
+
+def _precedence_rules(specs, kind: str) -> tuple[PrecedenceRule, ...]:
+    specs = list(specs or ())
+    predicates = compile_predicates([spec.get("when") for spec in specs])
+    return tuple(
+        PrecedenceRule(
+            name=spec["name"],
+            condition=spec.get("when"),
+            predicate=predicate,
+            roles=frozenset(spec["roles"]) if spec.get("roles") else None,
+            reason=spec.get("reason", ""),
+        )
+        for spec, predicate in zip(specs, predicates)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,17 +456,8 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
     step_specs = approval.get("steps") or ()
     predicates = compile_predicates([spec.get("when") for spec in step_specs])
     for spec, predicate in zip(step_specs, predicates):
-        selectors = []
-        for sel in (spec.get("approvers") or {}).get("any_of") or ():
-            role = sel.get("role")
-            selectors.append(
-                Selector(
-                    roles=frozenset(role if isinstance(role, list) else [role]) if role else None,
-                    relation=sel.get("relation", "company"),
-                    accounts=frozenset(sel["accounts"]) if sel.get("accounts") else None,
-                    attributes=tuple((k, frozenset(v if isinstance(v, list) else [v])) for k, v in (sel.get("attributes") or {}).items()),
-                )
-            )
+        approvers_spec = spec.get("approvers") or {}
+        selectors = _selectors(approvers_spec.get("any_of"))
         kind = spec.get("kind", "standard")
         if kind == "assignment_tiers" and not selectors:
             selectors.append(Selector(None, "assigned", None, ()))
@@ -436,8 +474,30 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
                 scope=spec.get("scope", default_scope),
                 rule=f"approval.steps.{spec['name']}",
                 uses_assignments=any(sel.relation in ("assigned", "unassigned") for sel in selectors),
+                fallback=spec.get("fallback", "none"),
             )
         )
+        if approvers_spec.get("all_of"):
+            # one sub-step per group: one approval (``required``) from each
+            step = steps.pop()
+            subs = []
+            for number, group in enumerate(approvers_spec["all_of"], start=1):
+                group_selectors = tuple(_selectors(group.get("any_of")))
+                subs.append(
+                    CompiledStep(
+                        name=f"{step.name}/{number}", kind=step.kind, condition=step.condition, condition_text=step.condition_text,
+                        predicate=predicate, selectors=group_selectors, required=step.required, self_approval=step.self_approval,
+                        scope=step.scope, rule=step.rule, uses_assignments=any(sel.relation in ("assigned", "unassigned") for sel in group_selectors),
+                        fallback=step.fallback, group_of=step.name,
+                    )
+                )
+            steps.append(
+                CompiledStep(
+                    name=step.name, kind=step.kind, condition=step.condition, condition_text=step.condition_text, predicate=predicate,
+                    selectors=(), required=step.required, self_approval=step.self_approval, scope=step.scope, rule=step.rule,
+                    uses_assignments=any(sub.uses_assignments for sub in subs), fallback=step.fallback, subs=tuple(subs),
+                )
+            )
     limits = data.get("limits") or {}
     order_limit = limits.get("order_limit")
     budgets = tuple(
@@ -468,6 +528,9 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
         ),
         master_confirmation=(data.get("notifications") or {}).get("master_confirmation", False),
         approval_email=(data.get("notifications") or {}).get("approval_email", "approver_flag"),
+        conversion=MappingProxyType({code: parse_amount(rate, f"conversion.{code}") for code, rate in (data.get("conversion") or {}).items()}),
+        bypass=_precedence_rules(data.get("bypass"), "bypass"),
+        deny=_precedence_rules(data.get("deny"), "deny"),
         data=data,
     )
 
@@ -543,7 +606,8 @@ class Policy:
     __slots__ = (
         "name", "version", "text_hash", "hash", "currency", "roles", "settings", "groups", "group_labels",
         "steps", "max_order_total", "order_limit", "budgets", "expiry", "reversal_allowed", "reminders",
-        "bulk_orders", "visibility", "master_confirmation", "approval_email", "data", "_ruleset_ref", "_pools", "_plan",
+        "bulk_orders", "visibility", "master_confirmation", "approval_email", "conversion", "bypass", "deny", "data",
+        "_ruleset_ref", "_pools", "_plan",
     )
 
     def __init__(self, **fields):
@@ -657,15 +721,22 @@ class _Evaluation:
         buyer_settings = self._buyer_settings(m)
         self.settings = buyer_settings.settings
         currency = order.currency or p.currency
+        priced = currency
+        if currency != p.currency and currency in p.conversion:
+            # every comparison uses the total in the rule set's currency
+            priced = p.currency
+            self.order = self._converted(currency)
         facts_exceeded: set[str] = set()
 
-        self._blocking_checks(currency, buyer_settings)
+        self._blocking_checks(priced, buyer_settings)
         if not self.blocked:
             facts_exceeded = self._limit_checks()
+        facts = Facts(self.order.total, currency, order.type, order.lines, order.buyer, m.role, self.group, m.attributes, frozenset(facts_exceeded))
+        if p.deny:
+            self._deny(facts)
         blocked = self.blocked
         steps: list[Step] = []
         outcome = "blocked" if blocked else "approved"
-        facts = Facts(order.total, currency, order.type, order.lines, order.buyer, m.role, self.group, m.attributes, frozenset(facts_exceeded))
         if not blocked:
             if self.settings["hold_orders"]:
                 outcome = "held"
@@ -673,6 +744,8 @@ class _Evaluation:
                 self.trace.append(TraceEntry("settings.hold_orders", "matched", "hold_orders is on"))
             elif order.type == "bulk" and self.group and p.bulk_orders == "bulk_settings":
                 self.trace.append(TraceEntry("bulk_orders", "matched", "bulk_settings: placed as a regular order, approval steps do not apply"))
+            elif p.bypass and (bypass := self._bypass(facts)) is not None:
+                self.reasons.append(Reason("bypassed", f"auto-approved by bypass rule {bypass.name}", {"rule": bypass.name}))
             else:
                 steps = self._steps(facts)
                 if steps:
@@ -706,6 +779,42 @@ class _Evaluation:
             ),
             trace=tuple(self.trace),
         )
+
+    def _converted(self, currency: str) -> Order:
+        """The order with its total in the rule set's currency (``conversion``), the conversion stated."""
+        p, order = self.policy, self.order
+        rate = p.conversion[currency]
+        total = (order.total * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+        message = f"{format_amount(order.total)} {currency} converted to {total} {p.currency} at {format_amount(rate)}"
+        self.reasons.append(
+            Reason("currency_converted", message, {"currency": currency, "rate": format_amount(rate), "total": format_amount(total), "priced_in": p.currency})
+        )
+        self.trace.append(TraceEntry(f"conversion.{currency}", "passed", message))
+        return Order(
+            order.buyer, total, order.id, order.company, p.currency, order.type, order.lines,
+            order.manual_ship_to, order.requested_date, order.cost_centre, order.payer,
+        )
+
+    def _deny(self, facts: Facts) -> None:
+        """Deny rules: each one that holds blocks the order with its own reason."""
+        for rule in self.policy.deny:
+            if rule.predicate(facts):
+                self._block("denied", rule.reason, f"deny.{rule.name}", {"rule": rule.name})
+            else:
+                self.trace.append(TraceEntry(f"deny.{rule.name}", "passed", f"not denied: {describe(rule.condition)} does not hold"))
+
+    def _bypass(self, facts: Facts) -> "PrecedenceRule | None":
+        """The first bypass rule that holds for the buyer's role and the order, or None."""
+        role = self.membership.role
+        for rule in self.policy.bypass:
+            if rule.roles is not None and role not in rule.roles:
+                self.trace.append(TraceEntry(f"bypass.{rule.name}", "not_matched", f"buyer role {role} is not one of {', '.join(sorted(rule.roles))}"))
+            elif rule.predicate(facts):
+                self.trace.append(TraceEntry(f"bypass.{rule.name}", "matched", f"{describe(rule.condition)}: auto-approved"))
+                return rule
+            else:
+                self.trace.append(TraceEntry(f"bypass.{rule.name}", "not_matched", f"{describe(rule.condition)} does not hold"))
+        return None
 
     def _block(self, code: str, message: str, rule: str, details: Mapping | None = None) -> None:
         self.blocked = True
@@ -830,6 +939,12 @@ class _Evaluation:
             append(_Matched(step, facts))
             if tiers:
                 out.extend(self._tiers(step))
+            elif step.subs:
+                for number, sub in enumerate(step.subs):
+                    entry = self._step((index, number), sub)
+                    if not out:
+                        self._first = entry
+                    out.append(entry[0])
             else:
                 entry = self._step(index, step)
                 if not out:
@@ -844,7 +959,9 @@ class _Evaluation:
         directory snapshot (group, assignments, the pool); the total only
         matters through ``total > limit`` comparisons, so the number of known
         limits below the total identifies the outcome.  The memo entry is
-        ``[Step, exclusions, approval_requested notifications]``.
+        ``[Step, exclusions, approval_requested notifications (2), whether an
+        approver delegates]``.  Fall-back and delegation are applied after the
+        memo, per evaluation: they depend on parent companies and on ``now``.
         """
         company = self._company()
         total, buyer = self.order.total, self.order.buyer
@@ -861,13 +978,111 @@ class _Evaluation:
         if entry is None:
             excluded: list = []
             approvers = self._select(step, None, excluded)
-            entry = [Step(step.name, step.required, approvers, step.condition_text), tuple(excluded), None, None]
+            # the last slot: whether an approver delegates (fixed within a directory snapshot)
+            delegating = any(self.directory.delegations_of(a.account) for a in approvers)
+            entry = [Step(step.name, step.required, approvers, step.condition_text), tuple(excluded), None, None, delegating]
             if len(company.memo) >= company.MEMO_SIZE:
                 company.memo.clear()
             company.memo[key] = entry
         if entry[1]:
             self._excluded(step, entry[1])
+        # not remembered: fall-back and delegation depend on more than the memo key
+        approvers = entry[0].approvers
+        fallback = step.fallback == "parent_company" and len(approvers) < step.required
+        if fallback:
+            approvers = self._fallback(step, approvers)
+        if fallback or entry[4]:
+            approvers = self._with_delegates(step, approvers)
+            if approvers is not entry[0].approvers:
+                entry = [Step(step.name, step.required, approvers, step.condition_text), entry[1], None, None, False]
         return entry
+
+    def _fallback(self, step: CompiledStep, approvers: tuple[Approver, ...]) -> tuple[Approver, ...]:
+        """Too few approvers cover the total: up the company hierarchy (approvers, then masters) until enough."""
+        total, buyer = self.order.total, self.order.buyer
+        out = list(approvers)
+        have = {a.account for a in out}
+        for company in self.directory.company_chain(self.company)[1:]:
+            found = []
+            for cand in self._company_for(company.id).pool:
+                if cand.account_id in have or (cand.account_id == buyer and not step.self_approval):
+                    continue
+                if cand.limit is None or total <= cand.limit:
+                    why = f"approver of parent company {company.id}: no approver of {self.company} covers {total}"
+                    found.append(Approver(cand.account_id, cand.account.name, cand.role_name, cand.role.label, (why,), cand.email))
+            if not found:
+                for m in self.directory.memberships_of_company(company.id):
+                    account = self.directory.account(m.account_id) if m.master and m.active else None
+                    if account is None or not account.active or m.account_id in have or (m.account_id == buyer and not step.self_approval):
+                        continue
+                    settings = self.policy.effective_settings(m)
+                    if settings["approval_limit"] is not None and total > settings["approval_limit"]:
+                        continue
+                    email = bool(settings["email"] and account.email_enabled and account.email)
+                    why = f"admin of parent company {company.id}: no approver of {self.company} covers {total}"
+                    found.append(Approver(m.account_id, account.name, m.role, self.policy.role_label(m.role), (why,), email))
+            if found:
+                message = f"step {step.name}: no approver of {self.company} may approve {total}; escalated to {company.id}"
+                self.reasons.append(Reason("escalated_to_parent", message, {"step": step.name, "company": company.id}))
+                self.trace.append(TraceEntry(f"{step.rule}.fallback", "matched", message))
+                out.extend(found)
+                have.update(a.account for a in found)
+                if len(out) >= step.required:
+                    break
+        if len(out) < step.required:
+            self.trace.append(TraceEntry(f"{step.rule}.fallback", "skipped", f"step {step.name}: no parent company of {self.company} has enough approvers who cover {total}"))
+        return tuple(out)
+
+    def _with_delegates(self, step: CompiledStep, approvers: tuple[Approver, ...]) -> tuple[Approver, ...]:
+        """Add the active delegates of eligible approvers (chains up to MAX_DELEGATION_DEPTH hops).
+
+        A delegate is added only where its delegator is eligible (so with the
+        delegator's approval limit), never the buyer.  Returns ``approvers``
+        itself when nobody delegates.
+        """
+        directory = self.directory
+        if not approvers or not any(directory.delegations_of(a.account) for a in approvers):
+            return approvers
+        day = self.now.date()
+        names = (step.name, step.group_of or step.name.split("@", 1)[0])
+        out = list(approvers)
+        position = {a.account: i for i, a in enumerate(out)}
+        buyer = self.order.buyer
+        for approver in approvers:
+            stack = [(approver.account, 0)]
+            seen = {approver.account}
+            while stack:
+                delegator, depth = stack.pop(0)
+                for d in directory.delegations_of(delegator):
+                    if not d.active_on(day) or (d.company_id and d.company_id != self.company) or (d.step and d.step not in names):
+                        continue
+                    delegate = d.delegate_id
+                    if delegate in seen:
+                        continue
+                    seen.add(delegate)
+                    if depth + 1 > MAX_DELEGATION_DEPTH:
+                        self.trace.append(TraceEntry(step.rule, "skipped", f"{delegate}: delegation chain from {approver.account} longer than {MAX_DELEGATION_DEPTH}"))
+                        continue
+                    if delegate == buyer:
+                        self.trace.append(TraceEntry(step.rule, "excluded", f"{delegate}: the buyer may not approve its own order, not even as delegate of {delegator}"))
+                        continue
+                    account = directory.account(delegate)
+                    membership = directory.membership(delegate, self.company)
+                    if account is None or not account.active or membership is None or not membership.active:
+                        self.trace.append(TraceEntry(step.rule, "excluded", f"{delegate}: delegate of {delegator} but not an active member of {self.company}"))
+                        continue
+                    why = f"delegate of {delegator} until {d.valid_until.isoformat()}"
+                    if delegate in position:
+                        existing = out[position[delegate]]
+                        if why not in existing.why:
+                            out[position[delegate]] = Approver(existing.account, existing.name, existing.role, existing.role_label, existing.why + (why,), existing.email)
+                    else:
+                        settings = self.policy.effective_settings(membership)
+                        email = bool(settings["email"] and account.email_enabled and account.email)
+                        position[delegate] = len(out)
+                        out.append(Approver(delegate, account.name, membership.role, self.policy.role_label(membership.role), (why,), email))
+                    stack.append((delegate, depth + 1))
+        return tuple(out)
 
     def _excluded(self, step: CompiledStep, excluded) -> None:
         total = str(self.order.total)
@@ -883,7 +1098,7 @@ class _Evaluation:
         if not tiers:
             self.trace.append(TraceEntry(step.rule, "skipped", f"no assignment threshold of {self.order.buyer} is below {total}"))
         return [
-            Step(f"{step.name}@{format_amount(threshold)}", 1, self._eligible(step, tiers[threshold]), f"total > {threshold} (assignment threshold)")
+            Step(f"{step.name}@{format_amount(threshold)}", 1, self._with_delegates(step, self._eligible(step, tiers[threshold])), f"total > {threshold} (assignment threshold)")
             for threshold in sorted(tiers)
         ]
 
@@ -902,26 +1117,30 @@ class _Evaluation:
         """The approver pool of the buyer's company: active accounts whose role and settings allow approving."""
         company = self._company_context
         if company is None:
-            companies = self._get_context().companies
-            company = companies.get(self.company)
-            if company is None:
-                pool = []
-                for m in self.directory.memberships_of_company(self.company):
-                    if not m.active:
-                        continue
-                    role = self.policy.roles.get(m.role)
-                    if role is None or "approve_orders" not in role.permissions:
-                        continue
-                    account = self.directory.account(m.account_id)
-                    if account is None or not account.active:
-                        continue
-                    settings = self.policy.effective_settings(m)
-                    if not settings["may_approve"]:
-                        continue
-                    pool.append(_Candidate(m, account, settings, role))
-                limits = sorted({c.limit for c in pool if c.limit is not None})
-                company = companies.setdefault(self.company, _CompanyContext(tuple(pool), limits))
-            self._company_context = company
+            company = self._company_context = self._company_for(self.company)
+        return company
+
+    def _company_for(self, company_id: str) -> _CompanyContext:
+        """The approver pool of a company (roles read through this rule set), built once per directory."""
+        companies = self._get_context().companies
+        company = companies.get(company_id)
+        if company is None:
+            pool = []
+            for m in self.directory.memberships_of_company(company_id):
+                if not m.active:
+                    continue
+                role = self.policy.roles.get(m.role)
+                if role is None or "approve_orders" not in role.permissions:
+                    continue
+                account = self.directory.account(m.account_id)
+                if account is None or not account.active:
+                    continue
+                settings = self.policy.effective_settings(m)
+                if not settings["may_approve"]:
+                    continue
+                pool.append(_Candidate(m, account, settings, role))
+            limits = sorted({c.limit for c in pool if c.limit is not None})
+            company = companies.setdefault(company_id, _CompanyContext(tuple(pool), limits))
         return company
 
     def _select(self, step: CompiledStep, only: set[str] | None, excluded: list) -> tuple[Approver, ...]:
@@ -951,7 +1170,8 @@ class _Evaluation:
                 relation = sel.relation
                 if relation in ("assigned", "unassigned"):
                     if assigned is None:
-                        assigned = {a.approver_id: a for a in self._buyer_assignments() if a.step is None or a.step == step.name or step.kind == "assignment_tiers"}
+                        own = step.group_of or step.name
+                        assigned = {a.approver_id: a for a in self._buyer_assignments() if a.step is None or a.step == own or step.kind == "assignment_tiers"}
                     if relation == "assigned":
                         a = assigned.get(account_id)
                         if a is None:

@@ -330,6 +330,11 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
             problems.append(doc.problem("missing_approvers", f"step {step['name']!r} needs `approvers` (or kind: assignment_tiers)", path))
         for s_index, selector in enumerate((step.get("approvers") or {}).get("any_of") or []):
             check_names("role", _as_list(selector.get("role")), roles, step_path(index, ("approvers", "any_of", s_index, "role")))
+        for g_index, group in enumerate((step.get("approvers") or {}).get("all_of") or []):
+            for s_index, selector in enumerate(group.get("any_of") or []):
+                check_names("role", _as_list(selector.get("role")), roles, step_path(index, ("approvers", "all_of", g_index, "any_of", s_index, "role")))
+        if step.get("approvers", {}).get("all_of") and kind == "assignment_tiers":
+            problems.append(doc.problem("invalid_value", f"step {step['name']!r}: approvers.all_of is for standard steps, not assignment_tiers", step_path(index, ("approvers",))))
         when = step.get("when")
         if when is not None:
             refs = referenced_names(when)
@@ -340,6 +345,26 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
                 problems.append(doc.problem("unreachable_step", f"step {step['name']!r} can never apply: its total range is empty", step_path(index, ("when",)), "warning"))
             if refs["exceeds"]:
                 check_exceeds(refs["exceeds"], data, doc, step_path(index, ("when",)), problems)
+    # precedence rules (deny, bypass): unique names, defined roles and groups
+    for kind in ("deny", "bypass"):
+        rule_names: dict[str, int] = {}
+        for index, rule in enumerate(data.get(kind) or []):
+            path = (kind, index)
+            if rule["name"] in rule_names:
+                problems.append(doc.problem("duplicate_rule", f"{kind} rule name {rule['name']!r} is used twice", path + ("name",)))
+            rule_names.setdefault(rule["name"], index)
+            check_names("role", rule.get("roles") or [], roles, path + ("roles",))
+            refs = referenced_names(rule.get("when"))
+            check_names("role", refs["buyer_role"], roles, path + ("when",))
+            check_names("group", refs["buyer_group"], groups, path + ("when",))
+            if refs["exceeds"]:
+                check_exceeds(refs["exceeds"], data, doc, path + ("when",), problems)
+    own_currency = data.get("currency", "USD")
+    for code, rate in (data.get("conversion") or {}).items():
+        if code == own_currency:
+            problems.append(doc.problem("invalid_conversion", f"conversion.{code}: {code} is the rule set's own currency", ("conversion", code)))
+        elif _amount(rate) <= 0:
+            problems.append(doc.problem("invalid_conversion", f"conversion.{code}: a rate must be above 0", ("conversion", code)))
     for key in ("viewer_roles",):
         check_names("role", (data.get("visibility") or {}).get(key) or [], roles, ("visibility", key))
 
@@ -366,7 +391,7 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
             problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only below {high.value}, but orders below {below} need no approval", path, "warning"))
     for index, test in enumerate(data.get("tests") or []):
         for s_index, step in enumerate((test.get("expect") or {}).get("steps") or []):
-            base = step["name"].split("@", 1)[0]
+            base = step["name"].split("@", 1)[0].split("/", 1)[0]
             if base not in seen_steps:
                 problems.append(doc.problem("undefined_step", f"test expects step {step['name']!r}, which the rule set does not define", ("tests", index, "expect", "steps", s_index, "name")))
     return problems

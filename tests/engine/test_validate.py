@@ -69,8 +69,8 @@ def test_unknown_top_level_key_names_the_allowed_keys():
     p = only_problem("ruleset: x\nlimts: {}\n")
     assert (p.code, p.line, p.path) == ("unknown_key", 2, "limts")
     assert p.format() == (
-        "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, currency, description, "
-        "extends, groups, limits, notifications, roles, ruleset, settings, tests, visibility"
+        "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, bypass, conversion, currency, deny, description, "
+        "extends, groups, limits, notifications, pending_on_new_version, roles, ruleset, settings, tests, visibility"
     )
 
 
@@ -78,7 +78,7 @@ def test_unknown_nested_key_names_the_key_and_allowed_keys():
     p = only_problem("ruleset: x\napproval:\n  self_aproval: true\n")
     assert (p.code, p.line, p.path) == ("unknown_key", 3, "approval.self_aproval")
     assert "'self_aproval'" in p.message
-    assert "allowed here: expiry, reminders, reversal, scope, self_approval, steps" in p.message
+    assert "allowed here: expiry, merchant_review, reminders, reversal, scope, self_approval, steps" in p.message
 
 
 def test_unknown_key_in_a_selector():
