@@ -116,6 +116,7 @@ def upgrade() -> None:
     sa.Column('slug', sa.String(length=64), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('settings', Json, nullable=False),
+    sa.Column('directory_version', sa.Integer(), server_default=sa.text('0'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
     sa.UniqueConstraint('slug', name=op.f('uq_tenants_slug'))
@@ -390,13 +391,14 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.String(length=200), nullable=False),
     sa.Column('step_index', sa.Integer(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['request_id'], ['approval_requests.id'], name=op.f('fk_approval_eligibility_request_id_approval_requests'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_approval_eligibility_tenant_id_tenants'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_approval_eligibility')),
     sa.UniqueConstraint('request_id', 'step_index', 'account_id', name=op.f('uq_approval_eligibility_request_id_step_index_account_id'))
     )
-    op.create_index('ix_approval_eligibility_approver', 'approval_eligibility', ['tenant_id', 'account_id'], unique=False)
+    op.create_index('ix_approval_eligibility_approver', 'approval_eligibility', ['tenant_id', 'account_id', 'status', 'created_at', 'request_id'], unique=False)
     op.create_table('approval_actions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.Integer(), nullable=False),

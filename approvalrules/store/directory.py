@@ -9,10 +9,12 @@ whatever the database collation.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any, Callable, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
 
 from .. import directory as d
@@ -70,8 +72,10 @@ class SqlDirectory(d.Directory):
         account = self.session.scalar(
             select(Account).where(Account.tenant_id == self.tenant_id, Account.external_id == account_id)
         )
-        if account is None:
-            return None
+        return None if account is None else self._account_record(account)
+
+    @staticmethod
+    def _account_record(account: Account) -> d.Account:
         return d.Account(
             id=account.external_id,
             name=account.name,
@@ -81,27 +85,32 @@ class SqlDirectory(d.Directory):
         )
 
     def _memberships(self, where) -> list[d.Membership]:
+        # the accounts come in the same query: evaluation asks for each member's
+        # account next, and one query beats one per approver candidate
         rows = self.session.execute(
-            select(Membership, Account.external_id, Company.external_id, Group.external_id)
+            select(Membership, Account, Company.external_id, Group.external_id)
             .join(Account, Membership.account_id == Account.id)
             .join(Company, Membership.company_id == Company.id)
             .outerjoin(Group, Membership.group_id == Group.id)
             .where(Company.tenant_id == self.tenant_id, where)
         )
-        return [
-            d.Membership(
-                account_id=account_id,
-                company_id=company_id,
-                role=m.role,
-                group=group_id,
-                master=m.master,
-                default=m.is_default,
-                status=m.status,
-                settings=_frozen(m.settings),
-                attributes=_frozen(m.attributes),
+        out = []
+        for m, account, company_id, group_id in rows:
+            self._memo.setdefault(("account", account.external_id), self._account_record(account))
+            out.append(
+                d.Membership(
+                    account_id=account.external_id,
+                    company_id=company_id,
+                    role=m.role,
+                    group=group_id,
+                    master=m.master,
+                    default=m.is_default,
+                    status=m.status,
+                    settings=_frozen(m.settings),
+                    attributes=_frozen(m.attributes),
+                )
             )
-            for m, account_id, company_id, group_id in rows
-        ]
+        return out
 
     def memberships_of_account(self, account_id):
         return self._cached(
@@ -164,3 +173,67 @@ class SqlDirectory(d.Directory):
             ("assignments_by", approver_id, company_id),
             lambda: self._assignments(company_id, lambda approver, account: approver.external_id == approver_id),
         )
+
+
+# ------------------------------------------------------------------ snapshots
+
+_SNAPSHOTS: OrderedDict[tuple[int, int], d.MemoryDirectory] = OrderedDict()
+_SNAPSHOTS_LOCK = threading.Lock()
+SNAPSHOTS_KEPT = 256
+
+
+def snapshot(session: Session, tenant) -> d.Directory:
+    """The tenant's whole directory in memory, cached per process by (tenant, directory version).
+
+    Every directory change bumps ``Tenant.directory_version`` in its own
+    transaction, so a cached snapshot is exactly the directory that the
+    version names: it never needs invalidating, and a change is seen by the
+    next request that reads the new version.  Evaluation then needs no query
+    per account or membership, and the engine's per-directory memo stays warm
+    across requests.
+    """
+    key = (tenant.id, tenant.directory_version or 0)
+    with _SNAPSHOTS_LOCK:
+        found = _SNAPSHOTS.get(key)
+        if found is not None:
+            _SNAPSHOTS.move_to_end(key)
+            return found
+    built = load_memory_directory(session, tenant.id)
+    with _SNAPSHOTS_LOCK:
+        _SNAPSHOTS[key] = built
+        for old in [k for k in _SNAPSHOTS if k[0] == tenant.id and k != key]:
+            del _SNAPSHOTS[old]
+        while len(_SNAPSHOTS) > SNAPSHOTS_KEPT:
+            _SNAPSHOTS.popitem(last=False)
+    return built
+
+
+def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:
+    """Every record of the tenant's directory, read once (five queries), as a MemoryDirectory."""
+    sql = SqlDirectory(session, tenant_id)
+    parent = aliased(Company)
+    companies = [
+        d.Company(id=c.external_id, name=c.name, parent_id=parent_id, ruleset=c.ruleset_name, attributes=_frozen(c.attributes))
+        for c, parent_id in session.execute(
+            select(Company, parent.external_id).outerjoin(parent, Company.parent_id == parent.id).where(Company.tenant_id == tenant_id)
+        )
+    ]
+    accounts = [sql._account_record(a) for a in session.scalars(select(Account).where(Account.tenant_id == tenant_id))]
+    groups = [
+        d.Group(id=gid, company_id=cid, name=name)
+        for gid, cid, name in session.execute(
+            select(Group.external_id, Company.external_id, Group.name).join(Company, Group.company_id == Company.id).where(Company.tenant_id == tenant_id)
+        )
+    ]
+    approver, account = aliased(Account), aliased(Account)
+    assignments = [
+        d.Assignment(approver_id=approver_id, account_id=account_id, company_id=company_id, threshold=a.threshold, limit=a.limit, step=a.step)
+        for a, approver_id, account_id, company_id in session.execute(
+            select(Assignment, approver.external_id, account.external_id, Company.external_id)
+            .join(approver, Assignment.approver_id == approver.id)
+            .join(account, Assignment.account_id == account.id)
+            .join(Company, Assignment.company_id == Company.id)
+            .where(Company.tenant_id == tenant_id)
+        )
+    ]
+    return d.MemoryDirectory(companies, accounts, sql._memberships(true()), groups, assignments)

@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    event,
+    update,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -69,6 +71,8 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     settings: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    #: bumped by every directory change: names the snapshot a process may cache
+    directory_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     def setting(self, dotted: str, default: Any = None) -> Any:
@@ -308,6 +312,8 @@ class Order(Base):
     type: Mapped[str] = mapped_column(String(32), default="regular")
     status: Mapped[str] = mapped_column(String(32))
     decision: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    #: decisions this order had before a re-evaluation (new rule-set version, approver edit), oldest first
+    previous_decisions: Mapped[list[Any] | None] = mapped_column(Json)
     ruleset_version_id: Mapped[int | None] = mapped_column(_fk("rule_set_versions.id", "RESTRICT"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
@@ -351,6 +357,8 @@ class ApprovalRequest(Base):
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: when the reminder job last reminded this request's approvers
     last_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when the current step became current (escalation timeouts count from it); null: created_at
+    step_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     order: Mapped[Order] = relationship()
     actions: Mapped[list["ApprovalAction"]] = relationship(
@@ -370,7 +378,8 @@ class ApprovalEligibility(Base):
     __tablename__ = "approval_eligibility"
     __table_args__ = (
         UniqueConstraint("request_id", "step_index", "account_id"),
-        Index("ix_approval_eligibility_approver", "tenant_id", "account_id"),
+        # the inbox: one approver's requests by status, newest first, from the index alone
+        Index("ix_approval_eligibility_approver", "tenant_id", "account_id", "status", "created_at", "request_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -378,7 +387,20 @@ class ApprovalEligibility(Base):
     tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
     account_id: Mapped[str] = mapped_column(String(200))
     step_index: Mapped[int] = mapped_column(Integer, default=0)
+    #: a copy of the request's status, kept equal by ``_copy_status_to_eligibility``
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+@event.listens_for(ApprovalRequest, "after_update")
+def _copy_status_to_eligibility(mapper, connection, request) -> None:
+    # the inbox index carries the status so that it can answer alone; this is
+    # the one place that keeps the copy equal, in the same flush as the change
+    history = sa_inspect(request).attrs.status.history
+    if history.has_changes():
+        connection.execute(
+            update(ApprovalEligibility).where(ApprovalEligibility.request_id == request.id).values(status=request.status)
+        )
 
 
 class ApprovalAction(Base):

@@ -35,7 +35,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ..errors import DirectoryError, NotFound
 from .models import (
@@ -167,7 +167,8 @@ def find_api_key(session: Session, plain: str) -> ApiKey | None:
         return None
     if marker != "ar":
         return None
-    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    # the tenant comes in the same query: every authenticated request needs it next
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix).options(joinedload(ApiKey.tenant)))
     if key is None or key.revoked_at is not None:
         return None
     return key if hmac.compare_digest(key.hash, _hash_token(token)) else None
@@ -299,6 +300,9 @@ class DirectoryService:
         return self.session.scalar(select(Membership).where(Membership.account_id == account.id, Membership.company_id == company.id))
 
     def _audit(self, action: str, subject_type: str, subject_id: str, data: Mapping[str, Any] | None = None) -> None:
+        # every directory change passes here: a new directory version retires the
+        # snapshots that processes cache (approvalrules.store.directory.snapshot)
+        self.tenant.directory_version = (self.tenant.directory_version or 0) + 1
         audit(self.session, self.tenant.id, self.actor, action, subject_type, subject_id, data)
 
     @staticmethod

@@ -237,15 +237,28 @@ def _policy_cache():
 _policies = None
 
 
-def parent_chain(session: Session, version: RuleSetVersion) -> list[RuleSetVersion]:
-    """The active versions ``version`` extends, nearest first (cycles cut)."""
+def active_versions(session: Session, tenant_id: int) -> dict[str, RuleSetVersion]:
+    """Every rule set's active version in the tenant, by name: one query for a whole ``extends`` chain."""
+    rows = session.execute(
+        select(RuleSet, RuleSetVersion)
+        .join(RuleSetVersion, RuleSet.active_version_id == RuleSetVersion.id)
+        .where(RuleSet.tenant_id == tenant_id)
+    )
+    return {ruleset.name: version for ruleset, version in rows}
+
+
+def parent_chain(session: Session, version: RuleSetVersion, active: dict[str, RuleSetVersion] | None = None) -> list[RuleSetVersion]:
+    """The active versions ``version`` extends, nearest first (cycles cut).
+
+    ``active`` (from :func:`active_versions`) saves a query per parent.
+    """
     chain: list[RuleSetVersion] = []
     seen = {version.ruleset.name}
     tenant_id = version.ruleset.tenant_id
     name = version.extends
     while name and name not in seen:
         seen.add(name)
-        parent = active_version(session, tenant_id, name)
+        parent = active.get(name) if active is not None else active_version(session, tenant_id, name)
         if parent is None:
             break
         chain.append(parent)
@@ -253,7 +266,7 @@ def parent_chain(session: Session, version: RuleSetVersion) -> list[RuleSetVersi
     return chain
 
 
-def policy_for(version: RuleSetVersion, session: Session | None = None):
+def policy_for(version: RuleSetVersion, session: Session | None = None, active: dict[str, RuleSetVersion] | None = None):
     """The compiled :class:`~approvalrules.policy.Policy` of a version, cached per process.
 
     The key is the version's content hash plus its parents' (a rule set that
@@ -263,7 +276,7 @@ def policy_for(version: RuleSetVersion, session: Session | None = None):
     if _policies is None:
         _policies = _policy_cache()
     session = session or object_session(version)
-    parents = parent_chain(session, version) if version.extends else []
+    parents = parent_chain(session, version, active) if version.extends else []
     key = ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
     policy = _policies.get(key)
     if policy is None:
@@ -282,6 +295,7 @@ def active_policy(session: Session, tenant: Tenant | int | str, name: str):
 __all__ = [
     "active_policy",
     "active_version",
+    "active_versions",
     "get_ruleset",
     "get_version",
     "list_versions",
