@@ -122,6 +122,10 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
         key = extra[0] if extra else ""
         hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
         return doc.problem("unknown_key", f"unknown key {key!r}{hint}", path + [key])
+    if validator_name == "minProperties" and error.instance == {} and error.schema.get("properties"):
+        return doc.problem("missing_key", f"empty: give one of {', '.join(sorted(error.schema['properties']))}", path)
+    if validator_name == "maxProperties" and error.schema.get("maxProperties") == 1 and error.schema.get("properties"):
+        return doc.problem("invalid_value", f"give only one of {', '.join(sorted(error.schema['properties']))}, not {' and '.join(sorted(error.instance))}", path)
     if validator_name == "required":
         return doc.problem("missing_key", f"{error.message}", path)
     if validator_name == "enum":

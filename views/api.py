@@ -11,7 +11,8 @@ import json
 from datetime import datetime
 
 from pyramid.view import view_config, view_defaults
-from sqlalchemy import func, select
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import contains_eager, selectinload
 
 from approvalrules.durations import isoformat, parse_instant
 from approvalrules.money import format_amount
@@ -49,7 +50,25 @@ def json_body(request) -> dict:
         raise ApprovalRulesError("invalid_json", f"the request body is not valid JSON: {exc}"[:300]) from None
     if not isinstance(body, dict):
         raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
+    if _has_nul(body):
+        # PostgreSQL text and JSONB cannot hold U+0000: refuse it here rather than fail on write
+        raise ApprovalRulesError("invalid_json", "the request body contains a NUL character (\\u0000), which is not accepted")
     return body
+
+
+def _has_nul(value) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _bounded_int(text: str) -> int:
@@ -72,13 +91,14 @@ def order_view(session, order: Order) -> dict:
         "ruleset_version": version.number if version else None,
         "decision": order.decision,
     }
+    if order.previous_decisions:
+        data["previous_decisions"] = order.previous_decisions
     if request is not None:
         data["approval"] = approval_view(session, request, brief=True)
     return data
 
 
 def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dict:
-    accounts = {a.id: a.external_id for a in session.scalars(select(Account).where(Account.id.in_({x.approver_id for x in request.actions})))} if request.actions else {}
     steps = []
     for index, step in enumerate(request.steps):
         acts = [a for a in request.actions if a.step == step["name"] and a.generation == request.generation]
@@ -87,9 +107,11 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
                 "name": step["name"],
                 "required": step["required"],
                 "approvers": [a["account"] for a in step["approvers"]] if brief else step["approvers"],
-                "approved_by": [accounts[a.approver_id] for a in acts if a.action == "approve"],
-                "rejected_by": [accounts[a.approver_id] for a in acts if a.action == "reject"],
+                "approved_by": [a.approver.external_id for a in acts if a.action == "approve"],
+                "rejected_by": [a.approver.external_id for a in acts if a.action == "reject"],
                 "state": "current" if index == request.current_step and request.status == "pending" else ("done" if index < request.current_step or request.status == "approved" else "waiting"),
+                # escalation, approval on timeout, merchant review (issue 9)
+                **{k: step[k] for k in ("merchant", "escalated_at", "timed_out", "approved_by_system", "decided_by") if k in step},
             }
         )
     data = {
@@ -105,7 +127,7 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
     }
     if not brief:
         data["history"] = [
-            {"action": a.action, "step": a.step, "by": accounts[a.approver_id], "comment": a.comment, "at": isoformat(a.created_at), "generation": a.generation}
+            {"action": a.action, "step": a.step, "by": a.approver.external_id, "comment": a.comment, "at": isoformat(a.created_at), "generation": a.generation}
             for a in request.actions
         ]
         data["order_detail"] = {"total": format_amount(request.order.total), "currency": request.order.currency, "buyer": request.order.decision.get("buyer")}
@@ -152,13 +174,23 @@ class StorefrontApi:
     @view_config(route_name="api_approvals", request_method="GET")
     def approvals(self):
         params = self.request.params
-        query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == self.tenant.id)
-        counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == self.tenant.id)
+        query = (
+            select(ApprovalRequest)
+            .join(Order, ApprovalRequest.order_id == Order.id)
+            .where(ApprovalRequest.tenant_id == self.tenant.id)
+            # the page renders each request's order and actions: load them with it, not row by row
+            .options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions).joinedload(ApprovalAction.approver))
+        )
+        counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == self.tenant.id).group_by(ApprovalRequest.status)
         approver = params.get("approver")
         if approver:
-            eligible = select(ApprovalEligibility.request_id).where(ApprovalEligibility.tenant_id == self.tenant.id, ApprovalEligibility.account_id == approver)
+            # the eligibility index answers "this approver's requests in this status" alone
+            mine = [ApprovalEligibility.tenant_id == self.tenant.id, ApprovalEligibility.account_id == approver]
+            eligible = select(ApprovalEligibility.request_id).where(*mine)
+            if params.get("status"):
+                eligible = eligible.where(ApprovalEligibility.status == params["status"])
             query = query.where(ApprovalRequest.id.in_(eligible))
-            counts_query = counts_query.where(ApprovalRequest.id.in_(eligible))
+            counts_query = select(ApprovalEligibility.status, func.count(distinct(ApprovalEligibility.request_id))).where(*mine).group_by(ApprovalEligibility.status)
         if params.get("status"):
             query = query.where(ApprovalRequest.status == params["status"])
         for name, op in (("from", "__ge__"), ("to", "__le__")):
@@ -173,7 +205,7 @@ class StorefrontApi:
         page, per_page = _page(params)
         total = self.session.scalar(select(func.count()).select_from(query.subquery()))
         rows = self.session.scalars(query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
-        counts = dict(self.session.execute(counts_query.group_by(ApprovalRequest.status)).all())
+        counts = dict(self.session.execute(counts_query).all())
         return {
             "items": [approval_view(self.session, r, brief=True) for r in rows],
             "page": page,
@@ -205,6 +237,24 @@ class StorefrontApi:
             raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
         request = handlers[action](
             self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver,
+            comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
+        )
+        self.session.flush()
+        self.request.response.etag = str(request.version_id)
+        return approval_view(self.session, request)
+
+    @view_config(route_name="api_approval_edit", request_method="POST")
+    def approval_edit(self):
+        """An eligible approver lowers quantities or removes lines before approving; the order is re-evaluated."""
+        body = json_body(self.request)
+        approver = body.get("approver")
+        if not isinstance(approver, str) or not approver:
+            raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
+        comment = body.get("comment")
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
+            raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
+        request = service.edit(
+            self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver, body.get("lines"),
             comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
         )
         self.session.flush()

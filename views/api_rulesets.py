@@ -15,6 +15,7 @@ from approvalrules.loader import MAX_BYTES
 from approvalrules.store import versions
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.models import RuleSet
+from approvalrules.workflow import service
 from sqlalchemy import select
 
 
@@ -81,13 +82,16 @@ class RuleSetApi:
     def publish(self):
         text = yaml_body(self.request) if self.request.body else None
         version = versions.publish(self.session, self.tenant.id, self.name, author="api", text=text, source=f"{self.name}.yaml")
+        pending = service.on_publish(self.session, self.tenant, self.name, actor="api")
         self.request.response.status_int = 201
-        return version_view(version)
+        return {**version_view(version), "pending": pending}
 
     @view_config(route_name="api_ruleset_rollback", request_method="POST")
     def rollback(self):
         number = _version_number(self.request.params.get("to", ""))
-        return version_view(versions.rollback(self.session, self.tenant.id, self.name, number, author="api"))
+        version = versions.rollback(self.session, self.tenant.id, self.name, number, author="api")
+        pending = service.on_publish(self.session, self.tenant, self.name, actor="api")
+        return {**version_view(version), "pending": pending}
 
     @view_config(route_name="api_ruleset_versions", request_method="GET")
     def list_versions(self):

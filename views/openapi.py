@@ -72,6 +72,7 @@ def document() -> dict:
             "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "string"}, "currency": {"type": "string"},
             "type": {"type": "string"}, "released_at": {"type": ["string", "null"]}, "ruleset_version": {"type": ["integer", "null"]},
             "decision": {"$ref": "#/components/schemas/Decision"}, "approval": {"$ref": "#/components/schemas/Approval"},
+            "previous_decisions": {"type": "array", "items": {"type": "object"}, "description": "Decisions before a re-evaluation (new rule-set version, approver edit), oldest first."},
         },
     }
     components["Approval"] = {
@@ -115,6 +116,13 @@ def document() -> dict:
         paths[f"/api/v1/approvals/{{id}}/{action}"] = {"post": {"summary": summary, "parameters": [approval_id, {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
                                                                "requestBody": {"required": True, **json_of("ApprovalAction")},
                                                                "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(400, 401, 403, 404, 409, 422)}}}
+    paths["/api/v1/approvals/{id}/edit"] = {"post": {"summary": "An eligible approver lowers quantities or removes lines; the order is re-evaluated and the buyer told",
+                                                   "parameters": [approval_id, {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
+                                                   "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["approver", "lines"], "properties": {
+                                                       "approver": {"type": "string"}, "comment": {"type": "string", "maxLength": 5000}, "version": {"type": ["integer", "string"]},
+                                                       "lines": {"type": "array", "description": "The complete new list of lines: a line left out is removed", "items": {"type": "object", "required": ["sku"], "additionalProperties": False,
+                                                                 "properties": {"sku": {"type": "string"}, "quantity": {"$ref": "#/components/schemas/money"}}}}}}}}},
+                                                   "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(400, 401, 403, 404, 409, 422)}}}
     def upsert(summary: str, properties: dict, *path_params: str, required: tuple = ()) -> dict:
         return {
             "summary": summary,

@@ -20,6 +20,7 @@ def includeme(config):
     config.add_route("api_approvals", "/api/v1/approvals")
     config.add_route("api_approvals_bulk", "/api/v1/approvals/bulk")
     config.add_route("api_approval", "/api/v1/approvals/{id}")
+    config.add_route("api_approval_edit", "/api/v1/approvals/{id}/edit")
     config.add_route("api_approval_action", "/api/v1/approvals/{id}/{action}")
     config.add_route("api_directory_company", "/api/v1/directory/companies/{company}")
     config.add_route("api_directory_group", "/api/v1/directory/companies/{company}/groups/{group}")

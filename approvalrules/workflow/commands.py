@@ -28,7 +28,7 @@ def _with_session(ini_path: str, job):
 
 
 def expire(ini_path: str) -> int:
-    """Cancel every pending approval request past its expiry; returns how many."""
+    """Handle timed-out steps (escalate, approve, cancel) and cancel requests past their expiry; returns how many."""
     return _with_session(ini_path, lambda session, settings: service.expire_due(session))
 
 
@@ -50,7 +50,7 @@ def create_key(ini_path: str, tenant: str, name: str) -> str:
 
 def add_parsers(sub) -> None:
     for name, job, help_text in (
-        ("expire", expire, "cancel pending approval requests past their expiry"),
+        ("expire", expire, "escalate timed-out steps and cancel pending approval requests past their expiry"),
         ("remind", remind, "send reminders for requests pending too long"),
         ("dispatch", dispatch, "deliver queued e-mails and webhooks"),
     ):

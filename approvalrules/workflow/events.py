@@ -21,7 +21,7 @@ from ..store.models import Account, ApprovalRequest, Membership, Order, OutboxEv
 EVENTS = (
     "order_submitted", "approval_requested", "order_approved", "order_confirmation", "master_confirmation",
     "order_rejected", "order_cancelled", "order_expired", "approval_reminder", "order_released", "order_held",
-    "approval_reversed",
+    "approval_reversed", "approval_escalated", "order_edited",
 )
 
 

@@ -26,12 +26,14 @@ from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError as StaleData
 
 from ..durations import isoformat, parse_duration
-from ..errors import Conflict, Forbidden, NotFound, OrderError
+from ..errors import ApprovalRulesError, Conflict, Forbidden, NotFound, OrderError
+from ..money import format_amount, parse_amount
 from ..policy import Decision, Order as EngineOrder, Policy
 from ..store import versions
-from ..store.directory import SqlDirectory
+from ..store.directory import SqlDirectory, snapshot
 from ..store.models import (
     Account,
+    AdminUser,
     ApprovalAction,
     ApprovalEligibility,
     ApprovalRequest,
@@ -60,10 +62,11 @@ def policy_for_company(session: Session, tenant: Tenant, directory: SqlDirectory
     name = directory.ruleset_name_for(company_id)
     if name is None:
         raise OrderError("no_ruleset", f"company {company_id!r} has no rule set, and neither has any parent company", path="order.company")
-    version = versions.active_version(session, tenant.id, name)
+    active = versions.active_versions(session, tenant.id)
+    version = active.get(name)
     if version is None:
         raise OrderError("no_active_version", f"rule set {name!r} of company {company_id!r} has no published version", path="order.company")
-    return versions.policy_for(version, session), version
+    return versions.policy_for(version, session, active), version
 
 
 def _membership_company(directory: SqlDirectory, order: EngineOrder) -> str:
@@ -116,17 +119,21 @@ def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Po
     return spent
 
 
-def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: datetime | None = None) -> tuple[Decision, RuleSetVersion]:
-    """Dry run: the decision for ``body`` under the active version; writes nothing."""
+def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: datetime | None = None, version: RuleSetVersion | None = None) -> tuple[Decision, RuleSetVersion]:
+    """Dry run: the decision for ``body`` under the active version (or ``version``, e.g. a request's pinned one); writes nothing."""
     now = _now(now)
     order = EngineOrder.from_dict(body)
-    directory = SqlDirectory(session, tenant.id)
+    directory = snapshot(session, tenant)
     company_id = _membership_company(directory, order)
-    policy, version = policy_for_company(session, tenant, directory, company_id)
-    company = _company(session, tenant, company_id)
-    membership = directory.membership(order.buyer, company_id)
-    buyer = {"account": order.buyer, "group": membership.group if membership.active else None}
-    spent = budgets_spent(session, tenant, company, policy, buyer, now)
+    if version is None:
+        policy, version = policy_for_company(session, tenant, directory, company_id)
+    else:
+        policy = versions.policy_for(version, session)
+    spent = {}
+    if policy.budgets:
+        membership = directory.membership(order.buyer, company_id)
+        buyer = {"account": order.buyer, "group": membership.group if membership.active else None}
+        spent = budgets_spent(session, tenant, _company(session, tenant, company_id), policy, buyer, now)
     return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
 
 
@@ -165,6 +172,8 @@ def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
 
 def get_request(session: Session, tenant: Tenant, request_id: int) -> ApprovalRequest:
     """The tenant's approval request by id."""
+    if not 0 < request_id < 2**31:
+        raise NotFound("unknown_approval", f"no approval request {request_id}")  # ids are 32-bit: never ask the database
     return _one(session, ApprovalRequest, "unknown_approval", f"no approval request {request_id}", ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id)
 
 
@@ -253,9 +262,10 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
             ruleset_version_id=version.id,
             status="pending",
             current_step=0,
-            steps=_steps_json(decision),
+            steps=_steps_json(decision) + _merchant_steps(session, version),
             expires_at=decision.expires_at,
             created_at=now,
+            step_started_at=now,
         )
         session.add(request)
         session.flush()
@@ -331,6 +341,7 @@ def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     _check_if_match(request, if_match)
     _require_pending(session, request)
     step = request.steps[request.current_step]
+    _refuse_merchant_step(request, step)
     if not _eligible_in_step(request, request.current_step, approver):
         raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"], "eligible": [a["account"] for a in step["approvers"]]})
     account = _account(session, tenant, approver)
@@ -343,11 +354,21 @@ def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *,
         _touch(request)
         session.flush()
         return request
+    return _advance(session, tenant, request, now, comment)
+
+
+def _advance(session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, comment: str | None) -> ApprovalRequest:
+    """The current step is approved: on to the next step, or the request is approved."""
     if request.current_step + 1 < len(request.steps):
         request.current_step += 1
+        request.step_started_at = now
         session.flush()
         events.emit(session, tenant, "approval_requested", request.order, events.step_recipients(session, tenant, request, request.current_step), {"step": request.steps[request.current_step]["name"]})
         return request
+    return _finish_approved(session, tenant, request, now, comment)
+
+
+def _finish_approved(session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, comment: str | None) -> ApprovalRequest:
     request.status = "approved"
     request.decided_at = now
     order = request.order
@@ -377,6 +398,7 @@ def reject(session: Session, tenant: Tenant, request_id: int, approver: str, *, 
     _check_if_match(request, if_match)
     _require_pending(session, request)
     step = request.steps[request.current_step]
+    _refuse_merchant_step(request, step)
     if not _eligible_in_step(request, request.current_step, approver):
         raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"]})
     account = _account(session, tenant, approver)
@@ -419,6 +441,7 @@ def reverse(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     request.generation += 1
     request.status = "pending"
     request.current_step = 0
+    request.step_started_at = now
     request.decided_at = None
     order.status = "pending"
     order.updated_at = now
@@ -478,28 +501,396 @@ def convert(session: Session, tenant: Tenant, order_id: str, *, now: datetime | 
 
 
 def expire_due(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
-    """Cancel pending requests whose expiry has passed; returns how many.  Safe to run anywhere, any time."""
+    """Handle timeouts; returns how many requests were expired, escalated or approved by the system.
+
+    First the steps whose own ``escalate_after`` has passed (:func:`escalate_due`),
+    then the requests past their expiry: each is cancelled as expired, unless
+    its current step says ``on_timeout: escalate | approve`` (and has not
+    timed out before).  Safe to run anywhere, any time.
+    """
     now = _now(now)
+    handled: set[int] = set()
+    count = escalate_due(session, now=now, limit=limit, handled=handled)
     due = session.scalars(
         select(ApprovalRequest).where(ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= now).order_by(ApprovalRequest.id).limit(limit)
     ).all()
-    count = 0
     for request in due:
+        if request.id in handled:
+            continue  # its step timed out in this run already
         try:
             with session.begin_nested():
-                request.status = "expired"
-                request.decided_at = now
-                order = request.order
-                order.status = "expired"
-                order.updated_at = now
-                session.flush()
                 tenant = session.get(Tenant, request.tenant_id)
-                audit(session, tenant.id, "system", "order.expired", "order", order.external_id)
-                events.emit_final(session, tenant, order, "expired", None)
-            count += 1
+                policy = versions.policy_for(request_version(session, request), session)
+                step = request.steps[request.current_step]
+                spec = _step_spec(policy, step)
+                if _timeout_action(spec) != "cancel" and not step.get("timed_out"):
+                    result = _on_timeout(session, tenant, request, policy, spec, now)
+                else:
+                    _expire(session, tenant, request, now)
+                    result = "expired"
+            count += result != "reminded"
         except StaleData:
             continue  # another host expired or decided it first
     return count
+
+
+def _expire(session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, data: Mapping[str, Any] | None = None) -> None:
+    request.status = "expired"
+    request.decided_at = now
+    order = request.order
+    order.status = "expired"
+    order.updated_at = now
+    session.flush()
+    audit(session, tenant.id, "system", "order.expired", "order", order.external_id, data)
+    events.emit_final(session, tenant, order, "expired", None)
+
+
+# ------------------------------------------------------ escalation (issue 9)
+
+MERCHANT_STEP = "merchant-review"
+TIMEOUT_ACTIONS = ("cancel", "escalate", "approve")
+
+
+def _merchant_steps(session: Session, version: RuleSetVersion) -> list[dict]:
+    """``approval.merchant_review: true``: a final step only a merchant admin decides (:func:`merchant_decide`)."""
+    policy = versions.policy_for(version, session)
+    if not ((policy.data or {}).get("approval") or {}).get("merchant_review"):
+        return []
+    return [{"name": MERCHANT_STEP, "required": 1, "condition": "approval.merchant_review", "approvers": [], "merchant": True}]
+
+
+def _refuse_merchant_step(request: ApprovalRequest, step: Mapping[str, Any]) -> None:
+    if step.get("merchant"):
+        raise Forbidden("merchant_review", f"order {request.order.external_id} waits for the merchant's review; only a merchant admin can decide it now", details={"step": step["name"]})
+
+
+def _step_spec(policy: Policy, step: Mapping[str, Any]) -> dict:
+    """The rule set's declaration of a request step (``tiers@1000`` is step ``tiers``); {} for the merchant step."""
+    if step.get("merchant"):
+        return {}
+    base = step["name"].split("@", 1)[0].split("/", 1)[0]
+    for spec in ((policy.data or {}).get("approval") or {}).get("steps") or ():
+        if spec.get("name") == base:
+            return spec
+    return {}
+
+
+def _timeout_action(spec: Mapping[str, Any]) -> str:
+    """``on_timeout``; default ``escalate`` when the step names ``escalate_to``, else ``cancel``."""
+    return spec.get("on_timeout") or ("escalate" if spec.get("escalate_to") else "cancel")
+
+
+def _step_started(request: ApprovalRequest) -> datetime:
+    return _aware(request.step_started_at or request.created_at)
+
+
+def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 500, handled: set[int] | None = None) -> int:
+    """Steps whose ``escalate_after`` has passed: escalate, approve as the system or cancel (``on_timeout``)."""
+    now = _now(now)
+    count = 0
+    pending = session.scalars(select(ApprovalRequest).where(ApprovalRequest.status == "pending").order_by(ApprovalRequest.id).limit(limit)).all()
+    for request in pending:
+        step = request.steps[request.current_step]
+        if step.get("timed_out") or step.get("merchant"):
+            continue
+        policy = versions.policy_for(request_version(session, request), session)
+        spec = _step_spec(policy, step)
+        if not spec.get("escalate_after") or now < _step_started(request) + parse_duration(spec["escalate_after"]):
+            continue
+        try:
+            with session.begin_nested():
+                result = _on_timeout(session, session.get(Tenant, request.tenant_id), request, policy, spec, now)
+            count += result != "reminded"
+            if handled is not None:
+                handled.add(request.id)
+        except StaleData:
+            continue
+    return count
+
+
+def _on_timeout(session: Session, tenant: Tenant, request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any], now: datetime) -> str:
+    """The current step timed out: do what ``on_timeout`` says; returns what was done."""
+    action = _timeout_action(spec)
+    step_index = request.current_step
+    step = request.steps[step_index]
+    if action == "cancel":
+        _expire(session, tenant, request, now, {"step": step["name"], "timeout": spec.get("escalate_after")})
+        return "expired"
+    if policy.reminders:
+        last = _aware(request.last_reminded_at) if request.last_reminded_at else None
+        if last is None or last < _step_started(request):
+            # reminders are configured: the approvers hear once before the step escalates (next run)
+            request.last_reminded_at = now
+            session.flush()
+            events.emit(session, tenant, "approval_reminder", request.order, events.step_recipients(session, tenant, request, step_index), {"step": step["name"], "reason": "before_escalation"})
+            return "reminded"
+    _push_expiry(request, policy, spec, now)
+    steps = [dict(s) for s in request.steps]
+    steps[step_index]["timed_out"] = isoformat(now)
+    if action == "approve":
+        steps[step_index]["approved_by_system"] = True
+        request.steps = steps
+        audit(session, tenant.id, "system", "approval.approved_on_timeout", "order", request.order.external_id, {"step": step["name"], "after": spec.get("escalate_after")})
+        _advance(session, tenant, request, now, None)
+        return "approved"
+    targets = _escalation_targets(session, tenant, request, policy, spec)
+    if not targets:
+        request.steps = steps
+        _expire(session, tenant, request, now, {"step": step["name"], "escalation": "no_targets"})
+        return "expired"
+    before = [a["account"] for a in step["approvers"]]
+    mode = (spec.get("escalate_to") or {}).get("mode", "add")
+    kept = [a for a in step["approvers"] if mode == "add"]
+    added = [t for t in targets if t["account"] not in {a["account"] for a in kept}]
+    steps[step_index]["approvers"] = kept + added
+    steps[step_index]["escalated_at"] = isoformat(now)
+    request.steps = steps
+    existing = set(session.scalars(select(ApprovalEligibility.account_id).where(ApprovalEligibility.request_id == request.id, ApprovalEligibility.step_index == step_index)))
+    now_eligible = {a["account"] for a in steps[step_index]["approvers"]}
+    for account in existing - now_eligible:
+        session.execute(ApprovalEligibility.__table__.delete().where(ApprovalEligibility.request_id == request.id, ApprovalEligibility.step_index == step_index, ApprovalEligibility.account_id == account))
+    for account in sorted(now_eligible - existing):
+        session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=account, step_index=step_index, created_at=now))
+    session.flush()
+    audit(session, tenant.id, "system", "approval.escalated", "order", request.order.external_id, {"step": step["name"], "from": before, "to": [a["account"] for a in steps[step_index]["approvers"]], "mode": mode})
+    accounts = events._accounts(session, tenant, [a["account"] for a in added])
+    recipients = [events._recipient(accounts.get(a["account"]), "email", a["account"]) for a in added]
+    events.emit(session, tenant, "approval_escalated", request.order, recipients, {"step": step["name"], "escalated_from": before, "after": spec.get("escalate_after"), "approval_request": request.id})
+    return "escalated"
+
+
+def _push_expiry(request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any], now: datetime) -> None:
+    """A step that escalates or is approved on timeout gives the request time again when its expiry has passed."""
+    if request.expires_at is not None and _aware(request.expires_at) <= now:
+        grace = parse_duration(spec["escalate_after"]) if spec.get("escalate_after") else policy.expiry
+        request.expires_at = now + grace if grace else None
+
+
+def _escalation_targets(session: Session, tenant: Tenant, request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any]) -> list[dict]:
+    """``escalate_to``: named accounts and/or the active members of the order's company holding a role
+    with the ``approve_orders`` permission; never the buyer."""
+    to = spec.get("escalate_to") or {}
+    buyer = (request.order.decision.get("buyer") or {}).get("account")
+    company = (request.order.decision.get("buyer") or {}).get("company")
+    directory = SqlDirectory(session, tenant.id)
+    why = f"escalated from step {request.steps[request.current_step]['name']}" + (f" after {spec['escalate_after']}" if spec.get("escalate_after") else " at expiry")
+    chosen: dict[str, dict] = {}
+    roles = to.get("role")
+    roles = [roles] if isinstance(roles, str) else list(roles or ())
+    candidates = [(m.account_id, m.role) for m in directory.memberships_of_company(company) if m.active and m.role in roles] if company and roles else []
+    candidates += [(a, None) for a in to.get("accounts") or ()]
+    for account_id, role in candidates:
+        if account_id == buyer or account_id in chosen:
+            continue
+        if role is not None and "approve_orders" not in (policy.roles.get(role).permissions if policy.roles.get(role) else ()):
+            continue
+        account = directory.account(account_id)
+        if account is None or not account.active:
+            continue
+        chosen[account_id] = {
+            "account": account_id, "name": account.name, "role": role, "role_label": policy.role_label(role) if role else "",
+            "why": [why], "email": bool(account.email and account.email_enabled), "escalated": True,
+        }
+    return list(chosen.values())
+
+
+# -------------------------------------------------- merchant review (issue 9)
+
+
+def merchant_decide(session: Session, tenant: Tenant, request_id: int, admin_login: str, approve: bool, comment: str | None = None, *, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+    """A merchant admin (owner or editor) approves or rejects a request waiting in the ``merchant-review`` step.
+
+    For the admin UI, not the storefront API: storefront keys act for the
+    customer's approvers, never for the merchant.
+    """
+    now = _now(now)
+    admin = session.scalar(select(AdminUser).where(AdminUser.tenant_id == tenant.id, AdminUser.login == admin_login))
+    if admin is None:
+        raise Forbidden("not_an_admin", f"{admin_login!r} is not an admin user of this merchant")
+    if admin.role not in ("owner", "editor"):
+        raise Forbidden("read_only_admin", f"admin {admin_login!r} is a {admin.role}; only owners and editors decide merchant reviews")
+    request = get_request(session, tenant, request_id)
+    _check_if_match(request, if_match)
+    _require_pending(session, request)
+    step = request.steps[request.current_step]
+    if not step.get("merchant"):
+        raise Conflict("not_in_merchant_review", f"approval request {request.id} is at step {step['name']}, not in the merchant's review", details={"step": step["name"]})
+    steps = [dict(s) for s in request.steps]
+    steps[request.current_step].update({"decided_by": f"admin:{admin_login}", "decision": "approved" if approve else "rejected", "decided_at": isoformat(now), "comment": comment})
+    request.steps = steps
+    order = request.order
+    audit(session, tenant.id, f"admin:{admin_login}", "approval.merchant_approved" if approve else "approval.merchant_rejected", "order", order.external_id, {"comment": comment})
+    if approve:
+        return _finish_approved(session, tenant, request, now, comment)
+    request.status = "rejected"
+    request.decided_at = now
+    order.status = "rejected"
+    order.updated_at = now
+    session.flush()
+    events.emit_final(session, tenant, order, "rejected", comment)
+    return request
+
+
+# ------------------------------------------- re-evaluating pending requests (issue 9)
+
+
+def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: Mapping[str, Any], decision: Decision, version: RuleSetVersion, now: datetime, actor: str, record: Mapping[str, Any]) -> str:
+    """Replace a pending request's decision by ``decision``; the old one goes to ``order.previous_decisions``.
+
+    approved: the request is approved (budget drawn, buyer told); blocked or
+    held: the request is closed as rejected and the order takes that status;
+    pending: the steps are replaced (generation + 1, eligibility rebuilt) and
+    the first step's approvers are asked again.
+    """
+    order = request.order
+    old_version = request_version(session, request)
+    history = list(order.previous_decisions or [])
+    history.append({
+        **record, "at": isoformat(now), "status": order.status, "total": format_amount(order.total),
+        "ruleset_version": old_version.number if old_version else None, "decision": order.decision,
+    })
+    order.previous_decisions = history
+    order.payload = dict(body)
+    order.total = decision.order.total
+    order.currency = decision.order.currency
+    order.decision = decision.as_dict()
+    order.ruleset_version_id = version.id
+    order.status = decision.outcome
+    order.updated_at = now
+    request.ruleset_version_id = version.id
+    outcome = decision.outcome
+    audit(session, tenant.id, actor, "approval.redecided", "order", order.external_id, {**{k: v for k, v in record.items() if k != "changes"}, "outcome": outcome, "version": version.number, "reasons": decision.reason_codes()})
+    if outcome == "pending":
+        request.generation += 1
+        request.current_step = 0
+        request.steps = _steps_json(decision) + _merchant_steps(session, version)
+        request.expires_at = decision.expires_at
+        request.step_started_at = now
+        session.execute(ApprovalEligibility.__table__.delete().where(ApprovalEligibility.request_id == request.id))
+        for index, step in enumerate(request.steps):
+            for approver in step["approvers"]:
+                session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=approver["account"], step_index=index, created_at=now))
+        session.flush()
+        events.emit(session, tenant, "approval_requested", order, events.step_recipients(session, tenant, request, 0), {"step": request.steps[0]["name"], "approval_request": request.id})
+    elif outcome == "approved":
+        _finish_approved(session, tenant, request, now, None)
+    else:
+        request.status = "rejected"
+        request.decided_at = now
+        session.flush()
+        buyer = events.buyer_recipients(session, tenant, order)
+        if outcome == "held":
+            events.emit(session, tenant, "order_held", order, buyer, {})
+        else:
+            events.emit(session, tenant, "order_cancelled", order, buyer, {"reason": outcome})
+    return outcome
+
+
+def on_publish(session: Session, tenant: Tenant, ruleset_name: str, *, now: datetime | None = None, actor: str = "system", limit: int = 5000) -> dict:
+    """After a publish or rollback of ``ruleset_name``: with ``pending_on_new_version: reevaluate``
+    every pending request of the companies it governs is decided again under the new version.
+
+    Each request in its own savepoint: one that cannot be re-evaluated (the
+    buyer left the company, a concurrent approver) keeps its old decision and
+    is listed under ``skipped``.
+    """
+    now = _now(now)
+    result: dict[str, Any] = {"ruleset": ruleset_name, "mode": "keep", "reevaluated": {}, "skipped": []}
+    version = versions.active_version(session, tenant.id, ruleset_name)
+    if version is None:
+        return result
+    policy = versions.policy_for(version, session)
+    result["mode"] = (policy.data or {}).get("pending_on_new_version", "keep")
+    if result["mode"] != "reevaluate":
+        return result
+    directory = SqlDirectory(session, tenant.id)
+    companies = [c.id for c in session.scalars(select(Company).where(Company.tenant_id == tenant.id)) if directory.ruleset_name_for(c.external_id) == ruleset_name]
+    if not companies:
+        return result
+    pending = session.scalars(
+        select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(
+            ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.status == "pending", Order.company_id.in_(companies),
+            ApprovalRequest.ruleset_version_id != version.id,
+        ).order_by(ApprovalRequest.id).limit(limit)
+    ).all()
+    for request in pending:
+        order = request.order
+        try:
+            with session.begin_nested():
+                decision, used = evaluate(session, tenant, order.payload, now=now)
+                if used.id != version.id:
+                    raise Conflict("other_ruleset", f"order {order.external_id} is now governed by another rule set")
+                outcome = _redecide(session, tenant, request, order.payload, decision, used, now, actor, {"reason": "new_version", "new_version": version.number})
+            result["reevaluated"][order.external_id] = outcome
+        except (StaleData, ApprovalRulesError) as exc:
+            result["skipped"].append({"order": order.external_id, "error": getattr(exc, "code", type(exc).__name__)})
+    audit(session, tenant.id, actor, "ruleset.pending_reevaluated", "ruleset", ruleset_name, {"version": version.number, "reevaluated": result["reevaluated"], "skipped": result["skipped"]})
+    return result
+
+
+# ------------------------------------------------ approver edits (issue 9)
+
+
+def edit(session: Session, tenant: Tenant, request_id: int, approver: str, lines: Any, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+    """An eligible approver of the current step lowers quantities or removes lines (never raises or adds).
+
+    ``lines`` is the complete new list of ``{sku, quantity}``: a line left out
+    is removed.  The total drops by price x removed quantity of every line
+    (so charges outside the lines stay); the order is re-evaluated under the
+    request's pinned version (see :func:`_redecide`) and the buyer is told
+    (``order_edited``).
+    """
+    now = _now(now)
+    request = get_request(session, tenant, request_id)
+    _check_if_match(request, if_match)
+    _require_pending(session, request)
+    step = request.steps[request.current_step]
+    _refuse_merchant_step(request, step)
+    if not _eligible_in_step(request, request.current_step, approver):
+        raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"]})
+    order = request.order
+    old_lines = order.payload.get("lines") or []
+    by_sku: dict[str, dict] = {}
+    for index, line in enumerate(old_lines):
+        if line["sku"] in by_sku:
+            raise OrderError("ambiguous_lines", f"order {order.external_id} has sku {line['sku']!r} on several lines; it cannot be edited by sku", path=f"order.lines[{index}]")
+        if line.get("price") is None:
+            raise OrderError("missing_line_price", f"line {line['sku']!r} of order {order.external_id} has no price, so its total cannot be recomputed", path=f"order.lines[{index}].price")
+        by_sku[line["sku"]] = line
+    if not isinstance(lines, list) or not all(isinstance(x, Mapping) and isinstance(x.get("sku"), str) and set(x) <= {"sku", "quantity"} for x in lines):
+        raise OrderError("invalid_lines", "lines must be a list of {sku, quantity}", path="lines")
+    wanted: dict[str, Decimal] = {}
+    for index, line in enumerate(lines):
+        sku = line["sku"]
+        if sku in wanted:
+            raise OrderError("invalid_lines", f"sku {sku!r} is listed twice", path=f"lines[{index}]")
+        quantity = parse_amount(line.get("quantity", 0), f"lines[{index}].quantity")
+        if sku not in by_sku:
+            raise OrderError("edit_not_a_reduction", f"sku {sku!r} is not on order {order.external_id}: an approver may lower quantities or remove lines, never add", path=f"lines[{index}]")
+        original = parse_amount(by_sku[sku].get("quantity", 1), "quantity")
+        if quantity > original:
+            raise OrderError("edit_not_a_reduction", f"sku {sku!r}: {format_amount(quantity)} is more than the ordered {format_amount(original)}; an approver may only lower quantities", path=f"lines[{index}].quantity")
+        wanted[sku] = quantity
+    changes, new_lines, reduction = [], [], Decimal(0)
+    for sku, line in by_sku.items():
+        original = parse_amount(line.get("quantity", 1), "quantity")
+        quantity = wanted.get(sku, Decimal(0))
+        if quantity != original:
+            changes.append({"sku": sku, "from": format_amount(original), "to": format_amount(quantity)})
+            reduction += parse_amount(line["price"], "price") * (original - quantity)
+        if quantity > 0:
+            new_lines.append({**line, "quantity": format_amount(quantity)} if quantity != original else line)
+    if not changes:
+        raise OrderError("edit_no_change", "the lines are as ordered; nothing to edit", path="lines")
+    if not new_lines:
+        raise OrderError("edit_empties_order", "an edit cannot remove every line; reject the order instead", path="lines")
+    body = {**order.payload, "lines": new_lines, "total": format_amount(max(order.total - reduction, Decimal(0)))}
+    decision, version = evaluate(session, tenant, body, now=now, version=request_version(session, request))
+    account = _account(session, tenant, approver)
+    _redecide(session, tenant, request, body, decision, version, now, approver, {"reason": "edited", "by": account.external_id, "comment": comment, "changes": changes})
+    audit(session, tenant.id, approver, "approval.edited", "order", order.external_id, {"changes": changes, "comment": comment, "total": format_amount(order.total)})
+    events.emit(session, tenant, "order_edited", order, events.buyer_recipients(session, tenant, order), {"by": approver, "comment": comment, "changes": changes, "approval_request": request.id})
+    return request
 
 
 def remind_due(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
@@ -508,6 +899,8 @@ def remind_due(session: Session, *, now: datetime | None = None, limit: int = 50
     count = 0
     pending = session.scalars(select(ApprovalRequest).where(ApprovalRequest.status == "pending").order_by(ApprovalRequest.id).limit(limit)).all()
     for request in pending:
+        if request.steps[request.current_step].get("merchant"):
+            continue  # the merchant's review: no customer approver to remind
         policy = versions.policy_for(request_version(session, request), session)
         if not policy.reminders:
             continue
