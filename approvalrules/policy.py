@@ -343,6 +343,16 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Visibility:
+    """What a member may see besides its own orders (see :meth:`Policy.visibility_for`)."""
+
+    all_group_orders: bool
+    own_group: str | None
+    eligible: bool
+    whole_company: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Role:
     name: str
     label: str
@@ -653,6 +663,25 @@ class Policy:
     def role_label(self, role: str | None) -> str:
         spec = self.roles.get(role) if role else None
         return spec.label if spec else (role or "")
+
+    def visibility_for(self, membership: Membership) -> "Visibility":
+        """Which of its company's orders a member sees (ACCEPTANCE A10), from ``visibility``.
+
+        Everyone sees their own orders; masters see every group order when
+        ``masters_see_group_orders``; members whose role is in ``viewer_roles``
+        see their group's orders without approving; approvers see the orders
+        they may approve, or the whole company's with ``approvers_see: company``.
+        """
+        role = self.roles.get(membership.role)
+        permissions = role.permissions if role else frozenset()
+        active = membership.active
+        approver = active and "approve_orders" in permissions
+        return Visibility(
+            all_group_orders=active and membership.master and bool(self.visibility["masters_see_group_orders"]),
+            own_group=membership.group if active and membership.role in self.visibility["viewer_roles"] else None,
+            eligible=approver,
+            whole_company=approver and self.visibility["approvers_see"] == "company",
+        )
 
     # ----------------------------------------------------------- evaluate
 

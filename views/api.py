@@ -156,6 +156,22 @@ class StorefrontApi:
         self.request.response.status_int = 201 if created else 200
         return order_view(self.session, order)
 
+    @view_config(route_name="api_orders", request_method="GET")
+    def visible_orders(self):
+        """The orders an account may see (ACCEPTANCE A10): ``?viewer=ID[&company=ID][&page][&per_page]``."""
+        params = self.request.params
+        viewer = params.get("viewer")
+        if not viewer:
+            raise OrderError("missing_viewer", "name the account whose view to list as ?viewer=", path="viewer")
+        page, per_page = _page(params)
+        query = service.visible_orders_query(self.session, self.tenant, viewer, params.get("company"))
+        total = self.session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = self.session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+        return {
+            "items": [{"id": o.external_id, "status": o.status, "total": format_amount(o.total), "currency": o.currency, "buyer": o.decision.get("buyer", {}).get("account")} for o in rows],
+            "page": page, "per_page": per_page, "total": total,
+        }
+
     @view_config(route_name="api_order", request_method="GET")
     def get(self):
         return order_view(self.session, service.get_order(self.session, self.tenant, self.request.matchdict["id"]))

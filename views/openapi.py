@@ -96,7 +96,10 @@ def document() -> dict:
     paths = {
         "/api/v1/evaluate": {"post": {"summary": "Dry run: the decision for a cart, with its trace; writes nothing", "requestBody": {"required": True, **json_of("Order")},
                                        "responses": {"200": {"description": "The decision", **json_of("Decision")}, **_error_responses(400, 401, 404, 413, 422, 503)}}},
-        "/api/v1/orders": {"post": {"summary": "Submit an order (idempotent on order id and Idempotency-Key)",
+        "/api/v1/orders": {"get": {"summary": "The orders an account may see, per the rule set's visibility (own, group, eligible, company)",
+                                    "parameters": [{"name": n, "in": "query", "required": n == "viewer", "schema": {"type": t}} for n, t in (("viewer", "string"), ("company", "string"), ("page", "integer"), ("per_page", "integer"))],
+                                    "responses": {"200": {"description": "A page of orders", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}}}}}, **_error_responses(401, 404, 422)}},
+                           "post": {"summary": "Submit an order (idempotent on order id and Idempotency-Key)",
                                      "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
                                      "requestBody": {"required": True, **json_of("Order")},
                                      "responses": {"201": {"description": "Recorded", **json_of("OrderRecord")}, "200": {"description": "Already recorded with this body", **json_of("OrderRecord")}, **_error_responses(400, 401, 409, 413, 422, 503)}}},

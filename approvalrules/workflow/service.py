@@ -137,6 +137,41 @@ def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: 
     return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
 
 
+def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_id: str | None = None):
+    """A query of the orders ``viewer`` may see in one company, per the rule set's ``visibility``."""
+    from sqlalchemy import and_, exists
+
+    from ..store.models import Group, Membership
+
+    directory = snapshot(session, tenant)
+    membership = directory.membership(viewer, company_id)
+    if membership is None:
+        raise OrderError("not_a_member", f"account {viewer!r} is not a member of {company_id or 'a default company'}", path="viewer")
+    policy, _ = policy_for_company(session, tenant, directory, membership.company_id)
+    seen = policy.visibility_for(membership)
+    account = _account(session, tenant, viewer)
+    company = _company(session, tenant, membership.company_id)
+    in_company = Order.company_id == company.id
+
+    def buyer_in_group(*group_filter):
+        return exists().where(Membership.account_id == Order.buyer_id, Membership.company_id == company.id, *group_filter)
+
+    visible = [Order.buyer_id == account.id]
+    if seen.whole_company:
+        visible.append(in_company)
+    if seen.all_group_orders:
+        visible.append(and_(in_company, buyer_in_group(Membership.group_id.is_not(None))))
+    if seen.own_group:
+        group_ids = select(Group.id).where(Group.company_id == company.id, Group.external_id == seen.own_group)
+        visible.append(and_(in_company, buyer_in_group(Membership.group_id.in_(group_ids))))
+    if seen.eligible:
+        eligible = select(ApprovalRequest.order_id).join(ApprovalEligibility, ApprovalEligibility.request_id == ApprovalRequest.id).where(
+            ApprovalEligibility.tenant_id == tenant.id, ApprovalEligibility.account_id == viewer
+        )
+        visible.append(Order.id.in_(eligible))
+    return select(Order).where(Order.tenant_id == tenant.id, or_(*visible))
+
+
 # ---------------------------------------------------------------- helpers
 
 

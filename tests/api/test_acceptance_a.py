@@ -184,3 +184,22 @@ def test_f1_diff_of_stored_versions_with_recorded_orders(api, order_id, world, t
         assert "replay:" in out and "pending -> approved" in out.split("replay:")[1]
     finally:
         world.run(lambda session: versions.rollback(session, "demo", "acme", old, author="qa"))
+
+
+def test_a10_visibility_master_all_viewer_group_approver_eligible(api, order_id):
+    bob, eve = order_id("A10b"), order_id("A10e")
+    submit(api, bob, "bob", 900)   # Marketing, pending for master and Ann
+    submit(api, eve, "eve", 60)    # Ops, pending for master, Cid and Dee
+
+    def sees(viewer):
+        items = api.get("/api/v1/orders", {"viewer": viewer, "per_page": 200}).json["items"]
+        return {i["id"] for i in items} & {bob, eve}
+
+    assert sees("acme-master") == {bob, eve}      # the master sees all group orders
+    assert sees("val") == {bob}                   # a viewer sees its group's orders without approving
+    assert sees("ann") == {bob}                   # approvers see the orders they may approve
+    assert sees("cid") == {eve}
+    assert sees("bob") == {bob}                   # everyone sees their own
+    val_approves = api.post_json(f"/api/v1/approvals/{api.get(f'/api/v1/orders/{bob}').json['approval']['id']}/approve", {"approver": "val"}, status=403)
+    assert val_approves.json["error"]["code"] == "not_eligible"
+    assert api.get("/api/v1/orders", status=422).json["error"]["code"] == "missing_viewer"
