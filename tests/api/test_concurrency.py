@@ -42,13 +42,14 @@ def _race(world, request_id, actions):
     return results
 
 
-def test_twenty_threads_approving_and_rejecting_one_request(postgres_world, api, order_id):
+@pytest.mark.parametrize("threads", [20, 50])
+def test_concurrent_approvers_and_rejecters_on_one_request(postgres_world, api, order_id, threads):
     world = postgres_world
     oid = order_id("race")
     request_id = submit(api, oid, "sam", 2000).json["approval"]["id"]  # one of Tom or Tia decides
-    actions = [("approve" if i % 2 else "reject", "tom" if i % 4 < 2 else "tia") for i in range(20)]
+    actions = [("approve" if i % 2 else "reject", "tom" if i % 4 < 2 else "tia") for i in range(threads)]
     results = _race(world, request_id, actions)
-    assert len(results) == 20
+    assert len(results) == threads
     statuses = Counter(r[2] for r in results)
     assert set(statuses) <= {200, 409}, statuses
     final = api.get(f"/api/v1/approvals/{request_id}").json

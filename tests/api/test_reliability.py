@@ -122,3 +122,68 @@ def test_process_killed_during_publish_leaves_old_or_new_version_whole(world, tm
     assert published == 1 and active.status == "published"
     assert text_hash(active.text) == active.content_hash
     assert numbers == list(range(1, len(numbers) + 1))  # no gap, no half-numbered version
+
+
+@pytest.mark.parametrize("failure", ["SerializationFailure", "DeadlockDetected"])
+def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, failure):
+    """pyramid_retry runs the request again on PostgreSQL's transient errors (SQLSTATE 40001, 40P01)."""
+    import psycopg.errors
+    from sqlalchemy.exc import OperationalError
+
+    from approvalrules.workflow import service
+
+    real = service.evaluate
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT ...", {}, getattr(psycopg.errors, failure)("transient"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "evaluate", flaky)
+    response = api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10})
+    assert response.json["outcome"] == "approved"
+    assert len(calls) == 2
+
+
+def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
+    """Evaluations racing a stream of publishes each see one whole version: outcome and version agree."""
+    if world.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent publish and evaluate is proven on PostgreSQL (SQLite serialises writers)")
+    import threading
+
+    from approvalrules.store import versions
+
+    base = (ROOT / "rules" / "globex.yaml").read_text()
+    low = base.replace("order_limit: {amount: 10000", "order_limit: {amount: 5000")
+    assert low != base
+    start = api.get("/api/v1/rulesets/globex/versions").json["versions"][-1]["number"]
+    outcome_by_limit = {}
+    stop = threading.Event()
+    seen = []
+
+    def evaluate():
+        client = webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
+        while not stop.is_set():
+            decision = client.post_json("/api/v1/evaluate", {"buyer": "ben", "total": 7000}).json
+            seen.append((decision["ruleset"]["version"], decision["outcome"]))
+
+    threads = [threading.Thread(target=evaluate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    published = {}
+    try:
+        for i in range(6):
+            text = low if i % 2 == 0 else base
+            number = world.run(lambda s, text=text: versions.publish(s, "demo", "globex", author="race", text=text).number)
+            published[number] = "pending" if text is low else "approved"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        world.run(lambda s: versions.rollback(s, "demo", "globex", start, author="race"))
+    published[start] = "approved"
+    checked = [(v, o) for v, o in seen if v in published]
+    assert len(checked) >= 10
+    assert all(published[v] == o for v, o in checked), [(v, o, published[v]) for v, o in checked if published[v] != o][:5]
