@@ -29,7 +29,7 @@ MAPPED = {  # package -> folder of the checkout, as in pyproject.toml's package-
 SHIPPED = {".py", ".json", ".pt", ".css", ".js", ".svg", ".mako", ".yaml", ".txt"}
 
 PROBE = r"""
-import json
+import importlib, json
 import approvalrules.app, approvalrules.views, approvalrules.templates, approvalrules.schemas
 import approvalrules.alembic
 from importlib.resources import files
@@ -42,7 +42,8 @@ print(json.dumps({
     "templates": sorted(p.name for p in files("approvalrules.templates").iterdir()),
     "static": sorted(p.name for p in (files("approvalrules.templates") / "static").iterdir()),
     "schema": approvalrules.schemas.schema_path("ruleset.schema.json").is_file(),
-    "dirs": {name: str(files(name)) for name in (
+    # the package's folder on disk (a namespace package's files() is a MultiplexedPath)
+    "dirs": {name: list(importlib.import_module(name).__path__)[0] for name in (
         "approvalrules.views", "approvalrules.templates", "approvalrules.schemas",
         "approvalrules.alembic")},
 }))
