@@ -362,7 +362,7 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             )
         )
     _check_references(companies, accounts, memberships, groups, assignments)
-    _check_delegations(delegations, {c.id for c in companies}, {a.id for a in accounts})
+    check_delegations(delegations, {c.id for c in companies}, {a.id for a in accounts})
     records = dict(companies=companies, accounts=accounts, memberships=memberships, groups=groups, assignments=assignments)
     if delegations:
         # only when present: the store's loader does not know delegations yet
@@ -370,7 +370,7 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
     return records
 
 
-def _check_delegations(delegations, company_ids, account_ids) -> None:
+def check_delegations(delegations, company_ids, account_ids) -> None:
     """Every account and company exists; the delegation graph has no loop (whatever the dates)."""
     edges: dict[str, set[str]] = {}
     for index, d in enumerate(delegations):

@@ -187,9 +187,14 @@ class Approver:
     role_label: str
     why: tuple[str, ...]
     email: bool
+    #: the accounts this one stands in for; set only when it is eligible as a delegate alone
+    delegate_of: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"account": self.account, "name": self.name, "role": self.role, "role_label": self.role_label, "why": list(self.why)}
+        data = {"account": self.account, "name": self.name, "role": self.role, "role_label": self.role_label, "why": list(self.why)}
+        if self.delegate_of:
+            data["delegate_of"] = list(self.delegate_of)
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -1104,12 +1109,14 @@ class _Evaluation:
                     if delegate in position:
                         existing = out[position[delegate]]
                         if why not in existing.why:
-                            out[position[delegate]] = Approver(existing.account, existing.name, existing.role, existing.role_label, existing.why + (why,), existing.email)
+                            # eligible in its own right too: it acts for nobody
+                            acts_for = existing.delegate_of + (delegator,) if existing.delegate_of else ()
+                            out[position[delegate]] = Approver(existing.account, existing.name, existing.role, existing.role_label, existing.why + (why,), existing.email, acts_for)
                     else:
                         settings = self.policy.effective_settings(membership)
                         email = bool(settings["email"] and account.email_enabled and account.email)
                         position[delegate] = len(out)
-                        out.append(Approver(delegate, account.name, membership.role, self.policy.role_label(membership.role), (why,), email))
+                        out.append(Approver(delegate, account.name, membership.role, self.policy.role_label(membership.role), (why,), email, (delegator,)))
                     stack.append((delegate, depth + 1))
         return tuple(out)
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import contains_eager, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from approvalrules.durations import isoformat, parse_instant
 from approvalrules.money import format_amount
@@ -127,7 +127,8 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
     }
     if not brief:
         data["history"] = [
-            {"action": a.action, "step": a.step, "by": a.approver.external_id, "comment": a.comment, "at": isoformat(a.created_at), "generation": a.generation}
+            {"action": a.action, "step": a.step, "by": a.approver.external_id, "for": a.on_behalf_of.external_id if a.on_behalf_of else None,
+             "comment": a.comment, "at": isoformat(a.created_at), "generation": a.generation}
             for a in request.actions
         ]
         data["order_detail"] = {"total": format_amount(request.order.total), "currency": request.order.currency, "buyer": request.order.decision.get("buyer")}
@@ -195,7 +196,7 @@ class StorefrontApi:
             .join(Order, ApprovalRequest.order_id == Order.id)
             .where(ApprovalRequest.tenant_id == self.tenant.id)
             # the page renders each request's order and actions: load them with it, not row by row
-            .options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions).joinedload(ApprovalAction.approver))
+            .options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions).options(joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)))
         )
         counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == self.tenant.id).group_by(ApprovalRequest.status)
         approver = params.get("approver")
@@ -345,6 +346,19 @@ class StorefrontApi:
             if body.get(key) is not None:
                 body[key] = parse_amount(body[key], key)
         self._directory().upsert_assignment(body.pop("approver"), body.pop("account"), body.pop("company"), **body)
+        return {"status": "ok"}
+
+    @view_config(route_name="api_directory_delegations", request_method="PUT")
+    def put_delegation(self):
+        from datetime import date
+
+        body = directory_body(self.request, {"delegator": str, "delegate": str, "valid_from": str, "valid_until": str, "company": (str, type(None)), "step": (str, type(None))}, required=("delegator", "delegate", "valid_from", "valid_until"))
+        for key in ("valid_from", "valid_until"):
+            try:
+                body[key] = date.fromisoformat(body[key])
+            except ValueError:
+                raise OrderError("invalid_date", f"{key} must be a date like 2026-12-24", path=key) from None
+        self._directory().upsert_delegation(body.pop("delegator"), body.pop("delegate"), body.pop("valid_from"), body.pop("valid_until"), **body)
         return {"status": "ok"}
 
     def _directory(self) -> DirectoryService:

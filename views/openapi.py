@@ -147,6 +147,7 @@ def document() -> dict:
         "Upsert a membership (role, group, master, settings); `move` moves between groups",
         {"role": text, "group": nullable_text, "master": flag, "default": flag, "status": {"enum": ["active", "invited", "declined", "inactive"]}, "settings": {"type": "object"}, "attributes": {"type": "object"}, "move": flag},
         "account", "company")}
+    paths["/api/v1/directory/delegations"] = {"put": upsert("Upsert a delegation (out of office): delegate approves for delegator in a period; loops refused", {"delegator": text, "delegate": text, "valid_from": {"type": "string", "format": "date"}, "valid_until": {"type": "string", "format": "date"}, "company": nullable_text, "step": nullable_text}, required=("delegator", "delegate", "valid_from", "valid_until"))}
     paths["/api/v1/directory/assignments"] = {"put": upsert("Upsert an assignment approver -> account", {"approver": text, "account": text, "company": text, "threshold": amount, "limit": amount, "step": nullable_text}, required=("approver", "account", "company"))}
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     yaml_body = {"required": True, "content": {"application/yaml": {"schema": {"type": "string", "description": "A rule set (schemas/ruleset.schema.json)"}}}}

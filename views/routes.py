@@ -27,3 +27,4 @@ def includeme(config):
     config.add_route("api_directory_account", "/api/v1/directory/accounts/{account}")
     config.add_route("api_directory_membership", "/api/v1/directory/accounts/{account}/memberships/{company}")
     config.add_route("api_directory_assignments", "/api/v1/directory/assignments")
+    config.add_route("api_directory_delegations", "/api/v1/directory/delegations")

@@ -18,7 +18,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
 
 from .. import directory as d
-from .models import Account, Assignment, Company, Group, Membership
+from .models import Account, Assignment, Company, Delegation, Group, Membership
 
 T = TypeVar("T")
 
@@ -162,6 +162,24 @@ class SqlDirectory(d.Directory):
         ]
         return tuple(sorted(records, key=lambda a: (a.approver_id, a.account_id, a.step or "")))
 
+    def delegations_of(self, delegator_id):
+        return self._cached(("delegations_of", delegator_id), lambda: self._delegations(Delegation.delegator.has(Account.external_id == delegator_id)))
+
+    def _delegations(self, where) -> tuple[d.Delegation, ...]:
+        delegator, delegate = aliased(Account), aliased(Account)
+        rows = self.session.execute(
+            select(Delegation, delegator.external_id, delegate.external_id, Company.external_id)
+            .join(delegator, Delegation.delegator_id == delegator.id)
+            .join(delegate, Delegation.delegate_id == delegate.id)
+            .outerjoin(Company, Delegation.company_id == Company.id)
+            .where(Delegation.tenant_id == self.tenant_id, where)
+        )
+        records = [
+            d.Delegation(delegator_id=a, delegate_id=b, valid_from=x.valid_from, valid_until=x.valid_until, company_id=c, step=x.step)
+            for x, a, b, c in rows
+        ]
+        return tuple(sorted(records, key=lambda r: (r.delegate_id, r.valid_from, r.company_id or "", r.step or "")))
+
     def assignments_for(self, account_id, company_id):
         return self._cached(
             ("assignments_for", account_id, company_id),
@@ -236,4 +254,4 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
             .where(Company.tenant_id == tenant_id)
         )
     ]
-    return d.MemoryDirectory(companies, accounts, sql._memberships(true()), groups, assignments)
+    return d.MemoryDirectory(companies, accounts, sql._memberships(true()), groups, assignments, sql._delegations(true()))

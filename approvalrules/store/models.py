@@ -8,7 +8,7 @@ Money is ``Numeric(18, 4)``; JSON is JSONB on PostgreSQL.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import (
     update,
     Boolean,
     CheckConstraint,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -233,6 +234,31 @@ class Assignment(Base):
     company: Mapped[Company] = relationship()
 
 
+class Delegation(Base):
+    """Out of office: ``delegate`` approves for ``delegator`` from ``valid_from`` to ``valid_until`` (inclusive)."""
+
+    __tablename__ = "delegations"
+    __table_args__ = (
+        Index("ix_delegations_delegator", "tenant_id", "delegator_id"),
+        CheckConstraint("valid_from <= valid_until", name="valid_period"),
+        CheckConstraint("delegator_id <> delegate_id", name="not_self"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    delegator_id: Mapped[int] = mapped_column(_fk("accounts.id"))
+    delegate_id: Mapped[int] = mapped_column(_fk("accounts.id"))
+    company_id: Mapped[int | None] = mapped_column(_fk("companies.id"))
+    step: Mapped[str | None] = mapped_column(String(200))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_until: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    delegator: Mapped[Account] = relationship(foreign_keys=[delegator_id])
+    delegate: Mapped[Account] = relationship(foreign_keys=[delegate_id])
+    company: Mapped[Company | None] = relationship()
+
+
 class RuleSet(Base):
     """A named rule set: its editable draft and a pointer to the active version."""
 
@@ -430,6 +456,8 @@ class ApprovalAction(Base):
 
     request: Mapped[ApprovalRequest] = relationship(back_populates="actions")
     approver: Mapped[Account] = relationship(foreign_keys=[approver_id])
+    #: whom the approver acted for (a delegate's action)
+    on_behalf_of: Mapped[Account | None] = relationship(foreign_keys=[on_behalf_of_id])
 
 
 class BudgetLedger(Base):

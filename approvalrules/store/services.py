@@ -34,7 +34,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session, joinedload
 
 from ..errors import DirectoryError, NotFound
@@ -49,6 +49,7 @@ from .models import (
     Assignment,
     AuditEvent,
     Company,
+    Delegation,
     Group,
     Membership,
     Order,
@@ -628,6 +629,40 @@ class DirectoryService:
             )
         return assignment
 
+    def upsert_delegation(self, delegator_id: str, delegate_id: str, valid_from, valid_until, *, company: str | None = None, step: str | None = None) -> Delegation:
+        """Let ``delegate`` approve for ``delegator`` in a period; refused when it would close a loop."""
+        from .. import directory as records
+        from .directory import SqlDirectory
+
+        delegator, delegate = self.account(delegator_id), self.account(delegate_id)
+        company_row = self.company(company) if company else None
+        if delegator.id == delegate.id:
+            raise DirectoryError("invalid_delegation", f"{delegator_id!r} cannot delegate to itself")
+        if valid_until < valid_from:
+            raise DirectoryError("invalid_delegation", f"valid_until {valid_until} is before valid_from {valid_from}")
+        existing = self.session.scalar(
+            select(Delegation).where(
+                Delegation.tenant_id == self.tenant.id, Delegation.delegator_id == delegator.id, Delegation.delegate_id == delegate.id,
+                Delegation.company_id.is_(None) if company_row is None else Delegation.company_id == company_row.id,
+                Delegation.step.is_(None) if step is None else Delegation.step == step,
+            )
+        )
+        # one rule for loops, shared with the fixtures: check the whole graph with this edge in it
+        current = [x for x in SqlDirectory(self.session, self.tenant.id)._delegations(true()) if existing is None or (x.delegator_id, x.delegate_id, x.company_id, x.step) != (delegator_id, delegate_id, company, step)]
+        proposed = records.Delegation(delegator_id, delegate_id, valid_from, valid_until, company, step)
+        everyone = current + [proposed]
+        records.check_delegations(everyone, {x.company_id for x in everyone if x.company_id}, {x.delegator_id for x in everyone} | {x.delegate_id for x in everyone})
+        if existing is None:
+            existing = Delegation(tenant_id=self.tenant.id, delegator_id=delegator.id, delegate_id=delegate.id, company_id=company_row.id if company_row else None, step=step, valid_from=valid_from, valid_until=valid_until)
+            self.session.add(existing)
+        elif (existing.valid_from, existing.valid_until) == (valid_from, valid_until):
+            return existing  # unchanged: nothing to write, nothing to audit
+        else:
+            existing.valid_from, existing.valid_until = valid_from, valid_until
+        self.session.flush()
+        self._audit("delegation.saved", "delegation", f"{delegator_id}->{delegate_id}", {"valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(), "company": company, "step": step})
+        return existing
+
     def remove_assignment(self, approver_id: str, account_id: str, company_id: str, step: str | None = None) -> None:
         """Remove an approver from an account; refused while orders of that account wait for them."""
         approver, account, company = self.account(approver_id), self.account(account_id), self.company(company_id)
@@ -718,6 +753,8 @@ class DirectoryService:
             )
         for a in records.get("assignments", ()):
             self.upsert_assignment(a.approver_id, a.account_id, a.company_id, threshold=a.threshold, limit=a.limit, step=a.step)
+        for x in records.get("delegations", ()):
+            self.upsert_delegation(x.delegator_id, x.delegate_id, x.valid_from, x.valid_until, company=x.company_id, step=x.step)
 
     def load_fixture(self, data: Mapping[str, Any]) -> None:
         """Upsert a directory fixture (the format of ``schemas/directory.schema.json``)."""

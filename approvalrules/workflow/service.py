@@ -223,7 +223,8 @@ def _steps_json(decision: Decision) -> list[dict]:
             "required": step.required,
             "condition": step.condition,
             "approvers": [
-                {"account": a.account, "name": a.name, "role": a.role, "role_label": a.role_label, "why": list(a.why), "email": a.email}
+                {"account": a.account, "name": a.name, "role": a.role, "role_label": a.role_label, "why": list(a.why), "email": a.email,
+                 **({"delegate_of": list(a.delegate_of)} if a.delegate_of else {})}
                 for a in step.approvers
             ],
         }
@@ -369,8 +370,19 @@ def _eligible_in_step(request: ApprovalRequest, step_index: int, approver: str) 
     return any(a["account"] == approver for a in step["approvers"])
 
 
-def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *, comment: str | None = None, if_match=None, on_behalf_of: str | None = None, now: datetime | None = None) -> ApprovalRequest:
-    """One approval of the current step by ``approver``; approving twice counts once."""
+def _acting_for(session: Session, tenant: Tenant, request: ApprovalRequest, approver: str) -> int | None:
+    """The account a delegate acts for in the current step (recorded on the action), or None."""
+    for entry in request.steps[request.current_step]["approvers"]:
+        if entry["account"] == approver and entry.get("delegate_of"):
+            return _account(session, tenant, entry["delegate_of"][0]).id
+    return None
+
+
+def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+    """One approval of the current step by ``approver``; approving twice counts once.
+
+    A delegate's action records whom it acted for.
+    """
     now = _now(now)
     request = get_request(session, tenant, request_id)
     _check_if_match(request, if_match)
@@ -382,7 +394,7 @@ def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     account = _account(session, tenant, approver)
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
-    request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="approve", generation=request.generation, comment=comment, created_at=now, on_behalf_of_id=_account(session, tenant, on_behalf_of).id if on_behalf_of else None))
+    request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="approve", generation=request.generation, comment=comment, created_at=now, on_behalf_of_id=_acting_for(session, tenant, request, approver)))
     approvals = len(_actions_of(request, step["name"]))
     audit(session, tenant.id, approver, "approval.approved", "order", request.order.external_id, {"step": step["name"], "count": approvals, "required": step["required"], "comment": comment})
     if approvals < step["required"]:
@@ -437,7 +449,7 @@ def reject(session: Session, tenant: Tenant, request_id: int, approver: str, *, 
     if not _eligible_in_step(request, request.current_step, approver):
         raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"]})
     account = _account(session, tenant, approver)
-    request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="reject", generation=request.generation, comment=comment, created_at=now))
+    request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="reject", generation=request.generation, comment=comment, created_at=now, on_behalf_of_id=_acting_for(session, tenant, request, approver)))
     request.status = "rejected"
     request.decided_at = now
     order = request.order
