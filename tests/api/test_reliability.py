@@ -155,18 +155,18 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
 
     from approvalrules.store import versions
 
-    base = (ROOT / "rules" / "globex.yaml").read_text()
-    low = base.replace("order_limit: {amount: 10000", "order_limit: {amount: 5000")
-    assert low != base
-    start = api.get("/api/v1/rulesets/globex/versions").json["versions"][-1]["number"]
-    outcome_by_limit = {}
+    # acme has no budget, so Bob's 800 depends on the Marketing threshold alone
+    base = (ROOT / "rules" / "acme.yaml").read_text()
+    high = base.replace("total: {gt: 500}", "total: {gt: 1000}")
+    assert high != base
+    start = api.get("/api/v1/rulesets/acme/versions").json["versions"][-1]["number"]
     stop = threading.Event()
     seen = []
 
     def evaluate():
         client = webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
         while not stop.is_set():
-            decision = client.post_json("/api/v1/evaluate", {"buyer": "ben", "total": 7000}).json
+            decision = client.post_json("/api/v1/evaluate", {"buyer": "bob", "total": 800}).json
             seen.append((decision["ruleset"]["version"], decision["outcome"]))
 
     threads = [threading.Thread(target=evaluate) for _ in range(3)]
@@ -175,15 +175,15 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
     published = {}
     try:
         for i in range(6):
-            text = low if i % 2 == 0 else base
-            number = world.run(lambda s, text=text: versions.publish(s, "demo", "globex", author="race", text=text).number)
-            published[number] = "pending" if text is low else "approved"
+            text = high if i % 2 == 0 else base
+            number = world.run(lambda s, text=text: versions.publish(s, "demo", "acme", author="race", text=text).number)
+            published[number] = "approved" if text is high else "pending"
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=30)
-        world.run(lambda s: versions.rollback(s, "demo", "globex", start, author="race"))
-    published[start] = "approved"
+        world.run(lambda s: versions.rollback(s, "demo", "acme", start, author="race"))
+    published[start] = "pending"
     checked = [(v, o) for v, o in seen if v in published]
     assert len(checked) >= 10
     assert all(published[v] == o for v, o in checked), [(v, o, published[v]) for v, o in checked if published[v] != o][:5]
