@@ -246,12 +246,7 @@ class StorefrontApi:
 
             raise NotFound("unknown_action", f"no approval action {action!r}; use approve, reject or reverse")
         body = json_body(self.request)
-        approver = body.get("approver")
-        if not isinstance(approver, str) or not approver:
-            raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
-        comment = body.get("comment")
-        if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
-            raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
+        approver, comment = actor_and_comment(body)
         request = handlers[action](
             self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver,
             comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
@@ -264,12 +259,7 @@ class StorefrontApi:
     def approval_edit(self):
         """An eligible approver lowers quantities or removes lines before approving; the order is re-evaluated."""
         body = json_body(self.request)
-        approver = body.get("approver")
-        if not isinstance(approver, str) or not approver:
-            raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
-        comment = body.get("comment")
-        if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
-            raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
+        approver, comment = actor_and_comment(body)
         request = service.edit(
             self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver, body.get("lines"),
             comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
@@ -282,11 +272,10 @@ class StorefrontApi:
     def bulk(self):
         """Approve or reject several requests in one call; each is checked on its own, in its own savepoint."""
         body = json_body(self.request)
-        action, approver, ids = body.get("action"), body.get("approver"), body.get("requests")
+        action, ids = body.get("action"), body.get("requests")
         if action not in ("approve", "reject"):
             raise OrderError("invalid_action", "action must be approve or reject", path="action")
-        if not isinstance(approver, str) or not approver:
-            raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
+        approver, comment = actor_and_comment(body)
         if not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in ids):
             raise OrderError("invalid_requests", "requests must be a list of 1 to 100 approval request ids", path="requests")
         handler = service.approve if action == "approve" else service.reject
@@ -294,7 +283,7 @@ class StorefrontApi:
         for request_id in ids:
             try:
                 with self.session.begin_nested():
-                    request = handler(self.session, self.tenant, request_id, approver, comment=body.get("comment"))
+                    request = handler(self.session, self.tenant, request_id, approver, comment=comment)
                 results.append({"id": request_id, "ok": True, "status": request.status})
             except ApprovalRulesError as exc:
                 results.append({"id": request_id, "ok": False, "error": exc.as_dict()})
@@ -391,6 +380,16 @@ def _check_settings(settings: dict) -> None:
         first = errors[0]
         path = "settings" + "".join(f".{p}" for p in first.absolute_path)
         raise OrderError("invalid_settings", f"{path}: {first.message}"[:300], path=path)
+
+
+def actor_and_comment(body: dict) -> tuple[str, str | None]:
+    """The acting approver and the optional comment of an approval action's body, checked."""
+    approver, comment = body.get("approver"), body.get("comment")
+    if not isinstance(approver, str) or not approver:
+        raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
+        raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
+    return approver, comment
 
 
 def _int_id(text: str) -> int:
