@@ -156,7 +156,7 @@ def generate(n_requests: int, n_companies: int, tenant_id: int, base_company_id:
             decided = None if status == "pending" else created + timedelta(hours=rng.randrange(1, 96))
             order = (i, tenant_id, f"B{i:08d}", companies[c][0], "{}", total, "USD", "regular", order_status, decision, created, created)
             request = (i, tenant_id, i, status, 0, 0, steps, created + timedelta(days=14), 1, created, decided)
-            eligibility = [(2 * i - 1, i, tenant_id, master, 0, created), (2 * i, i, tenant_id, approver, 0, created)]
+            eligibility = [(2 * i - 1, i, tenant_id, master, 0, status, created), (2 * i, i, tenant_id, approver, 0, status, created)]
             yield order, request, eligibility
 
     return companies, rows()
@@ -164,7 +164,7 @@ def generate(n_requests: int, n_companies: int, tenant_id: int, base_company_id:
 
 ORDER_COLS = "id, tenant_id, external_id, company_id, payload, total, currency, type, status, decision, created_at, updated_at"
 REQUEST_COLS = "id, tenant_id, order_id, status, current_step, generation, steps, expires_at, version_id, created_at, decided_at"
-ELIG_COLS = "id, request_id, tenant_id, account_id, step_index, created_at"
+ELIG_COLS = "id, request_id, tenant_id, account_id, step_index, status, created_at"
 
 
 def bulk_load_pg(url: str, n_requests: int, n_companies: int) -> None:
@@ -229,27 +229,24 @@ def bulk_load_sqlite(path: str, n_requests: int, n_companies: int) -> None:
         eligibility.extend(tuple(iso(v) for v in e) for e in elig)
     conn.executemany(f"INSERT INTO orders ({ORDER_COLS}) VALUES ({', '.join('?' * 12)})", orders)
     conn.executemany(f"INSERT INTO approval_requests ({REQUEST_COLS}) VALUES ({', '.join('?' * 11)})", requests)
-    conn.executemany(f"INSERT INTO approval_eligibility ({ELIG_COLS}) VALUES ({', '.join('?' * 6)})", eligibility)
+    conn.executemany(f"INSERT INTO approval_eligibility ({ELIG_COLS}) VALUES ({', '.join('?' * 7)})", eligibility)
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
 
 
 def inbox_statements(session, tenant_id: int, approver: str):
-    """The three statements of views/api.py StorefrontApi.approvals for ?approver=X&status=pending (page 1, 50)."""
+    """The three statements of GET /api/v1/approvals?approver=X&status=pending (page 1, 50), built by the service."""
     from sqlalchemy import func, select
 
-    from approvalrules.store.models import ApprovalEligibility, ApprovalRequest, Order
+    from approvalrules.store.models import ApprovalRequest
+    from approvalrules.workflow.service import inbox_queries
 
-    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == tenant_id)
-    counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == tenant_id)
-    eligible = select(ApprovalEligibility.request_id).where(ApprovalEligibility.tenant_id == tenant_id, ApprovalEligibility.account_id == approver)
-    query = query.where(ApprovalRequest.id.in_(eligible)).where(ApprovalRequest.status == "pending")
-    counts_query = counts_query.where(ApprovalRequest.id.in_(eligible))
+    query, counts_query = inbox_queries(tenant_id, approver=approver, status="pending")
     return {
         "total": select(func.count()).select_from(query.subquery()),
         "page": query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()).offset(0).limit(50),
-        "counts": counts_query.group_by(ApprovalRequest.status),
+        "counts": counts_query,
     }
 
 

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 
 from pyramid.view import view_config, view_defaults
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from approvalrules.durations import isoformat, parse_instant
@@ -191,25 +191,9 @@ class StorefrontApi:
     @view_config(route_name="api_approvals", request_method="GET")
     def approvals(self):
         params = self.request.params
-        query = (
-            select(ApprovalRequest)
-            .join(Order, ApprovalRequest.order_id == Order.id)
-            .where(ApprovalRequest.tenant_id == self.tenant.id)
-            # the page renders each request's order and actions: load them with it, not row by row
-            .options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions).options(joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)))
-        )
-        counts_query = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == self.tenant.id).group_by(ApprovalRequest.status)
-        approver = params.get("approver")
-        if approver:
-            # the eligibility index answers "this approver's requests in this status" alone
-            mine = [ApprovalEligibility.tenant_id == self.tenant.id, ApprovalEligibility.account_id == approver]
-            eligible = select(ApprovalEligibility.request_id).where(*mine)
-            if params.get("status"):
-                eligible = eligible.where(ApprovalEligibility.status == params["status"])
-            query = query.where(ApprovalRequest.id.in_(eligible))
-            counts_query = select(ApprovalEligibility.status, func.count(distinct(ApprovalEligibility.request_id))).where(*mine).group_by(ApprovalEligibility.status)
-        if params.get("status"):
-            query = query.where(ApprovalRequest.status == params["status"])
+        query, counts_query = service.inbox_queries(self.tenant.id, approver=params.get("approver"), status=params.get("status"))
+        # the page renders each request's order and actions: load them with it, not row by row
+        query = query.options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions).options(joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)))
         for name, op in (("from", "__ge__"), ("to", "__le__")):
             if params.get(name):
                 try:

@@ -137,6 +137,28 @@ def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: 
     return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
 
 
+def inbox_queries(tenant_id: int, *, approver: str | None = None, status: str | None = None):
+    """(requests query, counts-per-status query) of an approver's inbox, or of the whole tenant.
+
+    With an approver, the eligibility index answers "this approver's requests
+    in this status" alone, counts included.
+    """
+    from sqlalchemy import distinct
+
+    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == tenant_id)
+    counts = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == tenant_id).group_by(ApprovalRequest.status)
+    if approver:
+        mine = [ApprovalEligibility.tenant_id == tenant_id, ApprovalEligibility.account_id == approver]
+        eligible = select(ApprovalEligibility.request_id).where(*mine)
+        if status:
+            eligible = eligible.where(ApprovalEligibility.status == status)
+        query = query.where(ApprovalRequest.id.in_(eligible))
+        counts = select(ApprovalEligibility.status, func.count(distinct(ApprovalEligibility.request_id))).where(*mine).group_by(ApprovalEligibility.status)
+    if status:
+        query = query.where(ApprovalRequest.status == status)
+    return query, counts
+
+
 def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_id: str | None = None):
     """A query of the orders ``viewer`` may see in one company, per the rule set's ``visibility``."""
     from sqlalchemy import and_, exists
