@@ -400,6 +400,30 @@ def _acting_for(session: Session, tenant: Tenant, request: ApprovalRequest, appr
     return None
 
 
+def _group_of(step_name: str) -> str | None:
+    """The ``all_of`` step a sub-step ``<step>/<n>`` belongs to, else None (step names hold no ``/``)."""
+    base, slash, number = step_name.rpartition("/")
+    return base if slash and number.isdigit() else None
+
+
+def _refuse_second_group(request: ApprovalRequest, step: Mapping[str, Any], account_id: int) -> None:
+    """``all_of`` means separate people: one approver counts for one group of a step only.
+
+    Someone eligible in two groups who approved ``<step>/1`` in this
+    generation may not also approve ``<step>/2`` (409 ``already_approved_in_group``).
+    """
+    group = _group_of(step["name"])
+    if group is None:
+        return
+    for action in request.actions:
+        if action.generation == request.generation and action.action == "approve" and action.approver_id == account_id and action.step != step["name"] and _group_of(action.step) == group:
+            raise Conflict(
+                "already_approved_in_group",
+                f"{step['name']} needs another person: this approver already approved {action.step} of the same step ({group}: one approval from each group, by different people)",
+                details={"step": step["name"], "approved": action.step},
+            )
+
+
 def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
     """One approval of the current step by ``approver``; approving twice counts once.
 
@@ -416,6 +440,7 @@ def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     account = _account(session, tenant, approver)
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
+    _refuse_second_group(request, step, account.id)
     request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="approve", generation=request.generation, comment=comment, created_at=now, on_behalf_of_id=_acting_for(session, tenant, request, approver)))
     approvals = len(_actions_of(request, step["name"]))
     audit(session, tenant.id, approver, "approval.approved", "order", request.order.external_id, {"step": step["name"], "count": approvals, "required": step["required"], "comment": comment})

@@ -222,3 +222,22 @@ def dispatch(world):
     from approvalrules.workflow import outbox
 
     return lambda: world.run(lambda session: outbox.dispatch(session, world.settings))
+
+
+@pytest.fixture(scope="session")
+def beyond(world):
+    """The app as tenant ``beyond``, loaded from tests/api/beyond/ (once per database), with the
+    merchant admins ``boss`` (editor) and ``peek`` (viewer).  Issue 9's own rule sets and
+    directory, so the shared sample data of tenant ``demo`` is never changed."""
+
+    def setup(session):
+        from approvalrules.store.services import create_admin_user
+
+        load_folder(session, ROOT / "tests" / "api" / "beyond")
+        tenant = resolve_tenant(session, "beyond")
+        create_admin_user(session, tenant, "boss", "correct horse battery", role="editor")
+        create_admin_user(session, tenant, "peek", "correct horse battery", role="viewer")
+        return create_api_key(session, tenant, "tests")[1]
+
+    key = world.run(setup)
+    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {key}"})

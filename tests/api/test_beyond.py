@@ -8,32 +8,13 @@ directory), so the shared sample data of tenant ``demo`` is never changed.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
-import webtest
 from sqlalchemy import select
 
-from approvalrules.store.importer import load_folder
 from approvalrules.store.models import ApprovalEligibility, ApprovalRequest, AuditEvent, Order, OutboxEvent
-from approvalrules.store.services import create_admin_user, create_api_key, resolve_tenant
+from approvalrules.store.services import resolve_tenant
 from approvalrules.workflow import service
-
-HERE = Path(__file__).resolve().parent / "beyond"
-
-
-@pytest.fixture(scope="module")
-def beyond(world):
-    """The app as tenant ``beyond``, loaded from tests/api/beyond/ (once per database)."""
-    def setup(session):
-        load_folder(session, HERE)
-        tenant = resolve_tenant(session, "beyond")
-        create_admin_user(session, tenant, "boss", "correct horse battery", role="editor")
-        create_admin_user(session, tenant, "peek", "correct horse battery", role="viewer")
-        return create_api_key(session, tenant, "tests")[1]
-
-    key = world.run(setup)
-    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {key}"})
 
 
 def submit(api, order_id, buyer, total, **extra):

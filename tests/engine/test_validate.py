@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -603,3 +604,14 @@ def test_cli_unknown_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_the_beyond_tenants_rule_sets_pass_their_own_tests(capsys):
+    """tests/api/beyond/*.yaml (issue 9's workflow rule sets), as `approvalrules test` runs them:
+    each finds directories/<stem>.yaml, and the folder's tenants.yaml is skipped, not checked."""
+    folder = Path(__file__).resolve().parents[1] / "api" / "beyond"
+    files = sorted(str(p) for p in folder.glob("*.yaml"))
+    assert any(f.endswith("tenants.yaml") for f in files)
+    assert cli.main(["test", *files]) == 0
+    out = capsys.readouterr().out
+    assert " 0 failed" in out and int(out.split(" passed")[0].split()[-1]) >= 15

@@ -42,6 +42,7 @@ ROUTES = (
     ("admin_assignments", "/admin/directory/assignments"),
     ("admin_approvals", "/admin/approvals"),
     ("admin_approval", "/admin/approvals/{id}"),
+    ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),
     ("admin_evaluate", "/admin/evaluate"),
     ("admin_audit", "/admin/audit"),
 )

@@ -1,8 +1,12 @@
-"""Approvals: pending and decided requests with the API's filters, and deciding on an approver's behalf.
+"""Approvals: pending and decided requests with the API's filters, deciding on an approver's
+behalf, and the merchant's own review.
 
 Acting for an approver calls the workflow (``approve`` / ``reject``) exactly as
 the storefront would, then adds an audit entry naming the admin, so the log
-says who really clicked.
+says who really clicked.  A request waiting in the ``merchant-review`` step
+(``approval.merchant_review: true``) is decided by an owner or editor with
+``service.merchant_decide``, audited as ``approval.merchant_approved`` /
+``approval.merchant_rejected`` by ``admin:<login>``.
 """
 
 from __future__ import annotations
@@ -83,10 +87,45 @@ def _request_or_404(request) -> ApprovalRequest:
         raise HTTPNotFound(f"no approval request {request.matchdict['id']!r}") from None
 
 
+def in_merchant_review(request_row: ApprovalRequest) -> bool:
+    """The request waits for the merchant: pending in the ``merchant-review`` step."""
+    return request_row.status == "pending" and bool(request_row.steps) and bool(request_row.steps[request_row.current_step].get("merchant"))
+
+
+def _page(request, row: ApprovalRequest, error: str | None = None, review_error: str | None = None) -> dict:
+    return {
+        "row": row, "order": row.order, "approvers": current_approvers(row), "can_decide": request.has_permission("decide"), "error": error,
+        "merchant_review": in_merchant_review(row), "can_review": request.has_permission("review"), "review_error": review_error,
+    }
+
+
 @view_config(route_name="admin_approval", request_method="GET", permission="view", renderer=template("approval"))
 def approval(request):
+    return _page(request, _request_or_404(request))
+
+
+@view_config(route_name="admin_approval_review", request_method="POST", permission="review", renderer=template("approval"))
+def merchant_review(request):
+    """The merchant's review decision (owners and editors): release the order or cancel it."""
     row = _request_or_404(request)
-    return {"row": row, "order": row.order, "approvers": current_approvers(row), "can_decide": request.has_permission("decide"), "error": None}
+    decision = request.POST.get("decision")
+    comment = request.POST.get("comment", "").strip() or None
+    error = None
+    if decision not in ("approve", "reject"):
+        error = "Choose approve or reject."
+    elif comment and len(comment) > 5000:
+        error = "The comment is longer than 5,000 characters."
+    else:
+        try:
+            service.merchant_decide(request.dbsession, request.admin_tenant, row.id, request.identity.login, decision == "approve", comment)
+            request.dbsession.flush()
+        except (ApprovalRulesError, StaleDataError) as exc:
+            error = str(exc) if isinstance(exc, ApprovalRulesError) else "Someone else decided at the same moment; reload and try again."
+    if error:
+        request.response.status_int = 422
+        return _page(request, row, review_error=error)
+    flash(request, f"Merchant review: order {row.order.external_id} {'released as approved' if decision == 'approve' else 'rejected'}.", "success")
+    return HTTPSeeOther(request.route_url("admin_approval", id=row.id))
 
 
 @view_config(route_name="admin_approval", request_method="POST", permission="decide", renderer=template("approval"))
@@ -109,6 +148,6 @@ def approval_action(request):
             error = str(exc) if isinstance(exc, ApprovalRulesError) else "Someone else decided at the same moment; reload and try again."
     if error:
         request.response.status_int = 422
-        return {"row": row, "order": row.order, "approvers": current_approvers(row), "can_decide": True, "error": error}
+        return _page(request, row, error=error)
     flash(request, f"{'Approved' if action == 'approve' else 'Rejected'} for {approver}.", "success")
     return HTTPSeeOther(request.route_url("admin_approval", id=row.id))

@@ -21,6 +21,7 @@ from approvalrules.errors import ApprovalRulesError, DocumentError, Problem
 from approvalrules.store import versions
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.models import Company, RuleSet, RuleSetVersion
+from approvalrules.workflow import service
 
 from . import schema_forms
 from .common import flash, ruleset_or_404, template
@@ -98,7 +99,17 @@ def publish_text(request, name: str, text: str) -> tuple[RuleSetVersion | None, 
         return None, result
     ruleset = versions.get_ruleset(session, tenant.id, name)
     ruleset.draft_text = None  # the draft is now the active version
+    reevaluate_pending(request, name)
     return version, result
+
+
+def reevaluate_pending(request, name: str) -> dict:
+    """After a publish or rollback, as the API does: ``pending_on_new_version: reevaluate``
+    decides the pending requests again under the new version (see docs/ruleset.md)."""
+    pending = service.on_publish(request.dbsession, request.admin_tenant, name, actor=request.admin_actor)
+    if pending["reevaluated"] or pending["skipped"]:
+        flash(request, f"Pending requests decided again under the new version: {len(pending['reevaluated'])} re-evaluated, {len(pending['skipped'])} skipped.", "info")
+    return pending
 
 
 def numbered_lines(text: str, problems: list[Problem]) -> list[dict]:
@@ -314,6 +325,7 @@ def rollback(request):
         if not number.isdigit():
             raise DocumentError([Problem("invalid_version", "choose a version number")])
         version = versions.rollback(request.dbsession, request.admin_tenant.id, ruleset.name, int(number), author=request.admin_actor)
+        reevaluate_pending(request, ruleset.name)
     except ApprovalRulesError as exc:
         flash(request, f"Nothing rolled back: {exc}", "error")
     else:
