@@ -187,3 +187,23 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
     checked = [(v, o) for v, o in seen if v in published]
     assert len(checked) >= 10
     assert all(published[v] == o for v, o in checked), [(v, o, published[v]) for v, o in checked if published[v] != o][:5]
+
+
+def test_smtp_server_down_keeps_the_events_and_retries(api, order_id, world):
+    """With the mail server unreachable nothing is lost: the events wait, then go out once it is back."""
+    from datetime import datetime, timedelta, timezone
+
+    from .conftest import free_port
+
+    world.run(lambda session: outbox.dispatch(session, world.settings))  # empty the queue first
+    oid = order_id("smtpdown")
+    api.post_json("/api/v1/orders", {"id": oid, "buyer": "bob", "total": 900})
+    down = {**world.settings, "approvalrules.smtp_port": str(free_port()), "approvalrules.smtp_timeout": "2"}
+    counts = world.run(lambda session: outbox.dispatch(session, down))
+    assert counts["failed"] >= 1 and counts["delivered"] == 0
+    with world.session() as session:
+        waiting = [e for e in session.scalars(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))) if e.payload["order"]["id"] == oid]
+    assert waiting and all(e.attempts == 1 and e.last_error and e.next_attempt_at for e in waiting)
+    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    world.run(lambda session: outbox.dispatch(session, world.settings, now=later))
+    assert any(oid in m["Subject"] and "Approval requested" in m["Subject"] for m in world.mailbox.to("ann@acme.test"))
