@@ -79,7 +79,7 @@ def compile_ruleset(text: str | bytes, source: str | None = None, resolve: Resol
 
 def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirectory:
     """Load and validate a directory fixture into a :class:`MemoryDirectory`."""
-    from .errors import DirectoryError, Problem
+    from .errors import DirectoryError
 
     doc = check_directory(text, source)
     try:

@@ -9,7 +9,7 @@ exit codes.  Nothing else needs to know which is which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -363,13 +363,11 @@ class _Builder:
                 if frame.anchor is not None:
                     self.open_anchors.discard(frame.anchor)
                     self.anchors[frame.anchor] = (frame.container, self.nodes - frame.nodes_at_start)
-                value, done = frame.container, True
+                value = frame.container
             elif isinstance(event, yaml.AliasEvent):
                 value = self._alias(event, path)
-                done = True
             elif isinstance(event, yaml.ScalarEvent):
                 value = self._scalar(event, path, stack)
-                done = True
             else:  # a collection starts
                 if len(stack) >= MAX_DEPTH:
                     raise self.fail("too_deep", f"nesting deeper than {MAX_DEPTH} levels", event, path)

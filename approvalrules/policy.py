@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
-from .conditions import Facts, Line, OrderFacts, compile_condition, compile_predicates, describe, explain, explain_parts, render_explanation
+from .conditions import Facts, Line, compile_predicates, describe, explain_parts, render_explanation
 from .directory import MAX_DELEGATION_DEPTH, Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
 from .errors import OrderError

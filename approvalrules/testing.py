@@ -8,7 +8,6 @@ the first.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from .directory import Directory
 from .durations import parse_duration, parse_instant

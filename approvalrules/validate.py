@@ -17,7 +17,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 from .errors import DocumentError, Problem
-from .loader import Document, format_path, load_document
+from .loader import Document, load_document
 
 SCHEMA_NAMES = ("ruleset", "directory", "order")
 

@@ -8,7 +8,6 @@ query below is scoped by it, so one tenant's ids are invisible to another
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import func, select
@@ -17,7 +16,7 @@ from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from approvalrules.durations import isoformat, parse_instant
 from approvalrules.money import format_amount
 from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
-from approvalrules.store.models import Account, ApprovalAction, ApprovalEligibility, ApprovalRequest, Order, RuleSetVersion
+from approvalrules.store.models import ApprovalAction, ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import DirectoryService, find_api_key
 from approvalrules.workflow import service
 
@@ -356,7 +355,6 @@ def directory_body(request, fields: dict, required: tuple = ()) -> dict:
 
 def _check_settings(settings: dict) -> None:
     """Membership settings follow the rule-set schema's ``settings`` definition."""
-    from approvalrules.loader import Document
     from approvalrules.validate import validator
 
     errors = sorted(validator("ruleset").evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"}).iter_errors(settings), key=lambda e: list(map(str, e.path)))

@@ -26,7 +26,7 @@ from email.message import EmailMessage
 from importlib import resources
 from typing import Any, Mapping
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..store.models import OutboxEvent, Tenant

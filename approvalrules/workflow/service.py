@@ -18,7 +18,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -42,7 +42,6 @@ from ..store.models import (
     Order,
     RuleSetVersion,
     Tenant,
-    utcnow,
 )
 from ..store.services import audit
 from . import events
@@ -161,7 +160,7 @@ def inbox_queries(tenant_id: int, *, approver: str | None = None, status: str | 
 
 def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_id: str | None = None):
     """A query of the orders ``viewer`` may see in one company, per the rule set's ``visibility``."""
-    from sqlalchemy import and_, exists
+    from sqlalchemy import exists
 
     from ..store.models import Group, Membership
 
