@@ -47,9 +47,7 @@ def cmd_validate(args) -> int:
         try:
             checked = _check(path)
         except DocumentError as exc:
-            for problem in exc.problems:
-                print(problem.format(), file=sys.stderr)
-            status = EXIT_ERROR
+            status = report_error(exc)
             continue
         for warning in checked.warnings:
             print(warning.format(), file=sys.stderr)
@@ -81,9 +79,7 @@ def cmd_test(args) -> int:
             policy = compile_policy(checked)
             directory, directory_path = directory_for(path, args.directory)
         except DocumentError as exc:
-            for problem in exc.problems:
-                print(problem.format(), file=sys.stderr)
-            status = EXIT_ERROR
+            status = report_error(exc)
             continue
         tests = checked.data.get("tests") or []
         if tests and directory is None:
@@ -186,18 +182,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(exc: ApprovalRulesError) -> int:
+    """Print an error the CLI way (every problem of a document as file:line: path: message); the exit code."""
+    if isinstance(exc, DocumentError):
+        for problem in exc.problems:
+            print(problem.format(), file=sys.stderr)
+    else:
+        print(f"error: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except DocumentError as exc:
-        for problem in exc.problems:
-            print(problem.format(), file=sys.stderr)
-        return EXIT_ERROR
     except ApprovalRulesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return report_error(exc)
     except KeyboardInterrupt:
         return EXIT_ERROR
 

@@ -1295,8 +1295,7 @@ def main(args) -> int:
 
 
 def _main(args, store) -> int:
-    from .cli import directory_for
-    from .errors import DocumentError
+    from .cli import directory_for, report_error
     from .policy import compile_policy
     from .validate import check_ruleset
 
@@ -1328,13 +1327,8 @@ def _main(args, store) -> int:
                 match = REFERENCE.match(args.old)
                 count, orders = store.recorded_orders(match["tenant"], match["ruleset"])
                 replayed = replay(old_policy, new_policy, directory, orders, now=args.now, total=count)
-    except DocumentError as exc:
-        for problem in exc.problems:
-            print(problem.format(), file=sys.stderr)
-        return EXIT_ERROR
     except ApprovalRulesError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return report_error(exc)
 
     behaviour_changed = bool(behaviour and behaviour.changed) or bool(replayed and replayed.changed)
     if args.format == "json":
