@@ -109,27 +109,16 @@ def cart(n_lines: int = 15, *, order_id: str | None = None, buyer: str = "bob", 
 
 
 def create_pg_database(prefix: str = "ar_bench") -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    """A new empty database on the benchmark's PostgreSQL server (the test suite's helper)."""
+    from approvalrules.store.testing import create_postgres_database
 
-    base = make_url(PG_BASE)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return create_postgres_database(PG_BASE, prefix)
 
 
 def drop_pg_database(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from approvalrules.store.testing import drop_postgres_database
 
-    name = make_url(url).database
-    admin = create_engine(make_url(PG_BASE), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_postgres_database(url, PG_BASE)
 
 
 def postgres_available() -> bool:

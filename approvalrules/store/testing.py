@@ -22,9 +22,11 @@ def create_postgres_database(base_url: str, prefix: str = "ar_store") -> str:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
-def drop_postgres_database(url: str) -> None:
+def drop_postgres_database(url: str, base_url: str | None = None) -> None:
+    """Drop the database of ``url``, connected through ``base_url`` (default: the test URL, else ``postgres``)."""
     target = make_url(url)
-    admin = create_engine(make_url(os.environ[DATABASE_ENV]), isolation_level="AUTOCOMMIT")
+    base = base_url or os.environ.get(DATABASE_ENV) or target.set(database="postgres")
+    admin = create_engine(make_url(base), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
     admin.dispose()
