@@ -148,7 +148,7 @@ def describe(condition: Mapping[str, Any] | None) -> str:
 def _describe_leaf(key: str, value) -> str:
     label = key.replace("_", " ")
     if key in ("total", "quantity", "line_count"):
-        return " and ".join(f"{label} {COMPARATORS[op][1]} {v}" for op, v in value.items())
+        return " and ".join(f"{label} {COMPARATORS[op][1]} {_amount_text(v)}" for op, v in value.items())
     if key == "buyer_attributes":
         return " and ".join(f"buyer attribute {k} is {_names(v)}" for k, v in value.items())
     if key == "lines":
@@ -159,6 +159,13 @@ def _describe_leaf(key: str, value) -> str:
     if key == "always":
         return "always"
     return f"{label} is {_names(value)}"
+
+
+def _amount_text(value) -> str:
+    """500, or per currency: 500 USD / 450 EUR."""
+    if isinstance(value, dict):
+        return " / ".join(f"{amount} {code}" for code, amount in value.items())
+    return str(value)
 
 
 def _names(value) -> str:

@@ -738,6 +738,7 @@ class BehaviourChange:
     new: Summary
     example: dict
     text: str = ""
+    currency: str | None = None  # set when the rule sets price several currencies
 
     def as_dict(self) -> dict:
         return {
@@ -748,6 +749,7 @@ class BehaviourChange:
                 "high": fmt_amount(self.high) if self.high is not None else None, "high_inclusive": self.high_inclusive,
             },
             "order_types": list(self.order_types) if self.order_types else None,
+            "currency": self.currency,
             "who": self.who,
             "classes": list(self.classes),
             "change": self.change,
@@ -817,7 +819,34 @@ def _evaluate(policy: Policy, order: Order, directory: Directory, now) -> Summar
 
 
 def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directory, *, now: Any = None, verify: bool = True) -> BehaviourReport:
-    """Generate orders at every boundary of both versions, for every class of buyer and order type; report what changes."""
+    """Generate orders at every boundary of both versions, for every class of buyer and order type; report what changes.
+
+    Rule sets that price several currencies are explored once per priced
+    currency (of either version), at that currency's own boundaries; each
+    change then names its currency ("orders in EUR over 450 ...").
+    """
+    currencies = list(dict.fromkeys(old_policy.priced_currencies + new_policy.priced_currencies))
+    if len(currencies) == 1:
+        return _behavioural_diff(old_policy, new_policy, directory, now=now, verify=verify)
+    started = time.perf_counter()
+    reports = [_behavioural_diff(old_policy, new_policy, directory, now=now, verify=verify, currency=code) for code in currencies]
+    changes = []
+    for code, report in zip(currencies, reports):
+        for change in report.changes:
+            change.currency = code
+            change.text = change.text.replace("orders", f"orders in {code}", 1)
+            change.example["currency"] = code
+            changes.append(change)
+    notes = list(dict.fromkeys(note for report in reports for note in report.notes))
+    return BehaviourReport(changes, reports[0].classes, sum(r.evaluations for r in reports), notes, time.perf_counter() - started)
+
+
+def _in_currency(policy: Policy, currency: str | None) -> Policy:
+    """The policy whose amounts an order in ``currency`` is compared with (itself unless priced by a variant)."""
+    return policy.variants.get(currency, policy) if currency else policy
+
+
+def _behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directory, *, now: Any, verify: bool, currency: str | None = None) -> BehaviourReport:
     started = time.perf_counter()
     now = now or DEFAULT_NOW
     policies = (old_policy, new_policy)
@@ -837,7 +866,7 @@ def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Director
     split: list[BuyerClass] = []
     for cls in classes:
         m = by_account[(cls.representative, cls.company)]
-        grid, count = _class_grid(policies, m, directory, now, type_specific)
+        grid, count = _class_grid(policies, m, directory, now, type_specific, currency=currency)
         evaluations += count
         grids[id(cls)] = grid
         if verify and len(cls.members) > 1:
@@ -848,14 +877,14 @@ def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Director
                 reference = [change_text(*pair) for pair in grid.pairs["regular"]]
                 for other in list(cls.members[1:]):
                     om = by_account[(other, cls.company)]
-                    ogrid, count = _class_grid(policies, om, directory, now, type_specific, types=("regular",), bounds=grid.bounds)
+                    ogrid, count = _class_grid(policies, om, directory, now, type_specific, types=("regular",), bounds=grid.bounds, currency=currency)
                     evaluations += count
                     if [change_text(*pair) for pair in ogrid.pairs["regular"]] != reference:
                         cls.members.remove(other)
                         account = directory.account(other)
                         lone = BuyerClass(cls.key + (other,), cls.company, cls.company_name, cls.role, cls.role_label, cls.group, cls.group_label, cls.master, cls.qualifiers, [other], active_group=cls.active_group)
                         lone.name = f"{account.name if account else other} ({cls.name})"
-                        full, count = _class_grid(policies, om, directory, now, type_specific)
+                        full, count = _class_grid(policies, om, directory, now, type_specific, currency=currency)
                         evaluations += count
                         grids[id(lone)] = full
                         split.append(lone)
@@ -864,12 +893,14 @@ def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Director
     return BehaviourReport(changes, classes, evaluations, notes, time.perf_counter() - started)
 
 
-def _class_grid(policies, m: Membership, directory: Directory, now, type_specific: bool, types=ORDER_TYPES, bounds=None) -> tuple[_Grid, int]:
+def _class_grid(policies, m: Membership, directory: Directory, now, type_specific: bool, types=ORDER_TYPES, bounds=None, currency: str | None = None) -> tuple[_Grid, int]:
     relevant = {t: tuple(_relevant_steps(p, m, t) for p in policies) for t in types}
     if bounds is None:
         found: set[Decimal] = set()
+        # boundaries in the order's currency: the amounts of the policy that prices it
+        priced = tuple(_in_currency(p, currency) for p in policies)
         for t in types:
-            found |= _boundaries(policies, relevant[t], m, directory)
+            found |= _boundaries(priced, tuple(_relevant_steps(p, m, t, currency) for p in priced), m, directory)
         bounds = sorted(found)
     samples = _samples(bounds, both_sides=len(bounds) <= 200)
     grid = _Grid(samples, bounds)
@@ -880,7 +911,7 @@ def _class_grid(policies, m: Membership, directory: Directory, now, type_specifi
         pruned = [_pruned(p, steps) for p, steps in zip(policies, relevant[order_type])]
         out = []
         for s in subset:
-            order = Order(buyer=m.account_id, total=s.total, company=m.company_id, type=order_type)
+            order = Order(buyer=m.account_id, total=s.total, company=m.company_id, type=order_type, currency=currency)
             out.append((_evaluate(pruned[0], order, directory, now), _evaluate(pruned[1], order, directory, now)))
             count += 2
         return out

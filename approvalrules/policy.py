@@ -19,6 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from .currencies import DirectoryInCurrency, has_per_currency_amounts, in_currency, priced_currencies
 from .conditions import Facts, Line, compile_predicates, describe, explain_parts, render_explanation
 from .directory import MAX_DELEGATION_DEPTH, Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
@@ -456,8 +457,22 @@ class Budget:
 
 
 def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Policy":
-    """Turn a validated rule set into a runnable, immutable :class:`Policy`."""
+    """Turn a validated rule set into a runnable, immutable :class:`Policy`.
+
+    A rule set that prices several currencies (``currencies``, per-currency
+    amounts) compiles into its own currency's policy holding one variant per
+    other priced currency, each with plain amounts (see ``approvalrules.currencies``).
+    """
     data = checked.resolved
+    priced = priced_currencies(data)
+    if len(priced) == 1 and not has_per_currency_amounts(data):
+        return _compile(checked, data, version)
+    variants = {code: _compile(checked, in_currency(data, code), version, source=data) for code in priced[1:]}
+    return _compile(checked, in_currency(data, priced[0]), version, source=data, variants=variants)
+
+
+def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, source: dict | None = None, variants: Mapping | None = None) -> "Policy":
+    """One currency's policy from ``data`` (its amounts plain); ``source`` is the rule set as written."""
     roles = {
         name: Role(name, spec["label"], frozenset(spec.get("permissions") or ()), MappingProxyType(_normal_settings(spec.get("settings"))))
         for name, spec in (data.get("roles") or {}).items()
@@ -524,7 +539,7 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
         name=checked.name,
         version=version,
         text_hash=checked.content_hash,
-        hash=data_hash({k: v for k, v in data.items() if k not in ("tests", "description")}),
+        hash=data_hash({k: v for k, v in (source if source is not None else data).items() if k not in ("tests", "description")}),
         currency=data.get("currency", "USD"),
         roles=MappingProxyType(roles),
         settings=MappingProxyType({**DEFAULT_SETTINGS, **_normal_settings(data.get("settings"))}),
@@ -546,7 +561,8 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
         conversion=MappingProxyType({code: parse_amount(rate, f"conversion.{code}") for code, rate in (data.get("conversion") or {}).items()}),
         bypass=_precedence_rules(data.get("bypass"), "bypass"),
         deny=_precedence_rules(data.get("deny"), "deny"),
-        data=data,
+        data=source if source is not None else data,
+        variants=MappingProxyType(dict(variants or {})),
     )
 
 
@@ -622,7 +638,7 @@ class Policy:
         "name", "version", "text_hash", "hash", "currency", "roles", "settings", "groups", "group_labels",
         "steps", "max_order_total", "order_limit", "budgets", "expiry", "reversal_allowed", "reminders",
         "bulk_orders", "visibility", "master_confirmation", "approval_email", "conversion", "bypass", "deny", "data",
-        "_ruleset_ref", "_pools", "_plan",
+        "variants", "_ruleset_ref", "_pools", "_plan", "_directory_views",
     )
 
     def __init__(self, **fields):
@@ -635,6 +651,8 @@ class Policy:
         # read-only snapshots (a SQL one lives for one request), so an entry
         # never goes stale, and it dies with its directory
         object.__setattr__(self, "_pools", weakref.WeakKeyDictionary())
+        # per directory: its view in this variant's currency (DirectoryInCurrency)
+        object.__setattr__(self, "_directory_views", weakref.WeakKeyDictionary())
         # what evaluation walks per step, unpacked once
         object.__setattr__(
             self, "_plan", tuple((index, step.predicate, step, step.kind == "assignment_tiers") for index, step in enumerate(self.steps))
@@ -645,9 +663,22 @@ class Policy:
 
     def with_version(self, version: int | None) -> "Policy":
         """The same policy, labelled with a published version number."""
-        fields = {k: getattr(self, k) for k in self.__slots__ if k not in ("_ruleset_ref", "_pools", "_plan")}
+        fields = {k: getattr(self, k) for k in self.__slots__ if k not in ("_ruleset_ref", "_pools", "_plan", "_directory_views")}
         fields["version"] = version
+        fields["variants"] = MappingProxyType({code: variant.with_version(version) for code, variant in self.variants.items()})
         return Policy(**fields)
+
+    @property
+    def priced_currencies(self) -> tuple[str, ...]:
+        """The currencies this policy prices natively, its own first."""
+        return (self.currency,) + tuple(self.variants)
+
+    def pricing_currency(self, currency: str | None) -> str | None:
+        """The currency an order in ``currency`` is compared in: its own when priced natively,
+        the rule set's when the conversion table has a rate for it, else None (refused)."""
+        if currency is None or currency == self.currency or currency in self.variants:
+            return currency or self.currency
+        return self.currency if currency in self.conversion else None
 
     # ------------------------------------------------------------ settings
 
@@ -711,7 +742,19 @@ class Policy:
             now = datetime.now(timezone.utc)
         elif isinstance(now, str):
             now = parse_instant(now)
+        if order.currency is not None and order.currency != self.currency and order.currency in self.variants:
+            # priced natively: the variant's own amounts, the directory's converted
+            variant = self.variants[order.currency]
+            # ``directory`` stays referenced here: the view holds it only weakly
+            view = variant._directory_view(directory, self.currency, self.conversion.get(order.currency))
+            return _Evaluation(variant, order, view, now, budgets_spent or {}).run()
         return _Evaluation(self, order, directory, now, budgets_spent or {}).run()
+
+    def _directory_view(self, directory: Directory, base: str, rate: Decimal | None) -> Directory:
+        view = self._directory_views.get(directory)
+        if view is None:
+            view = self._directory_views[directory] = DirectoryInCurrency(directory, base, self.currency, rate)
+        return view
 
 
 class _Evaluation:
@@ -760,6 +803,8 @@ class _Evaluation:
             # every comparison uses the total in the rule set's currency
             priced = p.currency
             self.order = self._converted(currency)
+        elif currency == p.currency and p.data.get("currencies"):
+            self.trace.append(TraceEntry("currencies", "passed", f"priced in {currency} with the rule set's {currency} amounts"))
         facts_exceeded: set[str] = set()
 
         self._blocking_checks(priced, buyer_settings)
@@ -881,7 +926,14 @@ class _Evaluation:
         if self.membership.status != "active" and self.membership.status != "invited":
             self._block("membership_inactive", f"{order.buyer}'s membership of {self.company} is {self.membership.status}", "membership.status")
         if currency != p.currency:
-            self._block("currency_not_supported", f"the rule set prices orders in {p.currency}, not {currency}", "currency")
+            converted = sorted(code for code in p.conversion if code not in p.priced_currencies)
+            converts = f" and converts {', '.join(converted)}" if converted else ""
+            self._block(
+                "currency_not_supported",
+                f"the rule set prices orders in {', '.join(p.priced_currencies)}{converts}, not {currency}: its amounts cannot be compared with {currency}",
+                "currency",
+                {"currency": currency, "priced": list(p.priced_currencies), "converted": converted},
+            )
         permitted = self.role is not None and "place_orders" in self.role.permissions
         if not permitted or not s["may_order"]:
             why = (

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import jsonschema
 from referencing import Registry, Resource
 
+from .currencies import currency_problems, in_currency, priced_currencies
 from .errors import DocumentError, Problem
 from .loader import Document, load_document
 
@@ -149,9 +150,9 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
 
 
 def _is_amount(error) -> bool:
-    """Whether the failing schema is (or offers) the ``money`` definition."""
+    """Whether the failing schema is (or offers) the ``money`` or ``amount`` definition."""
     text = json.dumps(error.schema, default=str)
-    return "money" in text or '"minimum": 0' in text
+    return "defs/money" in text or "defs/amount" in text or '"minimum": 0' in text
 
 
 def _expected(error) -> str:
@@ -292,7 +293,7 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
     ``doc`` gives line numbers; ``data`` is the resolved rule set (after extends),
     so a child may refer to its parent's roles and groups.
     """
-    from .conditions import interval_of, referenced_names
+    from .conditions import referenced_names
 
     problems: list[Problem] = []
     roles = set((data.get("roles") or {}).keys())
@@ -344,9 +345,6 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
             refs = referenced_names(when)
             check_names("role", refs["buyer_role"], roles, step_path(index, ("when",)))
             check_names("group", refs["buyer_group"], groups, step_path(index, ("when",)))
-            low, high = interval_of(when)
-            if low is not None and high is not None and (low.value > high.value or (low.value == high.value and (low.strict or high.strict))):
-                problems.append(doc.problem("unreachable_step", f"step {step['name']!r} can never apply: its total range is empty", step_path(index, ("when",)), "warning"))
             if refs["exceeds"]:
                 check_exceeds(refs["exceeds"], data, doc, step_path(index, ("when",)), problems)
     # precedence rules (deny, bypass): unique names, defined roles and groups
@@ -372,33 +370,50 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
     for key in ("viewer_roles",):
         check_names("role", (data.get("visibility") or {}).get(key) or [], roles, ("visibility", key))
 
-    limits = data.get("limits") or {}
-    settings = data.get("settings") or {}
-    max_total = _amount(limits.get("max_order_total"))
-    below = _amount(settings.get("no_approval_below"))
-    if max_total is not None and below is not None and below > max_total:
-        problems.append(doc.problem("contradictory_limits", f"settings.no_approval_below ({below}) is above limits.max_order_total ({max_total}): no order could ever need approval", ("settings", "no_approval_below"), "warning"))
-    order_limit = _amount((limits.get("order_limit") or {}).get("amount"))
-    if max_total is not None and order_limit is not None and order_limit >= max_total:
-        problems.append(doc.problem("contradictory_limits", f"limits.order_limit ({order_limit}) is not below limits.max_order_total ({max_total}); it can never apply", ("limits", "order_limit", "amount"), "warning"))
+    currency_errors = currency_problems(data)
+    for code, message, path in currency_errors:
+        problems.append(doc.problem(code, message, path))
+    if not currency_errors:
+        priced = priced_currencies(data)
+        for currency in priced:
+            # amounts compare only within one currency: check each priced one's view
+            _amount_problems(doc, in_currency(data, currency), currency if len(priced) > 1 else None, step_path, problems)
     budget_names: dict[str, int] = {}
-    for index, budget in enumerate(limits.get("budgets") or []):
+    for index, budget in enumerate((data.get("limits") or {}).get("budgets") or []):
         if budget["name"] in budget_names:
             problems.append(doc.problem("duplicate_budget", f"budget name {budget['name']!r} is used twice", ("limits", "budgets", index, "name")))
         budget_names[budget["name"]] = index
-    for index, step in enumerate(steps):
-        low, high = interval_of(step.get("when") or {})
-        path = step_path(index, ("when",))
-        if max_total is not None and low is not None and (low.value > max_total or (low.strict and low.value >= max_total)):
-            problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only above {low.value}, but orders above {max_total} are blocked", path, "warning"))
-        if below is not None and high is not None and (high.value < below or (high.strict and high.value <= below)):
-            problems.append(doc.problem("unreachable_step", f"step {step['name']!r} applies only below {high.value}, but orders below {below} need no approval", path, "warning"))
     for index, test in enumerate(data.get("tests") or []):
         for s_index, step in enumerate((test.get("expect") or {}).get("steps") or []):
             base = step["name"].split("@", 1)[0].split("/", 1)[0]
             if base not in seen_steps:
                 problems.append(doc.problem("undefined_step", f"test expects step {step['name']!r}, which the rule set does not define", ("tests", index, "expect", "steps", s_index, "name")))
     return problems
+
+
+def _amount_problems(doc: Document, data: dict, currency: str | None, step_path, problems: list[Problem]) -> None:
+    """Contradictory limits and steps whose total range is empty or cut off, in one currency's view."""
+    from .conditions import interval_of
+
+    prefix = f"in {currency}: " if currency else ""
+    limits = data.get("limits") or {}
+    settings = data.get("settings") or {}
+    max_total = _amount(limits.get("max_order_total"))
+    below = _amount(settings.get("no_approval_below"))
+    if max_total is not None and below is not None and below > max_total:
+        problems.append(doc.problem("contradictory_limits", f"{prefix}settings.no_approval_below ({below}) is above limits.max_order_total ({max_total}): no order could ever need approval", ("settings", "no_approval_below"), "warning"))
+    order_limit = _amount((limits.get("order_limit") or {}).get("amount"))
+    if max_total is not None and order_limit is not None and order_limit >= max_total:
+        problems.append(doc.problem("contradictory_limits", f"{prefix}limits.order_limit ({order_limit}) is not below limits.max_order_total ({max_total}); it can never apply", ("limits", "order_limit", "amount"), "warning"))
+    for index, step in enumerate((data.get("approval") or {}).get("steps") or []):
+        low, high = interval_of(step.get("when") or {})
+        path = step_path(index, ("when",))
+        if low is not None and high is not None and (low.value > high.value or (low.value == high.value and (low.strict or high.strict))):
+            problems.append(doc.problem("unreachable_step", f"{prefix}step {step['name']!r} can never apply: its total range is empty", path, "warning"))
+        if max_total is not None and low is not None and (low.value > max_total or (low.strict and low.value >= max_total)):
+            problems.append(doc.problem("unreachable_step", f"{prefix}step {step['name']!r} applies only above {low.value}, but orders above {max_total} are blocked", path, "warning"))
+        if below is not None and high is not None and (high.value < below or (high.strict and high.value <= below)):
+            problems.append(doc.problem("unreachable_step", f"{prefix}step {step['name']!r} applies only below {high.value}, but orders below {below} need no approval", path, "warning"))
 
 
 def check_exceeds(kinds, data, doc, path, problems) -> None:

@@ -123,12 +123,25 @@ def test_a_money_field_is_saved_as_a_number_in_place(editor, db):
     assert changed == ['-   max_order_total: "999999.99"', "+   max_order_total: 500000"]
 
 
+def test_an_amount_per_currency_is_saved_as_a_map(editor, db):
+    original = versions.active_version(db, "demo", "tenant-default").text
+    form = editor.get("/admin/rulesets/tenant-default/form").forms["ruleset-form"]
+    money = [f for f in form.fields["max_order_total"] if f.value == "999999.99"][0]
+    money.value = "{USD: 500000}"
+    assert form.submit("save").status_int == 303
+    changed = [l for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines()) if l[:1] in "+-"]
+    assert changed == ['-   max_order_total: "999999.99"', "+   max_order_total: {USD: 500000}"]
+    # and it is shown as written when the form is opened again
+    form = editor.get("/admin/rulesets/tenant-default/form").forms["ruleset-form"]
+    assert "{USD: 500000}" in [f.value for f in form.fields["max_order_total"]]
+
+
 def test_a_bad_value_is_shown_on_its_field_and_nothing_is_saved(editor, db):
     form = editor.get("/admin/rulesets/tenant-default/form").forms["ruleset-form"]
     money = [f for f in form.fields["max_order_total"] if f.value == "999999.99"][0]
     money.value = "lots"
     page = form.submit("save", status=422)
-    assert "an amount: digits" in page.text
+    assert "an amount (e.g. 500 or 1250.50) or one per currency" in page.text
     assert draft(db, "tenant-default") is None
 
 

@@ -35,7 +35,7 @@ def test_the_schema_maps_to_widgets(schema):
     assert child(step, "when").json_kind == "yaml"  # recursive conditions -> YAML snippet
     assert child(step, "self_approval").json_kind == "tristate"  # no documented default
     assert child(schema, "visibility", "masters_see_group_orders").json_kind == "boolean"
-    assert child(schema, "limits", "max_order_total").json_kind == "money"  # anyOf [money, null]
+    assert child(schema, "limits", "max_order_total").json_kind == "amount"  # anyOf [amount, null]: money or per currency
     assert child(schema, "roles").children[0].children[1].children[1].json_kind == "set"  # permissions
     assert child(schema, "settings", "restricted_skus").json_kind == "lines"
 

@@ -70,7 +70,7 @@ def test_unknown_top_level_key_names_the_allowed_keys():
     p = only_problem("ruleset: x\nlimts: {}\n")
     assert (p.code, p.line, p.path) == ("unknown_key", 2, "limts")
     assert p.format() == (
-        "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, bypass, conversion, currency, deny, description, "
+        "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, bypass, conversion, currencies, currency, deny, description, "
         "extends, groups, limits, notifications, pending_on_new_version, roles, ruleset, settings, tests, visibility"
     )
 

@@ -126,6 +126,8 @@ class _Walker:
         description = spec.get("description", "")
         if defname == "money":
             return money_node(name, title, required, description)
+        if defname == "amount":
+            return amount_node(name, title, required, description)
         for union in ("anyOf", "oneOf"):
             if union in spec:
                 options = [o for o in spec[union] if o.get("type") != "null"]
@@ -285,6 +287,26 @@ def money_node(name, title, required, description) -> colander.SchemaNode:
     )
 
 
+def amount_node(name, title, required, description) -> colander.SchemaNode:
+    """Money, or one amount per priced currency written as YAML ({USD: 500, EUR: 450})."""
+    return colander.SchemaNode(
+        colander.String(), name=name, title=title, description=description or "An amount, e.g. 500, or per currency: {USD: 500, EUR: 450}",
+        missing=_optional(required), json_kind="amount", validator=_valid_amount,
+        widget=deform.widget.TextInputWidget(attributes={"inputmode": "decimal"}),
+    )
+
+
+def _valid_amount(node, value):
+    if MONEY_RE.match(value.strip()):
+        return
+    try:
+        parsed = parse_snippet(value)
+    except ValueError as exc:
+        raise colander.Invalid(node, str(exc)) from None
+    if not isinstance(parsed, dict) or not all(isinstance(v, (int, float, str, Decimal)) and not isinstance(v, bool) for v in parsed.values()):
+        raise colander.Invalid(node, "an amount (e.g. 500 or 1250.50) or one per currency: {USD: 500, EUR: 450}")
+
+
 def number_node(name, title, required, description) -> colander.SchemaNode:
     return colander.SchemaNode(
         colander.String(), name=name, title=title, description=description, missing=_optional(required), json_kind="money",
@@ -416,6 +438,8 @@ def to_form(node: colander.SchemaNode, value: Any) -> Any:
         return "\n".join(str(v) for v in value) if isinstance(value, list) else colander.null
     if kind == "money":
         return _money_text(value)
+    if kind == "amount":
+        return dump_snippet(value) if isinstance(value, dict) else _money_text(value)
     if kind == "yaml":
         return dump_snippet(value)
     if kind == "boolean":
@@ -486,7 +510,11 @@ def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> 
         return old if isinstance(old, list) and to_plain(old) == entries else entries
     if _empty(appstruct):
         return _absent_or(old)
-    if kind == "money":
+    if kind == "amount" and not MONEY_RE.match(appstruct.strip()):
+        value = parse_snippet(appstruct)
+        return old if old is not MISSING and _equivalent(old, value) else value
+    if kind in ("money", "amount"):
+        appstruct = appstruct.strip()
         new = Decimal(appstruct)
         if old is not MISSING and old is not None and _decimal(old) == new:
             return old
@@ -695,7 +723,7 @@ def _locate(node, invalid, parts):
         return None
     if kind == "array" and isinstance(head, int):
         return _locate(node.children[0], _child_invalid(invalid, node.children[0], head), rest)
-    if kind in ("yaml", "money", "string", "integer", "boolean", "tristate", "set", "map", "array", "lines"):
+    if kind in ("yaml", "money", "amount", "string", "integer", "boolean", "tristate", "set", "map", "array", "lines"):
         return (invalid, node)  # the deepest field there is holds the message
     return None
 
