@@ -663,6 +663,29 @@ class DirectoryService:
         self._audit("delegation.saved", "delegation", f"{delegator_id}->{delegate_id}", {"valid_from": valid_from.isoformat(), "valid_until": valid_until.isoformat(), "company": company, "step": step})
         return existing
 
+    def delete_delegation(self, delegator_id: str, delegate_id: str, *, company: str | None = None, step: str | None = None) -> None:
+        """Revoke the delegation with this key (the key of :meth:`upsert_delegation`).
+
+        Approval requests already pending keep the approvers they were given
+        when submitted; the delegation stops counting for what is decided next.
+        """
+        delegator, delegate = self.account(delegator_id), self.account(delegate_id)
+        company_row = self.company(company) if company else None
+        found = self.session.scalar(
+            select(Delegation).where(
+                Delegation.tenant_id == self.tenant.id, Delegation.delegator_id == delegator.id, Delegation.delegate_id == delegate.id,
+                Delegation.company_id.is_(None) if company_row is None else Delegation.company_id == company_row.id,
+                Delegation.step.is_(None) if step is None else Delegation.step == step,
+            )
+        )
+        if found is None:
+            scope = "".join((f" in {company!r}" if company else "", f" for step {step!r}" if step else ""))
+            raise DirectoryError("unknown_delegation", f"{delegator_id!r} has no delegation to {delegate_id!r}{scope}")
+        period = {"valid_from": found.valid_from.isoformat(), "valid_until": found.valid_until.isoformat()}
+        self.session.delete(found)
+        self.session.flush()
+        self._audit("delegation.deleted", "delegation", f"{delegator_id}->{delegate_id}", {**period, "company": company, "step": step})
+
     def remove_assignment(self, approver_id: str, account_id: str, company_id: str, step: str | None = None) -> None:
         """Remove an approver from an account; refused while orders of that account wait for them."""
         approver, account, company = self.account(approver_id), self.account(account_id), self.company(company_id)

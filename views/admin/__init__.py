@@ -1,4 +1,4 @@
-"""The merchant admin (Deform forms, YAML editor, versions, diff, directory, approvals).
+"""The merchant admin (Deform forms, YAML editor, versions, diff, directory, delegations, approvals).
 
 ``includeme`` wires sessions, the security policy, CSRF, the admin routes and
 deform's static assets; the views themselves are found by the app's
@@ -40,6 +40,8 @@ ROUTES = (
     ("admin_memberships", "/admin/directory/memberships"),
     ("admin_groups", "/admin/directory/groups"),
     ("admin_assignments", "/admin/directory/assignments"),
+    ("admin_delegations", "/admin/directory/delegations"),
+    ("admin_delegation_revoke", "/admin/directory/delegations/{id}/revoke"),
     ("admin_approvals", "/admin/approvals"),
     ("admin_approval", "/admin/approvals/{id}"),
     ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),

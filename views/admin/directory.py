@@ -1,7 +1,8 @@
 """Directory pages: companies (a tree of subsidiaries), accounts, memberships, groups, assignments.
 
-Read-only: the storefront and the importer own the directory.  Every query is
-scoped by the admin's tenant; ids of another tenant are not found.
+Read-only: the storefront and the importer own the directory (delegations, which
+the admin may also change, have their own page: ``delegations.py``).  Every query
+is scoped by the admin's tenant; ids of another tenant are not found.
 """
 
 from __future__ import annotations

@@ -19,7 +19,15 @@ def _schema(name: str) -> colander.SchemaNode:
 
 def document_schema(name: str, request) -> colander.SchemaNode:
     """A fresh copy of the generated schema for ``schemas/<name>.schema.json``, with a CSRF field."""
-    schema = _schema(name).clone()
+    return with_csrf(_schema(name).clone(), request)
+
+
+def with_csrf(schema: colander.SchemaNode, request) -> colander.SchemaNode:
+    """``schema`` with a hidden ``csrf_token`` field holding the session's token.
+
+    Pyramid checks the posted token itself (``require_csrf``); the field only
+    carries it, so the form's data never needs it.
+    """
     schema.add(
         colander.SchemaNode(
             colander.String(), name="csrf_token", missing=colander.null, default=get_csrf_token(request),
