@@ -297,6 +297,10 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
     company = _company(session, tenant, decision.buyer["company"])
     buyer = _account(session, tenant, decision.buyer["account"])
     data = decision.as_dict()
+    merchant = _merchant_steps(session, version) if decision.outcome in ("pending", "approved") else []
+    # approved by the rules, but the merchant reviews every order first
+    review = decision.outcome == "approved" and bool(merchant)
+    status = "pending" if review else decision.outcome
     if order is None:
         order = Order(tenant_id=tenant.id, external_id=body["id"], idempotency_key=key, request_hash=digest, created_at=now)
         session.add(order)
@@ -306,21 +310,22 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
     order.total = decision.order.total
     order.currency = decision.order.currency
     order.type = decision.order.type
-    order.status = decision.outcome
+    order.status = status
     order.decision = data
     order.ruleset_version_id = version.id
     order.updated_at = now
     session.flush()
-    audit(session, tenant.id, actor, f"order.{decision.outcome}", "order", order.external_id, {"reasons": decision.reason_codes(), "version": version.number})
-    if decision.outcome == "pending":
+    audit(session, tenant.id, actor, f"order.{status}", "order", order.external_id,
+          {"reasons": decision.reason_codes(), "version": version.number, **({"merchant_review": True} if review else {})})
+    if status == "pending":
         request = ApprovalRequest(
             tenant_id=tenant.id,
             order_id=order.id,
             ruleset_version_id=version.id,
             status="pending",
             current_step=0,
-            steps=_steps_json(decision) + _merchant_steps(session, version),
-            expires_at=decision.expires_at,
+            steps=_steps_json(decision) + merchant,
+            expires_at=_review_expiry(session, version, now) if review else decision.expires_at,
             created_at=now,
             step_started_at=now,
         )
@@ -329,7 +334,10 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
         for index, step in enumerate(decision.steps):
             for approver in step.approvers:
                 session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=approver.account, step_index=index, created_at=now))
-        events.emit_decision(session, tenant, order, decision, request)
+        if review:
+            _emit_merchant_review(session, tenant, order, request, submitted=True)
+        else:
+            events.emit_decision(session, tenant, order, decision, request)
     elif decision.outcome == "approved":
         _draw_budgets(session, tenant, order, version, now)
         events.emit_decision(session, tenant, order, decision, None)
@@ -652,6 +660,26 @@ def _merchant_steps(session: Session, version: RuleSetVersion) -> list[dict]:
     return [{"name": MERCHANT_STEP, "required": 1, "condition": "approval.merchant_review", "approvers": [], "merchant": True}]
 
 
+def _review_expiry(session: Session, version: RuleSetVersion, now: datetime) -> datetime | None:
+    """When a request that waits for the merchant alone expires: ``approval.expiry.after`` from now, as any request."""
+    expiry = versions.policy_for(version, session).expiry
+    return now + expiry if expiry else None
+
+
+def _emit_merchant_review(session: Session, tenant: Tenant, order: Order, request: ApprovalRequest, *, submitted: bool) -> None:
+    """An order the rules approve outright now waits for the merchant's review.
+
+    On submission the buyer hears that the order waits (``order_submitted``, as for any
+    pending order); ``approval_requested`` for the merchant step has no recipients (the
+    merchant is no account) and reaches the storefront's webhook, as when a request
+    reaches that step after the customer's approvers.
+    """
+    data = {"step": request.steps[request.current_step]["name"], "approval_request": request.id}
+    if submitted:
+        events.emit(session, tenant, "order_submitted", order, events.buyer_recipients(session, tenant, order), data)
+    events.emit(session, tenant, "approval_requested", order, events.step_recipients(session, tenant, request, request.current_step), data)
+
+
 def _refuse_merchant_step(request: ApprovalRequest, step: Mapping[str, Any]) -> None:
     if step.get("merchant"):
         raise Forbidden("merchant_review", f"order {request.order.external_id} waits for the merchant's review; only a merchant admin can decide it now", details={"step": step["name"]})
@@ -830,10 +858,12 @@ def merchant_decide(session: Session, tenant: Tenant, request_id: int, admin_log
 def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: Mapping[str, Any], decision: Decision, version: RuleSetVersion, now: datetime, actor: str, record: Mapping[str, Any]) -> str:
     """Replace a pending request's decision by ``decision``; the old one goes to ``order.previous_decisions``.
 
-    approved: the request is approved (budget drawn, buyer told); blocked or
+    approved: the request is approved (budget drawn, buyer told), unless the
+    rule set has ``approval.merchant_review``: then the steps are replaced by the
+    merchant's step alone and the order waits for the merchant; blocked or
     held: the request is closed as rejected and the order takes that status;
     pending: the steps are replaced (generation + 1, eligibility rebuilt) and
-    the first step's approvers are asked again.
+    the first step's approvers are asked again.  Returns the order's new status.
     """
     order = request.order
     old_version = request_version(session, request)
@@ -848,22 +878,28 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
     order.currency = decision.order.currency
     order.decision = decision.as_dict()
     order.ruleset_version_id = version.id
-    order.status = decision.outcome
+    outcome = decision.outcome
+    merchant = _merchant_steps(session, version) if outcome in ("pending", "approved") else []
+    review = outcome == "approved" and bool(merchant)  # approved by the rules: on to the merchant's review
+    order.status = "pending" if review else outcome
     order.updated_at = now
     request.ruleset_version_id = version.id
-    outcome = decision.outcome
-    audit(session, tenant.id, actor, "approval.redecided", "order", order.external_id, {**{k: v for k, v in record.items() if k != "changes"}, "outcome": outcome, "version": version.number, "reasons": decision.reason_codes()})
-    if outcome == "pending":
+    audit(session, tenant.id, actor, "approval.redecided", "order", order.external_id, {
+        **{k: v for k, v in record.items() if k != "changes"}, "outcome": outcome, "version": version.number, "reasons": decision.reason_codes(),
+        **({"merchant_review": True} if review else {}),
+    })
+    if outcome == "pending" or review:
         request.generation += 1
         request.current_step = 0
-        request.steps = _steps_json(decision) + _merchant_steps(session, version)
-        request.expires_at = decision.expires_at
+        request.steps = _steps_json(decision) + merchant
+        request.expires_at = _review_expiry(session, version, now) if review else decision.expires_at
         request.step_started_at = now
         session.execute(ApprovalEligibility.__table__.delete().where(ApprovalEligibility.request_id == request.id))
         for index, step in enumerate(request.steps):
             for approver in step["approvers"]:
                 session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=approver["account"], step_index=index, created_at=now))
         session.flush()
+        # the first step's approvers (none for the merchant's step: the storefront's webhook hears)
         events.emit(session, tenant, "approval_requested", order, events.step_recipients(session, tenant, request, 0), {"step": request.steps[0]["name"], "approval_request": request.id})
     elif outcome == "approved":
         _finish_approved(session, tenant, request, now, None)
@@ -876,7 +912,7 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
             events.emit(session, tenant, "order_held", order, buyer, {})
         else:
             events.emit(session, tenant, "order_cancelled", order, buyer, {"reason": outcome})
-    return outcome
+    return order.status
 
 
 def on_publish(session: Session, tenant: Tenant, ruleset_name: str, *, now: datetime | None = None, actor: str = "system", limit: int = 5000) -> dict:

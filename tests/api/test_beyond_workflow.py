@@ -1,0 +1,180 @@
+"""Workflow gaps, end to end: merchant review of orders the rules approve outright,
+re-evaluation of pending requests under rule sets that extend the published one, and
+reminders counted from when the current step became current.
+
+Tenant ``beyond`` (tests/api/conftest.py), with its own rule sets for these tests
+(tests/api/beyond/beyond-review.yaml, beyond-base*.yaml, beyond-remind.yaml) and their
+companies and accounts (tests/api/beyond/directories/beyond-workflow.yaml), which the
+``wf`` fixture puts into the tenant through the storefront's directory API.  Every test
+uses fresh order ids and restores any rule-set version it publishes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from approvalrules.store.models import BudgetLedger, Order
+from approvalrules.workflow import service
+
+from .test_beyond import audit_actions, events_of, submit, tenant_run
+
+DIRECTORY = Path(__file__).parent / "beyond" / "directories" / "beyond-workflow.yaml"
+
+
+@pytest.fixture(scope="module")
+def wf(beyond):
+    """Tenant ``beyond`` with the companies and accounts of directories/beyond-workflow.yaml,
+    synced through ``PUT /api/v1/directory/...`` (idempotent upserts)."""
+    data = yaml.safe_load(DIRECTORY.read_text())
+    for company, fields in data["companies"].items():
+        beyond.put_json(f"/api/v1/directory/companies/{company}", fields)
+    for account, fields in data["accounts"].items():
+        beyond.put_json(f"/api/v1/directory/accounts/{account}", {k: v for k, v in fields.items() if k != "memberships"})
+        for membership in fields["memberships"]:
+            beyond.put_json(f"/api/v1/directory/accounts/{account}/memberships/{membership['company']}", {k: v for k, v in membership.items() if k != "company"})
+    return beyond
+
+
+def ledger(world, order_id: str) -> list[tuple[str, Decimal]]:
+    """The budget ledger rows of an order: (draw | release, amount)."""
+    with world.session() as session:
+        rows = session.execute(
+            select(BudgetLedger.kind, BudgetLedger.amount).join(Order, Order.id == BudgetLedger.order_id).where(Order.external_id == order_id).order_by(BudgetLedger.id)
+        ).all()
+    return [(kind, Decimal(amount)) for kind, amount in rows]
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def steps_of(approval) -> list[tuple[str, list[str], str]]:
+    """(name, approvers, state) of each step of an approval request as the API shows it (brief or full)."""
+    return [(s["name"], [a if isinstance(a, str) else a["account"] for a in s["approvers"]], s["state"]) for s in approval["steps"]]
+
+
+def merchant(world, request_id: int, approve: bool, comment: str | None = None) -> str:
+    """The merchant admin ``boss`` (editor) decides a request in the merchant's review, as the admin UI does."""
+    return tenant_run(world, lambda s, t: service.merchant_decide(s, t, request_id, "boss", approve, comment).status)
+
+
+# ------------------------------------------------ merchant review of orders approved outright
+
+
+def test_an_order_approved_outright_waits_for_the_merchant_then_is_released(wf, world, order_id):
+    oid = order_id("MRA")
+    response = submit(wf, oid, "vera", 800)
+    assert response.status_int == 201
+    order = response.json
+    # the rules approve it (the decision is the engine's) ...
+    assert order["decision"]["outcome"] == "approved" and order["decision"]["steps"] == []
+    # ... but the order waits for the merchant, in the only step of its approval request
+    assert order["status"] == "pending"
+    approval = order["approval"]
+    assert approval["status"] == "pending" and approval["current_step"] == 0
+    assert steps_of(approval) == [("merchant-review", [], "current")] and approval["steps"][0]["merchant"] is True
+    # approval.expiry (P7D) applies as to any request
+    assert instant(approval["expires_at"]) - instant(approval["created_at"]) == timedelta(days=7)
+    detail = wf.get(f"/api/v1/approvals/{approval['id']}").json
+    assert steps_of(detail) == [("merchant-review", [], "current")] and detail["steps"][0]["merchant"] is True
+    assert wf.get(f"/api/v1/orders/{oid}").json["approval"]["steps"] == approval["steps"]
+
+    # the buyer hears that the order waits; nothing says approved; no budget drawn yet
+    submitted = events_of(world, oid, "order_submitted")
+    assert len(submitted) == 1 and [r["account"] for r in submitted[0].recipients] == ["vera"]
+    assert submitted[0].payload["step"] == "merchant-review" and submitted[0].payload["approval_request"] == approval["id"]
+    assert not events_of(world, oid, "order_approved") and not events_of(world, oid, "order_confirmation")
+    assert ledger(world, oid) == []
+    assert "order.pending" in audit_actions(world, oid) and "order.approved" not in audit_actions(world, oid)
+
+    # neither the customer's approvers nor the storefront can release it
+    refused = wf.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "vik"}, status=403).json["error"]
+    assert refused["code"] == "merchant_review"
+    assert wf.post(f"/api/v1/orders/{oid}/released", status=409).json["error"]["code"] == "not_releasable"
+
+    # the merchant approves: the order is approved, the budget drawn, the buyer told
+    assert merchant(world, approval["id"], True, "checked") == "approved"
+    order = wf.get(f"/api/v1/orders/{oid}").json
+    assert order["status"] == "approved" and order["approval"]["status"] == "approved"
+    assert order["approval"]["steps"][0]["decided_by"] == "admin:boss" and order["approval"]["steps"][0]["state"] == "done"
+    assert ledger(world, oid) == [("draw", Decimal(800))]
+    approved = events_of(world, oid, "order_approved")
+    assert [r["account"] for r in approved[0].recipients] == ["vera"] and approved[0].payload["comment"] == "checked"
+    assert events_of(world, oid, "order_confirmation")
+    assert "approval.merchant_approved" in audit_actions(world, oid)
+    assert wf.post(f"/api/v1/orders/{oid}/released").json["released_at"]
+
+
+def test_the_merchant_rejects_an_order_approved_outright(wf, world, order_id):
+    oid = order_id("MRR")
+    request_id = submit(wf, oid, "vera", 600).json["approval"]["id"]
+    assert merchant(world, request_id, False, "not this supplier") == "rejected"
+    order = wf.get(f"/api/v1/orders/{oid}").json
+    assert order["status"] == "rejected" and order["approval"]["status"] == "rejected"
+    assert ledger(world, oid) == []
+    assert [e.payload.get("comment") for e in events_of(world, oid, "order_rejected")] == ["not this supplier"]
+    assert [e.payload["reason"] for e in events_of(world, oid, "order_cancelled")] == ["rejected"]
+    assert not events_of(world, oid, "order_approved")
+
+
+def test_held_and_blocked_orders_are_not_sent_to_the_merchant(wf, world, order_id):
+    held, blocked = order_id("MRH"), order_id("MRB")
+    order = submit(wf, held, "hal", 500).json
+    assert order["status"] == "held" and order["decision"]["outcome"] == "held" and "approval" not in order
+    assert events_of(world, held, "order_held") and not events_of(world, held, "order_submitted")
+    order = submit(wf, blocked, "vera", 500, type="quote").json
+    assert order["status"] == "blocked" and "approval" not in order
+    assert ledger(world, held) == [] and ledger(world, blocked) == []
+
+
+def test_an_approver_edit_that_needs_no_approval_any_more_goes_to_the_merchant(wf, world, order_id):
+    oid = order_id("MRE")
+    approval = submit(wf, oid, "vera", 1500, lines=[{"sku": "A", "quantity": 3, "price": 500}]).json["approval"]
+    assert steps_of(approval) == [("manager", ["vik"], "current"), ("merchant-review", [], "waiting")]
+    # 3 x A -> 2 x A: 1000, approved outright by the rules; the merchant still reviews it
+    edited = wf.post_json(f"/api/v1/approvals/{approval['id']}/edit", {"approver": "vik", "lines": [{"sku": "A", "quantity": 2}]}).json
+    assert edited["status"] == "pending" and edited["current_step"] == 0
+    assert steps_of(edited) == [("merchant-review", [], "current")]
+    order = wf.get(f"/api/v1/orders/{oid}").json
+    assert order["status"] == "pending" and order["total"] == "1000" and order["decision"]["outcome"] == "approved"
+    assert [(d["reason"], d["decision"]["outcome"]) for d in order["previous_decisions"]] == [("edited", "pending")]
+    assert not events_of(world, oid, "order_approved") and ledger(world, oid) == []
+    assert events_of(world, oid, "order_edited")
+    assert events_of(world, oid, "approval_requested")[-1].payload["step"] == "merchant-review"
+    # the manager's part is over
+    assert wf.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "vik"}, status=403).json["error"]["code"] == "merchant_review"
+    assert merchant(world, approval["id"], True) == "approved"
+    assert wf.get(f"/api/v1/orders/{oid}").json["status"] == "approved"
+    assert ledger(world, oid) == [("draw", Decimal(1000))]
+
+
+def test_a_reevaluation_that_needs_no_approval_any_more_goes_to_the_merchant(wf, world, order_id):
+    before = wf.get("/api/v1/rulesets/beyond-review").json
+    old_text, old_number = before["text"], before["active"]["number"]
+    oid = order_id("MRV")
+    request_id = submit(wf, oid, "vera", 1500).json["approval"]["id"]
+    new_text = old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 2000}}")
+    assert new_text != old_text
+    try:
+        published = wf.post("/api/v1/rulesets/beyond-review/publish", new_text.encode(), content_type="application/yaml", status=201).json
+        assert published["pending"]["mode"] == "reevaluate" and published["pending"]["reevaluated"][oid] == "pending"
+        order = wf.get(f"/api/v1/orders/{oid}").json
+        assert order["status"] == "pending" and order["decision"]["outcome"] == "approved" and order["ruleset_version"] == published["number"]
+        assert [(d["reason"], d["ruleset_version"], d["decision"]["outcome"]) for d in order["previous_decisions"]] == [("new_version", old_number, "pending")]
+        assert steps_of(wf.get(f"/api/v1/approvals/{request_id}").json) == [("merchant-review", [], "current")]
+        assert not events_of(world, oid, "order_approved") and ledger(world, oid) == []
+    finally:
+        rolled = wf.post(f"/api/v1/rulesets/beyond-review/rollback?to={old_number}").json
+    # the old rules again: the manager first, then the merchant
+    assert rolled["pending"]["reevaluated"][oid] == "pending"
+    assert steps_of(wf.get(f"/api/v1/approvals/{request_id}").json) == [("manager", ["vik"], "current"), ("merchant-review", [], "waiting")]
+    assert len(wf.get(f"/api/v1/orders/{oid}").json["previous_decisions"]) == 2
+    assert wf.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": "vik"}).json["current_step"] == 1
+    assert merchant(world, request_id, True) == "approved"
+    assert ledger(world, oid) == [("draw", Decimal(1500))]
