@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from approvalrules.store.models import ApprovalRequest, AuditEvent
@@ -32,9 +34,10 @@ def test_company_page(viewer):
 
 def test_accounts_search_and_pagination(viewer):
     first = viewer.get("/admin/directory/accounts")
-    assert "page 1 of 2" in first.text and 'rel="next"' in first.text
-    second = viewer.get("/admin/directory/accounts?page=2")
-    assert "page 2 of 2" in second.text and 'rel="prev"' in second.text
+    pages = int(re.search(r"page 1 of (\d+)", first.text).group(1))
+    assert pages >= 2 and 'rel="next"' in first.text and 'rel="prev"' not in first.text
+    last = viewer.get(f"/admin/directory/accounts?page={pages}")
+    assert f"page {pages} of {pages}" in last.text and 'rel="prev"' in last.text and 'rel="next"' not in last.text
     found = viewer.get("/admin/directory/accounts?q=bob%40acme")
     assert "/admin/directory/accounts/bob" in found.text and "1 found" in found.text
     # LIKE wildcards are literal characters in a search
