@@ -333,6 +333,15 @@ class StorefrontApi:
         self._directory().upsert_delegation(body.pop("delegator"), body.pop("delegate"), body.pop("valid_from"), body.pop("valid_until"), **body)
         return {"status": "ok"}
 
+    @view_config(route_name="api_directory_delegations", request_method="DELETE")
+    def delete_delegation(self):
+        params = self.request.params
+        missing = [key for key in ("delegator", "delegate") if not params.get(key)]
+        if missing:
+            raise OrderError("missing_parameter", f"name the delegation to revoke: ?{'&'.join(k + '=...' for k in missing)}", path=missing[0])
+        self._directory().delete_delegation(params["delegator"], params["delegate"], company=params.get("company") or None, step=params.get("step") or None)
+        return {"status": "ok"}
+
     def _directory(self) -> DirectoryService:
         return DirectoryService(self.session, self.tenant, actor="storefront")
 

@@ -147,7 +147,10 @@ def document() -> dict:
         "Upsert a membership (role, group, master, settings); `move` moves between groups",
         {"role": text, "group": nullable_text, "master": flag, "default": flag, "status": {"enum": ["active", "invited", "declined", "inactive"]}, "settings": {"type": "object"}, "attributes": {"type": "object"}, "move": flag},
         "account", "company")}
-    paths["/api/v1/directory/delegations"] = {"put": upsert("Upsert a delegation (out of office): delegate approves for delegator in a period; loops refused", {"delegator": text, "delegate": text, "valid_from": {"type": "string", "format": "date"}, "valid_until": {"type": "string", "format": "date"}, "company": nullable_text, "step": nullable_text}, required=("delegator", "delegate", "valid_from", "valid_until"))}
+    paths["/api/v1/directory/delegations"] = {"put": upsert("Upsert a delegation (out of office): delegate approves for delegator in a period; loops refused", {"delegator": text, "delegate": text, "valid_from": {"type": "string", "format": "date"}, "valid_until": {"type": "string", "format": "date"}, "company": nullable_text, "step": nullable_text}, required=("delegator", "delegate", "valid_from", "valid_until")),
+        "delete": {"summary": "Revoke a delegation, named by delegator, delegate and its optional company and step; requests already pending keep their approvers",
+                   "parameters": [{"name": n, "in": "query", "required": n in ("delegator", "delegate"), "schema": {"type": "string"}} for n in ("delegator", "delegate", "company", "step")],
+                   "responses": {"200": {"description": "Revoked", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(400, 401, 404, 409, 422)}}}
     paths["/api/v1/directory/assignments"] = {"put": upsert("Upsert an assignment approver -> account", {"approver": text, "account": text, "company": text, "threshold": amount, "limit": amount, "step": nullable_text}, required=("approver", "account", "company"))}
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     yaml_body = {"required": True, "content": {"application/yaml": {"schema": {"type": "string", "description": "A rule set (schemas/ruleset.schema.json)"}}}}

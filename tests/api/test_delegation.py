@@ -48,3 +48,19 @@ def test_expired_delegation_gives_no_power(api, order_id):
     assert "sid" not in request["steps"][0]["approvers"]
     bad = api.put_json("/api/v1/directory/delegations", {"delegator": "tia", "delegate": "sid", "valid_from": "soon", "valid_until": "2020-01-01"}, status=422).json["error"]
     assert bad["code"] == "invalid_date"
+
+
+def test_a_revoked_delegation_gives_no_power_to_what_is_submitted_next(api, order_id):
+    today = date.today()
+    _delegate(api, "tom", "sid", today - timedelta(days=1), today + timedelta(days=1))
+    before = submit(api, order_id("dlg-rev"), "sam", 3000).json["approval"]
+    assert "sid" in before["steps"][0]["approvers"]
+    assert api.delete("/api/v1/directory/delegations?delegator=tom&delegate=sid").json == {"status": "ok"}
+    after = submit(api, order_id("dlg-rev"), "sam", 3000).json["approval"]
+    assert "sid" not in after["steps"][0]["approvers"]
+    # the request submitted while the delegation held keeps its approvers
+    assert approve(api, before["id"], "sid").json["status"] == "approved"
+    gone = api.delete("/api/v1/directory/delegations?delegator=tom&delegate=sid", status=409).json["error"]
+    assert gone["code"] == "unknown_delegation"
+    missing = api.delete("/api/v1/directory/delegations?delegator=tom", status=422).json["error"]
+    assert missing["code"] == "missing_parameter" and "delegate=" in missing["message"]
