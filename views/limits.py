@@ -54,6 +54,20 @@ class RateLimiter:
             return max(1, int(60 - now % 60))
         return 0
 
+    def clear(self) -> None:
+        """Forget every window."""
+        with self._lock:
+            self._windows.clear()
+
+    def exhausted(self, key: str) -> int:
+        """Without counting: 0 if another hit would be allowed, else the seconds until the window resets."""
+        now = self.clock()
+        with self._lock:
+            current, count = self._windows.get(key, (int(now // 60), 0))
+        if current == int(now // 60) and count >= self.per_minute:
+            return max(1, int(60 - now % 60))
+        return 0
+
 
 def limits_tween_factory(handler, registry):
     settings = registry.settings

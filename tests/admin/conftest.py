@@ -108,6 +108,8 @@ def fresh_db(admin_app, template_db, admin_db_path):
 
 @pytest.fixture
 def app(admin_app, fresh_db):
+    for limiter in admin_app.registry.admin_login_limits:
+        limiter.clear()  # each test starts with no failed logins counted
     return webtest.TestApp(admin_app)
 
 

@@ -34,6 +34,45 @@ def test_bad_credentials_are_refused_with_one_message(app, tenant, login_name, p
     assert app.get("/admin/rulesets").status_int == 302
 
 
+def _try_login(app, login_name, password, status, address="192.0.2.1"):
+    form = app.get("/admin/login").forms[0]
+    form["tenant"], form["login"], form["password"] = "demo", login_name, password
+    return form.submit(status=status, extra_environ={"REMOTE_ADDR": address})
+
+
+def test_failed_logins_are_limited_per_login_before_the_password_is_checked(app, db):
+    for _ in range(5):
+        _try_login(app, "olive", "wrong", 400)
+    # the sixth attempt is refused even with the right password, and says for how long
+    page = _try_login(app, "olive", "owner-password", 429)
+    assert "Too many failed logins" in page.text
+    assert 1 <= int(page.headers["Retry-After"]) <= 60
+    assert app.get("/admin/rulesets").status_int == 302  # not logged in
+    # another admin from the same address is not locked out by olive's failures
+    login(app, "editor")
+    assert app.get("/admin/rulesets").status_int == 200
+
+
+def test_failed_logins_are_limited_per_address(app):
+    for index in range(20):
+        _try_login(app, f"guess{index}", "wrong", 400, address="198.51.100.7")
+    assert "Too many failed logins" in _try_login(app, "olive", "owner-password", 429, address="198.51.100.7").text
+    _try_login(app, "olive", "owner-password", 303, address="198.51.100.8")
+
+
+def test_the_login_limit_window_ends():
+    from approvalrules.views.limits import RateLimiter
+
+    now = [120.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    assert limiter.exhausted("k") == 0
+    limiter.hit("k")
+    limiter.hit("k")
+    assert limiter.exhausted("k") == 60 and limiter.exhausted("other") == 0
+    now[0] = 180.0
+    assert limiter.exhausted("k") == 0
+
+
 def test_login_rotates_the_session_and_the_csrf_token(app):
     page = app.get("/admin/login")
     before_cookie, before_token = session_cookie(app), page.forms[0]["csrf_token"].value

@@ -13,6 +13,7 @@ import secrets
 from pyramid.settings import asbool
 from pyramid.session import SignedCookieSessionFactory
 
+from ..limits import RateLimiter
 from .security import AdminRoot, AdminSecurityPolicy, actor, admin_tenant
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,12 @@ def includeme(config):
             timeout=int(settings.get("approvalrules.session_timeout", 8 * 3600)),
             reissue_time=600,
         )
+    )
+    # failed logins per minute and process, per (tenant, login) and per client address:
+    # guessing passwords costs the guesser time and the server no argon2 work
+    config.registry.admin_login_limits = (
+        RateLimiter(int(settings.get("approvalrules.admin_login_failures_per_minute", 5))),
+        RateLimiter(int(settings.get("approvalrules.admin_login_failures_per_address", 20))),
     )
     config.set_security_policy(AdminSecurityPolicy())
     config.set_default_csrf_options(require_csrf=True, callback=csrf_applies)

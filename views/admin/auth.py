@@ -33,10 +33,20 @@ def login_page(request):
 def login(request):
     tenant = request.POST.get("tenant", "").strip()
     login_name = request.POST.get("login", "").strip()
+    page = {"tenant": tenant, "login": login_name, "next": safe_next(request.POST.get("next")) or ""}
+    per_login, per_address = request.registry.admin_login_limits
+    keys = (f"{tenant}\n{login_name}"[:300], request.client_addr or "unknown")
+    wait = max(per_login.exhausted(keys[0]), per_address.exhausted(keys[1]))
+    if wait:
+        request.response.status_int = 429
+        request.response.headers["Retry-After"] = str(wait)
+        return {**page, "error": f"Too many failed logins. Try again in {wait} seconds."}
     user = authenticate(request.dbsession, tenant, login_name, request.POST.get("password", "")) if tenant and login_name else None
     if user is None:
+        per_login.hit(keys[0])
+        per_address.hit(keys[1])
         request.response.status_int = 400
-        return {"tenant": tenant, "login": login_name, "error": "Unknown tenant, login or password.", "next": safe_next(request.POST.get("next")) or ""}
+        return {**page, "error": "Unknown tenant, login or password."}
     # a fresh session (new cookie content, new CSRF token) so that a session
     # planted before login is worth nothing afterwards
     request.session.invalidate()
