@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError as StaleData
 
-from ..durations import isoformat, parse_duration
+from ..durations import isoformat, parse_duration, parse_instant
 from ..errors import ApprovalRulesError, Conflict, Forbidden, NotFound, OrderError
 from ..money import format_amount, parse_amount
 from ..policy import Decision, Order as EngineOrder, Policy
@@ -296,7 +296,7 @@ def _existing_submission(session: Session, tenant: Tenant, order_id: str, key: s
 def _record(session, tenant, body, decision: Decision, version, digest, key, now, actor, order: Order | None = None) -> Order:
     company = _company(session, tenant, decision.buyer["company"])
     buyer = _account(session, tenant, decision.buyer["account"])
-    data = decision.as_dict()
+    data = _decision_data(session, decision, version)
     merchant = _merchant_steps(session, version) if decision.outcome in ("pending", "approved") else []
     # approved by the rules, but the merchant reviews every order first
     review = decision.outcome == "approved" and bool(merchant)
@@ -344,6 +344,24 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
     elif decision.outcome == "held":
         events.emit_decision(session, tenant, order, decision, None)
     return order
+
+
+def _decision_data(session: Session, decision: Decision, version: RuleSetVersion) -> dict:
+    """The decision as stored on the order: ``decision.as_dict()``, its ``ruleset`` stamped with the rules in force.
+
+    ``ruleset.policy_hash`` is the compiled policy's hash (the merged data, inherited fields
+    included); for a rule set that extends another, ``ruleset.parents`` lists the parents'
+    versions it was compiled against, nearest first.  :func:`on_publish` compares the hash to
+    tell whether a parent's new version changed a pending request's rules.
+    """
+    data = decision.as_dict()
+    active = versions.active_versions(session, version.ruleset.tenant_id) if version.extends else None
+    stamp = dict(data.get("ruleset") or {})
+    stamp["policy_hash"] = versions.policy_for(version, session, active).hash
+    if version.extends:
+        stamp["parents"] = [{"name": p.ruleset.name, "version": p.number} for p in versions.parent_chain(session, version, active)]
+    data["ruleset"] = stamp
+    return data
 
 
 def _draw_budgets(session: Session, tenant: Tenant, order: Order, version: RuleSetVersion, now: datetime, kind: str = "draw") -> None:
@@ -876,7 +894,7 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
     order.payload = dict(body)
     order.total = decision.order.total
     order.currency = decision.order.currency
-    order.decision = decision.as_dict()
+    order.decision = _decision_data(session, decision, version)
     order.ruleset_version_id = version.id
     outcome = decision.outcome
     merchant = _merchant_steps(session, version) if outcome in ("pending", "approved") else []
@@ -916,8 +934,21 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
 
 
 def on_publish(session: Session, tenant: Tenant, ruleset_name: str, *, now: datetime | None = None, actor: str = "system", limit: int = 5000) -> dict:
-    """After a publish or rollback of ``ruleset_name``: with ``pending_on_new_version: reevaluate``
-    every pending request of the companies it governs is decided again under the new version.
+    """After a publish or rollback of ``ruleset_name``: pending requests are decided again
+    where ``pending_on_new_version: reevaluate`` says so.
+
+    First the requests of the companies ``ruleset_name`` governs that were decided under
+    another version of it.  Then those of every active rule set extending it, directly or
+    through others: such a rule set is compiled against ``ruleset_name``'s active version,
+    so its rules changed although its own version did not.  Its resolved policy (inherited
+    fields included) says ``keep`` or ``reevaluate``, and a request already decided under
+    the rules now in force (same version, same compiled policy hash in
+    ``decision.ruleset.policy_hash``) is left alone, approvals and all.
+
+    Returns ``{ruleset, mode, reevaluated, skipped}``: ``mode`` is the published rule set's
+    setting; ``reevaluated`` (order id -> new status) and ``skipped`` cover every rule set.
+    When rule sets extend it, ``rulesets`` gives the same per rule set (name -> ``{mode,
+    reevaluated, skipped}``, plus ``extends`` for the extending ones).
 
     Each request in its own savepoint: one that cannot be re-evaluated (the
     buyer left the company, a concurrent approver) keeps its old decision and
@@ -928,33 +959,104 @@ def on_publish(session: Session, tenant: Tenant, ruleset_name: str, *, now: date
     version = versions.active_version(session, tenant.id, ruleset_name)
     if version is None:
         return result
-    policy = versions.policy_for(version, session)
-    result["mode"] = (policy.data or {}).get("pending_on_new_version", "keep")
-    if result["mode"] != "reevaluate":
-        return result
+    active = versions.active_versions(session, tenant.id)
+    # (name, version, the rule set it extends or None for the published one, its mode)
+    targets = [(ruleset_name, version, None)] + [(name, active[name], parent) for name, parent in _extending(active, ruleset_name)]
+    modes = {name: (versions.policy_for(v, session, active).data or {}).get("pending_on_new_version", "keep") for name, v, _ in targets}
+    governed = _governed_companies(session, tenant, {name for name, mode in modes.items() if mode == "reevaluate"})
+    entries: dict[str, dict] = {}
+    for name, target, parent in targets:
+        entry: dict[str, Any] = {"extends": parent} if parent else {}
+        entry.update({"mode": modes[name], "reevaluated": {}, "skipped": []})
+        if modes[name] == "reevaluate" and governed.get(name):
+            record = {"reason": "new_version", "new_version": version.number, **({"ruleset": ruleset_name} if parent else {})}
+            _reevaluate_pending(session, tenant, target, governed[name], entry, now=now, actor=actor, limit=limit, record=record, inherited=parent is not None, active=active)
+            audit(session, tenant.id, actor, "ruleset.pending_reevaluated", "ruleset", name, {
+                "version": target.number, "reevaluated": entry["reevaluated"], "skipped": entry["skipped"],
+                **({"extends": parent, "published": {"ruleset": ruleset_name, "version": version.number}} if parent else {}),
+            })
+        entries[name] = entry
+        result["reevaluated"].update(entry["reevaluated"])
+        result["skipped"] += [{**s, "ruleset": name} if parent else s for s in entry["skipped"]]
+    result["mode"] = modes[ruleset_name]
+    if len(targets) > 1:
+        result["rulesets"] = entries
+    return result
+
+
+def _extending(active: Mapping[str, RuleSetVersion], name: str) -> list[tuple[str, str]]:
+    """(rule set, the parent it extends) of every active rule set extending ``name``, directly or
+    through others: the nearest first, by name within a level; cycles cut."""
+    found: list[tuple[str, str]] = []
+    seen, level = {name}, [name]
+    while level:
+        below = []
+        for parent in level:
+            for child in sorted(n for n, v in active.items() if v.extends == parent and n not in seen):
+                seen.add(child)
+                found.append((child, parent))
+                below.append(child)
+        level = below
+    return found
+
+
+def _governed_companies(session: Session, tenant: Tenant, names: set[str]) -> dict[str, list[int]]:
+    """Rule-set name -> ids of the companies it governs (its own, and subsidiaries inheriting it), for ``names``."""
+    if not names:
+        return {}
     directory = SqlDirectory(session, tenant.id)
-    companies = [c.id for c in session.scalars(select(Company).where(Company.tenant_id == tenant.id)) if directory.ruleset_name_for(c.external_id) == ruleset_name]
-    if not companies:
-        return result
-    pending = session.scalars(
-        select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(
-            ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.status == "pending", Order.company_id.in_(companies),
-            ApprovalRequest.ruleset_version_id != version.id,
-        ).order_by(ApprovalRequest.id).limit(limit)
-    ).all()
-    for request in pending:
+    governed: dict[str, list[int]] = {}
+    for company in session.scalars(select(Company).where(Company.tenant_id == tenant.id).order_by(Company.id)):
+        name = directory.ruleset_name_for(company.external_id)
+        if name in names:
+            governed.setdefault(name, []).append(company.id)
+    return governed
+
+
+def _reevaluate_pending(session: Session, tenant: Tenant, version: RuleSetVersion, companies: list[int], entry: dict, *, now: datetime, actor: str, limit: int,
+                        record: Mapping[str, Any], inherited: bool, active: Mapping[str, RuleSetVersion]) -> None:
+    """Decide again the pending requests of ``companies`` not decided under ``version``'s rules in force; fills ``entry``.
+
+    The published rule set (``inherited`` False): the requests under another version, as
+    always.  A rule set extending it: also those under the same version whose compiled
+    policy differs from the one now in force (``decision.ruleset.policy_hash``); a decision
+    recorded without that hash (before it was recorded) counts as out of date when a parent's
+    active version was published after it.
+    """
+    policy = versions.policy_for(version, session, active)
+    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(
+        ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.status == "pending", Order.company_id.in_(companies),
+    )
+    if inherited:
+        recorded = Order.decision[("ruleset", "policy_hash")].as_string()
+        query = query.where(or_(ApprovalRequest.ruleset_version_id != version.id, recorded.is_(None), recorded != policy.hash))
+    else:
+        query = query.where(ApprovalRequest.ruleset_version_id != version.id)
+    for request in session.scalars(query.order_by(ApprovalRequest.id).limit(limit)).all():
         order = request.order
+        if inherited and request.ruleset_version_id == version.id and _policy_hash(order) is None and not _parents_newer(session, order, version, active):
+            continue
         try:
             with session.begin_nested():
                 decision, used = evaluate(session, tenant, order.payload, now=now)
                 if used.id != version.id:
                     raise Conflict("other_ruleset", f"order {order.external_id} is now governed by another rule set")
-                outcome = _redecide(session, tenant, request, order.payload, decision, used, now, actor, {"reason": "new_version", "new_version": version.number})
-            result["reevaluated"][order.external_id] = outcome
+                entry["reevaluated"][order.external_id] = _redecide(session, tenant, request, order.payload, decision, used, now, actor, record)
         except (StaleData, ApprovalRulesError) as exc:
-            result["skipped"].append({"order": order.external_id, "error": getattr(exc, "code", type(exc).__name__)})
-    audit(session, tenant.id, actor, "ruleset.pending_reevaluated", "ruleset", ruleset_name, {"version": version.number, "reevaluated": result["reevaluated"], "skipped": result["skipped"]})
-    return result
+            entry["skipped"].append({"order": order.external_id, "error": getattr(exc, "code", type(exc).__name__)})
+
+
+def _policy_hash(order: Order) -> str | None:
+    """The compiled policy hash the order's decision was made under (see :func:`_decision_data`); None if not recorded."""
+    return ((order.decision or {}).get("ruleset") or {}).get("policy_hash")
+
+
+def _parents_newer(session: Session, order: Order, version: RuleSetVersion, active: Mapping[str, RuleSetVersion]) -> bool:
+    """Whether a parent ``version`` is compiled against was published after the order was last decided."""
+    decided = _aware(order.created_at)
+    if order.previous_decisions:
+        decided = max(decided, parse_instant(order.previous_decisions[-1]["at"], "at"))
+    return any(_aware(parent.published_at) > decided for parent in versions.parent_chain(session, version, active))
 
 
 # ------------------------------------------------ approver edits (issue 9)

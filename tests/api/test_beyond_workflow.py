@@ -28,9 +28,13 @@ DIRECTORY = Path(__file__).parent / "beyond" / "directories" / "beyond-workflow.
 
 
 @pytest.fixture(scope="module")
-def wf(beyond):
+def wf(beyond, world):
     """Tenant ``beyond`` with the companies and accounts of directories/beyond-workflow.yaml,
-    synced through ``PUT /api/v1/directory/...`` (idempotent upserts)."""
+    synced through ``PUT /api/v1/directory/...`` (idempotent upserts).
+
+    Afterwards the outbox is delivered (e-mail to the test SMTP server), so the events of
+    this module do not wait in the queue of the tests that follow.
+    """
     data = yaml.safe_load(DIRECTORY.read_text())
     for company, fields in data["companies"].items():
         beyond.put_json(f"/api/v1/directory/companies/{company}", fields)
@@ -38,7 +42,13 @@ def wf(beyond):
         beyond.put_json(f"/api/v1/directory/accounts/{account}", {k: v for k, v in fields.items() if k != "memberships"})
         for membership in fields["memberships"]:
             beyond.put_json(f"/api/v1/directory/accounts/{account}/memberships/{membership['company']}", {k: v for k, v in membership.items() if k != "company"})
-    return beyond
+    yield beyond
+    from approvalrules.workflow import outbox
+
+    for _ in range(100):
+        counts = world.run(lambda session: outbox.dispatch(session, world.settings))
+        if not counts["delivered"] and not counts["failed"]:
+            break
 
 
 def ledger(world, order_id: str) -> list[tuple[str, Decimal]]:
@@ -178,3 +188,145 @@ def test_a_reevaluation_that_needs_no_approval_any_more_goes_to_the_merchant(wf,
     assert wf.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": "vik"}).json["current_step"] == 1
     assert merchant(world, request_id, True) == "approved"
     assert ledger(world, oid) == [("draw", Decimal(1500))]
+
+
+# ------------------------------------ re-evaluation for rule sets that extend the published one
+
+
+def publish(api, name: str, text: str) -> dict:
+    return api.post(f"/api/v1/rulesets/{name}/publish", text.encode(), content_type="application/yaml", status=201).json
+
+
+def admin_app(world):
+    """The merchant admin, logged in as ``boss`` (editor) of tenant ``beyond``."""
+    import re
+
+    import webtest
+
+    app = webtest.TestApp(world.app)
+    form = app.get("/admin/login").forms[0]
+    form["tenant"], form["login"], form["password"] = "beyond", "boss", "correct horse battery"
+    assert form.submit().status_int == 303
+    app.csrf = re.search(r'name="csrf_token" value="([^"]+)"', app.get("/admin/rulesets").text).group(1)
+    return app
+
+
+def mine(result: dict, orders) -> dict:
+    """The part of a publish's ``reevaluated`` about ``orders`` (the shared tenant may hold other pending requests)."""
+    return {k: v for k, v in result.items() if k in orders}
+
+
+def test_publishing_a_parent_reevaluates_the_rule_sets_extending_it(wf, world, order_id):
+    before = wf.get("/api/v1/rulesets/beyond-base").json
+    old_text, old_number = before["text"], before["active"]["number"]
+    child_number = wf.get("/api/v1/rulesets/beyond-base-child").json["active"]["number"]
+    grand_number = wf.get("/api/v1/rulesets/beyond-base-grandchild").json["active"]["number"]
+    base, child, grand, sibling = order_id("XB"), order_id("XC"), order_id("XG"), order_id("XK")
+    requests = {oid: submit(wf, oid, buyer, 3000).json["approval"]["id"] for oid, buyer in ((base, "bea"), (child, "cleo"), (grand, "gia"), (sibling, "sia"))}
+    # a decision records the rules it was made under: the parents' versions and the compiled policy's hash
+    stamp = wf.get(f"/api/v1/orders/{grand}").json["decision"]["ruleset"]
+    assert stamp["name"] == "beyond-base-grandchild" and stamp["version"] == grand_number and stamp["policy_hash"]
+    assert stamp["parents"] == [{"name": "beyond-base-child", "version": child_number}, {"name": "beyond-base", "version": old_number}]
+
+    new_text = old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 4000}}")
+    assert new_text != old_text
+    try:
+        published = publish(wf, "beyond-base", new_text)
+        pending = published["pending"]
+        # beyond-base itself keeps; its extending rule sets decide by their own resolved setting
+        assert pending["ruleset"] == "beyond-base" and pending["mode"] == "keep"
+        assert mine(pending["reevaluated"], requests) == {child: "approved", grand: "approved"}
+        rulesets = pending["rulesets"]
+        assert {name: (entry.get("extends"), entry["mode"]) for name, entry in rulesets.items()} == {
+            "beyond-base": (None, "keep"),
+            "beyond-base-child": ("beyond-base", "reevaluate"),
+            "beyond-base-grandchild": ("beyond-base-child", "reevaluate"),
+            "beyond-base-keep": ("beyond-base", "keep"),
+        }
+        assert mine(rulesets["beyond-base-child"]["reevaluated"], requests) == {child: "approved"}
+        assert mine(rulesets["beyond-base-grandchild"]["reevaluated"], requests) == {grand: "approved"}
+        assert rulesets["beyond-base"]["reevaluated"] == {} and rulesets["beyond-base-keep"]["reevaluated"] == {}
+
+        # 3000 needs nobody under the new parent: approved, with both decisions on record, under the child's own (unchanged) version
+        for oid, number, parents in ((child, child_number, [{"name": "beyond-base", "version": published["number"]}]),
+                                     (grand, grand_number, [{"name": "beyond-base-child", "version": child_number}, {"name": "beyond-base", "version": published["number"]}])):
+            order = wf.get(f"/api/v1/orders/{oid}").json
+            assert order["status"] == "approved" and order["ruleset_version"] == number
+            assert [(d["reason"], d["ruleset"], d["new_version"], d["ruleset_version"], d["decision"]["outcome"]) for d in order["previous_decisions"]] == [
+                ("new_version", "beyond-base", published["number"], number, "pending")
+            ]
+            assert order["previous_decisions"][0]["decision"]["ruleset"]["parents"][-1] == {"name": "beyond-base", "version": old_number}
+            assert order["decision"]["ruleset"]["parents"] == parents
+            assert order["decision"]["ruleset"]["policy_hash"] != order["previous_decisions"][0]["decision"]["ruleset"]["policy_hash"]
+            assert wf.get(f"/api/v1/approvals/{requests[oid]}").json["status"] == "approved"
+            assert events_of(world, oid, "order_approved")
+        # keep: beyond-base's own request and beyond-base-keep's are as they were
+        for oid in (base, sibling):
+            order = wf.get(f"/api/v1/orders/{oid}").json
+            assert order["status"] == "pending" and "previous_decisions" not in order
+        with world.session() as session:
+            from approvalrules.store.models import AuditEvent
+
+            audited = {e.subject_id: e.data for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "ruleset.pending_reevaluated").order_by(AuditEvent.id))}
+        assert audited["beyond-base-child"]["published"] == {"ruleset": "beyond-base", "version": published["number"]} and child in audited["beyond-base-child"]["reevaluated"]
+
+        # the same text again publishes nothing new, and nothing is decided again
+        again = publish(wf, "beyond-base", new_text)
+        assert again["number"] == published["number"] and mine(again["pending"]["reevaluated"], requests) == {}
+
+        # a request decided under the rules in force stays as it is when a parent version changes nothing for it
+        fresh = order_id("XC")
+        requests[fresh] = submit(wf, fresh, "cleo", 4500).json["approval"]["id"]
+        seen = wf.get(f"/api/v1/approvals/{requests[fresh]}").json
+        assert steps_of(seen) == [("manager", ["cal"], "current")]
+        described = publish(wf, "beyond-base", new_text.replace("description: The parent", "description: Again, the parent"))
+        assert described["number"] == published["number"] + 1
+        assert mine(described["pending"]["reevaluated"], requests) == {} and described["pending"]["skipped"] == []
+        assert wf.get(f"/api/v1/approvals/{requests[fresh]}").json["version"] == seen["version"]
+        assert "previous_decisions" not in wf.get(f"/api/v1/orders/{fresh}").json
+
+        # the merchant admin rolls the parent back: the old rules change the fresh request's again
+        admin = admin_app(world)
+        page = admin.post("/admin/rulesets/beyond-base/rollback", {"number": str(old_number), "csrf_token": admin.csrf}, status=303).follow()
+        assert f"Version {old_number} is active again" in page.text
+        assert "1 re-evaluated, 0 skipped" in page.text
+    finally:
+        if wf.get("/api/v1/rulesets/beyond-base").json["text"] != old_text:
+            wf.post(f"/api/v1/rulesets/beyond-base/rollback?to={old_number}")
+    order = wf.get(f"/api/v1/orders/{fresh}").json
+    assert order["status"] == "pending" and [d["reason"] for d in order["previous_decisions"]] == ["new_version"]
+    assert order["decision"]["ruleset"]["parents"] == [{"name": "beyond-base", "version": described["number"] + 1}]
+    assert wf.post_json(f"/api/v1/approvals/{requests[fresh]}/approve", {"approver": "cal"}).json["status"] == "approved"
+    for oid in (base, sibling):
+        assert "previous_decisions" not in wf.get(f"/api/v1/orders/{oid}").json
+
+
+def test_a_decision_recorded_without_its_policy_hash_counts_as_decided_at_its_time(wf, world, order_id):
+    """Requests decided before the policy hash was recorded: out of date when a parent's active
+    version was published after the decision, else left alone."""
+    before = wf.get("/api/v1/rulesets/beyond-base").json
+    old_text, old_number = before["text"], before["active"]["number"]
+    oid = order_id("XL")
+    request_id = submit(wf, oid, "cleo", 4500).json["approval"]["id"]
+
+    def forget_hash(session):
+        order = session.scalar(select(Order).where(Order.external_id == oid))
+        order.decision = {**order.decision, "ruleset": {k: v for k, v in order.decision["ruleset"].items() if k not in ("policy_hash", "parents")}}
+
+    world.run(forget_hash)
+    assert "policy_hash" not in wf.get(f"/api/v1/orders/{oid}").json["decision"]["ruleset"]
+    # beyond-base's active version is older than the decision: nothing to do
+    assert oid not in publish(wf, "beyond-base", old_text)["pending"]["reevaluated"]
+    version = wf.get(f"/api/v1/approvals/{request_id}").json["version"]
+    try:
+        # a version published after it: decided again (under the same rules, so still the manager), the hash recorded now
+        described = publish(wf, "beyond-base", old_text.replace("description: The parent", "description: Once more, the parent"))
+        assert described["pending"]["reevaluated"][oid] == "pending"
+        assert wf.get(f"/api/v1/approvals/{request_id}").json["version"] != version
+        order = wf.get(f"/api/v1/orders/{oid}").json
+        assert order["decision"]["ruleset"]["policy_hash"] and [d["reason"] for d in order["previous_decisions"]] == ["new_version"]
+    finally:
+        rolled = wf.post(f"/api/v1/rulesets/beyond-base/rollback?to={old_number}").json
+    # the rollback changes nothing for it (a description): left alone
+    assert oid not in rolled["pending"]["reevaluated"]
+    assert len(wf.get(f"/api/v1/orders/{oid}").json["previous_decisions"]) == 1
