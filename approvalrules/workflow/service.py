@@ -784,6 +784,7 @@ def _on_timeout(session: Session, tenant: Tenant, request: ApprovalRequest, poli
     steps[step_index]["approvers"] = kept + added
     steps[step_index]["escalated_at"] = isoformat(now)
     request.steps = steps
+    request.step_started_at = now  # reminders to the new approvers count from here
     existing = set(session.scalars(select(ApprovalEligibility.account_id).where(ApprovalEligibility.request_id == request.id, ApprovalEligibility.step_index == step_index)))
     now_eligible = {a["account"] for a in steps[step_index]["approvers"]}
     for account in existing - now_eligible:
@@ -1125,7 +1126,14 @@ def edit(session: Session, tenant: Tenant, request_id: int, approver: str, lines
 
 
 def remind_due(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
-    """Send approval_reminder for requests pending longer than their rule set's ``reminders.after``."""
+    """Send approval_reminder to the approvers of each pending request's current step.
+
+    The first reminder goes out ``reminders.after`` after the step became
+    current (``step_started_at``: submission, the previous step's approval, a
+    reversal, an escalation, a re-decision), the next ones ``reminders.every``
+    (default: ``after``) after the last.  A reminder sent during an earlier
+    step does not count for the current one.
+    """
     now = _now(now)
     count = 0
     pending = session.scalars(select(ApprovalRequest).where(ApprovalRequest.status == "pending").order_by(ApprovalRequest.id).limit(limit)).all()
@@ -1135,11 +1143,13 @@ def remind_due(session: Session, *, now: datetime | None = None, limit: int = 50
         policy = versions.policy_for(request_version(session, request), session)
         if not policy.reminders:
             continue
-        created = _aware(request.created_at)
+        started = _step_started(request)
         last = _aware(request.last_reminded_at) if request.last_reminded_at else None
+        if last is not None and last < started:
+            last = None  # reminded about an earlier step
         after = parse_duration(policy.reminders["after"])
         every = parse_duration(policy.reminders.get("every", policy.reminders["after"]))
-        if (last is None and now - created >= after) or (last is not None and now - last >= every):
+        if (last is None and now - started >= after) or (last is not None and now - last >= every):
             try:
                 with session.begin_nested():
                     request.last_reminded_at = now

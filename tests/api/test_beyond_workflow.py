@@ -330,3 +330,69 @@ def test_a_decision_recorded_without_its_policy_hash_counts_as_decided_at_its_ti
     # the rollback changes nothing for it (a description): left alone
     assert oid not in rolled["pending"]["reevaluated"]
     assert len(wf.get(f"/api/v1/orders/{oid}").json["previous_decisions"]) == 1
+
+
+# --------------------------------------------------------- reminders from the step's start
+
+
+def reminders_of(world, oid: str) -> list[tuple[str, list[str]]]:
+    """(step, recipients) of each approval_reminder sent for an order, oldest first."""
+    return [(e.payload["step"], [r["account"] for r in e.recipients]) for e in events_of(world, oid, "approval_reminder")]
+
+
+def remind(world, when: datetime) -> None:
+    # every pending request of the shared database is looked at, whatever the other tests left
+    world.run(lambda session: service.remind_due(session, now=when, limit=100_000))
+
+
+def test_reminders_count_from_when_the_current_step_became_current(wf, world, order_id):
+    oid = order_id("REM")
+    lines = [{"sku": "A", "quantity": 12, "price": 500}]
+    approval = submit(wf, oid, "nina", 6000, lines=lines).json["approval"]
+    request_id, created = approval["id"], instant(approval["created_at"])
+    assert steps_of(approval) == [("manager", ["noah"], "current"), ("director", ["nora"], "waiting")]
+
+    # the manager's step starts at submission: reminded after P1D, then every P2D
+    remind(world, created + timedelta(hours=23))
+    assert reminders_of(world, oid) == []
+    remind(world, created + timedelta(days=1, minutes=1))
+    assert reminders_of(world, oid) == [("manager", ["noah"])]
+    remind(world, created + timedelta(days=2))
+    assert len(reminders_of(world, oid)) == 1
+
+    # the manager approves on day 2 (12:00): the director's step starts then; the
+    # manager's reminder and the request's age do not count for it
+    director_from = created + timedelta(days=2, hours=12)
+    tenant_run(world, lambda s, t: service.approve(s, t, request_id, "noah", now=director_from))
+    assert wf.get(f"/api/v1/approvals/{request_id}").json["current_step"] == 1
+    remind(world, created + timedelta(days=3, minutes=2))  # P2D after the manager's reminder: not the director's due
+    remind(world, director_from + timedelta(hours=23))
+    assert reminders_of(world, oid) == [("manager", ["noah"])]
+    remind(world, director_from + timedelta(days=1, minutes=1))
+    assert reminders_of(world, oid)[1:] == [("director", ["nora"])]
+    remind(world, director_from + timedelta(days=3))
+    assert len(reminders_of(world, oid)) == 2
+    remind(world, director_from + timedelta(days=3, minutes=2))
+    assert reminders_of(world, oid)[2:] == [("director", ["nora"])]
+
+    # P5D in the director's step: it escalates to the deputy (reminded already, so at once); the deputy gets P1D
+    escalated_at = director_from + timedelta(days=5, minutes=1)
+    world.run(lambda s: service.expire_due(s, now=escalated_at, limit=100_000))
+    detail = wf.get(f"/api/v1/approvals/{request_id}").json
+    assert steps_of(detail) == [("manager", ["noah"], "done"), ("director", ["nora", "ned"], "current")] and detail["steps"][1]["escalated_at"]
+    remind(world, escalated_at + timedelta(hours=12))  # P2D after the last reminder, but the step changed hands since
+    assert len(reminders_of(world, oid)) == 3
+    remind(world, escalated_at + timedelta(days=1, minutes=1))
+    assert reminders_of(world, oid)[3:] == [("director", ["nora", "ned"])]
+
+    # an approver's edit decides the order again: its first step starts afresh at the edit
+    edited_at = escalated_at + timedelta(days=1, hours=6)
+    tenant_run(world, lambda s, t: service.edit(s, t, request_id, "ned", [{"sku": "A", "quantity": 8}], now=edited_at))
+    assert steps_of(wf.get(f"/api/v1/approvals/{request_id}").json) == [("manager", ["noah"], "current")]
+    remind(world, edited_at + timedelta(hours=23))
+    assert len(reminders_of(world, oid)) == 4
+    remind(world, edited_at + timedelta(days=1, minutes=1))
+    assert reminders_of(world, oid)[4:] == [("manager", ["noah"])]
+    assert wf.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": "noah"}).json["status"] == "approved"
+    remind(world, edited_at + timedelta(days=30))
+    assert len(reminders_of(world, oid)) == 5  # decided: no more reminders
