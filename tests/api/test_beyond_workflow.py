@@ -124,7 +124,12 @@ def test_an_order_approved_outright_waits_for_the_merchant_then_is_released(wf, 
 def test_the_merchant_rejects_an_order_approved_outright(wf, world, order_id):
     oid = order_id("MRR")
     request_id = submit(wf, oid, "vera", 600).json["approval"]["id"]
-    assert merchant(world, request_id, False, "not this supplier") == "rejected"
+    # in the merchant admin, as any request in the merchant's review
+    admin = admin_app(world)
+    page = admin.get(f"/admin/approvals/{request_id}")
+    assert "Merchant review" in page.text and "merchant-review-form" in page.text
+    admin.post(f"/admin/approvals/{request_id}/merchant-review", {"decision": "reject", "comment": "not this supplier", "csrf_token": admin.csrf}, status=303)
+    assert "approval.merchant_rejected" in audit_actions(world, oid)
     order = wf.get(f"/api/v1/orders/{oid}").json
     assert order["status"] == "rejected" and order["approval"]["status"] == "rejected"
     assert ledger(world, oid) == []
