@@ -345,6 +345,20 @@ class Decision:
         return data
 
 
+def priced_total(decision: Mapping[str, Any]) -> tuple[Decimal, str]:
+    """(total, currency) the order of a decision (its JSON form) was compared in.
+
+    The order's own for a priced currency; the converted total and the rule
+    set's currency when ``conversion`` applied.  Budgets draw this amount.
+    """
+    for reason in decision.get("reasons") or ():
+        if reason.get("code") == "currency_converted":
+            details = reason["details"]
+            return Decimal(details["total"]), details["priced_in"]
+    order = decision["order"]
+    return Decimal(order["total"]), order["currency"]
+
+
 # ------------------------------------------------------------ compilation
 
 

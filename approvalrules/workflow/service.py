@@ -28,7 +28,7 @@ from sqlalchemy.orm.exc import StaleDataError as StaleData
 from ..durations import isoformat, parse_duration, parse_instant
 from ..errors import ApprovalRulesError, Conflict, Forbidden, NotFound, OrderError
 from ..money import format_amount, parse_amount
-from ..policy import Decision, Order as EngineOrder, Policy
+from ..policy import Decision, Order as EngineOrder, Policy, priced_total
 from ..store import versions
 from ..store.directory import SqlDirectory, snapshot
 from ..store.models import (
@@ -99,8 +99,15 @@ def _scope_key(scope: str, decision_buyer: Mapping[str, Any]) -> str:
     return "company"
 
 
-def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Policy, buyer: Mapping[str, Any], now: datetime) -> dict[str, Decimal]:
-    """What each budget of ``policy`` has drawn in the current period, net of releases."""
+def _ledger_key(budget, policy: Policy, buyer: Mapping[str, Any], currency: str | None) -> str:
+    """A budget's ledger: one per scope, and per currency for a currency the rule set prices besides its own."""
+    in_currency = f":{currency}" if currency and currency != policy.currency else ""
+    return f"{budget.name}{in_currency}/{_scope_key(budget.scope, buyer)}"
+
+
+def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Policy, buyer: Mapping[str, Any], now: datetime, currency: str | None = None) -> dict[str, Decimal]:
+    """What each budget of ``policy`` has drawn in the current period, net of releases, in ``currency``
+    (the currency the order is priced in; default the rule set's)."""
     spent = {}
     for budget in policy.budgets:
         total = session.scalar(
@@ -110,7 +117,7 @@ def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Po
             ).where(
                 BudgetLedger.tenant_id == tenant.id,
                 BudgetLedger.company_id == company.id,
-                BudgetLedger.scope_key == f"{budget.name}/{_scope_key(budget.scope, buyer)}",
+                BudgetLedger.scope_key == _ledger_key(budget, policy, buyer, currency),
                 BudgetLedger.period_key == period_key(budget.period, now),
             )
         )
@@ -132,7 +139,7 @@ def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: 
     if policy.budgets:
         membership = directory.membership(order.buyer, company_id)
         buyer = {"account": order.buyer, "group": membership.group if membership.active else None}
-        spent = budgets_spent(session, tenant, _company(session, tenant, company_id), policy, buyer, now)
+        spent = budgets_spent(session, tenant, _company(session, tenant, company_id), policy, buyer, now, policy.pricing_currency(order.currency))
     return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
 
 
@@ -370,15 +377,17 @@ def _draw_budgets(session: Session, tenant: Tenant, order: Order, version: RuleS
     when = order.created_at or now
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
+    # in the money the order was compared in: a converted total, or the order's own currency's ledger
+    amount, currency = priced_total(order.decision)
     for budget in policy.budgets:
         session.add(
             BudgetLedger(
                 tenant_id=tenant.id,
                 company_id=order.company_id,
-                scope_key=f"{budget.name}/{_scope_key(budget.scope, buyer)}",
+                scope_key=_ledger_key(budget, policy, buyer, currency),
                 period_key=period_key(budget.period, when),
                 order_id=order.id,
-                amount=order.total,
+                amount=amount,
                 kind=kind,
                 created_at=now,
             )

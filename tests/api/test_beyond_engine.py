@@ -175,6 +175,6 @@ def test_an_unlisted_currency_is_refused(api, order_id):
     response = submit(api, oid, "una", 100, currency="JPY")
     decision = response.json["decision"]
     assert decision["outcome"] == "blocked" and codes(decision) == ["currency_not_supported"]
-    assert "prices orders in USD, not JPY" in reason(decision, "currency_not_supported")["message"]
+    assert "prices orders in USD and converts EUR, GBP, not JPY" in reason(decision, "currency_not_supported")["message"]
     assert response.json.get("approval") is None
     assert api.get(f"/api/v1/orders/{oid}").json["status"] == "blocked"
