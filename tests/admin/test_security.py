@@ -40,7 +40,19 @@ def _try_login(app, login_name, password, status, address="192.0.2.1"):
     return form.submit(status=status, extra_environ={"REMOTE_ADDR": address})
 
 
-def test_failed_logins_are_limited_per_login_before_the_password_is_checked(app, db):
+@pytest.fixture
+def login_limits(app):
+    """The app's failed-login limiters on a clock that stands still: no minute ends mid-test."""
+    from approvalrules.views.limits import RateLimiter
+
+    registry = app.app.registry
+    saved = registry.admin_login_limits
+    registry.admin_login_limits = tuple(RateLimiter(limiter.per_minute, clock=lambda: 30.0) for limiter in saved)
+    yield registry.admin_login_limits
+    registry.admin_login_limits = saved
+
+
+def test_failed_logins_are_limited_per_login_before_the_password_is_checked(app, db, login_limits):
     for _ in range(5):
         _try_login(app, "olive", "wrong", 400)
     # the sixth attempt is refused even with the right password, and says for how long
@@ -53,7 +65,7 @@ def test_failed_logins_are_limited_per_login_before_the_password_is_checked(app,
     assert app.get("/admin/rulesets").status_int == 200
 
 
-def test_failed_logins_are_limited_per_address(app):
+def test_failed_logins_are_limited_per_address(app, login_limits):
     for index in range(20):
         _try_login(app, f"guess{index}", "wrong", 400, address="198.51.100.7")
     assert "Too many failed logins" in _try_login(app, "olive", "owner-password", 429, address="198.51.100.7").text
