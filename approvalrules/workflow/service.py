@@ -18,7 +18,7 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -732,12 +732,36 @@ def _step_started(request: ApprovalRequest) -> datetime:
     return _aware(request.step_started_at or request.created_at)
 
 
-def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 500, handled: set[int] | None = None) -> int:
-    """Steps whose ``escalate_after`` has passed: escalate, approve as the system or cancel (``on_timeout``)."""
+def _pending_requests(session: Session, batch: int) -> Iterator[ApprovalRequest]:
+    """Every pending request, oldest first, ``batch`` rows a query (keyset on id).
+
+    Whether a request is due depends on its rule set's durations, so the jobs
+    look at every pending request; a fixed window of the oldest would starve
+    the rest once that many wait.
+    """
+    last = 0
+    while True:
+        rows = session.scalars(
+            select(ApprovalRequest).where(ApprovalRequest.status == "pending", ApprovalRequest.id > last).order_by(ApprovalRequest.id).limit(batch)
+        ).all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1].id
+
+
+def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 500, handled: set[int] | None = None, batch: int = 500) -> int:
+    """Steps whose ``escalate_after`` has passed: escalate, approve as the system or cancel (``on_timeout``).
+
+    At most ``limit`` requests are acted on per run; every pending request is looked at.
+    """
     now = _now(now)
     count = 0
-    pending = session.scalars(select(ApprovalRequest).where(ApprovalRequest.status == "pending").order_by(ApprovalRequest.id).limit(limit)).all()
-    for request in pending:
+    for request in _pending_requests(session, batch):
+        if count >= limit:
+            break
+        if request.status != "pending":
+            continue  # decided since its batch was read
         step = request.steps[request.current_step]
         if step.get("timed_out") or step.get("merchant"):
             continue
@@ -1027,8 +1051,9 @@ def _reevaluate_pending(session: Session, tenant: Tenant, version: RuleSetVersio
                         record: Mapping[str, Any], inherited: bool, active: Mapping[str, RuleSetVersion]) -> None:
     """Decide again the pending requests of ``companies`` not decided under ``version``'s rules in force; fills ``entry``.
 
-    The published rule set (``inherited`` False): the requests under another version, as
-    always.  A rule set extending it: also those under the same version whose compiled
+    The published rule set (``inherited`` False): the requests under another version, unless
+    their decision recorded the compiled policy now in force (a new description or new tests
+    change no decision, so approvals given so far stand).  A rule set extending it: also those under the same version whose compiled
     policy differs from the one now in force (``decision.ruleset.policy_hash``); a decision
     recorded without that hash (before it was recorded) counts as out of date when a parent's
     active version was published after it.
@@ -1037,11 +1062,11 @@ def _reevaluate_pending(session: Session, tenant: Tenant, version: RuleSetVersio
     query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(
         ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.status == "pending", Order.company_id.in_(companies),
     )
+    recorded = Order.decision[("ruleset", "policy_hash")].as_string()
     if inherited:
-        recorded = Order.decision[("ruleset", "policy_hash")].as_string()
         query = query.where(or_(ApprovalRequest.ruleset_version_id != version.id, recorded.is_(None), recorded != policy.hash))
     else:
-        query = query.where(ApprovalRequest.ruleset_version_id != version.id)
+        query = query.where(ApprovalRequest.ruleset_version_id != version.id, or_(recorded.is_(None), recorded != policy.hash))
     for request in session.scalars(query.order_by(ApprovalRequest.id).limit(limit)).all():
         order = request.order
         if inherited and request.ruleset_version_id == version.id and _policy_hash(order) is None and not _parents_newer(session, order, version, active):
@@ -1134,19 +1159,21 @@ def edit(session: Session, tenant: Tenant, request_id: int, approver: str, lines
     return request
 
 
-def remind_due(session: Session, *, now: datetime | None = None, limit: int = 500) -> int:
+def remind_due(session: Session, *, now: datetime | None = None, limit: int = 500, batch: int = 500) -> int:
     """Send approval_reminder to the approvers of each pending request's current step.
 
     The first reminder goes out ``reminders.after`` after the step became
     current (``step_started_at``: submission, the previous step's approval, a
     reversal, an escalation, a re-decision), the next ones ``reminders.every``
     (default: ``after``) after the last.  A reminder sent during an earlier
-    step does not count for the current one.
+    step does not count for the current one.  At most ``limit`` reminders go
+    out per run; every pending request is looked at.
     """
     now = _now(now)
     count = 0
-    pending = session.scalars(select(ApprovalRequest).where(ApprovalRequest.status == "pending").order_by(ApprovalRequest.id).limit(limit)).all()
-    for request in pending:
+    for request in _pending_requests(session, batch):
+        if count >= limit:
+            break
         if request.steps[request.current_step].get("merchant"):
             continue  # the merchant's review: no customer approver to remind
         policy = versions.policy_for(request_version(session, request), session)

@@ -401,3 +401,44 @@ def test_reminders_count_from_when_the_current_step_became_current(wf, world, or
     assert wf.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": "noah"}).json["status"] == "approved"
     remind(world, edited_at + timedelta(days=30))
     assert len(reminders_of(world, oid)) == 5  # decided: no more reminders
+
+
+def test_the_jobs_look_at_every_pending_request_not_only_the_oldest_batch(wf, world, order_id):
+    from sqlalchemy import func
+
+    from approvalrules.store.models import ApprovalRequest
+
+    # older requests under a rule set without reminders: never due, and first in line
+    for _ in range(5):
+        assert submit(wf, order_id("NO-REM"), "bea", 5000).json["status"] == "pending"
+    oid = order_id("REM-ALL")
+    approval = submit(wf, oid, "nina", 2000).json["approval"]
+    due = instant(approval["created_at"]) + timedelta(days=1, minutes=1)
+    with world.session() as session:
+        older = session.scalar(select(func.count()).select_from(ApprovalRequest).where(ApprovalRequest.status == "pending", ApprovalRequest.id < approval["id"]))
+    assert older >= 5
+    # one action allowed, two rows a query: the job pages past the requests that are not due
+    assert world.run(lambda session: service.remind_due(session, now=due, limit=1, batch=2)) == 1
+    # ``limit`` caps what one run does, not how far it looks: run until this request is reached
+    for _ in range(older + 1):
+        if reminders_of(world, oid):
+            break
+        world.run(lambda session: service.remind_due(session, now=due, limit=1, batch=2))
+    assert reminders_of(world, oid) == [("manager", ["noah"])]
+
+
+def test_a_publish_that_changes_no_rule_leaves_pending_requests_and_their_approvals_alone(beyond, world, order_id):
+    before = beyond.get("/api/v1/rulesets/beyond-reeval").json
+    oid = order_id("RE-DESC")
+    request_id = submit(beyond, oid, "rolf", 4500).json["approval"]["id"]
+    text = before["text"].replace("description:", "description: Reworded.", 1)
+    assert text != before["text"]
+    try:
+        published = beyond.post("/api/v1/rulesets/beyond-reeval/publish", text.encode(), content_type="application/yaml", status=201).json
+        assert published["pending"]["mode"] == "reevaluate"
+        assert oid not in published["pending"]["reevaluated"]
+        order = beyond.get(f"/api/v1/orders/{oid}").json
+        assert order.get("previous_decisions") is None and order["ruleset_version"] == before["active"]["number"]
+        assert beyond.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": "ruth"}).json["status"] == "approved"
+    finally:
+        beyond.post(f"/api/v1/rulesets/beyond-reeval/rollback?to={before['active']['number']}")
