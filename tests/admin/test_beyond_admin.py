@@ -52,7 +52,7 @@ def test_admin_publish_and_rollback_reevaluate_pending_requests(editor, db):
     assert po.previous_decisions[0]["ruleset_version"] == 1
     assert db.scalar(select(AuditEvent.actor).where(AuditEvent.action == "ruleset.pending_reevaluated")) == "admin:eddie"
 
-    assert yaml_publish(editor, variant(versions.get_version(db, "demo", "acme", 1).text, description="Acme, v3.")).status_int == 303
+    assert yaml_publish(editor, variant(versions.get_version(db, "demo", "acme", 1).text, merchant_review=True)).status_int == 303
     assert len(order(db).previous_decisions) == 2
     # rolling back to version 2 (reevaluate) publishes it again: decided once more
     editor.post("/admin/rulesets/acme/rollback", {"number": "2", "csrf_token": csrf(editor)}, status=303)
@@ -62,6 +62,13 @@ def test_admin_publish_and_rollback_reevaluate_pending_requests(editor, db):
     db.expire_all()
     request = db.scalar(select(ApprovalRequest).where(ApprovalRequest.id == 1))
     assert request.status == "pending" and request.generation == 3
+    # a new description changes no rule: nothing is decided again, approvals would stand
+    page = yaml_publish(editor, variant(versions.get_version(db, "demo", "acme", 1).text, description="Acme, v5.")).follow()
+    assert "re-evaluated" not in page.text  # no message: nothing was decided again
+    assert versions.active_version(db, "demo", "acme").number == 5
+    assert len(order(db).previous_decisions) == 3
+    db.expire_all()
+    assert db.scalar(select(ApprovalRequest.generation).where(ApprovalRequest.id == 1)) == 3
 
 
 def _into_merchant_review(app, db):
