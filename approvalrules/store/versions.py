@@ -18,7 +18,7 @@ from typing import Callable
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..errors import DocumentError, NotFound, Problem
 from .models import RuleSet, RuleSetVersion, Tenant, utcnow
@@ -241,12 +241,18 @@ _policies = None
 
 def active_versions(session: Session, tenant_id: int) -> dict[str, RuleSetVersion]:
     """Every rule set's active version in the tenant, by name: one query for a whole ``extends`` chain."""
-    rows = session.execute(
-        select(RuleSet, RuleSetVersion)
-        .join(RuleSetVersion, RuleSet.active_version_id == RuleSetVersion.id)
+    # texts stay unread: a compiled policy is cached by content hash, so a text
+    # is needed only to compile it (it then loads on access)
+    rows = session.scalars(
+        select(RuleSetVersion)
+        .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
         .where(RuleSet.tenant_id == tenant_id)
+        .options(
+            defer(RuleSetVersion.text),
+            contains_eager(RuleSetVersion.ruleset).load_only(RuleSet.id, RuleSet.tenant_id, RuleSet.name, RuleSet.extends, RuleSet.active_version_id),
+        )
     )
-    return {ruleset.name: version for ruleset, version in rows}
+    return {version.ruleset.name: version for version in rows}
 
 
 def parent_chain(session: Session, version: RuleSetVersion, active: dict[str, RuleSetVersion] | None = None) -> list[RuleSetVersion]:
