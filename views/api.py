@@ -143,7 +143,7 @@ class StorefrontApi:
 
     @view_config(route_name="api_evaluate", request_method="POST")
     def evaluate(self):
-        decision, version = service.evaluate(self.session, self.tenant, json_body(self.request))
+        decision, version = service.evaluate(self.session, self.tenant, json_body(self.request), dry_run=True)
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
         return data

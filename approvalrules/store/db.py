@@ -77,3 +77,9 @@ def includeme(config) -> None:
         return session
 
     config.add_request_method(dbsession, reify=True)
+
+
+def database_key(session: Session):
+    """Which database a session talks to (its URL, hashable), for per-process caches keyed by
+    tenant: tenant ids and version counters repeat across databases (tests and tools open several)."""
+    return session.get_bind().url

@@ -18,6 +18,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
 
 from .. import directory as d
+from .db import database_key
 from .models import Account, Assignment, Company, Delegation, Group, Membership
 
 T = TypeVar("T")
@@ -210,7 +211,7 @@ def snapshot(session: Session, tenant) -> d.Directory:
     per account or membership, and the engine's per-directory memo stays warm
     across requests.
     """
-    key = (tenant.id, tenant.directory_version or 0)
+    key = (database_key(session), tenant.id, tenant.directory_version or 0)
     with _SNAPSHOTS_LOCK:
         found = _SNAPSHOTS.get(key)
         if found is not None:
@@ -219,7 +220,7 @@ def snapshot(session: Session, tenant) -> d.Directory:
     built = load_memory_directory(session, tenant.id)
     with _SNAPSHOTS_LOCK:
         _SNAPSHOTS[key] = built
-        for old in [k for k in _SNAPSHOTS if k[0] == tenant.id and k != key]:
+        for old in [k for k in _SNAPSHOTS if k[:2] == key[:2] and k != key]:
             del _SNAPSHOTS[old]
         while len(_SNAPSHOTS) > SNAPSHOTS_KEPT:
             _SNAPSHOTS.popitem(last=False)

@@ -74,6 +74,9 @@ class Tenant(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     #: bumped by every directory change: names the snapshot a process may cache
     directory_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: bumped by every change of an active rule-set version (publish, rollback, retire):
+    #: names the active versions a process may cache
+    rules_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     def setting(self, dotted: str, default: Any = None) -> Any:

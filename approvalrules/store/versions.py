@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy import func, select
@@ -21,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..errors import DocumentError, NotFound, Problem
+from .db import database_key
 from .models import RuleSet, RuleSetVersion, Tenant, utcnow
 from .services import audit, resolve_tenant
 
@@ -193,6 +197,7 @@ def publish(
         current.status = "retired"
     ruleset.active_version_id = version.id
     ruleset.extends = version.extends
+    _bump_rules_version(session, tenant_id)
     if from_draft:
         ruleset.draft_text = None
     session.flush()
@@ -222,7 +227,81 @@ def retire(session: Session, tenant: Tenant | int | str, name: str, author: str 
         return
     session.get(RuleSetVersion, ruleset.active_version_id).status = "retired"
     ruleset.active_version_id = None
+    _bump_rules_version(session, tenant_id)
     audit(session, tenant_id, author or "system", "ruleset.retired", "ruleset", name)
+
+
+def _bump_rules_version(session: Session, tenant_id: int) -> None:
+    # a SQL expression (rules_version + 1): concurrent publishers of one tenant never lose a
+    # bump, and the session reloads the new value when it is next read
+    tenant = session.get(Tenant, tenant_id)
+    tenant.rules_version = Tenant.rules_version + 1
+    session.flush()
+
+
+# -- active versions, cached per process ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveVersion:
+    """What evaluation needs of an active version, without its text: safe to share between requests."""
+
+    id: int
+    number: int
+    name: str
+    extends: str | None
+    content_hash: str
+
+
+_ACTIVE: "OrderedDict[tuple[str, int, int], dict[str, ActiveVersion]]" = OrderedDict()
+_ACTIVE_LOCK = threading.Lock()
+#: tenants whose active versions a process keeps
+ACTIVE_KEPT = 1024
+
+
+def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, ActiveVersion]:
+    """The tenant's active versions by rule-set name, cached per process by (tenant, rules version).
+
+    Every publish, rollback and retire bumps ``Tenant.rules_version`` in its own
+    transaction, so an entry is exactly the active versions its key names and
+    never needs invalidating (as the directory snapshots, see ``store.directory.snapshot``).
+    """
+    key = (database_key(session), tenant.id, tenant.rules_version or 0)
+    with _ACTIVE_LOCK:
+        found = _ACTIVE.get(key)
+        if found is not None:
+            _ACTIVE.move_to_end(key)
+            return found
+    rows = session.execute(
+        select(RuleSetVersion.id, RuleSetVersion.number, RuleSet.name, RuleSetVersion.extends, RuleSetVersion.content_hash)
+        .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
+        .where(RuleSet.tenant_id == tenant.id)
+    )
+    active = {row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash) for row in rows}
+    with _ACTIVE_LOCK:
+        _ACTIVE[key] = active
+        for old in [k for k in _ACTIVE if k[:2] == key[:2] and k != key]:
+            del _ACTIVE[old]
+        while len(_ACTIVE) > ACTIVE_KEPT:
+            _ACTIVE.popitem(last=False)
+    return active
+
+
+def cached_policy(session: Session, version: ActiveVersion, active: dict[str, ActiveVersion]):
+    """The compiled policy of an active version (see :func:`cached_active_versions`), from the
+    process's policy cache; the texts are read only to compile it."""
+    global _policies
+    if _policies is None:
+        _policies = _policy_cache()
+    parents, seen, name = [], {version.name}, version.extends
+    while name and name not in seen and name in active:
+        seen.add(name)
+        parents.append(active[name])
+        name = active[name].extends
+    policy = _policies.get(":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents]))
+    if policy is None:
+        policy = policy_for(session.get(RuleSetVersion, version.id), session)
+    return policy
 
 
 # -- compiled policies -----------------------------------------------------------------------
@@ -304,6 +383,8 @@ __all__ = [
     "active_policy",
     "active_version",
     "active_versions",
+    "cached_active_versions",
+    "cached_policy",
     "get_ruleset",
     "get_version",
     "list_versions",

@@ -58,14 +58,30 @@ def _now(now: datetime | None) -> datetime:
 
 def policy_for_company(session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str) -> tuple[Policy, RuleSetVersion]:
     """The active policy governing a company (its own rule set, else its nearest parent's)."""
+    name = _ruleset_name(directory, company_id)
+    active = versions.active_versions(session, tenant.id)
+    return versions.policy_for(_active(active, name, company_id), session, active), active[name]
+
+
+def _cached_policy_for_company(session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str) -> tuple[Policy, versions.ActiveVersion]:
+    """:func:`policy_for_company` from the per-process cache of active versions."""
+    name = _ruleset_name(directory, company_id)
+    active = versions.cached_active_versions(session, tenant)
+    return versions.cached_policy(session, _active(active, name, company_id), active), active[name]
+
+
+def _ruleset_name(directory, company_id: str) -> str:
     name = directory.ruleset_name_for(company_id)
     if name is None:
         raise OrderError("no_ruleset", f"company {company_id!r} has no rule set, and neither has any parent company", path="order.company")
-    active = versions.active_versions(session, tenant.id)
+    return name
+
+
+def _active(active: Mapping[str, Any], name: str, company_id: str):
     version = active.get(name)
     if version is None:
         raise OrderError("no_active_version", f"rule set {name!r} of company {company_id!r} has no published version", path="order.company")
-    return versions.policy_for(version, session, active), version
+    return version
 
 
 def _membership_company(directory: SqlDirectory, order: EngineOrder) -> str:
@@ -125,13 +141,23 @@ def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Po
     return spent
 
 
-def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: datetime | None = None, version: RuleSetVersion | None = None) -> tuple[Decision, RuleSetVersion]:
-    """Dry run: the decision for ``body`` under the active version (or ``version``, e.g. a request's pinned one); writes nothing."""
+def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: datetime | None = None, version: RuleSetVersion | None = None,
+             dry_run: bool = False) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
+    """The decision for ``body`` under the active version (or ``version``, e.g. a request's pinned one); writes nothing.
+
+    ``dry_run`` (the storefront's evaluate endpoint): the active version comes from
+    the per-process cache (:func:`versions.cached_active_versions`) and is returned as
+    an :class:`~approvalrules.store.versions.ActiveVersion`, with no query for it.
+    Actions that record the version (submit, re-decisions) leave it off: they read
+    the versions in their own transaction, which may just have published one.
+    """
     now = _now(now)
     order = EngineOrder.from_dict(body)
     directory = snapshot(session, tenant)
     company_id = _membership_company(directory, order)
-    if version is None:
+    if version is None and dry_run:
+        policy, version = _cached_policy_for_company(session, tenant, directory, company_id)
+    elif version is None:
         policy, version = policy_for_company(session, tenant, directory, company_id)
     else:
         policy = versions.policy_for(version, session)

@@ -22,7 +22,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
 
     migrate.upgrade(url)
     assert _tables(url) == set(metadata.tables)
-    assert migrate.current(url) == "0003"
+    assert migrate.current(url) == "0004"
 
     migrate.downgrade(url)
     assert _tables(url) == set()
@@ -35,7 +35,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
 def test_upgrade_twice_is_a_no_op(empty_database_url):
     migrate.upgrade(empty_database_url)
     migrate.upgrade(empty_database_url)
-    assert migrate.current(empty_database_url) == "0003"
+    assert migrate.current(empty_database_url) == "0004"
 
 
 def test_models_match_the_migration(db_engine):

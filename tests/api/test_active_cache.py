@@ -1,0 +1,57 @@
+"""The evaluate endpoint's per-process cache of active versions: no query for them while
+nothing is published, and every publish, rollback or retire seen by the next request."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from approvalrules.store import versions
+
+
+@contextmanager
+def statements(world):
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    engine = world.app.registry["dbengine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def evaluate(api):
+    return api.post_json("/api/v1/evaluate", {"buyer": "bob", "total": 800}).json
+
+
+def test_active_versions_are_read_once_then_served_from_the_cache(api, world):
+    evaluate(api)  # warm
+    with statements(world) as seen:
+        evaluate(api)
+    assert not [s for s in seen if "rule_set" in s], seen
+    assert any("api_keys" in s for s in seen)  # the key (and its tenant) is still read each time
+
+
+def test_a_publish_rollback_and_retire_are_seen_by_the_next_evaluation(api, world):
+    start = evaluate(api)
+    number = start["ruleset"]["version"]
+    assert start["outcome"] == "pending"
+    text = world.run(lambda s: versions.get_version(s, "demo", "acme", number).text)
+    higher = text.replace("total: {gt: 500}", "total: {gt: 1000}")
+    assert higher != text
+    try:
+        published = world.run(lambda s: versions.publish(s, "demo", "acme", author="cache-test", text=higher).number)
+        after = evaluate(api)
+        assert (after["ruleset"]["version"], after["outcome"]) == (published, "approved")
+        world.run(lambda s: versions.retire(s, "demo", "acme", author="cache-test"))
+        retired = api.post_json("/api/v1/evaluate", {"buyer": "bob", "total": 800}, status=422).json["error"]
+        assert retired["code"] == "no_active_version"
+    finally:
+        rolled = world.run(lambda s: versions.rollback(s, "demo", "acme", number, author="cache-test").number)
+    back = evaluate(api)
+    assert (back["ruleset"]["version"], back["outcome"]) == (rolled, "pending")
