@@ -31,7 +31,6 @@ at $APPROVALRULES_BENCH_PG (default postgres@127.0.0.1:5432) is not there.
 
 from __future__ import annotations
 
-import os
 import sys
 
 

@@ -30,7 +30,7 @@ from approvalrules.validate import check_ruleset  # noqa: E402
 
 def ruleset(groups: int, steps: int, version: int) -> str:
     lines = [
-        f"ruleset: bench",
+        "ruleset: bench",
         "currency: USD",
         "roles:",
         "  master: {label: Master, permissions: [place_orders, approve_orders]}",

@@ -1122,7 +1122,7 @@ def profile(policy, directory, orders: list[Order], top: int = 15, with_dict: bo
     stats.strip_dirs()
     out.write(f"--- cProfile, {len(orders):,} evaluations{' + as_dict()' if with_dict else ''}, by cumulative time\n")
     stats.sort_stats("cumulative").print_stats(top)
-    out.write(f"--- by own time (tottime)\n")
+    out.write("--- by own time (tottime)\n")
     stats.sort_stats("tottime").print_stats(top)
     return out.getvalue()
 

@@ -218,7 +218,7 @@ def main(argv: list[str]) -> int:
 
         rows = []  # (setup, endpoint, connections, result)
         server_cpu, wrk_cpu = ("0", "1") if two_cpus else (None, None)
-        with common.Server(ini_a, port_a, server_cpu) as server:
+        with common.Server(ini_a, port_a, server_cpu):
             req_size, resp_size = check_endpoints(port_a, body)
             print(f"evaluate: request {req_size} B, response {resp_size} B (decision pending, with trace)")
             print(f"1 process: server pinned to CPU {server_cpu}, wrk to CPU {wrk_cpu}")

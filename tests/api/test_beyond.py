@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from approvalrules.store.models import ApprovalEligibility, ApprovalRequest, AuditEvent, Order, OutboxEvent
+from approvalrules.store.models import AuditEvent, OutboxEvent
 from approvalrules.store.services import resolve_tenant
 from approvalrules.workflow import service
 

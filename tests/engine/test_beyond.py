@@ -4,14 +4,13 @@ AND of approver groups, currency conversion."""
 from __future__ import annotations
 
 import copy
-import json
 from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvalrules.directory import Directory, MemoryDirectory, records_from_dict
+from approvalrules.directory import Directory, records_from_dict
 from approvalrules.errors import DirectoryError
 from approvalrules.validate import check_directory
 

@@ -4,7 +4,6 @@ directory's amounts in another priced currency, and the behavioural diff per cur
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -9,7 +9,7 @@ import pytest
 
 from approvalrules import cli
 from approvalrules.engine import folder_resolver
-from approvalrules.validate import check_ruleset, schema
+from approvalrules.validate import schema
 
 from .conftest import BASE_DIRECTORY, BASE_ROLES, checked, only_problem, problems_of, ruleset, to_yaml
 

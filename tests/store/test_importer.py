@@ -131,7 +131,7 @@ def test_invalid_directory_names_the_file(session, rules):
 
 def test_commands_migrate_and_load_from_an_ini(tmp_path, rules):
     ini = tmp_path / "test.ini"
-    ini.write_text(f"[app:main]\nuse = egg:approvalrules\nsqlalchemy.url = sqlite:///%(here)s/cli.sqlite\n")
+    ini.write_text("[app:main]\nuse = egg:approvalrules\nsqlalchemy.url = sqlite:///%(here)s/cli.sqlite\n")
     commands.migrate(ini)
     first = commands.load(ini, rules)
     assert len(first.published) == 2
