@@ -7,7 +7,9 @@ inject their own session as ``request.environ["app.dbsession"]``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Mapping
 
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
@@ -77,6 +79,38 @@ def includeme(config) -> None:
         return session
 
     config.add_request_method(dbsession, reify=True)
+
+
+class TenantCache:
+    """Per-process entries keyed by (database, tenant, a version counter of that tenant).
+
+    A counter (``Tenant.directory_version``, ``Tenant.rules_version``) is bumped
+    in the transaction of every change it covers, so an entry is exactly what
+    its key names and never needs invalidating; storing a tenant's new entry
+    drops its older ones, and the least recently used tenants go past ``kept``.
+    """
+
+    def __init__(self, kept: int):
+        self.kept = kept
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, tenant_id: int, counter: int | None, build: Callable[[], Any]) -> Any:
+        """The entry for the tenant at ``counter``; ``build()`` makes it on a miss (outside the lock)."""
+        key = (database_key(session), tenant_id, counter or 0)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        built = build()
+        with self._lock:
+            self._entries[key] = built
+            for old in [k for k in self._entries if k[:2] == key[:2] and k != key]:
+                del self._entries[old]
+            while len(self._entries) > self.kept:
+                self._entries.popitem(last=False)
+        return built
 
 
 def database_key(session: Session):

@@ -9,8 +9,6 @@ whatever the database collation.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from types import MappingProxyType
 from typing import Any, Callable, TypeVar
 
@@ -18,7 +16,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
 
 from .. import directory as d
-from .db import database_key
+from .db import TenantCache
 from .models import Account, Assignment, Company, Delegation, Group, Membership
 
 T = TypeVar("T")
@@ -196,9 +194,9 @@ class SqlDirectory(d.Directory):
 
 # ------------------------------------------------------------------ snapshots
 
-_SNAPSHOTS: OrderedDict[tuple[int, int], d.MemoryDirectory] = OrderedDict()
-_SNAPSHOTS_LOCK = threading.Lock()
+#: tenants whose directory snapshot a process keeps
 SNAPSHOTS_KEPT = 256
+_SNAPSHOTS = TenantCache(SNAPSHOTS_KEPT)
 
 
 def snapshot(session: Session, tenant) -> d.Directory:
@@ -211,20 +209,7 @@ def snapshot(session: Session, tenant) -> d.Directory:
     per account or membership, and the engine's per-directory memo stays warm
     across requests.
     """
-    key = (database_key(session), tenant.id, tenant.directory_version or 0)
-    with _SNAPSHOTS_LOCK:
-        found = _SNAPSHOTS.get(key)
-        if found is not None:
-            _SNAPSHOTS.move_to_end(key)
-            return found
-    built = load_memory_directory(session, tenant.id)
-    with _SNAPSHOTS_LOCK:
-        _SNAPSHOTS[key] = built
-        for old in [k for k in _SNAPSHOTS if k[:2] == key[:2] and k != key]:
-            del _SNAPSHOTS[old]
-        while len(_SNAPSHOTS) > SNAPSHOTS_KEPT:
-            _SNAPSHOTS.popitem(last=False)
-    return built
+    return _SNAPSHOTS.get(session, tenant.id, tenant.directory_version, lambda: load_memory_directory(session, tenant.id))
 
 
 def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:

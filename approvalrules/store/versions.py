@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..errors import DocumentError, NotFound, Problem
-from .db import database_key
+from .db import TenantCache
 from .models import RuleSet, RuleSetVersion, Tenant, utcnow
 from .services import audit, resolve_tenant
 
@@ -253,10 +251,9 @@ class ActiveVersion:
     content_hash: str
 
 
-_ACTIVE: "OrderedDict[tuple[str, int, int], dict[str, ActiveVersion]]" = OrderedDict()
-_ACTIVE_LOCK = threading.Lock()
 #: tenants whose active versions a process keeps
 ACTIVE_KEPT = 1024
+_ACTIVE = TenantCache(ACTIVE_KEPT)
 
 
 def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, ActiveVersion]:
@@ -266,25 +263,16 @@ def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, Active
     transaction, so an entry is exactly the active versions its key names and
     never needs invalidating (as the directory snapshots, see ``store.directory.snapshot``).
     """
-    key = (database_key(session), tenant.id, tenant.rules_version or 0)
-    with _ACTIVE_LOCK:
-        found = _ACTIVE.get(key)
-        if found is not None:
-            _ACTIVE.move_to_end(key)
-            return found
-    rows = session.execute(
-        select(RuleSetVersion.id, RuleSetVersion.number, RuleSet.name, RuleSetVersion.extends, RuleSetVersion.content_hash)
-        .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
-        .where(RuleSet.tenant_id == tenant.id)
-    )
-    active = {row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash) for row in rows}
-    with _ACTIVE_LOCK:
-        _ACTIVE[key] = active
-        for old in [k for k in _ACTIVE if k[:2] == key[:2] and k != key]:
-            del _ACTIVE[old]
-        while len(_ACTIVE) > ACTIVE_KEPT:
-            _ACTIVE.popitem(last=False)
-    return active
+
+    def load() -> dict[str, ActiveVersion]:
+        rows = session.execute(
+            select(RuleSetVersion.id, RuleSetVersion.number, RuleSet.name, RuleSetVersion.extends, RuleSetVersion.content_hash)
+            .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
+            .where(RuleSet.tenant_id == tenant.id)
+        )
+        return {row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash) for row in rows}
+
+    return _ACTIVE.get(session, tenant.id, tenant.rules_version, load)
 
 
 def cached_policy(session: Session, version: ActiveVersion, active: dict[str, ActiveVersion]):
