@@ -151,6 +151,8 @@ approvalrules.dev_admin = admin:admin
 # the per-key rate limit (views/limits.py, 1,200/min by default) stays in the request path
 # but is set out of reach: the benchmarks measure the service, not the limiter's 429s
 approvalrules.rate_limit_per_minute = 1000000000
+# as production.ini
+approvalrules.tune_gc = true
 retry.attempts = 3
 tm.manager_hook = pyramid_tm.explicit_manager
 

@@ -85,3 +85,18 @@ def test_list_rule_files_missing_or_unset_folder(tmp_path):
     assert list_rule_files(tmp_path / "missing") == []
     assert list_rule_files("") == []
     assert list_rule_files(None) == []
+
+
+def test_tune_gc_freezes_what_start_up_built_and_collects_less_often():
+    import gc
+
+    from approvalrules.app import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == (10_000, 20, 50)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
