@@ -113,6 +113,21 @@ class TenantCache:
         return built
 
 
+#: ``session.info`` key of what the current transaction remembers (:func:`transaction_memo`)
+_TRANSACTION_MEMO = "approvalrules.transaction"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_transaction_memo(session, transaction) -> None:
+    # a savepoint's end counts too: what it read or wrote may have been rolled back
+    session.info.pop(_TRANSACTION_MEMO, None)
+
+
+def transaction_memo(session: Session) -> dict:
+    """A dict that lives until the session's current transaction (or savepoint) ends."""
+    return session.info.setdefault(_TRANSACTION_MEMO, {})
+
+
 def database_key(session: Session):
     """Which database a session talks to (its URL, hashable), for per-process caches keyed by
     tenant: tenant ids and version counters repeat across databases (tests and tools open several)."""

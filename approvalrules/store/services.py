@@ -38,6 +38,7 @@ from sqlalchemy import select, true
 from sqlalchemy.orm import Session, joinedload
 
 from ..errors import DirectoryError, NotFound
+from .db import transaction_memo
 from .models import (
     ADMIN_ROLES,
     MEMBERSHIP_STATUSES,
@@ -302,8 +303,14 @@ class DirectoryService:
 
     def _audit(self, action: str, subject_type: str, subject_id: str, data: Mapping[str, Any] | None = None) -> None:
         # every directory change passes here: a new directory version retires the
-        # snapshots that processes cache (approvalrules.store.directory.snapshot)
-        self.tenant.directory_version = (self.tenant.directory_version or 0) + 1
+        # snapshots that processes cache (approvalrules.store.directory.snapshot).
+        # Once per transaction, in SQL: two concurrent changes make two versions,
+        # never one number naming two directories.
+        bumped = transaction_memo(self.session).setdefault("directory_bumped", set())
+        if self.tenant.id not in bumped:
+            self.tenant.directory_version = Tenant.directory_version + 1
+            self.session.flush()
+            bumped.add(self.tenant.id)
         audit(self.session, self.tenant.id, self.actor, action, subject_type, subject_id, data)
 
     @staticmethod

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..errors import DocumentError, NotFound, Problem
-from .db import TenantCache
+from .db import TenantCache, transaction_memo
 from .models import RuleSet, RuleSetVersion, Tenant, utcnow
 from .services import audit, resolve_tenant
 
@@ -235,6 +235,7 @@ def _bump_rules_version(session: Session, tenant_id: int) -> None:
     tenant = session.get(Tenant, tenant_id)
     tenant.rules_version = Tenant.rules_version + 1
     session.flush()
+    transaction_memo(session).pop("active_versions", None)
 
 
 # -- active versions, cached per process ----------------------------------------------------
@@ -307,7 +308,20 @@ _policies = None
 
 
 def active_versions(session: Session, tenant_id: int) -> dict[str, RuleSetVersion]:
-    """Every rule set's active version in the tenant, by name: one query for a whole ``extends`` chain."""
+    """Every rule set's active version in the tenant, by name: one query for a whole ``extends`` chain.
+
+    Read once per transaction (kept in its :func:`~.db.transaction_memo`, and dropped
+    by a publish, rollback or retire in it): a submit or an approval asks for the
+    policy of its version several times.
+    """
+    memo = transaction_memo(session).setdefault("active_versions", {})
+    found = memo.get(tenant_id)
+    if found is None:
+        found = memo[tenant_id] = _load_active_versions(session, tenant_id)
+    return found
+
+
+def _load_active_versions(session: Session, tenant_id: int) -> dict[str, RuleSetVersion]:
     # texts stay unread: a compiled policy is cached by content hash, so a text
     # is needed only to compile it (it then loads on access)
     rows = session.scalars(
@@ -351,6 +365,8 @@ def policy_for(version: RuleSetVersion, session: Session | None = None, active: 
     if _policies is None:
         _policies = _policy_cache()
     session = session or object_session(version)
+    if version.extends and active is None:
+        active = active_versions(session, version.ruleset.tenant_id)
     parents = parent_chain(session, version, active) if version.extends else []
     key = ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
     policy = _policies.get(key)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..money import format_amount
 from ..policy import Decision
+from ..directory import Account as DirectoryAccount
 from ..store import versions
-from ..store.models import Account, ApprovalRequest, Membership, Order, OutboxEvent, RuleSetVersion, Tenant
+from ..store.directory import snapshot
+from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant
 
 EVENTS = (
     "order_submitted", "approval_requested", "order_approved", "order_confirmation", "master_confirmation",
@@ -25,19 +26,17 @@ EVENTS = (
 )
 
 
-def _recipient(account: Account | None, channel: str, account_id: str) -> dict[str, Any]:
+def _recipient(account: DirectoryAccount | None, channel: str, account_id: str) -> dict[str, Any]:
     email = account.email if account is not None else None
     if channel == "email" and not (email and account.email_enabled):
         channel = "inbox"
     return {"account": account_id, "email": email if channel == "email" else None, "channel": channel}
 
 
-def _accounts(session: Session, tenant: Tenant, ids: Iterable[str]) -> dict[str, Account]:
-    ids = list(ids)
-    if not ids:
-        return {}
-    rows = session.scalars(select(Account).where(Account.tenant_id == tenant.id, Account.external_id.in_(ids)))
-    return {a.external_id: a for a in rows}
+def _accounts(session: Session, tenant: Tenant, ids: Iterable[str]) -> dict[str, DirectoryAccount]:
+    """The accounts by id, from the tenant's directory snapshot (no query while it is current)."""
+    directory = snapshot(session, tenant)
+    return {account_id: account for account_id in ids if (account := directory.account(account_id)) is not None}
 
 
 def emit(session: Session, tenant: Tenant, event_type: str, order: Order, recipients: list[dict], data: Mapping[str, Any]) -> OutboxEvent:
@@ -106,13 +105,12 @@ def emit_final(session: Session, tenant: Tenant, order: Order, outcome: str, com
         policy = versions.policy_for(version, session)
         group = order.decision.get("buyer", {}).get("group")
         if policy.master_confirmation and group:
-            masters = session.scalars(
-                select(Account).join(Membership, Membership.account_id == Account.id).where(
-                    Membership.company_id == order.company_id, Membership.master.is_(True), Membership.status == "active"
-                )
-            ).all()
+            directory = snapshot(session, tenant)
+            company = order.decision.get("buyer", {}).get("company")
+            masters = [m.account_id for m in directory.memberships_of_company(company) if m.master and m.status == "active"]
+            accounts = _accounts(session, tenant, masters)
             if masters:
-                emit(session, tenant, "master_confirmation", order, [_recipient(m, "email", m.external_id) for m in masters], {})
+                emit(session, tenant, "master_confirmation", order, [_recipient(accounts.get(m), "email", m) for m in masters], {})
     elif outcome == "rejected":
         emit(session, tenant, "order_rejected", order, buyer, {"comment": comment})
         emit(session, tenant, "order_cancelled", order, buyer, {"comment": comment, "reason": "rejected"})

@@ -204,3 +204,49 @@ def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only)
         ruleset = session.scalar(select(RuleSet).where(RuleSet.tenant_id == tenant_id))
         assert ruleset.active_version_id == rows[-1][2] and rows[-1][1] == "published"
         assert session.scalar(select(func.count()).select_from(RuleSet).where(RuleSet.tenant_id == tenant_id)) == 1
+
+
+def _concurrently(db_engine, tenant_id, change) -> None:
+    barrier = threading.Barrier(THREADS)
+    errors = []
+
+    def worker(n: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            with Session(db_engine) as session, session.begin():
+                change(session, n)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+
+
+def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_only):
+    """The per-process caches are keyed by these counters: two changes must never share a number."""
+    from approvalrules.store.models import Tenant
+    from approvalrules.store.services import DirectoryService
+
+    with Session(db_engine) as session, session.begin():
+        tenant = ensure_tenant(session, f"counters-{threading.get_ident()}-{id(session)}")
+        tenant_id, rules_before, directory_before = tenant.id, tenant.rules_version, tenant.directory_version
+    _concurrently(db_engine, tenant_id, lambda s, n: versions.publish(s, tenant_id, f"rs{n}", "w", text=f"ruleset: rs{n}\n"))
+    _concurrently(db_engine, tenant_id, lambda s, n: DirectoryService(s, s.get(Tenant, tenant_id)).upsert_account(f"acct{n}", name=f"Account {n}"))
+    with Session(db_engine) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant.rules_version == rules_before + THREADS
+        assert tenant.directory_version == directory_before + THREADS
+
+
+def test_a_publish_is_seen_by_the_rest_of_its_own_transaction(session, tenant):
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    first = versions.active_versions(session, tenant.id)["purchasing"].number
+    before = tenant.rules_version
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
+    assert versions.active_versions(session, tenant.id)["purchasing"].number == first + 1
+    assert tenant.rules_version == before + 1
