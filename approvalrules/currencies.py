@@ -13,18 +13,17 @@ import copy
 import dataclasses
 import weakref
 from collections.abc import Iterator, Mapping
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from .conditions import COMPARATORS
 from .directory import Directory
 from .errors import OrderError
-from .money import format_amount, parse_amount
+from .money import format_amount, parse_amount, to_cents
 
 #: the settings whose values are money
 MONEY_SETTINGS = ("max_order_total", "no_approval_below", "approval_limit")
-#: the comparison operators of a ``total`` condition
-COMPARISON_OPERATORS = ("gt", "gte", "lt", "lte", "eq")
 
 Position = tuple[tuple, Any, Any]  # (path, container, key): container[key] is an amount
 
@@ -80,7 +79,7 @@ def _condition_positions(condition: Any, path: tuple) -> Iterator[Position]:
         return
     total = condition.get("total")
     if isinstance(total, dict):
-        for op in COMPARISON_OPERATORS:
+        for op in COMPARATORS:
             if op in total:
                 yield path + ("total", op), total, op
     for key in ("all", "any"):
@@ -244,7 +243,4 @@ class DirectoryInCurrency(Directory):
                 f"and the rule set has no rate to price it in {self._currency}: add conversion.{self._currency} to the rule set",
                 path="order.currency",
             )
-        return (amount / self._rate).quantize(CENT, rounding=ROUND_HALF_EVEN)
-
-
-CENT = Decimal("0.01")
+        return to_cents(amount / self._rate)

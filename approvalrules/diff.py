@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterable, Mapping
 from .conditions import OrderFacts, compile_condition, describe, referenced_names, thresholds
 from .directory import Directory, Membership
 from .errors import ApprovalRulesError
+from .currencies import MONEY_SETTINGS
 from .policy import ORDER_TYPES, Decision, Order, Policy
 
 DEFAULT_NOW = "2026-01-15T12:00:00Z"
@@ -678,7 +679,7 @@ def _boundaries(policies: tuple[Policy, Policy], steps: tuple[tuple, tuple], m: 
         for b in p.budgets:
             found.add(b.amount)
         settings = p.effective_settings(m)
-        for key in ("max_order_total", "no_approval_below", "approval_limit"):
+        for key in MONEY_SETTINGS:
             if settings.get(key) is not None:
                 found.add(Decimal(settings[key]))
         for other in directory.memberships_of_company(m.company_id):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from .errors import OrderError
@@ -37,6 +37,14 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
     if len(amount.as_tuple().digits) > MAX_DIGITS or not -MAX_DIGITS <= amount.as_tuple().exponent <= MAX_DIGITS:
         raise OrderError("invalid_amount", f"{where} has more than {MAX_DIGITS} digits", path=where)
     return amount
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    """An amount rounded half-even to 2 places: what a currency conversion yields."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_EVEN)
+
+
+CENT = Decimal("0.01")
 
 
 def format_amount(amount: Decimal) -> str:

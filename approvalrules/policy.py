@@ -15,16 +15,16 @@ import json
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from .currencies import DirectoryInCurrency, has_per_currency_amounts, in_currency, priced_currencies
+from .currencies import MONEY_SETTINGS, DirectoryInCurrency, base_currency, has_per_currency_amounts, in_currency, priced_currencies
 from .conditions import Facts, Line, compile_predicates, describe, explain_parts, render_explanation
 from .directory import MAX_DELEGATION_DEPTH, Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
 from .errors import OrderError
-from .money import CURRENCIES, format_amount, parse_amount
+from .money import CURRENCIES, format_amount, parse_amount, to_cents
 from .validate import ValidatedRuleSet
 
 ORDER_TYPES = ("regular", "bulk", "quote", "subscription")
@@ -51,7 +51,6 @@ DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
         "payer": "buyer",
     }
 )
-_MONEY_SETTINGS = ("max_order_total", "no_approval_below", "approval_limit")
 
 
 def text_hash(text: str) -> str:
@@ -68,7 +67,7 @@ def data_hash(data: Any) -> str:
 def _normal_settings(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     out = {}
     for key, value in (raw or {}).items():
-        if key in _MONEY_SETTINGS and value is not None:
+        if key in MONEY_SETTINGS and value is not None:
             value = parse_amount(value, key)
         elif isinstance(value, list):
             value = tuple(value)
@@ -554,7 +553,7 @@ def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, sour
         version=version,
         text_hash=checked.content_hash,
         hash=data_hash({k: v for k, v in (source if source is not None else data).items() if k not in ("tests", "description")}),
-        currency=data.get("currency", "USD"),
+        currency=base_currency(data),
         roles=MappingProxyType(roles),
         settings=MappingProxyType({**DEFAULT_SETTINGS, **_normal_settings(data.get("settings"))}),
         groups=MappingProxyType(groups),
@@ -756,7 +755,7 @@ class Policy:
             now = datetime.now(timezone.utc)
         elif isinstance(now, str):
             now = parse_instant(now)
-        if order.currency is not None and order.currency != self.currency and order.currency in self.variants:
+        if order.currency in self.variants:
             # priced natively: the variant's own amounts, the directory's converted
             variant = self.variants[order.currency]
             # ``directory`` stays referenced here: the view holds it only weakly
@@ -877,7 +876,7 @@ class _Evaluation:
         """The order with its total in the rule set's currency (``conversion``), the conversion stated."""
         p, order = self.policy, self.order
         rate = p.conversion[currency]
-        total = (order.total * rate).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+        total = to_cents(order.total * rate)
         message = f"{format_amount(order.total)} {currency} converted to {total} {p.currency} at {format_amount(rate)}"
         self.reasons.append(
             Reason("currency_converted", message, {"currency": currency, "rate": format_amount(rate), "total": format_amount(total), "priced_in": p.currency})

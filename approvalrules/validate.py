@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import jsonschema
 from referencing import Registry, Resource
 
-from .currencies import currency_problems, in_currency, priced_currencies
+from .currencies import base_currency, currency_problems, in_currency, priced_currencies
 from .errors import DocumentError, Problem
 from .loader import Document, load_document
 
@@ -361,7 +361,7 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
             check_names("group", refs["buyer_group"], groups, path + ("when",))
             if refs["exceeds"]:
                 check_exceeds(refs["exceeds"], data, doc, path + ("when",), problems)
-    own_currency = data.get("currency", "USD")
+    own_currency = base_currency(data)
     for code, rate in (data.get("conversion") or {}).items():
         if code == own_currency:
             problems.append(doc.problem("invalid_conversion", f"conversion.{code}: {code} is the rule set's own currency", ("conversion", code)))
