@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -279,15 +279,7 @@ def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, Active
 def cached_policy(session: Session, version: ActiveVersion, active: dict[str, ActiveVersion]):
     """The compiled policy of an active version (see :func:`cached_active_versions`), from the
     process's policy cache; the texts are read only to compile it."""
-    global _policies
-    if _policies is None:
-        _policies = _policy_cache()
-    parents, seen, name = [], {version.name}, version.extends
-    while name and name not in seen and name in active:
-        seen.add(name)
-        parents.append(active[name])
-        name = active[name].extends
-    policy = _policies.get(":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents]))
+    policy = _compiled().get(_policy_key(version, _chain(version.name, version.extends, active)))
     if policy is None:
         policy = policy_for(session.get(RuleSetVersion, version.id), session)
     return policy
@@ -305,6 +297,14 @@ def _policy_cache():
 
 
 _policies = None
+
+
+def _compiled():
+    """This process's cache of compiled policies, made on first use."""
+    global _policies
+    if _policies is None:
+        _policies = _policy_cache()
+    return _policies
 
 
 def active_versions(session: Session, tenant_id: int) -> dict[str, RuleSetVersion]:
@@ -339,20 +339,31 @@ def _load_active_versions(session: Session, tenant_id: int) -> dict[str, RuleSet
 def parent_chain(session: Session, version: RuleSetVersion, active: dict[str, RuleSetVersion] | None = None) -> list[RuleSetVersion]:
     """The active versions ``version`` extends, nearest first (cycles cut).
 
-    ``active`` (from :func:`active_versions`) saves a query per parent.
+    ``active``: the tenant's :func:`active_versions`, when the caller has them.
     """
-    chain: list[RuleSetVersion] = []
-    seen = {version.ruleset.name}
-    tenant_id = version.ruleset.tenant_id
-    name = version.extends
-    while name and name not in seen:
-        seen.add(name)
-        parent = active.get(name) if active is not None else active_version(session, tenant_id, name)
+    if active is None:
+        active = active_versions(session, version.ruleset.tenant_id)
+    return _chain(version.ruleset.name, version.extends, active)
+
+
+def _chain(name: str, extends: str | None, active: Mapping[str, Any]) -> list:
+    """The entries of ``active`` (rule-set name -> version) that rule set ``name`` extends,
+    nearest first; stops at a parent with no active version, and where a cycle would start."""
+    chain: list = []
+    seen = {name}
+    while extends and extends not in seen:
+        seen.add(extends)
+        parent = active.get(extends)
         if parent is None:
             break
         chain.append(parent)
-        name = parent.extends
+        extends = parent.extends
     return chain
+
+
+def _policy_key(version, parents: list) -> str:
+    """A compiled policy's cache key: its version's content hash and number, and its parents' hashes."""
+    return ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
 
 
 def policy_for(version: RuleSetVersion, session: Session | None = None, active: dict[str, RuleSetVersion] | None = None):
@@ -361,18 +372,13 @@ def policy_for(version: RuleSetVersion, session: Session | None = None, active: 
     The key is the version's content hash plus its parents' (a rule set that
     extends another is compiled against the parents' active versions).
     """
-    global _policies
-    if _policies is None:
-        _policies = _policy_cache()
     session = session or object_session(version)
-    if version.extends and active is None:
-        active = active_versions(session, version.ruleset.tenant_id)
     parents = parent_chain(session, version, active) if version.extends else []
-    key = ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
-    policy = _policies.get(key)
+    key = _policy_key(version, parents)
+    policy = _compiled().get(key)
     if policy is None:
         texts = {p.ruleset.name: p.text for p in parents}
-        policy = _policies.put(key, _compile_ruleset(version.text, version.ruleset.name, texts.get, version.number))
+        policy = _compiled().put(key, _compile_ruleset(version.text, version.ruleset.name, texts.get, version.number))
     return policy
 
 

@@ -388,11 +388,10 @@ def _decision_data(session: Session, decision: Decision, version: RuleSetVersion
     tell whether a parent's new version changed a pending request's rules.
     """
     data = decision.as_dict()
-    active = versions.active_versions(session, version.ruleset.tenant_id) if version.extends else None
     stamp = dict(data.get("ruleset") or {})
-    stamp["policy_hash"] = versions.policy_for(version, session, active).hash
+    stamp["policy_hash"] = versions.policy_for(version, session).hash
     if version.extends:
-        stamp["parents"] = [{"name": p.ruleset.name, "version": p.number} for p in versions.parent_chain(session, version, active)]
+        stamp["parents"] = [{"name": p.ruleset.name, "version": p.number} for p in versions.parent_chain(session, version)]
     data["ruleset"] = stamp
     return data
 
