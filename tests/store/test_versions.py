@@ -170,43 +170,8 @@ THREADS = 4
 ROUNDS = 3
 
 
-def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only):
-    with Session(db_engine) as session, session.begin():
-        tenant_id = ensure_tenant(session, f"race-{threading.get_ident()}-{id(session)}").id
-    barrier = threading.Barrier(THREADS)
-    errors = []
-
-    def publisher(worker: int) -> None:
-        try:
-            for round_ in range(ROUNDS):
-                barrier.wait(timeout=10)
-                with Session(db_engine) as session, session.begin():
-                    versions.publish(session, tenant_id, "purchasing", f"w{worker}", text=f"{V1}# worker {worker} round {round_}\n")
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=publisher, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
-    with Session(db_engine) as session:
-        rows = session.execute(
-            select(RuleSetVersion.number, RuleSetVersion.status, RuleSetVersion.id)
-            .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
-            .where(RuleSet.tenant_id == tenant_id)
-            .order_by(RuleSetVersion.number)
-        ).all()
-        assert [n for n, _, _ in rows] == list(range(1, THREADS * ROUNDS + 1))
-        assert [s for _, s, _ in rows].count("published") == 1
-        ruleset = session.scalar(select(RuleSet).where(RuleSet.tenant_id == tenant_id))
-        assert ruleset.active_version_id == rows[-1][2] and rows[-1][1] == "published"
-        assert session.scalar(select(func.count()).select_from(RuleSet).where(RuleSet.tenant_id == tenant_id)) == 1
-
-
-def _concurrently(db_engine, tenant_id, change) -> None:
+def _concurrently(db_engine, change) -> None:
+    """``change(session, worker)`` in THREADS threads released together, each in its own committed transaction."""
     barrier = threading.Barrier(THREADS)
     errors = []
 
@@ -227,6 +192,25 @@ def _concurrently(db_engine, tenant_id, change) -> None:
     assert errors == []
 
 
+def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only):
+    with Session(db_engine) as session, session.begin():
+        tenant_id = ensure_tenant(session, f"race-{threading.get_ident()}-{id(session)}").id
+    for round_ in range(ROUNDS):
+        _concurrently(db_engine, lambda s, n: versions.publish(s, tenant_id, "purchasing", f"w{n}", text=f"{V1}# worker {n} round {round_}\n"))
+    with Session(db_engine) as session:
+        rows = session.execute(
+            select(RuleSetVersion.number, RuleSetVersion.status, RuleSetVersion.id)
+            .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
+            .where(RuleSet.tenant_id == tenant_id)
+            .order_by(RuleSetVersion.number)
+        ).all()
+        assert [n for n, _, _ in rows] == list(range(1, THREADS * ROUNDS + 1))
+        assert [s for _, s, _ in rows].count("published") == 1
+        ruleset = session.scalar(select(RuleSet).where(RuleSet.tenant_id == tenant_id))
+        assert ruleset.active_version_id == rows[-1][2] and rows[-1][1] == "published"
+        assert session.scalar(select(func.count()).select_from(RuleSet).where(RuleSet.tenant_id == tenant_id)) == 1
+
+
 def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_only):
     """The per-process caches are keyed by these counters: two changes must never share a number."""
     from approvalrules.store.models import Tenant
@@ -235,8 +219,8 @@ def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_o
     with Session(db_engine) as session, session.begin():
         tenant = ensure_tenant(session, f"counters-{threading.get_ident()}-{id(session)}")
         tenant_id, rules_before, directory_before = tenant.id, tenant.rules_version, tenant.directory_version
-    _concurrently(db_engine, tenant_id, lambda s, n: versions.publish(s, tenant_id, f"rs{n}", "w", text=f"ruleset: rs{n}\n"))
-    _concurrently(db_engine, tenant_id, lambda s, n: DirectoryService(s, s.get(Tenant, tenant_id)).upsert_account(f"acct{n}", name=f"Account {n}"))
+    _concurrently(db_engine, lambda s, n: versions.publish(s, tenant_id, f"rs{n}", "w", text=f"ruleset: rs{n}\n"))
+    _concurrently(db_engine, lambda s, n: DirectoryService(s, s.get(Tenant, tenant_id)).upsert_account(f"acct{n}", name=f"Account {n}"))
     with Session(db_engine) as session:
         tenant = session.get(Tenant, tenant_id)
         assert tenant.rules_version == rules_before + THREADS
