@@ -40,34 +40,34 @@ class RateLimiter:
     def hit(self, key: str) -> int:
         """Count one request; returns 0 if allowed, else the seconds until the window resets."""
         now = self.clock()
-        window = int(now // 60)
         with self._lock:
-            current, count = self._windows.get(key, (window, 0))
-            if current != window:
-                current, count = window, 0
-            count += 1
-            self._windows[key] = (current, count)
+            count = self._count(key, now) + 1
+            self._windows[key] = (int(now // 60), count)
             self._windows.move_to_end(key)
             while len(self._windows) > self.max_keys:
                 self._windows.popitem(last=False)
-        if count > self.per_minute:
-            return max(1, int(60 - now % 60))
-        return 0
+        return self._wait(now) if count > self.per_minute else 0
+
+    def exhausted(self, key: str) -> int:
+        """Without counting: 0 if another hit would be allowed, else the seconds until the window resets."""
+        now = self.clock()
+        with self._lock:
+            count = self._count(key, now)
+        return self._wait(now) if count >= self.per_minute else 0
 
     def clear(self) -> None:
         """Forget every window."""
         with self._lock:
             self._windows.clear()
 
-    def exhausted(self, key: str) -> int:
-        """Without counting: 0 if another hit would be allowed, else the seconds until the window resets."""
-        now = self.clock()
-        with self._lock:
-            current, count = self._windows.get(key, (int(now // 60), 0))
-        if current == int(now // 60) and count >= self.per_minute:
-            return max(1, int(60 - now % 60))
-        return 0
+    def _count(self, key: str, now: float) -> int:
+        """Hits of ``key`` in the current window (the caller holds the lock)."""
+        window, count = self._windows.get(key, (None, 0))
+        return count if window == int(now // 60) else 0
 
+    @staticmethod
+    def _wait(now: float) -> int:
+        return max(1, int(60 - now % 60))
 
 def limits_tween_factory(handler, registry):
     settings = registry.settings
