@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.reader import ReaderError
 
 from .errors import DocumentError, DocumentTooLarge, Problem
 
 try:  # libyaml parses ~10x faster; the pure parser is the fall-back
     from yaml._yaml import CParser as _Parser
+
+    _POSITIONS_IN_BYTES = True  # libyaml counts a reader error's position in UTF-8 bytes
 except ImportError:  # pragma: no cover - depends on the platform's wheel
     from yaml.parser import Parser as _PyParser
     from yaml.reader import Reader
@@ -36,6 +39,8 @@ except ImportError:  # pragma: no cover - depends on the platform's wheel
             Reader.__init__(self, stream)
             Scanner.__init__(self)
             _PyParser.__init__(self)
+
+    _POSITIONS_IN_BYTES = False
 
 MAX_BYTES = 1_000_000
 MAX_DEPTH = 32
@@ -90,6 +95,8 @@ class Document:
     data: Any
     text: str
     source: str | None = None
+    #: the line where the root value starts, so root-level problems have a line too
+    root_line: int | None = None
     _lines: dict | None = field(default=None, repr=False, compare=False)
     _index: dict | None = field(default=None, repr=False, compare=False)
 
@@ -106,15 +113,22 @@ class Document:
         return self._lines
 
     def line_of(self, path) -> int | None:
-        """The line of ``path`` or of its nearest ancestor that has one."""
+        """The line of ``path`` or of its nearest ancestor that has one (the root's, at worst)."""
         path = tuple(path)
         if self._lines is None and self._index is not None:
-            return self._indexed_line(path)
+            line = self._indexed_line(path)
+            return self._root_line() if line is None else line
         while True:
             line = self.lines.get(path)
-            if line is not None or not path:
+            if line is not None:
                 return line
+            if not path:
+                return self._root_line()
             path = path[:-1]
+
+    def _root_line(self) -> int:
+        # an empty document (or only comments) has no root value: blame its first line
+        return 1 if self.root_line is None else self.root_line
 
     def _indexed_line(self, path: tuple) -> int | None:
         node, found = self.data, None
@@ -158,7 +172,9 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DocumentError([Problem("not_utf8", f"the document is not UTF-8 text (byte {exc.start})", source=source)]) from None
+            line = text.count(b"\n", 0, exc.start) + 1
+            message = f"the document is not UTF-8 text (byte {exc.start}, on line {line}): save it as UTF-8"
+            raise DocumentError([Problem("not_utf8", message, "", line, source)]) from None
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), max_bytes, source)
     try:
@@ -168,11 +184,11 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
         raise DocumentError([Problem("invalid_character", f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8", "", line, source)]) from None
     fast = _Parser(text)
     try:
-        data, index = _fast_build(fast)
+        data, index, root_line = _fast_build(fast)
     except (_Slow, yaml.YAMLError):
         pass  # the full builder reports it, with line and path
     else:
-        return Document(data=data, text=text, source=source, _index=index)
+        return Document(data=data, text=text, source=source, root_line=root_line, _index=index)
     finally:
         _dispose(fast)
     doc = Document(data=None, text=text, source=source, _lines={})
@@ -184,11 +200,28 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
         line = mark.line + 1 if mark else None
         message = " ".join(filter(None, [exc.context, exc.problem])) or "malformed YAML"
         raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {message}", "", line, source)]) from None
+    except ReaderError as exc:
+        line = _line_at(text, exc.position)
+        character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        reason = f"character U+{character:04X} on line {line}: {exc.reason}; remove it, or write the escape \"\\u{character:04X}\" inside double quotes"
+        raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {reason}", "", line, source)]) from None
     except yaml.YAMLError as exc:
-        raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {exc}", "", None, source)]) from None
+        raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {exc}", "", 1, source)]) from None
     finally:
         _dispose(parser)
     return doc
+
+
+def _line_at(text: str, position: int) -> int:
+    """The 1-based line of a reader error's ``position`` in ``text``."""
+    if _POSITIONS_IN_BYTES:
+        return text.encode("utf-8")[: max(position, 0)].count(b"\n") + 1
+    return text.count("\n", 0, max(position, 0)) + 1
+
+
+def _is_nesting_limit(exc: yaml.YAMLError) -> bool:
+    """PyYAML's own nesting guard (libyaml from PyYAML 6.0.4 on), which may fire before ours."""
+    return isinstance(exc, yaml.MarkedYAMLError) and "maximum nesting depth" in (exc.problem or "")
 
 
 def _dispose(parser) -> None:
@@ -215,6 +248,7 @@ def _fast_build(parser) -> Any:
     stack: list = []  # [container, key or _NO_KEY, is_map, {key or index: line}]
     index: dict = {}
     root: Any = None
+    root_line = None
     nodes = 0
     documents = 0
     get_event = parser.get_event
@@ -228,7 +262,9 @@ def _fast_build(parser) -> Any:
             tag, value = event.tag, event.value
             if tag is None or tag == "!":
                 tag = _resolve(value) if event.implicit[0] else STR
-            if stack:
+            if not stack:
+                root_line = event.start_mark.line + 1
+            else:
                 frame = stack[-1]
                 if frame[2] and frame[1] is _NO_KEY:  # a key
                     if tag not in _PLAIN_KEY_TAGS or value in frame[0]:
@@ -266,7 +302,9 @@ def _fast_build(parser) -> Any:
             nodes += 1
             if nodes > MAX_NODES:
                 raise _Slow
-            if stack:
+            if not stack:
+                root_line = event.start_mark.line + 1
+            else:
                 frame = stack[-1]
                 if frame[2]:
                     if frame[1] is _NO_KEY:  # a collection as a key
@@ -281,7 +319,7 @@ def _fast_build(parser) -> Any:
         elif cls in _END_EVENTS:
             value = stack.pop()[0]
         elif cls is None or cls is yaml.StreamEndEvent:
-            return root, index
+            return root, index, root_line
         elif cls is yaml.DocumentStartEvent:
             documents += 1
             if documents > 1:
@@ -303,9 +341,9 @@ def _fast_build(parser) -> Any:
 
 
 def _too_large(size: int, limit: int, source: str | None) -> DocumentTooLarge:
-    return DocumentTooLarge(
-        [Problem("document_too_large", f"the document is {size:,} bytes; the limit is {limit:,} bytes -- split it or use `extends`", source=source)]
-    )
+    # line 1: the whole document is at fault, and it is never parsed to find a better one
+    message = f"the document is {size:,} bytes; the limit is {limit:,} bytes -- split it or use `extends`"
+    return DocumentTooLarge([Problem("document_too_large", message, "", 1, source)])
 
 
 class _Frame:
@@ -347,7 +385,16 @@ class _Builder:
         root: Any = None
         documents = 0
         while True:
-            event = parser.get_event()
+            try:
+                event = parser.get_event()
+            except yaml.MarkedYAMLError as exc:
+                if not _is_nesting_limit(exc):
+                    raise
+                # the scanner reads ahead, so its guard can fire before the parser
+                # has handed us MAX_DEPTH collections: report it as ours
+                line = exc.problem_mark.line + 1 if exc.problem_mark else None
+                problem = Problem("too_deep", f"nesting deeper than {MAX_DEPTH} levels", format_path(self._child_path(stack)), line, self.doc.source)
+                raise DocumentError([problem]) from None
             if event is None or isinstance(event, yaml.StreamEndEvent):
                 return root
             if isinstance(event, (yaml.StreamStartEvent, yaml.DocumentEndEvent)):
@@ -358,6 +405,8 @@ class _Builder:
                     raise self.fail("several_documents", "one YAML document per rule set: remove the second `---`", event, ())
                 continue
             path = self._child_path(stack)
+            if not stack and self.doc.root_line is None:
+                self.doc.root_line = event.start_mark.line + 1
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 frame = stack.pop()
                 if frame.anchor is not None:

@@ -215,7 +215,7 @@ def test_ten_megabyte_file_is_too_large():
     (p,) = info.value.problems
     assert p.code == "document_too_large"
     assert "10,485,7" in p.message and f"{MAX_BYTES:,}" in p.message
-    assert p.format().startswith("big.yaml: (root): the document is ")
+    assert p.format().startswith("big.yaml:1: (root): the document is ")
 
 
 def test_size_limit_counts_bytes_not_characters():
@@ -341,3 +341,79 @@ def test_errors_never_chain_a_yaml_traceback():
     with pytest.raises(DocumentError) as info:
         load_document("a: [\n")
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+# ------------------------------------------- every error has a line, on any PyYAML
+
+
+class _ScannerAtItsNestingLimit:
+    """A parser standing in for libyaml from PyYAML 6.0.4 on, whose scanner has a nesting guard.
+
+    It hands out a mapping, a key and ``depth`` flow sequences, then raises the
+    scanner's own error, the way 6.0.4 does before our guard sees MAX_DEPTH levels.
+    """
+
+    def __init__(self, depth, line):
+        import yaml
+
+        mark = yaml.Mark("<unicode string>", 0, line - 1, 0, None, None)
+        self.events = [yaml.StreamStartEvent(mark, mark), yaml.DocumentStartEvent(mark, mark),
+                       yaml.MappingStartEvent(None, None, True, mark, mark),
+                       yaml.ScalarEvent(None, None, (True, False), "description", mark, mark)]
+        self.events += [yaml.SequenceStartEvent(None, None, True, mark, mark) for _ in range(depth)]
+        self.error = yaml.scanner.ScannerError("while increasing flow level", mark, "exceeded maximum nesting depth", mark)
+
+    def get_event(self):
+        if self.events:
+            return self.events.pop(0)
+        raise self.error
+
+
+def test_pyyaml_nesting_guard_is_reported_as_too_deep_with_line_and_path(monkeypatch):
+    import approvalrules.loader as loader
+
+    monkeypatch.setattr(loader, "_Parser", lambda text: _ScannerAtItsNestingLimit(depth=3, line=2))
+    p = load_problem("ruleset: x\ndescription: [[[]]]\n", "deep.yaml")
+    assert (p.code, p.line, p.path) == ("too_deep", 2, "description[0][0][0]")
+    assert p.format() == f"deep.yaml:2: description[0][0][0]: nesting deeper than {MAX_DEPTH} levels"
+
+
+def test_other_scanner_errors_stay_syntax_errors(monkeypatch):
+    import yaml
+
+    import approvalrules.loader as loader
+
+    class Broken(_ScannerAtItsNestingLimit):
+        def __init__(self):
+            super().__init__(depth=0, line=3)
+            self.error = yaml.scanner.ScannerError("while scanning", None, "found a tab", self.error.problem_mark)
+
+    monkeypatch.setattr(loader, "_Parser", lambda text: Broken())
+    p = load_problem("a: 1\n", "t.yaml")
+    assert (p.code, p.line) == ("yaml_syntax", 3)
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [("- a\n- b\n", 1), ("# a comment\n\njust words\n", 3), ("\n\n42\n", 3), ("", 1), ("# only a comment\n", 1)],
+)
+def test_a_document_that_is_not_a_mapping_names_its_line(text, line):
+    with pytest.raises(DocumentError) as info:
+        check_ruleset(text, "t.yaml")
+    (p,) = info.value.problems
+    assert (p.code, p.line) == ("not_a_mapping", line)
+    assert p.format() == f"t.yaml:{line}: (root): a rule set is a YAML mapping starting with `ruleset: <name>`"
+
+
+@pytest.mark.parametrize("text, line", [("ruleset: x\na: b\x07\n", 2), ("ruleset: ééééé\n\nb: \x07\n", 3), ("a: \x00\n", 1)])
+def test_control_characters_name_their_line(text, line):
+    p = load_problem(text)
+    assert (p.code, p.line) == ("yaml_syntax", line)
+    assert "position" not in p.message
+    assert p.format().startswith(f"t.yaml:{line}: (root): malformed YAML: character U+")
+
+
+def test_bytes_that_are_not_utf8_name_their_line():
+    p = load_problem(b"ruleset: x\nname: \xff\xfe\n")
+    assert (p.code, p.line) == ("not_utf8", 2)
+    assert p.format().startswith("t.yaml:2: (root): the document is not UTF-8 text")

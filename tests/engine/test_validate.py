@@ -44,7 +44,7 @@ def test_not_a_mapping():
     for text in ("just text\n", "- a\n- b\n", ""):
         p = only_problem(text)
         assert p.code == "not_a_mapping"
-        assert p.format().startswith("t.yaml: (root): a rule set is a YAML mapping")
+        assert p.format().startswith("t.yaml:1: (root): a rule set is a YAML mapping")
 
 
 def test_missing_ruleset_name():
