@@ -17,7 +17,7 @@ venv: $(STAMP)
 # (hash-checking mode would refuse an editable install).
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -c $(LOCK) -e '.[test,postgres]'
+	$(BIN)/pip install -c $(LOCK) -e '.[test,postgres,lint]'
 	rm -f $(BENCH_STAMP)
 	touch $@
 
@@ -29,7 +29,7 @@ $(BENCH_STAMP): $(STAMP)
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv==$(UV_VERSION)
-	$(BIN)/uv pip compile pyproject.toml --extra test --extra postgres --extra bench \
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra postgres --extra bench --extra lint \
 		--universal --python-version 3.11 --upgrade --custom-compile-command "make lock" -o $(LOCK)
 
 # Migrates the SQLite database, loads the sample tenants, rules and directories

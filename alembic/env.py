@@ -11,20 +11,25 @@ from __future__ import annotations
 import os
 
 from alembic import context
-
+from approvalrules.store import models  # noqa: F401  (fills the metadata)
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.meta import metadata
-from approvalrules.store import models  # noqa: F401  (fills the metadata)
 
 config = context.config
 
 
 def database_url() -> str:
-    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get("APPROVALRULES_DATABASE_URL")
+    url = context.get_x_argument(as_dictionary=True).get("url") or os.environ.get(
+        "APPROVALRULES_DATABASE_URL"
+    )
     if not url:
-        url = config.get_main_option("sqlalchemy.url") or config.get_section_option("app:main", "sqlalchemy.url")
+        url = config.get_main_option("sqlalchemy.url") or config.get_section_option(
+            "app:main", "sqlalchemy.url"
+        )
     if not url:
-        raise SystemExit("no database URL: pass -x url=..., set APPROVALRULES_DATABASE_URL or sqlalchemy.url in the ini")
+        raise SystemExit(
+            "no database URL: pass -x url=..., set APPROVALRULES_DATABASE_URL or sqlalchemy.url in the ini"
+        )
     return url
 
 

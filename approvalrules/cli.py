@@ -21,17 +21,27 @@ def _read(path: str) -> str:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ApprovalRulesError("unreadable_file", f"{path}: {exc.strerror}") from None
-    from .loader import MAX_BYTES
     from .errors import DocumentTooLarge, Problem
+    from .loader import MAX_BYTES
 
     if len(data) > MAX_BYTES:
-        raise DocumentTooLarge([Problem("document_too_large", f"the file is {len(data):,} bytes; the limit is {MAX_BYTES:,} bytes", source=path)])
+        raise DocumentTooLarge(
+            [
+                Problem(
+                    "document_too_large",
+                    f"the file is {len(data):,} bytes; the limit is {MAX_BYTES:,} bytes",
+                    source=path,
+                )
+            ]
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         from .errors import Problem
 
-        raise DocumentError([Problem("not_utf8", f"not UTF-8 text (byte {exc.start})", source=path)]) from None
+        raise DocumentError(
+            [Problem("not_utf8", f"not UTF-8 text (byte {exc.start})", source=path)]
+        ) from None
 
 
 def _check(path: str):
@@ -51,7 +61,9 @@ def cmd_validate(args) -> int:
             continue
         for warning in checked.warnings:
             print(warning.format(), file=sys.stderr)
-        print(f"{path}: ok ({checked.name}, {len((checked.resolved.get('approval') or {}).get('steps') or [])} steps)")
+        print(
+            f"{path}: ok ({checked.name}, {len((checked.resolved.get('approval') or {}).get('steps') or [])} steps)"
+        )
     return status
 
 
@@ -59,7 +71,11 @@ def directory_for(ruleset_path: str, explicit: str | None):
     """The directory a rule set's tests run against: ``--directory`` or ``directories/<stem>.yaml`` beside it."""
     from .engine import load_directory
 
-    path = Path(explicit) if explicit else Path(ruleset_path).parent / "directories" / f"{Path(ruleset_path).stem}.yaml"
+    path = (
+        Path(explicit)
+        if explicit
+        else Path(ruleset_path).parent / "directories" / f"{Path(ruleset_path).stem}.yaml"
+    )
     if not path.is_file():
         return None, path
     return load_directory(_read(str(path)), str(path)), path
@@ -83,7 +99,10 @@ def cmd_test(args) -> int:
             continue
         tests = checked.data.get("tests") or []
         if tests and directory is None:
-            print(f"{path}: no directory for its tests: expected {directory_path} or --directory", file=sys.stderr)
+            print(
+                f"{path}: no directory for its tests: expected {directory_path} or --directory",
+                file=sys.stderr,
+            )
             status = EXIT_ERROR
             continue
         for result in run_tests(checked, policy, directory) if tests else []:
@@ -139,7 +158,9 @@ def cmd_diff(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="approvalrules", description="B2B order-approval rules as data.")
+    parser = argparse.ArgumentParser(
+        prog="approvalrules", description="B2B order-approval rules as data."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check rule sets; errors as file:line: path: message")
@@ -148,14 +169,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="run the tests inside rule sets")
     p.add_argument("files", nargs="+")
-    p.add_argument("--directory", help="directory fixture (default: directories/<stem>.yaml beside each rule set)")
+    p.add_argument(
+        "--directory",
+        help="directory fixture (default: directories/<stem>.yaml beside each rule set)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("evaluate", help="evaluate one order; prints the decision as JSON")
     p.add_argument("file")
     p.add_argument("--directory", required=True)
-    p.add_argument("--order", required=True, help="order as YAML or JSON file, or - for standard input")
+    p.add_argument(
+        "--order", required=True, help="order as YAML or JSON file, or - for standard input"
+    )
     p.add_argument("--now", help="ISO 8601 instant to evaluate at (default: the current time)")
     p.add_argument("--no-trace", action="store_true")
     p.set_defaults(func=cmd_evaluate)
@@ -167,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from . import diff
 
-        diff.add_arguments(sub.add_parser("diff", help="compare two rule-set versions by text, structure and behaviour"))
+        diff.add_arguments(
+            sub.add_parser(
+                "diff", help="compare two rule-set versions by text, structure and behaviour"
+            )
+        )
     except ImportError:
         pass
     try:

@@ -9,9 +9,10 @@ in one mapping must all hold; ``all``/``any``/``not`` combine conditions.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any
 
 Predicate = Callable[["OrderFacts"], bool]
 
@@ -58,7 +59,7 @@ def _as_set(value) -> frozenset:
 def _compare(spec: Mapping[str, Any], get: Callable[[OrderFacts], Decimal]) -> Predicate:
     checks = [(COMPARATORS[op][0], _money(v)) for op, v in spec.items()]
     if len(checks) == 1:
-        (fn, bound), = checks
+        ((fn, bound),) = checks
         return lambda f: fn(get(f), bound)
     return lambda f: all(fn(get(f), bound) for fn, bound in checks)
 
@@ -101,8 +102,8 @@ _LEAVES: dict[str, Callable[[Any], Predicate]] = {
     "buyer_account": lambda v: _member(operator.attrgetter("buyer"), v),
     "buyer_attributes": _attributes,
     "lines": _lines,
-    "exceeds": lambda v: (lambda f: v in f.exceeded),
-    "always": lambda v: (lambda f: True),
+    "exceeds": lambda v: lambda f: v in f.exceeded,
+    "always": lambda v: lambda f: True,
 }
 
 
@@ -148,11 +149,16 @@ def describe(condition: Mapping[str, Any] | None) -> str:
 def _describe_leaf(key: str, value) -> str:
     label = key.replace("_", " ")
     if key in ("total", "quantity", "line_count"):
-        return " and ".join(f"{label} {COMPARATORS[op][1]} {_amount_text(v)}" for op, v in value.items())
+        return " and ".join(
+            f"{label} {COMPARATORS[op][1]} {_amount_text(v)}" for op, v in value.items()
+        )
     if key == "buyer_attributes":
         return " and ".join(f"buyer attribute {k} is {_names(v)}" for k, v in value.items())
     if key == "lines":
-        inner = ", ".join(f"{k} {_names(v) if k != 'quantity' else ' '.join(COMPARATORS[o][1] + ' ' + str(b) for o, b in v.items())}" for k, v in value.items())
+        inner = ", ".join(
+            f"{k} {_names(v) if k != 'quantity' else ' '.join(COMPARATORS[o][1] + ' ' + str(b) for o, b in v.items())}"
+            for k, v in value.items()
+        )
         return f"a line with {inner}"
     if key == "exceeds":
         return f"order exceeds the {value.replace('_', ' ')}"
@@ -263,7 +269,12 @@ def iter_leaves(condition: Mapping[str, Any] | None):
 
 def referenced_names(condition: Mapping[str, Any] | None) -> dict[str, set]:
     """Roles, groups, accounts and limits a condition refers to, anywhere inside it."""
-    refs: dict[str, set] = {"buyer_role": set(), "buyer_group": set(), "buyer_account": set(), "exceeds": set()}
+    refs: dict[str, set] = {
+        "buyer_role": set(),
+        "buyer_group": set(),
+        "buyer_account": set(),
+        "exceeds": set(),
+    }
     for key, value in iter_leaves(condition):
         if key in refs:
             refs[key].update(value if isinstance(value, list) else [value])
@@ -272,7 +283,9 @@ def referenced_names(condition: Mapping[str, Any] | None) -> dict[str, set]:
 
 def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[Decimal]:
     """Every bound on ``key`` inside a condition: where decisions can change."""
-    return {_money(bound) for k, value in iter_leaves(condition) if k == key for bound in value.values()}
+    return {
+        _money(bound) for k, value in iter_leaves(condition) if k == key for bound in value.values()
+    }
 
 
 # ------------------------------------------------------- generated code
@@ -286,8 +299,11 @@ def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[D
 
 _PY_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=="}
 _SUBJECTS = {
-    "currency": "f.currency", "order_type": "f.order_type", "buyer_role": "f.role",
-    "buyer_group": "f.group", "buyer_account": "f.buyer",
+    "currency": "f.currency",
+    "order_type": "f.order_type",
+    "buyer_role": "f.role",
+    "buyer_group": "f.group",
+    "buyer_account": "f.buyer",
 }
 
 
@@ -299,10 +315,26 @@ class Facts:
     per evaluation, only when a condition asks for them.
     """
 
-    __slots__ = ("total", "currency", "order_type", "lines", "buyer", "role", "group", "attributes", "exceeded",
-                 "quantity", "skus", "categories", "max_qty", "min_qty")
+    __slots__ = (
+        "total",
+        "currency",
+        "order_type",
+        "lines",
+        "buyer",
+        "role",
+        "group",
+        "attributes",
+        "exceeded",
+        "quantity",
+        "skus",
+        "categories",
+        "max_qty",
+        "min_qty",
+    )
 
-    def __init__(self, total, currency, order_type, lines, buyer, role, group, attributes, exceeded):
+    def __init__(
+        self, total, currency, order_type, lines, buyer, role, group, attributes, exceeded
+    ):
         self.total = total
         self.currency = currency
         self.order_type = order_type
@@ -383,7 +415,10 @@ class _Source:
                 return f"({_SUBJECTS[key]} == {self.const(only)})"
             return f"({_SUBJECTS[key]} in {self.const(allowed)})"
         if key == "buyer_attributes":
-            checks = [f"f.attributes.get({self.const(k)}) in {self.const(_as_set(v))}" for k, v in value.items()]
+            checks = [
+                f"f.attributes.get({self.const(k)}) in {self.const(_as_set(v))}"
+                for k, v in value.items()
+            ]
             if not checks:
                 return "True"
             return "(" + " and ".join(checks) + ")"
@@ -452,7 +487,10 @@ def explain_parts(condition: Mapping[str, Any] | None) -> tuple:
     parts = [{key: value} for key, value in condition.items()]
     predicates = compile_predicates(parts)
     texts = [describe(part) for part in parts]
-    return tuple((text + ": yes", text + ": no", held, _ACTUAL.get(key)) for text, held, key in zip(texts, predicates, condition))
+    return tuple(
+        (text + ": yes", text + ": no", held, _ACTUAL.get(key))
+        for text, held, key in zip(texts, predicates, condition)
+    )
 
 
 def render_explanation(parts: tuple, facts, held: bool | None = None) -> str:

@@ -126,7 +126,13 @@ def currency_problems(data: Mapping[str, Any]) -> list[tuple[str, str, tuple]]:
     priced = priced_currencies(data)
     listed = ", ".join(priced)
     if base in (data.get("currencies") or ()):
-        problems.append(("invalid_currencies", f"{base} is the rule set's own currency; list only the others", ("currencies",)))
+        problems.append(
+            (
+                "invalid_currencies",
+                f"{base} is the rule set's own currency; list only the others",
+                ("currencies",),
+            )
+        )
     for path, container, key in amount_positions(data):
         value = container[key]
         if isinstance(value, dict):
@@ -134,14 +140,28 @@ def currency_problems(data: Mapping[str, Any]) -> list[tuple[str, str, tuple]]:
             extra = sorted(code for code in value if code not in priced)
             if extra:
                 problems.append(
-                    ("unpriced_currency", f"{', '.join(extra)} is not a currency the rule set prices ({listed}); add it to `currencies` or remove the amount", path + (extra[0],))
+                    (
+                        "unpriced_currency",
+                        f"{', '.join(extra)} is not a currency the rule set prices ({listed}); add it to `currencies` or remove the amount",
+                        path + (extra[0],),
+                    )
                 )
             if missing:
-                problems.append(("missing_currency_amount", f"no amount for {', '.join(missing)}; the rule set prices {listed}, so give each of them", path))
+                problems.append(
+                    (
+                        "missing_currency_amount",
+                        f"no amount for {', '.join(missing)}; the rule set prices {listed}, so give each of them",
+                        path,
+                    )
+                )
         elif len(priced) > 1 and _nonzero(value):
             example = ", ".join(f"{code}: {value if code == base else '...'}" for code in priced)
             problems.append(
-                ("ambiguous_amount", f"{value} has no currency, but the rule set prices {listed}; write {{{example}}}", path)
+                (
+                    "ambiguous_amount",
+                    f"{value} has no currency, but the rule set prices {listed}; write {{{example}}}",
+                    path,
+                )
             )
     return problems
 
@@ -196,10 +216,14 @@ class DirectoryInCurrency(Directory):
         return tuple(self._membership(m) for m in self._inner.memberships_of_company(company_id))
 
     def assignments_for(self, account_id, company_id):
-        return tuple(self._assignment(a) for a in self._inner.assignments_for(account_id, company_id))
+        return tuple(
+            self._assignment(a) for a in self._inner.assignments_for(account_id, company_id)
+        )
 
     def assignments_by(self, approver_id, company_id):
-        return tuple(self._assignment(a) for a in self._inner.assignments_by(approver_id, company_id))
+        return tuple(
+            self._assignment(a) for a in self._inner.assignments_by(approver_id, company_id)
+        )
 
     def _membership(self, membership):
         key = (membership.account_id, membership.company_id)
@@ -210,7 +234,10 @@ class DirectoryInCurrency(Directory):
                 settings = dict(membership.settings)
                 for k in MONEY_SETTINGS:
                     if settings.get(k) is not None:
-                        settings[k] = self._amount(settings[k], f"{k} of {membership.account_id} in {membership.company_id}")
+                        settings[k] = self._amount(
+                            settings[k],
+                            f"{k} of {membership.account_id} in {membership.company_id}",
+                        )
                 converted = dataclasses.replace(membership, settings=MappingProxyType(settings))
             cached = self._memberships[key] = (membership, converted)
         return cached[1]

@@ -25,20 +25,23 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .conditions import OrderFacts, compile_condition, describe, referenced_names, thresholds
+from .currencies import MONEY_SETTINGS
 from .directory import Directory, Membership
 from .errors import ApprovalRulesError
-from .currencies import MONEY_SETTINGS
 from .policy import ORDER_TYPES, Decision, Order, Policy
 
 DEFAULT_NOW = "2026-01-15T12:00:00Z"
 EXIT_OK, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
-REFERENCE = re.compile(r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<ruleset>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>\d+|latest|active|draft)$")
+REFERENCE = re.compile(
+    r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<ruleset>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>\d+|latest|active|draft)$"
+)
 STORE_NEEDED = "database references need the store: approvalrules diff --ini development.ini ..."
 
 
@@ -119,10 +122,18 @@ class Change:
     text: str
 
     def as_dict(self) -> dict:
-        return {"path": self.path, "kind": self.kind, "old": _jsonable(self.old), "new": _jsonable(self.new), "text": self.text}
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "old": _jsonable(self.old),
+            "new": _jsonable(self.new),
+            "text": self.text,
+        }
 
 
-def structural_diff(old_data: Mapping[str, Any] | None, new_data: Mapping[str, Any] | None) -> list[Change]:
+def structural_diff(
+    old_data: Mapping[str, Any] | None, new_data: Mapping[str, Any] | None
+) -> list[Change]:
     """Changes between two rule sets' (resolved) data, in rule-set terms, in document order."""
     old, new = dict(old_data or {}), dict(new_data or {})
     out: list[Change] = []
@@ -137,7 +148,21 @@ def structural_diff(old_data: Mapping[str, Any] | None, new_data: Mapping[str, A
     for key in ("visibility", "notifications"):
         out += _generic(key, key, old.get(key), new.get(key))
     out += _tests_diff(old.get("tests") or [], new.get("tests") or [])
-    known = {"ruleset", "extends", "description", "currency", "bulk_orders", "roles", "settings", "groups", "limits", "approval", "visibility", "notifications", "tests"}
+    known = {
+        "ruleset",
+        "extends",
+        "description",
+        "currency",
+        "bulk_orders",
+        "roles",
+        "settings",
+        "groups",
+        "limits",
+        "approval",
+        "visibility",
+        "notifications",
+        "tests",
+    }
     for key in sorted((set(old) | set(new)) - known):
         out += _generic(key, key, old.get(key), new.get(key))
     return out
@@ -159,7 +184,13 @@ def _generic(path: str, subject: str, old: Any, new: Any, prefix: str = "") -> l
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in list(old) + [k for k in new if k not in old]:
-            out += _generic(f"{path}.{key}", subject, old.get(key), new.get(key), f"{prefix}{key}" if not prefix else f"{prefix}.{key}")
+            out += _generic(
+                f"{path}.{key}",
+                subject,
+                old.get(key),
+                new.get(key),
+                f"{prefix}{key}" if not prefix else f"{prefix}.{key}",
+            )
         return out
     if isinstance(old, dict) and new is None or isinstance(new, dict) and old is None:
         return _generic(path, subject, old or {}, new or {}, prefix)
@@ -178,9 +209,25 @@ def _role_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
         out.append(_changed(f"{path}.label", old.get("label"), new.get("label"), subject, "label"))
     before, after = list(old.get("permissions") or []), list(new.get("permissions") or [])
     if set(before) != set(after):
-        delta = [f"+{p}" for p in after if p not in before] + [f"-{p}" for p in before if p not in after]
-        out.append(Change(f"{path}.permissions", "changed", before, after, f"{subject}: permissions {' '.join(delta)}"))
-    out += _generic(f"{path}.settings", subject, old.get("settings") or {}, new.get("settings") or {}, "settings")
+        delta = [f"+{p}" for p in after if p not in before] + [
+            f"-{p}" for p in before if p not in after
+        ]
+        out.append(
+            Change(
+                f"{path}.permissions",
+                "changed",
+                before,
+                after,
+                f"{subject}: permissions {' '.join(delta)}",
+            )
+        )
+    out += _generic(
+        f"{path}.settings",
+        subject,
+        old.get("settings") or {},
+        new.get("settings") or {},
+        "settings",
+    )
     return out
 
 
@@ -189,15 +236,22 @@ def _group_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]
     if not _same(old.get("label"), new.get("label")):
         out.append(_changed(f"{path}.label", old.get("label"), new.get("label"), subject, "label"))
     # group settings read best without the "settings." prefix: "group marketing: payer 'company' -> 'buyer'"
-    out += _generic(f"{path}.settings", subject, old.get("settings") or {}, new.get("settings") or {})
+    out += _generic(
+        f"{path}.settings", subject, old.get("settings") or {}, new.get("settings") or {}
+    )
     return out
 
 
 def _summary_of(kind: str, spec: Any) -> str:
     if kind == "role":
-        return f"label {_show(spec.get('label'))}, permissions {_show(spec.get('permissions') or [])}"
+        return (
+            f"label {_show(spec.get('label'))}, permissions {_show(spec.get('permissions') or [])}"
+        )
     if kind == "group":
-        return ", ".join(f"{k} {_show(v)}" for k, v in ((spec or {}).get("settings") or {}).items()) or "no settings"
+        return (
+            ", ".join(f"{k} {_show(v)}" for k, v in ((spec or {}).get("settings") or {}).items())
+            or "no settings"
+        )
     if kind == "budget":
         return f"{_show(spec.get('amount'))} per {spec.get('period')}, scope {spec.get('scope', 'company')}, on exceed {spec.get('on_exceed', 'require_approval')}"
     if kind == "step":
@@ -212,9 +266,25 @@ def _named_maps(path: str, kind: str, old: Any, new: Any, fields: Callable) -> l
         subject = f"{kind} {name}"
         where = f"{path}.{name}"
         if name not in new:
-            out.append(Change(where, "removed", old[name], None, f"{subject} removed (was {_summary_of(kind, old[name])})"))
+            out.append(
+                Change(
+                    where,
+                    "removed",
+                    old[name],
+                    None,
+                    f"{subject} removed (was {_summary_of(kind, old[name])})",
+                )
+            )
         elif name not in old:
-            out.append(Change(where, "added", None, new[name], f"{subject} added ({_summary_of(kind, new[name])})"))
+            out.append(
+                Change(
+                    where,
+                    "added",
+                    None,
+                    new[name],
+                    f"{subject} added ({_summary_of(kind, new[name])})",
+                )
+            )
         else:
             out += fields(where, subject, old[name] or {}, new[name] or {})
     return out
@@ -223,20 +293,62 @@ def _named_maps(path: str, kind: str, old: Any, new: Any, fields: Callable) -> l
 def _limits_diff(old: dict, new: dict) -> list[Change]:
     out = []
     if not _same(old.get("max_order_total"), new.get("max_order_total")):
-        out.append(_changed("limits.max_order_total", old.get("max_order_total"), new.get("max_order_total"), "limits", "max_order_total"))
+        out.append(
+            _changed(
+                "limits.max_order_total",
+                old.get("max_order_total"),
+                new.get("max_order_total"),
+                "limits",
+                "max_order_total",
+            )
+        )
     ol, nl = old.get("order_limit") or {}, new.get("order_limit") or {}
     if not _same(ol.get("amount"), nl.get("amount")):
-        out.append(_changed("limits.order_limit.amount", ol.get("amount"), nl.get("amount"), "limits", "order_limit"))
-    if (ol or nl) and not _same(ol.get("on_exceed", "require_approval"), nl.get("on_exceed", "require_approval")):
-        out.append(_changed("limits.order_limit.on_exceed", ol.get("on_exceed", "require_approval"), nl.get("on_exceed", "require_approval"), "limits", "order_limit on_exceed"))
+        out.append(
+            _changed(
+                "limits.order_limit.amount",
+                ol.get("amount"),
+                nl.get("amount"),
+                "limits",
+                "order_limit",
+            )
+        )
+    if (ol or nl) and not _same(
+        ol.get("on_exceed", "require_approval"), nl.get("on_exceed", "require_approval")
+    ):
+        out.append(
+            _changed(
+                "limits.order_limit.on_exceed",
+                ol.get("on_exceed", "require_approval"),
+                nl.get("on_exceed", "require_approval"),
+                "limits",
+                "order_limit on_exceed",
+            )
+        )
     ob = {b["name"]: b for b in old.get("budgets") or []}
     nb = {b["name"]: b for b in new.get("budgets") or []}
     for name in list(ob) + [n for n in nb if n not in ob]:
         where, subject = f"limits.budgets[{name}]", f"budget {name}"
         if name not in nb:
-            out.append(Change(where, "removed", ob[name], None, f"{subject} removed (was {_summary_of('budget', ob[name])})"))
+            out.append(
+                Change(
+                    where,
+                    "removed",
+                    ob[name],
+                    None,
+                    f"{subject} removed (was {_summary_of('budget', ob[name])})",
+                )
+            )
         elif name not in ob:
-            out.append(Change(where, "added", None, nb[name], f"{subject} added ({_summary_of('budget', nb[name])})"))
+            out.append(
+                Change(
+                    where,
+                    "added",
+                    None,
+                    nb[name],
+                    f"{subject} added ({_summary_of('budget', nb[name])})",
+                )
+            )
         else:
             defaults = {"scope": "company", "on_exceed": "require_approval"}
             a, b = {**defaults, **ob[name]}, {**defaults, **nb[name]}
@@ -259,7 +371,9 @@ def _selector_text(sel: Mapping[str, Any]) -> str:
     if sel.get("accounts"):
         parts.append("accounts " + ", ".join(sel["accounts"]))
     if sel.get("attributes"):
-        parts.append("attributes " + ", ".join(f"{k}={_show(v)}" for k, v in sel["attributes"].items()))
+        parts.append(
+            "attributes " + ", ".join(f"{k}={_show(v)}" for k, v in sel["attributes"].items())
+        )
     return " ".join(parts)
 
 
@@ -286,7 +400,10 @@ def _approval_diff(old: dict, new: dict) -> list[Change]:
             out.append(_changed(f"approval.{key}", a, b, "approval", key))
     for key in ("expiry", "reversal", "reminders"):
         out += _generic(f"approval.{key}", "approval", old.get(key), new.get(key), key)
-    for key in sorted((set(old) | set(new)) - {"self_approval", "scope", "expiry", "reversal", "reminders", "steps"}):
+    for key in sorted(
+        (set(old) | set(new))
+        - {"self_approval", "scope", "expiry", "reversal", "reminders", "steps"}
+    ):
         out += _generic(f"approval.{key}", "approval", old.get(key), new.get(key), key)
     out += _steps_diff(list(old.get("steps") or []), list(new.get("steps") or []))
     return out
@@ -299,13 +416,37 @@ def _steps_diff(old: list, new: list) -> list[Change]:
     common_old = [s["name"] for s in old if s["name"] in new_by]
     common_new = [s["name"] for s in new if s["name"] in old_by]
     if common_old != common_new:
-        out.append(Change("approval.steps", "moved", common_old, common_new, f"steps reordered: {', '.join(common_old)} -> {', '.join(common_new)}"))
+        out.append(
+            Change(
+                "approval.steps",
+                "moved",
+                common_old,
+                common_new,
+                f"steps reordered: {', '.join(common_old)} -> {', '.join(common_new)}",
+            )
+        )
     for name, (index, step) in old_by.items():
         if name not in new_by:
-            out.append(Change(f"approval.steps[{name}]", "removed", step, None, f"step {name} removed (was {_step_summary(step)})"))
+            out.append(
+                Change(
+                    f"approval.steps[{name}]",
+                    "removed",
+                    step,
+                    None,
+                    f"step {name} removed (was {_step_summary(step)})",
+                )
+            )
     for name, (index, step) in new_by.items():
         if name not in old_by:
-            out.append(Change(f"approval.steps[{name}]", "added", None, step, f"step {name} added at position {index + 1} ({_step_summary(step)})"))
+            out.append(
+                Change(
+                    f"approval.steps[{name}]",
+                    "added",
+                    None,
+                    step,
+                    f"step {name} added at position {index + 1} ({_step_summary(step)})",
+                )
+            )
             continue
         before = old_by[name][1]
         out += _step_fields(f"approval.steps[{name}]", f"step {name}", before, step)
@@ -322,14 +463,32 @@ def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
             a, b = describe({k: ow[k] for k in keys}), describe({k: nw[k] for k in keys})
         else:
             a, b = describe(ow), describe(nw)
-        out.append(Change(f"{path}.when", "changed", ow, nw, f"{subject}: condition {_show(a)} -> {_show(b)}"))
-    for key, default in (("kind", "standard"), ("required", 1), ("self_approval", None), ("scope", None), ("description", None)):
+        out.append(
+            Change(
+                f"{path}.when", "changed", ow, nw, f"{subject}: condition {_show(a)} -> {_show(b)}"
+            )
+        )
+    for key, default in (
+        ("kind", "standard"),
+        ("required", 1),
+        ("self_approval", None),
+        ("scope", None),
+        ("description", None),
+    ):
         a, b = old.get(key, default), new.get(key, default)
         if not _same(a, b):
             out.append(_changed(f"{path}.{key}", a, b, subject, key))
     oa, na = old.get("approvers"), new.get("approvers")
     if not _same(oa, na):
-        out.append(Change(f"{path}.approvers", "changed", oa, na, f"{subject}: approvers {_show(_approvers_text(oa))} -> {_show(_approvers_text(na))}"))
+        out.append(
+            Change(
+                f"{path}.approvers",
+                "changed",
+                oa,
+                na,
+                f"{subject}: approvers {_show(_approvers_text(oa))} -> {_show(_approvers_text(na))}",
+            )
+        )
     return out
 
 
@@ -351,7 +510,17 @@ def _tests_diff(old: list, new: list) -> list[Change]:
 # ================================================================ behaviour
 
 #: condition keys whose truth is known from the buyer and the order type alone
-_BUYER_KEYS = frozenset(["buyer_role", "buyer_group", "buyer_account", "buyer_attributes", "order_type", "currency", "always"])
+_BUYER_KEYS = frozenset(
+    [
+        "buyer_role",
+        "buyer_group",
+        "buyer_account",
+        "buyer_attributes",
+        "order_type",
+        "currency",
+        "always",
+    ]
+)
 #: condition keys generated orders cannot exercise (they have no lines)
 _LINE_KEYS = frozenset(["lines", "quantity", "line_count"])
 
@@ -366,12 +535,15 @@ class Summary:
     steps: tuple[tuple[str, int, frozenset[str]], ...]
 
     @classmethod
-    def of(cls, decision: Decision) -> "Summary":
+    def of(cls, decision: Decision) -> Summary:
         return cls(
             decision.outcome,
             tuple(sorted(set(decision.reason_codes()))),
             (decision.payer["kind"], decision.payer["id"]) if decision.payer else None,
-            tuple((s.name, s.required, frozenset(a.account for a in s.approvers)) for s in decision.steps),
+            tuple(
+                (s.name, s.required, frozenset(a.account for a in s.approvers))
+                for s in decision.steps
+            ),
         )
 
     def as_dict(self) -> dict:
@@ -398,14 +570,22 @@ def change_text(old: Summary, new: Summary) -> str | None:
     if old.outcome != new.outcome:
         text = f"{_outcome(old)} -> {_outcome(new)}"
         extra = []
-        if old.outcome != "blocked" and new.outcome != "blocked" and old.payer and new.payer and old.payer[0] != new.payer[0]:
+        if (
+            old.outcome != "blocked"
+            and new.outcome != "blocked"
+            and old.payer
+            and new.payer
+            and old.payer[0] != new.payer[0]
+        ):
             extra.append(f"payer {old.payer[0]} -> {new.payer[0]}")
         return "; ".join([text] + extra)
     parts: list[str] = []
     if old.outcome in ("blocked", "error"):
         added = [r for r in new.reasons if r not in old.reasons]
         removed = [r for r in old.reasons if r not in new.reasons]
-        return f"{old.outcome}: reasons " + " ".join([f"+{r}" for r in added] + [f"-{r}" for r in removed])
+        return f"{old.outcome}: reasons " + " ".join(
+            [f"+{r}" for r in added] + [f"-{r}" for r in removed]
+        )
     parts += _step_changes(old, new)
     added = [r for r in new.reasons if r not in old.reasons]
     removed = [r for r in old.reasons if r not in new.reasons]
@@ -415,7 +595,9 @@ def change_text(old: Summary, new: Summary) -> str | None:
         if old.payer and new.payer and old.payer[0] != new.payer[0]:
             parts.append(f"payer {old.payer[0]} -> {new.payer[0]}")
         else:
-            parts.append(f"payer {old.payer[1] if old.payer else 'none'} -> {new.payer[1] if new.payer else 'none'}")
+            parts.append(
+                f"payer {old.payer[1] if old.payer else 'none'} -> {new.payer[1] if new.payer else 'none'}"
+            )
     return "; ".join(parts) or None
 
 
@@ -479,7 +661,14 @@ class BuyerClass:
         return self.members[0]
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "company": self.company, "role": self.role, "group": self.group, "master": self.master, "members": list(self.members)}
+        return {
+            "name": self.name,
+            "company": self.company,
+            "role": self.role,
+            "group": self.group,
+            "master": self.master,
+            "members": list(self.members),
+        }
 
 
 def _plural(label: str) -> str:
@@ -499,7 +688,12 @@ def enumerate_memberships(directory: Directory) -> list[Membership]:
 
 
 def _referenced_accounts(policies: Iterable[Policy]) -> set[str]:
-    return {account for p in policies for step in p.steps for account in referenced_names(step.condition)["buyer_account"]}
+    return {
+        account
+        for p in policies
+        for step in p.steps
+        for account in referenced_names(step.condition)["buyer_account"]
+    }
 
 
 def _condition_keys(policies: Iterable[Policy]) -> set[str]:
@@ -531,11 +725,29 @@ def buyer_classes(old: Policy, new: Policy, directory: Directory) -> list[BuyerC
         account = directory.account(m.account_id)
         if account is None:
             continue
-        assignments = tuple(sorted((a.approver_id, str(a.threshold), str(a.limit), a.step or "") for a in directory.assignments_for(m.account_id, m.company_id)))
+        assignments = tuple(
+            sorted(
+                (a.approver_id, str(a.threshold), str(a.limit), a.step or "")
+                for a in directory.assignments_for(m.account_id, m.company_id)
+            )
+        )
         key = (
-            m.company_id, m.role, m.group, m.master, m.status, account.active,
-            tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in m.settings.items())),
-            tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in m.attributes.items())),
+            m.company_id,
+            m.role,
+            m.group,
+            m.master,
+            m.status,
+            account.active,
+            tuple(
+                sorted(
+                    (k, json.dumps(v, sort_keys=True, default=str)) for k, v in m.settings.items()
+                )
+            ),
+            tuple(
+                sorted(
+                    (k, json.dumps(v, sort_keys=True, default=str)) for k, v in m.attributes.items()
+                )
+            ),
             assignments,
             m.account_id if m.account_id in named_accounts else None,
         )
@@ -548,7 +760,9 @@ def buyer_classes(old: Policy, new: Policy, directory: Directory) -> list[BuyerC
     return result
 
 
-def _group_label(group: str | None, company: str, old: Policy, new: Policy, directory: Directory) -> str | None:
+def _group_label(
+    group: str | None, company: str, old: Policy, new: Policy, directory: Directory
+) -> str | None:
     if group is None:
         return None
     for p in (new, old):
@@ -561,7 +775,9 @@ def _group_label(group: str | None, company: str, old: Policy, new: Policy, dire
     return group
 
 
-def _make_class(key, m: Membership, account, assignments, old: Policy, new: Policy, directory: Directory) -> BuyerClass:
+def _make_class(
+    key, m: Membership, account, assignments, old: Policy, new: Policy, directory: Directory
+) -> BuyerClass:
     company = directory.company(m.company_id)
     role_label = new.role_label(m.role) if m.role in new.roles else old.role_label(m.role)
     qualifiers = []
@@ -570,17 +786,30 @@ def _make_class(key, m: Membership, account, assignments, old: Policy, new: Poli
     if not account.active:
         qualifiers.append("deactivated")
     if assignments:
+
         def who(account_id):
             a = directory.account(account_id)
             return a.name if a else account_id
 
-        tiers = [(approver, threshold) for approver, threshold, _, _ in assignments if threshold != "None"]
+        tiers = [
+            (approver, threshold)
+            for approver, threshold, _, _ in assignments
+            if threshold != "None"
+        ]
         plain = [approver for approver, threshold, _, _ in assignments if threshold == "None"]
         if plain:
             qualifiers.append("assigned to " + " and ".join(who(a) for a in plain))
         if tiers:
-            qualifiers.append("with authorizers " + ", ".join(f"{who(a)} over {fmt_amount(Decimal(t))}" for a, t in tiers))
-    elif any(sel.relation in ("assigned", "unassigned") for p in (old, new) for step in p.steps for sel in step.selectors):
+            qualifiers.append(
+                "with authorizers "
+                + ", ".join(f"{who(a)} over {fmt_amount(Decimal(t))}" for a, t in tiers)
+            )
+    elif any(
+        sel.relation in ("assigned", "unassigned")
+        for p in (old, new)
+        for step in p.steps
+        for sel in step.selectors
+    ):
         qualifiers.append("with no assigned approver")
     if m.settings:
         qualifiers.append("with own " + ", ".join(f"{k} {_show(v)}" for k, v in m.settings.items()))
@@ -589,8 +818,15 @@ def _make_class(key, m: Membership, account, assignments, old: Policy, new: Poli
     if key[-1]:
         qualifiers.append(f"({account.name})")
     return BuyerClass(
-        key=key, company=m.company_id, company_name=company.name if company else m.company_id, role=m.role, role_label=role_label,
-        group=m.group, group_label=_group_label(m.group, m.company_id, old, new, directory), master=m.master, qualifiers=tuple(qualifiers),
+        key=key,
+        company=m.company_id,
+        company_name=company.name if company else m.company_id,
+        role=m.role,
+        role_label=role_label,
+        group=m.group,
+        group_label=_group_label(m.group, m.company_id, old, new, directory),
+        master=m.master,
+        qualifiers=tuple(qualifiers),
         active_group=m.group if m.active else None,
     )
 
@@ -605,7 +841,9 @@ def _name_classes(classes: list[BuyerClass]) -> None:
             name += f" in {c.group_label}"
         if several_companies:
             name += f" of {c.company_name}"
-        status = [q for q in c.qualifiers if q in ("invited", "declined", "inactive", "deactivated")]
+        status = [
+            q for q in c.qualifiers if q in ("invited", "declined", "inactive", "deactivated")
+        ]
         rest = [q for q in c.qualifiers if q not in status]
         c.name = " ".join(status + [name] + rest)
     seen: dict[str, list[BuyerClass]] = {}
@@ -646,14 +884,26 @@ def _tri(condition: Mapping[str, Any] | None, facts: OrderFacts) -> bool | None:
     return result
 
 
-def _facts(policy: Policy, m: Membership, order_type: str, currency: str | None = None) -> OrderFacts:
+def _facts(
+    policy: Policy, m: Membership, order_type: str, currency: str | None = None
+) -> OrderFacts:
     return OrderFacts(
-        total=Decimal(0), currency=currency or policy.currency, order_type=order_type, lines=(), quantity=Decimal(0), buyer=m.account_id,
-        role=m.role, group=m.group if m.active else None, attributes=m.attributes, exceeded=frozenset(),
+        total=Decimal(0),
+        currency=currency or policy.currency,
+        order_type=order_type,
+        lines=(),
+        quantity=Decimal(0),
+        buyer=m.account_id,
+        role=m.role,
+        group=m.group if m.active else None,
+        attributes=m.attributes,
+        exceeded=frozenset(),
     )
 
 
-def _relevant_steps(policy: Policy, m: Membership, order_type: str, currency: str | None = None) -> tuple:
+def _relevant_steps(
+    policy: Policy, m: Membership, order_type: str, currency: str | None = None
+) -> tuple:
     facts = _facts(policy, m, order_type, currency)
     return tuple(s for s in policy.steps if _tri(s.condition, facts) is not False)
 
@@ -667,7 +917,9 @@ def _pruned(policy: Policy, steps: tuple) -> Policy:
     return Policy(**fields)
 
 
-def _boundaries(policies: tuple[Policy, Policy], steps: tuple[tuple, tuple], m: Membership, directory: Directory) -> set[Decimal]:
+def _boundaries(
+    policies: tuple[Policy, Policy], steps: tuple[tuple, tuple], m: Membership, directory: Directory
+) -> set[Decimal]:
     found: set[Decimal] = {Decimal(0)}
     for p, relevant in zip(policies, steps):
         for s in relevant:
@@ -701,7 +953,14 @@ class Sample:
 
 def _samples(bounds: list[Decimal], both_sides: bool = True) -> list[Sample]:
     """Points at each boundary and just above it (and just below the next), plus a large total."""
-    places = max([2] + [-b.normalize().as_tuple().exponent for b in bounds if b.normalize().as_tuple().exponent < 0])
+    places = max(
+        [2]
+        + [
+            -b.normalize().as_tuple().exponent
+            for b in bounds
+            if b.normalize().as_tuple().exponent < 0
+        ]
+    )
     eps = Decimal(1).scaleb(-places)
     out = []
     for i, b in enumerate(bounds):
@@ -744,17 +1003,25 @@ class BehaviourChange:
     def as_dict(self) -> dict:
         return {
             "text": self.text,
-            "orders": _range_text(self.low, self.low_inclusive, self.high, self.high_inclusive, self.order_types),
+            "orders": _range_text(
+                self.low, self.low_inclusive, self.high, self.high_inclusive, self.order_types
+            ),
             "total": {
-                "low": fmt_amount(self.low) if self.low is not None else None, "low_inclusive": self.low_inclusive,
-                "high": fmt_amount(self.high) if self.high is not None else None, "high_inclusive": self.high_inclusive,
+                "low": fmt_amount(self.low) if self.low is not None else None,
+                "low_inclusive": self.low_inclusive,
+                "high": fmt_amount(self.high) if self.high is not None else None,
+                "high_inclusive": self.high_inclusive,
             },
             "order_types": list(self.order_types) if self.order_types else None,
             "currency": self.currency,
             "who": self.who,
             "classes": list(self.classes),
             "change": self.change,
-            "example": {"order": self.example, "old": self.old.as_dict(), "new": self.new.as_dict()},
+            "example": {
+                "order": self.example,
+                "old": self.old.as_dict(),
+                "new": self.new.as_dict(),
+            },
         }
 
 
@@ -819,7 +1086,14 @@ def _evaluate(policy: Policy, order: Order, directory: Directory, now) -> Summar
         return _error_summary(exc)
 
 
-def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directory, *, now: Any = None, verify: bool = True) -> BehaviourReport:
+def behavioural_diff(
+    old_policy: Policy,
+    new_policy: Policy,
+    directory: Directory,
+    *,
+    now: Any = None,
+    verify: bool = True,
+) -> BehaviourReport:
     """Generate orders at every boundary of both versions, for every class of buyer and order type; report what changes.
 
     Rule sets that price several currencies are explored once per priced
@@ -830,7 +1104,10 @@ def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Director
     if len(currencies) == 1:
         return _behavioural_diff(old_policy, new_policy, directory, now=now, verify=verify)
     started = time.perf_counter()
-    reports = [_behavioural_diff(old_policy, new_policy, directory, now=now, verify=verify, currency=code) for code in currencies]
+    reports = [
+        _behavioural_diff(old_policy, new_policy, directory, now=now, verify=verify, currency=code)
+        for code in currencies
+    ]
     changes = []
     for code, report in zip(currencies, reports):
         for change in report.changes:
@@ -839,7 +1116,13 @@ def behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Director
             change.example["currency"] = code
             changes.append(change)
     notes = list(dict.fromkeys(note for report in reports for note in report.notes))
-    return BehaviourReport(changes, reports[0].classes, sum(r.evaluations for r in reports), notes, time.perf_counter() - started)
+    return BehaviourReport(
+        changes,
+        reports[0].classes,
+        sum(r.evaluations for r in reports),
+        notes,
+        time.perf_counter() - started,
+    )
 
 
 def _in_currency(policy: Policy, currency: str | None) -> Policy:
@@ -847,7 +1130,15 @@ def _in_currency(policy: Policy, currency: str | None) -> Policy:
     return policy.variants.get(currency, policy) if currency else policy
 
 
-def _behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directory, *, now: Any, verify: bool, currency: str | None = None) -> BehaviourReport:
+def _behavioural_diff(
+    old_policy: Policy,
+    new_policy: Policy,
+    directory: Directory,
+    *,
+    now: Any,
+    verify: bool,
+    currency: str | None = None,
+) -> BehaviourReport:
     started = time.perf_counter()
     now = now or DEFAULT_NOW
     policies = (old_policy, new_policy)
@@ -855,9 +1146,13 @@ def _behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directo
     keys = _condition_keys(policies)
     notes = []
     if keys & _LINE_KEYS:
-        notes.append("conditions on lines, quantity or line count are not explored by generated orders (they have no lines); replay recorded orders to cover them")
+        notes.append(
+            "conditions on lines, quantity or line count are not explored by generated orders (they have no lines); replay recorded orders to cover them"
+        )
     if old_policy.budgets or new_policy.budgets:
-        notes.append("budgets: generated orders assume nothing has been spent in the current period")
+        notes.append(
+            "budgets: generated orders assume nothing has been spent in the current period"
+        )
     type_specific = "order_type" in keys
     evaluations = 0
     grids: dict[int, _Grid] = {}
@@ -878,14 +1173,37 @@ def _behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directo
                 reference = [change_text(*pair) for pair in grid.pairs["regular"]]
                 for other in list(cls.members[1:]):
                     om = by_account[(other, cls.company)]
-                    ogrid, count = _class_grid(policies, om, directory, now, type_specific, types=("regular",), bounds=grid.bounds, currency=currency)
+                    ogrid, count = _class_grid(
+                        policies,
+                        om,
+                        directory,
+                        now,
+                        type_specific,
+                        types=("regular",),
+                        bounds=grid.bounds,
+                        currency=currency,
+                    )
                     evaluations += count
                     if [change_text(*pair) for pair in ogrid.pairs["regular"]] != reference:
                         cls.members.remove(other)
                         account = directory.account(other)
-                        lone = BuyerClass(cls.key + (other,), cls.company, cls.company_name, cls.role, cls.role_label, cls.group, cls.group_label, cls.master, cls.qualifiers, [other], active_group=cls.active_group)
+                        lone = BuyerClass(
+                            cls.key + (other,),
+                            cls.company,
+                            cls.company_name,
+                            cls.role,
+                            cls.role_label,
+                            cls.group,
+                            cls.group_label,
+                            cls.master,
+                            cls.qualifiers,
+                            [other],
+                            active_group=cls.active_group,
+                        )
                         lone.name = f"{account.name if account else other} ({cls.name})"
-                        full, count = _class_grid(policies, om, directory, now, type_specific, currency=currency)
+                        full, count = _class_grid(
+                            policies, om, directory, now, type_specific, currency=currency
+                        )
                         evaluations += count
                         grids[id(lone)] = full
                         split.append(lone)
@@ -894,14 +1212,25 @@ def _behavioural_diff(old_policy: Policy, new_policy: Policy, directory: Directo
     return BehaviourReport(changes, classes, evaluations, notes, time.perf_counter() - started)
 
 
-def _class_grid(policies, m: Membership, directory: Directory, now, type_specific: bool, types=ORDER_TYPES, bounds=None, currency: str | None = None) -> tuple[_Grid, int]:
+def _class_grid(
+    policies,
+    m: Membership,
+    directory: Directory,
+    now,
+    type_specific: bool,
+    types=ORDER_TYPES,
+    bounds=None,
+    currency: str | None = None,
+) -> tuple[_Grid, int]:
     relevant = {t: tuple(_relevant_steps(p, m, t) for p in policies) for t in types}
     if bounds is None:
         found: set[Decimal] = set()
         # boundaries in the order's currency: the amounts of the policy that prices it
         priced = tuple(_in_currency(p, currency) for p in policies)
         for t in types:
-            found |= _boundaries(priced, tuple(_relevant_steps(p, m, t, currency) for p in priced), m, directory)
+            found |= _boundaries(
+                priced, tuple(_relevant_steps(p, m, t, currency) for p in priced), m, directory
+            )
         bounds = sorted(found)
     samples = _samples(bounds, both_sides=len(bounds) <= 200)
     grid = _Grid(samples, bounds)
@@ -912,17 +1241,34 @@ def _class_grid(policies, m: Membership, directory: Directory, now, type_specifi
         pruned = [_pruned(p, steps) for p, steps in zip(policies, relevant[order_type])]
         out = []
         for s in subset:
-            order = Order(buyer=m.account_id, total=s.total, company=m.company_id, type=order_type, currency=currency)
-            out.append((_evaluate(pruned[0], order, directory, now), _evaluate(pruned[1], order, directory, now)))
+            order = Order(
+                buyer=m.account_id,
+                total=s.total,
+                company=m.company_id,
+                type=order_type,
+                currency=currency,
+            )
+            out.append(
+                (
+                    _evaluate(pruned[0], order, directory, now),
+                    _evaluate(pruned[1], order, directory, now),
+                )
+            )
             count += 2
         return out
 
-    grid.pairs["regular" if "regular" in types else types[0]] = run("regular" if "regular" in types else types[0], samples)
+    grid.pairs["regular" if "regular" in types else types[0]] = run(
+        "regular" if "regular" in types else types[0], samples
+    )
     base = grid.pairs.get("regular")
     for t in types:
         if t in grid.pairs:
             continue
-        bulk_differs = t == "bulk" and m.group is not None and any(p.bulk_orders != "group_settings" for p in policies)
+        bulk_differs = (
+            t == "bulk"
+            and m.group is not None
+            and any(p.bulk_orders != "group_settings" for p in policies)
+        )
         if base is not None and not type_specific and not bulk_differs and t != "quote":
             # the engine treats this type like a regular order: check a few points, then reuse
             step = max(1, len(samples) // 8)
@@ -958,9 +1304,12 @@ def _report(classes: list[BuyerClass], grids: dict[int, _Grid]) -> list[Behaviou
                     # orders both versions block alike do not change: "orders over 500", not "over 500 up to the maximum"
                     if i > 0 and all(_blocked_alike(pair) for pair in pairs[:i]):
                         lo = (None, True)
-                    if j + 1 < len(pairs) and all(_blocked_alike(pair) for pair in pairs[j + 1:]):
+                    if j + 1 < len(pairs) and all(_blocked_alike(pair) for pair in pairs[j + 1 :]):
                         hi = (None, True)
-                entry = runs.setdefault((ci, lo, hi, texts[i]), {"types": [], "pair": pairs[i], "sample": grid.samples[i]})
+                entry = runs.setdefault(
+                    (ci, lo, hi, texts[i]),
+                    {"types": [], "pair": pairs[i], "sample": grid.samples[i]},
+                )
                 entry["types"].append(t)
                 i = j + 1
     # 2. order types: name them only when not every placeable type changes
@@ -968,7 +1317,9 @@ def _report(classes: list[BuyerClass], grids: dict[int, _Grid]) -> list[Behaviou
     for (ci, lo, hi, text), entry in runs.items():
         changed = entry["types"]
         others = [t for t in ORDER_TYPES if t not in changed and t in grids[id(classes[ci])].pairs]
-        if _placeable(entry["pair"]) and all(_neutral(grids[id(classes[ci])], t, lo, hi) for t in others):
+        if _placeable(entry["pair"]) and all(
+            _neutral(grids[id(classes[ci])], t, lo, hi) for t in others
+        ):
             types = None
         else:
             types = tuple(changed)
@@ -982,10 +1333,24 @@ def _report(classes: list[BuyerClass], grids: dict[int, _Grid]) -> list[Behaviou
         entry = slot["entry"]
         cls = classes[slot["ci"]]
         sample = entry["sample"]
-        example = {"buyer": cls.representative, "company": cls.company, "total": fmt_amount(sample.total), "type": (types or entry["types"])[0]}
+        example = {
+            "buyer": cls.representative,
+            "company": cls.company,
+            "total": fmt_amount(sample.total),
+            "type": (types or entry["types"])[0],
+        }
         change = BehaviourChange(
-            low=lo[0], low_inclusive=lo[1], high=hi[0], high_inclusive=hi[1], order_types=types, who=who,
-            classes=tuple(classes[i].name for i in sorted(affected)), change=text, old=entry["pair"][0], new=entry["pair"][1], example=example,
+            low=lo[0],
+            low_inclusive=lo[1],
+            high=hi[0],
+            high_inclusive=hi[1],
+            order_types=types,
+            who=who,
+            classes=tuple(classes[i].name for i in sorted(affected)),
+            change=text,
+            old=entry["pair"][0],
+            new=entry["pair"][1],
+            example=example,
         )
         change.text = f"{_range_text(lo[0], lo[1], hi[0], hi[1], types)} by {who}: {text}"
         out.append((min(affected), lo[0] if lo[0] is not None else Decimal(-1), change))
@@ -1045,7 +1410,10 @@ def _blocked_alike(pair: tuple[Summary, Summary]) -> bool:
 
 def _placeable(pair: tuple[Summary, Summary]) -> bool:
     """A change that lets an order through on at least one side; blocked-alike orders are then beside the point."""
-    return pair[0].outcome not in ("blocked", "error") or pair[1].outcome not in ("blocked", "error")
+    return pair[0].outcome not in ("blocked", "error") or pair[1].outcome not in (
+        "blocked",
+        "error",
+    )
 
 
 def _neutral(grid: _Grid, order_type: str, lo, hi) -> bool:
@@ -1056,7 +1424,9 @@ def _neutral(grid: _Grid, order_type: str, lo, hi) -> bool:
     return all(_blocked_alike(pairs[i]) for i in _in_range(grid, lo, hi))
 
 
-def _who(classes: list[BuyerClass], grids, affected: set[int], lo, hi, types, ignore_blocked: bool = True) -> str:
+def _who(
+    classes: list[BuyerClass], grids, affected: set[int], lo, hi, types, ignore_blocked: bool = True
+) -> str:
     def neutral(ci: int) -> bool:
         if not ignore_blocked:
             return False
@@ -1064,7 +1434,9 @@ def _who(classes: list[BuyerClass], grids, affected: set[int], lo, hi, types, ig
         return all(_neutral(grid, t, lo, hi) for t in (types or ORDER_TYPES))
 
     def covers(members: list[int]) -> bool:
-        return all(ci in affected or neutral(ci) for ci in members) and any(ci in affected for ci in members)
+        return all(ci in affected or neutral(ci) for ci in members) and any(
+            ci in affected for ci in members
+        )
 
     remaining = set(affected)
     names = []
@@ -1088,14 +1460,24 @@ def _who(classes: list[BuyerClass], grids, affected: set[int], lo, hi, types, ig
         for group, gmembers in groups.items():
             if set(gmembers) & remaining and covers(gmembers):
                 label = classes[gmembers[0]].group_label or group
-                names.append(f"{label} members" + (f" of {classes[gmembers[0]].company_name}" if several else ""))
+                names.append(
+                    f"{label} members"
+                    + (f" of {classes[gmembers[0]].company_name}" if several else "")
+                )
                 remaining -= set(gmembers)
         roles: dict[str, list[int]] = {}
         for ci in members:
             roles.setdefault(classes[ci].role, []).append(ci)
         for role, rmembers in roles.items():
-            if len(rmembers) > 1 and set(rmembers) <= remaining | {ci for ci in rmembers if neutral(ci)} and set(rmembers) & remaining:
-                names.append(_plural(classes[rmembers[0]].role_label) + (f" of {classes[rmembers[0]].company_name}" if several else ""))
+            if (
+                len(rmembers) > 1
+                and set(rmembers) <= remaining | {ci for ci in rmembers if neutral(ci)}
+                and set(rmembers) & remaining
+            ):
+                names.append(
+                    _plural(classes[rmembers[0]].role_label)
+                    + (f" of {classes[rmembers[0]].company_name}" if several else "")
+                )
                 remaining -= set(rmembers)
     for ci in sorted(remaining):
         names.append(classes[ci].name)
@@ -1114,7 +1496,13 @@ class ReplayReport:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"orders": self.orders, "changed": self.changed, "errors": self.errors, "per_class": self.per_class, "seconds": round(self.seconds, 3)}
+        return {
+            "orders": self.orders,
+            "changed": self.changed,
+            "errors": self.errors,
+            "per_class": self.per_class,
+            "seconds": round(self.seconds, 3),
+        }
 
     def lines(self) -> list[str]:
         out = []
@@ -1132,7 +1520,7 @@ class _Progress:
 
     def __init__(self, total: int | None, enabled: bool | None = None, stream=None):
         self.stream = stream or sys.stderr
-        self.enabled = (self.stream.isatty() if enabled is None else enabled)
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.total = total
         self.last = 0.0
 
@@ -1146,7 +1534,9 @@ class _Progress:
         if self.total:
             width = 30
             filled = int(width * done / self.total)
-            self.stream.write(f"\rreplay [{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,}")
+            self.stream.write(
+                f"\rreplay [{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,}"
+            )
         else:
             self.stream.write(f"\rreplay {done:,} orders")
         self.stream.flush()
@@ -1158,7 +1548,16 @@ class _Progress:
             self.stream.flush()
 
 
-def replay(old_policy: Policy, new_policy: Policy, directory: Directory, orders_iterable: Iterable[Any], *, now: Any = None, total: int | None = None, progress: bool | None = None) -> ReplayReport:
+def replay(
+    old_policy: Policy,
+    new_policy: Policy,
+    directory: Directory,
+    orders_iterable: Iterable[Any],
+    *,
+    now: Any = None,
+    total: int | None = None,
+    progress: bool | None = None,
+) -> ReplayReport:
     """Evaluate recorded orders under both versions; count changes per class of buyer.
 
     Each item is an order (dict or :class:`Order`), or ``{"order": ..., "now": ..., "budgets_spent": ...}``.
@@ -1190,7 +1589,11 @@ def replay(old_policy: Policy, new_policy: Policy, directory: Directory, orders_
         if name is None:
             m = directory.membership(order.buyer, order.company)
             memberships[key] = m
-            name = class_of.get((order.buyer, m.company_id), order.buyer) if m else f"unknown buyer {order.buyer}"
+            name = (
+                class_of.get((order.buyer, m.company_id), order.buyer)
+                if m
+                else f"unknown buyer {order.buyer}"
+            )
             names_cache[key] = name
         m = memberships[key]
         policies = (old_policy, new_policy)
@@ -1199,7 +1602,10 @@ def replay(old_policy: Policy, new_policy: Policy, directory: Directory, orders_
             pkey = (key, order.type, order.currency)
             policies = pruned.get(pkey)
             if policies is None:
-                policies = pruned[pkey] = tuple(_pruned(p, _relevant_steps(p, m, order.type, order.currency)) for p in (old_policy, new_policy))
+                policies = pruned[pkey] = tuple(
+                    _pruned(p, _relevant_steps(p, m, order.type, order.currency))
+                    for p in (old_policy, new_policy)
+                )
         pair = []
         for p in policies:
             try:
@@ -1230,17 +1636,32 @@ def read_jsonl(path: str | Path) -> Iterable[dict]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ApprovalRulesError("invalid_jsonl", f"{path}:{number}: not JSON ({exc.msg})") from None
+                raise ApprovalRulesError(
+                    "invalid_jsonl", f"{path}:{number}: not JSON ({exc.msg})"
+                ) from None
 
 
 # ============================================================ one function
 
 
 def unified(old_text: str, new_text: str, old_name: str = "old", new_name: str = "new") -> str:
-    return "".join(difflib.unified_diff(old_text.splitlines(True), new_text.splitlines(True), old_name, new_name))
+    return "".join(
+        difflib.unified_diff(
+            old_text.splitlines(True), new_text.splitlines(True), old_name, new_name
+        )
+    )
 
 
-def diff_versions(old_text: str, new_text: str, directory: Directory | None, *, resolve=None, now=None, old_name: str = "old", new_name: str = "new") -> dict:
+def diff_versions(
+    old_text: str,
+    new_text: str,
+    directory: Directory | None,
+    *,
+    resolve=None,
+    now=None,
+    old_name: str = "old",
+    new_name: str = "new",
+) -> dict:
     """What the API and the admin diff page call: JSON-ready structural, behavioural and unified diffs.
 
     Raises :class:`DocumentError` when either text is not a valid rule set.
@@ -1253,14 +1674,20 @@ def diff_versions(old_text: str, new_text: str, directory: Directory | None, *, 
     structural = structural_diff(old_checked.resolved, new_checked.resolved)
     behaviour = None
     if directory is not None:
-        behaviour = behavioural_diff(compile_policy(old_checked), compile_policy(new_checked), directory, now=now).as_dict()
+        behaviour = behavioural_diff(
+            compile_policy(old_checked), compile_policy(new_checked), directory, now=now
+        ).as_dict()
     return {
         "old": {"name": old_checked.name, "source": old_name},
         "new": {"name": new_checked.name, "source": new_name},
         "structural": [c.as_dict() for c in structural],
         "behavioural": behaviour,
         "unified": unified(old_text, new_text, old_name, new_name),
-        "changed": {"text": old_text != new_text, "structure": bool(structural), "behaviour": bool(behaviour and behaviour["changed"])},
+        "changed": {
+            "text": old_text != new_text,
+            "structure": bool(structural),
+            "behaviour": bool(behaviour and behaviour["changed"]),
+        },
     }
 
 
@@ -1280,16 +1707,43 @@ def resolve_reference(ref: str, store=None) -> tuple[str, str, Any]:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("old", metavar="A", help="old version: a rule-set file (or tenant/ruleset@version with the store)")
-    parser.add_argument("new", metavar="B", help="new version: a rule-set file (or tenant/ruleset@version with the store)")
-    parser.add_argument("--directory", help="directory fixture (default: directories/<stem of A>.yaml beside A)")
+    parser.add_argument(
+        "old",
+        metavar="A",
+        help="old version: a rule-set file (or tenant/ruleset@version with the store)",
+    )
+    parser.add_argument(
+        "new",
+        metavar="B",
+        help="new version: a rule-set file (or tenant/ruleset@version with the store)",
+    )
+    parser.add_argument(
+        "--directory", help="directory fixture (default: directories/<stem of A>.yaml beside A)"
+    )
     parser.add_argument("--format", choices=("text", "json", "unified"), default="text")
-    parser.add_argument("--fail-on", choices=("structural", "behavioural"), default="behavioural", help="exit 1 on any structural change, or only on behaviour changes (default)")
-    parser.add_argument("--replay", metavar="FILE.jsonl", help="also replay recorded orders (one order JSON per line) and count changes per class")
-    parser.add_argument("--now", help="ISO 8601 instant to evaluate at (default 2026-01-15T12:00:00Z)")
+    parser.add_argument(
+        "--fail-on",
+        choices=("structural", "behavioural"),
+        default="behavioural",
+        help="exit 1 on any structural change, or only on behaviour changes (default)",
+    )
+    parser.add_argument(
+        "--replay",
+        metavar="FILE.jsonl",
+        help="also replay recorded orders (one order JSON per line) and count changes per class",
+    )
+    parser.add_argument(
+        "--now", help="ISO 8601 instant to evaluate at (default 2026-01-15T12:00:00Z)"
+    )
     parser.add_argument("--no-color", action="store_true", help="no colours even on a terminal")
-    parser.add_argument("--ini", help="settings file naming the database, for tenant/ruleset@version references")
-    parser.add_argument("--replay-recorded", action="store_true", help="with --ini: also replay every order recorded under this rule set")
+    parser.add_argument(
+        "--ini", help="settings file naming the database, for tenant/ruleset@version references"
+    )
+    parser.add_argument(
+        "--replay-recorded",
+        action="store_true",
+        help="with --ini: also replay every order recorded under this rule set",
+    )
     parser.set_defaults(func=main)
 
 
@@ -1346,57 +1800,100 @@ def _main(args, store) -> int:
             directory = store.directory(REFERENCE.match(args.old)["tenant"])
         behaviour = replayed = None
         if directory is None and args.fail_on == "behavioural":
-            print(f"error: no directory for the behavioural diff: expected {directory_path} or --directory", file=sys.stderr)
+            print(
+                f"error: no directory for the behavioural diff: expected {directory_path} or --directory",
+                file=sys.stderr,
+            )
             return EXIT_ERROR
         if directory is not None:
             old_policy, new_policy = compile_policy(old_checked), compile_policy(new_checked)
             behaviour = behavioural_diff(old_policy, new_policy, directory, now=args.now)
             if args.replay:
-                replayed = replay(old_policy, new_policy, directory, read_jsonl(args.replay), now=args.now, total=_count_lines(args.replay))
+                replayed = replay(
+                    old_policy,
+                    new_policy,
+                    directory,
+                    read_jsonl(args.replay),
+                    now=args.now,
+                    total=_count_lines(args.replay),
+                )
             elif getattr(args, "replay_recorded", False):
                 if store is None:
-                    raise ApprovalRulesError("store_required", "--replay-recorded reads the orders recorded in the database: give tenant/ruleset@version references and --ini")
+                    raise ApprovalRulesError(
+                        "store_required",
+                        "--replay-recorded reads the orders recorded in the database: give tenant/ruleset@version references and --ini",
+                    )
                 match = REFERENCE.match(args.old)
                 count, orders = store.recorded_orders(match["tenant"], match["ruleset"])
-                replayed = replay(old_policy, new_policy, directory, orders, now=args.now, total=count)
+                replayed = replay(
+                    old_policy, new_policy, directory, orders, now=args.now, total=count
+                )
     except ApprovalRulesError as exc:
         return report_error(exc)
 
     behaviour_changed = bool(behaviour and behaviour.changed) or bool(replayed and replayed.changed)
     if args.format == "json":
         data = {
-            "old": old_source, "new": new_source,
+            "old": old_source,
+            "new": new_source,
             "structural": [c.as_dict() for c in structural],
             "behavioural": behaviour.as_dict() if behaviour else None,
             "replay": replayed.as_dict() if replayed else None,
-            "changed": {"text": old_text != new_text, "structure": bool(structural), "behaviour": behaviour_changed},
+            "changed": {
+                "text": old_text != new_text,
+                "structure": bool(structural),
+                "behaviour": behaviour_changed,
+            },
         }
         print(json.dumps(data, indent=2))
     elif args.format == "unified":
         sys.stdout.write(unified(old_text, new_text, old_source, new_source))
     else:
-        colour = _Colour(sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR"))
+        colour = _Colour(
+            sys.stdout.isatty() and not args.no_color and not os.environ.get("NO_COLOR")
+        )
         print(colour("1", f"{old_source} -> {new_source}"))
         if not structural:
-            print("structure: no changes" + (" (text differs only in layout or comments)" if old_text != new_text else ""))
+            print(
+                "structure: no changes"
+                + (" (text differs only in layout or comments)" if old_text != new_text else "")
+            )
         else:
             print(colour("1", f"structure: {len(structural)} change(s)"))
-            marks = {"added": ("+", "32"), "removed": ("-", "31"), "changed": ("~", "33"), "moved": ("~", "33")}
+            marks = {
+                "added": ("+", "32"),
+                "removed": ("-", "31"),
+                "changed": ("~", "33"),
+                "moved": ("~", "33"),
+            }
             for c in structural:
                 mark, code = marks.get(c.kind, ("~", "33"))
                 print(colour(code, f"  {mark} {c.text}") + colour("2", f"  [{c.path}]"))
         if behaviour is None:
             print("behaviour: not compared (no directory)")
         elif not behaviour.changes:
-            print(f"behaviour: no changes ({behaviour.evaluations:,} generated orders, {len(behaviour.classes)} buyer classes)")
+            print(
+                f"behaviour: no changes ({behaviour.evaluations:,} generated orders, {len(behaviour.classes)} buyer classes)"
+            )
         else:
-            print(colour("1", f"behaviour: {len(behaviour.changes)} change(s) ({behaviour.evaluations:,} generated orders, {len(behaviour.classes)} buyer classes)"))
+            print(
+                colour(
+                    "1",
+                    f"behaviour: {len(behaviour.changes)} change(s) ({behaviour.evaluations:,} generated orders, {len(behaviour.classes)} buyer classes)",
+                )
+            )
             for c in behaviour.changes:
                 print(colour("35", f"  * {c.text}"))
         for note in behaviour.notes if behaviour else ():
             print(colour("2", f"  note: {note}"))
         if replayed is not None:
-            print(colour("1", f"replay: {replayed.changed:,} of {replayed.orders:,} orders change" + (f", {replayed.errors:,} unreadable" if replayed.errors else "")))
+            print(
+                colour(
+                    "1",
+                    f"replay: {replayed.changed:,} of {replayed.orders:,} orders change"
+                    + (f", {replayed.errors:,} unreadable" if replayed.errors else ""),
+                )
+            )
             for line in replayed.lines():
                 print(f"  {line}")
     if behaviour_changed:

@@ -11,11 +11,12 @@ store supplies a SQL implementation of the same interface, and
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import DirectoryError
 from .money import parse_amount
@@ -249,7 +250,10 @@ class MemoryDirectory(Directory):
         by_pair = lambda a: (a.approver_id, a.account_id, a.step or "")  # noqa: E731
         self._assignments_for = frozen(self._assignments_for, by_pair)
         self._assignments_by = frozen(self._assignments_by, by_pair)
-        self._delegations = frozen(self._delegations, lambda d: (d.delegate_id, d.valid_from, d.company_id or "", d.step or ""))
+        self._delegations = frozen(
+            self._delegations,
+            lambda d: (d.delegate_id, d.valid_from, d.company_id or "", d.step or ""),
+        )
 
     def company(self, company_id):
         return self._companies.get(company_id)
@@ -279,7 +283,7 @@ class MemoryDirectory(Directory):
         return self._delegations.get(delegator_id, ())
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MemoryDirectory":
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryDirectory:
         """Build from the fixture format of ``schemas/directory.schema.json``.
 
         The caller validates ``data`` against the schema first (see
@@ -306,7 +310,9 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             )
         )
         for group_id, g in (c.get("groups") or {}).items():
-            groups.append(Group(id=group_id, company_id=company_id, name=(g or {}).get("name", group_id)))
+            groups.append(
+                Group(id=group_id, company_id=company_id, name=(g or {}).get("name", group_id))
+            )
     for account_id, a in (data.get("accounts") or {}).items():
         accounts.append(
             Account(
@@ -337,7 +343,9 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
                 approver_id=a["approver"],
                 account_id=a["account"],
                 company_id=a["company"],
-                threshold=parse_amount(a["threshold"], "threshold") if a.get("threshold") is not None else None,
+                threshold=parse_amount(a["threshold"], "threshold")
+                if a.get("threshold") is not None
+                else None,
                 limit=parse_amount(a["limit"], "limit") if a.get("limit") is not None else None,
                 step=a.get("step"),
             )
@@ -346,11 +354,22 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
     for index, d in enumerate(data.get("delegations") or ()):
         where = f"delegations[{index}]"
         try:
-            valid_from, valid_until = date.fromisoformat(str(d["valid_from"])), date.fromisoformat(str(d["valid_until"]))
+            valid_from, valid_until = (
+                date.fromisoformat(str(d["valid_from"])),
+                date.fromisoformat(str(d["valid_until"])),
+            )
         except ValueError:
-            raise DirectoryError("invalid_date", f"{where}: valid_from and valid_until must be dates like 2026-12-24", path=where) from None
+            raise DirectoryError(
+                "invalid_date",
+                f"{where}: valid_from and valid_until must be dates like 2026-12-24",
+                path=where,
+            ) from None
         if valid_until < valid_from:
-            raise DirectoryError("invalid_delegation", f"{where}: valid_until {valid_until} is before valid_from {valid_from}", path=where)
+            raise DirectoryError(
+                "invalid_delegation",
+                f"{where}: valid_until {valid_until} is before valid_from {valid_from}",
+                path=where,
+            )
         delegations.append(
             Delegation(
                 delegator_id=d["delegator"],
@@ -363,7 +382,13 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
         )
     _check_references(companies, accounts, memberships, groups, assignments)
     check_delegations(delegations, {c.id for c in companies}, {a.id for a in accounts})
-    records = dict(companies=companies, accounts=accounts, memberships=memberships, groups=groups, assignments=assignments)
+    records = dict(
+        companies=companies,
+        accounts=accounts,
+        memberships=memberships,
+        groups=groups,
+        assignments=assignments,
+    )
     if delegations:
         # only when present: the store's loader does not know delegations yet
         records["delegations"] = delegations
@@ -377,9 +402,17 @@ def check_delegations(delegations, company_ids, account_ids) -> None:
         where = f"delegations[{index}]"
         for who in (d.delegator_id, d.delegate_id):
             if who not in account_ids:
-                raise DirectoryError("unknown_account", f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: account {who!r} is not defined", path=where)
+                raise DirectoryError(
+                    "unknown_account",
+                    f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: account {who!r} is not defined",
+                    path=where,
+                )
         if d.company_id and d.company_id not in company_ids:
-            raise DirectoryError("unknown_company", f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: company {d.company_id!r} is not defined", path=where)
+            raise DirectoryError(
+                "unknown_company",
+                f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: company {d.company_id!r} is not defined",
+                path=where,
+            )
         edges.setdefault(d.delegator_id, set()).add(d.delegate_id)
     # depth-first search for a cycle, reporting it as a path
     state: dict[str, int] = {}  # 1 on the stack, 2 done
@@ -389,8 +422,12 @@ def check_delegations(delegations, company_ids, account_ids) -> None:
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
                 stack = path + [node]
-                loop = stack[stack.index(nxt):] + [nxt]
-                raise DirectoryError("delegation_loop", f"delegations form a loop: {' -> '.join(loop)}", path="delegations")
+                loop = stack[stack.index(nxt) :] + [nxt]
+                raise DirectoryError(
+                    "delegation_loop",
+                    f"delegations form a loop: {' -> '.join(loop)}",
+                    path="delegations",
+                )
             if state.get(nxt) is None:
                 visit(nxt, path + [node])
         state[node] = 2
@@ -406,17 +443,33 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
     group_ids = {(g.company_id, g.id) for g in groups}
     for c in companies:
         if c.parent_id and c.parent_id not in company_ids:
-            raise DirectoryError("unknown_company", f"company {c.id!r}: parent {c.parent_id!r} is not a company", path=f"companies.{c.id}.parent")
+            raise DirectoryError(
+                "unknown_company",
+                f"company {c.id!r}: parent {c.parent_id!r} is not a company",
+                path=f"companies.{c.id}.parent",
+            )
     seen: set[tuple[str, str]] = set()
     for m in memberships:
         where = f"accounts.{m.account_id}.memberships"
         if m.company_id not in company_ids:
-            raise DirectoryError("unknown_company", f"account {m.account_id!r}: company {m.company_id!r} is not defined", path=where)
+            raise DirectoryError(
+                "unknown_company",
+                f"account {m.account_id!r}: company {m.company_id!r} is not defined",
+                path=where,
+            )
         if (m.account_id, m.company_id) in seen:
-            raise DirectoryError("duplicate_membership", f"account {m.account_id!r} is a member of {m.company_id!r} twice", path=where)
+            raise DirectoryError(
+                "duplicate_membership",
+                f"account {m.account_id!r} is a member of {m.company_id!r} twice",
+                path=where,
+            )
         seen.add((m.account_id, m.company_id))
         if m.group and (m.company_id, m.group) not in group_ids:
-            raise DirectoryError("unknown_group", f"account {m.account_id!r}: group {m.group!r} is not a group of {m.company_id!r}", path=where)
+            raise DirectoryError(
+                "unknown_group",
+                f"account {m.account_id!r}: group {m.group!r} is not a group of {m.company_id!r}",
+                path=where,
+            )
         if m.master and m.group:
             raise DirectoryError(
                 "master_and_member",
@@ -426,4 +479,8 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
     for a in assignments:
         for who in (a.approver_id, a.account_id):
             if who not in account_ids:
-                raise DirectoryError("unknown_account", f"assignment {a.approver_id!r} -> {a.account_id!r}: account {who!r} is not defined", path="assignments")
+                raise DirectoryError(
+                    "unknown_account",
+                    f"assignment {a.approver_id!r} -> {a.account_id!r}: account {who!r} is not defined",
+                    path="assignments",
+                )

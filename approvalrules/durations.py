@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .errors import OrderError
 
@@ -24,10 +24,14 @@ def parse_instant(text: str, where: str = "now") -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
-        raise OrderError("invalid_datetime", f"{where} must be an ISO 8601 date-time, got {str(text)[:40]!r}", path=where) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        raise OrderError(
+            "invalid_datetime",
+            f"{where} must be an ISO 8601 date-time, got {str(text)[:40]!r}",
+            path=where,
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def isoformat(value: datetime) -> str:
     """UTC, seconds precision, ``Z`` suffix: one canonical text per instant."""
-    return value.astimezone(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

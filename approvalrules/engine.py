@@ -18,9 +18,24 @@ from .policy import Decision, Order, Policy, compile_policy, data_hash, text_has
 from .validate import Resolver, ValidatedRuleSet, check_directory, check_document, check_ruleset
 
 __all__ = [
-    "Decision", "Directory", "Document", "DocumentError", "MemoryDirectory", "Order", "Policy", "ValidatedRuleSet",
-    "check_ruleset", "check_document", "compile_ruleset", "compile_policy", "load_directory", "load_document",
-    "text_hash", "data_hash", "folder_resolver", "PolicyCache",
+    "Decision",
+    "Directory",
+    "Document",
+    "DocumentError",
+    "MemoryDirectory",
+    "Order",
+    "Policy",
+    "ValidatedRuleSet",
+    "check_ruleset",
+    "check_document",
+    "compile_ruleset",
+    "compile_policy",
+    "load_directory",
+    "load_document",
+    "text_hash",
+    "data_hash",
+    "folder_resolver",
+    "PolicyCache",
 ]
 
 
@@ -58,7 +73,13 @@ class PolicyCache:
 _cache = PolicyCache()
 
 
-def compile_ruleset(text: str | bytes, source: str | None = None, resolve: Resolver | None = None, *, version: int | None = None) -> Policy:
+def compile_ruleset(
+    text: str | bytes,
+    source: str | None = None,
+    resolve: Resolver | None = None,
+    *,
+    version: int | None = None,
+) -> Policy:
     """Validate and compile rule-set text into a :class:`Policy`; raises :class:`DocumentError`.
 
     Standalone rule sets are cached by the hash of their text.  A rule set that

@@ -34,7 +34,13 @@ class Problem:
         return f"{where}: {path}: {prefix}{self.message}"
 
     def as_dict(self) -> dict[str, Any]:
-        data = {"code": self.code, "message": self.message, "path": self.path, "line": self.line, "severity": self.severity}
+        data = {
+            "code": self.code,
+            "message": self.message,
+            "path": self.path,
+            "line": self.line,
+            "severity": self.severity,
+        }
         if self.source:
             data["source"] = self.source
         return data
@@ -45,7 +51,15 @@ class ApprovalRulesError(Exception):
 
     code = "error"
 
-    def __init__(self, code: str | None = None, message: str = "", *, path: str = "", line: int | None = None, details: Any = None):
+    def __init__(
+        self,
+        code: str | None = None,
+        message: str = "",
+        *,
+        path: str = "",
+        line: int | None = None,
+        details: Any = None,
+    ):
         self.code = code or type(self).code
         self.message = message or self.code
         self.path = path
@@ -81,7 +95,9 @@ class DocumentError(ApprovalRulesError):
 
     def __init__(self, problems: list[Problem], message: str | None = None):
         self.problems = [p for p in problems if p.severity == "error"]
-        first = self.problems[0] if self.problems else Problem("invalid_document", "invalid document")
+        first = (
+            self.problems[0] if self.problems else Problem("invalid_document", "invalid document")
+        )
         super().__init__(
             first.code,
             message or first.message,

@@ -164,7 +164,9 @@ def format_path(path) -> str:
     return out
 
 
-def load_document(text: str | bytes, source: str | None = None, *, max_bytes: int = MAX_BYTES) -> Document:
+def load_document(
+    text: str | bytes, source: str | None = None, *, max_bytes: int = MAX_BYTES
+) -> Document:
     """Parse one YAML document into a :class:`Document`; raise :class:`DocumentError` when unsafe or malformed."""
     if isinstance(text, bytes):
         if len(text) > max_bytes:
@@ -181,7 +183,17 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         line = text.count("\n", 0, exc.start) + 1
-        raise DocumentError([Problem("invalid_character", f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8", "", line, source)]) from None
+        raise DocumentError(
+            [
+                Problem(
+                    "invalid_character",
+                    f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8",
+                    "",
+                    line,
+                    source,
+                )
+            ]
+        ) from None
     fast = _Parser(text)
     try:
         data, index, root_line = _fast_build(fast)
@@ -199,14 +211,20 @@ def load_document(text: str | bytes, source: str | None = None, *, max_bytes: in
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         message = " ".join(filter(None, [exc.context, exc.problem])) or "malformed YAML"
-        raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {message}", "", line, source)]) from None
+        raise DocumentError(
+            [Problem("yaml_syntax", f"malformed YAML: {message}", "", line, source)]
+        ) from None
     except ReaderError as exc:
         line = _line_at(text, exc.position)
         character = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        reason = f"character U+{character:04X} on line {line}: {exc.reason}; remove it, or write the escape \"\\u{character:04X}\" inside double quotes"
-        raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {reason}", "", line, source)]) from None
+        reason = f'character U+{character:04X} on line {line}: {exc.reason}; remove it, or write the escape "\\u{character:04X}" inside double quotes'
+        raise DocumentError(
+            [Problem("yaml_syntax", f"malformed YAML: {reason}", "", line, source)]
+        ) from None
     except yaml.YAMLError as exc:
-        raise DocumentError([Problem("yaml_syntax", f"malformed YAML: {exc}", "", 1, source)]) from None
+        raise DocumentError(
+            [Problem("yaml_syntax", f"malformed YAML: {exc}", "", 1, source)]
+        ) from None
     finally:
         _dispose(parser)
     return doc
@@ -234,7 +252,11 @@ class _Slow(Exception):
     """The fast builder met something it leaves to :class:`_Builder`: an anchor, an alias or a problem."""
 
 
-_ScalarEvent, _MappingStartEvent, _SequenceStartEvent = yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent
+_ScalarEvent, _MappingStartEvent, _SequenceStartEvent = (
+    yaml.ScalarEvent,
+    yaml.MappingStartEvent,
+    yaml.SequenceStartEvent,
+)
 _END_EVENTS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 _PLAIN_KEY_TAGS = frozenset([STR, INT, FLOAT, BOOL, NULL])
 
@@ -297,7 +319,11 @@ def _fast_build(parser) -> Any:
                 raise _Slow
         elif cls is _MappingStartEvent or cls is _SequenceStartEvent:
             is_map = cls is _MappingStartEvent
-            if len(stack) >= MAX_DEPTH or event.anchor is not None or event.tag not in (None, "!", MAP if is_map else SEQ):
+            if (
+                len(stack) >= MAX_DEPTH
+                or event.anchor is not None
+                or event.tag not in (None, "!", MAP if is_map else SEQ)
+            ):
                 raise _Slow
             nodes += 1
             if nodes > MAX_NODES:
@@ -342,7 +368,9 @@ def _fast_build(parser) -> Any:
 
 def _too_large(size: int, limit: int, source: str | None) -> DocumentTooLarge:
     # line 1: the whole document is at fault, and it is never parsed to find a better one
-    message = f"the document is {size:,} bytes; the limit is {limit:,} bytes -- split it or use `extends`"
+    message = (
+        f"the document is {size:,} bytes; the limit is {limit:,} bytes -- split it or use `extends`"
+    )
     return DocumentTooLarge([Problem("document_too_large", message, "", 1, source)])
 
 
@@ -378,7 +406,9 @@ class _Builder:
         self.open_anchors: set[str] = set()
 
     def fail(self, code: str, message: str, event, path) -> DocumentError:
-        return DocumentError([Problem(code, message, format_path(path), event.start_mark.line + 1, self.doc.source)])
+        return DocumentError(
+            [Problem(code, message, format_path(path), event.start_mark.line + 1, self.doc.source)]
+        )
 
     def build(self, parser) -> Any:
         stack: list[_Frame] = []
@@ -393,7 +423,13 @@ class _Builder:
                 # the scanner reads ahead, so its guard can fire before the parser
                 # has handed us MAX_DEPTH collections: report it as ours
                 line = exc.problem_mark.line + 1 if exc.problem_mark else None
-                problem = Problem("too_deep", f"nesting deeper than {MAX_DEPTH} levels", format_path(self._child_path(stack)), line, self.doc.source)
+                problem = Problem(
+                    "too_deep",
+                    f"nesting deeper than {MAX_DEPTH} levels",
+                    format_path(self._child_path(stack)),
+                    line,
+                    self.doc.source,
+                )
                 raise DocumentError([problem]) from None
             if event is None or isinstance(event, yaml.StreamEndEvent):
                 return root
@@ -402,7 +438,12 @@ class _Builder:
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
-                    raise self.fail("several_documents", "one YAML document per rule set: remove the second `---`", event, ())
+                    raise self.fail(
+                        "several_documents",
+                        "one YAML document per rule set: remove the second `---`",
+                        event,
+                        (),
+                    )
                 continue
             path = self._child_path(stack)
             if not stack and self.doc.root_line is None:
@@ -411,7 +452,10 @@ class _Builder:
                 frame = stack.pop()
                 if frame.anchor is not None:
                     self.open_anchors.discard(frame.anchor)
-                    self.anchors[frame.anchor] = (frame.container, self.nodes - frame.nodes_at_start)
+                    self.anchors[frame.anchor] = (
+                        frame.container,
+                        self.nodes - frame.nodes_at_start,
+                    )
                 value = frame.container
             elif isinstance(event, yaml.AliasEvent):
                 value = self._alias(event, path)
@@ -419,11 +463,18 @@ class _Builder:
                 value = self._scalar(event, path, stack)
             else:  # a collection starts
                 if len(stack) >= MAX_DEPTH:
-                    raise self.fail("too_deep", f"nesting deeper than {MAX_DEPTH} levels", event, path)
+                    raise self.fail(
+                        "too_deep", f"nesting deeper than {MAX_DEPTH} levels", event, path
+                    )
                 is_map = isinstance(event, yaml.MappingStartEvent)
                 tag = event.tag
                 if tag not in (None, "!", MAP if is_map else SEQ):
-                    raise self.fail("unsupported_tag", f"tag {tag!r} is not allowed; rule sets hold plain data only", event, path)
+                    raise self.fail(
+                        "unsupported_tag",
+                        f"tag {tag!r} is not allowed; rule sets hold plain data only",
+                        event,
+                        path,
+                    )
                 self._count(event, path)
                 container = {} if is_map else []
                 if event.anchor is not None:
@@ -464,7 +515,12 @@ class _Builder:
             key = event.value
             child = frame.path + (key,)
             if key in container:
-                raise self.fail("duplicate_key", f"duplicate key {key!r} (first defined on line {self.doc.lines.get(child)})", event, child)
+                raise self.fail(
+                    "duplicate_key",
+                    f"duplicate key {key!r} (first defined on line {self.doc.lines.get(child)})",
+                    event,
+                    child,
+                )
             self.doc.lines[child] = event.start_mark.line + 1
             frame.key = key
             return
@@ -474,14 +530,26 @@ class _Builder:
     def _count(self, event, path, size: int = 1) -> None:
         self.nodes += size
         if self.nodes > MAX_NODES:
-            raise self.fail("too_many_nodes", f"the document expands to more than {MAX_NODES:,} values (alias expansion?)", event, path)
+            raise self.fail(
+                "too_many_nodes",
+                f"the document expands to more than {MAX_NODES:,} values (alias expansion?)",
+                event,
+                path,
+            )
 
     def _alias(self, event, path) -> Any:
         name = event.anchor
         if name in self.open_anchors:
-            raise self.fail("recursive_alias", f"alias *{name} refers to the collection that contains it", event, path)
+            raise self.fail(
+                "recursive_alias",
+                f"alias *{name} refers to the collection that contains it",
+                event,
+                path,
+            )
         if name not in self.anchors:
-            raise self.fail("undefined_alias", f"alias *{name} has no anchor &{name} before it", event, path)
+            raise self.fail(
+                "undefined_alias", f"alias *{name} has no anchor &{name} before it", event, path
+            )
         self.aliases += 1
         if self.aliases > MAX_ALIASES:
             raise self.fail("too_many_aliases", f"more than {MAX_ALIASES} aliases", event, path)
@@ -515,24 +583,47 @@ class _Builder:
             return None
         if tag == BOOL:
             if value.lower() not in ("true", "false"):
-                raise self.fail("invalid_value", f"{value!r} is not a boolean; write true or false", event, path)
+                raise self.fail(
+                    "invalid_value", f"{value!r} is not a boolean; write true or false", event, path
+                )
             return value.lower() == "true"
         if tag == INT:
             digits = value.lstrip("+-")
             if len(digits) > MAX_SCALAR_DIGITS:
-                raise self.fail("number_too_large", f"number with {len(digits):,} digits; at most {MAX_SCALAR_DIGITS} are allowed", event, path)
+                raise self.fail(
+                    "number_too_large",
+                    f"number with {len(digits):,} digits; at most {MAX_SCALAR_DIGITS} are allowed",
+                    event,
+                    path,
+                )
             try:
                 return int(value)
             except ValueError:
-                raise self.fail("invalid_value", f"{value[:40]!r} is not an integer", event, path) from None
+                raise self.fail(
+                    "invalid_value", f"{value[:40]!r} is not an integer", event, path
+                ) from None
         if tag == FLOAT:
             if len(value) > MAX_SCALAR_DIGITS + 10:
-                raise self.fail("number_too_large", f"number of {len(value):,} characters; at most {MAX_SCALAR_DIGITS} digits are allowed", event, path)
+                raise self.fail(
+                    "number_too_large",
+                    f"number of {len(value):,} characters; at most {MAX_SCALAR_DIGITS} digits are allowed",
+                    event,
+                    path,
+                )
             try:
                 number = float(value)
             except ValueError:
-                raise self.fail("invalid_value", f"{value[:40]!r} is not a number", event, path) from None
+                raise self.fail(
+                    "invalid_value", f"{value[:40]!r} is not a number", event, path
+                ) from None
             if number != number or number in (float("inf"), float("-inf")):
-                raise self.fail("invalid_value", f"{value[:40]!r} is not a finite number", event, path)
+                raise self.fail(
+                    "invalid_value", f"{value[:40]!r} is not a finite number", event, path
+                )
             return number
-        raise self.fail("unsupported_tag", f"tag {tag!r} is not allowed; rule sets hold plain data only", event, path)
+        raise self.fail(
+            "unsupported_tag",
+            f"tag {tag!r} is not allowed; rule sets hold plain data only",
+            event,
+            path,
+        )

@@ -10,8 +10,7 @@ from .errors import OrderError
 #: ISO 4217 codes accepted in rule sets and orders.  A closed list, so that a
 #: typo ("USS") is an error rather than a silently separate currency.
 CURRENCIES = frozenset(
-    """AED AUD BGN BRL CAD CHF CLP CNY COP CZK DKK EGP EUR GBP HKD HUF IDR ILS INR ISK JPY KRW
-    MXN MYR NOK NZD PEN PHP PKR PLN RON RUB SAR SEK SGD THB TRY TWD UAH USD VND ZAR""".split()
+    ["AED", "AUD", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK", "EGP", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "RON", "RUB", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "VND", "ZAR"]
 )
 
 #: amounts are bounded so that a 5,000-digit number is a clear error, not a slow one
@@ -25,16 +24,25 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
     Raises :class:`OrderError` with ``where`` named on anything else.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise OrderError("invalid_amount", f"{where} must be a number, not {type(value).__name__}", path=where)
+        raise OrderError(
+            "invalid_amount", f"{where} must be a number, not {type(value).__name__}", path=where
+        )
     try:
         amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise OrderError("invalid_amount", f"{where} must be a number, got {str(value)[:40]!r}", path=where) from None
+        raise OrderError(
+            "invalid_amount", f"{where} must be a number, got {str(value)[:40]!r}", path=where
+        ) from None
     if not amount.is_finite():
         raise OrderError("invalid_amount", f"{where} must be a finite number", path=where)
     if amount < 0:
-        raise OrderError("negative_amount", f"{where} must not be negative (got {amount})", path=where)
-    if len(amount.as_tuple().digits) > MAX_DIGITS or not -MAX_DIGITS <= amount.as_tuple().exponent <= MAX_DIGITS:
+        raise OrderError(
+            "negative_amount", f"{where} must not be negative (got {amount})", path=where
+        )
+    if (
+        len(amount.as_tuple().digits) > MAX_DIGITS
+        or not -MAX_DIGITS <= amount.as_tuple().exponent <= MAX_DIGITS
+    ):
         raise OrderError("invalid_amount", f"{where} has more than {MAX_DIGITS} digits", path=where)
     return amount
 

@@ -10,17 +10,25 @@ explanations only when the decision is serialised.
 from __future__ import annotations
 
 import hashlib
-import weakref
 import json
+import weakref
 from bisect import bisect_left
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from .currencies import MONEY_SETTINGS, DirectoryInCurrency, base_currency, has_per_currency_amounts, in_currency, priced_currencies
 from .conditions import Facts, Line, compile_predicates, describe, explain_parts, render_explanation
+from .currencies import (
+    MONEY_SETTINGS,
+    DirectoryInCurrency,
+    base_currency,
+    has_per_currency_amounts,
+    in_currency,
+    priced_currencies,
+)
 from .directory import MAX_DELEGATION_DEPTH, Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
 from .errors import OrderError
@@ -60,7 +68,9 @@ def text_hash(text: str) -> str:
 
 def data_hash(data: Any) -> str:
     """Hash of plain data in canonical JSON: equal for texts that differ only in layout or comments."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    canonical = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -95,26 +105,40 @@ class Order:
     payer: str | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Order":
+    def from_dict(cls, data: Mapping[str, Any]) -> Order:
         """Parse the storefront's JSON form (``schemas/order.schema.json``), with clear errors."""
         if not isinstance(data, Mapping):
             raise OrderError("invalid_order", "the order must be a JSON object")
         unknown = set(data) - _ORDER_KEYS
         if unknown:
             key = sorted(unknown)[0]
-            raise OrderError("unknown_key", f"unknown order field {key!r}; allowed: {', '.join(sorted(_ORDER_KEYS))}", path=f"order.{key}")
+            raise OrderError(
+                "unknown_key",
+                f"unknown order field {key!r}; allowed: {', '.join(sorted(_ORDER_KEYS))}",
+                path=f"order.{key}",
+            )
         buyer = data.get("buyer")
         if not isinstance(buyer, str) or not buyer:
-            raise OrderError("missing_buyer", "order.buyer must name the ordering account", path="order.buyer")
+            raise OrderError(
+                "missing_buyer", "order.buyer must name the ordering account", path="order.buyer"
+            )
         if "total" not in data:
             raise OrderError("missing_total", "order.total is required", path="order.total")
         total = parse_amount(data["total"], "order.total")
         currency = data.get("currency")
         if currency is not None and (not isinstance(currency, str) or currency not in CURRENCIES):
-            raise OrderError("unknown_currency", f"order.currency {str(currency)[:10]!r} is not an ISO 4217 code this service knows", path="order.currency")
+            raise OrderError(
+                "unknown_currency",
+                f"order.currency {str(currency)[:10]!r} is not an ISO 4217 code this service knows",
+                path="order.currency",
+            )
         order_type = data.get("type", "regular")
         if order_type not in ORDER_TYPES:
-            raise OrderError("invalid_order_type", f"order.type must be one of {', '.join(ORDER_TYPES)}", path="order.type")
+            raise OrderError(
+                "invalid_order_type",
+                f"order.type must be one of {', '.join(ORDER_TYPES)}",
+                path="order.type",
+            )
         lines = []
         raw_lines = data.get("lines") or []
         if not isinstance(raw_lines, list):
@@ -122,25 +146,37 @@ class Order:
         for index, raw in enumerate(raw_lines):
             where = f"order.lines[{index}]"
             if not isinstance(raw, Mapping) or not isinstance(raw.get("sku"), str):
-                raise OrderError("invalid_line", f"{where} must be an object with a sku", path=where)
+                raise OrderError(
+                    "invalid_line", f"{where} must be an object with a sku", path=where
+                )
             quantity = parse_amount(raw.get("quantity", 1), f"{where}.quantity")
             category = raw.get("category")
-            lines.append(Line(raw["sku"], category if isinstance(category, str) else None, quantity))
+            lines.append(
+                Line(raw["sku"], category if isinstance(category, str) else None, quantity)
+            )
         ship_to = data.get("ship_to") or {}
         if not isinstance(ship_to, Mapping):
-            raise OrderError("invalid_ship_to", "order.ship_to must be an object", path="order.ship_to")
+            raise OrderError(
+                "invalid_ship_to", "order.ship_to must be an object", path="order.ship_to"
+            )
         requested = data.get("requested_date")
         if requested is not None:
             try:
                 requested = date.fromisoformat(requested)
             except (TypeError, ValueError):
-                raise OrderError("invalid_date", "order.requested_date must be a date like 2026-12-24", path="order.requested_date") from None
+                raise OrderError(
+                    "invalid_date",
+                    "order.requested_date must be a date like 2026-12-24",
+                    path="order.requested_date",
+                ) from None
         for key in ("id", "company", "cost_centre"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise OrderError("wrong_type", f"order.{key} must be a string", path=f"order.{key}")
         payer = data.get("payer")
         if payer is not None and payer not in ("buyer", "company"):
-            raise OrderError("invalid_payer", "order.payer must be buyer or company", path="order.payer")
+            raise OrderError(
+                "invalid_payer", "order.payer must be buyer or company", path="order.payer"
+            )
         return cls(
             buyer=buyer,
             total=total,
@@ -157,7 +193,20 @@ class Order:
 
 
 _ORDER_KEYS = frozenset(
-    ["id", "buyer", "company", "total", "currency", "type", "lines", "ship_to", "requested_date", "cost_centre", "payer", "attributes"]
+    [
+        "id",
+        "buyer",
+        "company",
+        "total",
+        "currency",
+        "type",
+        "lines",
+        "ship_to",
+        "requested_date",
+        "cost_centre",
+        "payer",
+        "attributes",
+    ]
 )
 
 
@@ -191,7 +240,13 @@ class Approver:
     delegate_of: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        data = {"account": self.account, "name": self.name, "role": self.role, "role_label": self.role_label, "why": list(self.why)}
+        data = {
+            "account": self.account,
+            "name": self.name,
+            "role": self.role,
+            "role_label": self.role_label,
+            "why": list(self.why),
+        }
         if self.delegate_of:
             data["delegate_of"] = list(self.delegate_of)
         return data
@@ -205,7 +260,12 @@ class Step:
     condition: str
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "required": self.required, "condition": self.condition, "approvers": [a.as_dict() for a in self.approvers]}
+        return {
+            "name": self.name,
+            "required": self.required,
+            "condition": self.condition,
+            "approvers": [a.as_dict() for a in self.approvers],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,13 +303,13 @@ class TraceEntry:
 
     __slots__ = ("rule", "result", "_why")
 
-    def __init__(self, rule: str, result: str, why: "str | Callable[[], str]"):
+    def __init__(self, rule: str, result: str, why: str | Callable[[], str]):
         self.rule = rule
         self.result = result
         self._why = why
 
     @property
-    def why(self) -> "str | Callable[[], str]":
+    def why(self) -> str | Callable[[], str]:
         return self._why
 
     def as_dict(self) -> dict:
@@ -279,7 +339,7 @@ class _StepTrace(TraceEntry):
 
     __slots__ = ("facts",)
 
-    def __init__(self, step: "CompiledStep", facts: Facts):
+    def __init__(self, step: CompiledStep, facts: Facts):
         self._why = step
         self.facts = facts
 
@@ -296,7 +356,11 @@ class _StepTrace(TraceEntry):
 
     def as_dict(self) -> dict:
         result = self.result
-        return {"rule": self._why.rule, "result": result, "why": render_explanation(self._why.explain_parts(), self.facts, result == "matched")}
+        return {
+            "rule": self._why.rule,
+            "result": result,
+            "why": render_explanation(self._why.explain_parts(), self.facts, result == "matched"),
+        }
 
 
 class _Matched(_StepTrace):
@@ -337,7 +401,12 @@ class Decision:
             "notifications": [n.as_dict() for n in self.notifications],
             "ruleset": dict(self.ruleset),
             "buyer": dict(self.buyer),
-            "order": {"id": self.order.id, "total": format_amount(self.order.total), "currency": self.order.currency, "type": self.order.type},
+            "order": {
+                "id": self.order.id,
+                "total": format_amount(self.order.total),
+                "currency": self.order.currency,
+                "type": self.order.type,
+            },
         }
         if trace:
             data["trace"] = [t.as_dict() for t in self.trace]
@@ -439,7 +508,10 @@ def _selectors(any_of) -> list[Selector]:
                 roles=frozenset(role if isinstance(role, list) else [role]) if role else None,
                 relation=sel.get("relation", "company"),
                 accounts=frozenset(sel["accounts"]) if sel.get("accounts") else None,
-                attributes=tuple((k, frozenset(v if isinstance(v, list) else [v])) for k, v in (sel.get("attributes") or {}).items()),
+                attributes=tuple(
+                    (k, frozenset(v if isinstance(v, list) else [v]))
+                    for k, v in (sel.get("attributes") or {}).items()
+                ),
             )
         )
     return selectors
@@ -469,7 +541,7 @@ class Budget:
     on_exceed: str
 
 
-def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Policy":
+def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> Policy:
     """Turn a validated rule set into a runnable, immutable :class:`Policy`.
 
     A rule set that prices several currencies (``currencies``, per-currency
@@ -480,18 +552,38 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> "Po
     priced = priced_currencies(data)
     if len(priced) == 1 and not has_per_currency_amounts(data):
         return _compile(checked, data, version)
-    variants = {code: _compile(checked, in_currency(data, code), version, source=data) for code in priced[1:]}
+    variants = {
+        code: _compile(checked, in_currency(data, code), version, source=data)
+        for code in priced[1:]
+    }
     return _compile(checked, in_currency(data, priced[0]), version, source=data, variants=variants)
 
 
-def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, source: dict | None = None, variants: Mapping | None = None) -> "Policy":
+def _compile(
+    checked: ValidatedRuleSet,
+    data: dict,
+    version: int | None,
+    *,
+    source: dict | None = None,
+    variants: Mapping | None = None,
+) -> Policy:
     """One currency's policy from ``data`` (its amounts plain); ``source`` is the rule set as written."""
     roles = {
-        name: Role(name, spec["label"], frozenset(spec.get("permissions") or ()), MappingProxyType(_normal_settings(spec.get("settings"))))
+        name: Role(
+            name,
+            spec["label"],
+            frozenset(spec.get("permissions") or ()),
+            MappingProxyType(_normal_settings(spec.get("settings"))),
+        )
         for name, spec in (data.get("roles") or {}).items()
     }
-    groups = {gid: MappingProxyType(_normal_settings((spec or {}).get("settings"))) for gid, spec in (data.get("groups") or {}).items()}
-    group_labels = {gid: (spec or {}).get("label", gid) for gid, spec in (data.get("groups") or {}).items()}
+    groups = {
+        gid: MappingProxyType(_normal_settings((spec or {}).get("settings")))
+        for gid, spec in (data.get("groups") or {}).items()
+    }
+    group_labels = {
+        gid: (spec or {}).get("label", gid) for gid, spec in (data.get("groups") or {}).items()
+    }
     approval = data.get("approval") or {}
     default_self = approval.get("self_approval", False)
     default_scope = approval.get("scope", "universal")
@@ -516,7 +608,9 @@ def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, sour
                 self_approval=spec.get("self_approval", default_self),
                 scope=spec.get("scope", default_scope),
                 rule=f"approval.steps.{spec['name']}",
-                uses_assignments=any(sel.relation in ("assigned", "unassigned") for sel in selectors),
+                uses_assignments=any(
+                    sel.relation in ("assigned", "unassigned") for sel in selectors
+                ),
                 fallback=spec.get("fallback", "none"),
             )
         )
@@ -528,23 +622,50 @@ def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, sour
                 group_selectors = tuple(_selectors(group.get("any_of")))
                 subs.append(
                     CompiledStep(
-                        name=f"{step.name}/{number}", kind=step.kind, condition=step.condition, condition_text=step.condition_text,
-                        predicate=predicate, selectors=group_selectors, required=step.required, self_approval=step.self_approval,
-                        scope=step.scope, rule=step.rule, uses_assignments=any(sel.relation in ("assigned", "unassigned") for sel in group_selectors),
-                        fallback=step.fallback, group_of=step.name,
+                        name=f"{step.name}/{number}",
+                        kind=step.kind,
+                        condition=step.condition,
+                        condition_text=step.condition_text,
+                        predicate=predicate,
+                        selectors=group_selectors,
+                        required=step.required,
+                        self_approval=step.self_approval,
+                        scope=step.scope,
+                        rule=step.rule,
+                        uses_assignments=any(
+                            sel.relation in ("assigned", "unassigned") for sel in group_selectors
+                        ),
+                        fallback=step.fallback,
+                        group_of=step.name,
                     )
                 )
             steps.append(
                 CompiledStep(
-                    name=step.name, kind=step.kind, condition=step.condition, condition_text=step.condition_text, predicate=predicate,
-                    selectors=(), required=step.required, self_approval=step.self_approval, scope=step.scope, rule=step.rule,
-                    uses_assignments=any(sub.uses_assignments for sub in subs), fallback=step.fallback, subs=tuple(subs),
+                    name=step.name,
+                    kind=step.kind,
+                    condition=step.condition,
+                    condition_text=step.condition_text,
+                    predicate=predicate,
+                    selectors=(),
+                    required=step.required,
+                    self_approval=step.self_approval,
+                    scope=step.scope,
+                    rule=step.rule,
+                    uses_assignments=any(sub.uses_assignments for sub in subs),
+                    fallback=step.fallback,
+                    subs=tuple(subs),
                 )
             )
     limits = data.get("limits") or {}
     order_limit = limits.get("order_limit")
     budgets = tuple(
-        Budget(b["name"], b.get("scope", "company"), b["period"], parse_amount(b["amount"], "amount"), b.get("on_exceed", "require_approval"))
+        Budget(
+            b["name"],
+            b.get("scope", "company"),
+            b["period"],
+            parse_amount(b["amount"], "amount"),
+            b.get("on_exceed", "require_approval"),
+        )
         for b in limits.get("budgets") or ()
     )
     expiry = approval.get("expiry")
@@ -552,26 +673,49 @@ def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, sour
         name=checked.name,
         version=version,
         text_hash=checked.content_hash,
-        hash=data_hash({k: v for k, v in (source if source is not None else data).items() if k not in ("tests", "description")}),
+        hash=data_hash(
+            {
+                k: v
+                for k, v in (source if source is not None else data).items()
+                if k not in ("tests", "description")
+            }
+        ),
         currency=base_currency(data),
         roles=MappingProxyType(roles),
         settings=MappingProxyType({**DEFAULT_SETTINGS, **_normal_settings(data.get("settings"))}),
         groups=MappingProxyType(groups),
         group_labels=MappingProxyType(group_labels),
         steps=tuple(steps),
-        max_order_total=parse_amount(limits["max_order_total"], "max_order_total") if limits.get("max_order_total") is not None else None,
-        order_limit=(parse_amount(order_limit["amount"], "amount"), order_limit.get("on_exceed", "require_approval")) if order_limit else None,
+        max_order_total=parse_amount(limits["max_order_total"], "max_order_total")
+        if limits.get("max_order_total") is not None
+        else None,
+        order_limit=(
+            parse_amount(order_limit["amount"], "amount"),
+            order_limit.get("on_exceed", "require_approval"),
+        )
+        if order_limit
+        else None,
         budgets=budgets,
         expiry=parse_duration(expiry["after"]) if expiry else None,
         reversal_allowed=(approval.get("reversal") or {}).get("allowed", True),
         reminders=MappingProxyType(dict(approval.get("reminders") or {})),
         bulk_orders=data.get("bulk_orders", "group_settings"),
         visibility=MappingProxyType(
-            {"masters_see_group_orders": True, "approvers_see": "eligible", "viewer_roles": (), **(data.get("visibility") or {})}
+            {
+                "masters_see_group_orders": True,
+                "approvers_see": "eligible",
+                "viewer_roles": (),
+                **(data.get("visibility") or {}),
+            }
         ),
         master_confirmation=(data.get("notifications") or {}).get("master_confirmation", False),
         approval_email=(data.get("notifications") or {}).get("approval_email", "approver_flag"),
-        conversion=MappingProxyType({code: parse_amount(rate, f"conversion.{code}") for code, rate in (data.get("conversion") or {}).items()}),
+        conversion=MappingProxyType(
+            {
+                code: parse_amount(rate, f"conversion.{code}")
+                for code, rate in (data.get("conversion") or {}).items()
+            }
+        ),
         bypass=_precedence_rules(data.get("bypass"), "bypass"),
         deny=_precedence_rules(data.get("deny"), "deny"),
         data=source if source is not None else data,
@@ -582,9 +726,23 @@ def _compile(checked: ValidatedRuleSet, data: dict, version: int | None, *, sour
 class _Candidate:
     """An account that may approve in a company, with what selection looks at resolved once."""
 
-    __slots__ = ("membership", "account", "settings", "role", "account_id", "role_name", "group", "master", "attributes", "limit", "email")
+    __slots__ = (
+        "membership",
+        "account",
+        "settings",
+        "role",
+        "account_id",
+        "role_name",
+        "group",
+        "master",
+        "attributes",
+        "limit",
+        "email",
+    )
 
-    def __init__(self, membership: Membership, account: Account, settings: Mapping[str, Any], role: Role):
+    def __init__(
+        self, membership: Membership, account: Account, settings: Mapping[str, Any], role: Role
+    ):
         self.membership = membership
         self.account = account
         self.settings = settings
@@ -601,7 +759,14 @@ class _Candidate:
 class _BuyerSettings:
     """A membership's effective settings, with the sets the blocking checks test frozen once."""
 
-    __slots__ = ("membership", "settings", "restricted_skus", "restricted_categories", "favourites", "scan_lines")
+    __slots__ = (
+        "membership",
+        "settings",
+        "restricted_skus",
+        "restricted_categories",
+        "favourites",
+        "scan_lines",
+    )
 
     def __init__(self, membership: Membership, settings: dict):
         self.membership = membership
@@ -609,7 +774,9 @@ class _BuyerSettings:
         self.restricted_skus = frozenset(settings["restricted_skus"])
         self.restricted_categories = frozenset(settings["restricted_categories"])
         self.favourites = frozenset(settings["favourites"])
-        self.scan_lines = bool(self.restricted_skus or self.restricted_categories or settings["favourites_only"])
+        self.scan_lines = bool(
+            self.restricted_skus or self.restricted_categories or settings["favourites_only"]
+        )
 
 
 class _CompanyContext:
@@ -648,17 +815,44 @@ class Policy:
     """A compiled rule set.  Immutable; safe to share between threads and requests."""
 
     __slots__ = (
-        "name", "version", "text_hash", "hash", "currency", "roles", "settings", "groups", "group_labels",
-        "steps", "max_order_total", "order_limit", "budgets", "expiry", "reversal_allowed", "reminders",
-        "bulk_orders", "visibility", "master_confirmation", "approval_email", "conversion", "bypass", "deny", "data",
-        "variants", "_ruleset_ref", "_pools", "_plan", "_directory_views",
+        "name",
+        "version",
+        "text_hash",
+        "hash",
+        "currency",
+        "roles",
+        "settings",
+        "groups",
+        "group_labels",
+        "steps",
+        "max_order_total",
+        "order_limit",
+        "budgets",
+        "expiry",
+        "reversal_allowed",
+        "reminders",
+        "bulk_orders",
+        "visibility",
+        "master_confirmation",
+        "approval_email",
+        "conversion",
+        "bypass",
+        "deny",
+        "data",
+        "variants",
+        "_ruleset_ref",
+        "_pools",
+        "_plan",
+        "_directory_views",
     )
 
     def __init__(self, **fields):
         for key, value in fields.items():
             object.__setattr__(self, key, value)
         object.__setattr__(
-            self, "_ruleset_ref", MappingProxyType({"name": self.name, "version": self.version, "hash": self.text_hash})
+            self,
+            "_ruleset_ref",
+            MappingProxyType({"name": self.name, "version": self.version, "hash": self.text_hash}),
         )
         # approver candidates per (directory, company): directories are
         # read-only snapshots (a SQL one lives for one request), so an entry
@@ -668,17 +862,28 @@ class Policy:
         object.__setattr__(self, "_directory_views", weakref.WeakKeyDictionary())
         # what evaluation walks per step, unpacked once
         object.__setattr__(
-            self, "_plan", tuple((index, step.predicate, step, step.kind == "assignment_tiers") for index, step in enumerate(self.steps))
+            self,
+            "_plan",
+            tuple(
+                (index, step.predicate, step, step.kind == "assignment_tiers")
+                for index, step in enumerate(self.steps)
+            ),
         )
 
     def __setattr__(self, key, value):
         raise AttributeError("a Policy is immutable")
 
-    def with_version(self, version: int | None) -> "Policy":
+    def with_version(self, version: int | None) -> Policy:
         """The same policy, labelled with a published version number."""
-        fields = {k: getattr(self, k) for k in self.__slots__ if k not in ("_ruleset_ref", "_pools", "_plan", "_directory_views")}
+        fields = {
+            k: getattr(self, k)
+            for k in self.__slots__
+            if k not in ("_ruleset_ref", "_pools", "_plan", "_directory_views")
+        }
         fields["version"] = version
-        fields["variants"] = MappingProxyType({code: variant.with_version(version) for code, variant in self.variants.items()})
+        fields["variants"] = MappingProxyType(
+            {code: variant.with_version(version) for code, variant in self.variants.items()}
+        )
         return Policy(**fields)
 
     @property
@@ -713,7 +918,7 @@ class Policy:
         spec = self.roles.get(role) if role else None
         return spec.label if spec else (role or "")
 
-    def visibility_for(self, membership: Membership) -> "Visibility":
+    def visibility_for(self, membership: Membership) -> Visibility:
         """Which of its company's orders a member sees (ACCEPTANCE A10), from ``visibility``.
 
         Everyone sees their own orders; masters see every group order when
@@ -726,8 +931,12 @@ class Policy:
         active = membership.active
         approver = active and "approve_orders" in permissions
         return Visibility(
-            all_group_orders=active and membership.master and bool(self.visibility["masters_see_group_orders"]),
-            own_group=membership.group if active and membership.role in self.visibility["viewer_roles"] else None,
+            all_group_orders=active
+            and membership.master
+            and bool(self.visibility["masters_see_group_orders"]),
+            own_group=membership.group
+            if active and membership.role in self.visibility["viewer_roles"]
+            else None,
             eligible=approver,
             whole_company=approver and self.visibility["approvers_see"] == "company",
         )
@@ -752,21 +961,25 @@ class Policy:
         if not isinstance(order, Order):
             order = Order.from_dict(order)
         if now is None:
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
         elif isinstance(now, str):
             now = parse_instant(now)
         if order.currency in self.variants:
             # priced natively: the variant's own amounts, the directory's converted
             variant = self.variants[order.currency]
             # ``directory`` stays referenced here: the view holds it only weakly
-            view = variant._directory_view(directory, self.currency, self.conversion.get(order.currency))
+            view = variant._directory_view(
+                directory, self.currency, self.conversion.get(order.currency)
+            )
             return _Evaluation(variant, order, view, now, budgets_spent or {}).run()
         return _Evaluation(self, order, directory, now, budgets_spent or {}).run()
 
     def _directory_view(self, directory: Directory, base: str, rate: Decimal | None) -> Directory:
         view = self._directory_views.get(directory)
         if view is None:
-            view = self._directory_views[directory] = DirectoryInCurrency(directory, base, self.currency, rate)
+            view = self._directory_views[directory] = DirectoryInCurrency(
+                directory, base, self.currency, rate
+            )
         return view
 
 
@@ -774,11 +987,34 @@ class _Evaluation:
     """One evaluation's working state; discarded when the Decision is built."""
 
     __slots__ = (
-        "policy", "order", "directory", "now", "spent", "trace", "reasons", "account", "membership", "settings", "role", "group",
-        "company", "_assignments", "blocked", "_context", "_company_context", "_first",
+        "policy",
+        "order",
+        "directory",
+        "now",
+        "spent",
+        "trace",
+        "reasons",
+        "account",
+        "membership",
+        "settings",
+        "role",
+        "group",
+        "company",
+        "_assignments",
+        "blocked",
+        "_context",
+        "_company_context",
+        "_first",
     )
 
-    def __init__(self, policy: Policy, order: Order, directory: Directory, now: datetime, spent: Mapping[str, Any]):
+    def __init__(
+        self,
+        policy: Policy,
+        order: Order,
+        directory: Directory,
+        now: datetime,
+        spent: Mapping[str, Any],
+    ):
         self.policy = policy
         self.order = order
         self.directory = directory
@@ -797,12 +1033,24 @@ class _Evaluation:
         p, order = self.policy, self.order
         self.account = self.directory.account(order.buyer)
         if self.account is None:
-            raise OrderError("unknown_buyer", f"buyer {order.buyer!r} is not an account of this tenant", path="order.buyer")
+            raise OrderError(
+                "unknown_buyer",
+                f"buyer {order.buyer!r} is not an account of this tenant",
+                path="order.buyer",
+            )
         self.membership = self.directory.membership(order.buyer, order.company)
         if self.membership is None:
             if order.company:
-                raise OrderError("not_a_member", f"buyer {order.buyer!r} is not a member of company {order.company!r}", path="order.company")
-            raise OrderError("no_default_company", f"buyer {order.buyer!r} belongs to several companies and none is the default; name order.company", path="order.company")
+                raise OrderError(
+                    "not_a_member",
+                    f"buyer {order.buyer!r} is not a member of company {order.company!r}",
+                    path="order.company",
+                )
+            raise OrderError(
+                "no_default_company",
+                f"buyer {order.buyer!r} belongs to several companies and none is the default; name order.company",
+                path="order.company",
+            )
         m = self.membership
         self.company = m.company_id
         self.role = p.roles.get(m.role)
@@ -817,13 +1065,29 @@ class _Evaluation:
             priced = p.currency
             self.order = self._converted(currency)
         elif currency == p.currency and p.data.get("currencies"):
-            self.trace.append(TraceEntry("currencies", "passed", f"priced in {currency} with the rule set's {currency} amounts"))
+            self.trace.append(
+                TraceEntry(
+                    "currencies",
+                    "passed",
+                    f"priced in {currency} with the rule set's {currency} amounts",
+                )
+            )
         facts_exceeded: set[str] = set()
 
         self._blocking_checks(priced, buyer_settings)
         if not self.blocked:
             facts_exceeded = self._limit_checks()
-        facts = Facts(self.order.total, currency, order.type, order.lines, order.buyer, m.role, self.group, m.attributes, frozenset(facts_exceeded))
+        facts = Facts(
+            self.order.total,
+            currency,
+            order.type,
+            order.lines,
+            order.buyer,
+            m.role,
+            self.group,
+            m.attributes,
+            frozenset(facts_exceeded),
+        )
         if p.deny:
             self._deny(facts)
         blocked = self.blocked
@@ -832,28 +1096,60 @@ class _Evaluation:
         if not blocked:
             if self.settings["hold_orders"]:
                 outcome = "held"
-                self.reasons.append(Reason("orders_held", "orders of this account are held until the merchant releases them"))
-                self.trace.append(TraceEntry("settings.hold_orders", "matched", "hold_orders is on"))
+                self.reasons.append(
+                    Reason(
+                        "orders_held",
+                        "orders of this account are held until the merchant releases them",
+                    )
+                )
+                self.trace.append(
+                    TraceEntry("settings.hold_orders", "matched", "hold_orders is on")
+                )
             elif order.type == "bulk" and self.group and p.bulk_orders == "bulk_settings":
-                self.trace.append(TraceEntry("bulk_orders", "matched", "bulk_settings: placed as a regular order, approval steps do not apply"))
+                self.trace.append(
+                    TraceEntry(
+                        "bulk_orders",
+                        "matched",
+                        "bulk_settings: placed as a regular order, approval steps do not apply",
+                    )
+                )
             elif p.bypass and (bypass := self._bypass(facts)) is not None:
-                self.reasons.append(Reason("bypassed", f"auto-approved by bypass rule {bypass.name}", {"rule": bypass.name}))
+                self.reasons.append(
+                    Reason(
+                        "bypassed",
+                        f"auto-approved by bypass rule {bypass.name}",
+                        {"rule": bypass.name},
+                    )
+                )
             else:
                 steps = self._steps(facts)
                 if steps:
                     outcome = "pending"
-                    self.reasons.append(Reason("approval_required", f"approval required: {', '.join(s.name for s in steps)}"))
+                    self.reasons.append(
+                        Reason(
+                            "approval_required",
+                            f"approval required: {', '.join(s.name for s in steps)}",
+                        )
+                    )
                     for step in steps:
                         if len(step.approvers) < step.required:
                             self.reasons.append(
-                                Reason("insufficient_approvers", f"step {step.name} needs {step.required} approval(s) but only {len(step.approvers)} account(s) may approve", {"step": step.name})
+                                Reason(
+                                    "insufficient_approvers",
+                                    f"step {step.name} needs {step.required} approval(s) but only {len(step.approvers)} account(s) may approve",
+                                    {"step": step.name},
+                                )
                             )
         payer = None if outcome == "blocked" else self._payer()
         expires_at = self.now + p.expiry if outcome == "pending" and p.expiry else None
         role_label = p.role_label(m.role)
         buyer = {
-            "account": order.buyer, "name": self.account.name, "company": m.company_id, "role": m.role,
-            "role_label": role_label, "group": self.group,
+            "account": order.buyer,
+            "name": self.account.name,
+            "company": m.company_id,
+            "role": m.role,
+            "role_label": role_label,
+            "group": self.group,
         }
         return Decision(
             outcome=outcome,
@@ -865,9 +1161,20 @@ class _Evaluation:
             ruleset=p._ruleset_ref,
             buyer=MappingProxyType(buyer),
             # the decision states the currency it priced the order in, given or not
-            order=order if order.currency else Order(
-                order.buyer, order.total, order.id, order.company, currency, order.type, order.lines,
-                order.manual_ship_to, order.requested_date, order.cost_centre, order.payer,
+            order=order
+            if order.currency
+            else Order(
+                order.buyer,
+                order.total,
+                order.id,
+                order.company,
+                currency,
+                order.type,
+                order.lines,
+                order.manual_ship_to,
+                order.requested_date,
+                order.cost_centre,
+                order.payer,
             ),
             trace=tuple(self.trace),
         )
@@ -879,12 +1186,30 @@ class _Evaluation:
         total = to_cents(order.total * rate)
         message = f"{format_amount(order.total)} {currency} converted to {total} {p.currency} at {format_amount(rate)}"
         self.reasons.append(
-            Reason("currency_converted", message, {"currency": currency, "rate": format_amount(rate), "total": format_amount(total), "priced_in": p.currency})
+            Reason(
+                "currency_converted",
+                message,
+                {
+                    "currency": currency,
+                    "rate": format_amount(rate),
+                    "total": format_amount(total),
+                    "priced_in": p.currency,
+                },
+            )
         )
         self.trace.append(TraceEntry(f"conversion.{currency}", "passed", message))
         return Order(
-            order.buyer, total, order.id, order.company, p.currency, order.type, order.lines,
-            order.manual_ship_to, order.requested_date, order.cost_centre, order.payer,
+            order.buyer,
+            total,
+            order.id,
+            order.company,
+            p.currency,
+            order.type,
+            order.lines,
+            order.manual_ship_to,
+            order.requested_date,
+            order.cost_centre,
+            order.payer,
         )
 
     def _deny(self, facts: Facts) -> None:
@@ -893,19 +1218,43 @@ class _Evaluation:
             if rule.predicate(facts):
                 self._block("denied", rule.reason, f"deny.{rule.name}", {"rule": rule.name})
             else:
-                self.trace.append(TraceEntry(f"deny.{rule.name}", "passed", f"not denied: {describe(rule.condition)} does not hold"))
+                self.trace.append(
+                    TraceEntry(
+                        f"deny.{rule.name}",
+                        "passed",
+                        f"not denied: {describe(rule.condition)} does not hold",
+                    )
+                )
 
-    def _bypass(self, facts: Facts) -> "PrecedenceRule | None":
+    def _bypass(self, facts: Facts) -> PrecedenceRule | None:
         """The first bypass rule that holds for the buyer's role and the order, or None."""
         role = self.membership.role
         for rule in self.policy.bypass:
             if rule.roles is not None and role not in rule.roles:
-                self.trace.append(TraceEntry(f"bypass.{rule.name}", "not_matched", f"buyer role {role} is not one of {', '.join(sorted(rule.roles))}"))
+                self.trace.append(
+                    TraceEntry(
+                        f"bypass.{rule.name}",
+                        "not_matched",
+                        f"buyer role {role} is not one of {', '.join(sorted(rule.roles))}",
+                    )
+                )
             elif rule.predicate(facts):
-                self.trace.append(TraceEntry(f"bypass.{rule.name}", "matched", f"{describe(rule.condition)}: auto-approved"))
+                self.trace.append(
+                    TraceEntry(
+                        f"bypass.{rule.name}",
+                        "matched",
+                        f"{describe(rule.condition)}: auto-approved",
+                    )
+                )
                 return rule
             else:
-                self.trace.append(TraceEntry(f"bypass.{rule.name}", "not_matched", f"{describe(rule.condition)} does not hold"))
+                self.trace.append(
+                    TraceEntry(
+                        f"bypass.{rule.name}",
+                        "not_matched",
+                        f"{describe(rule.condition)} does not hold",
+                    )
+                )
         return None
 
     def _block(self, code: str, message: str, rule: str, details: Mapping | None = None) -> None:
@@ -935,9 +1284,15 @@ class _Evaluation:
     def _blocking_checks(self, currency: str, buyer_settings: _BuyerSettings) -> None:
         p, order, s = self.policy, self.order, self.settings
         if not self.account.active:
-            self._block("account_inactive", f"account {order.buyer} is deactivated", "account.active")
+            self._block(
+                "account_inactive", f"account {order.buyer} is deactivated", "account.active"
+            )
         if self.membership.status != "active" and self.membership.status != "invited":
-            self._block("membership_inactive", f"{order.buyer}'s membership of {self.company} is {self.membership.status}", "membership.status")
+            self._block(
+                "membership_inactive",
+                f"{order.buyer}'s membership of {self.company} is {self.membership.status}",
+                "membership.status",
+            )
         if currency != p.currency:
             converted = sorted(code for code in p.conversion if code not in p.priced_currencies)
             converts = f" and converts {', '.join(converted)}" if converted else ""
@@ -950,46 +1305,103 @@ class _Evaluation:
         permitted = self.role is not None and "place_orders" in self.role.permissions
         if not permitted or not s["may_order"]:
             why = (
-                f"role {self.membership.role!r} is not defined in rule set {p.name}" if self.role is None
-                else f"{self.role.label} may not place orders" if not permitted
+                f"role {self.membership.role!r} is not defined in rule set {p.name}"
+                if self.role is None
+                else f"{self.role.label} may not place orders"
+                if not permitted
                 else "this account may not order (may_order: false)"
             )
-            self._block("may_not_order", why, "roles.permissions.place_orders" if not permitted else "settings.may_order")
+            self._block(
+                "may_not_order",
+                why,
+                "roles.permissions.place_orders" if not permitted else "settings.may_order",
+            )
         else:
-            self.trace.append(TraceEntry("roles.permissions.place_orders", "passed", f"{self.role.label} may place orders"))
+            self.trace.append(
+                TraceEntry(
+                    "roles.permissions.place_orders",
+                    "passed",
+                    f"{self.role.label} may place orders",
+                )
+            )
         if order.type == "quote":
-            self._block("quote_not_approvable", "a quote cannot be submitted for approval; convert it to an order first", "order.type")
+            self._block(
+                "quote_not_approvable",
+                "a quote cannot be submitted for approval; convert it to an order first",
+                "order.type",
+            )
         if order.type == "bulk" and self.group and p.bulk_orders == "exclude":
-            self._block("bulk_orders_excluded", f"bulk orders are not allowed for members of group {self.group}", "bulk_orders")
+            self._block(
+                "bulk_orders_excluded",
+                f"bulk orders are not allowed for members of group {self.group}",
+                "bulk_orders",
+            )
         offending = []
         if buyer_settings.scan_lines:
-            restricted_skus, restricted_categories = buyer_settings.restricted_skus, buyer_settings.restricted_categories
+            restricted_skus, restricted_categories = (
+                buyer_settings.restricted_skus,
+                buyer_settings.restricted_categories,
+            )
             favourites = buyer_settings.favourites
             for index, line in enumerate(order.lines):
-                if line.sku in restricted_skus or (line.category and line.category in restricted_categories):
+                if line.sku in restricted_skus or (
+                    line.category and line.category in restricted_categories
+                ):
                     offending.append({"line": index, "sku": line.sku, "why": "restricted"})
                 elif s["favourites_only"] and line.sku not in favourites:
                     offending.append({"line": index, "sku": line.sku, "why": "not in favourites"})
         if offending:
             names = ", ".join(f"{o['sku']} ({o['why']})" for o in offending)
-            self._block("restricted_products", f"these lines may not be ordered: {names}", "settings.restricted_skus", {"lines": offending})
-        if order.requested_date and order.requested_date > self.now.date() and not s["allow_future_ship_dates"]:
-            self._block("future_ship_date_not_allowed", f"requested date {order.requested_date} is in the future and this account may not order for later", "settings.allow_future_ship_dates")
+            self._block(
+                "restricted_products",
+                f"these lines may not be ordered: {names}",
+                "settings.restricted_skus",
+                {"lines": offending},
+            )
+        if (
+            order.requested_date
+            and order.requested_date > self.now.date()
+            and not s["allow_future_ship_dates"]
+        ):
+            self._block(
+                "future_ship_date_not_allowed",
+                f"requested date {order.requested_date} is in the future and this account may not order for later",
+                "settings.allow_future_ship_dates",
+            )
         if order.manual_ship_to and not s["allow_manual_ship_to"]:
-            self._block("manual_ship_to_not_allowed", "this account may not enter a ship-to address by hand", "settings.allow_manual_ship_to")
+            self._block(
+                "manual_ship_to_not_allowed",
+                "this account may not enter a ship-to address by hand",
+                "settings.allow_manual_ship_to",
+            )
         if s["summary_invoicing"]:
             if not order.cost_centre:
-                self._block("cost_centre_required", f"summary invoicing needs a cost centre: one of {', '.join(s['cost_centres']) or '(none configured)'}", "settings.summary_invoicing")
+                self._block(
+                    "cost_centre_required",
+                    f"summary invoicing needs a cost centre: one of {', '.join(s['cost_centres']) or '(none configured)'}",
+                    "settings.summary_invoicing",
+                )
             elif order.cost_centre not in s["cost_centres"]:
-                self._block("unknown_cost_centre", f"cost centre {order.cost_centre!r} is not one of {', '.join(s['cost_centres'])}", "settings.cost_centres")
+                self._block(
+                    "unknown_cost_centre",
+                    f"cost centre {order.cost_centre!r} is not one of {', '.join(s['cost_centres'])}",
+                    "settings.cost_centres",
+                )
         # min() of the two, the policy's first when equal
         limit, own = p.max_order_total, s["max_order_total"]
         if own is not None and (limit is None or own < limit):
             limit = own
         if limit is not None and order.total > limit:
-            self._block("max_order_total_exceeded", f"cart value too high: {order.total} is above the maximum of {limit} {p.currency}", "limits.max_order_total", {"maximum": format_amount(limit)})
+            self._block(
+                "max_order_total_exceeded",
+                f"cart value too high: {order.total} is above the maximum of {limit} {p.currency}",
+                "limits.max_order_total",
+                {"maximum": format_amount(limit)},
+            )
         elif limit is not None:
-            self.trace.append(TraceEntry("limits.max_order_total", "passed", f"{order.total} <= {limit}"))
+            self.trace.append(
+                TraceEntry("limits.max_order_total", "passed", f"{order.total} <= {limit}")
+            )
 
     def _limit_checks(self) -> set[str]:
         p, total = self.policy, self.order.total
@@ -998,13 +1410,26 @@ class _Evaluation:
             amount, on_exceed = p.order_limit
             if total > amount:
                 if on_exceed == "block":
-                    self._block("order_limit_exceeded", f"{total} is above the company's purchasing limit of {amount}", "limits.order_limit")
+                    self._block(
+                        "order_limit_exceeded",
+                        f"{total} is above the company's purchasing limit of {amount}",
+                        "limits.order_limit",
+                    )
                 else:
                     exceeded.add("order_limit")
-                    self.reasons.append(Reason("order_limit_exceeded", f"{total} is above the company's purchasing limit of {amount}: approval required"))
-                    self.trace.append(TraceEntry("limits.order_limit", "matched", f"{total} > {amount}"))
+                    self.reasons.append(
+                        Reason(
+                            "order_limit_exceeded",
+                            f"{total} is above the company's purchasing limit of {amount}: approval required",
+                        )
+                    )
+                    self.trace.append(
+                        TraceEntry("limits.order_limit", "matched", f"{total} > {amount}")
+                    )
             else:
-                self.trace.append(TraceEntry("limits.order_limit", "passed", f"{total} <= {amount}"))
+                self.trace.append(
+                    TraceEntry("limits.order_limit", "passed", f"{total} <= {amount}")
+                )
         for budget in p.budgets:
             spent = parse_amount(self.spent.get(budget.name, 0), f"budgets_spent.{budget.name}")
             remaining = budget.amount - spent
@@ -1012,13 +1437,26 @@ class _Evaluation:
             if total > remaining:
                 message = f"budget {budget.name}: {total} is more than the {budget.period}'s remaining {remaining} of {budget.amount}"
                 if budget.on_exceed == "block":
-                    self._block("budget_exceeded", message, rule, {"budget": budget.name, "remaining": format_amount(remaining)})
+                    self._block(
+                        "budget_exceeded",
+                        message,
+                        rule,
+                        {"budget": budget.name, "remaining": format_amount(remaining)},
+                    )
                 else:
                     exceeded.add("budget")
-                    self.reasons.append(Reason("budget_exceeded", message + ": approval required", {"budget": budget.name, "remaining": format_amount(remaining)}))
+                    self.reasons.append(
+                        Reason(
+                            "budget_exceeded",
+                            message + ": approval required",
+                            {"budget": budget.name, "remaining": format_amount(remaining)},
+                        )
+                    )
                     self.trace.append(TraceEntry(rule, "matched", message))
             else:
-                self.trace.append(TraceEntry(rule, "passed", f"{total} fits the remaining {remaining}"))
+                self.trace.append(
+                    TraceEntry(rule, "passed", f"{total} fits the remaining {remaining}")
+                )
         return exceeded
 
     # -------------------------------------------------------------- steps
@@ -1027,7 +1465,13 @@ class _Evaluation:
         p, total = self.policy, self.order.total
         below = self.settings["no_approval_below"]
         if below and total < below:
-            self.trace.append(TraceEntry("settings.no_approval_below", "matched", f"{total} < {below}: no approval needed"))
+            self.trace.append(
+                TraceEntry(
+                    "settings.no_approval_below",
+                    "matched",
+                    f"{total} < {below}: no approval needed",
+                )
+            )
             return []
         out: list[Step] = []
         append = self.trace.append
@@ -1079,7 +1523,13 @@ class _Evaluation:
             approvers = self._select(step, None, excluded)
             # the last slot: whether an approver delegates (fixed within a directory snapshot)
             delegating = any(self.directory.delegations_of(a.account) for a in approvers)
-            entry = [Step(step.name, step.required, approvers, step.condition_text), tuple(excluded), None, None, delegating]
+            entry = [
+                Step(step.name, step.required, approvers, step.condition_text),
+                tuple(excluded),
+                None,
+                None,
+                delegating,
+            ]
             if len(company.memo) >= company.MEMO_SIZE:
                 company.memo.clear()
             company.memo[key] = entry
@@ -1093,10 +1543,18 @@ class _Evaluation:
         if fallback or entry[4]:
             approvers = self._with_delegates(step, approvers)
             if approvers is not entry[0].approvers:
-                entry = [Step(step.name, step.required, approvers, step.condition_text), entry[1], None, None, False]
+                entry = [
+                    Step(step.name, step.required, approvers, step.condition_text),
+                    entry[1],
+                    None,
+                    None,
+                    False,
+                ]
         return entry
 
-    def _fallback(self, step: CompiledStep, approvers: tuple[Approver, ...]) -> tuple[Approver, ...]:
+    def _fallback(
+        self, step: CompiledStep, approvers: tuple[Approver, ...]
+    ) -> tuple[Approver, ...]:
         """Too few approvers cover the total: up the company hierarchy (approvers, then masters) until enough."""
         total, buyer = self.order.total, self.order.buyer
         out = list(approvers)
@@ -1108,31 +1566,71 @@ class _Evaluation:
                     continue
                 if cand.limit is None or total <= cand.limit:
                     why = f"approver of parent company {company.id}: no approver of {self.company} covers {total}"
-                    found.append(Approver(cand.account_id, cand.account.name, cand.role_name, cand.role.label, (why,), cand.email))
+                    found.append(
+                        Approver(
+                            cand.account_id,
+                            cand.account.name,
+                            cand.role_name,
+                            cand.role.label,
+                            (why,),
+                            cand.email,
+                        )
+                    )
             if not found:
                 for m in self.directory.memberships_of_company(company.id):
-                    account = self.directory.account(m.account_id) if m.master and m.active else None
-                    if account is None or not account.active or m.account_id in have or (m.account_id == buyer and not step.self_approval):
+                    account = (
+                        self.directory.account(m.account_id) if m.master and m.active else None
+                    )
+                    if (
+                        account is None
+                        or not account.active
+                        or m.account_id in have
+                        or (m.account_id == buyer and not step.self_approval)
+                    ):
                         continue
                     settings = self.policy.effective_settings(m)
-                    if settings["approval_limit"] is not None and total > settings["approval_limit"]:
+                    if (
+                        settings["approval_limit"] is not None
+                        and total > settings["approval_limit"]
+                    ):
                         continue
                     email = bool(settings["email"] and account.email_enabled and account.email)
                     why = f"admin of parent company {company.id}: no approver of {self.company} covers {total}"
-                    found.append(Approver(m.account_id, account.name, m.role, self.policy.role_label(m.role), (why,), email))
+                    found.append(
+                        Approver(
+                            m.account_id,
+                            account.name,
+                            m.role,
+                            self.policy.role_label(m.role),
+                            (why,),
+                            email,
+                        )
+                    )
             if found:
                 message = f"step {step.name}: no approver of {self.company} may approve {total}; escalated to {company.id}"
-                self.reasons.append(Reason("escalated_to_parent", message, {"step": step.name, "company": company.id}))
+                self.reasons.append(
+                    Reason(
+                        "escalated_to_parent", message, {"step": step.name, "company": company.id}
+                    )
+                )
                 self.trace.append(TraceEntry(f"{step.rule}.fallback", "matched", message))
                 out.extend(found)
                 have.update(a.account for a in found)
                 if len(out) >= step.required:
                     break
         if len(out) < step.required:
-            self.trace.append(TraceEntry(f"{step.rule}.fallback", "skipped", f"step {step.name}: no parent company of {self.company} has enough approvers who cover {total}"))
+            self.trace.append(
+                TraceEntry(
+                    f"{step.rule}.fallback",
+                    "skipped",
+                    f"step {step.name}: no parent company of {self.company} has enough approvers who cover {total}",
+                )
+            )
         return tuple(out)
 
-    def _with_delegates(self, step: CompiledStep, approvers: tuple[Approver, ...]) -> tuple[Approver, ...]:
+    def _with_delegates(
+        self, step: CompiledStep, approvers: tuple[Approver, ...]
+    ) -> tuple[Approver, ...]:
         """Add the active delegates of eligible approvers (chains up to MAX_DELEGATION_DEPTH hops).
 
         A delegate is added only where its delegator is eligible (so with the
@@ -1153,53 +1651,117 @@ class _Evaluation:
             while stack:
                 delegator, depth = stack.pop(0)
                 for d in directory.delegations_of(delegator):
-                    if not d.active_on(day) or (d.company_id and d.company_id != self.company) or (d.step and d.step not in names):
+                    if (
+                        not d.active_on(day)
+                        or (d.company_id and d.company_id != self.company)
+                        or (d.step and d.step not in names)
+                    ):
                         continue
                     delegate = d.delegate_id
                     if delegate in seen:
                         continue
                     seen.add(delegate)
                     if depth + 1 > MAX_DELEGATION_DEPTH:
-                        self.trace.append(TraceEntry(step.rule, "skipped", f"{delegate}: delegation chain from {approver.account} longer than {MAX_DELEGATION_DEPTH}"))
+                        self.trace.append(
+                            TraceEntry(
+                                step.rule,
+                                "skipped",
+                                f"{delegate}: delegation chain from {approver.account} longer than {MAX_DELEGATION_DEPTH}",
+                            )
+                        )
                         continue
                     if delegate == buyer:
-                        self.trace.append(TraceEntry(step.rule, "excluded", f"{delegate}: the buyer may not approve its own order, not even as delegate of {delegator}"))
+                        self.trace.append(
+                            TraceEntry(
+                                step.rule,
+                                "excluded",
+                                f"{delegate}: the buyer may not approve its own order, not even as delegate of {delegator}",
+                            )
+                        )
                         continue
                     account = directory.account(delegate)
                     membership = directory.membership(delegate, self.company)
-                    if account is None or not account.active or membership is None or not membership.active:
-                        self.trace.append(TraceEntry(step.rule, "excluded", f"{delegate}: delegate of {delegator} but not an active member of {self.company}"))
+                    if (
+                        account is None
+                        or not account.active
+                        or membership is None
+                        or not membership.active
+                    ):
+                        self.trace.append(
+                            TraceEntry(
+                                step.rule,
+                                "excluded",
+                                f"{delegate}: delegate of {delegator} but not an active member of {self.company}",
+                            )
+                        )
                         continue
                     why = f"delegate of {delegator} until {d.valid_until.isoformat()}"
                     if delegate in position:
                         existing = out[position[delegate]]
                         if why not in existing.why:
                             # eligible in its own right too: it acts for nobody
-                            acts_for = existing.delegate_of + (delegator,) if existing.delegate_of else ()
-                            out[position[delegate]] = Approver(existing.account, existing.name, existing.role, existing.role_label, existing.why + (why,), existing.email, acts_for)
+                            acts_for = (
+                                existing.delegate_of + (delegator,) if existing.delegate_of else ()
+                            )
+                            out[position[delegate]] = Approver(
+                                existing.account,
+                                existing.name,
+                                existing.role,
+                                existing.role_label,
+                                existing.why + (why,),
+                                existing.email,
+                                acts_for,
+                            )
                     else:
                         settings = self.policy.effective_settings(membership)
                         email = bool(settings["email"] and account.email_enabled and account.email)
                         position[delegate] = len(out)
-                        out.append(Approver(delegate, account.name, membership.role, self.policy.role_label(membership.role), (why,), email, (delegator,)))
+                        out.append(
+                            Approver(
+                                delegate,
+                                account.name,
+                                membership.role,
+                                self.policy.role_label(membership.role),
+                                (why,),
+                                email,
+                                (delegator,),
+                            )
+                        )
                     stack.append((delegate, depth + 1))
         return tuple(out)
 
     def _excluded(self, step: CompiledStep, excluded) -> None:
         total = str(self.order.total)
         for prefix, with_total in excluded:
-            self.trace.append(TraceEntry(step.rule, "excluded", prefix + total if with_total else prefix))
+            self.trace.append(
+                TraceEntry(step.rule, "excluded", prefix + total if with_total else prefix)
+            )
 
     def _tiers(self, step: CompiledStep) -> list[Step]:
         total = self.order.total
         tiers: dict[Decimal, set[str]] = {}
         for a in self._buyer_assignments():
-            if a.threshold is not None and total > a.threshold and (a.step is None or a.step == step.name):
+            if (
+                a.threshold is not None
+                and total > a.threshold
+                and (a.step is None or a.step == step.name)
+            ):
                 tiers.setdefault(a.threshold, set()).add(a.approver_id)
         if not tiers:
-            self.trace.append(TraceEntry(step.rule, "skipped", f"no assignment threshold of {self.order.buyer} is below {total}"))
+            self.trace.append(
+                TraceEntry(
+                    step.rule,
+                    "skipped",
+                    f"no assignment threshold of {self.order.buyer} is below {total}",
+                )
+            )
         return [
-            Step(f"{step.name}@{format_amount(threshold)}", 1, self._with_delegates(step, self._eligible(step, tiers[threshold])), f"total > {threshold} (assignment threshold)")
+            Step(
+                f"{step.name}@{format_amount(threshold)}",
+                1,
+                self._with_delegates(step, self._eligible(step, tiers[threshold])),
+                f"total > {threshold} (assignment threshold)",
+            )
             for threshold in sorted(tiers)
         ]
 
@@ -1244,7 +1806,9 @@ class _Evaluation:
             company = companies.setdefault(company_id, _CompanyContext(tuple(pool), limits))
         return company
 
-    def _select(self, step: CompiledStep, only: set[str] | None, excluded: list) -> tuple[Approver, ...]:
+    def _select(
+        self, step: CompiledStep, only: set[str] | None, excluded: list
+    ) -> tuple[Approver, ...]:
         """The eligible approvers of a step; exclusions go to ``excluded`` as (message, total follows)."""
         total, buyer = self.order.total, self.order.buyer
         group = self.group
@@ -1266,19 +1830,30 @@ class _Evaluation:
                     continue
                 if sel.accounts is not None and account_id not in sel.accounts:
                     continue
-                if sel.attributes and not all(cand.attributes.get(k) in allowed for k, allowed in sel.attributes):
+                if sel.attributes and not all(
+                    cand.attributes.get(k) in allowed for k, allowed in sel.attributes
+                ):
                     continue
                 relation = sel.relation
                 if relation in ("assigned", "unassigned"):
                     if assigned is None:
                         own = step.group_of or step.name
-                        assigned = {a.approver_id: a for a in self._buyer_assignments() if a.step is None or a.step == own or step.kind == "assignment_tiers"}
+                        assigned = {
+                            a.approver_id: a
+                            for a in self._buyer_assignments()
+                            if a.step is None or a.step == own or step.kind == "assignment_tiers"
+                        }
                     if relation == "assigned":
                         a = assigned.get(account_id)
                         if a is None:
                             continue
                         if a.limit is not None and total > a.limit:
-                            excluded.append((f"{account_id}: assigned to {buyer} with a limit of {a.limit}, below ", True))
+                            excluded.append(
+                                (
+                                    f"{account_id}: assigned to {buyer} with a limit of {a.limit}, below ",
+                                    True,
+                                )
+                            )
                             continue
                         why = f"assigned to {buyer}"
                     elif self._buyer_assignments():
@@ -1306,7 +1881,16 @@ class _Evaluation:
             if limit is not None and total > limit:
                 excluded.append((f"{account_id}: approval limit {limit} is below ", True))
                 continue
-            out.append(Approver(account_id, cand.account.name, cand.role_name, cand.role.label, tuple(dict.fromkeys(whys)), cand.email))
+            out.append(
+                Approver(
+                    account_id,
+                    cand.account.name,
+                    cand.role_name,
+                    cand.role.label,
+                    tuple(dict.fromkeys(whys)),
+                    cand.email,
+                )
+            )
         return tuple(out)
 
     def _approval_requested(self, step: Step) -> Notification:
@@ -1324,7 +1908,12 @@ class _Evaluation:
 
     def _payer(self) -> dict[str, str]:
         order = self.order
-        if order.type == "bulk" and self.group and self.policy.bulk_orders == "bulk_settings" and order.payer:
+        if (
+            order.type == "bulk"
+            and self.group
+            and self.policy.bulk_orders == "bulk_settings"
+            and order.payer
+        ):
             kind = order.payer
         else:
             kind = self.settings["payer"]
@@ -1342,10 +1931,18 @@ class _Evaluation:
             if self.policy.master_confirmation and self.group:
                 masters = []
                 for m in self.directory.memberships_of_company(self.company):
-                    account = self.directory.account(m.account_id) if m.master and m.active else None
+                    account = (
+                        self.directory.account(m.account_id) if m.master and m.active else None
+                    )
                     if account is not None and account.active:
-                        emailed = self.policy.effective_settings(m)["email"] and account.email_enabled and bool(account.email)
-                        masters.append(Recipient(m.account_id, "email" if emailed else "inbox", self.company))
+                        emailed = (
+                            self.policy.effective_settings(m)["email"]
+                            and account.email_enabled
+                            and bool(account.email)
+                        )
+                        masters.append(
+                            Recipient(m.account_id, "email" if emailed else "inbox", self.company)
+                        )
                 masters = tuple(masters)
                 if masters:
                     out.append(Notification("master_confirmation", masters))
@@ -1362,5 +1959,8 @@ def approval_requested(policy: Policy, step: Step, buyer_email: bool) -> Notific
     both = policy.approval_email == "both_flags"
     return Notification(
         "approval_requested",
-        tuple(Recipient(a.account, "email" if a.email and (buyer_email or not both) else "inbox") for a in step.approvers),
+        tuple(
+            Recipient(a.account, "email" if a.email and (buyer_email or not both) else "inbox")
+            for a in step.approvers
+        ),
     )

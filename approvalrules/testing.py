@@ -35,7 +35,12 @@ def run_tests(checked: ValidatedRuleSet, policy: Policy, directory: Directory) -
     for index, test in enumerate(checked.data.get("tests") or ()):
         result = TestResult(test["name"], line=checked.document.line_of(("tests", index)))
         try:
-            decision = policy.evaluate(test["order"], directory, now=test.get("now", DEFAULT_NOW), budgets_spent=test.get("budgets_spent"))
+            decision = policy.evaluate(
+                test["order"],
+                directory,
+                now=test.get("now", DEFAULT_NOW),
+                budgets_spent=test.get("budgets_spent"),
+            )
         except ApprovalRulesError as exc:
             result.failures.append(f"evaluation failed: {exc}")
         else:
@@ -48,7 +53,9 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
     """Mismatches between a decision and an ``expect`` block, as sentences."""
     failures = []
     if "outcome" in expect and decision.outcome != expect["outcome"]:
-        failures.append(f"outcome: expected {expect['outcome']}, got {decision.outcome} ({'; '.join(r.message for r in decision.reasons) or 'no reasons'})")
+        failures.append(
+            f"outcome: expected {expect['outcome']}, got {decision.outcome} ({'; '.join(r.message for r in decision.reasons) or 'no reasons'})"
+        )
     codes = decision.reason_codes()
     for code in expect.get("reasons", ()):
         if code not in codes:
@@ -65,9 +72,15 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
         else:
             for want, got in zip(expect["steps"], decision.steps):
                 if "required" in want and want["required"] != got.required:
-                    failures.append(f"step {got.name}: expected required {want['required']}, got {got.required}")
-                if "approvers" in want and sorted(want["approvers"]) != sorted(a.account for a in got.approvers):
-                    failures.append(f"step {got.name}: expected approvers {sorted(want['approvers'])}, got {sorted(a.account for a in got.approvers)}")
+                    failures.append(
+                        f"step {got.name}: expected required {want['required']}, got {got.required}"
+                    )
+                if "approvers" in want and sorted(want["approvers"]) != sorted(
+                    a.account for a in got.approvers
+                ):
+                    failures.append(
+                        f"step {got.name}: expected approvers {sorted(want['approvers'])}, got {sorted(a.account for a in got.approvers)}"
+                    )
     if "approvers" in expect:
         got = sorted(a.account for a in decision.steps[0].approvers) if decision.steps else []
         if got != sorted(expect["approvers"]):
@@ -79,30 +92,46 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
     for want in expect.get("notifications", ()):
         found = [n for n in decision.notifications if n.event == want["event"]]
         if not found:
-            failures.append(f"notifications: expected {want['event']}, got {[n.event for n in decision.notifications]}")
+            failures.append(
+                f"notifications: expected {want['event']}, got {[n.event for n in decision.notifications]}"
+            )
             continue
         recipients = {r.account or r.company: r.channel for r in found[0].recipients}
         if "to" in want and sorted(want["to"]) != sorted(recipients):
-            failures.append(f"notification {want['event']}: expected to {sorted(want['to'])}, got {sorted(recipients)}")
+            failures.append(
+                f"notification {want['event']}: expected to {sorted(want['to'])}, got {sorted(recipients)}"
+            )
         if "channel" in want:
             wrong = sorted(k for k, ch in recipients.items() if ch != want["channel"])
             if wrong:
-                failures.append(f"notification {want['event']}: expected channel {want['channel']} for all, not for {wrong}")
+                failures.append(
+                    f"notification {want['event']}: expected channel {want['channel']} for all, not for {wrong}"
+                )
         for account, channel in (want.get("channels") or {}).items():
             # per recipient: one notification may e-mail one approver and only list the order for another
             if recipients.get(account) != channel:
-                failures.append(f"notification {want['event']}: expected {account} by {channel}, got {recipients.get(account) or 'no notification'}")
+                failures.append(
+                    f"notification {want['event']}: expected {account} by {channel}, got {recipients.get(account) or 'no notification'}"
+                )
     for account, label in (expect.get("labels") or {}).items():
         labels = {decision.buyer["account"]: decision.buyer["role_label"]}
         labels.update({a.account: a.role_label for s in decision.steps for a in s.approvers})
         if labels.get(account) != label:
-            failures.append(f"labels: expected {account} shown as {label!r}, got {labels.get(account)!r}")
+            failures.append(
+                f"labels: expected {account} shown as {label!r}, got {labels.get(account)!r}"
+            )
     if "expires_in" in expect:
-        want = parse_instant(now) + parse_duration(expect["expires_in"]) if expect["expires_in"] else None
+        want = (
+            parse_instant(now) + parse_duration(expect["expires_in"])
+            if expect["expires_in"]
+            else None
+        )
         if decision.expires_at != want:
             failures.append(f"expires_at: expected {want}, got {decision.expires_at}")
     if "message_contains" in expect:
         text = " ".join(r.message for r in decision.reasons)
         if expect["message_contains"] not in text:
-            failures.append(f"reasons: expected a message containing {expect['message_contains']!r}, got {text!r}")
+            failures.append(
+                f"reasons: expected a message containing {expect['message_contains']!r}, got {text!r}"
+            )
     return failures

@@ -11,8 +11,9 @@ is what proves they agree.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from .directory import Account, Assignment, Company, Directory, Group, Membership
 
@@ -24,7 +25,11 @@ FIXTURE: dict[str, Any] = {
             "name": "Acme Corp",
             "ruleset": "acme-purchasing",
             "attributes": {"erp": "A-100", "tier": 2},
-            "groups": {"ops": {"name": "Operations"}, "Marketing": {"name": "Marketing"}, "empty": {}},
+            "groups": {
+                "ops": {"name": "Operations"},
+                "Marketing": {"name": "Marketing"},
+                "empty": {},
+            },
         },
         "acme-labs": {"name": "Acme Labs", "parent": "acme"},
         "acme-labs-eu": {"name": "Acme Labs EU", "parent": "acme-labs", "ruleset": "labs-eu"},
@@ -40,8 +45,18 @@ FIXTURE: dict[str, Any] = {
             "name": "Ann",
             "email": "ann@acme.test",
             "memberships": [
-                {"company": "acme", "role": "approver", "group": "Marketing", "settings": {"limit": 500}},
-                {"company": "zeta", "role": "buyer", "default": True, "attributes": {"cost_centre": "Z1"}},
+                {
+                    "company": "acme",
+                    "role": "approver",
+                    "group": "Marketing",
+                    "settings": {"limit": 500},
+                },
+                {
+                    "company": "zeta",
+                    "role": "buyer",
+                    "default": True,
+                    "attributes": {"cost_centre": "Z1"},
+                },
             ],
         },
         "Bob": {
@@ -49,19 +64,46 @@ FIXTURE: dict[str, Any] = {
             "email_enabled": False,
             "memberships": [{"company": "acme", "role": "requisitioner", "group": "Marketing"}],
         },
-        "cid": {"name": "Cid", "memberships": [{"company": "acme", "role": "approver", "group": "ops"}]},
-        "eve": {"name": "Eve", "memberships": [{"company": "acme", "role": "requisitioner", "group": "ops", "status": "invited"}]},
-        "gone": {"name": "Gone", "active": False, "memberships": [{"company": "acme-labs", "role": "buyer", "status": "inactive"}]},
+        "cid": {
+            "name": "Cid",
+            "memberships": [{"company": "acme", "role": "approver", "group": "ops"}],
+        },
+        "eve": {
+            "name": "Eve",
+            "memberships": [
+                {"company": "acme", "role": "requisitioner", "group": "ops", "status": "invited"}
+            ],
+        },
+        "gone": {
+            "name": "Gone",
+            "active": False,
+            "memberships": [{"company": "acme-labs", "role": "buyer", "status": "inactive"}],
+        },
         "xena": {
             "name": "Xena",
-            "memberships": [{"company": "acme", "role": "buyer"}, {"company": "zeta", "role": "buyer"}],
+            "memberships": [
+                {"company": "acme", "role": "buyer"},
+                {"company": "zeta", "role": "buyer"},
+            ],
         },
         "loner": {"name": "Loner"},
     },
     "assignments": [
         {"approver": "cid", "account": "eve", "company": "acme"},
-        {"approver": "ann", "account": "Bob", "company": "acme", "threshold": 1000, "limit": "5000.50"},
-        {"approver": "ann", "account": "Bob", "company": "acme", "threshold": 5000, "step": "finance"},
+        {
+            "approver": "ann",
+            "account": "Bob",
+            "company": "acme",
+            "threshold": 1000,
+            "limit": "5000.50",
+        },
+        {
+            "approver": "ann",
+            "account": "Bob",
+            "company": "acme",
+            "threshold": 5000,
+            "step": "finance",
+        },
         {"approver": "master", "account": "Bob", "company": "acme", "limit": 999999.99},
         {"approver": "ann", "account": "xena", "company": "zeta"},
     ],
@@ -88,7 +130,9 @@ class DirectoryContract:
 
     def test_company_fields(self):
         company = self.directory.company("acme")
-        assert company == Company(id="acme", name="Acme Corp", ruleset="acme-purchasing", attributes=company.attributes)
+        assert company == Company(
+            id="acme", name="Acme Corp", ruleset="acme-purchasing", attributes=company.attributes
+        )
         assert dict(company.attributes) == {"erp": "A-100", "tier": 2}
 
     def test_subsidiary_names_its_parent(self):
@@ -131,13 +175,21 @@ class DirectoryContract:
         memberships = self.directory.memberships_of_account("ann")
         assert [m.company_id for m in memberships] == ["acme", "zeta"]
         acme, zeta = memberships
-        assert (acme.role, acme.group, acme.master, acme.default, acme.status) == ("approver", "Marketing", False, False, "active")
+        assert (acme.role, acme.group, acme.master, acme.default, acme.status) == (
+            "approver",
+            "Marketing",
+            False,
+            False,
+            "active",
+        )
         assert dict(acme.settings) == {"limit": 500} and dict(acme.attributes) == {}
         assert zeta.default is True and dict(zeta.attributes) == {"cost_centre": "Z1"}
 
     def test_memberships_of_company_ordered_by_account_in_any_status(self):
         memberships = self.directory.memberships_of_company("acme")
-        assert [m.account_id for m in memberships] == sorted(["master", "ann", "Bob", "cid", "eve", "xena"])
+        assert [m.account_id for m in memberships] == sorted(
+            ["master", "ann", "Bob", "cid", "eve", "xena"]
+        )
         statuses = {m.account_id: m.status for m in memberships}
         assert statuses["eve"] == "invited"
         assert [m.active for m in memberships if m.account_id == "eve"] == [False]
@@ -177,7 +229,11 @@ class DirectoryContract:
 
     def test_assignments_for_account(self):
         assignments = self.directory.assignments_for("Bob", "acme")
-        assert [(a.approver_id, a.step) for a in assignments] == [("ann", None), ("ann", "finance"), ("master", None)]
+        assert [(a.approver_id, a.step) for a in assignments] == [
+            ("ann", None),
+            ("ann", "finance"),
+            ("master", None),
+        ]
         plain, finance, master = assignments
         assert plain.threshold == Decimal("1000") and plain.limit == Decimal("5000.50")
         assert finance.threshold == Decimal("5000") and finance.limit is None
@@ -186,7 +242,9 @@ class DirectoryContract:
 
     def test_assignments_are_per_company(self):
         assert self.directory.assignments_for("xena", "acme") == ()
-        assert self.directory.assignments_for("xena", "zeta") == (Assignment("ann", "xena", "zeta"),)
+        assert self.directory.assignments_for("xena", "zeta") == (
+            Assignment("ann", "xena", "zeta"),
+        )
 
     def test_assignments_by_approver(self):
         assignments = self.directory.assignments_by("ann", "acme")
@@ -198,7 +256,11 @@ class DirectoryContract:
     def test_records_are_immutable(self):
         company = self.directory.company("acme")
         membership = self.directory.memberships_of_account("ann")[0]
-        for record, field in ((company, "name"), (membership, "role"), (self.directory.account("ann"), "email")):
+        for record, field in (
+            (company, "name"),
+            (membership, "role"),
+            (self.directory.account("ann"), "email"),
+        ):
             try:
                 setattr(record, field, "x")
             except dataclasses.FrozenInstanceError:
@@ -214,5 +276,7 @@ class DirectoryContract:
         assert isinstance(membership, Membership)
 
     def test_same_answer_twice(self):
-        assert self.directory.memberships_of_company("acme") == self.directory.memberships_of_company("acme")
+        assert self.directory.memberships_of_company(
+            "acme"
+        ) == self.directory.memberships_of_company("acme")
         assert self.directory.company("acme") == self.directory.company("acme")

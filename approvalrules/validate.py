@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import jsonschema
 from referencing import Registry, Resource
@@ -82,8 +83,18 @@ def _strict_booleans(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _strict_booleans(v) for k, v in node.items()}
-    values = out["enum"] if isinstance(out.get("enum"), list) else [out["const"]] if "const" in out else None
-    if values is not None and "type" not in out and any(isinstance(v, (bool, int, float)) or v is None for v in values):
+    values = (
+        out["enum"]
+        if isinstance(out.get("enum"), list)
+        else [out["const"]]
+        if "const" in out
+        else None
+    )
+    if (
+        values is not None
+        and "type" not in out
+        and any(isinstance(v, (bool, int, float)) or v is None for v in values)
+    ):
         if all(isinstance(v, bool) for v in values):
             out["type"] = "boolean"
         else:  # numbers or null among the choices: leave it to jsonschema
@@ -101,15 +112,26 @@ def schema_problems(doc: Document, name: str) -> list[Problem]:
         except Exception:  # invalid (or too odd for it): jsonschema decides and explains
             pass
     problems = []
-    for error in sorted(validator(name).iter_errors(doc.data), key=lambda e: (list(map(str, e.absolute_path)))):
+    for error in sorted(
+        validator(name).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))
+    ):
         problems.append(_problem_from(doc, error))
     return problems
 
 
 def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
     instance = error.instance
-    if isinstance(instance, (int, float)) and not isinstance(instance, bool) and instance < 0 and _is_amount(error):
-        return doc.problem("negative_amount", f"{instance} is negative; amounts must be 0 or more", list(error.absolute_path))
+    if (
+        isinstance(instance, (int, float))
+        and not isinstance(instance, bool)
+        and instance < 0
+        and _is_amount(error)
+    ):
+        return doc.problem(
+            "negative_amount",
+            f"{instance} is negative; amounts must be 0 or more",
+            list(error.absolute_path),
+        )
     if error.context:
         # anyOf/oneOf: report the alternative that came closest, not all of them
         deepest = jsonschema.exceptions.best_match(error.context)
@@ -123,30 +145,68 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
         key = extra[0] if extra else ""
         hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
         return doc.problem("unknown_key", f"unknown key {key!r}{hint}", path + [key])
-    if validator_name == "minProperties" and error.instance == {} and error.schema.get("properties"):
-        return doc.problem("missing_key", f"empty: give one of {', '.join(sorted(error.schema['properties']))}", path)
-    if validator_name == "maxProperties" and error.schema.get("maxProperties") == 1 and error.schema.get("properties"):
-        return doc.problem("invalid_value", f"give only one of {', '.join(sorted(error.schema['properties']))}, not {' and '.join(sorted(error.instance))}", path)
+    if (
+        validator_name == "minProperties"
+        and error.instance == {}
+        and error.schema.get("properties")
+    ):
+        return doc.problem(
+            "missing_key",
+            f"empty: give one of {', '.join(sorted(error.schema['properties']))}",
+            path,
+        )
+    if (
+        validator_name == "maxProperties"
+        and error.schema.get("maxProperties") == 1
+        and error.schema.get("properties")
+    ):
+        return doc.problem(
+            "invalid_value",
+            f"give only one of {', '.join(sorted(error.schema['properties']))}, not {' and '.join(sorted(error.instance))}",
+            path,
+        )
     if validator_name == "required":
         return doc.problem("missing_key", f"{error.message}", path)
     if validator_name == "enum":
         choices = ", ".join(map(str, error.validator_value))
         if len(choices) > 200:
             choices = choices[:200] + "..."
-        return doc.problem("invalid_value", f"{_short(error.instance)} is not one of: {choices}", path)
+        return doc.problem(
+            "invalid_value", f"{_short(error.instance)} is not one of: {choices}", path
+        )
     if validator_name == "type" or (error.context and validator_name in ("anyOf", "oneOf")):
         expected = _expected(error)
         return doc.problem("wrong_type", f"expected {expected}, got {_short(error.instance)}", path)
-    if validator_name in ("minimum", "exclusiveMinimum") and isinstance(error.instance, (int, float)) and error.instance < 0:
-        return doc.problem("negative_amount", f"{error.instance} is negative; amounts must be 0 or more", path)
-    if validator_name == "pattern" and isinstance(error.instance, str) and error.instance.startswith("-"):
-        return doc.problem("negative_amount", f"{error.instance!r} is negative; amounts must be 0 or more", path)
+    if (
+        validator_name in ("minimum", "exclusiveMinimum")
+        and isinstance(error.instance, (int, float))
+        and error.instance < 0
+    ):
+        return doc.problem(
+            "negative_amount", f"{error.instance} is negative; amounts must be 0 or more", path
+        )
+    if (
+        validator_name == "pattern"
+        and isinstance(error.instance, str)
+        and error.instance.startswith("-")
+    ):
+        return doc.problem(
+            "negative_amount", f"{error.instance!r} is negative; amounts must be 0 or more", path
+        )
     if validator_name == "pattern":
         description = error.schema.get("description") or f"the pattern {error.validator_value}"
-        return doc.problem("invalid_value", f"{_short(error.instance)} does not match: {description}", path)
+        return doc.problem(
+            "invalid_value", f"{_short(error.instance)} does not match: {description}", path
+        )
     if validator_name == "propertyNames":
-        return doc.problem("invalid_name", f"invalid name {_short(error.instance)}: {error.message}", path)
-    return doc.problem("invalid_value", error.message if len(error.message) < 300 else error.message[:300] + "...", path)
+        return doc.problem(
+            "invalid_name", f"invalid name {_short(error.instance)}: {error.message}", path
+        )
+    return doc.problem(
+        "invalid_value",
+        error.message if len(error.message) < 300 else error.message[:300] + "...",
+        path,
+    )
 
 
 def _is_amount(error) -> bool:
@@ -184,7 +244,7 @@ class ValidatedRuleSet:
     data: dict
     document: Document
     warnings: list[Problem] = field(default_factory=list)
-    parent: "ValidatedRuleSet | None" = None
+    parent: ValidatedRuleSet | None = None
     #: the data after ``extends`` is applied: what the policy is compiled from
     resolved: dict = field(default_factory=dict)
 
@@ -198,7 +258,9 @@ class ValidatedRuleSet:
 Resolver = Callable[[str], "str | Document | None"]
 
 
-def check_ruleset(text: str | bytes, source: str | None = None, resolve: Resolver | None = None) -> ValidatedRuleSet:
+def check_ruleset(
+    text: str | bytes, source: str | None = None, resolve: Resolver | None = None
+) -> ValidatedRuleSet:
     """Load, schema-check, resolve ``extends`` and semantically check a rule set.
 
     ``resolve(name)`` returns the text of a parent rule set (or None if there
@@ -218,7 +280,13 @@ MAX_EXTENDS_DEPTH = 5
 
 def _check(doc: Document, resolve: Resolver | None, chain: tuple[str, ...]) -> ValidatedRuleSet:
     if not isinstance(doc.data, dict):
-        raise DocumentError([doc.problem("not_a_mapping", "a rule set is a YAML mapping starting with `ruleset: <name>`")])
+        raise DocumentError(
+            [
+                doc.problem(
+                    "not_a_mapping", "a rule set is a YAML mapping starting with `ruleset: <name>`"
+                )
+            ]
+        )
     problems = schema_problems(doc, "ruleset")
     if problems:
         raise DocumentError(problems)
@@ -228,13 +296,39 @@ def _check(doc: Document, resolve: Resolver | None, chain: tuple[str, ...]) -> V
     if data.get("extends"):
         parent_name = data["extends"]
         if parent_name == name or parent_name in chain:
-            raise DocumentError([doc.problem("extends_cycle", f"`extends` forms a cycle: {' -> '.join(chain + (name, parent_name))}", ("extends",))])
+            raise DocumentError(
+                [
+                    doc.problem(
+                        "extends_cycle",
+                        f"`extends` forms a cycle: {' -> '.join(chain + (name, parent_name))}",
+                        ("extends",),
+                    )
+                ]
+            )
         if len(chain) >= MAX_EXTENDS_DEPTH:
-            raise DocumentError([doc.problem("extends_too_deep", f"more than {MAX_EXTENDS_DEPTH} levels of `extends`", ("extends",))])
+            raise DocumentError(
+                [
+                    doc.problem(
+                        "extends_too_deep",
+                        f"more than {MAX_EXTENDS_DEPTH} levels of `extends`",
+                        ("extends",),
+                    )
+                ]
+            )
         found = resolve(parent_name) if resolve else None
         if found is None:
-            raise DocumentError([doc.problem("unknown_parent", f"extends {parent_name!r}, but no rule set of that name is known", ("extends",))])
-        parent_doc = found if isinstance(found, Document) else load_document(found, f"{parent_name}")
+            raise DocumentError(
+                [
+                    doc.problem(
+                        "unknown_parent",
+                        f"extends {parent_name!r}, but no rule set of that name is known",
+                        ("extends",),
+                    )
+                ]
+            )
+        parent_doc = (
+            found if isinstance(found, Document) else load_document(found, f"{parent_name}")
+        )
         parent = _check(parent_doc, resolve, chain + (name,))
         resolved = merge_rulesets(parent.resolved, data)
     else:
@@ -243,7 +337,9 @@ def _check(doc: Document, resolve: Resolver | None, chain: tuple[str, ...]) -> V
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise DocumentError(problems)
-    return ValidatedRuleSet(name=name, data=data, document=doc, warnings=problems, parent=parent, resolved=resolved)
+    return ValidatedRuleSet(
+        name=name, data=data, document=doc, warnings=problems, parent=parent, resolved=resolved
+    )
 
 
 def merge_rulesets(parent: dict, child: dict) -> dict:
@@ -252,7 +348,9 @@ def merge_rulesets(parent: dict, child: dict) -> dict:
     ``tests`` and ``description`` are never inherited; ``ruleset`` and ``extends``
     are the child's own.
     """
-    merged = {k: v for k, v in parent.items() if k not in ("tests", "description", "ruleset", "extends")}
+    merged = {
+        k: v for k, v in parent.items() if k not in ("tests", "description", "ruleset", "extends")
+    }
     for key, value in child.items():
         if key == "approval" and isinstance(merged.get("approval"), dict):
             merged["approval"] = _merge_approval(merged["approval"], value)
@@ -274,7 +372,10 @@ def _merge_maps(base: dict, override: dict) -> dict:
 
 
 def _merge_approval(base: dict, override: dict) -> dict:
-    out = _merge_maps({k: v for k, v in base.items() if k != "steps"}, {k: v for k, v in override.items() if k != "steps"})
+    out = _merge_maps(
+        {k: v for k, v in base.items() if k != "steps"},
+        {k: v for k, v in override.items() if k != "steps"},
+    )
     steps = list(base.get("steps") or [])
     for step in override.get("steps") or []:
         for index, existing in enumerate(steps):
@@ -304,12 +405,21 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
     def check_names(kind: str, names: Iterable[str], known: set[str], path) -> None:
         for n in names:
             if n not in known:
-                hint = f"; defined: {', '.join(sorted(known))}" if known else f"; the rule set defines no {kind}s"
-                problems.append(doc.problem(f"undefined_{kind}", f"{kind} {n!r} is not defined{hint}", path))
+                hint = (
+                    f"; defined: {', '.join(sorted(known))}"
+                    if known
+                    else f"; the rule set defines no {kind}s"
+                )
+                problems.append(
+                    doc.problem(f"undefined_{kind}", f"{kind} {n!r} is not defined{hint}", path)
+                )
 
     # problems point at the document being checked: a step it defines by its
     # own index, a step it inherits at its `extends` line
-    own_steps = {s["name"]: i for i, s in enumerate(((doc.data or {}).get("approval") or {}).get("steps") or [])}
+    own_steps = {
+        s["name"]: i
+        for i, s in enumerate(((doc.data or {}).get("approval") or {}).get("steps") or [])
+    }
     inherited = bool((doc.data or {}).get("extends"))
 
     def step_path(index: int, rest: tuple = ()) -> tuple:
@@ -323,7 +433,13 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
     own_seen: dict[str, int] = {}
     for index, step in enumerate(((doc.data or {}).get("approval") or {}).get("steps") or []):
         if step["name"] in own_seen:
-            problems.append(doc.problem("duplicate_step", f"step name {step['name']!r} is used by step {own_seen[step['name']]} too", ("approval", "steps", index, "name")))
+            problems.append(
+                doc.problem(
+                    "duplicate_step",
+                    f"step name {step['name']!r} is used by step {own_seen[step['name']]} too",
+                    ("approval", "steps", index, "name"),
+                )
+            )
         own_seen.setdefault(step["name"], index)
 
     seen_steps: dict[str, int] = {}
@@ -332,14 +448,36 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
         seen_steps.setdefault(step["name"], index)
         kind = step.get("kind", "standard")
         if kind == "standard" and "approvers" not in step:
-            problems.append(doc.problem("missing_approvers", f"step {step['name']!r} needs `approvers` (or kind: assignment_tiers)", path))
+            problems.append(
+                doc.problem(
+                    "missing_approvers",
+                    f"step {step['name']!r} needs `approvers` (or kind: assignment_tiers)",
+                    path,
+                )
+            )
         for s_index, selector in enumerate((step.get("approvers") or {}).get("any_of") or []):
-            check_names("role", _as_list(selector.get("role")), roles, step_path(index, ("approvers", "any_of", s_index, "role")))
+            check_names(
+                "role",
+                _as_list(selector.get("role")),
+                roles,
+                step_path(index, ("approvers", "any_of", s_index, "role")),
+            )
         for g_index, group in enumerate((step.get("approvers") or {}).get("all_of") or []):
             for s_index, selector in enumerate(group.get("any_of") or []):
-                check_names("role", _as_list(selector.get("role")), roles, step_path(index, ("approvers", "all_of", g_index, "any_of", s_index, "role")))
+                check_names(
+                    "role",
+                    _as_list(selector.get("role")),
+                    roles,
+                    step_path(index, ("approvers", "all_of", g_index, "any_of", s_index, "role")),
+                )
         if step.get("approvers", {}).get("all_of") and kind == "assignment_tiers":
-            problems.append(doc.problem("invalid_value", f"step {step['name']!r}: approvers.all_of is for standard steps, not assignment_tiers", step_path(index, ("approvers",))))
+            problems.append(
+                doc.problem(
+                    "invalid_value",
+                    f"step {step['name']!r}: approvers.all_of is for standard steps, not assignment_tiers",
+                    step_path(index, ("approvers",)),
+                )
+            )
         when = step.get("when")
         if when is not None:
             refs = referenced_names(when)
@@ -353,7 +491,13 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
         for index, rule in enumerate(data.get(kind) or []):
             path = (kind, index)
             if rule["name"] in rule_names:
-                problems.append(doc.problem("duplicate_rule", f"{kind} rule name {rule['name']!r} is used twice", path + ("name",)))
+                problems.append(
+                    doc.problem(
+                        "duplicate_rule",
+                        f"{kind} rule name {rule['name']!r} is used twice",
+                        path + ("name",),
+                    )
+                )
             rule_names.setdefault(rule["name"], index)
             check_names("role", rule.get("roles") or [], roles, path + ("roles",))
             refs = referenced_names(rule.get("when"))
@@ -364,11 +508,25 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
     own_currency = base_currency(data)
     for code, rate in (data.get("conversion") or {}).items():
         if code == own_currency:
-            problems.append(doc.problem("invalid_conversion", f"conversion.{code}: {code} is the rule set's own currency", ("conversion", code)))
+            problems.append(
+                doc.problem(
+                    "invalid_conversion",
+                    f"conversion.{code}: {code} is the rule set's own currency",
+                    ("conversion", code),
+                )
+            )
         elif _amount(rate) <= 0:
-            problems.append(doc.problem("invalid_conversion", f"conversion.{code}: a rate must be above 0", ("conversion", code)))
+            problems.append(
+                doc.problem(
+                    "invalid_conversion",
+                    f"conversion.{code}: a rate must be above 0",
+                    ("conversion", code),
+                )
+            )
     for key in ("viewer_roles",):
-        check_names("role", (data.get("visibility") or {}).get(key) or [], roles, ("visibility", key))
+        check_names(
+            "role", (data.get("visibility") or {}).get(key) or [], roles, ("visibility", key)
+        )
 
     currency_errors = currency_problems(data)
     for code, message, path in currency_errors:
@@ -377,21 +535,41 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
         priced = priced_currencies(data)
         for currency in priced:
             # amounts compare only within one currency: check each priced one's view
-            _amount_problems(doc, in_currency(data, currency), currency if len(priced) > 1 else None, step_path, problems)
+            _amount_problems(
+                doc,
+                in_currency(data, currency),
+                currency if len(priced) > 1 else None,
+                step_path,
+                problems,
+            )
     budget_names: dict[str, int] = {}
     for index, budget in enumerate((data.get("limits") or {}).get("budgets") or []):
         if budget["name"] in budget_names:
-            problems.append(doc.problem("duplicate_budget", f"budget name {budget['name']!r} is used twice", ("limits", "budgets", index, "name")))
+            problems.append(
+                doc.problem(
+                    "duplicate_budget",
+                    f"budget name {budget['name']!r} is used twice",
+                    ("limits", "budgets", index, "name"),
+                )
+            )
         budget_names[budget["name"]] = index
     for index, test in enumerate(data.get("tests") or []):
         for s_index, step in enumerate((test.get("expect") or {}).get("steps") or []):
             base = step["name"].split("@", 1)[0].split("/", 1)[0]
             if base not in seen_steps:
-                problems.append(doc.problem("undefined_step", f"test expects step {step['name']!r}, which the rule set does not define", ("tests", index, "expect", "steps", s_index, "name")))
+                problems.append(
+                    doc.problem(
+                        "undefined_step",
+                        f"test expects step {step['name']!r}, which the rule set does not define",
+                        ("tests", index, "expect", "steps", s_index, "name"),
+                    )
+                )
     return problems
 
 
-def _amount_problems(doc: Document, data: dict, currency: str | None, step_path, problems: list[Problem]) -> None:
+def _amount_problems(
+    doc: Document, data: dict, currency: str | None, step_path, problems: list[Problem]
+) -> None:
     """Contradictory limits and steps whose total range is empty or cut off, in one currency's view."""
     from .conditions import interval_of
 
@@ -401,28 +579,89 @@ def _amount_problems(doc: Document, data: dict, currency: str | None, step_path,
     max_total = _amount(limits.get("max_order_total"))
     below = _amount(settings.get("no_approval_below"))
     if max_total is not None and below is not None and below > max_total:
-        problems.append(doc.problem("contradictory_limits", f"{prefix}settings.no_approval_below ({below}) is above limits.max_order_total ({max_total}): no order could ever need approval", ("settings", "no_approval_below"), "warning"))
+        problems.append(
+            doc.problem(
+                "contradictory_limits",
+                f"{prefix}settings.no_approval_below ({below}) is above limits.max_order_total ({max_total}): no order could ever need approval",
+                ("settings", "no_approval_below"),
+                "warning",
+            )
+        )
     order_limit = _amount((limits.get("order_limit") or {}).get("amount"))
     if max_total is not None and order_limit is not None and order_limit >= max_total:
-        problems.append(doc.problem("contradictory_limits", f"{prefix}limits.order_limit ({order_limit}) is not below limits.max_order_total ({max_total}); it can never apply", ("limits", "order_limit", "amount"), "warning"))
+        problems.append(
+            doc.problem(
+                "contradictory_limits",
+                f"{prefix}limits.order_limit ({order_limit}) is not below limits.max_order_total ({max_total}); it can never apply",
+                ("limits", "order_limit", "amount"),
+                "warning",
+            )
+        )
     for index, step in enumerate((data.get("approval") or {}).get("steps") or []):
         low, high = interval_of(step.get("when") or {})
         path = step_path(index, ("when",))
-        if low is not None and high is not None and (low.value > high.value or (low.value == high.value and (low.strict or high.strict))):
-            problems.append(doc.problem("unreachable_step", f"{prefix}step {step['name']!r} can never apply: its total range is empty", path, "warning"))
-        if max_total is not None and low is not None and (low.value > max_total or (low.strict and low.value >= max_total)):
-            problems.append(doc.problem("unreachable_step", f"{prefix}step {step['name']!r} applies only above {low.value}, but orders above {max_total} are blocked", path, "warning"))
-        if below is not None and high is not None and (high.value < below or (high.strict and high.value <= below)):
-            problems.append(doc.problem("unreachable_step", f"{prefix}step {step['name']!r} applies only below {high.value}, but orders below {below} need no approval", path, "warning"))
+        if (
+            low is not None
+            and high is not None
+            and (
+                low.value > high.value or (low.value == high.value and (low.strict or high.strict))
+            )
+        ):
+            problems.append(
+                doc.problem(
+                    "unreachable_step",
+                    f"{prefix}step {step['name']!r} can never apply: its total range is empty",
+                    path,
+                    "warning",
+                )
+            )
+        if (
+            max_total is not None
+            and low is not None
+            and (low.value > max_total or (low.strict and low.value >= max_total))
+        ):
+            problems.append(
+                doc.problem(
+                    "unreachable_step",
+                    f"{prefix}step {step['name']!r} applies only above {low.value}, but orders above {max_total} are blocked",
+                    path,
+                    "warning",
+                )
+            )
+        if (
+            below is not None
+            and high is not None
+            and (high.value < below or (high.strict and high.value <= below))
+        ):
+            problems.append(
+                doc.problem(
+                    "unreachable_step",
+                    f"{prefix}step {step['name']!r} applies only below {high.value}, but orders below {below} need no approval",
+                    path,
+                    "warning",
+                )
+            )
 
 
 def check_exceeds(kinds, data, doc, path, problems) -> None:
     limits = data.get("limits") or {}
     for kind in kinds:
         if kind == "order_limit" and not limits.get("order_limit"):
-            problems.append(doc.problem("undefined_limit", "condition tests `exceeds: order_limit` but limits.order_limit is not set", path))
+            problems.append(
+                doc.problem(
+                    "undefined_limit",
+                    "condition tests `exceeds: order_limit` but limits.order_limit is not set",
+                    path,
+                )
+            )
         if kind == "budget" and not limits.get("budgets"):
-            problems.append(doc.problem("undefined_limit", "condition tests `exceeds: budget` but limits.budgets is empty", path))
+            problems.append(
+                doc.problem(
+                    "undefined_limit",
+                    "condition tests `exceeds: budget` but limits.budgets is empty",
+                    path,
+                )
+            )
 
 
 def _as_list(value) -> list:
@@ -441,7 +680,14 @@ def check_directory(text: str | bytes, source: str | None = None) -> Document:
     """Load and schema-check a directory fixture; raises :class:`DocumentError`."""
     doc = load_document(text, source)
     if not isinstance(doc.data, dict):
-        raise DocumentError([doc.problem("not_a_mapping", "a directory is a YAML mapping with companies, accounts and assignments")])
+        raise DocumentError(
+            [
+                doc.problem(
+                    "not_a_mapping",
+                    "a directory is a YAML mapping with companies, accounts and assignments",
+                )
+            ]
+        )
     problems = schema_problems(doc, "directory")
     if problems:
         raise DocumentError(problems)

@@ -25,7 +25,9 @@ ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 RULES = ROOT / "rules"
 DEV_KEY = "ar_0000dev0_development-key-not-secret"
-PG_BASE = os.environ.get("APPROVALRULES_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_BASE = os.environ.get(
+    "APPROVALRULES_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 # ------------------------------------------------------------------ machine
@@ -72,7 +74,9 @@ def verdict(ok: bool) -> str:
 # ----------------------------------------------------------------- the cart
 
 
-def cart(n_lines: int = 15, *, order_id: str | None = None, buyer: str = "bob", total: str = "1849.70") -> dict:
+def cart(
+    n_lines: int = 15, *, order_id: str | None = None, buyer: str = "bob", total: str = "1849.70"
+) -> dict:
     """A realistic storefront cart: Acme's Bob (Marketing), over 500, so one approval step.
 
     15 lines with sku, category, quantity and the storefront's own extra
@@ -197,14 +201,21 @@ def production_threads() -> int:
     return int(parser.get("server:main", "threads", fallback="4"))
 
 
-def write_ini(folder: Path, url: str, port: int = 6543, threads: int | None = None, name: str = "bench.ini") -> Path:
+def write_ini(
+    folder: Path, url: str, port: int = 6543, threads: int | None = None, name: str = "bench.ini"
+) -> Path:
     pool = ""
     if url.startswith("postgresql"):
         pool = "sqlalchemy.pool_size = 10\nsqlalchemy.max_overflow = 10\nsqlalchemy.pool_pre_ping = false"
     path = folder / name
     path.write_text(
         INI_TEMPLATE.format(
-            url=url, pool=pool, rules=RULES, secret=uuid.uuid4().hex, key=DEV_KEY, port=port,
+            url=url,
+            pool=pool,
+            rules=RULES,
+            secret=uuid.uuid4().hex,
+            key=DEV_KEY,
+            port=port,
             threads=threads or production_threads(),
         )
     )
@@ -235,12 +246,14 @@ class Server:
         self.ini, self.port, self.cpus = ini, port, cpus
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0) -> Server:
         cmd = [str(BIN / "pserve"), str(self.ini)]
         if self.cpus is not None:
             cmd = ["taskset", "-c", self.cpus, *cmd]
         self.log = open(self.ini.with_suffix(f".{self.port}.log"), "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -272,9 +285,20 @@ class Server:
         self.stop()
 
 
-def http(method: str, url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 10) -> tuple[int, dict]:
+def http(
+    method: str,
+    url: str,
+    body: dict | None = None,
+    headers: dict | None = None,
+    timeout: float = 10,
+) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read() or b"null")

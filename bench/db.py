@@ -31,30 +31,32 @@ at $APPROVALRULES_BENCH_PG (default postgres@127.0.0.1:5432) is not there.
 
 from __future__ import annotations
 
-import sys
-
-
 import argparse
 import http.client
 import json
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import common
 
-STATUSES = ["pending"] * 5 + ["approved"] * 70 + ["rejected"] * 10 + ["expired"] * 10 + ["withdrawn"] * 5
+STATUSES = (
+    ["pending"] * 5 + ["approved"] * 70 + ["rejected"] * 10 + ["expired"] * 10 + ["withdrawn"] * 5
+)
 APPROVERS_PER_COMPANY = 4
 
 
 # ---------------------------------------------------------------- (a) submit + approve
 
 
-def _client(port: int, prefix: str, deadline: float, done: list, errors: list, latencies: list) -> None:
+def _client(
+    port: int, prefix: str, deadline: float, done: list, errors: list, latencies: list
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {common.DEV_KEY}", "Content-Type": "application/json"}
     n = 0
@@ -62,14 +64,24 @@ def _client(port: int, prefix: str, deadline: float, done: list, errors: list, l
         n += 1
         started = time.perf_counter()
         try:
-            conn.request("POST", "/api/v1/orders", json.dumps(common.cart(15, order_id=f"{prefix}-{n}")), headers)
+            conn.request(
+                "POST",
+                "/api/v1/orders",
+                json.dumps(common.cart(15, order_id=f"{prefix}-{n}")),
+                headers,
+            )
             response = conn.getresponse()
             data = json.loads(response.read())
             if response.status != 201:
                 errors.append(f"submit {response.status} {str(data)[:200]}")
                 continue
             request_id = data["approval"]["id"]
-            conn.request("POST", f"/api/v1/approvals/{request_id}/approve", json.dumps({"approver": "ann"}), headers)
+            conn.request(
+                "POST",
+                f"/api/v1/approvals/{request_id}/approve",
+                json.dumps({"approver": "ann"}),
+                headers,
+            )
             response = conn.getresponse()
             data = json.loads(response.read())
             if response.status != 200 or data.get("status") != "approved":
@@ -97,7 +109,9 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
         port = common.free_port()
         ini = common.write_ini(tmp, url, port)
         common.setup_database(ini)
-        print(f"pserve (waitress threads={common.production_threads()}), not pinned; clients: threads in this process, keep-alive HTTP; {seconds:g} s each")
+        print(
+            f"pserve (waitress threads={common.production_threads()}), not pinned; clients: threads in this process, keep-alive HTTP; {seconds:g} s each"
+        )
         with common.Server(ini, port):
             _, warm_errors, _ = [], [], []
             _client(port, "warm", time.monotonic() + 1.0, [], warm_errors, [])
@@ -110,7 +124,10 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
                 deadline = time.monotonic() + seconds
                 started = time.perf_counter()
                 threads = [
-                    threading.Thread(target=_client, args=(port, f"c{clients}-{i}", deadline, done, errors, latencies))
+                    threading.Thread(
+                        target=_client,
+                        args=(port, f"c{clients}-{i}", deadline, done, errors, latencies),
+                    )
                     for i in range(clients)
                 ]
                 for t in threads:
@@ -119,8 +136,19 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
                     t.join(seconds + 60)
                 elapsed = time.perf_counter() - started
                 rate = len(done) / elapsed
-                results.append((clients, rate, common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000, len(errors)))
-                print(f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; submit+approve p50 {common.pct(latencies, 0.5) * 1000:.1f} ms, p95 {common.pct(latencies, 0.95) * 1000:.1f} ms; errors {len(errors)}", flush=True)
+                results.append(
+                    (
+                        clients,
+                        rate,
+                        common.pct(latencies, 0.5) * 1000,
+                        common.pct(latencies, 0.95) * 1000,
+                        len(errors),
+                    )
+                )
+                print(
+                    f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; submit+approve p50 {common.pct(latencies, 0.5) * 1000:.1f} ms, p95 {common.pct(latencies, 0.95) * 1000:.1f} ms; errors {len(errors)}",
+                    flush=True,
+                )
                 if errors:
                     print(f"    first errors: {errors[:3]}")
     finally:
@@ -128,18 +156,25 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
         shutil.rmtree(tmp, ignore_errors=True)
     four = [r for r in results if r[0] == 4]
     if four:
-        print(f"{common.verdict(four[0][1] >= 300)}  submit+approve with 4 clients >= 300 orders/s ({four[0][1]:.0f})")
+        print(
+            f"{common.verdict(four[0][1] >= 300)}  submit+approve with 4 clients >= 300 orders/s ({four[0][1]:.0f})"
+        )
     return results
 
 
 # ------------------------------------------------------------------- (b) inbox
 
 
-def generate(n_requests: int, n_companies: int, tenant_id: int, base_company_id: int, seed: int = 20260115):
+def generate(
+    n_requests: int, n_companies: int, tenant_id: int, base_company_id: int, seed: int = 20260115
+):
     """Rows for companies, orders, approval_requests and approval_eligibility (ids assigned here)."""
     rng = random.Random(seed)
-    now = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
-    companies = [(base_company_id + c, tenant_id, f"bench-co-{c:04d}", f"Bench company {c}", "{}", now) for c in range(n_companies)]
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    companies = [
+        (base_company_id + c, tenant_id, f"bench-co-{c:04d}", f"Bench company {c}", "{}", now)
+        for c in range(n_companies)
+    ]
 
     def rows():
         for i in range(1, n_requests + 1):
@@ -149,13 +184,79 @@ def generate(n_requests: int, n_companies: int, tenant_id: int, base_company_id:
             master = f"bench-{c:04d}-master"
             approver = f"bench-{c:04d}-a{rng.randrange(APPROVERS_PER_COMPANY)}"
             total = f"{rng.randrange(50_00, 50_000_00) / 100:.2f}"
-            steps = json.dumps([{"name": "approval", "required": 1, "approvers": [{"account": master, "name": "Master", "role": "master", "role_label": "Master", "why": ["master"], "email": None}, {"account": approver, "name": approver, "role": "approver", "role_label": "Approver", "why": ["role approver"], "email": None}]}])
-            order_status = {"pending": "pending", "approved": "approved", "rejected": "rejected", "expired": "expired", "withdrawn": "withdrawn"}[status]
-            decision = json.dumps({"outcome": order_status, "buyer": {"account": f"bench-{c:04d}-buyer", "company": companies[c][2]}})
-            decided = None if status == "pending" else created + timedelta(hours=rng.randrange(1, 96))
-            order = (i, tenant_id, f"B{i:08d}", companies[c][0], "{}", total, "USD", "regular", order_status, decision, created, created)
-            request = (i, tenant_id, i, status, 0, 0, steps, created + timedelta(days=14), 1, created, decided)
-            eligibility = [(2 * i - 1, i, tenant_id, master, 0, status, created), (2 * i, i, tenant_id, approver, 0, status, created)]
+            steps = json.dumps(
+                [
+                    {
+                        "name": "approval",
+                        "required": 1,
+                        "approvers": [
+                            {
+                                "account": master,
+                                "name": "Master",
+                                "role": "master",
+                                "role_label": "Master",
+                                "why": ["master"],
+                                "email": None,
+                            },
+                            {
+                                "account": approver,
+                                "name": approver,
+                                "role": "approver",
+                                "role_label": "Approver",
+                                "why": ["role approver"],
+                                "email": None,
+                            },
+                        ],
+                    }
+                ]
+            )
+            order_status = {
+                "pending": "pending",
+                "approved": "approved",
+                "rejected": "rejected",
+                "expired": "expired",
+                "withdrawn": "withdrawn",
+            }[status]
+            decision = json.dumps(
+                {
+                    "outcome": order_status,
+                    "buyer": {"account": f"bench-{c:04d}-buyer", "company": companies[c][2]},
+                }
+            )
+            decided = (
+                None if status == "pending" else created + timedelta(hours=rng.randrange(1, 96))
+            )
+            order = (
+                i,
+                tenant_id,
+                f"B{i:08d}",
+                companies[c][0],
+                "{}",
+                total,
+                "USD",
+                "regular",
+                order_status,
+                decision,
+                created,
+                created,
+            )
+            request = (
+                i,
+                tenant_id,
+                i,
+                status,
+                0,
+                0,
+                steps,
+                created + timedelta(days=14),
+                1,
+                created,
+                decided,
+            )
+            eligibility = [
+                (2 * i - 1, i, tenant_id, master, 0, status, created),
+                (2 * i, i, tenant_id, approver, 0, status, created),
+            ]
             yield order, request, eligibility
 
     return companies, rows()
@@ -175,7 +276,9 @@ def bulk_load_pg(url: str, n_requests: int, n_companies: int) -> None:
         base = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM companies").fetchone()[0]
         companies, rows = generate(n_requests, n_companies, tenant_id, base)
         with conn.cursor() as cur:
-            with cur.copy("COPY companies (id, tenant_id, external_id, name, attributes, created_at) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY companies (id, tenant_id, external_id, name, attributes, created_at) FROM STDIN"
+            ) as copy:
                 for row in companies:
                     copy.write_row(row)
             # one pass over the generator, three COPY streams would need three cursors at once;
@@ -190,7 +293,9 @@ def bulk_load_pg(url: str, n_requests: int, n_companies: int) -> None:
             if batch:
                 _copy_chunk(cur, batch)
             for table in ("companies", "orders", "approval_requests", "approval_eligibility"):
-                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                )
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
@@ -220,15 +325,22 @@ def bulk_load_sqlite(path: str, n_requests: int, n_companies: int) -> None:
     def iso(value):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
 
-    conn.executemany("INSERT INTO companies (id, tenant_id, external_id, name, attributes, created_at) VALUES (?, ?, ?, ?, ?, ?)", [tuple(iso(v) for v in c) for c in companies])
+    conn.executemany(
+        "INSERT INTO companies (id, tenant_id, external_id, name, attributes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [tuple(iso(v) for v in c) for c in companies],
+    )
     orders, requests, eligibility = [], [], []
     for order, request, elig in rows:
         orders.append(tuple(iso(v) for v in order))
         requests.append(tuple(iso(v) for v in request))
         eligibility.extend(tuple(iso(v) for v in e) for e in elig)
     conn.executemany(f"INSERT INTO orders ({ORDER_COLS}) VALUES ({', '.join('?' * 12)})", orders)
-    conn.executemany(f"INSERT INTO approval_requests ({REQUEST_COLS}) VALUES ({', '.join('?' * 11)})", requests)
-    conn.executemany(f"INSERT INTO approval_eligibility ({ELIG_COLS}) VALUES ({', '.join('?' * 7)})", eligibility)
+    conn.executemany(
+        f"INSERT INTO approval_requests ({REQUEST_COLS}) VALUES ({', '.join('?' * 11)})", requests
+    )
+    conn.executemany(
+        f"INSERT INTO approval_eligibility ({ELIG_COLS}) VALUES ({', '.join('?' * 7)})", eligibility
+    )
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()
@@ -244,7 +356,9 @@ def inbox_statements(session, tenant_id: int, approver: str):
     query, counts_query = inbox_queries(tenant_id, approver=approver, status="pending")
     return {
         "total": select(func.count()).select_from(query.subquery()),
-        "page": query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()).offset(0).limit(50),
+        "page": query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc())
+        .offset(0)
+        .limit(50),
         "counts": counts_query,
     }
 
@@ -259,7 +373,10 @@ def explain(engine, tenant_id: int, approver: str) -> None:
             if engine.dialect.name == "postgresql":
                 plan = session.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql)).scalars().all()
             else:
-                plan = [f"{r[1]}|{r[2]}: {r[3]}" for r in session.execute(text("EXPLAIN QUERY PLAN " + sql)).all()]
+                plan = [
+                    f"{r[1]}|{r[2]}: {r[3]}"
+                    for r in session.execute(text("EXPLAIN QUERY PLAN " + sql)).all()
+                ]
             print(f"\n-- {name}: {' '.join(sql.split())[:400]}")
             for line in plan:
                 print(f"   {line}")
@@ -291,13 +408,20 @@ def eager_page_times(engine, tenant_id: int, approvers: list[str]) -> dict:
                     session.scalar(stmts["total"])
                     page = stmts["page"]
                     if mode == "eager":
-                        page = page.options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions))
+                        page = page.options(
+                            contains_eager(ApprovalRequest.order),
+                            selectinload(ApprovalRequest.actions),
+                        )
                     rows = session.scalars(page).unique().all()
                     session.execute(stmts["counts"]).all()
                     [approval_view(session, r, brief=True) for r in rows]
                     times.append((time.perf_counter() - t0) * 1000)
                     statements = max(statements, count[0])
-            out[f"{mode}_p50"], out[f"{mode}_p95"], out[f"{mode}_statements"] = common.pct(times, 0.5), common.pct(times, 0.95), statements
+            out[f"{mode}_p50"], out[f"{mode}_p95"], out[f"{mode}_statements"] = (
+                common.pct(times, 0.5),
+                common.pct(times, 0.95),
+                statements,
+            )
     finally:
         event.remove(engine, "before_cursor_execute", on_execute)
     return out
@@ -323,39 +447,59 @@ def inbox(url: str, n_requests: int, n_companies: int, queries: int, label: str)
         else:
             bulk_load_sqlite(url.removeprefix("sqlite:///"), n_requests, n_companies)
             how = "executemany"
-        print(f"{label}: loaded {n_requests:,} approval requests ({n_requests:,} orders, {2 * n_requests:,} eligibility rows) across {n_companies:,} companies with {how} in {time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"{label}: loaded {n_requests:,} approval requests ({n_requests:,} orders, {2 * n_requests:,} eligibility rows) across {n_companies:,} companies with {how} in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
 
         engine = create_engine_for_url(url)
         with Session(engine) as session:
             tenant_id = session.scalar(select(Tenant.id).where(Tenant.slug == "demo"))
             busiest = session.execute(
-                select(ApprovalEligibility.account_id).where(ApprovalEligibility.tenant_id == tenant_id)
-                .group_by(ApprovalEligibility.account_id).order_by(__import__("sqlalchemy").func.count().desc()).limit(1)
+                select(ApprovalEligibility.account_id)
+                .where(ApprovalEligibility.tenant_id == tenant_id)
+                .group_by(ApprovalEligibility.account_id)
+                .order_by(__import__("sqlalchemy").func.count().desc())
+                .limit(1)
             ).scalar()
         rng = random.Random(7)
         approvers = []
         for _ in range(queries):
             c = rng.randrange(n_companies)
-            approvers.append(f"bench-{c:04d}-master" if rng.random() < 0.5 else f"bench-{c:04d}-a{rng.randrange(APPROVERS_PER_COMPANY)}")
+            approvers.append(
+                f"bench-{c:04d}-master"
+                if rng.random() < 0.5
+                else f"bench-{c:04d}-a{rng.randrange(APPROVERS_PER_COMPANY)}"
+            )
 
         app = TestApp(get_app(str(ini), "main"))
         headers = {"Authorization": f"Bearer {common.DEV_KEY}"}
         app_engine = app.app.registry["dbengine"] if hasattr(app.app, "registry") else None
         statements = [0]
         if app_engine is not None:
-            event.listen(app_engine, "before_cursor_execute", lambda *a, **k: statements.__setitem__(0, statements[0] + 1))
+            event.listen(
+                app_engine,
+                "before_cursor_execute",
+                lambda *a, **k: statements.__setitem__(0, statements[0] + 1),
+            )
         for approver in approvers[:20]:
-            app.get("/api/v1/approvals", {"approver": approver, "status": "pending"}, headers=headers)
+            app.get(
+                "/api/v1/approvals", {"approver": approver, "status": "pending"}, headers=headers
+            )
         times, items = [], []
         for approver in approvers:
             statements[0] = 0
             t0 = time.perf_counter()
-            response = app.get("/api/v1/approvals", {"approver": approver, "status": "pending"}, headers=headers)
+            response = app.get(
+                "/api/v1/approvals", {"approver": approver, "status": "pending"}, headers=headers
+            )
             times.append((time.perf_counter() - t0) * 1000)
             items.append(len(response.json["items"]))
         per_page_statements = statements[0]
         p50, p95 = common.pct(times, 0.5), common.pct(times, 0.95)
-        print(f"{label}: {queries} inbox queries (GET /api/v1/approvals?approver=X&status=pending, webtest in-process): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms; items per page: median {common.pct(items, 0.5)}, max {max(items)}; SQL statements for the last page: {per_page_statements}")
+        print(
+            f"{label}: {queries} inbox queries (GET /api/v1/approvals?approver=X&status=pending, webtest in-process): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms; items per page: median {common.pct(items, 0.5)}, max {max(items)}; SQL statements for the last page: {per_page_statements}"
+        )
         print(f"{common.verdict(p95 < 20)}  {label}: inbox p95 < 20 ms ({p95:.1f} ms)")
         print(f"EXPLAIN for the busiest approver {busiest!r}:")
         explain(engine, tenant_id, busiest)
@@ -368,13 +512,23 @@ def inbox(url: str, n_requests: int, n_companies: int, queries: int, label: str)
                     session.execute(stmt).all()
                 sql_times.append((time.perf_counter() - t0) * 1000)
                 session.expunge_all()
-        print(f"\n{label}: the view's 3 SELECTs alone (same approvers, no rendering): p50 {common.pct(sql_times, 0.5):.1f} ms, p95 {common.pct(sql_times, 0.95):.1f} ms")
+        print(
+            f"\n{label}: the view's 3 SELECTs alone (same approvers, no rendering): p50 {common.pct(sql_times, 0.5):.1f} ms, p95 {common.pct(sql_times, 0.95):.1f} ms"
+        )
         eager = eager_page_times(engine, tenant_id, approvers[: min(200, len(approvers))])
-        print(f"{label}: proposal for views/api.py (page query with contains_eager(order) + selectinload(actions), then the same approval_view(brief=True)), in-process without HTTP: "
-              f"p50 {eager['eager_p50']:.1f} ms, p95 {eager['eager_p95']:.1f} ms, {eager['eager_statements']} statements; "
-              f"as now (lazy loads, same code path): p50 {eager['lazy_p50']:.1f} ms, p95 {eager['lazy_p95']:.1f} ms, {eager['lazy_statements']} statements")
+        print(
+            f"{label}: proposal for views/api.py (page query with contains_eager(order) + selectinload(actions), then the same approval_view(brief=True)), in-process without HTTP: "
+            f"p50 {eager['eager_p50']:.1f} ms, p95 {eager['eager_p95']:.1f} ms, {eager['eager_statements']} statements; "
+            f"as now (lazy loads, same code path): p50 {eager['lazy_p50']:.1f} ms, p95 {eager['lazy_p95']:.1f} ms, {eager['lazy_statements']} statements"
+        )
         engine.dispose()
-        return {"label": label, "p50": p50, "p95": p95, "sql_p95": common.pct(sql_times, 0.95), "statements": per_page_statements}
+        return {
+            "label": label,
+            "p50": p50,
+            "p95": p95,
+            "sql_p95": common.pct(sql_times, 0.95),
+            "statements": per_page_statements,
+        }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -383,9 +537,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="submit,inbox", help="submit, inbox (comma-separated)")
-    parser.add_argument("--seconds", type=float, help="seconds per submit+approve run (10; --quick 4)")
-    parser.add_argument("--requests", type=int, help="approval requests on PostgreSQL (1,000,000; --quick 100,000)")
-    parser.add_argument("--sqlite-requests", type=int, help="approval requests on SQLite (100,000; --quick 20,000)")
+    parser.add_argument(
+        "--seconds", type=float, help="seconds per submit+approve run (10; --quick 4)"
+    )
+    parser.add_argument(
+        "--requests", type=int, help="approval requests on PostgreSQL (1,000,000; --quick 100,000)"
+    )
+    parser.add_argument(
+        "--sqlite-requests", type=int, help="approval requests on SQLite (100,000; --quick 20,000)"
+    )
     parser.add_argument("--queries", type=int, help="inbox queries timed (300; --quick 100)")
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",")}
@@ -405,7 +565,13 @@ def main(argv: list[str]) -> int:
                 common.drop_pg_database(url)
         tmp = Path(tempfile.mkdtemp(prefix="ar_bench_lite_"))
         try:
-            inbox(f"sqlite:///{tmp}/inbox.sqlite", n_lite, max(1, n_lite // 1000), queries, f"SQLite {n_lite:,}")
+            inbox(
+                f"sqlite:///{tmp}/inbox.sqlite",
+                n_lite,
+                max(1, n_lite // 1000),
+                queries,
+                f"SQLite {n_lite:,}",
+            )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -39,7 +39,9 @@ def ruleset(groups: int, steps: int, version: int) -> str:
         "groups:",
     ]
     for g in range(groups):
-        lines.append(f"  g{g}: {{label: Group {g}, settings: {{payer: {'company' if g % 2 else 'buyer'}}}}}")
+        lines.append(
+            f"  g{g}: {{label: Group {g}, settings: {{payer: {'company' if g % 2 else 'buyer'}}}}}"
+        )
     lines += ["limits:", "  max_order_total: 900000", "approval:", "  scope: own_group", "  steps:"]
     per_group = max(1, steps // groups)
     names = []
@@ -74,11 +76,21 @@ def ruleset(groups: int, steps: int, version: int) -> str:
 
 def directory_text(groups: int) -> str:
     group_map = ", ".join(f"g{g}: {{name: Group {g}}}" for g in range(groups))
-    lines = ["companies:", f"  bench: {{name: Bench, ruleset: bench, groups: {{{group_map}}}}}", "accounts:"]
-    lines.append("  master: {name: Master, memberships: [{company: bench, role: master, master: true}]}")
+    lines = [
+        "companies:",
+        f"  bench: {{name: Bench, ruleset: bench, groups: {{{group_map}}}}}",
+        "accounts:",
+    ]
+    lines.append(
+        "  master: {name: Master, memberships: [{company: bench, role: master, master: true}]}"
+    )
     for g in range(groups):
-        lines.append(f"  a{g}: {{name: A{g}, memberships: [{{company: bench, role: approver, group: g{g}}}]}}")
-        lines.append(f"  r{g}: {{name: R{g}, memberships: [{{company: bench, role: requisitioner, group: g{g}}}]}}")
+        lines.append(
+            f"  a{g}: {{name: A{g}, memberships: [{{company: bench, role: approver, group: g{g}}}]}}"
+        )
+        lines.append(
+            f"  r{g}: {{name: R{g}, memberships: [{{company: bench, role: requisitioner, group: g{g}}}]}}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +103,9 @@ def main(argv=None) -> int:
 
     old_text, new_text = ruleset(args.groups, args.steps, 1), ruleset(args.groups, args.steps, 2)
     directory = load_directory(directory_text(args.groups), "bench-directory")
-    print(f"rule sets: {len(old_text):,} and {len(new_text):,} bytes; {args.steps:,} steps over {args.groups} groups; {2 * args.groups + 1} accounts")
+    print(
+        f"rule sets: {len(old_text):,} and {len(new_text):,} bytes; {args.steps:,} steps over {args.groups} groups; {2 * args.groups + 1} accounts"
+    )
 
     started = time.perf_counter()
     old_checked, new_checked = check_ruleset(old_text, "v1"), check_ruleset(new_text, "v2")
@@ -108,8 +122,12 @@ def main(argv=None) -> int:
     whole_s = time.perf_counter() - started
     print(f"load + validate both:   {loaded:8.3f} s")
     print(f"structural diff:        {structural_s:8.3f} s  ({len(structural)} changes)")
-    print(f"behavioural diff:       {behaviour_s:8.3f} s  ({report.evaluations:,} generated orders, {len(report.classes)} buyer classes, {len(report.changes)} changes, {report.evaluations / behaviour_s:,.0f} evaluations/s)")
-    print(f"diff_versions (all):    {whole_s:8.3f} s  (validate, compile, structural, behavioural, unified: {len(result['unified']):,} chars)")
+    print(
+        f"behavioural diff:       {behaviour_s:8.3f} s  ({report.evaluations:,} generated orders, {len(report.classes)} buyer classes, {len(report.changes)} changes, {report.evaluations / behaviour_s:,.0f} evaluations/s)"
+    )
+    print(
+        f"diff_versions (all):    {whole_s:8.3f} s  (validate, compile, structural, behavioural, unified: {len(result['unified']):,} chars)"
+    )
     for line in report.lines()[:3]:
         print(f"  e.g. {line}")
 
@@ -120,13 +138,20 @@ def main(argv=None) -> int:
         path = Path(folder) / "orders.jsonl"
         with path.open("w", encoding="utf-8") as handle:
             for n in range(args.orders):
-                order = {"id": f"o{n}", "buyer": rng.choice(buyers), "total": f"{rng.uniform(0, 4000):.2f}", "type": rng.choice(types)}
+                order = {
+                    "id": f"o{n}",
+                    "buyer": rng.choice(buyers),
+                    "total": f"{rng.uniform(0, 4000):.2f}",
+                    "type": rng.choice(types),
+                }
                 handle.write(json.dumps(order) + "\n")
         size = path.stat().st_size
         started = time.perf_counter()
         replayed = diff.replay(old, new, directory, diff.read_jsonl(path), total=args.orders)
         replay_s = time.perf_counter() - started
-    print(f"replay:                 {replay_s:8.3f} s  ({replayed.orders:,} orders from {size / 1e6:.1f} MB JSONL, {replayed.orders / replay_s:,.0f} orders/s, {replayed.changed:,} changed)")
+    print(
+        f"replay:                 {replay_s:8.3f} s  ({replayed.orders:,} orders from {size / 1e6:.1f} MB JSONL, {replayed.orders / replay_s:,.0f} orders/s, {replayed.changed:,} changed)"
+    )
     return 0
 
 

@@ -35,11 +35,12 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -52,7 +53,7 @@ from approvalrules.policy import Order, compile_policy  # noqa: E402
 from approvalrules.validate import check_ruleset  # noqa: E402
 
 SEED = 20260115
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 COMPANY = "bench-co"
 
 TARGET_RATE = 100_000  # decisions/s, 20-step set, trace on
@@ -63,9 +64,20 @@ TARGET_COMPILE_MS = 200.0  # validate + compile of 1,000 steps
 # --------------------------------------------------------------- the world
 
 ROLES = {
-    "master": {"label": "Master", "permissions": ["place_orders", "approve_orders", "view_group_orders"]},
-    "manager": {"label": "Manager", "permissions": ["place_orders", "approve_orders"], "settings": {"approval_limit": 25000}},
-    "approver": {"label": "Approver", "permissions": ["place_orders", "approve_orders"], "settings": {"approval_limit": 5000}},
+    "master": {
+        "label": "Master",
+        "permissions": ["place_orders", "approve_orders", "view_group_orders"],
+    },
+    "manager": {
+        "label": "Manager",
+        "permissions": ["place_orders", "approve_orders"],
+        "settings": {"approval_limit": 25000},
+    },
+    "approver": {
+        "label": "Approver",
+        "permissions": ["place_orders", "approve_orders"],
+        "settings": {"approval_limit": 5000},
+    },
     "finance": {"label": "Finance", "permissions": ["place_orders", "approve_orders"]},
     "buyer": {"label": "Buyer", "permissions": ["place_orders"]},
     "requisitioner": {"label": "Requisitioner", "permissions": ["place_orders"]},
@@ -78,8 +90,26 @@ GROUPS = {
     "facilities": {"label": "Facilities"},
     "sales": {"label": "Sales", "settings": {"payer": "company"}},
 }
-ORDER_TYPES = ("regular", "bulk", "subscription", "quote")  # quotes appear in conditions, never as orders (they are blocked)
-CATEGORIES = ("paper", "toner", "furniture", "it-hardware", "software", "cleaning", "catering", "safety", "tools", "packaging", "print", "travel")
+ORDER_TYPES = (
+    "regular",
+    "bulk",
+    "subscription",
+    "quote",
+)  # quotes appear in conditions, never as orders (they are blocked)
+CATEGORIES = (
+    "paper",
+    "toner",
+    "furniture",
+    "it-hardware",
+    "software",
+    "cleaning",
+    "catering",
+    "safety",
+    "tools",
+    "packaging",
+    "print",
+    "travel",
+)
 SKUS = tuple(f"SKU-{i:04d}" for i in range(300))
 TOTAL_THRESHOLDS = (100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000)
 QTY_SUM_THRESHOLDS = (100, 200, 400, 800)
@@ -96,18 +126,34 @@ def build_directory(seed: int = SEED) -> tuple[dict, list[str]]:
     rng = random.Random(seed)
     accounts: dict[str, dict] = {}
     ids = [f"acct-{i:02d}" for i in range(30)]
-    role_weights = [("manager", 4), ("approver", 6), ("finance", 2), ("buyer", 8), ("requisitioner", 8)]
+    role_weights = [
+        ("manager", 4),
+        ("approver", 6),
+        ("finance", 2),
+        ("buyer", 8),
+        ("requisitioner", 8),
+    ]
     roles_pool = [r for r, w in role_weights for _ in range(w)]
     for index, aid in enumerate(ids):
         if index < 2:
             membership = {"company": COMPANY, "role": "master", "master": True}
         else:
-            membership = {"company": COMPANY, "role": rng.choice(roles_pool), "group": rng.choice(sorted(GROUPS))}
-        accounts[aid] = {"name": f"Account {index}", "email": f"{aid}@bench.test", "memberships": [membership]}
+            membership = {
+                "company": COMPANY,
+                "role": rng.choice(roles_pool),
+                "group": rng.choice(sorted(GROUPS)),
+            }
+        accounts[aid] = {
+            "name": f"Account {index}",
+            "email": f"{aid}@bench.test",
+            "memberships": [membership],
+        }
     # a few per-membership overrides, one inactive approver, one that may not approve
     approvers = [a for a in ids if accounts[a]["memberships"][0]["role"] in APPROVING_ROLES]
     for aid in rng.sample(approvers[2:], 3):
-        accounts[aid]["memberships"][0]["settings"] = {"approval_limit": rng.choice([1000, 7500, 50000])}
+        accounts[aid]["memberships"][0]["settings"] = {
+            "approval_limit": rng.choice([1000, 7500, 50000])
+        }
     inactive = approvers[-1]
     accounts[inactive]["active"] = False
     no_approve = approvers[-2]
@@ -121,7 +167,12 @@ def build_directory(seed: int = SEED) -> tuple[dict, list[str]]:
                 entry["limit"] = rng.choice([2500, 10000, 30000])
             assignments.append(entry)
     data = {
-        "companies": {COMPANY: {"name": "Bench Co", "groups": {g: {"name": spec["label"]} for g, spec in GROUPS.items()}}},
+        "companies": {
+            COMPANY: {
+                "name": "Bench Co",
+                "groups": {g: {"name": spec["label"]} for g, spec in GROUPS.items()},
+            }
+        },
         "accounts": accounts,
         "assignments": assignments,
     }
@@ -163,12 +214,21 @@ def _leaf(rng: random.Random, key: str):
         if form == 1:
             return {"category": rng.choice(CATEGORIES)}
         if form == 2:
-            return {"category": rng.choice(CATEGORIES), "quantity": {"gte": rng.choice(LINE_QTY_THRESHOLDS[1:])}}
+            return {
+                "category": rng.choice(CATEGORIES),
+                "quantity": {"gte": rng.choice(LINE_QTY_THRESHOLDS[1:])},
+            }
         if form == 3:
             return {"quantity": {rng.choice(["gt", "gte"]): rng.choice(LINE_QTY_THRESHOLDS[2:])}}
         if form == 4:
-            return {"sku": rng.sample(SKUS, rng.randint(5, 20)), "quantity": {"lt": rng.choice(LINE_QTY_THRESHOLDS)}}
-        return {"category": _names(rng, CATEGORIES, 0.3), "quantity": {"gte": 2, "lte": rng.choice(LINE_QTY_THRESHOLDS)}}
+            return {
+                "sku": rng.sample(SKUS, rng.randint(5, 20)),
+                "quantity": {"lt": rng.choice(LINE_QTY_THRESHOLDS)},
+            }
+        return {
+            "category": _names(rng, CATEGORIES, 0.3),
+            "quantity": {"gte": 2, "lte": rng.choice(LINE_QTY_THRESHOLDS)},
+        }
     raise AssertionError(key)
 
 
@@ -219,7 +279,11 @@ def gen_selectors(rng: random.Random, approver_ids: list[str]) -> list[dict]:
 
 def build_ruleset(n_steps: int, directory: dict, seed: int = SEED) -> tuple[str, dict]:
     rng = random.Random(seed * 1000 + n_steps)
-    approver_ids = sorted(a for a, spec in directory["accounts"].items() if spec["memberships"][0]["role"] in APPROVING_ROLES)
+    approver_ids = sorted(
+        a
+        for a, spec in directory["accounts"].items()
+        if spec["memberships"][0]["role"] in APPROVING_ROLES
+    )
     steps = []
     for i in range(n_steps):
         step: dict[str, Any] = {"name": f"s{i:04d}", "when": gen_condition(rng)}
@@ -237,7 +301,12 @@ def build_ruleset(n_steps: int, directory: dict, seed: int = SEED) -> tuple[str,
         "currency": "USD",
         "roles": ROLES,
         "groups": GROUPS,
-        "approval": {"scope": "universal", "self_approval": False, "expiry": {"after": "P7D"}, "steps": steps},
+        "approval": {
+            "scope": "universal",
+            "self_approval": False,
+            "expiry": {"after": "P7D"},
+            "steps": steps,
+        },
     }
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=200)
     return text, data
@@ -259,7 +328,15 @@ def build_orders(n: int, buyers: list[str], seed: int = SEED) -> list[Order]:
             lines.append({"sku": sku, "category": categories[sku], "quantity": qty})
         total = Decimal(str(round(rng.lognormvariate(7.0, 1.6), 2))).quantize(Decimal("0.01"))
         orders.append(
-            Order.from_dict({"id": f"o{i:05d}", "buyer": rng.choice(buyers), "total": str(total), "type": rng.choice(types), "lines": lines})
+            Order.from_dict(
+                {
+                    "id": f"o{i:05d}",
+                    "buyer": rng.choice(buyers),
+                    "total": str(total),
+                    "type": rng.choice(types),
+                    "lines": lines,
+                }
+            )
         )
     return orders
 
@@ -328,23 +405,37 @@ class HandApprovers:
             out = []
             for m in self.directory.memberships_of_company(company):
                 role = self._roles.get(m.role)
-                if m.status != "active" or role is None or "approve_orders" not in role["permissions"]:
+                if (
+                    m.status != "active"
+                    or role is None
+                    or "approve_orders" not in role["permissions"]
+                ):
                     continue
                 account = self.directory.account(m.account_id)
                 if account is None or not account.active:
                     continue
-                layers = [role.get("settings") or {}, (self._groups.get(m.group) or {}).get("settings") or {} if m.group else {}, m.settings or {}]
+                layers = [
+                    role.get("settings") or {},
+                    (self._groups.get(m.group) or {}).get("settings") or {} if m.group else {},
+                    m.settings or {},
+                ]
                 may_approve, limit = True, None
                 for layer in layers:
                     may_approve = layer.get("may_approve", may_approve)
                     if "approval_limit" in layer:
-                        limit = None if layer["approval_limit"] is None else Decimal(str(layer["approval_limit"]))
+                        limit = (
+                            None
+                            if layer["approval_limit"] is None
+                            else Decimal(str(layer["approval_limit"]))
+                        )
                 if may_approve:
                     out.append(Cand(m.account_id, m.role, m.group, m.master, limit))
             pool = self._pools[company] = tuple(out)
         return pool
 
-    def select(self, matched, buyer: str, membership, total: Decimal) -> tuple[tuple[str, ...], ...]:
+    def select(
+        self, matched, buyer: str, membership, total: Decimal
+    ) -> tuple[tuple[str, ...], ...]:
         if not matched:
             return ()
         company = membership.company_id
@@ -424,11 +515,17 @@ def to_python(cond: dict) -> str:
             parts.append(f"(not {to_python(value)})")
         elif key in ("total", "quantity"):
             subject = "o.total" if key == "total" else "qty"
-            parts.append(" and ".join(f"{subject} {PY_OPS[op]} {bound}" for op, bound in value.items()))
+            parts.append(
+                " and ".join(f"{subject} {PY_OPS[op]} {bound}" for op, bound in value.items())
+            )
         elif key in ("order_type", "buyer_role", "buyer_group"):
             subject = {"order_type": "o.type", "buyer_role": "role", "buyer_group": "group"}[key]
             values = _as_list(value)
-            parts.append(f"{subject} == {values[0]!r}" if len(values) == 1 else f"{subject} in {set(values)!r}")
+            parts.append(
+                f"{subject} == {values[0]!r}"
+                if len(values) == 1
+                else f"{subject} in {set(values)!r}"
+            )
         elif key == "lines":
             tests = []
             if "sku" in value:
@@ -502,13 +599,21 @@ def to_jsonlogic(cond: dict) -> dict:
                 tests.append({"in": [{"var": "category"}, _as_list(value["category"])]})
             for op, bound in (value.get("quantity") or {}).items():
                 tests.append({JL_OPS[op]: [{"var": "quantity"}, bound]})
-            parts.append({"some": [{"var": "lines"}, tests[0] if len(tests) == 1 else {"and": tests}]})
+            parts.append(
+                {"some": [{"var": "lines"}, tests[0] if len(tests) == 1 else {"and": tests}]}
+            )
         else:
             raise AssertionError(key)
     return parts[0] if len(parts) == 1 else {"and": parts}
 
 
-BR_OPS = {"gt": "greater_than", "gte": "greater_than_or_equal_to", "lt": "less_than", "lte": "less_than_or_equal_to", "eq": "equal_to"}
+BR_OPS = {
+    "gt": "greater_than",
+    "gte": "greater_than_or_equal_to",
+    "lt": "less_than",
+    "lte": "less_than_or_equal_to",
+    "eq": "equal_to",
+}
 BR_NEG = {"gt": "lte", "gte": "lt", "lt": "gte", "lte": "gt"}
 
 
@@ -541,7 +646,8 @@ class BusinessRulesTranslator:
                 parts.append(self.translate(value, not neg))
             elif key in ("total", "quantity"):
                 leaves = [
-                    {"name": key, "operator": BR_OPS[BR_NEG[op] if neg else op], "value": bound} for op, bound in value.items()
+                    {"name": key, "operator": BR_OPS[BR_NEG[op] if neg else op], "value": bound}
+                    for op, bound in value.items()
                 ]
                 parts.append(leaves[0] if len(leaves) == 1 else {("any" if neg else "all"): leaves})
             elif key in ("order_type", "buyer_role", "buyer_group"):
@@ -551,15 +657,35 @@ class BusinessRulesTranslator:
                 if _line_native(value):
                     k, v = next(iter(value.items()))
                     if k in ("sku", "category"):
-                        op = "shares_no_elements_with" if neg else "shares_at_least_one_element_with"
-                        parts.append({"name": "line_skus" if k == "sku" else "line_categories", "operator": op, "value": _as_list(v)})
+                        op = (
+                            "shares_no_elements_with" if neg else "shares_at_least_one_element_with"
+                        )
+                        parts.append(
+                            {
+                                "name": "line_skus" if k == "sku" else "line_categories",
+                                "operator": op,
+                                "value": _as_list(v),
+                            }
+                        )
                     else:
-                        (op, bound), = v.items()
+                        ((op, bound),) = v.items()
                         # any line > q  <=>  max > q ;  any line < q  <=>  min < q
                         name = "max_line_qty" if op in ("gt", "gte") else "min_line_qty"
-                        parts.append({"name": name, "operator": BR_OPS[BR_NEG[op] if neg else op], "value": bound})
+                        parts.append(
+                            {
+                                "name": name,
+                                "operator": BR_OPS[BR_NEG[op] if neg else op],
+                                "value": bound,
+                            }
+                        )
                 else:
-                    parts.append({"name": self._line_var(value), "operator": "is_false" if neg else "is_true", "value": None})
+                    parts.append(
+                        {
+                            "name": self._line_var(value),
+                            "operator": "is_false" if neg else "is_true",
+                            "value": None,
+                        }
+                    )
             else:
                 raise AssertionError(key)
         if len(parts) == 1:
@@ -593,17 +719,25 @@ class CedarTranslator:
                 parts.append(f"!{self.translate(value)}")
             elif key in ("total", "quantity"):
                 scale = 100 if key == "total" else 1
-                parts.extend(f"context.{key} {CEDAR_OPS[op]} {bound * scale}" for op, bound in value.items())
+                parts.extend(
+                    f"context.{key} {CEDAR_OPS[op]} {bound * scale}" for op, bound in value.items()
+                )
             elif key in ("order_type", "buyer_role", "buyer_group"):
-                subject = {"order_type": "context.type", "buyer_role": "principal.role", "buyer_group": "principal.group"}[key]
+                subject = {
+                    "order_type": "context.type",
+                    "buyer_role": "principal.role",
+                    "buyer_group": "principal.group",
+                }[key]
                 parts.append(f"{json.dumps(_as_list(value))}.contains({subject})")
             elif key == "lines":
                 if _line_native(value):
                     k, v = next(iter(value.items()))
                     if k in ("sku", "category"):
-                        parts.append(f"context.{'skus' if k == 'sku' else 'cats'}.containsAny({json.dumps(_as_list(v))})")
+                        parts.append(
+                            f"context.{'skus' if k == 'sku' else 'cats'}.containsAny({json.dumps(_as_list(v))})"
+                        )
                     else:
-                        (op, bound), = v.items()
+                        ((op, bound),) = v.items()
                         subject = "context.maxq" if op in ("gt", "gte") else "context.minq"
                         parts.append(f"{subject} {CEDAR_OPS[op]} {bound}")
                 else:
@@ -621,7 +755,13 @@ def line_leaf_function(spec: dict) -> Callable:
     cats = frozenset(_as_list(spec["category"])) if "category" in spec else None
     import operator
 
-    ops = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le, "eq": operator.eq}
+    ops = {
+        "gt": operator.gt,
+        "gte": operator.ge,
+        "lt": operator.lt,
+        "lte": operator.le,
+        "eq": operator.eq,
+    }
     checks = [(ops[op], bound) for op, bound in (spec.get("quantity") or {}).items()]
 
     def test(lines) -> bool:
@@ -646,18 +786,27 @@ class Engine:
     name: str
     what: str
     run: Callable[[Order], Any]  # the timed call
-    result: Callable[[Order, Any], tuple]  # (matched step indices, approvers per matched step), untimed
+    result: Callable[
+        [Order, Any], tuple
+    ]  # (matched step indices, approvers per matched step), untimed
 
 
 def engine_ours(policy, directory, index_of: dict[str, int], with_dict: bool) -> Engine:
     def result(order, decision):
         matched = tuple(
-            index_of[t.rule[len("approval.steps."):]] for t in decision.trace if t.result == "matched" and t.rule.startswith("approval.steps.")
+            index_of[t.rule[len("approval.steps.") :]]
+            for t in decision.trace
+            if t.result == "matched" and t.rule.startswith("approval.steps.")
         )
-        assert decision.outcome in ("approved", "pending"), (order.id, decision.outcome, decision.reason_codes())
+        assert decision.outcome in ("approved", "pending"), (
+            order.id,
+            decision.outcome,
+            decision.reason_codes(),
+        )
         return matched, tuple(tuple(a.account for a in s.approvers) for s in decision.steps)
 
     if with_dict:
+
         def run(order):
             d = policy.evaluate(order, directory, now=NOW)
             d.as_dict()
@@ -721,11 +870,16 @@ def engine_hand(data: dict, directory, approvers: HandApprovers) -> Engine:
     return engine
 
 
-def engine_rule_engine(data: dict, directory, approvers: HandApprovers, orders: list[Order]) -> tuple[Engine, Callable]:
+def engine_rule_engine(
+    data: dict, directory, approvers: HandApprovers, orders: list[Order]
+) -> tuple[Engine, Callable]:
     import rule_engine
 
     context = rule_engine.Context(default_value=None)
-    rules = tuple((i, rule_engine.Rule(to_rule_engine(s["when"]), context=context)) for i, s in enumerate(data["approval"]["steps"]))
+    rules = tuple(
+        (i, rule_engine.Rule(to_rule_engine(s["when"]), context=context))
+        for i, s in enumerate(data["approval"]["steps"])
+    )
     select = approvers.select
 
     def prepare(order):  # native input, built outside the timed loop (like Order for ours)
@@ -733,7 +887,9 @@ def engine_rule_engine(data: dict, directory, approvers: HandApprovers, orders: 
             "total": order.total,
             "type": order.type,
             "quantity": sum(l.quantity for l in order.lines),
-            "lines": [{"sku": l.sku, "category": l.category, "quantity": l.quantity} for l in order.lines],
+            "lines": [
+                {"sku": l.sku, "category": l.category, "quantity": l.quantity} for l in order.lines
+            ],
         }
 
     prepared = {id(o): prepare(o) for o in orders}
@@ -756,7 +912,9 @@ def engine_rule_engine(data: dict, directory, approvers: HandApprovers, orders: 
     ), prepare
 
 
-def engine_jsonlogic(data: dict, directory, approvers: HandApprovers, orders: list[Order]) -> Engine:
+def engine_jsonlogic(
+    data: dict, directory, approvers: HandApprovers, orders: list[Order]
+) -> Engine:
     from json_logic import jsonLogic
 
     logics = tuple((i, to_jsonlogic(s["when"])) for i, s in enumerate(data["approval"]["steps"]))
@@ -767,7 +925,10 @@ def engine_jsonlogic(data: dict, directory, approvers: HandApprovers, orders: li
             "total": int(order.total * 100),
             "type": order.type,
             "quantity": int(sum(l.quantity for l in order.lines)),
-            "lines": [{"sku": l.sku, "category": l.category, "quantity": int(l.quantity)} for l in order.lines],
+            "lines": [
+                {"sku": l.sku, "category": l.category, "quantity": int(l.quantity)}
+                for l in order.lines
+            ],
         }
 
     prepared = {id(o): prepare(o) for o in orders}
@@ -795,13 +956,21 @@ def engine_business_rules(data: dict, directory, approvers: HandApprovers) -> En
     from business_rules.actions import BaseActions, rule_action
     from business_rules.fields import FIELD_NUMERIC
     from business_rules.variables import (
-        BaseVariables, boolean_rule_variable, numeric_rule_variable, select_multiple_rule_variable,
+        BaseVariables,
+        boolean_rule_variable,
+        numeric_rule_variable,
+        select_multiple_rule_variable,
     )
 
     tr = BusinessRulesTranslator()
     rules = []
     for i, s in enumerate(data["approval"]["steps"]):
-        rules.append({"conditions": tr.translate(s["when"]), "actions": [{"name": "match", "params": {"step": i}}]})
+        rules.append(
+            {
+                "conditions": tr.translate(s["when"]),
+                "actions": [{"name": "match", "params": {"step": i}}],
+            }
+        )
 
     class OrderVariables(BaseVariables):
         def __init__(self, order, role, group):
@@ -881,18 +1050,31 @@ def engine_business_rules(data: dict, directory, approvers: HandApprovers) -> En
     )
 
 
-def engine_cedar(data: dict, directory_data: dict, directory, approvers: HandApprovers, orders: list[Order]) -> Engine:
+def engine_cedar(
+    data: dict, directory_data: dict, directory, approvers: HandApprovers, orders: list[Order]
+) -> Engine:
     import cedarpy
 
     tr = CedarTranslator()
-    texts = [f'@id("{s["name"]}")\npermit(principal, action, resource) when {{ {tr.translate(s["when"])} }};' for s in data["approval"]["steps"]]
+    texts = [
+        f'@id("{s["name"]}")\npermit(principal, action, resource) when {{ {tr.translate(s["when"])} }};'
+        for s in data["approval"]["steps"]
+    ]
     policies = cedarpy.PolicySet.from_str("\n".join(texts))
     entities_json = []
     for aid, spec in directory_data["accounts"].items():
         m = spec["memberships"][0]
-        entities_json.append({"uid": {"type": "Account", "id": aid}, "attrs": {"role": m["role"], "group": m.get("group") or ""}, "parents": []})
+        entities_json.append(
+            {
+                "uid": {"type": "Account", "id": aid},
+                "attrs": {"role": m["role"], "group": m.get("group") or ""},
+                "parents": [],
+            }
+        )
     entities = cedarpy.Entities.from_json_str(json.dumps(entities_json))
-    leaf_tests = tuple((f"line_{n}", line_leaf_function(spec)) for n, spec in enumerate(tr.line_leaves))
+    leaf_tests = tuple(
+        (f"line_{n}", line_leaf_function(spec)) for n, spec in enumerate(tr.line_leaves)
+    )
     select = approvers.select
     is_authorized = cedarpy.is_authorized
 
@@ -915,9 +1097,16 @@ def engine_cedar(data: dict, directory_data: dict, directory, approvers: HandApp
         lines = order.lines
         for name, test in leaf_tests:
             context[name] = test(lines)
-        request = {"principal": f'Account::"{order.buyer}"', "action": 'Action::"submit"', "resource": f'Order::"{order.id}"', "context": context}
+        request = {
+            "principal": f'Account::"{order.buyer}"',
+            "action": 'Action::"submit"',
+            "resource": f'Order::"{order.id}"',
+            "context": context,
+        }
         response = is_authorized(request, policies, entities)
-        matched = tuple(sorted(int(r[6:]) for r in response.diagnostics.reasons))  # "policyN", N = step index
+        matched = tuple(
+            sorted(int(r[6:]) for r in response.diagnostics.reasons)
+        )  # "policyN", N = step index
         m = directory.membership(order.buyer)
         return matched, select(matched, order.buyer, m, order.total)
 
@@ -968,7 +1157,11 @@ def measure(engine: Engine, orders: list[Order]) -> Measure:
         results.append(result(order, out))  # untimed; the Decision is dropped here
     out = None
     spent = sum(latencies)
-    bulk = orders if spent <= BULK_BUDGET_NS else orders[: max(1000, int(len(orders) * BULK_BUDGET_NS / spent))]
+    bulk = (
+        orders
+        if spent <= BULK_BUDGET_NS
+        else orders[: max(1000, int(len(orders) * BULK_BUDGET_NS / spent))]
+    )
     gc.collect()
     t0 = perf()
     for order in bulk:
@@ -976,7 +1169,14 @@ def measure(engine: Engine, orders: list[Order]) -> Measure:
     elapsed = perf() - t0
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    return Measure(len(bulk) / (elapsed / 1e9), statistics.median(latencies) / 1000, p99 / 1000, elapsed / len(bulk) / 1000, results, len(bulk))
+    return Measure(
+        len(bulk) / (elapsed / 1e9),
+        statistics.median(latencies) / 1000,
+        p99 / 1000,
+        elapsed / len(bulk) / 1000,
+        results,
+        len(bulk),
+    )
 
 
 def time_compile(n_steps: int, directory_data: dict, runs: int = 5) -> dict:
@@ -1003,7 +1203,12 @@ def time_compile(n_steps: int, directory_data: dict, runs: int = 5) -> dict:
 
 def missing_peers() -> list[str]:
     missing = []
-    for module, package in (("rule_engine", "rule-engine"), ("json_logic", "panzi-json-logic"), ("business_rules", "business-rules"), ("cedarpy", "cedarpy")):
+    for module, package in (
+        ("rule_engine", "rule-engine"),
+        ("json_logic", "panzi-json-logic"),
+        ("business_rules", "business-rules"),
+        ("cedarpy", "cedarpy"),
+    ):
         try:
             __import__(module)
         except ImportError:
@@ -1020,12 +1225,18 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def run_set(n_steps: int, directory_data: dict, directory, orders: list[Order], only: set[str] | None) -> dict:
+def run_set(
+    n_steps: int, directory_data: dict, directory, orders: list[Order], only: set[str] | None
+) -> dict:
     text, data = build_ruleset(n_steps, directory_data)
     policy = compile_ruleset(text, f"bench-{n_steps}.yaml")
     index_of = {s["name"]: i for i, s in enumerate(data["approval"]["steps"])}
     approvers = HandApprovers(data, directory)
-    engines = [engine_ours(policy, directory, index_of, False), engine_ours(policy, directory, index_of, True), engine_hand(data, directory, approvers)]
+    engines = [
+        engine_ours(policy, directory, index_of, False),
+        engine_ours(policy, directory, index_of, True),
+        engine_hand(data, directory, approvers),
+    ]
     engines.append(engine_rule_engine(data, directory, approvers, orders)[0])
     engines.append(engine_jsonlogic(data, directory, approvers, orders))
     engines.append(engine_business_rules(data, directory, approvers))
@@ -1037,7 +1248,11 @@ def run_set(n_steps: int, directory_data: dict, directory, orders: list[Order], 
         print(f"  [{n_steps} steps] {engine.name} ...", end="", flush=True)
         measures[engine.key] = measure(engine, orders)
         x = measures[engine.key]
-        note = f" (bulk loop over the first {x.bulk_orders:,} orders)" if x.bulk_orders < len(orders) else ""
+        note = (
+            f" (bulk loop over the first {x.bulk_orders:,} orders)"
+            if x.bulk_orders < len(orders)
+            else ""
+        )
         print(f" {fmt_rate(x.rate)}/s{note}", flush=True)
     ours = measures["ours"].results
     checked = {}
@@ -1047,7 +1262,9 @@ def run_set(n_steps: int, directory_data: dict, directory, orders: list[Order], 
         theirs = measures[engine.key].results
         assert len(theirs) == len(ours)
         for order, a, b in zip(orders, ours, theirs):
-            assert a == b, f"{engine.name} disagrees with ours on order {order.id}: ours {a}, theirs {b}"
+            assert a == b, (
+                f"{engine.name} disagrees with ours on order {order.id}: ours {a}, theirs {b}"
+            )
         checked[engine.key] = len(theirs)
     matched_counts = [len(r[0]) for r in ours]
     return {
@@ -1065,22 +1282,34 @@ def print_table(block: dict) -> None:
     m = block["measures"]
     ours = m["ours"]
     print()
-    print(f"== {block['steps']}-step rule set: {len(ours.results):,} orders; on average {block['mean_matched']:.1f} steps match, "
-          f"{block['pending_share']:.0%} of orders need approval")
-    header = f"{'engine':<30} {'decisions/s':>12} {'median µs':>10} {'p99 µs':>10} {'time vs ours':>13}"
+    print(
+        f"== {block['steps']}-step rule set: {len(ours.results):,} orders; on average {block['mean_matched']:.1f} steps match, "
+        f"{block['pending_share']:.0%} of orders need approval"
+    )
+    header = (
+        f"{'engine':<30} {'decisions/s':>12} {'median µs':>10} {'p99 µs':>10} {'time vs ours':>13}"
+    )
     print(header)
     print("-" * len(header))
     for engine in block["engines"]:
         x = m[engine.key]
         ratio = ours.rate / x.rate  # >1: slower than ours
         star = "*" if x.bulk_orders < len(x.results) else ""
-        print(f"{engine.name:<30} {fmt_rate(x.rate) + star:>12} {x.median_us:>10.1f} {x.p99_us:>10.1f} {ratio:>12.2f}x")
-    print("decisions/s and time vs ours: bulk loop, no per-call timer; median/p99: every call timed with perf_counter_ns.")
+        print(
+            f"{engine.name:<30} {fmt_rate(x.rate) + star:>12} {x.median_us:>10.1f} {x.p99_us:>10.1f} {ratio:>12.2f}x"
+        )
+    print(
+        "decisions/s and time vs ours: bulk loop, no per-call timer; median/p99: every call timed with perf_counter_ns."
+    )
     print("time vs ours = that engine's time per decision / ours (evaluate, trace on).")
     if any(m[e.key].bulk_orders < len(ours.results) for e in block["engines"]):
-        print(f"* bulk loop over a prefix of the orders (~{BULK_BUDGET_NS / 1e9:.0f} s budget); every order was still timed per call and cross-checked.")
-    print("cross-checked against ours, every order, matched steps and selected approvers equal: "
-          + ", ".join(f"{k}: {v:,}" for k, v in block["checked"].items()))
+        print(
+            f"* bulk loop over a prefix of the orders (~{BULK_BUDGET_NS / 1e9:.0f} s budget); every order was still timed per call and cross-checked."
+        )
+    print(
+        "cross-checked against ours, every order, matched steps and selected approvers equal: "
+        + ", ".join(f"{k}: {v:,}" for k, v in block["checked"].items())
+    )
 
 
 def targets(blocks: dict[int, dict], compile_info: dict) -> list[tuple[str, str, bool | None]]:
@@ -1088,20 +1317,44 @@ def targets(blocks: dict[int, dict], compile_info: dict) -> list[tuple[str, str,
     b20 = blocks.get(20)
     if b20:
         rate = b20["measures"]["ours"].rate
-        out.append((f">= {TARGET_RATE:,} decisions/s, 20-step set, trace on", f"{fmt_rate(rate)}/s", rate >= TARGET_RATE))
+        out.append(
+            (
+                f">= {TARGET_RATE:,} decisions/s, 20-step set, trace on",
+                f"{fmt_rate(rate)}/s",
+                rate >= TARGET_RATE,
+            )
+        )
     for n, block in sorted(blocks.items()):
         m = block["measures"]
         ours = m["ours"].rate
         if "a" in m:
             ratio = m["a"].rate / ours
-            out.append((f"within {TARGET_FLOOR}x of (a) hand-written, {n} steps", f"{ratio:.2f}x (a)'s time", ratio <= TARGET_FLOOR))
+            out.append(
+                (
+                    f"within {TARGET_FLOOR}x of (a) hand-written, {n} steps",
+                    f"{ratio:.2f}x (a)'s time",
+                    ratio <= TARGET_FLOOR,
+                )
+            )
         for key in ("b", "c", "d", "e"):
             if key in m:
                 ahead = ours / m[key].rate
                 name = next(e.name for e in block["engines"] if e.key == key)
-                out.append((f">= {TARGET_AHEAD:.0f}x ahead of {name}, {n} steps", f"{ahead:.1f}x", ahead >= TARGET_AHEAD))
+                out.append(
+                    (
+                        f">= {TARGET_AHEAD:.0f}x ahead of {name}, {n} steps",
+                        f"{ahead:.1f}x",
+                        ahead >= TARGET_AHEAD,
+                    )
+                )
     ms = compile_info["median_ms"]
-    out.append((f"validate+compile {compile_info['steps']:,} steps < {TARGET_COMPILE_MS:.0f} ms", f"{ms:.1f} ms", ms < TARGET_COMPILE_MS))
+    out.append(
+        (
+            f"validate+compile {compile_info['steps']:,} steps < {TARGET_COMPILE_MS:.0f} ms",
+            f"{ms:.1f} ms",
+            ms < TARGET_COMPILE_MS,
+        )
+    )
     return out
 
 
@@ -1120,7 +1373,9 @@ def profile(policy, directory, orders: list[Order], top: int = 15, with_dict: bo
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
     stats.strip_dirs()
-    out.write(f"--- cProfile, {len(orders):,} evaluations{' + as_dict()' if with_dict else ''}, by cumulative time\n")
+    out.write(
+        f"--- cProfile, {len(orders):,} evaluations{' + as_dict()' if with_dict else ''}, by cumulative time\n"
+    )
     stats.sort_stats("cumulative").print_stats(top)
     out.write("--- by own time (tottime)\n")
     stats.sort_stats("tottime").print_stats(top)
@@ -1129,12 +1384,24 @@ def profile(policy, directory, orders: list[Order], top: int = 15, with_dict: bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=10_000, help="synthetic orders (default 10,000)")
-    parser.add_argument("--quick", action="store_true", help="1,000 orders and 3 compile runs: a smoke run, numbers are noisier")
+    parser.add_argument(
+        "--orders", type=int, default=10_000, help="synthetic orders (default 10,000)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1,000 orders and 3 compile runs: a smoke run, numbers are noisier",
+    )
     parser.add_argument("--steps", default="20,50", help="rule-set sizes to run (default 20,50)")
     parser.add_argument("--only", default="", help="peers to run, e.g. a,c (ours always runs)")
-    parser.add_argument("--profile", action="store_true", help="also print a cProfile of ours on the 20-step set")
-    parser.add_argument("--dump", metavar="DIR", help="write the generated rule sets, directory and peer sources to DIR")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print a cProfile of ours on the 20-step set"
+    )
+    parser.add_argument(
+        "--dump",
+        metavar="DIR",
+        help="write the generated rule sets, directory and peer sources to DIR",
+    )
     args = parser.parse_args(argv)
     n_orders = 1_000 if args.quick and args.orders == 10_000 else args.orders
     compile_runs = 3 if args.quick else 5
@@ -1146,13 +1413,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     directory_data, buyers = build_directory()
-    directory = load_directory(yaml.safe_dump(directory_data, sort_keys=False), "bench-directory.yaml")
+    directory = load_directory(
+        yaml.safe_dump(directory_data, sort_keys=False), "bench-directory.yaml"
+    )
     t0 = time.perf_counter()
     orders = build_orders(n_orders, buyers)
     lines = sum(len(o.lines) for o in orders)
     print(f"approvalrules bench/evaluate.py — seed {SEED}, Python {sys.version.split()[0]}")
-    print(f"directory: 1 company, {len(directory_data['accounts'])} accounts, {len(directory_data['assignments'])} assignments; "
-          f"{n_orders:,} orders ({lines / n_orders:.1f} lines on average), built in {time.perf_counter() - t0:.1f}s (untimed)")
+    print(
+        f"directory: 1 company, {len(directory_data['accounts'])} accounts, {len(directory_data['assignments'])} assignments; "
+        f"{n_orders:,} orders ({lines / n_orders:.1f} lines on average), built in {time.perf_counter() - t0:.1f}s (untimed)"
+    )
     only = {k.strip() for k in args.only.split(",") if k.strip()} or None
 
     if args.dump:
@@ -1164,11 +1435,19 @@ def main(argv: list[str] | None = None) -> int:
             (dump / f"bench-{n}.yaml").write_text(text)
             hd = HandApprovers(data, directory)
             (dump / f"bench-{n}.hand.py").write_text(engine_hand(data, directory, hd).source)  # type: ignore[attr-defined]
-            (dump / f"bench-{n}.cedar").write_text(engine_cedar(data, directory_data, directory, hd, orders[:1]).source)  # type: ignore[attr-defined]
-            (dump / f"bench-{n}.rule-engine.txt").write_text("\n".join(to_rule_engine(s["when"]) for s in data["approval"]["steps"]) + "\n")
-            (dump / f"bench-{n}.jsonlogic.json").write_text(json.dumps([to_jsonlogic(s["when"]) for s in data["approval"]["steps"]], indent=1))
+            (dump / f"bench-{n}.cedar").write_text(
+                engine_cedar(data, directory_data, directory, hd, orders[:1]).source
+            )  # type: ignore[attr-defined]
+            (dump / f"bench-{n}.rule-engine.txt").write_text(
+                "\n".join(to_rule_engine(s["when"]) for s in data["approval"]["steps"]) + "\n"
+            )
+            (dump / f"bench-{n}.jsonlogic.json").write_text(
+                json.dumps([to_jsonlogic(s["when"]) for s in data["approval"]["steps"]], indent=1)
+            )
             tr = BusinessRulesTranslator()
-            (dump / f"bench-{n}.business-rules.json").write_text(json.dumps([tr.translate(s["when"]) for s in data["approval"]["steps"]], indent=1))
+            (dump / f"bench-{n}.business-rules.json").write_text(
+                json.dumps([tr.translate(s["when"]) for s in data["approval"]["steps"]], indent=1)
+            )
         print(f"generated inputs written to {dump}")
 
     blocks = {}
@@ -1178,23 +1457,29 @@ def main(argv: list[str] | None = None) -> int:
     print("\nCompiling a 1,000-step rule set ...", flush=True)
     compile_info = time_compile(1000, directory_data, compile_runs)
 
-    print("\nWhat each engine does per decision (all get the same pre-built orders and the same MemoryDirectory):")
+    print(
+        "\nWhat each engine does per decision (all get the same pre-built orders and the same MemoryDirectory):"
+    )
     seen = set()
     for block in blocks.values():
         for engine in block["engines"]:
             if engine.key not in seen:
                 seen.add(engine.key)
                 print(f"  {engine.name}: {engine.what}")
-    print("  shared approver selection ((a)-(e)): per matched step, the company's approver candidates (pool resolved once per company "
-          "and cached) filtered by self-approval, scope, selectors (role, accounts, relation assigned/unassigned/same_group/"
-          "group_master/company, assignment limit) and the candidate's approval limit — the engine's rules, without trace or Decision.")
+    print(
+        "  shared approver selection ((a)-(e)): per matched step, the company's approver candidates (pool resolved once per company "
+        "and cached) filtered by self-approval, scope, selectors (role, accounts, relation assigned/unassigned/same_group/"
+        "group_master/company, assignment limit) and the candidate's approval limit — the engine's rules, without trace or Decision."
+    )
 
     for block in blocks.values():
         print_table(block)
 
-    print(f"\n== validate + compile, {compile_info['steps']:,}-step rule set ({compile_info['bytes'] / 1024:.0f} KiB of YAML), "
-          f"median of {compile_info['runs']}: {compile_info['median_ms']:.1f} ms "
-          f"(check_ruleset {compile_info['check_ms']:.1f} ms + compile_policy {compile_info['compile_ms']:.1f} ms)")
+    print(
+        f"\n== validate + compile, {compile_info['steps']:,}-step rule set ({compile_info['bytes'] / 1024:.0f} KiB of YAML), "
+        f"median of {compile_info['runs']}: {compile_info['median_ms']:.1f} ms "
+        f"(check_ruleset {compile_info['check_ms']:.1f} ms + compile_policy {compile_info['compile_ms']:.1f} ms)"
+    )
 
     print("\n== targets (ours = policy.evaluate with the trace on)")
     for label, value, ok in targets(blocks, compile_info):

@@ -27,14 +27,12 @@ Prints PASS/MISS; exits 0 whatever the numbers.
 
 from __future__ import annotations
 
-import os
-import sys
-
-
 import argparse
 import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -76,14 +74,27 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(wrk: str, url: str, script: Path, connections: int, duration: float, cpus: str | None) -> dict:
-    cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency", "-s", str(script), url]
+def run_wrk(
+    wrk: str, url: str, script: Path, connections: int, duration: float, cpus: str | None
+) -> dict:
+    cmd = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     for line in out.stdout.splitlines():
         if line.startswith("WRKJSON "):
-            data = json.loads(line[len("WRKJSON "):])
+            data = json.loads(line[len("WRKJSON ") :])
             data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
             return data
     raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
@@ -100,17 +111,32 @@ def combine(results: list[dict]) -> dict:
     }
 
 
-def run_parallel(wrk: str, urls: list[str], script: Path, connections: int, duration: float) -> dict:
+def run_parallel(
+    wrk: str, urls: list[str], script: Path, connections: int, duration: float
+) -> dict:
     procs = []
     for url in urls:
-        cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s", "--latency", "-s", str(script), url]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        cmd = [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ]
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=duration + 60)
         for line in out.splitlines():
             if line.startswith("WRKJSON "):
-                data = json.loads(line[len("WRKJSON "):])
+                data = json.loads(line[len("WRKJSON ") :])
                 data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
                 results.append(data)
     if len(results) != len(urls):
@@ -121,7 +147,12 @@ def run_parallel(wrk: str, urls: list[str], script: Path, connections: int, dura
 def check_endpoints(port: int, body: dict) -> tuple[int, int]:
     status, data = common.http("GET", f"http://127.0.0.1:{port}/health")
     assert status == 200, (status, data)
-    status, data = common.http("POST", f"http://127.0.0.1:{port}/api/v1/evaluate", body, {"Authorization": f"Bearer {common.DEV_KEY}"})
+    status, data = common.http(
+        "POST",
+        f"http://127.0.0.1:{port}/api/v1/evaluate",
+        body,
+        {"Authorization": f"Bearer {common.DEV_KEY}"},
+    )
     assert status == 200, (status, data)
     assert data["outcome"] == "pending" and data.get("trace"), data
     return len(json.dumps(body)), len(json.dumps(data))
@@ -143,7 +174,9 @@ def profile_in_process(ini: Path, body: dict, n: int) -> None:
     health_us = (time.perf_counter() - started) / n * 1e6
     started = time.perf_counter()
     for _ in range(n):
-        response = app.post("/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"})
+        response = app.post(
+            "/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"}
+        )
     evaluate_us = (time.perf_counter() - started) / n * 1e6
     text = response.body
     started = time.perf_counter()
@@ -155,8 +188,12 @@ def profile_in_process(ini: Path, body: dict, n: int) -> None:
     for _ in range(n):
         json.dumps(decoded)
     dumps_us = (time.perf_counter() - started) / n * 1e6
-    print(f"\nin-process (webtest, no sockets), {n} requests each: /health {health_us:.0f} us, evaluate {evaluate_us:.0f} us per request")
-    print(f"  json.loads(request body {len(raw)} B) {loads_us:.1f} us; json.dumps(response {len(text)} B) {dumps_us:.1f} us")
+    print(
+        f"\nin-process (webtest, no sockets), {n} requests each: /health {health_us:.0f} us, evaluate {evaluate_us:.0f} us per request"
+    )
+    print(
+        f"  json.loads(request body {len(raw)} B) {loads_us:.1f} us; json.dumps(response {len(text)} B) {dumps_us:.1f} us"
+    )
     try:
         from pyinstrument import Profiler
     except ImportError:
@@ -173,11 +210,21 @@ def profile_in_process(ini: Path, body: dict, n: int) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 s per measurement instead of 20")
-    parser.add_argument("--duration", type=float, help="seconds per measurement (default 20, --quick 5)")
-    parser.add_argument("--pg", action="store_true", help="serve from a throw-away PostgreSQL database instead of SQLite")
+    parser.add_argument(
+        "--duration", type=float, help="seconds per measurement (default 20, --quick 5)"
+    )
+    parser.add_argument(
+        "--pg",
+        action="store_true",
+        help="serve from a throw-away PostgreSQL database instead of SQLite",
+    )
     parser.add_argument("--threads", type=int, help="waitress threads (default: production.ini's)")
-    parser.add_argument("--no-two-processes", action="store_true", help="skip the 2-process comparison")
-    parser.add_argument("--profile", action="store_true", help="also profile evaluate in-process with pyinstrument")
+    parser.add_argument(
+        "--no-two-processes", action="store_true", help="skip the 2-process comparison"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile evaluate in-process with pyinstrument"
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (5.0 if args.quick else 20.0)
 
@@ -186,7 +233,9 @@ def main(argv: list[str]) -> int:
     if not wrk:
         print("wrk is not available: HTTP benchmark skipped (MISS: not measured)")
         return 0
-    print(f"wrk: {(subprocess.run([wrk, '-v'], capture_output=True, text=True).stdout.splitlines() or ['?'])[0]}")
+    print(
+        f"wrk: {(subprocess.run([wrk, '-v'], capture_output=True, text=True).stdout.splitlines() or ['?'])[0]}"
+    )
     threads = args.threads or common.production_threads()
     two_cpus = (os.cpu_count() or 1) >= 2
 
@@ -211,16 +260,22 @@ def main(argv: list[str]) -> int:
             "evaluate": tmp / "evaluate.lua",
         }
         scripts["health"].write_text(LUA.format(method="GET", body="nil", key=common.DEV_KEY))
-        scripts["evaluate"].write_text(LUA.format(method="POST", body=lua_string(json.dumps(body)), key=common.DEV_KEY))
+        scripts["evaluate"].write_text(
+            LUA.format(method="POST", body=lua_string(json.dumps(body)), key=common.DEV_KEY)
+        )
         paths = {"health": "/health", "evaluate": "/api/v1/evaluate"}
         db_name = "PostgreSQL" if args.pg else "SQLite"
-        print(f"server: pserve (waitress, threads={threads}), {db_name}; {duration:g} s per run, wrk -t1, 2 s warm-up")
+        print(
+            f"server: pserve (waitress, threads={threads}), {db_name}; {duration:g} s per run, wrk -t1, 2 s warm-up"
+        )
 
         rows = []  # (setup, endpoint, connections, result)
         server_cpu, wrk_cpu = ("0", "1") if two_cpus else (None, None)
         with common.Server(ini_a, port_a, server_cpu):
             req_size, resp_size = check_endpoints(port_a, body)
-            print(f"evaluate: request {req_size} B, response {resp_size} B (decision pending, with trace)")
+            print(
+                f"evaluate: request {req_size} B, response {resp_size} B (decision pending, with trace)"
+            )
             print(f"1 process: server pinned to CPU {server_cpu}, wrk to CPU {wrk_cpu}")
             for connections in (1, 16):
                 for endpoint in ("health", "evaluate"):
@@ -228,23 +283,36 @@ def main(argv: list[str]) -> int:
                     run_wrk(wrk, target, scripts[endpoint], connections, 2, wrk_cpu)
                     result = run_wrk(wrk, target, scripts[endpoint], connections, duration, wrk_cpu)
                     rows.append(("1 process", endpoint, connections, result))
-                    print(f"  {endpoint:8} c={connections:<3} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms", flush=True)
+                    print(
+                        f"  {endpoint:8} c={connections:<3} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms",
+                        flush=True,
+                    )
         if two_cpus and not args.no_two_processes:
-            print("2 processes: pserve on 2 ports pinned to CPU 0 and CPU 1; 2 wrk instances x 8 connections, not pinned")
-            servers = [common.Server(ini_a, port_a, "0").start(), common.Server(ini_b, port_b, "1").start()]
+            print(
+                "2 processes: pserve on 2 ports pinned to CPU 0 and CPU 1; 2 wrk instances x 8 connections, not pinned"
+            )
+            servers = [
+                common.Server(ini_a, port_a, "0").start(),
+                common.Server(ini_b, port_b, "1").start(),
+            ]
             for endpoint in ("health", "evaluate"):
                 urls = [f"http://127.0.0.1:{p}{paths[endpoint]}" for p in (port_a, port_b)]
                 run_parallel(wrk, urls, scripts[endpoint], 8, 2)
                 result = run_parallel(wrk, urls, scripts[endpoint], 8, duration)
                 rows.append(("2 processes", endpoint, 16, result))
-                print(f"  {endpoint:8} c=2x8 {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms", flush=True)
+                print(
+                    f"  {endpoint:8} c=2x8 {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms",
+                    flush=True,
+                )
             for s in servers:
                 s.stop()
             servers = []
 
         errors = sum(r["status_errors"] + r["socket_errors"] for *_, r in rows)
         print()
-        print("| setup | connections | endpoint | requests/s | p50 ms | p99 ms | evaluate/health rps | evaluate/health p99 |")
+        print(
+            "| setup | connections | endpoint | requests/s | p50 ms | p99 ms | evaluate/health rps | evaluate/health p99 |"
+        )
         print("|---|---:|---|---:|---:|---:|---:|---:|")
         by = {(s, e, c): r for s, e, c, r in rows}
         for setup, endpoint, connections, r in rows:
@@ -252,7 +320,9 @@ def main(argv: list[str]) -> int:
             ratio = f"{r['rps'] / h['rps']:.0%}" if endpoint == "evaluate" else ""
             p99r = f"{r['p99_us'] / max(h['p99_us'], 1):.2f}x" if endpoint == "evaluate" else ""
             conns = "2x8" if setup == "2 processes" else str(connections)
-            print(f"| {setup} | {conns} | {paths[endpoint]} | {r['rps']:.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio} | {p99r} |")
+            print(
+                f"| {setup} | {conns} | {paths[endpoint]} | {r['rps']:.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio} | {p99r} |"
+            )
         print(f"\nnon-2xx or socket errors over all runs: {errors}")
         print("\ntargets (issue 7):")
         for setup in ("1 process", "2 processes"):
@@ -261,11 +331,19 @@ def main(argv: list[str]) -> int:
                     continue
                 e, h = by[(setup, "evaluate", connections)], by[(setup, "health", connections)]
                 label = f"{setup}, {'2x8' if setup == '2 processes' else connections} conn"
-                print(f"  {common.verdict(e['rps'] >= 0.8 * h['rps'])}  {label}: evaluate throughput >= 80% of /health  ({e['rps'] / h['rps']:.0%})")
-                print(f"  {common.verdict(e['p99_us'] <= 1.5 * h['p99_us'])}  {label}: evaluate p99 <= 1.5x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)")
+                print(
+                    f"  {common.verdict(e['rps'] >= 0.8 * h['rps'])}  {label}: evaluate throughput >= 80% of /health  ({e['rps'] / h['rps']:.0%})"
+                )
+                print(
+                    f"  {common.verdict(e['p99_us'] <= 1.5 * h['p99_us'])}  {label}: evaluate p99 <= 1.5x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)"
+                )
         e1 = by[("1 process", "evaluate", 1)]
-        print(f"  {common.verdict(e1['p50_us'] <= 1000)}  1 connection: evaluate p50 <= 1 ms  ({e1['p50_us'] / 1000:.2f} ms)")
-        print(f"  {common.verdict(e1['p99_us'] <= 3000)}  1 connection: evaluate p99 <= 3 ms  ({e1['p99_us'] / 1000:.2f} ms)")
+        print(
+            f"  {common.verdict(e1['p50_us'] <= 1000)}  1 connection: evaluate p50 <= 1 ms  ({e1['p50_us'] / 1000:.2f} ms)"
+        )
+        print(
+            f"  {common.verdict(e1['p99_us'] <= 3000)}  1 connection: evaluate p99 <= 3 ms  ({e1['p99_us'] / 1000:.2f} ms)"
+        )
         if args.profile:
             profile_in_process(ini_a, body, 500 if args.quick else 2000)
     finally:

@@ -50,7 +50,13 @@ def variants(n: int, offset: int = 0) -> list[tuple[str, str]]:
             return f"{m.group(1)}: {round(float(m.group(2)) * factor, 2):g}"
 
         body = THRESHOLD.sub(scale, text)
-        body = re.sub(r"^description: .*$", f"description: tenant {i:04d}, variant of {path.name} (x{factor:.3f})", body, count=1, flags=re.M)
+        body = re.sub(
+            r"^description: .*$",
+            f"description: tenant {i:04d}, variant of {path.name} (x{factor:.3f})",
+            body,
+            count=1,
+            flags=re.M,
+        )
         out.append((f"tenant-{i:04d}/{path.name}", body))
     return out
 
@@ -67,7 +73,9 @@ def main(argv: list[str]) -> int:
     from approvalrules.store import versions
 
     texts = variants(n)
-    assert len({hashlib.sha256(t.encode()).hexdigest() for _, t in texts}) == n, "variants are not distinct"
+    assert len({hashlib.sha256(t.encode()).hexdigest() for _, t in texts}) == n, (
+        "variants are not distinct"
+    )
     resolve = engine.folder_resolver(common.RULES)
     cache = engine.PolicyCache(size=max(2048, n))
     gc.collect()
@@ -88,7 +96,9 @@ def main(argv: list[str]) -> int:
     rss_all = common.rss_kib()
     assert len(cache) == n
     per = (rss_all - rss_first) / max(1, n - 1)
-    print(f"{n} tenants, {n} distinct rule sets ({len(set(s.split('/')[1] for s, _ in texts))} bases from rules/, each extending tenant-default)")
+    print(
+        f"{n} tenants, {n} distinct rule sets ({len(set(s.split('/')[1] for s, _ in texts))} bases from rules/, each extending tenant-default)"
+    )
     print(f"RSS before compiling (engine imported): {rss_start / 1024:.1f} MiB")
     print(f"RSS after the first policy:             {rss_first / 1024:.1f} MiB")
     print(f"RSS with {n} compiled policies:        {rss_all / 1024:.1f} MiB")
@@ -107,15 +117,25 @@ def main(argv: list[str]) -> int:
     gc.collect()
     traced_per = (tracemalloc.get_traced_memory()[0] - traced_before) / len(extra)
     tracemalloc.stop()
-    print(f"retained by one compiled policy (tracemalloc, 100 more policies): {traced_per / 1024:.0f} KiB")
-    print(f"compile (validate + compile, parent resolved from disk): {compile_s / max(1, n - 1) * 1000:.1f} ms per rule set")
-    print(f"per-process caches in the code: approvalrules.engine._cache holds {engine._cache.size} (compile_ruleset, standalone rule sets only), "
-          f"approvalrules.store.versions.policy_for holds {versions._policy_cache().size}")
+    print(
+        f"retained by one compiled policy (tracemalloc, 100 more policies): {traced_per / 1024:.0f} KiB"
+    )
+    print(
+        f"compile (validate + compile, parent resolved from disk): {compile_s / max(1, n - 1) * 1000:.1f} ms per rule set"
+    )
+    print(
+        f"per-process caches in the code: approvalrules.engine._cache holds {engine._cache.size} (compile_ruleset, standalone rule sets only), "
+        f"approvalrules.store.versions.policy_for holds {versions._policy_cache().size}"
+    )
     if versions._policy_cache().size < n:
-        print(f"MISS  store.versions' policy cache ({versions._policy_cache().size}) is smaller than {n} tenants: a worker serving them all recompiles on most requests (LRU thrash)")
+        print(
+            f"MISS  store.versions' policy cache ({versions._policy_cache().size}) is smaller than {n} tenants: a worker serving them all recompiles on most requests (LRU thrash)"
+        )
     else:
         print(f"PASS  store.versions' policy cache holds {n} tenants")
-    print(f"| tenants | RSS before | RSS after | per policy (RSS) | per policy (tracemalloc) |\n|---:|---:|---:|---:|---:|\n| {n} | {rss_start / 1024:.1f} MiB | {rss_all / 1024:.1f} MiB | {per:.0f} KiB | {traced_per / 1024:.0f} KiB |")
+    print(
+        f"| tenants | RSS before | RSS after | per policy (RSS) | per policy (tracemalloc) |\n|---:|---:|---:|---:|---:|\n| {n} | {rss_start / 1024:.1f} MiB | {rss_all / 1024:.1f} MiB | {per:.0f} KiB | {traced_per / 1024:.0f} KiB |"
+    )
     return 0
 
 

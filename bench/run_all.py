@@ -48,7 +48,10 @@ def main(argv: list[str]) -> int:
         print(f"==== bench/{script} {' '.join(passthrough)}".rstrip(), flush=True)
         started = time.perf_counter()
         code = subprocess.call([sys.executable, str(path), *passthrough], cwd=HERE.parent)
-        print(f"==== bench/{script}: exit {code} after {time.perf_counter() - started:.0f}s", flush=True)
+        print(
+            f"==== bench/{script}: exit {code} after {time.perf_counter() - started:.0f}s",
+            flush=True,
+        )
         if code and not status:
             status = code
     return status

@@ -71,13 +71,22 @@ def test_list_rule_files_odd_files(tmp_path):
     (tmp_path / "e-nested.yaml").write_text("ruleset: {a: 1}\n")
     (tmp_path / "f-dir.yaml").mkdir()
     entries = {e["file"]: e for e in list_rule_files(tmp_path)}
-    assert sorted(entries) == ["a-list.yaml", "b-empty.yaml", "c-latin1.yaml",
-                               "d-date.yaml", "e-nested.yaml"]
+    assert sorted(entries) == [
+        "a-list.yaml",
+        "b-empty.yaml",
+        "c-latin1.yaml",
+        "d-date.yaml",
+        "e-nested.yaml",
+    ]
     assert entries["a-list.yaml"]["error"] == "top level is list, expected a mapping"
     assert entries["b-empty.yaml"]["error"] == "top level is NoneType, expected a mapping"
     assert "UTF-8" in entries["c-latin1.yaml"]["error"]
-    assert entries["d-date.yaml"] == {"file": "d-date.yaml", "ruleset": "2024-01-31",
-                                      "description": "42", "error": None}
+    assert entries["d-date.yaml"] == {
+        "file": "d-date.yaml",
+        "ruleset": "2024-01-31",
+        "description": "42",
+        "error": None,
+    }
     assert entries["e-nested.yaml"]["error"] == "expected a text value, got dict"
 
 

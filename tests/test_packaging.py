@@ -55,8 +55,9 @@ def run(*args, **kwargs):
 
 
 def clean_env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+    }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 
@@ -84,8 +85,7 @@ def installed(tmp_path_factory):
     """(venv, workdir): a fresh venv holding the wheel built from this checkout."""
     tmp = tmp_path_factory.mktemp("packaging")
     env = clean_env()
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp / "dist"), str(ROOT),
-        env=env)
+    run(sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp / "dist"), str(ROOT), env=env)
     [wheel] = (tmp / "dist").glob("approvalrules-*.whl")
     venv = tmp / "venv"
     run(sys.executable, "-m", "venv", str(venv), env=env)
@@ -122,7 +122,8 @@ def test_installed_app_serves(installed):
     rules = work / "rules"
     rules.mkdir(exist_ok=True)
     (rules / "sample.yaml").write_text("ruleset: sample\ndescription: from the wheel\n")
-    (work / "app.ini").write_text(textwrap.dedent(f"""\
+    (work / "app.ini").write_text(
+        textwrap.dedent(f"""\
         [app:main]
         use = egg:approvalrules
         sqlalchemy.url = sqlite:///{work / "app.sqlite"}
@@ -131,11 +132,17 @@ def test_installed_app_serves(installed):
         [server:main]
         use = egg:waitress#main
         listen = 127.0.0.1:{port}
-        """))
+        """)
+    )
     log = work / "pserve.log"
     with log.open("w") as out:
-        server = subprocess.Popen([str(venv / "bin" / "pserve"), "app.ini"], cwd=work,
-                                  env=clean_env(), stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            [str(venv / "bin" / "pserve"), "app.ini"],
+            cwd=work,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         status, body = get(f"http://127.0.0.1:{port}/health")
         assert status == 200

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from approvalrules.durations import isoformat, parse_instant
-from approvalrules.money import format_amount
 from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
+from approvalrules.money import format_amount
 from approvalrules.store.models import ApprovalAction, ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import DirectoryService, find_api_key
 from approvalrules.workflow import service
@@ -28,7 +28,9 @@ def api_tenant(request):
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing_api_key", "send the tenant's API key as 'Authorization: Bearer <key>'")
+        raise Unauthorized(
+            "missing_api_key", "send the tenant's API key as 'Authorization: Bearer <key>'"
+        )
     key = find_api_key(request.dbsession, token.strip())
     if key is None or key.revoked_at is not None:
         raise Unauthorized("invalid_api_key", "the API key is unknown or revoked")
@@ -38,7 +40,9 @@ def api_tenant(request):
 def includeme(config):
     config.add_request_method(api_tenant, "tenant", reify=True)
     # over pyramid_tm: a refused request never opens a transaction
-    config.add_tween("approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory")
+    config.add_tween(
+        "approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory"
+    )
 
 
 def json_body(request) -> dict:
@@ -46,12 +50,17 @@ def json_body(request) -> dict:
     try:
         body = json.loads(request.body or b"null", parse_float=str, parse_int=_bounded_int)
     except (ValueError, RecursionError) as exc:
-        raise ApprovalRulesError("invalid_json", f"the request body is not valid JSON: {exc}"[:300]) from None
+        raise ApprovalRulesError(
+            "invalid_json", f"the request body is not valid JSON: {exc}"[:300]
+        ) from None
     if not isinstance(body, dict):
         raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
     if _has_nul(body):
         # PostgreSQL text and JSONB cannot hold U+0000: refuse it here rather than fail on write
-        raise ApprovalRulesError("invalid_json", "the request body contains a NUL character (\\u0000), which is not accepted")
+        raise ApprovalRulesError(
+            "invalid_json",
+            "the request body contains a NUL character (\\u0000), which is not accepted",
+        )
     return body
 
 
@@ -79,7 +88,9 @@ def _bounded_int(text: str) -> int:
 def order_view(session, order: Order) -> dict:
     """An order, its decision and its approval request as the API shows them."""
     request = service.request_for_order(session, order)
-    version = session.get(RuleSetVersion, order.ruleset_version_id) if order.ruleset_version_id else None
+    version = (
+        session.get(RuleSetVersion, order.ruleset_version_id) if order.ruleset_version_id else None
+    )
     data = {
         "id": order.external_id,
         "status": order.status,
@@ -100,17 +111,39 @@ def order_view(session, order: Order) -> dict:
 def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dict:
     steps = []
     for index, step in enumerate(request.steps):
-        acts = [a for a in request.actions if a.step == step["name"] and a.generation == request.generation]
+        acts = [
+            a
+            for a in request.actions
+            if a.step == step["name"] and a.generation == request.generation
+        ]
         steps.append(
             {
                 "name": step["name"],
                 "required": step["required"],
-                "approvers": [a["account"] for a in step["approvers"]] if brief else step["approvers"],
+                "approvers": [a["account"] for a in step["approvers"]]
+                if brief
+                else step["approvers"],
                 "approved_by": [a.approver.external_id for a in acts if a.action == "approve"],
                 "rejected_by": [a.approver.external_id for a in acts if a.action == "reject"],
-                "state": "current" if index == request.current_step and request.status == "pending" else ("done" if index < request.current_step or request.status == "approved" else "waiting"),
+                "state": "current"
+                if index == request.current_step and request.status == "pending"
+                else (
+                    "done"
+                    if index < request.current_step or request.status == "approved"
+                    else "waiting"
+                ),
                 # escalation, approval on timeout, merchant review (issue 9)
-                **{k: step[k] for k in ("merchant", "escalated_at", "timed_out", "approved_by_system", "decided_by") if k in step},
+                **{
+                    k: step[k]
+                    for k in (
+                        "merchant",
+                        "escalated_at",
+                        "timed_out",
+                        "approved_by_system",
+                        "decided_by",
+                    )
+                    if k in step
+                },
             }
         )
     data = {
@@ -126,11 +159,22 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
     }
     if not brief:
         data["history"] = [
-            {"action": a.action, "step": a.step, "by": a.approver.external_id, "for": a.on_behalf_of.external_id if a.on_behalf_of else None,
-             "comment": a.comment, "at": isoformat(a.created_at), "generation": a.generation}
+            {
+                "action": a.action,
+                "step": a.step,
+                "by": a.approver.external_id,
+                "for": a.on_behalf_of.external_id if a.on_behalf_of else None,
+                "comment": a.comment,
+                "at": isoformat(a.created_at),
+                "generation": a.generation,
+            }
             for a in request.actions
         ]
-        data["order_detail"] = {"total": format_amount(request.order.total), "currency": request.order.currency, "buyer": request.order.decision.get("buyer")}
+        data["order_detail"] = {
+            "total": format_amount(request.order.total),
+            "currency": request.order.currency,
+            "buyer": request.order.decision.get("buyer"),
+        }
     return data
 
 
@@ -143,7 +187,9 @@ class StorefrontApi:
 
     @view_config(route_name="api_evaluate", request_method="POST")
     def evaluate(self):
-        decision, version = service.evaluate(self.session, self.tenant, json_body(self.request), dry_run=True)
+        decision, version = service.evaluate(
+            self.session, self.tenant, json_body(self.request), dry_run=True
+        )
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
         return data
@@ -151,7 +197,10 @@ class StorefrontApi:
     @view_config(route_name="api_orders", request_method="POST")
     def submit(self):
         order, created = service.submit(
-            self.session, self.tenant, json_body(self.request), idempotency_key=self.request.headers.get("Idempotency-Key")
+            self.session,
+            self.tenant,
+            json_body(self.request),
+            idempotency_key=self.request.headers.get("Idempotency-Key"),
         )
         self.request.response.status_int = 201 if created else 200
         return order_view(self.session, order)
@@ -162,77 +211,132 @@ class StorefrontApi:
         params = self.request.params
         viewer = params.get("viewer")
         if not viewer:
-            raise OrderError("missing_viewer", "name the account whose view to list as ?viewer=", path="viewer")
+            raise OrderError(
+                "missing_viewer", "name the account whose view to list as ?viewer=", path="viewer"
+            )
         page, per_page = _page(params)
-        query = service.visible_orders_query(self.session, self.tenant, viewer, params.get("company"))
+        query = service.visible_orders_query(
+            self.session, self.tenant, viewer, params.get("company")
+        )
         total = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = self.session.scalars(query.order_by(Order.created_at.desc(), Order.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+        rows = self.session.scalars(
+            query.order_by(Order.created_at.desc(), Order.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        ).all()
         return {
-            "items": [{"id": o.external_id, "status": o.status, "total": format_amount(o.total), "currency": o.currency, "buyer": o.decision.get("buyer", {}).get("account")} for o in rows],
-            "page": page, "per_page": per_page, "total": total,
+            "items": [
+                {
+                    "id": o.external_id,
+                    "status": o.status,
+                    "total": format_amount(o.total),
+                    "currency": o.currency,
+                    "buyer": o.decision.get("buyer", {}).get("account"),
+                }
+                for o in rows
+            ],
+            "page": page,
+            "per_page": per_page,
+            "total": total,
         }
 
     @view_config(route_name="api_order", request_method="GET")
     def get(self):
-        return order_view(self.session, service.get_order(self.session, self.tenant, self.request.matchdict["id"]))
+        return order_view(
+            self.session, service.get_order(self.session, self.tenant, self.request.matchdict["id"])
+        )
 
     @view_config(route_name="api_order_action", request_method="POST")
     def order_action(self):
         action = self.request.matchdict["action"]
-        handlers = {"withdraw": service.withdraw, "released": service.release, "convert": service.convert}
+        handlers = {
+            "withdraw": service.withdraw,
+            "released": service.release,
+            "convert": service.convert,
+        }
         if action not in handlers:
             from approvalrules.errors import NotFound
 
-            raise NotFound("unknown_action", f"no order action {action!r}; use withdraw, released or convert")
+            raise NotFound(
+                "unknown_action", f"no order action {action!r}; use withdraw, released or convert"
+            )
         order = handlers[action](self.session, self.tenant, self.request.matchdict["id"])
         return order_view(self.session, order)
 
     @view_config(route_name="api_approvals", request_method="GET")
     def approvals(self):
         params = self.request.params
-        query, counts_query = service.inbox_queries(self.tenant.id, approver=params.get("approver"), status=params.get("status"))
+        query, counts_query = service.inbox_queries(
+            self.tenant.id, approver=params.get("approver"), status=params.get("status")
+        )
         # the page renders each request's order and actions: load them with it, not row by row
-        query = query.options(contains_eager(ApprovalRequest.order), selectinload(ApprovalRequest.actions).options(joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)))
+        query = query.options(
+            contains_eager(ApprovalRequest.order),
+            selectinload(ApprovalRequest.actions).options(
+                joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)
+            ),
+        )
         for name, op in (("from", "__ge__"), ("to", "__le__")):
             if params.get(name):
                 try:
                     when = parse_instant(params[name], name)
                 except ApprovalRulesError:
-                    raise OrderError("invalid_date", f"{name} must be an ISO 8601 date-time", path=name) from None
+                    raise OrderError(
+                        "invalid_date", f"{name} must be an ISO 8601 date-time", path=name
+                    ) from None
                 query = query.where(getattr(ApprovalRequest.created_at, op)(when))
         if params.get("q"):
             query = query.where(Order.external_id.contains(params["q"], autoescape=True))
         page, per_page = _page(params)
         total = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = self.session.scalars(query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()).offset((page - 1) * per_page).limit(per_page)).all()
+        rows = self.session.scalars(
+            query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        ).all()
         counts = dict(self.session.execute(counts_query).all())
         return {
             "items": [approval_view(self.session, r, brief=True) for r in rows],
             "page": page,
             "per_page": per_page,
             "total": total,
-            "counts": {s: counts.get(s, 0) for s in ("pending", "approved", "rejected", "expired", "withdrawn")},
+            "counts": {
+                s: counts.get(s, 0)
+                for s in ("pending", "approved", "rejected", "expired", "withdrawn")
+            },
         }
 
     @view_config(route_name="api_approval", request_method="GET")
     def approval(self):
-        request = service.get_request(self.session, self.tenant, _int_id(self.request.matchdict["id"]))
+        request = service.get_request(
+            self.session, self.tenant, _int_id(self.request.matchdict["id"])
+        )
         self.request.response.etag = str(request.version_id)
         return approval_view(self.session, request)
 
     @view_config(route_name="api_approval_action", request_method="POST")
     def approval_action(self):
         action = self.request.matchdict["action"]
-        handlers = {"approve": service.approve, "reject": service.reject, "reverse": service.reverse}
+        handlers = {
+            "approve": service.approve,
+            "reject": service.reject,
+            "reverse": service.reverse,
+        }
         if action not in handlers:
             from approvalrules.errors import NotFound
 
-            raise NotFound("unknown_action", f"no approval action {action!r}; use approve, reject or reverse")
+            raise NotFound(
+                "unknown_action", f"no approval action {action!r}; use approve, reject or reverse"
+            )
         body = json_body(self.request)
         approver, comment = actor_and_comment(body)
         request = handlers[action](
-            self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver,
-            comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
+            self.session,
+            self.tenant,
+            _int_id(self.request.matchdict["id"]),
+            approver,
+            comment=comment,
+            if_match=self.request.headers.get("If-Match") or body.get("version"),
         )
         self.session.flush()
         self.request.response.etag = str(request.version_id)
@@ -244,8 +348,13 @@ class StorefrontApi:
         body = json_body(self.request)
         approver, comment = actor_and_comment(body)
         request = service.edit(
-            self.session, self.tenant, _int_id(self.request.matchdict["id"]), approver, body.get("lines"),
-            comment=comment, if_match=self.request.headers.get("If-Match") or body.get("version"),
+            self.session,
+            self.tenant,
+            _int_id(self.request.matchdict["id"]),
+            approver,
+            body.get("lines"),
+            comment=comment,
+            if_match=self.request.headers.get("If-Match") or body.get("version"),
         )
         self.session.flush()
         self.request.response.etag = str(request.version_id)
@@ -259,14 +368,27 @@ class StorefrontApi:
         if action not in ("approve", "reject"):
             raise OrderError("invalid_action", "action must be approve or reject", path="action")
         approver, comment = actor_and_comment(body)
-        if not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in ids):
-            raise OrderError("invalid_requests", "requests must be a list of 1 to 100 approval request ids", path="requests")
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or len(ids) > 100
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in ids
+            )
+        ):
+            raise OrderError(
+                "invalid_requests",
+                "requests must be a list of 1 to 100 approval request ids",
+                path="requests",
+            )
         handler = service.approve if action == "approve" else service.reject
         results = []
         for request_id in ids:
             try:
                 with self.session.begin_nested():
-                    request = handler(self.session, self.tenant, request_id, approver, comment=comment)
+                    request = handler(
+                        self.session, self.tenant, request_id, approver, comment=comment
+                    )
                 results.append({"id": request_id, "ok": True, "status": request.status})
             except ApprovalRulesError as exc:
                 results.append({"id": request_id, "ok": False, "error": exc.as_dict()})
@@ -276,61 +398,123 @@ class StorefrontApi:
 
     @view_config(route_name="api_directory_company", request_method="PUT")
     def put_company(self):
-        body = directory_body(self.request, {"name": str, "parent": (str, type(None)), "ruleset": (str, type(None)), "attributes": dict})
+        body = directory_body(
+            self.request,
+            {
+                "name": str,
+                "parent": (str, type(None)),
+                "ruleset": (str, type(None)),
+                "attributes": dict,
+            },
+        )
         self._directory().upsert_company(self.request.matchdict["company"], **body)
         return {"status": "ok", "company": self.request.matchdict["company"]}
 
     @view_config(route_name="api_directory_account", request_method="PUT")
     def put_account(self):
-        body = directory_body(self.request, {"name": str, "email": (str, type(None)), "email_enabled": bool, "active": bool})
+        body = directory_body(
+            self.request,
+            {"name": str, "email": (str, type(None)), "email_enabled": bool, "active": bool},
+        )
         self._directory().upsert_account(self.request.matchdict["account"], **body)
         return {"status": "ok", "account": self.request.matchdict["account"]}
 
     @view_config(route_name="api_directory_group", request_method="PUT")
     def put_group(self):
         body = directory_body(self.request, {"name": str})
-        self._directory().upsert_group(self.request.matchdict["company"], self.request.matchdict["group"], **body)
-        return {"status": "ok", "company": self.request.matchdict["company"], "group": self.request.matchdict["group"]}
+        self._directory().upsert_group(
+            self.request.matchdict["company"], self.request.matchdict["group"], **body
+        )
+        return {
+            "status": "ok",
+            "company": self.request.matchdict["company"],
+            "group": self.request.matchdict["group"],
+        }
 
     @view_config(route_name="api_directory_group", request_method="DELETE")
     def delete_group(self):
         policy = self.request.params.get("policy")
-        self._directory().delete_group(self.request.matchdict["company"], self.request.matchdict["group"], policy)
+        self._directory().delete_group(
+            self.request.matchdict["company"], self.request.matchdict["group"], policy
+        )
         return {"status": "deleted"}
 
     @view_config(route_name="api_directory_membership", request_method="PUT")
     def put_membership(self):
         body = directory_body(
             self.request,
-            {"role": str, "group": (str, type(None)), "master": bool, "default": bool, "status": str, "settings": dict, "attributes": dict, "move": bool},
+            {
+                "role": str,
+                "group": (str, type(None)),
+                "master": bool,
+                "default": bool,
+                "status": str,
+                "settings": dict,
+                "attributes": dict,
+                "move": bool,
+            },
         )
         if "settings" in body:
             _check_settings(body["settings"])
-        self._directory().upsert_membership(self.request.matchdict["account"], self.request.matchdict["company"], **body)
+        self._directory().upsert_membership(
+            self.request.matchdict["account"], self.request.matchdict["company"], **body
+        )
         return {"status": "ok"}
 
     @view_config(route_name="api_directory_assignments", request_method="PUT")
     def put_assignment(self):
-        body = directory_body(self.request, {"approver": str, "account": str, "company": str, "threshold": (int, float, str, type(None)), "limit": (int, float, str, type(None)), "step": (str, type(None))}, required=("approver", "account", "company"))
+        body = directory_body(
+            self.request,
+            {
+                "approver": str,
+                "account": str,
+                "company": str,
+                "threshold": (int, float, str, type(None)),
+                "limit": (int, float, str, type(None)),
+                "step": (str, type(None)),
+            },
+            required=("approver", "account", "company"),
+        )
         from approvalrules.money import parse_amount
 
         for key in ("threshold", "limit"):
             if body.get(key) is not None:
                 body[key] = parse_amount(body[key], key)
-        self._directory().upsert_assignment(body.pop("approver"), body.pop("account"), body.pop("company"), **body)
+        self._directory().upsert_assignment(
+            body.pop("approver"), body.pop("account"), body.pop("company"), **body
+        )
         return {"status": "ok"}
 
     @view_config(route_name="api_directory_delegations", request_method="PUT")
     def put_delegation(self):
         from datetime import date
 
-        body = directory_body(self.request, {"delegator": str, "delegate": str, "valid_from": str, "valid_until": str, "company": (str, type(None)), "step": (str, type(None))}, required=("delegator", "delegate", "valid_from", "valid_until"))
+        body = directory_body(
+            self.request,
+            {
+                "delegator": str,
+                "delegate": str,
+                "valid_from": str,
+                "valid_until": str,
+                "company": (str, type(None)),
+                "step": (str, type(None)),
+            },
+            required=("delegator", "delegate", "valid_from", "valid_until"),
+        )
         for key in ("valid_from", "valid_until"):
             try:
                 body[key] = date.fromisoformat(body[key])
             except ValueError:
-                raise OrderError("invalid_date", f"{key} must be a date like 2026-12-24", path=key) from None
-        self._directory().upsert_delegation(body.pop("delegator"), body.pop("delegate"), body.pop("valid_from"), body.pop("valid_until"), **body)
+                raise OrderError(
+                    "invalid_date", f"{key} must be a date like 2026-12-24", path=key
+                ) from None
+        self._directory().upsert_delegation(
+            body.pop("delegator"),
+            body.pop("delegate"),
+            body.pop("valid_from"),
+            body.pop("valid_until"),
+            **body,
+        )
         return {"status": "ok"}
 
     @view_config(route_name="api_directory_delegations", request_method="DELETE")
@@ -338,8 +522,17 @@ class StorefrontApi:
         params = self.request.params
         missing = [key for key in ("delegator", "delegate") if not params.get(key)]
         if missing:
-            raise OrderError("missing_parameter", f"name the delegation to revoke: ?{'&'.join(k + '=...' for k in missing)}", path=missing[0])
-        self._directory().delete_delegation(params["delegator"], params["delegate"], company=params.get("company") or None, step=params.get("step") or None)
+            raise OrderError(
+                "missing_parameter",
+                f"name the delegation to revoke: ?{'&'.join(k + '=...' for k in missing)}",
+                path=missing[0],
+            )
+        self._directory().delete_delegation(
+            params["delegator"],
+            params["delegate"],
+            company=params.get("company") or None,
+            step=params.get("step") or None,
+        )
         return {"status": "ok"}
 
     def _directory(self) -> DirectoryService:
@@ -351,7 +544,11 @@ def directory_body(request, fields: dict, required: tuple = ()) -> dict:
     body = json_body(request)
     for key, value in body.items():
         if key not in fields:
-            raise OrderError("unknown_key", f"unknown field {key!r}; allowed: {', '.join(sorted(fields))}", path=key)
+            raise OrderError(
+                "unknown_key",
+                f"unknown field {key!r}; allowed: {', '.join(sorted(fields))}",
+                path=key,
+            )
         types = fields[key] if isinstance(fields[key], tuple) else (fields[key],)
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
@@ -366,7 +563,12 @@ def _check_settings(settings: dict) -> None:
     """Membership settings follow the rule-set schema's ``settings`` definition."""
     from approvalrules.validate import validator
 
-    errors = sorted(validator("ruleset").evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"}).iter_errors(settings), key=lambda e: list(map(str, e.path)))
+    errors = sorted(
+        validator("ruleset")
+        .evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"})
+        .iter_errors(settings),
+        key=lambda e: list(map(str, e.path)),
+    )
     if errors:
         first = errors[0]
         path = "settings" + "".join(f".{p}" for p in first.absolute_path)
@@ -377,9 +579,13 @@ def actor_and_comment(body: dict) -> tuple[str, str | None]:
     """The acting approver and the optional comment of an approval action's body, checked."""
     approver, comment = body.get("approver"), body.get("comment")
     if not isinstance(approver, str) or not approver:
-        raise OrderError("missing_approver", "name the acting account as 'approver'", path="approver")
+        raise OrderError(
+            "missing_approver", "name the acting account as 'approver'", path="approver"
+        )
     if comment is not None and (not isinstance(comment, str) or len(comment) > 5000):
-        raise OrderError("invalid_comment", "comment must be text of at most 5,000 characters", path="comment")
+        raise OrderError(
+            "invalid_comment", "comment must be text of at most 5,000 characters", path="comment"
+        )
     return approver, comment
 
 

@@ -8,6 +8,7 @@ publishing validates first, so an invalid or hostile document answers 422
 from __future__ import annotations
 
 from pyramid.view import view_config, view_defaults
+from sqlalchemy import select
 
 from approvalrules.durations import isoformat
 from approvalrules.errors import ApprovalRulesError, NotFound
@@ -16,7 +17,6 @@ from approvalrules.store import versions
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.models import RuleSet
 from approvalrules.workflow import service
-from sqlalchemy import select
 
 
 def version_view(version) -> dict:
@@ -35,11 +35,20 @@ def yaml_body(request) -> str:
     if len(request.body) > MAX_BYTES:
         from approvalrules.errors import DocumentTooLarge, Problem
 
-        raise DocumentTooLarge([Problem("document_too_large", f"the document is {len(request.body):,} bytes; the limit is {MAX_BYTES:,} bytes")])
+        raise DocumentTooLarge(
+            [
+                Problem(
+                    "document_too_large",
+                    f"the document is {len(request.body):,} bytes; the limit is {MAX_BYTES:,} bytes",
+                )
+            ]
+        )
     try:
         return request.body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ApprovalRulesError("not_utf8", f"the document is not UTF-8 text (byte {exc.start})") from None
+        raise ApprovalRulesError(
+            "not_utf8", f"the document is not UTF-8 text (byte {exc.start})"
+        ) from None
 
 
 @view_defaults(renderer="json")
@@ -52,10 +61,17 @@ class RuleSetApi:
 
     @view_config(route_name="api_rulesets", request_method="GET")
     def list(self):
-        rulesets = self.session.scalars(select(RuleSet).where(RuleSet.tenant_id == self.tenant.id).order_by(RuleSet.name)).all()
+        rulesets = self.session.scalars(
+            select(RuleSet).where(RuleSet.tenant_id == self.tenant.id).order_by(RuleSet.name)
+        ).all()
         return {
             "rulesets": [
-                {"name": r.name, "extends": r.extends, "active": version_view(r.active_version) if r.active_version else None, "has_draft": r.draft_text is not None}
+                {
+                    "name": r.name,
+                    "extends": r.extends,
+                    "active": version_view(r.active_version) if r.active_version else None,
+                    "has_draft": r.draft_text is not None,
+                }
                 for r in rulesets
             ]
         }
@@ -70,7 +86,12 @@ class RuleSetApi:
     def get(self):
         ruleset = self._ruleset()
         active = ruleset.active_version
-        return {"name": ruleset.name, "active": version_view(active) if active else None, "text": active.text if active else None, "draft": ruleset.draft_text}
+        return {
+            "name": ruleset.name,
+            "active": version_view(active) if active else None,
+            "text": active.text if active else None,
+            "draft": ruleset.draft_text,
+        }
 
     @view_config(route_name="api_ruleset_draft", request_method="PUT")
     def save_draft(self):
@@ -81,7 +102,14 @@ class RuleSetApi:
     @view_config(route_name="api_ruleset_publish", request_method="POST")
     def publish(self):
         text = yaml_body(self.request) if self.request.body else None
-        version = versions.publish(self.session, self.tenant.id, self.name, author="api", text=text, source=f"{self.name}.yaml")
+        version = versions.publish(
+            self.session,
+            self.tenant.id,
+            self.name,
+            author="api",
+            text=text,
+            source=f"{self.name}.yaml",
+        )
         pending = service.on_publish(self.session, self.tenant, self.name, actor="api")
         self.request.response.status_int = 201
         return {**version_view(version), "pending": pending}
@@ -96,18 +124,36 @@ class RuleSetApi:
     @view_config(route_name="api_ruleset_versions", request_method="GET")
     def list_versions(self):
         self._ruleset()
-        return {"versions": [version_view(v) for v in versions.list_versions(self.session, self.tenant.id, self.name)]}
+        return {
+            "versions": [
+                version_view(v)
+                for v in versions.list_versions(self.session, self.tenant.id, self.name)
+            ]
+        }
 
     @view_config(route_name="api_ruleset_diff", request_method="GET")
     def diff(self):
         from approvalrules.diff import diff_versions
 
-        old = versions.get_version(self.session, self.tenant.id, self.name, _version_number(self.request.params.get("from", "")))
-        new = versions.get_version(self.session, self.tenant.id, self.name, _version_number(self.request.params.get("to", "")))
+        old = versions.get_version(
+            self.session,
+            self.tenant.id,
+            self.name,
+            _version_number(self.request.params.get("from", "")),
+        )
+        new = versions.get_version(
+            self.session,
+            self.tenant.id,
+            self.name,
+            _version_number(self.request.params.get("to", "")),
+        )
         return diff_versions(
-            old.text, new.text, SqlDirectory(self.session, self.tenant.id),
+            old.text,
+            new.text,
+            SqlDirectory(self.session, self.tenant.id),
             resolve=versions.resolver(self.session, self.tenant.id),
-            old_name=f"{self.name}@{old.number}", new_name=f"{self.name}@{new.number}",
+            old_name=f"{self.name}@{old.number}",
+            new_name=f"{self.name}@{new.number}",
         )
 
 

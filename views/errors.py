@@ -60,28 +60,57 @@ def approvalrules_error(exc, request):
 
 @exception_view_config(StaleDataError)
 def stale(exc, request):
-    return _json(request, 409, error_body("concurrent_update", "someone else changed this approval request at the same moment; reload it and try again"))
+    return _json(
+        request,
+        409,
+        error_body(
+            "concurrent_update",
+            "someone else changed this approval request at the same moment; reload it and try again",
+        ),
+    )
 
 
 @exception_view_config(IntegrityError)
 def integrity(exc, request):
     log.info("integrity error: %s", exc.orig)
-    return _json(request, 409, error_body("conflict", "the change conflicts with one made at the same moment; reload and try again"))
+    return _json(
+        request,
+        409,
+        error_body(
+            "conflict",
+            "the change conflicts with one made at the same moment; reload and try again",
+        ),
+    )
 
 
 @exception_view_config(OperationalError)
 def database_unavailable(exc, request):
     log.error("database error: %s", exc.orig)
-    return _json(request, 503, error_body("database_unavailable", "the database is unavailable; try again shortly"), {"Retry-After": "5"})
+    return _json(
+        request,
+        503,
+        error_body("database_unavailable", "the database is unavailable; try again shortly"),
+        {"Retry-After": "5"},
+    )
 
 
 @notfound_view_config()
 def not_found(request):
     if request.path.startswith("/api/"):
-        return _json(request, 404, error_body("not_found", f"no such resource: {request.method} {request.path}"))
+        return _json(
+            request,
+            404,
+            error_body("not_found", f"no such resource: {request.method} {request.path}"),
+        )
     return HTTPNotFound()
 
 
 @exception_view_config(HTTPException, path_info=r"^/api/")
 def http_error(exc, request):
-    return _json(request, exc.status_int, error_body(exc.title.lower().replace(" ", "_"), exc.detail or exc.explanation or exc.title), getattr(exc, "headers", None) and {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+    return _json(
+        request,
+        exc.status_int,
+        error_body(exc.title.lower().replace(" ", "_"), exc.detail or exc.explanation or exc.title),
+        getattr(exc, "headers", None)
+        and {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")},
+    )

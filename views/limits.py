@@ -69,6 +69,7 @@ class RateLimiter:
     def _wait(now: float) -> int:
         return max(1, int(60 - now % 60))
 
+
 def limits_tween_factory(handler, registry):
     settings = registry.settings
     max_body = int(settings.get("approvalrules.max_body_bytes", DEFAULT_MAX_BODY))
@@ -80,18 +81,33 @@ def limits_tween_factory(handler, registry):
             return handler(request)
         length = request.content_length
         if length is not None and length > max_body:
-            return _error(413, "body_too_large", f"the request body is {length:,} bytes; the limit is {max_body:,} bytes")
+            return _error(
+                413,
+                "body_too_large",
+                f"the request body is {length:,} bytes; the limit is {max_body:,} bytes",
+            )
         if length is None and request.method in ("POST", "PUT", "PATCH"):
             # chunked: read at most one byte past the limit, never the whole stream
             data = request.body_file_raw.read(max_body + 1)
             if len(data) > max_body:
-                return _error(413, "body_too_large", f"the request body is over the limit of {max_body:,} bytes")
+                return _error(
+                    413,
+                    "body_too_large",
+                    f"the request body is over the limit of {max_body:,} bytes",
+                )
             request.body = data
         if limiter is not None:
-            key = request.headers.get("Authorization", "")[:200] or request.client_addr or "anonymous"
+            key = (
+                request.headers.get("Authorization", "")[:200] or request.client_addr or "anonymous"
+            )
             wait = limiter.hit(key)
             if wait:
-                return _error(429, "rate_limited", f"more than {per_minute} requests a minute with this API key; retry in {wait} s", {"Retry-After": str(wait)})
+                return _error(
+                    429,
+                    "rate_limited",
+                    f"more than {per_minute} requests a minute with this API key; retry in {wait} s",
+                    {"Retry-After": str(wait)},
+                )
         return handler(request)
 
     return limits_tween

@@ -13,9 +13,20 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 
 def _error_responses(*statuses: int) -> dict:
-    text = {400: "Malformed request", 401: "Missing, wrong or revoked API key", 403: "Not allowed", 404: "Not found (or another tenant's)",
-            409: "Conflicts with the current state", 413: "Too large", 422: "Invalid order or document", 503: "Database unavailable"}
-    return {str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}} for s in statuses}
+    text = {
+        400: "Malformed request",
+        401: "Missing, wrong or revoked API key",
+        403: "Not allowed",
+        404: "Not found (or another tenant's)",
+        409: "Conflicts with the current state",
+        413: "Too large",
+        422: "Invalid order or document",
+        503: "Database unavailable",
+    }
+    return {
+        str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}}
+        for s in statuses
+    }
 
 
 def _rewrite_refs(node):
@@ -36,7 +47,10 @@ def _rewrite_refs(node):
 @functools.cache
 def document() -> dict:
     ruleset_defs = schema("ruleset")["$defs"]
-    components = {name: copy.deepcopy(ruleset_defs[name]) for name in ("money", "currency", "order_type", "payer")}
+    components = {
+        name: copy.deepcopy(ruleset_defs[name])
+        for name in ("money", "currency", "order_type", "payer")
+    }
     components["Order"] = _rewrite_refs(schema("order"))
     components["Error"] = {
         "type": "object",
@@ -45,7 +59,11 @@ def document() -> dict:
             "error": {
                 "type": "object",
                 "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {},
+                },
             }
         },
     }
@@ -54,7 +72,18 @@ def document() -> dict:
         "required": ["outcome", "reasons", "steps", "notifications", "ruleset", "buyer"],
         "properties": {
             "outcome": {"enum": ["approved", "pending", "blocked", "held"]},
-            "reasons": {"type": "array", "items": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}},
+            "reasons": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {"type": "object"},
+                    },
+                },
+            },
             "payer": {"type": ["object", "null"]},
             "steps": {"type": "array", "items": {"type": "object"}},
             "expires_at": {"type": ["string", "null"]},
@@ -62,112 +91,567 @@ def document() -> dict:
             "ruleset": {"type": "object"},
             "buyer": {"type": "object"},
             "order": {"type": "object"},
-            "trace": {"type": "array", "items": {"type": "object", "properties": {"rule": {"type": "string"}, "result": {"type": "string"}, "why": {"type": "string"}}}},
+            "trace": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "rule": {"type": "string"},
+                        "result": {"type": "string"},
+                        "why": {"type": "string"},
+                    },
+                },
+            },
         },
     }
     components["OrderRecord"] = {
         "type": "object",
         "required": ["id", "status", "total", "currency", "decision"],
         "properties": {
-            "id": {"type": "string"}, "status": {"type": "string"}, "total": {"type": "string"}, "currency": {"type": "string"},
-            "type": {"type": "string"}, "released_at": {"type": ["string", "null"]}, "ruleset_version": {"type": ["integer", "null"]},
-            "decision": {"$ref": "#/components/schemas/Decision"}, "approval": {"$ref": "#/components/schemas/Approval"},
-            "previous_decisions": {"type": "array", "items": {"type": "object"}, "description": "Decisions before a re-evaluation (new rule-set version, approver edit), oldest first."},
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "total": {"type": "string"},
+            "currency": {"type": "string"},
+            "type": {"type": "string"},
+            "released_at": {"type": ["string", "null"]},
+            "ruleset_version": {"type": ["integer", "null"]},
+            "decision": {"$ref": "#/components/schemas/Decision"},
+            "approval": {"$ref": "#/components/schemas/Approval"},
+            "previous_decisions": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "Decisions before a re-evaluation (new rule-set version, approver edit), oldest first.",
+            },
         },
     }
     components["Approval"] = {
         "type": "object",
         "required": ["id", "order", "status", "version", "steps"],
         "properties": {
-            "id": {"type": "integer"}, "order": {"type": "string"}, "status": {"enum": ["pending", "approved", "rejected", "expired", "withdrawn"]},
-            "version": {"type": "integer"}, "current_step": {"type": "integer"}, "steps": {"type": "array", "items": {"type": "object"}},
-            "expires_at": {"type": ["string", "null"]}, "created_at": {"type": "string"}, "decided_at": {"type": ["string", "null"]},
-            "history": {"type": "array", "items": {"type": "object"}}, "order_detail": {"type": "object"},
+            "id": {"type": "integer"},
+            "order": {"type": "string"},
+            "status": {"enum": ["pending", "approved", "rejected", "expired", "withdrawn"]},
+            "version": {"type": "integer"},
+            "current_step": {"type": "integer"},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "expires_at": {"type": ["string", "null"]},
+            "created_at": {"type": "string"},
+            "decided_at": {"type": ["string", "null"]},
+            "history": {"type": "array", "items": {"type": "object"}},
+            "order_detail": {"type": "object"},
         },
     }
     components["ApprovalAction"] = {
         "type": "object",
         "required": ["approver"],
-        "properties": {"approver": {"type": "string", "description": "The acting account's id."}, "comment": {"type": "string", "maxLength": 5000}, "version": {"type": "integer"}},
+        "properties": {
+            "approver": {"type": "string", "description": "The acting account's id."},
+            "comment": {"type": "string", "maxLength": 5000},
+            "version": {"type": "integer"},
+        },
     }
-    json_of = lambda ref: {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}  # noqa: E731
+    json_of = lambda ref: {
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+    }  # noqa: E731
     order_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     approval_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
     paths = {
-        "/api/v1/evaluate": {"post": {"summary": "Dry run: the decision for a cart, with its trace; writes nothing", "requestBody": {"required": True, **json_of("Order")},
-                                       "responses": {"200": {"description": "The decision", **json_of("Decision")}, **_error_responses(400, 401, 404, 413, 422, 503)}}},
-        "/api/v1/orders": {"get": {"summary": "The orders an account may see, per the rule set's visibility (own, group, eligible, company)",
-                                    "parameters": [{"name": n, "in": "query", "required": n == "viewer", "schema": {"type": t}} for n, t in (("viewer", "string"), ("company", "string"), ("page", "integer"), ("per_page", "integer"))],
-                                    "responses": {"200": {"description": "A page of orders", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}, "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}}}}}}, **_error_responses(401, 404, 422)}},
-                           "post": {"summary": "Submit an order (idempotent on order id and Idempotency-Key)",
-                                     "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
-                                     "requestBody": {"required": True, **json_of("Order")},
-                                     "responses": {"201": {"description": "Recorded", **json_of("OrderRecord")}, "200": {"description": "Already recorded with this body", **json_of("OrderRecord")}, **_error_responses(400, 401, 409, 413, 422, 503)}}},
-        "/api/v1/orders/{id}": {"get": {"summary": "An order with its decision and approval progress", "parameters": [order_id],
-                                         "responses": {"200": {"description": "The order", **json_of("OrderRecord")}, **_error_responses(401, 404)}}},
+        "/api/v1/evaluate": {
+            "post": {
+                "summary": "Dry run: the decision for a cart, with its trace; writes nothing",
+                "requestBody": {"required": True, **json_of("Order")},
+                "responses": {
+                    "200": {"description": "The decision", **json_of("Decision")},
+                    **_error_responses(400, 401, 404, 413, 422, 503),
+                },
+            }
+        },
+        "/api/v1/orders": {
+            "get": {
+                "summary": "The orders an account may see, per the rule set's visibility (own, group, eligible, company)",
+                "parameters": [
+                    {"name": n, "in": "query", "required": n == "viewer", "schema": {"type": t}}
+                    for n, t in (
+                        ("viewer", "string"),
+                        ("company", "string"),
+                        ("page", "integer"),
+                        ("per_page", "integer"),
+                    )
+                ],
+                "responses": {
+                    "200": {
+                        "description": "A page of orders",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "items": {"type": "array", "items": {"type": "object"}},
+                                        "page": {"type": "integer"},
+                                        "per_page": {"type": "integer"},
+                                        "total": {"type": "integer"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_error_responses(401, 404, 422),
+                },
+            },
+            "post": {
+                "summary": "Submit an order (idempotent on order id and Idempotency-Key)",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {"required": True, **json_of("Order")},
+                "responses": {
+                    "201": {"description": "Recorded", **json_of("OrderRecord")},
+                    "200": {
+                        "description": "Already recorded with this body",
+                        **json_of("OrderRecord"),
+                    },
+                    **_error_responses(400, 401, 409, 413, 422, 503),
+                },
+            },
+        },
+        "/api/v1/orders/{id}": {
+            "get": {
+                "summary": "An order with its decision and approval progress",
+                "parameters": [order_id],
+                "responses": {
+                    "200": {"description": "The order", **json_of("OrderRecord")},
+                    **_error_responses(401, 404),
+                },
+            }
+        },
     }
-    for action, summary in (("withdraw", "The buyer withdraws a pending order"), ("released", "Fulfilment started: closes the reversal window"), ("convert", "Convert a quote into an order and evaluate it")):
-        paths[f"/api/v1/orders/{{id}}/{action}"] = {"post": {"summary": summary, "parameters": [order_id], "responses": {"200": {"description": "The order", **json_of("OrderRecord")}, **_error_responses(401, 404, 409, 422)}}}
-    paths["/api/v1/approvals"] = {"get": {"summary": "Approver inbox and history with counts per status",
-                                           "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": t}} for n, t in (("approver", "string"), ("status", "string"), ("from", "string"), ("to", "string"), ("q", "string"), ("page", "integer"), ("per_page", "integer"))],
-                                           "responses": {"200": {"description": "A page of approval requests", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}, "page": {"type": "integer"}, "per_page": {"type": "integer"}, "total": {"type": "integer"}, "counts": {"type": "object"}}}}}}, **_error_responses(401, 422)}}}
-    paths["/api/v1/approvals/bulk"] = {"post": {"summary": "Approve or reject several requests; each is checked on its own, results per request",
-                                                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["action", "approver", "requests"], "properties": {"action": {"enum": ["approve", "reject"]}, "approver": {"type": "string"}, "comment": {"type": "string"}, "requests": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 4611686018427387903}, "minItems": 1, "maxItems": 100}}}}}},
-                                                "responses": {"200": {"description": "One result per request", "content": {"application/json": {"schema": {"type": "object", "properties": {"results": {"type": "array", "items": {"type": "object"}}}}}}}, **_error_responses(400, 401, 422)}}}
-    paths["/api/v1/approvals/{id}"] = {"get": {"summary": "Steps, progress, who approved or declined, comments", "parameters": [approval_id], "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(401, 404)}}}
-    for action, summary in (("approve", "Approve the current step (N-of-M)"), ("reject", "Decline; the order is cancelled"), ("reverse", "Reverse an approval or a decline while the order is not released")):
-        paths[f"/api/v1/approvals/{{id}}/{action}"] = {"post": {"summary": summary, "parameters": [approval_id, {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
-                                                               "requestBody": {"required": True, **json_of("ApprovalAction")},
-                                                               "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(400, 401, 403, 404, 409, 422)}}}
-    paths["/api/v1/approvals/{id}/edit"] = {"post": {"summary": "An eligible approver lowers quantities or removes lines; the order is re-evaluated and the buyer told",
-                                                   "parameters": [approval_id, {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}],
-                                                   "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["approver", "lines"], "properties": {
-                                                       "approver": {"type": "string"}, "comment": {"type": "string", "maxLength": 5000}, "version": {"type": ["integer", "string"]},
-                                                       "lines": {"type": "array", "description": "The complete new list of lines: a line left out is removed", "items": {"type": "object", "required": ["sku"], "additionalProperties": False,
-                                                                 "properties": {"sku": {"type": "string"}, "quantity": {"$ref": "#/components/schemas/money"}}}}}}}}},
-                                                   "responses": {"200": {"description": "The approval request", **json_of("Approval")}, **_error_responses(400, 401, 403, 404, 409, 422)}}}
+    for action, summary in (
+        ("withdraw", "The buyer withdraws a pending order"),
+        ("released", "Fulfilment started: closes the reversal window"),
+        ("convert", "Convert a quote into an order and evaluate it"),
+    ):
+        paths[f"/api/v1/orders/{{id}}/{action}"] = {
+            "post": {
+                "summary": summary,
+                "parameters": [order_id],
+                "responses": {
+                    "200": {"description": "The order", **json_of("OrderRecord")},
+                    **_error_responses(401, 404, 409, 422),
+                },
+            }
+        }
+    paths["/api/v1/approvals"] = {
+        "get": {
+            "summary": "Approver inbox and history with counts per status",
+            "parameters": [
+                {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                for n, t in (
+                    ("approver", "string"),
+                    ("status", "string"),
+                    ("from", "string"),
+                    ("to", "string"),
+                    ("q", "string"),
+                    ("page", "integer"),
+                    ("per_page", "integer"),
+                )
+            ],
+            "responses": {
+                "200": {
+                    "description": "A page of approval requests",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Approval"},
+                                    },
+                                    "page": {"type": "integer"},
+                                    "per_page": {"type": "integer"},
+                                    "total": {"type": "integer"},
+                                    "counts": {"type": "object"},
+                                },
+                            }
+                        }
+                    },
+                },
+                **_error_responses(401, 422),
+            },
+        }
+    }
+    paths["/api/v1/approvals/bulk"] = {
+        "post": {
+            "summary": "Approve or reject several requests; each is checked on its own, results per request",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["action", "approver", "requests"],
+                            "properties": {
+                                "action": {"enum": ["approve", "reject"]},
+                                "approver": {"type": "string"},
+                                "comment": {"type": "string"},
+                                "requests": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": 4611686018427387903,
+                                    },
+                                    "minItems": 1,
+                                    "maxItems": 100,
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "One result per request",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "results": {"type": "array", "items": {"type": "object"}}
+                                },
+                            }
+                        }
+                    },
+                },
+                **_error_responses(400, 401, 422),
+            },
+        }
+    }
+    paths["/api/v1/approvals/{id}"] = {
+        "get": {
+            "summary": "Steps, progress, who approved or declined, comments",
+            "parameters": [approval_id],
+            "responses": {
+                "200": {"description": "The approval request", **json_of("Approval")},
+                **_error_responses(401, 404),
+            },
+        }
+    }
+    for action, summary in (
+        ("approve", "Approve the current step (N-of-M)"),
+        ("reject", "Decline; the order is cancelled"),
+        ("reverse", "Reverse an approval or a decline while the order is not released"),
+    ):
+        paths[f"/api/v1/approvals/{{id}}/{action}"] = {
+            "post": {
+                "summary": summary,
+                "parameters": [
+                    approval_id,
+                    {
+                        "name": "If-Match",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {"required": True, **json_of("ApprovalAction")},
+                "responses": {
+                    "200": {"description": "The approval request", **json_of("Approval")},
+                    **_error_responses(400, 401, 403, 404, 409, 422),
+                },
+            }
+        }
+    paths["/api/v1/approvals/{id}/edit"] = {
+        "post": {
+            "summary": "An eligible approver lowers quantities or removes lines; the order is re-evaluated and the buyer told",
+            "parameters": [
+                approval_id,
+                {
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["approver", "lines"],
+                            "properties": {
+                                "approver": {"type": "string"},
+                                "comment": {"type": "string", "maxLength": 5000},
+                                "version": {"type": ["integer", "string"]},
+                                "lines": {
+                                    "type": "array",
+                                    "description": "The complete new list of lines: a line left out is removed",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["sku"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "sku": {"type": "string"},
+                                            "quantity": {"$ref": "#/components/schemas/money"},
+                                        },
+                                    },
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {"description": "The approval request", **json_of("Approval")},
+                **_error_responses(400, 401, 403, 404, 409, 422),
+            },
+        }
+    }
+
     def upsert(summary: str, properties: dict, *path_params: str, required: tuple = ()) -> dict:
         return {
             "summary": summary,
-            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in path_params],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}}}},
-            "responses": {"200": {"description": "Upserted", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(400, 401, 404, 409, 422)},
+            "parameters": [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in path_params
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": properties,
+                            "required": list(required),
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Upserted",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_error_responses(400, 401, 404, 409, 422),
+            },
         }
 
-    text, flag, nullable_text = {"type": "string"}, {"type": "boolean"}, {"type": ["string", "null"]}
+    text, flag, nullable_text = (
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": ["string", "null"]},
+    )
     amount = {"oneOf": [{"$ref": "#/components/schemas/money"}, {"type": "null"}]}
-    paths["/api/v1/directory/companies/{company}"] = {"put": upsert("Upsert a company by external id", {"name": text, "parent": nullable_text, "ruleset": nullable_text, "attributes": {"type": "object"}}, "company")}
+    paths["/api/v1/directory/companies/{company}"] = {
+        "put": upsert(
+            "Upsert a company by external id",
+            {
+                "name": text,
+                "parent": nullable_text,
+                "ruleset": nullable_text,
+                "attributes": {"type": "object"},
+            },
+            "company",
+        )
+    }
     paths["/api/v1/directory/companies/{company}/groups/{group}"] = {
         "put": upsert("Upsert a purchasing group", {"name": text}, "company", "group"),
-        "delete": {"summary": "Delete a group; members per the tenant's policy (or ?policy=)", "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in ("company", "group")] + [{"name": "policy", "in": "query", "required": False, "schema": {"enum": ["remove_members", "move_to_company", "refuse_if_members"]}}],
-                   "responses": {"200": {"description": "Deleted", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(401, 404, 409)}},
+        "delete": {
+            "summary": "Delete a group; members per the tenant's policy (or ?policy=)",
+            "parameters": [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in ("company", "group")
+            ]
+            + [
+                {
+                    "name": "policy",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"enum": ["remove_members", "move_to_company", "refuse_if_members"]},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "Deleted",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_error_responses(401, 404, 409),
+            },
+        },
     }
-    paths["/api/v1/directory/accounts/{account}"] = {"put": upsert("Upsert an account by external id", {"name": text, "email": nullable_text, "email_enabled": flag, "active": flag}, "account")}
-    paths["/api/v1/directory/accounts/{account}/memberships/{company}"] = {"put": upsert(
-        "Upsert a membership (role, group, master, settings); `move` moves between groups",
-        {"role": text, "group": nullable_text, "master": flag, "default": flag, "status": {"enum": ["active", "invited", "declined", "inactive"]}, "settings": {"type": "object"}, "attributes": {"type": "object"}, "move": flag},
-        "account", "company")}
-    paths["/api/v1/directory/delegations"] = {"put": upsert("Upsert a delegation (out of office): delegate approves for delegator in a period; loops refused", {"delegator": text, "delegate": text, "valid_from": {"type": "string", "format": "date"}, "valid_until": {"type": "string", "format": "date"}, "company": nullable_text, "step": nullable_text}, required=("delegator", "delegate", "valid_from", "valid_until")),
-        "delete": {"summary": "Revoke a delegation, named by delegator, delegate and its optional company and step; requests already pending keep their approvers",
-                   "parameters": [{"name": n, "in": "query", "required": n in ("delegator", "delegate"), "schema": {"type": "string"}} for n in ("delegator", "delegate", "company", "step")],
-                   "responses": {"200": {"description": "Revoked", "content": {"application/json": {"schema": {"type": "object"}}}}, **_error_responses(400, 401, 404, 409, 422)}}}
-    paths["/api/v1/directory/assignments"] = {"put": upsert("Upsert an assignment approver -> account", {"approver": text, "account": text, "company": text, "threshold": amount, "limit": amount, "step": nullable_text}, required=("approver", "account", "company"))}
+    paths["/api/v1/directory/accounts/{account}"] = {
+        "put": upsert(
+            "Upsert an account by external id",
+            {"name": text, "email": nullable_text, "email_enabled": flag, "active": flag},
+            "account",
+        )
+    }
+    paths["/api/v1/directory/accounts/{account}/memberships/{company}"] = {
+        "put": upsert(
+            "Upsert a membership (role, group, master, settings); `move` moves between groups",
+            {
+                "role": text,
+                "group": nullable_text,
+                "master": flag,
+                "default": flag,
+                "status": {"enum": ["active", "invited", "declined", "inactive"]},
+                "settings": {"type": "object"},
+                "attributes": {"type": "object"},
+                "move": flag,
+            },
+            "account",
+            "company",
+        )
+    }
+    paths["/api/v1/directory/delegations"] = {
+        "put": upsert(
+            "Upsert a delegation (out of office): delegate approves for delegator in a period; loops refused",
+            {
+                "delegator": text,
+                "delegate": text,
+                "valid_from": {"type": "string", "format": "date"},
+                "valid_until": {"type": "string", "format": "date"},
+                "company": nullable_text,
+                "step": nullable_text,
+            },
+            required=("delegator", "delegate", "valid_from", "valid_until"),
+        ),
+        "delete": {
+            "summary": "Revoke a delegation, named by delegator, delegate and its optional company and step; requests already pending keep their approvers",
+            "parameters": [
+                {
+                    "name": n,
+                    "in": "query",
+                    "required": n in ("delegator", "delegate"),
+                    "schema": {"type": "string"},
+                }
+                for n in ("delegator", "delegate", "company", "step")
+            ],
+            "responses": {
+                "200": {
+                    "description": "Revoked",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_error_responses(400, 401, 404, 409, 422),
+            },
+        },
+    }
+    paths["/api/v1/directory/assignments"] = {
+        "put": upsert(
+            "Upsert an assignment approver -> account",
+            {
+                "approver": text,
+                "account": text,
+                "company": text,
+                "threshold": amount,
+                "limit": amount,
+                "step": nullable_text,
+            },
+            required=("approver", "account", "company"),
+        )
+    }
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    yaml_body = {"required": True, "content": {"application/yaml": {"schema": {"type": "string", "description": "A rule set (schemas/ruleset.schema.json)"}}}}
+    yaml_body = {
+        "required": True,
+        "content": {
+            "application/yaml": {
+                "schema": {
+                    "type": "string",
+                    "description": "A rule set (schemas/ruleset.schema.json)",
+                }
+            }
+        },
+    }
     anything = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    paths["/api/v1/rulesets"] = {"get": {"summary": "The tenant's rule sets with their active versions", "responses": {"200": {"description": "Rule sets", **anything}, **_error_responses(401)}}}
-    paths["/api/v1/rulesets/{name}"] = {"get": {"summary": "A rule set: active text and draft", "parameters": [name], "responses": {"200": {"description": "The rule set", **anything}, **_error_responses(401, 404)}}}
-    paths["/api/v1/rulesets/{name}/draft"] = {"put": {"summary": "Save a draft (kept even when invalid)", "parameters": [name], "requestBody": yaml_body, "responses": {"200": {"description": "Saved", **anything}, **_error_responses(400, 401, 413)}}}
-    paths["/api/v1/rulesets/{name}/publish"] = {"post": {"summary": "Validate and publish the body (or the draft) as the next version", "parameters": [name], "requestBody": {**yaml_body, "required": False},
-                                                        "responses": {"201": {"description": "The new version", **anything}, **_error_responses(400, 401, 404, 409, 413, 422)}}}
-    paths["/api/v1/rulesets/{name}/rollback"] = {"post": {"summary": "Publish an old version's text anew", "parameters": [name, {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}}], "responses": {"200": {"description": "The new version", **anything}, **_error_responses(400, 401, 404)}}}
-    paths["/api/v1/rulesets/{name}/versions"] = {"get": {"summary": "Every version: number, status, hash, author, time", "parameters": [name], "responses": {"200": {"description": "Versions", **anything}, **_error_responses(401, 404)}}}
-    paths["/api/v1/rulesets/{name}/diff"] = {"get": {"summary": "Structural, behavioural and unified diff of two versions", "parameters": [name] + [{"name": n, "in": "query", "required": True, "schema": {"type": "integer"}} for n in ("from", "to")],
-                                                    "responses": {"200": {"description": "The diff", **anything}, **_error_responses(400, 401, 404, 422)}}}
+    paths["/api/v1/rulesets"] = {
+        "get": {
+            "summary": "The tenant's rule sets with their active versions",
+            "responses": {"200": {"description": "Rule sets", **anything}, **_error_responses(401)},
+        }
+    }
+    paths["/api/v1/rulesets/{name}"] = {
+        "get": {
+            "summary": "A rule set: active text and draft",
+            "parameters": [name],
+            "responses": {
+                "200": {"description": "The rule set", **anything},
+                **_error_responses(401, 404),
+            },
+        }
+    }
+    paths["/api/v1/rulesets/{name}/draft"] = {
+        "put": {
+            "summary": "Save a draft (kept even when invalid)",
+            "parameters": [name],
+            "requestBody": yaml_body,
+            "responses": {
+                "200": {"description": "Saved", **anything},
+                **_error_responses(400, 401, 413),
+            },
+        }
+    }
+    paths["/api/v1/rulesets/{name}/publish"] = {
+        "post": {
+            "summary": "Validate and publish the body (or the draft) as the next version",
+            "parameters": [name],
+            "requestBody": {**yaml_body, "required": False},
+            "responses": {
+                "201": {"description": "The new version", **anything},
+                **_error_responses(400, 401, 404, 409, 413, 422),
+            },
+        }
+    }
+    paths["/api/v1/rulesets/{name}/rollback"] = {
+        "post": {
+            "summary": "Publish an old version's text anew",
+            "parameters": [
+                name,
+                {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}},
+            ],
+            "responses": {
+                "200": {"description": "The new version", **anything},
+                **_error_responses(400, 401, 404),
+            },
+        }
+    }
+    paths["/api/v1/rulesets/{name}/versions"] = {
+        "get": {
+            "summary": "Every version: number, status, hash, author, time",
+            "parameters": [name],
+            "responses": {
+                "200": {"description": "Versions", **anything},
+                **_error_responses(401, 404),
+            },
+        }
+    }
+    paths["/api/v1/rulesets/{name}/diff"] = {
+        "get": {
+            "summary": "Structural, behavioural and unified diff of two versions",
+            "parameters": [name]
+            + [
+                {"name": n, "in": "query", "required": True, "schema": {"type": "integer"}}
+                for n in ("from", "to")
+            ],
+            "responses": {
+                "200": {"description": "The diff", **anything},
+                **_error_responses(400, 401, 404, 422),
+            },
+        }
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "approvalrules storefront API", "version": "1"},
-        "components": {"schemas": components, "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+        },
         "security": [{"apiKey": []}],
         "paths": paths,
     }

@@ -25,6 +25,8 @@ def includeme(config):
     config.add_route("api_directory_company", "/api/v1/directory/companies/{company}")
     config.add_route("api_directory_group", "/api/v1/directory/companies/{company}/groups/{group}")
     config.add_route("api_directory_account", "/api/v1/directory/accounts/{account}")
-    config.add_route("api_directory_membership", "/api/v1/directory/accounts/{account}/memberships/{company}")
+    config.add_route(
+        "api_directory_membership", "/api/v1/directory/accounts/{account}/memberships/{company}"
+    )
     config.add_route("api_directory_assignments", "/api/v1/directory/assignments")
     config.add_route("api_directory_delegations", "/api/v1/directory/delegations")

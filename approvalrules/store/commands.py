@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..errors import ApprovalRulesError
-
 from . import migrate as _migrate
 from .db import get_engine
 from .importer import LoadReport, export_ruleset, load_folder
@@ -94,13 +93,23 @@ def dev_credentials(ini_path: str | Path) -> tuple[str, str, str]:
     key = settings.get("approvalrules.dev_api_key")
     login, _, password = settings.get("approvalrules.dev_admin", "admin:admin").partition(":")
     if not key:
-        raise ApprovalRulesError("no_dev_credentials", f"{ini_path} sets no approvalrules.dev_api_key: development credentials are for development.ini only")
+        raise ApprovalRulesError(
+            "no_dev_credentials",
+            f"{ini_path} sets no approvalrules.dev_api_key: development credentials are for development.ini only",
+        )
     engine = get_engine(settings)
     try:
         with Session(engine) as session, session.begin():
             tenant = resolve_tenant(session, tenant_slug)
             ensure_api_key(session, tenant, key)
-            if session.scalar(select(AdminUser).where(AdminUser.tenant_id == tenant.id, AdminUser.login == login)) is None:
+            if (
+                session.scalar(
+                    select(AdminUser).where(
+                        AdminUser.tenant_id == tenant.id, AdminUser.login == login
+                    )
+                )
+                is None
+            ):
                 create_admin_user(session, tenant, login, password, role="owner")
     finally:
         engine.dispose()
@@ -115,7 +124,9 @@ def _cmd_dev_credentials(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("dev-credentials", help="create the development API key and admin login named in the .ini")
+    p = sub.add_parser(
+        "dev-credentials", help="create the development API key and admin login named in the .ini"
+    )
     p.add_argument("ini")
     p.set_defaults(func=_cmd_dev_credentials)
 
@@ -123,7 +134,9 @@ def add_parsers(sub) -> None:
     p.add_argument("ini", help="the .ini file naming the database (sqlalchemy.url)")
     p.set_defaults(func=_cmd_migrate)
 
-    p = sub.add_parser("load", help="load rules/*.yaml and rules/directories/*.yaml into the store (idempotent)")
+    p = sub.add_parser(
+        "load", help="load rules/*.yaml and rules/directories/*.yaml into the store (idempotent)"
+    )
     p.add_argument("ini")
     p.add_argument("folder", help="the rules folder")
     p.set_defaults(func=_cmd_load)

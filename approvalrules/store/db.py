@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import zope.sqlalchemy
 from sqlalchemy import engine_from_config, event
@@ -52,7 +53,9 @@ def get_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine)
 
 
-def get_tm_session(session_factory: sessionmaker[Session], transaction_manager, request=None) -> Session:
+def get_tm_session(
+    session_factory: sessionmaker[Session], transaction_manager, request=None
+) -> Session:
     """A session whose lifecycle (commit/abort) belongs to ``transaction_manager``."""
     dbsession = session_factory(info={"request": request})
     zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
@@ -95,7 +98,9 @@ class TenantCache:
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, session: Session, tenant_id: int, counter: int | None, build: Callable[[], Any]) -> Any:
+    def get(
+        self, session: Session, tenant_id: int, counter: int | None, build: Callable[[], Any]
+    ) -> Any:
         """The entry for the tenant at ``counter``; ``build()`` makes it on a miss (outside the lock)."""
         key = (database_key(session), tenant_id, counter or 0)
         with self._lock:

@@ -9,8 +9,9 @@ whatever the database collation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import MappingProxyType
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
@@ -64,12 +65,20 @@ class SqlDirectory(d.Directory):
     def account_ids(self):
         return self._cached(
             ("account_ids",),
-            lambda: tuple(self.session.scalars(select(Account.external_id).where(Account.tenant_id == self.tenant_id).order_by(Account.external_id))),
+            lambda: tuple(
+                self.session.scalars(
+                    select(Account.external_id)
+                    .where(Account.tenant_id == self.tenant_id)
+                    .order_by(Account.external_id)
+                )
+            ),
         )
 
     def _account(self, account_id: str) -> d.Account | None:
         account = self.session.scalar(
-            select(Account).where(Account.tenant_id == self.tenant_id, Account.external_id == account_id)
+            select(Account).where(
+                Account.tenant_id == self.tenant_id, Account.external_id == account_id
+            )
         )
         return None if account is None else self._account_record(account)
 
@@ -115,7 +124,9 @@ class SqlDirectory(d.Directory):
         return self._cached(
             ("memberships_of_account", account_id),
             lambda: tuple(
-                sorted(self._memberships(Account.external_id == account_id), key=lambda m: m.company_id)
+                sorted(
+                    self._memberships(Account.external_id == account_id), key=lambda m: m.company_id
+                )
             ),
         )
 
@@ -123,7 +134,9 @@ class SqlDirectory(d.Directory):
         return self._cached(
             ("memberships_of_company", company_id),
             lambda: tuple(
-                sorted(self._memberships(Company.external_id == company_id), key=lambda m: m.account_id)
+                sorted(
+                    self._memberships(Company.external_id == company_id), key=lambda m: m.account_id
+                )
             ),
         )
 
@@ -134,7 +147,12 @@ class SqlDirectory(d.Directory):
                 .join(Company, Group.company_id == Company.id)
                 .where(Company.tenant_id == self.tenant_id, Company.external_id == company_id)
             )
-            return tuple(sorted((d.Group(id=gid, company_id=company_id, name=name) for gid, name in rows), key=lambda g: g.id))
+            return tuple(
+                sorted(
+                    (d.Group(id=gid, company_id=company_id, name=name) for gid, name in rows),
+                    key=lambda g: g.id,
+                )
+            )
 
         return self._cached(("groups_of_company", company_id), compute)
 
@@ -146,7 +164,11 @@ class SqlDirectory(d.Directory):
             .join(approver, Assignment.approver_id == approver.id)
             .join(account, Assignment.account_id == account.id)
             .join(Company, Assignment.company_id == Company.id)
-            .where(Company.tenant_id == self.tenant_id, Company.external_id == company_id, where(approver, account))
+            .where(
+                Company.tenant_id == self.tenant_id,
+                Company.external_id == company_id,
+                where(approver, account),
+            )
         )
         records = [
             d.Assignment(
@@ -162,7 +184,12 @@ class SqlDirectory(d.Directory):
         return tuple(sorted(records, key=lambda a: (a.approver_id, a.account_id, a.step or "")))
 
     def delegations_of(self, delegator_id):
-        return self._cached(("delegations_of", delegator_id), lambda: self._delegations(Delegation.delegator.has(Account.external_id == delegator_id)))
+        return self._cached(
+            ("delegations_of", delegator_id),
+            lambda: self._delegations(
+                Delegation.delegator.has(Account.external_id == delegator_id)
+            ),
+        )
 
     def _delegations(self, where) -> tuple[d.Delegation, ...]:
         delegator, delegate = aliased(Account), aliased(Account)
@@ -174,21 +201,37 @@ class SqlDirectory(d.Directory):
             .where(Delegation.tenant_id == self.tenant_id, where)
         )
         records = [
-            d.Delegation(delegator_id=a, delegate_id=b, valid_from=x.valid_from, valid_until=x.valid_until, company_id=c, step=x.step)
+            d.Delegation(
+                delegator_id=a,
+                delegate_id=b,
+                valid_from=x.valid_from,
+                valid_until=x.valid_until,
+                company_id=c,
+                step=x.step,
+            )
             for x, a, b, c in rows
         ]
-        return tuple(sorted(records, key=lambda r: (r.delegate_id, r.valid_from, r.company_id or "", r.step or "")))
+        return tuple(
+            sorted(
+                records,
+                key=lambda r: (r.delegate_id, r.valid_from, r.company_id or "", r.step or ""),
+            )
+        )
 
     def assignments_for(self, account_id, company_id):
         return self._cached(
             ("assignments_for", account_id, company_id),
-            lambda: self._assignments(company_id, lambda approver, account: account.external_id == account_id),
+            lambda: self._assignments(
+                company_id, lambda approver, account: account.external_id == account_id
+            ),
         )
 
     def assignments_by(self, approver_id, company_id):
         return self._cached(
             ("assignments_by", approver_id, company_id),
-            lambda: self._assignments(company_id, lambda approver, account: approver.external_id == approver_id),
+            lambda: self._assignments(
+                company_id, lambda approver, account: approver.external_id == approver_id
+            ),
         )
 
 
@@ -209,7 +252,12 @@ def snapshot(session: Session, tenant) -> d.Directory:
     per account or membership, and the engine's per-directory memo stays warm
     across requests.
     """
-    return _SNAPSHOTS.get(session, tenant.id, tenant.directory_version, lambda: load_memory_directory(session, tenant.id))
+    return _SNAPSHOTS.get(
+        session,
+        tenant.id,
+        tenant.directory_version,
+        lambda: load_memory_directory(session, tenant.id),
+    )
 
 
 def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:
@@ -217,21 +265,41 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
     sql = SqlDirectory(session, tenant_id)
     parent = aliased(Company)
     companies = [
-        d.Company(id=c.external_id, name=c.name, parent_id=parent_id, ruleset=c.ruleset_name, attributes=_frozen(c.attributes))
+        d.Company(
+            id=c.external_id,
+            name=c.name,
+            parent_id=parent_id,
+            ruleset=c.ruleset_name,
+            attributes=_frozen(c.attributes),
+        )
         for c, parent_id in session.execute(
-            select(Company, parent.external_id).outerjoin(parent, Company.parent_id == parent.id).where(Company.tenant_id == tenant_id)
+            select(Company, parent.external_id)
+            .outerjoin(parent, Company.parent_id == parent.id)
+            .where(Company.tenant_id == tenant_id)
         )
     ]
-    accounts = [sql._account_record(a) for a in session.scalars(select(Account).where(Account.tenant_id == tenant_id))]
+    accounts = [
+        sql._account_record(a)
+        for a in session.scalars(select(Account).where(Account.tenant_id == tenant_id))
+    ]
     groups = [
         d.Group(id=gid, company_id=cid, name=name)
         for gid, cid, name in session.execute(
-            select(Group.external_id, Company.external_id, Group.name).join(Company, Group.company_id == Company.id).where(Company.tenant_id == tenant_id)
+            select(Group.external_id, Company.external_id, Group.name)
+            .join(Company, Group.company_id == Company.id)
+            .where(Company.tenant_id == tenant_id)
         )
     ]
     approver, account = aliased(Account), aliased(Account)
     assignments = [
-        d.Assignment(approver_id=approver_id, account_id=account_id, company_id=company_id, threshold=a.threshold, limit=a.limit, step=a.step)
+        d.Assignment(
+            approver_id=approver_id,
+            account_id=account_id,
+            company_id=company_id,
+            threshold=a.threshold,
+            limit=a.limit,
+            step=a.step,
+        )
         for a, approver_id, account_id, company_id in session.execute(
             select(Assignment, approver.external_id, account.external_id, Company.external_id)
             .join(approver, Assignment.approver_id == approver.id)
@@ -240,4 +308,6 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
             .where(Company.tenant_id == tenant_id)
         )
     ]
-    return d.MemoryDirectory(companies, accounts, sql._memberships(true()), groups, assignments, sql._delegations(true()))
+    return d.MemoryDirectory(
+        companies, accounts, sql._memberships(true()), groups, assignments, sql._delegations(true())
+    )

@@ -21,9 +21,10 @@ not published again, and directory upserts that change nothing write nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -78,7 +79,17 @@ def _read_rule_file(path: Path) -> _RuleFile:
     data = doc.data if isinstance(doc.data, dict) else {}
     name = data.get("ruleset")
     if not isinstance(name, str) or not name:
-        raise DocumentError([Problem("missing_ruleset_name", "a rule set starts with `ruleset: <name>`", "ruleset", 1, str(path))])
+        raise DocumentError(
+            [
+                Problem(
+                    "missing_ruleset_name",
+                    "a rule set starts with `ruleset: <name>`",
+                    "ruleset",
+                    1,
+                    str(path),
+                )
+            ]
+        )
     extends = data.get("extends") if isinstance(data.get("extends"), str) else None
     return _RuleFile(path, text, name, extends)
 
@@ -119,7 +130,9 @@ def _tenant_plan(folder: Path) -> list[dict[str, Any]]:
         plan = []
     for entry in plan:
         if not isinstance(entry.get("slug"), str):
-            raise DocumentError([Problem("invalid_tenants", "each tenant needs a slug", "tenants", None, str(path))])
+            raise DocumentError(
+                [Problem("invalid_tenants", "each tenant needs a slug", "tenants", None, str(path))]
+            )
     return plan
 
 
@@ -149,18 +162,28 @@ def load_folder(session: Session, folder: str | Path, author: str = "importer") 
     report = LoadReport()
     before = _audit_count(session)
 
-    rule_files = [_read_rule_file(p) for p in sorted(folder.glob("*.yaml")) if p.name != TENANTS_FILE and p.is_file()]
+    rule_files = [
+        _read_rule_file(p)
+        for p in sorted(folder.glob("*.yaml"))
+        if p.name != TENANTS_FILE and p.is_file()
+    ]
     directory_files = sorted(p for p in (folder / "directories").glob("*.yaml") if p.is_file())
 
     for spec in _tenant_plan(folder):
-        tenant = ensure_tenant(session, spec["slug"], spec.get("name"), spec.get("settings"), actor=author)
+        tenant = ensure_tenant(
+            session, spec["slug"], spec.get("name"), spec.get("settings"), actor=author
+        )
         report.tenants.append(tenant.slug)
         chosen = _selected(rule_files, spec.get("rulesets"), lambda f: (f.name, f.path.stem))
         for f in _in_dependency_order(chosen):
             previous = active_version(session, tenant.id, f.name)
             version = publish(session, tenant.id, f.name, author, text=f.text, source=str(f.path))
             entry = (tenant.slug, f.name, version.number)
-            (report.unchanged if previous is not None and previous.id == version.id else report.published).append(entry)
+            (
+                report.unchanged
+                if previous is not None and previous.id == version.id
+                else report.published
+            ).append(entry)
         service = DirectoryService(session, tenant, actor=author)
         for path in _selected(directory_files, spec.get("directories"), lambda p: (p.stem, p.name)):
             _load_directory_file(service, path)
@@ -178,10 +201,14 @@ def _load_directory_file(service: DirectoryService, path: Path) -> None:
     try:
         service.load_records(records_from_dict(doc.data))
     except DirectoryError as exc:
-        raise DirectoryError(exc.code, f"{path.name}: {exc.message}", path=exc.path, details=exc.details) from None
+        raise DirectoryError(
+            exc.code, f"{path.name}: {exc.message}", path=exc.path, details=exc.details
+        ) from None
 
 
-def export_ruleset(session: Session, tenant: Tenant | int | str, name: str, version: int | None = None) -> str:
+def export_ruleset(
+    session: Session, tenant: Tenant | int | str, name: str, version: int | None = None
+) -> str:
     """The verbatim text of a version (default: the active one), byte-identical to what was published."""
     tenant_obj = resolve_tenant(session, tenant)
     if version is not None:

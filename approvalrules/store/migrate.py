@@ -9,12 +9,14 @@ the package ``approvalrules.alembic``.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
+
+from alembic import command
 
 from .db import create_engine_for_url, get_engine
 

@@ -8,14 +8,12 @@ Money is ``Numeric(18, 4)``; JSON is JSONB on PostgreSQL.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    event,
-    update,
     Boolean,
     CheckConstraint,
     Date,
@@ -28,10 +26,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    event,
+    update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
-from sqlalchemy import inspect as sa_inspect
 
 from ..errors import Conflict
 from .meta import Base
@@ -50,7 +50,7 @@ LEDGER_KINDS = ("draw", "release")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _one_of(column: str, values: tuple[str, ...], name: str | None = None) -> CheckConstraint:
@@ -137,7 +137,7 @@ class Company(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    parent: Mapped["Company | None"] = relationship(remote_side=[id])
+    parent: Mapped[Company | None] = relationship(remote_side=[id])
 
 
 class Location(Base):
@@ -169,7 +169,10 @@ class CompanyContact(Base):
     """An account assigned to a company as its primary, billing or logistics contact."""
 
     __tablename__ = "company_contacts"
-    __table_args__ = (UniqueConstraint("company_id", "account_id", "kind"), _one_of("kind", CONTACT_KINDS))
+    __table_args__ = (
+        UniqueConstraint("company_id", "account_id", "kind"),
+        _one_of("kind", CONTACT_KINDS),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(_fk("companies.id"))
@@ -280,7 +283,7 @@ class RuleSet(Base):
     draft_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    active_version: Mapped["RuleSetVersion | None"] = relationship(
+    active_version: Mapped[RuleSetVersion | None] = relationship(
         foreign_keys=[active_version_id], post_update=True
     )
 
@@ -348,7 +351,9 @@ class Order(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
     company: Mapped[Company | None] = relationship()
     buyer: Mapped[Account | None] = relationship()
@@ -390,7 +395,7 @@ class ApprovalRequest(Base):
     step_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     order: Mapped[Order] = relationship()
-    actions: Mapped[list["ApprovalAction"]] = relationship(
+    actions: Mapped[list[ApprovalAction]] = relationship(
         back_populates="request", order_by="ApprovalAction.id", cascade="all, delete-orphan"
     )
 
@@ -408,7 +413,14 @@ class ApprovalEligibility(Base):
     __table_args__ = (
         UniqueConstraint("request_id", "step_index", "account_id"),
         # the inbox: one approver's requests by status, newest first, from the index alone
-        Index("ix_approval_eligibility_approver", "tenant_id", "account_id", "status", "created_at", "request_id"),
+        Index(
+            "ix_approval_eligibility_approver",
+            "tenant_id",
+            "account_id",
+            "status",
+            "created_at",
+            "request_id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -428,7 +440,9 @@ def _copy_status_to_eligibility(mapper, connection, request) -> None:
     history = sa_inspect(request).attrs.status.history
     if history.has_changes():
         connection.execute(
-            update(ApprovalEligibility).where(ApprovalEligibility.request_id == request.id).values(status=request.status)
+            update(ApprovalEligibility)
+            .where(ApprovalEligibility.request_id == request.id)
+            .values(status=request.status)
         )
 
 
@@ -442,7 +456,14 @@ class ApprovalAction(Base):
 
     __tablename__ = "approval_actions"
     __table_args__ = (
-        UniqueConstraint("request_id", "step", "approver_id", "action", "generation", name="uq_approval_actions_once"),
+        UniqueConstraint(
+            "request_id",
+            "step",
+            "approver_id",
+            "action",
+            "generation",
+            name="uq_approval_actions_once",
+        ),
         _one_of("action", ACTION_KINDS),
         Index("ix_approval_actions_approver", "approver_id", "created_at"),
     )
@@ -497,7 +518,9 @@ class OutboxEvent(Base):
     recipients: Mapped[list[Any]] = mapped_column(Json, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
 

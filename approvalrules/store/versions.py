@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,7 +39,9 @@ def _check_ruleset(text: str, source: str | None, resolve: Callable[[str], str |
     return check_ruleset(text, source, resolve)
 
 
-def _compile_ruleset(text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None):
+def _compile_ruleset(
+    text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None
+):
     from ..engine import compile_ruleset
 
     return compile_ruleset(text, source, resolve, version=version)
@@ -48,8 +51,12 @@ def _tenant_id(session: Session, tenant: Tenant | int | str) -> int:
     return tenant if isinstance(tenant, int) else resolve_tenant(session, tenant).id
 
 
-def get_ruleset(session: Session, tenant: Tenant | int | str, name: str, *, lock: bool = False) -> RuleSet | None:
-    query = select(RuleSet).where(RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name)
+def get_ruleset(
+    session: Session, tenant: Tenant | int | str, name: str, *, lock: bool = False
+) -> RuleSet | None:
+    query = select(RuleSet).where(
+        RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name
+    )
     if lock:
         # FOR UPDATE on PostgreSQL; SQLite serialises writers anyway and ignores it
         query = query.with_for_update().execution_options(populate_existing=True)
@@ -74,7 +81,9 @@ def _ensure_ruleset(session: Session, tenant_id: int, name: str) -> RuleSet:
         return found
 
 
-def active_version(session: Session, tenant: Tenant | int | str, name: str) -> RuleSetVersion | None:
+def active_version(
+    session: Session, tenant: Tenant | int | str, name: str
+) -> RuleSetVersion | None:
     """The active version of a rule set: one query on the (tenant, name) unique index and a primary key."""
     return session.scalar(
         select(RuleSetVersion)
@@ -83,11 +92,17 @@ def active_version(session: Session, tenant: Tenant | int | str, name: str) -> R
     )
 
 
-def get_version(session: Session, tenant: Tenant | int | str, name: str, number: int) -> RuleSetVersion:
+def get_version(
+    session: Session, tenant: Tenant | int | str, name: str, number: int
+) -> RuleSetVersion:
     version = session.scalar(
         select(RuleSetVersion)
         .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
-        .where(RuleSet.tenant_id == _tenant_id(session, tenant), RuleSet.name == name, RuleSetVersion.number == number)
+        .where(
+            RuleSet.tenant_id == _tenant_id(session, tenant),
+            RuleSet.name == name,
+            RuleSetVersion.number == number,
+        )
     )
     if version is None:
         raise NotFound("unknown_version", f"rule set {name!r} has no version {number}")
@@ -116,14 +131,24 @@ def resolver(session: Session, tenant: Tenant | int | str) -> Callable[[str], st
     return resolve
 
 
-def save_draft(session: Session, tenant: Tenant | int | str, name: str, text: str, author: str | None = None) -> RuleSet:
+def save_draft(
+    session: Session, tenant: Tenant | int | str, name: str, text: str, author: str | None = None
+) -> RuleSet:
     """Keep ``text`` as the rule set's draft, valid or not; publishing is what validates."""
     tenant_id = _tenant_id(session, tenant)
     ruleset = _ensure_ruleset(session, tenant_id, name)
     if ruleset.draft_text != text:
         ruleset.draft_text = text
         ruleset.draft_updated_at = utcnow()
-        audit(session, tenant_id, author or "system", "ruleset.draft_saved", "ruleset", name, {"length": len(text)})
+        audit(
+            session,
+            tenant_id,
+            author or "system",
+            "ruleset.draft_saved",
+            "ruleset",
+            name,
+            {"length": len(text)},
+        )
     return ruleset
 
 
@@ -150,7 +175,11 @@ def publish(
         text = existing.draft_text if existing is not None else None
         if text is None:
             raise NotFound("no_draft", f"rule set {name!r} has no draft to publish")
-    if existing is not None and existing.active_version is not None and existing.active_version.text == text:
+    if (
+        existing is not None
+        and existing.active_version is not None
+        and existing.active_version.text == text
+    ):
         # already active (and validated when published): nothing to do
         if from_draft:
             existing.draft_text = None
@@ -159,20 +188,39 @@ def publish(
     checked = _check_ruleset(text, source or name, resolver(session, tenant_id))
     if checked.name != name:
         raise DocumentError(
-            [Problem("name_mismatch", f"the document is `ruleset: {checked.name}` but is published as {name!r}", path="ruleset", line=1, source=source or name)]
+            [
+                Problem(
+                    "name_mismatch",
+                    f"the document is `ruleset: {checked.name}` but is published as {name!r}",
+                    path="ruleset",
+                    line=1,
+                    source=source or name,
+                )
+            ]
         )
 
     # Serialise publishers of this rule set: whoever holds the row lock numbers next.
     _ensure_ruleset(session, tenant_id, name)
     ruleset = get_ruleset(session, tenant_id, name, lock=True)
-    current = session.get(RuleSetVersion, ruleset.active_version_id) if ruleset.active_version_id else None
+    current = (
+        session.get(RuleSetVersion, ruleset.active_version_id)
+        if ruleset.active_version_id
+        else None
+    )
     if current is not None and current.text == text:
         if from_draft:
             ruleset.draft_text = None
         return current
 
     for attempt in range(PUBLISH_ATTEMPTS):
-        number = (session.scalar(select(func.max(RuleSetVersion.number)).where(RuleSetVersion.ruleset_id == ruleset.id)) or 0) + 1
+        number = (
+            session.scalar(
+                select(func.max(RuleSetVersion.number)).where(
+                    RuleSetVersion.ruleset_id == ruleset.id
+                )
+            )
+            or 0
+        ) + 1
         version = RuleSetVersion(
             ruleset_id=ruleset.id,
             number=number,
@@ -206,18 +254,26 @@ def publish(
         action,
         "ruleset",
         name,
-        {"number": number, "content_hash": version.content_hash, "previous": current.number if current else None},
+        {
+            "number": number,
+            "content_hash": version.content_hash,
+            "previous": current.number if current else None,
+        },
     )
     return version
 
 
-def rollback(session: Session, tenant: Tenant | int | str, name: str, number: int, author: str | None = None) -> RuleSetVersion:
+def rollback(
+    session: Session, tenant: Tenant | int | str, name: str, number: int, author: str | None = None
+) -> RuleSetVersion:
     """Publish version ``number``'s text anew, as a new version (history only grows)."""
     old = get_version(session, tenant, name, number)
     return publish(session, tenant, name, author, text=old.text, action="ruleset.rolled_back")
 
 
-def retire(session: Session, tenant: Tenant | int | str, name: str, author: str | None = None) -> None:
+def retire(
+    session: Session, tenant: Tenant | int | str, name: str, author: str | None = None
+) -> None:
     """Deactivate a rule set: no version is active any more (its versions stay)."""
     tenant_id = _tenant_id(session, tenant)
     ruleset = get_ruleset(session, tenant_id, name, lock=True)
@@ -267,11 +323,20 @@ def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, Active
 
     def load() -> dict[str, ActiveVersion]:
         rows = session.execute(
-            select(RuleSetVersion.id, RuleSetVersion.number, RuleSet.name, RuleSetVersion.extends, RuleSetVersion.content_hash)
+            select(
+                RuleSetVersion.id,
+                RuleSetVersion.number,
+                RuleSet.name,
+                RuleSetVersion.extends,
+                RuleSetVersion.content_hash,
+            )
             .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
             .where(RuleSet.tenant_id == tenant.id)
         )
-        return {row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash) for row in rows}
+        return {
+            row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash)
+            for row in rows
+        }
 
     return _ACTIVE.get(session, tenant.id, tenant.rules_version, load)
 
@@ -330,13 +395,21 @@ def _load_active_versions(session: Session, tenant_id: int) -> dict[str, RuleSet
         .where(RuleSet.tenant_id == tenant_id)
         .options(
             defer(RuleSetVersion.text),
-            contains_eager(RuleSetVersion.ruleset).load_only(RuleSet.id, RuleSet.tenant_id, RuleSet.name, RuleSet.extends, RuleSet.active_version_id),
+            contains_eager(RuleSetVersion.ruleset).load_only(
+                RuleSet.id,
+                RuleSet.tenant_id,
+                RuleSet.name,
+                RuleSet.extends,
+                RuleSet.active_version_id,
+            ),
         )
     )
     return {version.ruleset.name: version for version in rows}
 
 
-def parent_chain(session: Session, version: RuleSetVersion, active: dict[str, RuleSetVersion] | None = None) -> list[RuleSetVersion]:
+def parent_chain(
+    session: Session, version: RuleSetVersion, active: dict[str, RuleSetVersion] | None = None
+) -> list[RuleSetVersion]:
     """The active versions ``version`` extends, nearest first (cycles cut).
 
     ``active``: the tenant's :func:`active_versions`, when the caller has them.
@@ -366,7 +439,11 @@ def _policy_key(version, parents: list) -> str:
     return ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
 
 
-def policy_for(version: RuleSetVersion, session: Session | None = None, active: dict[str, RuleSetVersion] | None = None):
+def policy_for(
+    version: RuleSetVersion,
+    session: Session | None = None,
+    active: dict[str, RuleSetVersion] | None = None,
+):
     """The compiled :class:`~approvalrules.policy.Policy` of a version, cached per process.
 
     The key is the version's content hash plus its parents' (a rule set that
@@ -378,7 +455,9 @@ def policy_for(version: RuleSetVersion, session: Session | None = None, active: 
     policy = _compiled().get(key)
     if policy is None:
         texts = {p.ruleset.name: p.text for p in parents}
-        policy = _compiled().put(key, _compile_ruleset(version.text, version.ruleset.name, texts.get, version.number))
+        policy = _compiled().put(
+            key, _compile_ruleset(version.text, version.ruleset.name, texts.get, version.number)
+        )
     return policy
 
 
@@ -416,24 +495,31 @@ class VersionLookup:
         self._engine = engine
 
     @classmethod
-    def from_ini(cls, ini_path: str) -> "VersionLookup":
+    def from_ini(cls, ini_path: str) -> VersionLookup:
         from .commands import settings_from_ini
         from .db import get_engine
 
         engine = get_engine(settings_from_ini(ini_path))
         return cls(Session(engine), engine)
 
-    def text_of(self, tenant: str, name: str, which: str) -> tuple[str, str, Callable[[str], str | None]]:
+    def text_of(
+        self, tenant: str, name: str, which: str
+    ) -> tuple[str, str, Callable[[str], str | None]]:
         """(text, source label, extends resolver) of ``which``: a number, ``active``/``latest`` or ``draft``."""
         if which == "draft":
             ruleset = get_ruleset(self.session, tenant, name)
             if ruleset is None or ruleset.draft_text is None:
-                raise NotFound("unknown_draft", f"rule set {name!r} of tenant {tenant!r} has no draft")
+                raise NotFound(
+                    "unknown_draft", f"rule set {name!r} of tenant {tenant!r} has no draft"
+                )
             text = ruleset.draft_text
         elif which in ("active", "latest"):
             version = active_version(self.session, tenant, name)
             if version is None:
-                raise NotFound("unknown_version", f"rule set {name!r} of tenant {tenant!r} has no active version")
+                raise NotFound(
+                    "unknown_version",
+                    f"rule set {name!r} of tenant {tenant!r} has no active version",
+                )
             text = version.text
         else:
             text = get_version(self.session, tenant, name, int(which)).text

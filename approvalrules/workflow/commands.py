@@ -45,12 +45,19 @@ def dispatch(ini_path: str) -> dict:
 def create_key(ini_path: str, tenant: str, name: str) -> str:
     from ..store.services import create_api_key, resolve_tenant
 
-    return _with_session(ini_path, lambda session, settings: create_api_key(session, resolve_tenant(session, tenant), name)[1])
+    return _with_session(
+        ini_path,
+        lambda session, settings: create_api_key(session, resolve_tenant(session, tenant), name)[1],
+    )
 
 
 def add_parsers(sub) -> None:
     for name, job, help_text in (
-        ("expire", expire, "escalate timed-out steps and cancel pending approval requests past their expiry"),
+        (
+            "expire",
+            expire,
+            "escalate timed-out steps and cancel pending approval requests past their expiry",
+        ),
         ("remind", remind, "send reminders for requests pending too long"),
         ("dispatch", dispatch, "deliver queued e-mails and webhooks"),
     ):

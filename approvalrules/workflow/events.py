@@ -8,21 +8,33 @@ least once, de-duplicated by the event id.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..directory import Account as DirectoryAccount
 from ..money import format_amount
 from ..policy import Decision
-from ..directory import Account as DirectoryAccount
 from ..store import versions
 from ..store.directory import snapshot
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant
 
 EVENTS = (
-    "order_submitted", "approval_requested", "order_approved", "order_confirmation", "master_confirmation",
-    "order_rejected", "order_cancelled", "order_expired", "approval_reminder", "order_released", "order_held",
-    "approval_reversed", "approval_escalated", "order_edited",
+    "order_submitted",
+    "approval_requested",
+    "order_approved",
+    "order_confirmation",
+    "master_confirmation",
+    "order_rejected",
+    "order_cancelled",
+    "order_expired",
+    "approval_reminder",
+    "order_released",
+    "order_held",
+    "approval_reversed",
+    "approval_escalated",
+    "order_edited",
 )
 
 
@@ -30,24 +42,47 @@ def _recipient(account: DirectoryAccount | None, channel: str, account_id: str) 
     email = account.email if account is not None else None
     if channel == "email" and not (email and account.email_enabled):
         channel = "inbox"
-    return {"account": account_id, "email": email if channel == "email" else None, "channel": channel}
+    return {
+        "account": account_id,
+        "email": email if channel == "email" else None,
+        "channel": channel,
+    }
 
 
 def _accounts(session: Session, tenant: Tenant, ids: Iterable[str]) -> dict[str, DirectoryAccount]:
     """The accounts by id, from the tenant's directory snapshot (no query while it is current)."""
     directory = snapshot(session, tenant)
-    return {account_id: account for account_id in ids if (account := directory.account(account_id)) is not None}
+    return {
+        account_id: account
+        for account_id in ids
+        if (account := directory.account(account_id)) is not None
+    }
 
 
-def emit(session: Session, tenant: Tenant, event_type: str, order: Order, recipients: list[dict], data: Mapping[str, Any]) -> OutboxEvent:
+def emit(
+    session: Session,
+    tenant: Tenant,
+    event_type: str,
+    order: Order,
+    recipients: list[dict],
+    data: Mapping[str, Any],
+) -> OutboxEvent:
     """Queue one event for delivery, in the current transaction."""
     assert event_type in EVENTS, event_type
     payload = {
         "event": event_type,
-        "order": {"id": order.external_id, "status": order.status, "total": format_amount(order.total), "currency": order.currency, "type": order.type},
+        "order": {
+            "id": order.external_id,
+            "status": order.status,
+            "total": format_amount(order.total),
+            "currency": order.currency,
+            "type": order.type,
+        },
         **{k: v for k, v in data.items() if v is not None},
     }
-    event = OutboxEvent(tenant_id=tenant.id, event_type=event_type, payload=payload, recipients=recipients)
+    event = OutboxEvent(
+        tenant_id=tenant.id, event_type=event_type, payload=payload, recipients=recipients
+    )
     session.add(event)
     return event
 
@@ -67,7 +102,9 @@ def _buyer_channel(order: Order) -> str:
     return "email"
 
 
-def step_recipients(session: Session, tenant: Tenant, request: ApprovalRequest, step_index: int) -> list[dict]:
+def step_recipients(
+    session: Session, tenant: Tenant, request: ApprovalRequest, step_index: int
+) -> list[dict]:
     """The approvers of a step, by the channel the decision chose for each (ACCEPTANCE E3)."""
     step = request.steps[step_index]
     policy = versions.policy_for(session.get(RuleSetVersion, request.ruleset_version_id), session)
@@ -75,18 +112,36 @@ def step_recipients(session: Session, tenant: Tenant, request: ApprovalRequest, 
     both = policy.approval_email == "both_flags"
     accounts = _accounts(session, tenant, [a["account"] for a in step["approvers"]])
     return [
-        _recipient(accounts.get(a["account"]), "email" if a.get("email") and (buyer_email or not both) else "inbox", a["account"])
+        _recipient(
+            accounts.get(a["account"]),
+            "email" if a.get("email") and (buyer_email or not both) else "inbox",
+            a["account"],
+        )
         for a in step["approvers"]
     ]
 
 
-def emit_decision(session: Session, tenant: Tenant, order: Order, decision: Decision, request: ApprovalRequest | None) -> None:
+def emit_decision(
+    session: Session,
+    tenant: Tenant,
+    order: Order,
+    decision: Decision,
+    request: ApprovalRequest | None,
+) -> None:
     """The notifications a fresh decision asks for (``Decision.notifications``)."""
     ids = {r.account for n in decision.notifications for r in n.recipients if r.account}
     accounts = _accounts(session, tenant, ids)
     for note in decision.notifications:
-        recipients = [_recipient(accounts.get(r.account), r.channel, r.account) for r in note.recipients if r.account]
-        data = {"step": decision.steps[0].name} if note.event == "approval_requested" and decision.steps else {}
+        recipients = [
+            _recipient(accounts.get(r.account), r.channel, r.account)
+            for r in note.recipients
+            if r.account
+        ]
+        data = (
+            {"step": decision.steps[0].name}
+            if note.event == "approval_requested" and decision.steps
+            else {}
+        )
         if request is not None:
             data["approval_request"] = request.id
         emit(session, tenant, note.event, order, recipients, data)
@@ -95,7 +150,9 @@ def emit_decision(session: Session, tenant: Tenant, order: Order, decision: Deci
         emit(session, tenant, "order_approved", order, [], {})
 
 
-def emit_final(session: Session, tenant: Tenant, order: Order, outcome: str, comment: str | None) -> None:
+def emit_final(
+    session: Session, tenant: Tenant, order: Order, outcome: str, comment: str | None
+) -> None:
     """Notifications when a pending order reaches its final state."""
     buyer = buyer_recipients(session, tenant, order)
     if outcome == "approved":
@@ -107,13 +164,31 @@ def emit_final(session: Session, tenant: Tenant, order: Order, outcome: str, com
         if policy.master_confirmation and group:
             directory = snapshot(session, tenant)
             company = order.decision.get("buyer", {}).get("company")
-            masters = [m.account_id for m in directory.memberships_of_company(company) if m.master and m.status == "active"]
+            masters = [
+                m.account_id
+                for m in directory.memberships_of_company(company)
+                if m.master and m.status == "active"
+            ]
             accounts = _accounts(session, tenant, masters)
             if masters:
-                emit(session, tenant, "master_confirmation", order, [_recipient(accounts.get(m), "email", m) for m in masters], {})
+                emit(
+                    session,
+                    tenant,
+                    "master_confirmation",
+                    order,
+                    [_recipient(accounts.get(m), "email", m) for m in masters],
+                    {},
+                )
     elif outcome == "rejected":
         emit(session, tenant, "order_rejected", order, buyer, {"comment": comment})
-        emit(session, tenant, "order_cancelled", order, buyer, {"comment": comment, "reason": "rejected"})
+        emit(
+            session,
+            tenant,
+            "order_cancelled",
+            order,
+            buyer,
+            {"comment": comment, "reason": "rejected"},
+        )
     elif outcome == "expired":
         emit(session, tenant, "order_expired", order, buyer, {})
         emit(session, tenant, "order_cancelled", order, buyer, {"reason": "expired"})

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -28,7 +29,8 @@ from sqlalchemy.orm.exc import StaleDataError as StaleData
 from ..durations import isoformat, parse_duration, parse_instant
 from ..errors import ApprovalRulesError, Conflict, Forbidden, NotFound, OrderError
 from ..money import format_amount, parse_amount
-from ..policy import Decision, Order as EngineOrder, Policy, priced_total
+from ..policy import Decision, Policy, priced_total
+from ..policy import Order as EngineOrder
 from ..store import versions
 from ..store.directory import SqlDirectory, snapshot
 from ..store.models import (
@@ -53,17 +55,21 @@ DECIDED = ("approved", "rejected", "expired", "withdrawn")
 
 
 def _now(now: datetime | None) -> datetime:
-    return now or datetime.now(timezone.utc)
+    return now or datetime.now(UTC)
 
 
-def policy_for_company(session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str) -> tuple[Policy, RuleSetVersion]:
+def policy_for_company(
+    session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str
+) -> tuple[Policy, RuleSetVersion]:
     """The active policy governing a company (its own rule set, else its nearest parent's)."""
     name = _ruleset_name(directory, company_id)
     active = versions.active_versions(session, tenant.id)
     return versions.policy_for(_active(active, name, company_id), session, active), active[name]
 
 
-def _cached_policy_for_company(session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str) -> tuple[Policy, versions.ActiveVersion]:
+def _cached_policy_for_company(
+    session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str
+) -> tuple[Policy, versions.ActiveVersion]:
     """:func:`policy_for_company` from the per-process cache of active versions."""
     name = _ruleset_name(directory, company_id)
     active = versions.cached_active_versions(session, tenant)
@@ -73,25 +79,45 @@ def _cached_policy_for_company(session: Session, tenant: Tenant, directory: SqlD
 def _ruleset_name(directory, company_id: str) -> str:
     name = directory.ruleset_name_for(company_id)
     if name is None:
-        raise OrderError("no_ruleset", f"company {company_id!r} has no rule set, and neither has any parent company", path="order.company")
+        raise OrderError(
+            "no_ruleset",
+            f"company {company_id!r} has no rule set, and neither has any parent company",
+            path="order.company",
+        )
     return name
 
 
 def _active(active: Mapping[str, Any], name: str, company_id: str):
     version = active.get(name)
     if version is None:
-        raise OrderError("no_active_version", f"rule set {name!r} of company {company_id!r} has no published version", path="order.company")
+        raise OrderError(
+            "no_active_version",
+            f"rule set {name!r} of company {company_id!r} has no published version",
+            path="order.company",
+        )
     return version
 
 
 def _membership_company(directory: SqlDirectory, order: EngineOrder) -> str:
     if directory.account(order.buyer) is None:
-        raise OrderError("unknown_buyer", f"buyer {order.buyer!r} is not an account of this tenant", path="order.buyer")
+        raise OrderError(
+            "unknown_buyer",
+            f"buyer {order.buyer!r} is not an account of this tenant",
+            path="order.buyer",
+        )
     membership = directory.membership(order.buyer, order.company)
     if membership is None:
         if order.company:
-            raise OrderError("not_a_member", f"buyer {order.buyer!r} is not a member of company {order.company!r}", path="order.company")
-        raise OrderError("no_default_company", f"buyer {order.buyer!r} belongs to several companies and none is the default; name order.company", path="order.company")
+            raise OrderError(
+                "not_a_member",
+                f"buyer {order.buyer!r} is not a member of company {order.company!r}",
+                path="order.company",
+            )
+        raise OrderError(
+            "no_default_company",
+            f"buyer {order.buyer!r} belongs to several companies and none is the default; name order.company",
+            path="order.company",
+        )
     return membership.company_id
 
 
@@ -121,7 +147,15 @@ def _ledger_key(budget, policy: Policy, buyer: Mapping[str, Any], currency: str 
     return f"{budget.name}{in_currency}/{_scope_key(budget.scope, buyer)}"
 
 
-def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Policy, buyer: Mapping[str, Any], now: datetime, currency: str | None = None) -> dict[str, Decimal]:
+def budgets_spent(
+    session: Session,
+    tenant: Tenant,
+    company: Company,
+    policy: Policy,
+    buyer: Mapping[str, Any],
+    now: datetime,
+    currency: str | None = None,
+) -> dict[str, Decimal]:
     """What each budget of ``policy`` has drawn in the current period, net of releases, in ``currency``
     (the currency the order is priced in; default the rule set's)."""
     spent = {}
@@ -129,7 +163,9 @@ def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Po
         total = session.scalar(
             select(
                 func.coalesce(func.sum(BudgetLedger.amount).filter(BudgetLedger.kind == "draw"), 0)
-                - func.coalesce(func.sum(BudgetLedger.amount).filter(BudgetLedger.kind == "release"), 0)
+                - func.coalesce(
+                    func.sum(BudgetLedger.amount).filter(BudgetLedger.kind == "release"), 0
+                )
             ).where(
                 BudgetLedger.tenant_id == tenant.id,
                 BudgetLedger.company_id == company.id,
@@ -141,8 +177,15 @@ def budgets_spent(session: Session, tenant: Tenant, company: Company, policy: Po
     return spent
 
 
-def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: datetime | None = None, version: RuleSetVersion | None = None,
-             dry_run: bool = False) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
+def evaluate(
+    session: Session,
+    tenant: Tenant,
+    body: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    version: RuleSetVersion | None = None,
+    dry_run: bool = False,
+) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
     """The decision for ``body`` under the active version (or ``version``, e.g. a request's pinned one); writes nothing.
 
     ``dry_run`` (the storefront's evaluate endpoint): the active version comes from
@@ -165,7 +208,15 @@ def evaluate(session: Session, tenant: Tenant, body: Mapping[str, Any], *, now: 
     if policy.budgets:
         membership = directory.membership(order.buyer, company_id)
         buyer = {"account": order.buyer, "group": membership.group if membership.active else None}
-        spent = budgets_spent(session, tenant, _company(session, tenant, company_id), policy, buyer, now, policy.pricing_currency(order.currency))
+        spent = budgets_spent(
+            session,
+            tenant,
+            _company(session, tenant, company_id),
+            policy,
+            buyer,
+            now,
+            policy.pricing_currency(order.currency),
+        )
     return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
 
 
@@ -177,21 +228,38 @@ def inbox_queries(tenant_id: int, *, approver: str | None = None, status: str | 
     """
     from sqlalchemy import distinct
 
-    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == tenant_id)
-    counts = select(ApprovalRequest.status, func.count()).where(ApprovalRequest.tenant_id == tenant_id).group_by(ApprovalRequest.status)
+    query = (
+        select(ApprovalRequest)
+        .join(Order, ApprovalRequest.order_id == Order.id)
+        .where(ApprovalRequest.tenant_id == tenant_id)
+    )
+    counts = (
+        select(ApprovalRequest.status, func.count())
+        .where(ApprovalRequest.tenant_id == tenant_id)
+        .group_by(ApprovalRequest.status)
+    )
     if approver:
-        mine = [ApprovalEligibility.tenant_id == tenant_id, ApprovalEligibility.account_id == approver]
+        mine = [
+            ApprovalEligibility.tenant_id == tenant_id,
+            ApprovalEligibility.account_id == approver,
+        ]
         eligible = select(ApprovalEligibility.request_id).where(*mine)
         if status:
             eligible = eligible.where(ApprovalEligibility.status == status)
         query = query.where(ApprovalRequest.id.in_(eligible))
-        counts = select(ApprovalEligibility.status, func.count(distinct(ApprovalEligibility.request_id))).where(*mine).group_by(ApprovalEligibility.status)
+        counts = (
+            select(ApprovalEligibility.status, func.count(distinct(ApprovalEligibility.request_id)))
+            .where(*mine)
+            .group_by(ApprovalEligibility.status)
+        )
     if status:
         query = query.where(ApprovalRequest.status == status)
     return query, counts
 
 
-def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_id: str | None = None):
+def visible_orders_query(
+    session: Session, tenant: Tenant, viewer: str, company_id: str | None = None
+):
     """A query of the orders ``viewer`` may see in one company, per the rule set's ``visibility``."""
     from sqlalchemy import exists
 
@@ -200,7 +268,11 @@ def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_
     directory = snapshot(session, tenant)
     membership = directory.membership(viewer, company_id)
     if membership is None:
-        raise OrderError("not_a_member", f"account {viewer!r} is not a member of {company_id or 'a default company'}", path="viewer")
+        raise OrderError(
+            "not_a_member",
+            f"account {viewer!r} is not a member of {company_id or 'a default company'}",
+            path="viewer",
+        )
     policy, _ = policy_for_company(session, tenant, directory, membership.company_id)
     seen = policy.visibility_for(membership)
     account = _account(session, tenant, viewer)
@@ -208,7 +280,11 @@ def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_
     in_company = Order.company_id == company.id
 
     def buyer_in_group(*group_filter):
-        return exists().where(Membership.account_id == Order.buyer_id, Membership.company_id == company.id, *group_filter)
+        return exists().where(
+            Membership.account_id == Order.buyer_id,
+            Membership.company_id == company.id,
+            *group_filter,
+        )
 
     visible = [Order.buyer_id == account.id]
     if seen.whole_company:
@@ -216,11 +292,17 @@ def visible_orders_query(session: Session, tenant: Tenant, viewer: str, company_
     if seen.all_group_orders:
         visible.append(and_(in_company, buyer_in_group(Membership.group_id.is_not(None))))
     if seen.own_group:
-        group_ids = select(Group.id).where(Group.company_id == company.id, Group.external_id == seen.own_group)
+        group_ids = select(Group.id).where(
+            Group.company_id == company.id, Group.external_id == seen.own_group
+        )
         visible.append(and_(in_company, buyer_in_group(Membership.group_id.in_(group_ids))))
     if seen.eligible:
-        eligible = select(ApprovalRequest.order_id).join(ApprovalEligibility, ApprovalEligibility.request_id == ApprovalRequest.id).where(
-            ApprovalEligibility.tenant_id == tenant.id, ApprovalEligibility.account_id == viewer
+        eligible = (
+            select(ApprovalRequest.order_id)
+            .join(ApprovalEligibility, ApprovalEligibility.request_id == ApprovalRequest.id)
+            .where(
+                ApprovalEligibility.tenant_id == tenant.id, ApprovalEligibility.account_id == viewer
+            )
         )
         visible.append(Order.id.in_(eligible))
     return select(Order).where(Order.tenant_id == tenant.id, or_(*visible))
@@ -242,28 +324,60 @@ def _one(session: Session, model, code: str, message: str, *where):
 
 
 def _company(session: Session, tenant: Tenant, external_id: str) -> Company:
-    return _one(session, Company, "unknown_company", f"no company {external_id!r}", Company.tenant_id == tenant.id, Company.external_id == external_id)
+    return _one(
+        session,
+        Company,
+        "unknown_company",
+        f"no company {external_id!r}",
+        Company.tenant_id == tenant.id,
+        Company.external_id == external_id,
+    )
 
 
 def _account(session: Session, tenant: Tenant, external_id: str) -> Account:
-    return _one(session, Account, "unknown_account", f"no account {external_id!r}", Account.tenant_id == tenant.id, Account.external_id == external_id)
+    return _one(
+        session,
+        Account,
+        "unknown_account",
+        f"no account {external_id!r}",
+        Account.tenant_id == tenant.id,
+        Account.external_id == external_id,
+    )
 
 
 def request_hash(body: Mapping[str, Any]) -> str:
     """Hash of a request body in canonical JSON: equal bodies, equal hashes."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
 
 
 def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
     """The tenant's order by its storefront id."""
-    return _one(session, Order, "unknown_order", f"no order {external_id!r}", Order.tenant_id == tenant.id, Order.external_id == external_id)
+    return _one(
+        session,
+        Order,
+        "unknown_order",
+        f"no order {external_id!r}",
+        Order.tenant_id == tenant.id,
+        Order.external_id == external_id,
+    )
 
 
 def get_request(session: Session, tenant: Tenant, request_id: int) -> ApprovalRequest:
     """The tenant's approval request by id."""
     if not 0 < request_id < 2**31:
-        raise NotFound("unknown_approval", f"no approval request {request_id}")  # ids are 32-bit: never ask the database
-    return _one(session, ApprovalRequest, "unknown_approval", f"no approval request {request_id}", ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id)
+        raise NotFound(
+            "unknown_approval", f"no approval request {request_id}"
+        )  # ids are 32-bit: never ask the database
+    return _one(
+        session,
+        ApprovalRequest,
+        "unknown_approval",
+        f"no approval request {request_id}",
+        ApprovalRequest.tenant_id == tenant.id,
+        ApprovalRequest.id == request_id,
+    )
 
 
 def request_for_order(session: Session, order: Order) -> ApprovalRequest | None:
@@ -277,8 +391,15 @@ def _steps_json(decision: Decision) -> list[dict]:
             "required": step.required,
             "condition": step.condition,
             "approvers": [
-                {"account": a.account, "name": a.name, "role": a.role, "role_label": a.role_label, "why": list(a.why), "email": a.email,
-                 **({"delegate_of": list(a.delegate_of)} if a.delegate_of else {})}
+                {
+                    "account": a.account,
+                    "name": a.name,
+                    "role": a.role,
+                    "role_label": a.role_label,
+                    "why": list(a.why),
+                    "email": a.email,
+                    **({"delegate_of": list(a.delegate_of)} if a.delegate_of else {}),
+                }
                 for a in step.approvers
             ],
         }
@@ -307,35 +428,69 @@ def submit(
     """
     now = _now(now)
     if not isinstance(body, Mapping) or not isinstance(body.get("id"), str) or not body.get("id"):
-        raise OrderError("missing_order_id", "order.id (the storefront's order number) is required to submit", path="order.id")
+        raise OrderError(
+            "missing_order_id",
+            "order.id (the storefront's order number) is required to submit",
+            path="order.id",
+        )
     digest = request_hash(body)
     existing = _existing_submission(session, tenant, body["id"], idempotency_key)
     if existing is not None:
         if existing.request_hash != digest:
-            which = "Idempotency-Key" if idempotency_key and existing.idempotency_key == idempotency_key else "order id"
-            raise Conflict("idempotency_conflict", f"order {existing.external_id!r} was already submitted with another body under the same {which}")
+            which = (
+                "Idempotency-Key"
+                if idempotency_key and existing.idempotency_key == idempotency_key
+                else "order id"
+            )
+            raise Conflict(
+                "idempotency_conflict",
+                f"order {existing.external_id!r} was already submitted with another body under the same {which}",
+            )
         return existing, False
     decision, version = evaluate(session, tenant, body, now=now)
-    return _record(session, tenant, body, decision, version, digest, idempotency_key, now, actor), True
+    return _record(
+        session, tenant, body, decision, version, digest, idempotency_key, now, actor
+    ), True
 
 
-def _existing_submission(session: Session, tenant: Tenant, order_id: str, key: str | None) -> Order | None:
+def _existing_submission(
+    session: Session, tenant: Tenant, order_id: str, key: str | None
+) -> Order | None:
     clauses = [Order.external_id == order_id]
     if key:
         clauses.append(Order.idempotency_key == key)
     return session.scalar(select(Order).where(Order.tenant_id == tenant.id, or_(*clauses)).limit(1))
 
 
-def _record(session, tenant, body, decision: Decision, version, digest, key, now, actor, order: Order | None = None) -> Order:
+def _record(
+    session,
+    tenant,
+    body,
+    decision: Decision,
+    version,
+    digest,
+    key,
+    now,
+    actor,
+    order: Order | None = None,
+) -> Order:
     company = _company(session, tenant, decision.buyer["company"])
     buyer = _account(session, tenant, decision.buyer["account"])
     data = _decision_data(session, decision, version)
-    merchant = _merchant_steps(session, version) if decision.outcome in ("pending", "approved") else []
+    merchant = (
+        _merchant_steps(session, version) if decision.outcome in ("pending", "approved") else []
+    )
     # approved by the rules, but the merchant reviews every order first
     review = decision.outcome == "approved" and bool(merchant)
     status = "pending" if review else decision.outcome
     if order is None:
-        order = Order(tenant_id=tenant.id, external_id=body["id"], idempotency_key=key, request_hash=digest, created_at=now)
+        order = Order(
+            tenant_id=tenant.id,
+            external_id=body["id"],
+            idempotency_key=key,
+            request_hash=digest,
+            created_at=now,
+        )
         session.add(order)
     order.company_id = company.id
     order.buyer_id = buyer.id
@@ -348,8 +503,19 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
     order.ruleset_version_id = version.id
     order.updated_at = now
     session.flush()
-    audit(session, tenant.id, actor, f"order.{status}", "order", order.external_id,
-          {"reasons": decision.reason_codes(), "version": version.number, **({"merchant_review": True} if review else {})})
+    audit(
+        session,
+        tenant.id,
+        actor,
+        f"order.{status}",
+        "order",
+        order.external_id,
+        {
+            "reasons": decision.reason_codes(),
+            "version": version.number,
+            **({"merchant_review": True} if review else {}),
+        },
+    )
     if status == "pending":
         request = ApprovalRequest(
             tenant_id=tenant.id,
@@ -366,7 +532,15 @@ def _record(session, tenant, body, decision: Decision, version, digest, key, now
         session.flush()
         for index, step in enumerate(decision.steps):
             for approver in step.approvers:
-                session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=approver.account, step_index=index, created_at=now))
+                session.add(
+                    ApprovalEligibility(
+                        request_id=request.id,
+                        tenant_id=tenant.id,
+                        account_id=approver.account,
+                        step_index=index,
+                        created_at=now,
+                    )
+                )
         if review:
             _emit_merchant_review(session, tenant, order, request, submitted=True)
         else:
@@ -391,17 +565,27 @@ def _decision_data(session: Session, decision: Decision, version: RuleSetVersion
     stamp = dict(data.get("ruleset") or {})
     stamp["policy_hash"] = versions.policy_for(version, session).hash
     if version.extends:
-        stamp["parents"] = [{"name": p.ruleset.name, "version": p.number} for p in versions.parent_chain(session, version)]
+        stamp["parents"] = [
+            {"name": p.ruleset.name, "version": p.number}
+            for p in versions.parent_chain(session, version)
+        ]
     data["ruleset"] = stamp
     return data
 
 
-def _draw_budgets(session: Session, tenant: Tenant, order: Order, version: RuleSetVersion, now: datetime, kind: str = "draw") -> None:
+def _draw_budgets(
+    session: Session,
+    tenant: Tenant,
+    order: Order,
+    version: RuleSetVersion,
+    now: datetime,
+    kind: str = "draw",
+) -> None:
     policy = versions.policy_for(version, session)
     buyer = order.decision.get("buyer") or {}
     when = order.created_at or now
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     # in the money the order was compared in: a converted total, or the order's own currency's ledger
     amount, currency = priced_total(order.decision)
     for budget in policy.budgets:
@@ -427,23 +611,44 @@ def _check_if_match(request: ApprovalRequest, if_match: str | int | None) -> Non
         return
     expected = str(if_match).strip('"W/ ')
     if expected != str(request.version_id):
-        raise Conflict("stale_version", f"approval request {request.id} is at version {request.version_id}, not {expected}; reload it and try again")
+        raise Conflict(
+            "stale_version",
+            f"approval request {request.id} is at version {request.version_id}, not {expected}; reload it and try again",
+        )
 
 
-def _actions_of(request: ApprovalRequest, step: str, action: str = "approve") -> list[ApprovalAction]:
-    return [a for a in request.actions if a.step == step and a.action == action and a.generation == request.generation]
+def _actions_of(
+    request: ApprovalRequest, step: str, action: str = "approve"
+) -> list[ApprovalAction]:
+    return [
+        a
+        for a in request.actions
+        if a.step == step and a.action == action and a.generation == request.generation
+    ]
 
 
 def _who_decided(session: Session, request: ApprovalRequest) -> str:
-    deciding = [a for a in request.actions if a.generation == request.generation and a.action in ("approve", "reject")]
+    deciding = [
+        a
+        for a in request.actions
+        if a.generation == request.generation and a.action in ("approve", "reject")
+    ]
     names = sorted({session.get(Account, a.approver_id).external_id for a in deciding})
     return ", ".join(names) or "the system"
 
 
 def _require_pending(session: Session, request: ApprovalRequest) -> None:
     if request.status != "pending":
-        by = f" by {_who_decided(session, request)}" if request.status in ("approved", "rejected") else ""
-        raise Conflict("already_decided", f"approval request {request.id} is already {request.status}{by}", details={"status": request.status})
+        by = (
+            f" by {_who_decided(session, request)}"
+            if request.status in ("approved", "rejected")
+            else ""
+        )
+        raise Conflict(
+            "already_decided",
+            f"approval request {request.id} is already {request.status}{by}",
+            details={"status": request.status},
+        )
 
 
 def _eligible_in_step(request: ApprovalRequest, step_index: int, approver: str) -> bool:
@@ -451,7 +656,9 @@ def _eligible_in_step(request: ApprovalRequest, step_index: int, approver: str) 
     return any(a["account"] == approver for a in step["approvers"])
 
 
-def _acting_for(session: Session, tenant: Tenant, request: ApprovalRequest, approver: str) -> int | None:
+def _acting_for(
+    session: Session, tenant: Tenant, request: ApprovalRequest, approver: str
+) -> int | None:
     """The account a delegate acts for in the current step (recorded on the action), or None."""
     for entry in request.steps[request.current_step]["approvers"]:
         if entry["account"] == approver and entry.get("delegate_of"):
@@ -465,7 +672,9 @@ def _group_of(step_name: str) -> str | None:
     return base if slash and number.isdigit() else None
 
 
-def _refuse_second_group(request: ApprovalRequest, step: Mapping[str, Any], account_id: int) -> None:
+def _refuse_second_group(
+    request: ApprovalRequest, step: Mapping[str, Any], account_id: int
+) -> None:
     """``all_of`` means separate people: one approver counts for one group of a step only.
 
     Someone eligible in two groups who approved ``<step>/1`` in this
@@ -475,7 +684,13 @@ def _refuse_second_group(request: ApprovalRequest, step: Mapping[str, Any], acco
     if group is None:
         return
     for action in request.actions:
-        if action.generation == request.generation and action.action == "approve" and action.approver_id == account_id and action.step != step["name"] and _group_of(action.step) == group:
+        if (
+            action.generation == request.generation
+            and action.action == "approve"
+            and action.approver_id == account_id
+            and action.step != step["name"]
+            and _group_of(action.step) == group
+        ):
             raise Conflict(
                 "already_approved_in_group",
                 f"{step['name']} needs another person: this approver already approved {action.step} of the same step ({group}: one approval from each group, by different people)",
@@ -483,7 +698,16 @@ def _refuse_second_group(request: ApprovalRequest, step: Mapping[str, Any], acco
             )
 
 
-def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+def approve(
+    session: Session,
+    tenant: Tenant,
+    request_id: int,
+    approver: str,
+    *,
+    comment: str | None = None,
+    if_match=None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
     """One approval of the current step by ``approver``; approving twice counts once.
 
     A delegate's action records whom it acted for.
@@ -495,14 +719,41 @@ def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     step = request.steps[request.current_step]
     _refuse_merchant_step(request, step)
     if not _eligible_in_step(request, request.current_step, approver):
-        raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"], "eligible": [a["account"] for a in step["approvers"]]})
+        raise Forbidden(
+            "not_eligible",
+            f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}",
+            details={"step": step["name"], "eligible": [a["account"] for a in step["approvers"]]},
+        )
     account = _account(session, tenant, approver)
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
     _refuse_second_group(request, step, account.id)
-    request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="approve", generation=request.generation, comment=comment, created_at=now, on_behalf_of_id=_acting_for(session, tenant, request, approver)))
+    request.actions.append(
+        ApprovalAction(
+            step=step["name"],
+            approver_id=account.id,
+            action="approve",
+            generation=request.generation,
+            comment=comment,
+            created_at=now,
+            on_behalf_of_id=_acting_for(session, tenant, request, approver),
+        )
+    )
     approvals = len(_actions_of(request, step["name"]))
-    audit(session, tenant.id, approver, "approval.approved", "order", request.order.external_id, {"step": step["name"], "count": approvals, "required": step["required"], "comment": comment})
+    audit(
+        session,
+        tenant.id,
+        approver,
+        "approval.approved",
+        "order",
+        request.order.external_id,
+        {
+            "step": step["name"],
+            "count": approvals,
+            "required": step["required"],
+            "comment": comment,
+        },
+    )
     if approvals < step["required"]:
         _touch(request)
         session.flush()
@@ -510,18 +761,29 @@ def approve(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     return _advance(session, tenant, request, now, comment)
 
 
-def _advance(session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, comment: str | None) -> ApprovalRequest:
+def _advance(
+    session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, comment: str | None
+) -> ApprovalRequest:
     """The current step is approved: on to the next step, or the request is approved."""
     if request.current_step + 1 < len(request.steps):
         request.current_step += 1
         request.step_started_at = now
         session.flush()
-        events.emit(session, tenant, "approval_requested", request.order, events.step_recipients(session, tenant, request, request.current_step), {"step": request.steps[request.current_step]["name"]})
+        events.emit(
+            session,
+            tenant,
+            "approval_requested",
+            request.order,
+            events.step_recipients(session, tenant, request, request.current_step),
+            {"step": request.steps[request.current_step]["name"]},
+        )
         return request
     return _finish_approved(session, tenant, request, now, comment)
 
 
-def _finish_approved(session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, comment: str | None) -> ApprovalRequest:
+def _finish_approved(
+    session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, comment: str | None
+) -> ApprovalRequest:
     request.status = "approved"
     request.decided_at = now
     order = request.order
@@ -544,7 +806,16 @@ def request_version(session: Session, request: ApprovalRequest) -> RuleSetVersio
     return session.get(RuleSetVersion, request.ruleset_version_id)
 
 
-def reject(session: Session, tenant: Tenant, request_id: int, approver: str, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+def reject(
+    session: Session,
+    tenant: Tenant,
+    request_id: int,
+    approver: str,
+    *,
+    comment: str | None = None,
+    if_match=None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
     """Decline: the order is cancelled and the buyer sees the comment."""
     now = _now(now)
     request = get_request(session, tenant, request_id)
@@ -553,21 +824,52 @@ def reject(session: Session, tenant: Tenant, request_id: int, approver: str, *, 
     step = request.steps[request.current_step]
     _refuse_merchant_step(request, step)
     if not _eligible_in_step(request, request.current_step, approver):
-        raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"]})
+        raise Forbidden(
+            "not_eligible",
+            f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}",
+            details={"step": step["name"]},
+        )
     account = _account(session, tenant, approver)
-    request.actions.append(ApprovalAction(step=step["name"], approver_id=account.id, action="reject", generation=request.generation, comment=comment, created_at=now, on_behalf_of_id=_acting_for(session, tenant, request, approver)))
+    request.actions.append(
+        ApprovalAction(
+            step=step["name"],
+            approver_id=account.id,
+            action="reject",
+            generation=request.generation,
+            comment=comment,
+            created_at=now,
+            on_behalf_of_id=_acting_for(session, tenant, request, approver),
+        )
+    )
     request.status = "rejected"
     request.decided_at = now
     order = request.order
     order.status = "rejected"
     order.updated_at = now
     session.flush()
-    audit(session, tenant.id, approver, "approval.rejected", "order", order.external_id, {"step": step["name"], "comment": comment})
+    audit(
+        session,
+        tenant.id,
+        approver,
+        "approval.rejected",
+        "order",
+        order.external_id,
+        {"step": step["name"], "comment": comment},
+    )
     events.emit_final(session, tenant, order, "rejected", comment)
     return request
 
 
-def reverse(session: Session, tenant: Tenant, request_id: int, approver: str, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+def reverse(
+    session: Session,
+    tenant: Tenant,
+    request_id: int,
+    approver: str,
+    *,
+    comment: str | None = None,
+    if_match=None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
     """Undo an approval or a rejection: the request is pending again from its first step.
 
     Any eligible approver of the request may reverse (an authorizer who
@@ -579,18 +881,40 @@ def reverse(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     order = request.order
     policy = versions.policy_for(request_version(session, request), session)
     if request.status not in ("approved", "rejected"):
-        raise Conflict("not_reversible", f"approval request {request.id} is {request.status}; only approved or rejected requests can be reversed")
+        raise Conflict(
+            "not_reversible",
+            f"approval request {request.id} is {request.status}; only approved or rejected requests can be reversed",
+        )
     if not policy.reversal_allowed:
-        raise Conflict("reversal_not_allowed", f"rule set {policy.name} does not allow reversing decisions")
+        raise Conflict(
+            "reversal_not_allowed", f"rule set {policy.name} does not allow reversing decisions"
+        )
     if order.released_at is not None:
-        raise Conflict("already_released", f"order {order.external_id} was released to fulfilment at {isoformat(order.released_at)}; its decision can no longer be reversed")
+        raise Conflict(
+            "already_released",
+            f"order {order.external_id} was released to fulfilment at {isoformat(order.released_at)}; its decision can no longer be reversed",
+        )
     if not any(_eligible_in_step(request, i, approver) for i in range(len(request.steps))):
-        raise Forbidden("not_eligible", f"{approver} is not an approver of order {order.external_id} and cannot reverse its decision")
+        raise Forbidden(
+            "not_eligible",
+            f"{approver} is not an approver of order {order.external_id} and cannot reverse its decision",
+        )
     account = _account(session, tenant, approver)
     was = request.status
-    request.actions.append(ApprovalAction(step=request.steps[request.current_step]["name"], approver_id=account.id, action="reverse", generation=request.generation, comment=comment, created_at=now))
+    request.actions.append(
+        ApprovalAction(
+            step=request.steps[request.current_step]["name"],
+            approver_id=account.id,
+            action="reverse",
+            generation=request.generation,
+            comment=comment,
+            created_at=now,
+        )
+    )
     if was == "approved":
-        _draw_budgets(session, tenant, order, request_version(session, request), now, kind="release")
+        _draw_budgets(
+            session, tenant, order, request_version(session, request), now, kind="release"
+        )
     request.generation += 1
     request.status = "pending"
     request.current_step = 0
@@ -599,19 +923,51 @@ def reverse(session: Session, tenant: Tenant, request_id: int, approver: str, *,
     order.status = "pending"
     order.updated_at = now
     session.flush()
-    audit(session, tenant.id, approver, "approval.reversed", "order", order.external_id, {"was": was, "comment": comment})
-    events.emit(session, tenant, "approval_reversed", order, events.buyer_recipients(session, tenant, order), {"was": was, "by": approver, "comment": comment})
-    events.emit(session, tenant, "approval_requested", order, events.step_recipients(session, tenant, request, 0), {"step": request.steps[0]["name"]})
+    audit(
+        session,
+        tenant.id,
+        approver,
+        "approval.reversed",
+        "order",
+        order.external_id,
+        {"was": was, "comment": comment},
+    )
+    events.emit(
+        session,
+        tenant,
+        "approval_reversed",
+        order,
+        events.buyer_recipients(session, tenant, order),
+        {"was": was, "by": approver, "comment": comment},
+    )
+    events.emit(
+        session,
+        tenant,
+        "approval_requested",
+        order,
+        events.step_recipients(session, tenant, request, 0),
+        {"step": request.steps[0]["name"]},
+    )
     return request
 
 
-def withdraw(session: Session, tenant: Tenant, order_id: str, *, now: datetime | None = None, actor: str = "storefront") -> Order:
+def withdraw(
+    session: Session,
+    tenant: Tenant,
+    order_id: str,
+    *,
+    now: datetime | None = None,
+    actor: str = "storefront",
+) -> Order:
     """The buyer takes back a pending order."""
     now = _now(now)
     order = get_order(session, tenant, order_id)
     request = request_for_order(session, order)
     if request is None or request.status != "pending":
-        raise Conflict("not_withdrawable", f"order {order_id} is {order.status}; only pending orders can be withdrawn")
+        raise Conflict(
+            "not_withdrawable",
+            f"order {order_id} is {order.status}; only pending orders can be withdrawn",
+        )
     request.status = "withdrawn"
     request.decided_at = now
     order.status = "withdrawn"
@@ -622,12 +978,22 @@ def withdraw(session: Session, tenant: Tenant, order_id: str, *, now: datetime |
     return order
 
 
-def release(session: Session, tenant: Tenant, order_id: str, *, now: datetime | None = None, actor: str = "storefront") -> Order:
+def release(
+    session: Session,
+    tenant: Tenant,
+    order_id: str,
+    *,
+    now: datetime | None = None,
+    actor: str = "storefront",
+) -> Order:
     """Fulfilment started: closes the reversal window.  Only approved orders can be released."""
     now = _now(now)
     order = get_order(session, tenant, order_id)
     if order.status != "approved":
-        raise Conflict("not_releasable", f"order {order_id} is {order.status}; only approved orders are released to fulfilment")
+        raise Conflict(
+            "not_releasable",
+            f"order {order_id} is {order.status}; only approved orders are released to fulfilment",
+        )
     if order.released_at is None:
         order.released_at = now
         order.updated_at = now
@@ -637,7 +1003,14 @@ def release(session: Session, tenant: Tenant, order_id: str, *, now: datetime | 
     return order
 
 
-def convert(session: Session, tenant: Tenant, order_id: str, *, now: datetime | None = None, actor: str = "storefront") -> Order:
+def convert(
+    session: Session,
+    tenant: Tenant,
+    order_id: str,
+    *,
+    now: datetime | None = None,
+    actor: str = "storefront",
+) -> Order:
     """A quote becomes an order and is evaluated like any order."""
     now = _now(now)
     order = get_order(session, tenant, order_id)
@@ -647,7 +1020,18 @@ def convert(session: Session, tenant: Tenant, order_id: str, *, now: datetime | 
     body["type"] = "regular"
     decision, version = evaluate(session, tenant, body, now=now)
     audit(session, tenant.id, actor, "order.converted", "order", order_id)
-    return _record(session, tenant, body, decision, version, request_hash(body), order.idempotency_key, now, actor, order=order)
+    return _record(
+        session,
+        tenant,
+        body,
+        decision,
+        version,
+        request_hash(body),
+        order.idempotency_key,
+        now,
+        actor,
+        order=order,
+    )
 
 
 # -------------------------------------------------------------------- jobs
@@ -665,7 +1049,10 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     handled: set[int] = set()
     count = escalate_due(session, now=now, limit=limit, handled=handled)
     due = session.scalars(
-        select(ApprovalRequest).where(ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= now).order_by(ApprovalRequest.id).limit(limit)
+        select(ApprovalRequest)
+        .where(ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= now)
+        .order_by(ApprovalRequest.id)
+        .limit(limit)
     ).all()
     for request in due:
         if request.id in handled:
@@ -687,7 +1074,13 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     return count
 
 
-def _expire(session: Session, tenant: Tenant, request: ApprovalRequest, now: datetime, data: Mapping[str, Any] | None = None) -> None:
+def _expire(
+    session: Session,
+    tenant: Tenant,
+    request: ApprovalRequest,
+    now: datetime,
+    data: Mapping[str, Any] | None = None,
+) -> None:
     request.status = "expired"
     request.decided_at = now
     order = request.order
@@ -709,7 +1102,15 @@ def _merchant_steps(session: Session, version: RuleSetVersion) -> list[dict]:
     policy = versions.policy_for(version, session)
     if not ((policy.data or {}).get("approval") or {}).get("merchant_review"):
         return []
-    return [{"name": MERCHANT_STEP, "required": 1, "condition": "approval.merchant_review", "approvers": [], "merchant": True}]
+    return [
+        {
+            "name": MERCHANT_STEP,
+            "required": 1,
+            "condition": "approval.merchant_review",
+            "approvers": [],
+            "merchant": True,
+        }
+    ]
 
 
 def _review_expiry(session: Session, version: RuleSetVersion, now: datetime) -> datetime | None:
@@ -718,7 +1119,9 @@ def _review_expiry(session: Session, version: RuleSetVersion, now: datetime) -> 
     return now + expiry if expiry else None
 
 
-def _emit_merchant_review(session: Session, tenant: Tenant, order: Order, request: ApprovalRequest, *, submitted: bool) -> None:
+def _emit_merchant_review(
+    session: Session, tenant: Tenant, order: Order, request: ApprovalRequest, *, submitted: bool
+) -> None:
     """An order the rules approve outright now waits for the merchant's review.
 
     On submission the buyer hears that the order waits (``order_submitted``, as for any
@@ -728,13 +1131,31 @@ def _emit_merchant_review(session: Session, tenant: Tenant, order: Order, reques
     """
     data = {"step": request.steps[request.current_step]["name"], "approval_request": request.id}
     if submitted:
-        events.emit(session, tenant, "order_submitted", order, events.buyer_recipients(session, tenant, order), data)
-    events.emit(session, tenant, "approval_requested", order, events.step_recipients(session, tenant, request, request.current_step), data)
+        events.emit(
+            session,
+            tenant,
+            "order_submitted",
+            order,
+            events.buyer_recipients(session, tenant, order),
+            data,
+        )
+    events.emit(
+        session,
+        tenant,
+        "approval_requested",
+        order,
+        events.step_recipients(session, tenant, request, request.current_step),
+        data,
+    )
 
 
 def _refuse_merchant_step(request: ApprovalRequest, step: Mapping[str, Any]) -> None:
     if step.get("merchant"):
-        raise Forbidden("merchant_review", f"order {request.order.external_id} waits for the merchant's review; only a merchant admin can decide it now", details={"step": step["name"]})
+        raise Forbidden(
+            "merchant_review",
+            f"order {request.order.external_id} waits for the merchant's review; only a merchant admin can decide it now",
+            details={"step": step["name"]},
+        )
 
 
 def _step_spec(policy: Policy, step: Mapping[str, Any]) -> dict:
@@ -767,7 +1188,10 @@ def _pending_requests(session: Session, batch: int) -> Iterator[ApprovalRequest]
     last = 0
     while True:
         rows = session.scalars(
-            select(ApprovalRequest).where(ApprovalRequest.status == "pending", ApprovalRequest.id > last).order_by(ApprovalRequest.id).limit(batch)
+            select(ApprovalRequest)
+            .where(ApprovalRequest.status == "pending", ApprovalRequest.id > last)
+            .order_by(ApprovalRequest.id)
+            .limit(batch)
         ).all()
         yield from rows
         if len(rows) < batch:
@@ -775,7 +1199,14 @@ def _pending_requests(session: Session, batch: int) -> Iterator[ApprovalRequest]
         last = rows[-1].id
 
 
-def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 500, handled: set[int] | None = None, batch: int = 500) -> int:
+def escalate_due(
+    session: Session,
+    *,
+    now: datetime | None = None,
+    limit: int = 500,
+    handled: set[int] | None = None,
+    batch: int = 500,
+) -> int:
     """Steps whose ``escalate_after`` has passed: escalate, approve as the system or cancel (``on_timeout``).
 
     At most ``limit`` requests are acted on per run; every pending request is looked at.
@@ -792,11 +1223,15 @@ def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 
             continue
         policy = versions.policy_for(request_version(session, request), session)
         spec = _step_spec(policy, step)
-        if not spec.get("escalate_after") or now < _step_started(request) + parse_duration(spec["escalate_after"]):
+        if not spec.get("escalate_after") or now < _step_started(request) + parse_duration(
+            spec["escalate_after"]
+        ):
             continue
         try:
             with session.begin_nested():
-                result = _on_timeout(session, session.get(Tenant, request.tenant_id), request, policy, spec, now)
+                result = _on_timeout(
+                    session, session.get(Tenant, request.tenant_id), request, policy, spec, now
+                )
             count += result != "reminded"
             if handled is not None:
                 handled.add(request.id)
@@ -805,13 +1240,26 @@ def escalate_due(session: Session, *, now: datetime | None = None, limit: int = 
     return count
 
 
-def _on_timeout(session: Session, tenant: Tenant, request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any], now: datetime) -> str:
+def _on_timeout(
+    session: Session,
+    tenant: Tenant,
+    request: ApprovalRequest,
+    policy: Policy,
+    spec: Mapping[str, Any],
+    now: datetime,
+) -> str:
     """The current step timed out: do what ``on_timeout`` says; returns what was done."""
     action = _timeout_action(spec)
     step_index = request.current_step
     step = request.steps[step_index]
     if action == "cancel":
-        _expire(session, tenant, request, now, {"step": step["name"], "timeout": spec.get("escalate_after")})
+        _expire(
+            session,
+            tenant,
+            request,
+            now,
+            {"step": step["name"], "timeout": spec.get("escalate_after")},
+        )
         return "expired"
     if policy.reminders:
         last = _aware(request.last_reminded_at) if request.last_reminded_at else None
@@ -819,7 +1267,14 @@ def _on_timeout(session: Session, tenant: Tenant, request: ApprovalRequest, poli
             # reminders are configured: the approvers hear once before the step escalates (next run)
             request.last_reminded_at = now
             session.flush()
-            events.emit(session, tenant, "approval_reminder", request.order, events.step_recipients(session, tenant, request, step_index), {"step": step["name"], "reason": "before_escalation"})
+            events.emit(
+                session,
+                tenant,
+                "approval_reminder",
+                request.order,
+                events.step_recipients(session, tenant, request, step_index),
+                {"step": step["name"], "reason": "before_escalation"},
+            )
             return "reminded"
     _push_expiry(request, policy, spec, now)
     steps = [dict(s) for s in request.steps]
@@ -827,7 +1282,15 @@ def _on_timeout(session: Session, tenant: Tenant, request: ApprovalRequest, poli
     if action == "approve":
         steps[step_index]["approved_by_system"] = True
         request.steps = steps
-        audit(session, tenant.id, "system", "approval.approved_on_timeout", "order", request.order.external_id, {"step": step["name"], "after": spec.get("escalate_after")})
+        audit(
+            session,
+            tenant.id,
+            "system",
+            "approval.approved_on_timeout",
+            "order",
+            request.order.external_id,
+            {"step": step["name"], "after": spec.get("escalate_after")},
+        )
         _advance(session, tenant, request, now, None)
         return "approved"
     targets = _escalation_targets(session, tenant, request, policy, spec)
@@ -843,51 +1306,126 @@ def _on_timeout(session: Session, tenant: Tenant, request: ApprovalRequest, poli
     steps[step_index]["escalated_at"] = isoformat(now)
     request.steps = steps
     request.step_started_at = now  # reminders to the new approvers count from here
-    existing = set(session.scalars(select(ApprovalEligibility.account_id).where(ApprovalEligibility.request_id == request.id, ApprovalEligibility.step_index == step_index)))
+    existing = set(
+        session.scalars(
+            select(ApprovalEligibility.account_id).where(
+                ApprovalEligibility.request_id == request.id,
+                ApprovalEligibility.step_index == step_index,
+            )
+        )
+    )
     now_eligible = {a["account"] for a in steps[step_index]["approvers"]}
     for account in existing - now_eligible:
-        session.execute(ApprovalEligibility.__table__.delete().where(ApprovalEligibility.request_id == request.id, ApprovalEligibility.step_index == step_index, ApprovalEligibility.account_id == account))
+        session.execute(
+            ApprovalEligibility.__table__.delete().where(
+                ApprovalEligibility.request_id == request.id,
+                ApprovalEligibility.step_index == step_index,
+                ApprovalEligibility.account_id == account,
+            )
+        )
     for account in sorted(now_eligible - existing):
-        session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=account, step_index=step_index, created_at=now))
+        session.add(
+            ApprovalEligibility(
+                request_id=request.id,
+                tenant_id=tenant.id,
+                account_id=account,
+                step_index=step_index,
+                created_at=now,
+            )
+        )
     session.flush()
-    audit(session, tenant.id, "system", "approval.escalated", "order", request.order.external_id, {"step": step["name"], "from": before, "to": [a["account"] for a in steps[step_index]["approvers"]], "mode": mode})
+    audit(
+        session,
+        tenant.id,
+        "system",
+        "approval.escalated",
+        "order",
+        request.order.external_id,
+        {
+            "step": step["name"],
+            "from": before,
+            "to": [a["account"] for a in steps[step_index]["approvers"]],
+            "mode": mode,
+        },
+    )
     accounts = events._accounts(session, tenant, [a["account"] for a in added])
-    recipients = [events._recipient(accounts.get(a["account"]), "email", a["account"]) for a in added]
-    events.emit(session, tenant, "approval_escalated", request.order, recipients, {"step": step["name"], "escalated_from": before, "after": spec.get("escalate_after"), "approval_request": request.id})
+    recipients = [
+        events._recipient(accounts.get(a["account"]), "email", a["account"]) for a in added
+    ]
+    events.emit(
+        session,
+        tenant,
+        "approval_escalated",
+        request.order,
+        recipients,
+        {
+            "step": step["name"],
+            "escalated_from": before,
+            "after": spec.get("escalate_after"),
+            "approval_request": request.id,
+        },
+    )
     return "escalated"
 
 
-def _push_expiry(request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any], now: datetime) -> None:
+def _push_expiry(
+    request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any], now: datetime
+) -> None:
     """A step that escalates or is approved on timeout gives the request time again when its expiry has passed."""
     if request.expires_at is not None and _aware(request.expires_at) <= now:
-        grace = parse_duration(spec["escalate_after"]) if spec.get("escalate_after") else policy.expiry
+        grace = (
+            parse_duration(spec["escalate_after"]) if spec.get("escalate_after") else policy.expiry
+        )
         request.expires_at = now + grace if grace else None
 
 
-def _escalation_targets(session: Session, tenant: Tenant, request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any]) -> list[dict]:
+def _escalation_targets(
+    session: Session,
+    tenant: Tenant,
+    request: ApprovalRequest,
+    policy: Policy,
+    spec: Mapping[str, Any],
+) -> list[dict]:
     """``escalate_to``: named accounts and/or the active members of the order's company holding a role
     with the ``approve_orders`` permission; never the buyer."""
     to = spec.get("escalate_to") or {}
     buyer = (request.order.decision.get("buyer") or {}).get("account")
     company = (request.order.decision.get("buyer") or {}).get("company")
     directory = SqlDirectory(session, tenant.id)
-    why = f"escalated from step {request.steps[request.current_step]['name']}" + (f" after {spec['escalate_after']}" if spec.get("escalate_after") else " at expiry")
+    why = f"escalated from step {request.steps[request.current_step]['name']}" + (
+        f" after {spec['escalate_after']}" if spec.get("escalate_after") else " at expiry"
+    )
     chosen: dict[str, dict] = {}
     roles = to.get("role")
     roles = [roles] if isinstance(roles, str) else list(roles or ())
-    candidates = [(m.account_id, m.role) for m in directory.memberships_of_company(company) if m.active and m.role in roles] if company and roles else []
+    candidates = (
+        [
+            (m.account_id, m.role)
+            for m in directory.memberships_of_company(company)
+            if m.active and m.role in roles
+        ]
+        if company and roles
+        else []
+    )
     candidates += [(a, None) for a in to.get("accounts") or ()]
     for account_id, role in candidates:
         if account_id == buyer or account_id in chosen:
             continue
-        if role is not None and "approve_orders" not in (policy.roles.get(role).permissions if policy.roles.get(role) else ()):
+        if role is not None and "approve_orders" not in (
+            policy.roles.get(role).permissions if policy.roles.get(role) else ()
+        ):
             continue
         account = directory.account(account_id)
         if account is None or not account.active:
             continue
         chosen[account_id] = {
-            "account": account_id, "name": account.name, "role": role, "role_label": policy.role_label(role) if role else "",
-            "why": [why], "email": bool(account.email and account.email_enabled), "escalated": True,
+            "account": account_id,
+            "name": account.name,
+            "role": role,
+            "role_label": policy.role_label(role) if role else "",
+            "why": [why],
+            "email": bool(account.email and account.email_enabled),
+            "escalated": True,
         }
     return list(chosen.values())
 
@@ -895,29 +1433,63 @@ def _escalation_targets(session: Session, tenant: Tenant, request: ApprovalReque
 # -------------------------------------------------- merchant review (issue 9)
 
 
-def merchant_decide(session: Session, tenant: Tenant, request_id: int, admin_login: str, approve: bool, comment: str | None = None, *, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+def merchant_decide(
+    session: Session,
+    tenant: Tenant,
+    request_id: int,
+    admin_login: str,
+    approve: bool,
+    comment: str | None = None,
+    *,
+    if_match=None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
     """A merchant admin (owner or editor) approves or rejects a request waiting in the ``merchant-review`` step.
 
     For the admin UI, not the storefront API: storefront keys act for the
     customer's approvers, never for the merchant.
     """
     now = _now(now)
-    admin = session.scalar(select(AdminUser).where(AdminUser.tenant_id == tenant.id, AdminUser.login == admin_login))
+    admin = session.scalar(
+        select(AdminUser).where(AdminUser.tenant_id == tenant.id, AdminUser.login == admin_login)
+    )
     if admin is None:
         raise Forbidden("not_an_admin", f"{admin_login!r} is not an admin user of this merchant")
     if admin.role not in ("owner", "editor"):
-        raise Forbidden("read_only_admin", f"admin {admin_login!r} is a {admin.role}; only owners and editors decide merchant reviews")
+        raise Forbidden(
+            "read_only_admin",
+            f"admin {admin_login!r} is a {admin.role}; only owners and editors decide merchant reviews",
+        )
     request = get_request(session, tenant, request_id)
     _check_if_match(request, if_match)
     _require_pending(session, request)
     step = request.steps[request.current_step]
     if not step.get("merchant"):
-        raise Conflict("not_in_merchant_review", f"approval request {request.id} is at step {step['name']}, not in the merchant's review", details={"step": step["name"]})
+        raise Conflict(
+            "not_in_merchant_review",
+            f"approval request {request.id} is at step {step['name']}, not in the merchant's review",
+            details={"step": step["name"]},
+        )
     steps = [dict(s) for s in request.steps]
-    steps[request.current_step].update({"decided_by": f"admin:{admin_login}", "decision": "approved" if approve else "rejected", "decided_at": isoformat(now), "comment": comment})
+    steps[request.current_step].update(
+        {
+            "decided_by": f"admin:{admin_login}",
+            "decision": "approved" if approve else "rejected",
+            "decided_at": isoformat(now),
+            "comment": comment,
+        }
+    )
     request.steps = steps
     order = request.order
-    audit(session, tenant.id, f"admin:{admin_login}", "approval.merchant_approved" if approve else "approval.merchant_rejected", "order", order.external_id, {"comment": comment})
+    audit(
+        session,
+        tenant.id,
+        f"admin:{admin_login}",
+        "approval.merchant_approved" if approve else "approval.merchant_rejected",
+        "order",
+        order.external_id,
+        {"comment": comment},
+    )
     if approve:
         return _finish_approved(session, tenant, request, now, comment)
     request.status = "rejected"
@@ -932,7 +1504,17 @@ def merchant_decide(session: Session, tenant: Tenant, request_id: int, admin_log
 # ------------------------------------------- re-evaluating pending requests (issue 9)
 
 
-def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: Mapping[str, Any], decision: Decision, version: RuleSetVersion, now: datetime, actor: str, record: Mapping[str, Any]) -> str:
+def _redecide(
+    session: Session,
+    tenant: Tenant,
+    request: ApprovalRequest,
+    body: Mapping[str, Any],
+    decision: Decision,
+    version: RuleSetVersion,
+    now: datetime,
+    actor: str,
+    record: Mapping[str, Any],
+) -> str:
     """Replace a pending request's decision by ``decision``; the old one goes to ``order.previous_decisions``.
 
     approved: the request is approved (budget drawn, buyer told), unless the
@@ -945,10 +1527,16 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
     order = request.order
     old_version = request_version(session, request)
     history = list(order.previous_decisions or [])
-    history.append({
-        **record, "at": isoformat(now), "status": order.status, "total": format_amount(order.total),
-        "ruleset_version": old_version.number if old_version else None, "decision": order.decision,
-    })
+    history.append(
+        {
+            **record,
+            "at": isoformat(now),
+            "status": order.status,
+            "total": format_amount(order.total),
+            "ruleset_version": old_version.number if old_version else None,
+            "decision": order.decision,
+        }
+    )
     order.previous_decisions = history
     order.payload = dict(body)
     order.total = decision.order.total
@@ -957,27 +1545,61 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
     order.ruleset_version_id = version.id
     outcome = decision.outcome
     merchant = _merchant_steps(session, version) if outcome in ("pending", "approved") else []
-    review = outcome == "approved" and bool(merchant)  # approved by the rules: on to the merchant's review
+    review = outcome == "approved" and bool(
+        merchant
+    )  # approved by the rules: on to the merchant's review
     order.status = "pending" if review else outcome
     order.updated_at = now
     request.ruleset_version_id = version.id
-    audit(session, tenant.id, actor, "approval.redecided", "order", order.external_id, {
-        **{k: v for k, v in record.items() if k != "changes"}, "outcome": outcome, "version": version.number, "reasons": decision.reason_codes(),
-        **({"merchant_review": True} if review else {}),
-    })
+    audit(
+        session,
+        tenant.id,
+        actor,
+        "approval.redecided",
+        "order",
+        order.external_id,
+        {
+            **{k: v for k, v in record.items() if k != "changes"},
+            "outcome": outcome,
+            "version": version.number,
+            "reasons": decision.reason_codes(),
+            **({"merchant_review": True} if review else {}),
+        },
+    )
     if outcome == "pending" or review:
         request.generation += 1
         request.current_step = 0
         request.steps = _steps_json(decision) + merchant
-        request.expires_at = _review_expiry(session, version, now) if review else decision.expires_at
+        request.expires_at = (
+            _review_expiry(session, version, now) if review else decision.expires_at
+        )
         request.step_started_at = now
-        session.execute(ApprovalEligibility.__table__.delete().where(ApprovalEligibility.request_id == request.id))
+        session.execute(
+            ApprovalEligibility.__table__.delete().where(
+                ApprovalEligibility.request_id == request.id
+            )
+        )
         for index, step in enumerate(request.steps):
             for approver in step["approvers"]:
-                session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id=approver["account"], step_index=index, created_at=now))
+                session.add(
+                    ApprovalEligibility(
+                        request_id=request.id,
+                        tenant_id=tenant.id,
+                        account_id=approver["account"],
+                        step_index=index,
+                        created_at=now,
+                    )
+                )
         session.flush()
         # the first step's approvers (none for the merchant's step: the storefront's webhook hears)
-        events.emit(session, tenant, "approval_requested", order, events.step_recipients(session, tenant, request, 0), {"step": request.steps[0]["name"], "approval_request": request.id})
+        events.emit(
+            session,
+            tenant,
+            "approval_requested",
+            order,
+            events.step_recipients(session, tenant, request, 0),
+            {"step": request.steps[0]["name"], "approval_request": request.id},
+        )
     elif outcome == "approved":
         _finish_approved(session, tenant, request, now, None)
     else:
@@ -992,7 +1614,15 @@ def _redecide(session: Session, tenant: Tenant, request: ApprovalRequest, body: 
     return order.status
 
 
-def on_publish(session: Session, tenant: Tenant, ruleset_name: str, *, now: datetime | None = None, actor: str = "system", limit: int = 5000) -> dict:
+def on_publish(
+    session: Session,
+    tenant: Tenant,
+    ruleset_name: str,
+    *,
+    now: datetime | None = None,
+    actor: str = "system",
+    limit: int = 5000,
+) -> dict:
     """After a publish or rollback of ``ruleset_name``: pending requests are decided again
     where ``pending_on_new_version: reevaluate`` says so.
 
@@ -1014,26 +1644,73 @@ def on_publish(session: Session, tenant: Tenant, ruleset_name: str, *, now: date
     is listed under ``skipped``.
     """
     now = _now(now)
-    result: dict[str, Any] = {"ruleset": ruleset_name, "mode": "keep", "reevaluated": {}, "skipped": []}
+    result: dict[str, Any] = {
+        "ruleset": ruleset_name,
+        "mode": "keep",
+        "reevaluated": {},
+        "skipped": [],
+    }
     version = versions.active_version(session, tenant.id, ruleset_name)
     if version is None:
         return result
     active = versions.active_versions(session, tenant.id)
     # (name, version, the rule set it extends or None for the published one, its mode)
-    targets = [(ruleset_name, version, None)] + [(name, active[name], parent) for name, parent in _extending(active, ruleset_name)]
-    modes = {name: (versions.policy_for(v, session, active).data or {}).get("pending_on_new_version", "keep") for name, v, _ in targets}
-    governed = _governed_companies(session, tenant, {name for name, mode in modes.items() if mode == "reevaluate"})
+    targets = [(ruleset_name, version, None)] + [
+        (name, active[name], parent) for name, parent in _extending(active, ruleset_name)
+    ]
+    modes = {
+        name: (versions.policy_for(v, session, active).data or {}).get(
+            "pending_on_new_version", "keep"
+        )
+        for name, v, _ in targets
+    }
+    governed = _governed_companies(
+        session, tenant, {name for name, mode in modes.items() if mode == "reevaluate"}
+    )
     entries: dict[str, dict] = {}
     for name, target, parent in targets:
         entry: dict[str, Any] = {"extends": parent} if parent else {}
         entry.update({"mode": modes[name], "reevaluated": {}, "skipped": []})
         if modes[name] == "reevaluate" and governed.get(name):
-            record = {"reason": "new_version", "new_version": version.number, **({"ruleset": ruleset_name} if parent else {})}
-            _reevaluate_pending(session, tenant, target, governed[name], entry, now=now, actor=actor, limit=limit, record=record, inherited=parent is not None, active=active)
-            audit(session, tenant.id, actor, "ruleset.pending_reevaluated", "ruleset", name, {
-                "version": target.number, "reevaluated": entry["reevaluated"], "skipped": entry["skipped"],
-                **({"extends": parent, "published": {"ruleset": ruleset_name, "version": version.number}} if parent else {}),
-            })
+            record = {
+                "reason": "new_version",
+                "new_version": version.number,
+                **({"ruleset": ruleset_name} if parent else {}),
+            }
+            _reevaluate_pending(
+                session,
+                tenant,
+                target,
+                governed[name],
+                entry,
+                now=now,
+                actor=actor,
+                limit=limit,
+                record=record,
+                inherited=parent is not None,
+                active=active,
+            )
+            audit(
+                session,
+                tenant.id,
+                actor,
+                "ruleset.pending_reevaluated",
+                "ruleset",
+                name,
+                {
+                    "version": target.number,
+                    "reevaluated": entry["reevaluated"],
+                    "skipped": entry["skipped"],
+                    **(
+                        {
+                            "extends": parent,
+                            "published": {"ruleset": ruleset_name, "version": version.number},
+                        }
+                        if parent
+                        else {}
+                    ),
+                },
+            )
         entries[name] = entry
         result["reevaluated"].update(entry["reevaluated"])
         result["skipped"] += [{**s, "ruleset": name} if parent else s for s in entry["skipped"]]
@@ -1051,7 +1728,9 @@ def _extending(active: Mapping[str, RuleSetVersion], name: str) -> list[tuple[st
     while level:
         below = []
         for parent in level:
-            for child in sorted(n for n, v in active.items() if v.extends == parent and n not in seen):
+            for child in sorted(
+                n for n, v in active.items() if v.extends == parent and n not in seen
+            ):
                 seen.add(child)
                 found.append((child, parent))
                 below.append(child)
@@ -1065,15 +1744,29 @@ def _governed_companies(session: Session, tenant: Tenant, names: set[str]) -> di
         return {}
     directory = SqlDirectory(session, tenant.id)
     governed: dict[str, list[int]] = {}
-    for company in session.scalars(select(Company).where(Company.tenant_id == tenant.id).order_by(Company.id)):
+    for company in session.scalars(
+        select(Company).where(Company.tenant_id == tenant.id).order_by(Company.id)
+    ):
         name = directory.ruleset_name_for(company.external_id)
         if name in names:
             governed.setdefault(name, []).append(company.id)
     return governed
 
 
-def _reevaluate_pending(session: Session, tenant: Tenant, version: RuleSetVersion, companies: list[int], entry: dict, *, now: datetime, actor: str, limit: int,
-                        record: Mapping[str, Any], inherited: bool, active: Mapping[str, RuleSetVersion]) -> None:
+def _reevaluate_pending(
+    session: Session,
+    tenant: Tenant,
+    version: RuleSetVersion,
+    companies: list[int],
+    entry: dict,
+    *,
+    now: datetime,
+    actor: str,
+    limit: int,
+    record: Mapping[str, Any],
+    inherited: bool,
+    active: Mapping[str, RuleSetVersion],
+) -> None:
     """Decide again the pending requests of ``companies`` not decided under ``version``'s rules in force; fills ``entry``.
 
     The published rule set (``inherited`` False): the requests under another version, unless
@@ -1084,26 +1777,53 @@ def _reevaluate_pending(session: Session, tenant: Tenant, version: RuleSetVersio
     active version was published after it.
     """
     policy = versions.policy_for(version, session, active)
-    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(
-        ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.status == "pending", Order.company_id.in_(companies),
+    query = (
+        select(ApprovalRequest)
+        .join(Order, ApprovalRequest.order_id == Order.id)
+        .where(
+            ApprovalRequest.tenant_id == tenant.id,
+            ApprovalRequest.status == "pending",
+            Order.company_id.in_(companies),
+        )
     )
     recorded = Order.decision[("ruleset", "policy_hash")].as_string()
     if inherited:
-        query = query.where(or_(ApprovalRequest.ruleset_version_id != version.id, recorded.is_(None), recorded != policy.hash))
+        query = query.where(
+            or_(
+                ApprovalRequest.ruleset_version_id != version.id,
+                recorded.is_(None),
+                recorded != policy.hash,
+            )
+        )
     else:
-        query = query.where(ApprovalRequest.ruleset_version_id != version.id, or_(recorded.is_(None), recorded != policy.hash))
+        query = query.where(
+            ApprovalRequest.ruleset_version_id != version.id,
+            or_(recorded.is_(None), recorded != policy.hash),
+        )
     for request in session.scalars(query.order_by(ApprovalRequest.id).limit(limit)).all():
         order = request.order
-        if inherited and request.ruleset_version_id == version.id and _policy_hash(order) is None and not _parents_newer(session, order, version, active):
+        if (
+            inherited
+            and request.ruleset_version_id == version.id
+            and _policy_hash(order) is None
+            and not _parents_newer(session, order, version, active)
+        ):
             continue
         try:
             with session.begin_nested():
                 decision, used = evaluate(session, tenant, order.payload, now=now)
                 if used.id != version.id:
-                    raise Conflict("other_ruleset", f"order {order.external_id} is now governed by another rule set")
-                entry["reevaluated"][order.external_id] = _redecide(session, tenant, request, order.payload, decision, used, now, actor, record)
+                    raise Conflict(
+                        "other_ruleset",
+                        f"order {order.external_id} is now governed by another rule set",
+                    )
+                entry["reevaluated"][order.external_id] = _redecide(
+                    session, tenant, request, order.payload, decision, used, now, actor, record
+                )
         except (StaleData, ApprovalRulesError) as exc:
-            entry["skipped"].append({"order": order.external_id, "error": getattr(exc, "code", type(exc).__name__)})
+            entry["skipped"].append(
+                {"order": order.external_id, "error": getattr(exc, "code", type(exc).__name__)}
+            )
 
 
 def _policy_hash(order: Order) -> str | None:
@@ -1111,18 +1831,33 @@ def _policy_hash(order: Order) -> str | None:
     return ((order.decision or {}).get("ruleset") or {}).get("policy_hash")
 
 
-def _parents_newer(session: Session, order: Order, version: RuleSetVersion, active: Mapping[str, RuleSetVersion]) -> bool:
+def _parents_newer(
+    session: Session, order: Order, version: RuleSetVersion, active: Mapping[str, RuleSetVersion]
+) -> bool:
     """Whether a parent ``version`` is compiled against was published after the order was last decided."""
     decided = _aware(order.created_at)
     if order.previous_decisions:
         decided = max(decided, parse_instant(order.previous_decisions[-1]["at"], "at"))
-    return any(_aware(parent.published_at) > decided for parent in versions.parent_chain(session, version, active))
+    return any(
+        _aware(parent.published_at) > decided
+        for parent in versions.parent_chain(session, version, active)
+    )
 
 
 # ------------------------------------------------ approver edits (issue 9)
 
 
-def edit(session: Session, tenant: Tenant, request_id: int, approver: str, lines: Any, *, comment: str | None = None, if_match=None, now: datetime | None = None) -> ApprovalRequest:
+def edit(
+    session: Session,
+    tenant: Tenant,
+    request_id: int,
+    approver: str,
+    lines: Any,
+    *,
+    comment: str | None = None,
+    if_match=None,
+    now: datetime | None = None,
+) -> ApprovalRequest:
     """An eligible approver of the current step lowers quantities or removes lines (never raises or adds).
 
     ``lines`` is the complete new list of ``{sku, quantity}``: a line left out
@@ -1138,53 +1873,121 @@ def edit(session: Session, tenant: Tenant, request_id: int, approver: str, lines
     step = request.steps[request.current_step]
     _refuse_merchant_step(request, step)
     if not _eligible_in_step(request, request.current_step, approver):
-        raise Forbidden("not_eligible", f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}", details={"step": step["name"]})
+        raise Forbidden(
+            "not_eligible",
+            f"{approver} is not an eligible approver of step {step['name']} of order {request.order.external_id}",
+            details={"step": step["name"]},
+        )
     order = request.order
     old_lines = order.payload.get("lines") or []
     by_sku: dict[str, dict] = {}
     for index, line in enumerate(old_lines):
         if line["sku"] in by_sku:
-            raise OrderError("ambiguous_lines", f"order {order.external_id} has sku {line['sku']!r} on several lines; it cannot be edited by sku", path=f"order.lines[{index}]")
+            raise OrderError(
+                "ambiguous_lines",
+                f"order {order.external_id} has sku {line['sku']!r} on several lines; it cannot be edited by sku",
+                path=f"order.lines[{index}]",
+            )
         if line.get("price") is None:
-            raise OrderError("missing_line_price", f"line {line['sku']!r} of order {order.external_id} has no price, so its total cannot be recomputed", path=f"order.lines[{index}].price")
+            raise OrderError(
+                "missing_line_price",
+                f"line {line['sku']!r} of order {order.external_id} has no price, so its total cannot be recomputed",
+                path=f"order.lines[{index}].price",
+            )
         by_sku[line["sku"]] = line
-    if not isinstance(lines, list) or not all(isinstance(x, Mapping) and isinstance(x.get("sku"), str) and set(x) <= {"sku", "quantity"} for x in lines):
+    if not isinstance(lines, list) or not all(
+        isinstance(x, Mapping) and isinstance(x.get("sku"), str) and set(x) <= {"sku", "quantity"}
+        for x in lines
+    ):
         raise OrderError("invalid_lines", "lines must be a list of {sku, quantity}", path="lines")
     wanted: dict[str, Decimal] = {}
     for index, line in enumerate(lines):
         sku = line["sku"]
         if sku in wanted:
-            raise OrderError("invalid_lines", f"sku {sku!r} is listed twice", path=f"lines[{index}]")
+            raise OrderError(
+                "invalid_lines", f"sku {sku!r} is listed twice", path=f"lines[{index}]"
+            )
         quantity = parse_amount(line.get("quantity", 0), f"lines[{index}].quantity")
         if sku not in by_sku:
-            raise OrderError("edit_not_a_reduction", f"sku {sku!r} is not on order {order.external_id}: an approver may lower quantities or remove lines, never add", path=f"lines[{index}]")
+            raise OrderError(
+                "edit_not_a_reduction",
+                f"sku {sku!r} is not on order {order.external_id}: an approver may lower quantities or remove lines, never add",
+                path=f"lines[{index}]",
+            )
         original = parse_amount(by_sku[sku].get("quantity", 1), "quantity")
         if quantity > original:
-            raise OrderError("edit_not_a_reduction", f"sku {sku!r}: {format_amount(quantity)} is more than the ordered {format_amount(original)}; an approver may only lower quantities", path=f"lines[{index}].quantity")
+            raise OrderError(
+                "edit_not_a_reduction",
+                f"sku {sku!r}: {format_amount(quantity)} is more than the ordered {format_amount(original)}; an approver may only lower quantities",
+                path=f"lines[{index}].quantity",
+            )
         wanted[sku] = quantity
     changes, new_lines, reduction = [], [], Decimal(0)
     for sku, line in by_sku.items():
         original = parse_amount(line.get("quantity", 1), "quantity")
         quantity = wanted.get(sku, Decimal(0))
         if quantity != original:
-            changes.append({"sku": sku, "from": format_amount(original), "to": format_amount(quantity)})
+            changes.append(
+                {"sku": sku, "from": format_amount(original), "to": format_amount(quantity)}
+            )
             reduction += parse_amount(line["price"], "price") * (original - quantity)
         if quantity > 0:
-            new_lines.append({**line, "quantity": format_amount(quantity)} if quantity != original else line)
+            new_lines.append(
+                {**line, "quantity": format_amount(quantity)} if quantity != original else line
+            )
     if not changes:
-        raise OrderError("edit_no_change", "the lines are as ordered; nothing to edit", path="lines")
+        raise OrderError(
+            "edit_no_change", "the lines are as ordered; nothing to edit", path="lines"
+        )
     if not new_lines:
-        raise OrderError("edit_empties_order", "an edit cannot remove every line; reject the order instead", path="lines")
-    body = {**order.payload, "lines": new_lines, "total": format_amount(max(order.total - reduction, Decimal(0)))}
-    decision, version = evaluate(session, tenant, body, now=now, version=request_version(session, request))
+        raise OrderError(
+            "edit_empties_order",
+            "an edit cannot remove every line; reject the order instead",
+            path="lines",
+        )
+    body = {
+        **order.payload,
+        "lines": new_lines,
+        "total": format_amount(max(order.total - reduction, Decimal(0))),
+    }
+    decision, version = evaluate(
+        session, tenant, body, now=now, version=request_version(session, request)
+    )
     account = _account(session, tenant, approver)
-    _redecide(session, tenant, request, body, decision, version, now, approver, {"reason": "edited", "by": account.external_id, "comment": comment, "changes": changes})
-    audit(session, tenant.id, approver, "approval.edited", "order", order.external_id, {"changes": changes, "comment": comment, "total": format_amount(order.total)})
-    events.emit(session, tenant, "order_edited", order, events.buyer_recipients(session, tenant, order), {"by": approver, "comment": comment, "changes": changes, "approval_request": request.id})
+    _redecide(
+        session,
+        tenant,
+        request,
+        body,
+        decision,
+        version,
+        now,
+        approver,
+        {"reason": "edited", "by": account.external_id, "comment": comment, "changes": changes},
+    )
+    audit(
+        session,
+        tenant.id,
+        approver,
+        "approval.edited",
+        "order",
+        order.external_id,
+        {"changes": changes, "comment": comment, "total": format_amount(order.total)},
+    )
+    events.emit(
+        session,
+        tenant,
+        "order_edited",
+        order,
+        events.buyer_recipients(session, tenant, order),
+        {"by": approver, "comment": comment, "changes": changes, "approval_request": request.id},
+    )
     return request
 
 
-def remind_due(session: Session, *, now: datetime | None = None, limit: int = 500, batch: int = 500) -> int:
+def remind_due(
+    session: Session, *, now: datetime | None = None, limit: int = 500, batch: int = 500
+) -> int:
     """Send approval_reminder to the approvers of each pending request's current step.
 
     The first reminder goes out ``reminders.after`` after the step became
@@ -1216,7 +2019,14 @@ def remind_due(session: Session, *, now: datetime | None = None, limit: int = 50
                     request.last_reminded_at = now
                     session.flush()
                     tenant = session.get(Tenant, request.tenant_id)
-                    events.emit(session, tenant, "approval_reminder", request.order, events.step_recipients(session, tenant, request, request.current_step), {"step": request.steps[request.current_step]["name"]})
+                    events.emit(
+                        session,
+                        tenant,
+                        "approval_reminder",
+                        request.order,
+                        events.step_recipients(session, tenant, request, request.current_step),
+                        {"step": request.steps[request.current_step]["name"]},
+                    )
                 count += 1
             except StaleData:
                 continue
@@ -1224,5 +2034,4 @@ def remind_due(session: Session, *, now: datetime | None = None, limit: int = 50
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

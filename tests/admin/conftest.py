@@ -62,7 +62,9 @@ def build_database(path: Path) -> None:
         publish(session, other.id, "other-rules", "setup", text=OTHER_RULES)
         from approvalrules.store.services import DirectoryService
 
-        DirectoryService(session, other).upsert_company("otherco", name="Other Co", ruleset="other-rules")
+        DirectoryService(session, other).upsert_company(
+            "otherco", name="Other Co", ruleset="other-rules"
+        )
         from approvalrules.workflow import service
 
         service.submit(session, demo, {"id": "PO-800", "buyer": "bob", "total": 800})

@@ -55,9 +55,12 @@ def page(server, request):
         pytest.skip(reason)
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
-        context = browser.new_context(base_url=server, viewport={"width": 1024, "height": 768})  # a tablet, landscape
+        context = browser.new_context(
+            base_url=server, viewport={"width": 1024, "height": 768}
+        )  # a tablet, landscape
         page = context.new_page()
         page.set_default_timeout(10_000)
         yield page
@@ -78,7 +81,11 @@ def log_in(page, login="eddie", password="editor-password"):
 
 
 def steps_sequence(page):
-    return page.locator("div.deform-seq").filter(has=page.locator("a.deform-seq-add", has_text="Add step")).first
+    return (
+        page.locator("div.deform-seq")
+        .filter(has=page.locator("a.deform-seq-add", has_text="Add step"))
+        .first
+    )
 
 
 def test_threshold_error_fix_publish_and_diff(page):
@@ -93,7 +100,9 @@ def test_threshold_error_fix_publish_and_diff(page):
     error = page.locator(".invalid-feedback, .error").filter(has_text=re.compile("5x0"))
     expect(error.first).to_be_visible()
 
-    steps_sequence(page).locator("textarea[name=when]").first.fill("{buyer_group: marketing, total: {gt: 600}}")
+    steps_sequence(page).locator("textarea[name=when]").first.fill(
+        "{buyer_group: marketing, total: {gt: 600}}"
+    )
     page.get_by_role("button", name="Publish").click()
     expect(page.get_by_text("Published version 2 of acme.")).to_be_visible()
     expect(page.locator("svg.chain")).to_contain_text("total > 600")

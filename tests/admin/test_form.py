@@ -60,7 +60,11 @@ def draft(db, name="acme") -> str | None:
 
 
 def save_yaml(app, text, name="acme"):
-    app.post(f"/admin/rulesets/{name}/yaml", {"text": text, "action": "save", "csrf_token": csrf(app)}, status=303)
+    app.post(
+        f"/admin/rulesets/{name}/yaml",
+        {"text": text, "action": "save", "csrf_token": csrf(app)},
+        status=303,
+    )
 
 
 def field(form, name, index=0):
@@ -104,7 +108,9 @@ def test_a_form_save_keeps_every_comment(editor, db):
     for line in COMMENTED.splitlines():
         if "#" in line and "scope:" not in line and "when:" not in line:
             assert line in saved.splitlines(), f"lost: {line!r}"
-    changed = [l for l in difflib.ndiff(COMMENTED.splitlines(), saved.splitlines()) if l[:1] in "+-"]
+    changed = [
+        l for l in difflib.ndiff(COMMENTED.splitlines(), saved.splitlines()) if l[:1] in "+-"
+    ]
     assert changed == [
         "-   scope: own_group     # own_group, not universal",
         "+   scope: universal     # own_group, not universal",
@@ -119,7 +125,11 @@ def test_a_money_field_is_saved_as_a_number_in_place(editor, db):
     money = [f for f in form.fields["max_order_total"] if f.value == "999999.99"][0]
     money.value = "500000"
     assert form.submit("save").status_int == 303
-    changed = [l for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines()) if l[:1] in "+-"]
+    changed = [
+        l
+        for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines())
+        if l[:1] in "+-"
+    ]
     assert changed == ['-   max_order_total: "999999.99"', "+   max_order_total: 500000"]
 
 
@@ -129,7 +139,11 @@ def test_an_amount_per_currency_is_saved_as_a_map(editor, db):
     money = [f for f in form.fields["max_order_total"] if f.value == "999999.99"][0]
     money.value = "{USD: 500000}"
     assert form.submit("save").status_int == 303
-    changed = [l for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines()) if l[:1] in "+-"]
+    changed = [
+        l
+        for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines())
+        if l[:1] in "+-"
+    ]
     assert changed == ['-   max_order_total: "999999.99"', "+   max_order_total: {USD: 500000}"]
     # and it is shown as written when the form is opened again
     form = editor.get("/admin/rulesets/tenant-default/form").forms["ruleset-form"]
@@ -158,7 +172,10 @@ def test_engine_problems_are_shown_on_the_field_and_block_publishing(editor, db)
     approvers = [f for f in form.fields["any_of"]][0]
     approvers.value = "[{role: nosuch}]"
     page = form.submit("publish", status=422)
-    assert "role &#39;nosuch&#39; is not defined" in page.text or "role 'nosuch' is not defined" in page.text
+    assert (
+        "role &#39;nosuch&#39; is not defined" in page.text
+        or "role 'nosuch' is not defined" in page.text
+    )
     assert "nothing was published or saved" in page.text
     assert draft(db) is None
     assert versions.active_version(db, "demo", "acme").number == 1
@@ -193,4 +210,7 @@ def test_removing_a_step_keeps_the_other_steps_comments(editor, db):
     editor.post("/admin/rulesets/acme/form", fields, status=303)
     saved = draft(db)
     assert "- name: marketing" not in saved and "- name: ops" in saved
-    assert "required: 2   # two people" in saved and "# trailing comment at the end of the file" in saved
+    assert (
+        "required: 2   # two people" in saved
+        and "# trailing comment at the end of the file" in saved
+    )

@@ -37,7 +37,11 @@ def test_accounts_search_and_pagination(viewer):
     pages = int(re.search(r"page 1 of (\d+)", first.text).group(1))
     assert pages >= 2 and 'rel="next"' in first.text and 'rel="prev"' not in first.text
     last = viewer.get(f"/admin/directory/accounts?page={pages}")
-    assert f"page {pages} of {pages}" in last.text and 'rel="prev"' in last.text and 'rel="next"' not in last.text
+    assert (
+        f"page {pages} of {pages}" in last.text
+        and 'rel="prev"' in last.text
+        and 'rel="next"' not in last.text
+    )
     found = viewer.get("/admin/directory/accounts?q=bob%40acme")
     assert "/admin/directory/accounts/bob" in found.text and "1 found" in found.text
     # LIKE wildcards are literal characters in a search
@@ -91,26 +95,68 @@ def test_owner_approves_on_behalf_of_an_approver_and_is_audited(owner, db):
     response = form.submit("action", value="approve")
     assert "Approved for ann." in response.follow().text
     assert db.scalar(select(ApprovalRequest.status).where(ApprovalRequest.id == 1)) == "approved"
-    entry = db.scalar(select(AuditEvent).where(AuditEvent.action == "admin.approval.approved_on_behalf"))
+    entry = db.scalar(
+        select(AuditEvent).where(AuditEvent.action == "admin.approval.approved_on_behalf")
+    )
     assert entry.actor == "admin:olive" and entry.data["approver"] == "ann"
 
 
 def test_owner_rejects_on_behalf(owner, db):
-    owner.post("/admin/approvals/1", {"action": "reject", "approver": "acme-master", "comment": "no", "csrf_token": csrf(owner)}, status=303)
+    owner.post(
+        "/admin/approvals/1",
+        {"action": "reject", "approver": "acme-master", "comment": "no", "csrf_token": csrf(owner)},
+        status=303,
+    )
     assert db.scalar(select(ApprovalRequest.status).where(ApprovalRequest.id == 1)) == "rejected"
-    assert db.scalar(select(AuditEvent.actor).where(AuditEvent.action == "admin.approval.rejected_on_behalf")) == "admin:olive"
+    assert (
+        db.scalar(
+            select(AuditEvent.actor).where(AuditEvent.action == "admin.approval.rejected_on_behalf")
+        )
+        == "admin:olive"
+    )
 
 
 def test_deciding_error_paths(owner, db):
     token = csrf(owner)
-    page = owner.post("/admin/approvals/1", {"action": "approve", "approver": "eve", "csrf_token": token}, status=422)
+    page = owner.post(
+        "/admin/approvals/1",
+        {"action": "approve", "approver": "eve", "csrf_token": token},
+        status=422,
+    )
     assert "not an eligible approver" in page.text
-    assert "Choose approve or reject" in owner.post("/admin/approvals/1", {"action": "delete", "approver": "ann", "csrf_token": token}, status=422).text
-    assert "Choose the approver" in owner.post("/admin/approvals/1", {"action": "approve", "approver": "", "csrf_token": token}, status=422).text
-    owner.post("/admin/approvals/1", {"action": "approve", "approver": "ann", "csrf_token": token}, status=303)
-    page = owner.post("/admin/approvals/1", {"action": "approve", "approver": "ann", "csrf_token": token}, status=422)
+    assert (
+        "Choose approve or reject"
+        in owner.post(
+            "/admin/approvals/1",
+            {"action": "delete", "approver": "ann", "csrf_token": token},
+            status=422,
+        ).text
+    )
+    assert (
+        "Choose the approver"
+        in owner.post(
+            "/admin/approvals/1",
+            {"action": "approve", "approver": "", "csrf_token": token},
+            status=422,
+        ).text
+    )
+    owner.post(
+        "/admin/approvals/1",
+        {"action": "approve", "approver": "ann", "csrf_token": token},
+        status=303,
+    )
+    page = owner.post(
+        "/admin/approvals/1",
+        {"action": "approve", "approver": "ann", "csrf_token": token},
+        status=422,
+    )
     assert "already approved" in page.text
-    assert db.scalar(select(AuditEvent).where(AuditEvent.action == "admin.approval.approved_on_behalf")) is not None
+    assert (
+        db.scalar(
+            select(AuditEvent).where(AuditEvent.action == "admin.approval.approved_on_behalf")
+        )
+        is not None
+    )
 
 
 # -- evaluate ---------------------------------------------------------------------------------

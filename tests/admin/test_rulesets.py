@@ -36,14 +36,29 @@ def test_create_a_rule_set(editor, db):
 
 def test_create_refuses_bad_and_taken_names(editor):
     token = csrf(editor)
-    assert "1 to 64 letters" in editor.post("/admin/rulesets", {"name": "no spaces", "csrf_token": token}, status=422).text
-    assert "exists already" in editor.post("/admin/rulesets", {"name": "acme", "csrf_token": token}, status=422).text
+    assert (
+        "1 to 64 letters"
+        in editor.post(
+            "/admin/rulesets", {"name": "no spaces", "csrf_token": token}, status=422
+        ).text
+    )
+    assert (
+        "exists already"
+        in editor.post("/admin/rulesets", {"name": "acme", "csrf_token": token}, status=422).text
+    )
 
 
 def test_view_shows_the_chain_as_svg(viewer):
     page = viewer.get("/admin/rulesets/acme")
     assert "<svg" in page.text and 'role="img"' in page.text
-    for text in ("1. marketing", "2. ops", "buyer group is marketing and total &gt; 500", "required: 2", "relation group_master", "role approver"):
+    for text in (
+        "1. marketing",
+        "2. ops",
+        "buyer group is marketing and total &gt; 500",
+        "required: 2",
+        "relation group_master",
+        "role approver",
+    ):
         assert text in page.text, text
     assert "YAML of version" in page.text
 
@@ -62,7 +77,11 @@ def test_unknown_rule_set_is_404(viewer):
 
 
 def yaml_post(app, name, text, action):
-    return app.post(f"/admin/rulesets/{name}/yaml", {"text": text, "action": action, "csrf_token": csrf(app)}, status="*")
+    return app.post(
+        f"/admin/rulesets/{name}/yaml",
+        {"text": text, "action": action, "csrf_token": csrf(app)},
+        status="*",
+    )
 
 
 def test_save_draft_keeps_invalid_text_and_shows_the_problem_on_its_line(editor, db):
@@ -95,12 +114,20 @@ def test_publish_valid_text_makes_a_new_active_version(editor, db):
     db.expire_all()
     active = versions.active_version(db, "demo", "acme")
     assert active.number == 2 and active.text == text and active.author == "admin:eddie"
-    assert db.scalar(select(AuditEvent).where(AuditEvent.action == "ruleset.published", AuditEvent.actor == "admin:eddie"))
+    assert db.scalar(
+        select(AuditEvent).where(
+            AuditEvent.action == "ruleset.published", AuditEvent.actor == "admin:eddie"
+        )
+    )
 
 
 def test_publish_under_another_name_is_refused(editor):
     page = yaml_post(editor, "acme", "ruleset: globex\n", "publish")
-    assert page.status_int == 422 and "name_mismatch" not in page.text and "this is rule set 'acme'" in page.text
+    assert (
+        page.status_int == 422
+        and "name_mismatch" not in page.text
+        and "this is rule set 'acme'" in page.text
+    )
 
 
 def test_run_tests_reports_each_test_and_saves_nothing(editor, db):
@@ -110,7 +137,9 @@ def test_run_tests_reports_each_test_and_saves_nothing(editor, db):
 
 
 def test_failing_tests_are_shown_and_block_publishing(editor, db):
-    text = active_text(db).replace("{gt: 500}", "{gt: 900}")  # "Bob orders 800 -> pending" now fails
+    text = active_text(db).replace(
+        "{gt: 500}", "{gt: 900}"
+    )  # "Bob orders 800 -> pending" now fails
     page = yaml_post(editor, "acme", text, "test")
     assert "FAIL" in page.text and "expected pending" in page.text
     page = yaml_post(editor, "acme", text, "publish")
@@ -127,7 +156,9 @@ def test_unparsable_yaml_is_reported_not_crashing(editor):
 def test_rollback_publishes_the_old_text_as_a_new_version(owner, db):
     original = active_text(db)
     yaml_post(owner, "acme", original.replace("{gt: 500}", "{gt: 600}"), "publish")
-    response = owner.post("/admin/rulesets/acme/rollback", {"number": "1", "csrf_token": csrf(owner)})
+    response = owner.post(
+        "/admin/rulesets/acme/rollback", {"number": "1", "csrf_token": csrf(owner)}
+    )
     assert "Version 1 is active again, published as version 3" in response.follow().text
     db.expire_all()
     active = versions.active_version(db, "demo", "acme")
@@ -136,8 +167,18 @@ def test_rollback_publishes_the_old_text_as_a_new_version(owner, db):
 
 def test_rollback_error_paths(owner):
     token = csrf(owner)
-    assert "Nothing rolled back" in owner.post("/admin/rulesets/acme/rollback", {"number": "99", "csrf_token": token}).follow().text
-    assert "Nothing rolled back" in owner.post("/admin/rulesets/acme/rollback", {"number": "x", "csrf_token": token}).follow().text
+    assert (
+        "Nothing rolled back"
+        in owner.post("/admin/rulesets/acme/rollback", {"number": "99", "csrf_token": token})
+        .follow()
+        .text
+    )
+    assert (
+        "Nothing rolled back"
+        in owner.post("/admin/rulesets/acme/rollback", {"number": "x", "csrf_token": token})
+        .follow()
+        .text
+    )
 
 
 def test_hostile_documents_through_the_admin_editor_are_refused_whole(editor, db):

@@ -24,7 +24,13 @@ def test_login_page_has_labels_and_a_csrf_token(app):
 
 @pytest.mark.parametrize(
     "tenant, login_name, password",
-    [("demo", "olive", "wrong"), ("demo", "nobody", "owner-password"), ("nowhere", "olive", "owner-password"), ("other", "olive", "owner-password"), ("", "", "")],
+    [
+        ("demo", "olive", "wrong"),
+        ("demo", "nobody", "owner-password"),
+        ("nowhere", "olive", "owner-password"),
+        ("other", "olive", "owner-password"),
+        ("", "", ""),
+    ],
 )
 def test_bad_credentials_are_refused_with_one_message(app, tenant, login_name, password):
     form = app.get("/admin/login").forms[0]
@@ -47,7 +53,9 @@ def login_limits(app):
 
     registry = app.app.registry
     saved = registry.admin_login_limits
-    registry.admin_login_limits = tuple(RateLimiter(limiter.per_minute, clock=lambda: 30.0) for limiter in saved)
+    registry.admin_login_limits = tuple(
+        RateLimiter(limiter.per_minute, clock=lambda: 30.0) for limiter in saved
+    )
     yield registry.admin_login_limits
     registry.admin_login_limits = saved
 
@@ -68,7 +76,10 @@ def test_failed_logins_are_limited_per_login_before_the_password_is_checked(app,
 def test_failed_logins_are_limited_per_address(app, login_limits):
     for index in range(20):
         _try_login(app, f"guess{index}", "wrong", 400, address="198.51.100.7")
-    assert "Too many failed logins" in _try_login(app, "olive", "owner-password", 429, address="198.51.100.7").text
+    assert (
+        "Too many failed logins"
+        in _try_login(app, "olive", "owner-password", 429, address="198.51.100.7").text
+    )
     _try_login(app, "olive", "owner-password", 303, address="198.51.100.8")
 
 
@@ -133,7 +144,11 @@ def test_every_form_needs_the_csrf_token(owner):
 
 def test_login_form_needs_the_csrf_token(app):
     app.get("/admin/login")
-    app.post("/admin/login", {"tenant": "demo", "login": "olive", "password": "owner-password"}, status=400)
+    app.post(
+        "/admin/login",
+        {"tenant": "demo", "login": "olive", "password": "owner-password"},
+        status=400,
+    )
 
 
 def test_the_storefront_api_is_not_subject_to_csrf(app):
@@ -162,9 +177,17 @@ def test_another_tenants_objects_are_not_found(other, url):
 
 def test_another_tenants_objects_cannot_be_changed(other):
     token = csrf(other)
-    other.post("/admin/rulesets/acme/yaml", {"text": "ruleset: acme\n", "action": "save", "csrf_token": token}, status=404)
+    other.post(
+        "/admin/rulesets/acme/yaml",
+        {"text": "ruleset: acme\n", "action": "save", "csrf_token": token},
+        status=404,
+    )
     other.post("/admin/rulesets/acme/rollback", {"number": "1", "csrf_token": token}, status=404)
-    other.post("/admin/approvals/1", {"action": "approve", "approver": "ann", "csrf_token": token}, status=404)
+    other.post(
+        "/admin/approvals/1",
+        {"action": "approve", "approver": "ann", "csrf_token": token},
+        status=404,
+    )
 
 
 def test_lists_show_only_the_own_tenant(other):
@@ -178,20 +201,40 @@ def test_viewer_reads_but_cannot_change(viewer):
     token = csrf(viewer)
     assert viewer.get("/admin/rulesets/acme/yaml").status_int == 200
     assert 'value="publish"' not in viewer.get("/admin/rulesets/acme/yaml").text
-    viewer.post("/admin/rulesets/acme/yaml", {"text": "ruleset: acme\n", "action": "save", "csrf_token": token}, status=403)
-    viewer.post("/admin/rulesets/acme/yaml", {"text": "ruleset: acme\n", "action": "publish", "csrf_token": token}, status=403)
+    viewer.post(
+        "/admin/rulesets/acme/yaml",
+        {"text": "ruleset: acme\n", "action": "save", "csrf_token": token},
+        status=403,
+    )
+    viewer.post(
+        "/admin/rulesets/acme/yaml",
+        {"text": "ruleset: acme\n", "action": "publish", "csrf_token": token},
+        status=403,
+    )
     viewer.post("/admin/rulesets/acme/form", {"csrf_token": token, "save": "save"}, status=403)
     viewer.post("/admin/rulesets/acme/rollback", {"number": "1", "csrf_token": token}, status=403)
     viewer.post("/admin/rulesets", {"name": "mine", "csrf_token": token}, status=403)
-    page = viewer.post("/admin/approvals/1", {"action": "approve", "approver": "ann", "csrf_token": token}, status=403)
+    page = viewer.post(
+        "/admin/approvals/1",
+        {"action": "approve", "approver": "ann", "csrf_token": token},
+        status=403,
+    )
     assert "viewer" in page.text
 
 
 def test_editor_edits_but_only_owners_decide_and_read_the_audit_log(editor):
     token = csrf(editor)
     editor.get("/admin/audit", status=403)
-    editor.post("/admin/approvals/1", {"action": "approve", "approver": "ann", "csrf_token": token}, status=403)
-    editor.post("/admin/rulesets/acme/yaml", {"text": "ruleset: acme\n", "action": "save", "csrf_token": token}, status=303)
+    editor.post(
+        "/admin/approvals/1",
+        {"action": "approve", "approver": "ann", "csrf_token": token},
+        status=403,
+    )
+    editor.post(
+        "/admin/rulesets/acme/yaml",
+        {"text": "ruleset: acme\n", "action": "save", "csrf_token": token},
+        status=303,
+    )
 
 
 def test_every_admin_view_requires_a_permission(admin_app):
@@ -210,4 +253,3 @@ def test_every_admin_view_requires_a_permission(admin_app):
     assert checked >= 20
     mapper = admin_app.registry.getUtility(IRoutesMapper)
     assert all(r.factory is not None for r in mapper.get_routes() if r.name.startswith("admin_"))
-

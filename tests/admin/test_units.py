@@ -29,14 +29,20 @@ def child(node, *names):
 
 def test_the_schema_maps_to_widgets(schema):
     assert child(schema, "bulk_orders").json_kind == "string"  # enum -> select
-    assert child(schema, "roles").json_kind == "map"  # additionalProperties -> sequence of {key, value}
+    assert (
+        child(schema, "roles").json_kind == "map"
+    )  # additionalProperties -> sequence of {key, value}
     assert child(schema, "approval", "steps").json_kind == "array"
     step = child(schema, "approval", "steps").children[0]
     assert child(step, "when").json_kind == "yaml"  # recursive conditions -> YAML snippet
     assert child(step, "self_approval").json_kind == "tristate"  # no documented default
     assert child(schema, "visibility", "masters_see_group_orders").json_kind == "boolean"
-    assert child(schema, "limits", "max_order_total").json_kind == "amount"  # anyOf [amount, null]: money or per currency
-    assert child(schema, "roles").children[0].children[1].children[1].json_kind == "set"  # permissions
+    assert (
+        child(schema, "limits", "max_order_total").json_kind == "amount"
+    )  # anyOf [amount, null]: money or per currency
+    assert (
+        child(schema, "roles").children[0].children[1].children[1].json_kind == "set"
+    )  # permissions
     assert child(schema, "settings", "restricted_skus").json_kind == "lines"
 
 
@@ -64,24 +70,50 @@ def test_money_equal_in_value_is_not_rewritten(schema):
 
 def test_optional_object_requires_its_keys_only_once_filled(schema):
     order_limit = child(schema, "limits", "order_limit")
-    assert order_limit.deserialize({"amount": "", "on_exceed": ""}) == {"amount": colander.null, "on_exceed": colander.null}
+    assert order_limit.deserialize({"amount": "", "on_exceed": ""}) == {
+        "amount": colander.null,
+        "on_exceed": colander.null,
+    }
     with pytest.raises(colander.Invalid):
         order_limit.deserialize({"amount": "", "on_exceed": "block"})
 
 
 def test_problems_land_on_fields(schema):
     invalid, unplaced = sf.field_errors(
-        schema, [Problem("x", "too small", "approval.steps[1].required", 3), Problem("y", "somewhere", "nowhere.at.all", 1)]
+        schema,
+        [
+            Problem("x", "too small", "approval.steps[1].required", 3),
+            Problem("y", "somewhere", "nowhere.at.all", 1),
+        ],
     )
     assert invalid.asdict()["approval.steps.1.required"].endswith("too small")
     assert [p.code for p in unplaced] == ["y"]
 
 
 def test_the_chain_is_well_formed_svg():
-    data = {"approval": {"steps": [{"name": "a<b", "when": {"total": {"gt": 100}}, "approvers": {"any_of": [{"role": ["m", "n"]}]}, "required": 2}]}}
+    data = {
+        "approval": {
+            "steps": [
+                {
+                    "name": "a<b",
+                    "when": {"total": {"gt": 100}},
+                    "approvers": {"any_of": [{"role": ["m", "n"]}]},
+                    "required": 2,
+                }
+            ]
+        }
+    }
     svg = chain_svg(data)
     root = ElementTree.fromstring(svg)
     texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
-    assert "1. a<b" in texts and "total > 100" in texts and "role m, n" in texts and "required: 2" in texts
+    assert (
+        "1. a<b" in texts
+        and "total > 100" in texts
+        and "role m, n" in texts
+        and "required: 2" in texts
+    )
     assert ElementTree.fromstring(chain_svg(None)) is not None
-    assert selector_text({"relation": "assigned", "attributes": {"approve": "all"}}) == "relation assigned & attributes approve=all"
+    assert (
+        selector_text({"relation": "assigned", "attributes": {"approve": "all"}})
+        == "relation assigned & attributes approve=all"
+    )

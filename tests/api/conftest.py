@@ -28,7 +28,11 @@ from approvalrules.store import migrate
 from approvalrules.store.db import create_engine_for_url, get_tm_session
 from approvalrules.store.importer import load_folder
 from approvalrules.store.services import create_api_key, ensure_tenant, resolve_tenant
-from approvalrules.store.testing import DATABASE_ENV, create_postgres_database, drop_postgres_database
+from approvalrules.store.testing import (
+    DATABASE_ENV,
+    create_postgres_database,
+    drop_postgres_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -61,7 +65,9 @@ class Webhooks:
         out = []
         for headers, body in self.received:
             data = json.loads(body)
-            if (order_id is None or data["data"]["order"]["id"] == order_id) and (kind is None or data["type"] == kind):
+            if (order_id is None or data["data"]["order"]["id"] == order_id) and (
+                kind is None or data["type"] == kind
+            ):
                 out.append(data)
         return out
 
@@ -166,7 +172,13 @@ def world(request, tmp_path_factory):
             load_folder(session, ROOT / "rules")
             load_folder(session, twin_folder(tmp_path_factory.mktemp("twin")))
             demo = resolve_tenant(session, "demo")
-            demo.settings = {**(demo.settings or {}), "webhook": {"url": f"http://127.0.0.1:{hook_server.server_port}/hooks", "secret": WEBHOOK_SECRET}}
+            demo.settings = {
+                **(demo.settings or {}),
+                "webhook": {
+                    "url": f"http://127.0.0.1:{hook_server.server_port}/hooks",
+                    "secret": WEBHOOK_SECRET,
+                },
+            }
             keys["demo"] = create_api_key(session, demo, "tests")[1]
             other = ensure_tenant(session, "other", "Another merchant")
             keys["other"] = create_api_key(session, other, "tests")[1]
@@ -195,19 +207,25 @@ def world(request, tmp_path_factory):
 @pytest.fixture
 def api(world):
     """The storefront API as tenant ``demo``."""
-    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
+    return webtest.TestApp(
+        world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+    )
 
 
 @pytest.fixture
 def other_api(world):
     """The same app as another tenant."""
-    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['other']}"})
+    return webtest.TestApp(
+        world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['other']}"}
+    )
 
 
 @pytest.fixture
 def twin_api(world):
     """Tenant ``twin``: identical ids, marked names."""
-    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['twin']}"})
+    return webtest.TestApp(
+        world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['twin']}"}
+    )
 
 
 @pytest.fixture

@@ -14,11 +14,15 @@ from .conftest import ROOT, WEBHOOK_SECRET
 
 
 def submit(api, order_id, buyer, total, **extra):
-    return api.post_json("/api/v1/orders", {"id": order_id, "buyer": buyer, "total": total, **extra}, status="*")
+    return api.post_json(
+        "/api/v1/orders", {"id": order_id, "buyer": buyer, "total": total, **extra}, status="*"
+    )
 
 
 def approve(api, request_id, approver, status=200, **body):
-    return api.post_json(f"/api/v1/approvals/{request_id}/approve", {"approver": approver, **body}, status=status)
+    return api.post_json(
+        f"/api/v1/approvals/{request_id}/approve", {"approver": approver, **body}, status=status
+    )
 
 
 def test_a1_bob_200_approved_payer_acme_confirmations(api, order_id, world, dispatch):
@@ -29,13 +33,20 @@ def test_a1_bob_200_approved_payer_acme_confirmations(api, order_id, world, disp
     assert response.json["status"] == "approved"
     assert decision["payer"] == {"kind": "company", "id": "acme"}
     dispatch()
-    assert [m["Subject"] for m in world.mailbox.to("bob@acme.test") if oid in m["Subject"]] == [f"[demo] Order confirmation {oid}"]
-    assert [m["Subject"] for m in world.mailbox.to("purchasing@acme.test") if oid in m["Subject"]] == [f"[demo] Group order {oid} confirmed"]
+    assert [m["Subject"] for m in world.mailbox.to("bob@acme.test") if oid in m["Subject"]] == [
+        f"[demo] Order confirmation {oid}"
+    ]
+    assert [
+        m["Subject"] for m in world.mailbox.to("purchasing@acme.test") if oid in m["Subject"]
+    ] == [f"[demo] Group order {oid} confirmed"]
     # the storefront learns by a signed webhook that the order may be released
     hooks = world.webhooks.events(oid, "order_approved")
     assert len(hooks) == 1
     headers, body = next((h, b) for h, b in world.webhooks.received if hooks[0]["id"] in b.decode())
-    assert headers["X-Approvalrules-Signature"] == "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert (
+        headers["X-Approvalrules-Signature"]
+        == "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    )
     assert headers["X-Approvalrules-Event-Id"] == hooks[0]["id"]
 
 
@@ -47,9 +58,15 @@ def test_a2_bob_800_pending_master_and_ann_notified(api, order_id, world, dispat
     assert approval["steps"][0]["approvers"] == ["acme-master", "ann"]
     assert approval["steps"][0]["required"] == 1
     dispatch()
-    assert any(oid in m["Subject"] and "submitted" in m["Subject"] for m in world.mailbox.to("bob@acme.test"))
+    assert any(
+        oid in m["Subject"] and "submitted" in m["Subject"]
+        for m in world.mailbox.to("bob@acme.test")
+    )
     for address in ("ann@acme.test", "purchasing@acme.test"):
-        assert any(oid in m["Subject"] and "Approval requested" in m["Subject"] for m in world.mailbox.to(address)), address
+        assert any(
+            oid in m["Subject"] and "Approval requested" in m["Subject"]
+            for m in world.mailbox.to(address)
+        ), address
     assert not any(oid in m["Subject"] for m in world.mailbox.to("cid@acme.test"))
 
 
@@ -66,12 +83,16 @@ def test_a4_other_group_refused_until_universal_approvers_published(api, order_i
     refused = approve(api, first, "cid", status=403)
     assert "cid is not an eligible approver of step marketing" in refused.json["error"]["message"]
 
-    universal = (ROOT / "rules" / "acme.yaml").read_text().replace("scope: own_group", "scope: universal")
+    universal = (
+        (ROOT / "rules" / "acme.yaml").read_text().replace("scope: own_group", "scope: universal")
+    )
     original = None
 
     def publish_universal(session):
         nonlocal original
-        original = versions.active_version(session, resolve_tenant(session, "demo").id, "acme").number
+        original = versions.active_version(
+            session, resolve_tenant(session, "demo").id, "acme"
+        ).number
         versions.save_draft(session, "demo", "acme", universal, author="qa")
         return versions.publish(session, "demo", "acme", author="qa").number
 
@@ -102,7 +123,9 @@ def test_a5_two_of_three_and_double_approval_counts_once(api, order_id, world, d
     assert sorted(final["steps"][0]["approved_by"]) == ["cid", "dee"]
     assert api.get(f"/api/v1/orders/{oid}").json["status"] == "approved"
     dispatch()
-    assert any(m["Subject"] == f"[demo] Order {oid} approved" for m in world.mailbox.to("eve@acme.test"))
+    assert any(
+        m["Subject"] == f"[demo] Order {oid} approved" for m in world.mailbox.to("eve@acme.test")
+    )
     late = approve(api, request_id, "acme-master", status=409).json
     assert late["error"]["code"] == "already_decided"
     assert "cid" in late["error"]["message"] and "dee" in late["error"]["message"]
@@ -111,11 +134,18 @@ def test_a5_two_of_three_and_double_approval_counts_once(api, order_id, world, d
 def test_a6_rejection_cancels_and_tells_the_buyer_the_comment(api, order_id, world, dispatch):
     oid = order_id("A6")
     request_id = submit(api, oid, "bob", 900).json["approval"]["id"]
-    rejected = api.post_json(f"/api/v1/approvals/{request_id}/reject", {"approver": "ann", "comment": "Over the campaign budget"}).json
+    rejected = api.post_json(
+        f"/api/v1/approvals/{request_id}/reject",
+        {"approver": "ann", "comment": "Over the campaign budget"},
+    ).json
     assert rejected["status"] == "rejected"
     assert api.get(f"/api/v1/orders/{oid}").json["status"] == "rejected"
     dispatch()
-    cancelled = [m for m in world.mailbox.to("bob@acme.test") if m["Subject"] == f"[demo] Order {oid} cancelled"]
+    cancelled = [
+        m
+        for m in world.mailbox.to("bob@acme.test")
+        if m["Subject"] == f"[demo] Order {oid} cancelled"
+    ]
     assert len(cancelled) == 1
     assert "Over the campaign budget" in cancelled[0].get_payload()
 
@@ -166,7 +196,9 @@ def test_f1_diff_of_stored_versions_with_recorded_orders(api, order_id, world, t
 
     for total in (300, 700, 900, 1500):
         submit(api, order_id("F1"), "bob", total)
-    raised = (ROOT / "rules" / "acme.yaml").read_text().replace("total: {gt: 500}", "total: {gt: 1000}")
+    raised = (
+        (ROOT / "rules" / "acme.yaml").read_text().replace("total: {gt: 500}", "total: {gt: 1000}")
+    )
 
     def publish(session):
         old = versions.active_version(session, "demo", "acme").number
@@ -177,7 +209,17 @@ def test_f1_diff_of_stored_versions_with_recorded_orders(api, order_id, world, t
     try:
         ini = tmp_path / "t.ini"
         ini.write_text(f"[app:main]\nuse = egg:approvalrules\nsqlalchemy.url = {world.url}\n")
-        code = cli(["diff", "--ini", str(ini), f"demo/acme@{old}", f"demo/acme@{new}", "--no-color", "--replay-recorded"])
+        code = cli(
+            [
+                "diff",
+                "--ini",
+                str(ini),
+                f"demo/acme@{old}",
+                f"demo/acme@{new}",
+                "--no-color",
+                "--replay-recorded",
+            ]
+        )
         out = capsys.readouterr().out
         assert code == 1
         assert "orders over 500 up to 1000 by Marketing members: pending -> approved" in out
@@ -188,18 +230,22 @@ def test_f1_diff_of_stored_versions_with_recorded_orders(api, order_id, world, t
 
 def test_a10_visibility_master_all_viewer_group_approver_eligible(api, order_id):
     bob, eve = order_id("A10b"), order_id("A10e")
-    submit(api, bob, "bob", 900)   # Marketing, pending for master and Ann
-    submit(api, eve, "eve", 60)    # Ops, pending for master, Cid and Dee
+    submit(api, bob, "bob", 900)  # Marketing, pending for master and Ann
+    submit(api, eve, "eve", 60)  # Ops, pending for master, Cid and Dee
 
     def sees(viewer):
         items = api.get("/api/v1/orders", {"viewer": viewer, "per_page": 200}).json["items"]
         return {i["id"] for i in items} & {bob, eve}
 
-    assert sees("acme-master") == {bob, eve}      # the master sees all group orders
-    assert sees("val") == {bob}                   # a viewer sees its group's orders without approving
-    assert sees("ann") == {bob}                   # approvers see the orders they may approve
+    assert sees("acme-master") == {bob, eve}  # the master sees all group orders
+    assert sees("val") == {bob}  # a viewer sees its group's orders without approving
+    assert sees("ann") == {bob}  # approvers see the orders they may approve
     assert sees("cid") == {eve}
-    assert sees("bob") == {bob}                   # everyone sees their own
-    val_approves = api.post_json(f"/api/v1/approvals/{api.get(f'/api/v1/orders/{bob}').json['approval']['id']}/approve", {"approver": "val"}, status=403)
+    assert sees("bob") == {bob}  # everyone sees their own
+    val_approves = api.post_json(
+        f"/api/v1/approvals/{api.get(f'/api/v1/orders/{bob}').json['approval']['id']}/approve",
+        {"approver": "val"},
+        status=403,
+    )
     assert val_approves.json["error"]["code"] == "not_eligible"
     assert api.get("/api/v1/orders", status=422).json["error"]["code"] == "missing_viewer"

@@ -45,13 +45,19 @@ def test_a_publish_rollback_and_retire_are_seen_by_the_next_evaluation(api, worl
     higher = text.replace("total: {gt: 500}", "total: {gt: 1000}")
     assert higher != text
     try:
-        published = world.run(lambda s: versions.publish(s, "demo", "acme", author="cache-test", text=higher).number)
+        published = world.run(
+            lambda s: versions.publish(s, "demo", "acme", author="cache-test", text=higher).number
+        )
         after = evaluate(api)
         assert (after["ruleset"]["version"], after["outcome"]) == (published, "approved")
         world.run(lambda s: versions.retire(s, "demo", "acme", author="cache-test"))
-        retired = api.post_json("/api/v1/evaluate", {"buyer": "bob", "total": 800}, status=422).json["error"]
+        retired = api.post_json(
+            "/api/v1/evaluate", {"buyer": "bob", "total": 800}, status=422
+        ).json["error"]
         assert retired["code"] == "no_active_version"
     finally:
-        rolled = world.run(lambda s: versions.rollback(s, "demo", "acme", number, author="cache-test").number)
+        rolled = world.run(
+            lambda s: versions.rollback(s, "demo", "acme", number, author="cache-test").number
+        )
     back = evaluate(api)
     assert (back["ruleset"]["version"], back["outcome"]) == (rolled, "pending")

@@ -7,7 +7,7 @@ directory), so the shared sample data of tenant ``demo`` is never changed.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -18,18 +18,30 @@ from approvalrules.workflow import service
 
 
 def submit(api, order_id, buyer, total, **extra):
-    return api.post_json("/api/v1/orders", {"id": order_id, "buyer": buyer, "total": total, **extra}, status="*")
+    return api.post_json(
+        "/api/v1/orders", {"id": order_id, "buyer": buyer, "total": total, **extra}, status="*"
+    )
 
 
 def events_of(world, order_id: str, kind: str | None = None) -> list[OutboxEvent]:
     with world.session() as session:
         rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all()
-        return [e for e in rows if e.payload["order"]["id"] == order_id and (kind is None or e.event_type == kind)]
+        return [
+            e
+            for e in rows
+            if e.payload["order"]["id"] == order_id and (kind is None or e.event_type == kind)
+        ]
 
 
 def audit_actions(world, order_id: str) -> list[str]:
     with world.session() as session:
-        return list(session.scalars(select(AuditEvent.action).where(AuditEvent.subject_type == "order", AuditEvent.subject_id == order_id).order_by(AuditEvent.id)))
+        return list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.subject_type == "order", AuditEvent.subject_id == order_id)
+                .order_by(AuditEvent.id)
+            )
+        )
 
 
 def tenant_run(world, job):
@@ -42,7 +54,10 @@ def tenant_run(world, job):
 def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond, world, order_id):
     oid = order_id("ESC")
     approval = submit(beyond, oid, "eva", 6000).json["approval"]
-    assert [(s["name"], s["approvers"]) for s in approval["steps"]] == [("manager", ["emil"]), ("finance", ["edda"])]
+    assert [(s["name"], s["approvers"]) for s in approval["steps"]] == [
+        ("manager", ["emil"]),
+        ("finance", ["edda"]),
+    ]
     created = datetime.fromisoformat(approval["created_at"].replace("Z", "+00:00"))
 
     # before escalate_after nothing happens
@@ -59,9 +74,13 @@ def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json
     assert detail["status"] == "pending" and detail["current_step"] == 0
     assert [a["account"] for a in detail["steps"][0]["approvers"]] == ["emil", "edda"]
-    assert detail["steps"][0]["escalated_at"] and detail["steps"][0]["approvers"][1]["why"] == ["escalated from step manager after P2D"]
+    assert detail["steps"][0]["escalated_at"] and detail["steps"][0]["approvers"][1]["why"] == [
+        "escalated from step manager after P2D"
+    ]
     escalated = events_of(world, oid, "approval_escalated")
-    assert len(escalated) == 1 and [(r["account"], r["channel"]) for r in escalated[0].recipients] == [("edda", "email")]
+    assert len(escalated) == 1 and [
+        (r["account"], r["channel"]) for r in escalated[0].recipients
+    ] == [("edda", "email")]
     assert escalated[0].payload["escalated_from"] == ["emil"]
     # the inbox index knows the new approver; running the job again changes nothing
     inbox = beyond.get("/api/v1/approvals", {"approver": "edda", "status": "pending"}).json
@@ -69,8 +88,13 @@ def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond
     assert world.run(lambda s: service.expire_due(s, now=later + timedelta(minutes=10))) == 0
 
     # the escalation target approves the manager step; finance (edda) then times out: approved by the system
-    assert beyond.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "edda"}).json["current_step"] == 1
-    started = datetime.now(timezone.utc)
+    assert (
+        beyond.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "edda"}).json[
+            "current_step"
+        ]
+        == 1
+    )
+    started = datetime.now(UTC)
     world.run(lambda s: service.expire_due(s, now=started + timedelta(days=1, minutes=1)))
     world.run(lambda s: service.expire_due(s, now=started + timedelta(days=1, minutes=2)))
     done = beyond.get(f"/api/v1/approvals/{approval['id']}").json
@@ -89,7 +113,9 @@ def test_escalation_at_the_request_expiry_pushes_it_then_it_expires(beyond, worl
     world.run(lambda s: service.expire_due(s, now=expires + timedelta(minutes=1)))
     world.run(lambda s: service.expire_due(s, now=expires + timedelta(minutes=2)))
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json
-    assert detail["status"] == "pending" and [a["account"] for a in detail["steps"][0]["approvers"]] == ["emil", "edda"]
+    assert detail["status"] == "pending" and [
+        a["account"] for a in detail["steps"][0]["approvers"]
+    ] == ["emil", "edda"]
     # once escalated, the (pushed) expiry cancels it as today
     pushed = datetime.fromisoformat(detail["expires_at"].replace("Z", "+00:00"))
     assert pushed > expires
@@ -104,10 +130,18 @@ def test_merchant_review_after_the_last_step(beyond, world, order_id):
     oid = order_id("MR")
     approval = submit(beyond, oid, "mara", 1500).json["approval"]
     assert [s["name"] for s in approval["steps"]] == ["manager", "merchant-review"]
-    after = beyond.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "moritz"}).json
-    assert after["status"] == "pending" and after["current_step"] == 1 and after["steps"][1]["merchant"] is True
+    after = beyond.post_json(
+        f"/api/v1/approvals/{approval['id']}/approve", {"approver": "moritz"}
+    ).json
+    assert (
+        after["status"] == "pending"
+        and after["current_step"] == 1
+        and after["steps"][1]["merchant"] is True
+    )
     # the customer's approvers cannot decide the merchant's step
-    refused = beyond.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "moritz"}, status=403).json["error"]
+    refused = beyond.post_json(
+        f"/api/v1/approvals/{approval['id']}/approve", {"approver": "moritz"}, status=403
+    ).json["error"]
     assert refused["code"] == "merchant_review"
     # only owners and editors among the merchant's admins
     from approvalrules.errors import Forbidden
@@ -116,13 +150,20 @@ def test_merchant_review_after_the_last_step(beyond, world, order_id):
         tenant_run(world, lambda s, t: service.merchant_decide(s, t, approval["id"], "peek", True))
     assert viewer.value.code == "read_only_admin"
     with pytest.raises(Forbidden):
-        tenant_run(world, lambda s, t: service.merchant_decide(s, t, approval["id"], "nobody", True))
-    status = tenant_run(world, lambda s, t: service.merchant_decide(s, t, approval["id"], "boss", True, "fine").status)
+        tenant_run(
+            world, lambda s, t: service.merchant_decide(s, t, approval["id"], "nobody", True)
+        )
+    status = tenant_run(
+        world,
+        lambda s, t: service.merchant_decide(s, t, approval["id"], "boss", True, "fine").status,
+    )
     assert status == "approved"
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json
     assert detail["steps"][1]["decided_by"] == "admin:boss"
     assert beyond.get(f"/api/v1/orders/{oid}").json["status"] == "approved"
-    assert events_of(world, oid, "order_approved") and "approval.merchant_approved" in audit_actions(world, oid)
+    assert events_of(
+        world, oid, "order_approved"
+    ) and "approval.merchant_approved" in audit_actions(world, oid)
 
     # a merchant rejection cancels the order; a request not yet in review is refused
     other = order_id("MR")
@@ -132,9 +173,19 @@ def test_merchant_review_after_the_last_step(beyond, world, order_id):
     with pytest.raises(Conflict):
         tenant_run(world, lambda s, t: service.merchant_decide(s, t, second, "boss", True))
     beyond.post_json(f"/api/v1/approvals/{second}/approve", {"approver": "moritz"})
-    assert tenant_run(world, lambda s, t: service.merchant_decide(s, t, second, "boss", False, "not this supplier").status) == "rejected"
+    assert (
+        tenant_run(
+            world,
+            lambda s, t: (
+                service.merchant_decide(s, t, second, "boss", False, "not this supplier").status
+            ),
+        )
+        == "rejected"
+    )
     assert beyond.get(f"/api/v1/orders/{other}").json["status"] == "rejected"
-    assert [e.payload.get("comment") for e in events_of(world, other, "order_rejected")] == ["not this supplier"]
+    assert [e.payload.get("comment") for e in events_of(world, other, "order_rejected")] == [
+        "not this supplier"
+    ]
 
 
 # ------------------------------------------------ pending orders when rules change
@@ -147,7 +198,9 @@ def test_pending_requests_reevaluated_on_publish_and_rollback(beyond, world, ord
     submit(beyond, small, "rolf", 3000)
     mid_id = submit(beyond, middle, "rolf", 4500).json["approval"]["id"]
     large_id = submit(beyond, large, "rolf", 6000).json["approval"]["id"]
-    beyond.post_json(f"/api/v1/approvals/{mid_id}/approve", {"approver": "ruth"})  # -> approved (one step)
+    beyond.post_json(
+        f"/api/v1/approvals/{mid_id}/approve", {"approver": "ruth"}
+    )  # -> approved (one step)
     mid2 = order_id("RE")
     mid2_id = submit(beyond, mid2, "rolf", 4500).json["approval"]["id"]
 
@@ -156,14 +209,26 @@ def test_pending_requests_reevaluated_on_publish_and_rollback(beyond, world, ord
     )
     assert new_text != old_text
     try:
-        published = beyond.post("/api/v1/rulesets/beyond-reeval/publish", new_text.encode(), content_type="application/yaml", status=201).json
+        published = beyond.post(
+            "/api/v1/rulesets/beyond-reeval/publish",
+            new_text.encode(),
+            content_type="application/yaml",
+            status=201,
+        ).json
         assert published["pending"]["mode"] == "reevaluate"
-        assert published["pending"]["reevaluated"] == {small: "approved", mid2: "pending", large: "blocked"}
+        assert published["pending"]["reevaluated"] == {
+            small: "approved",
+            mid2: "pending",
+            large: "blocked",
+        }
         # 3000: approved now, with both decisions on record
         order = beyond.get(f"/api/v1/orders/{small}").json
         assert order["status"] == "approved" and order["ruleset_version"] == published["number"]
         assert order["previous_decisions"][0]["ruleset_version"] == old_number
-        assert order["previous_decisions"][0]["decision"]["outcome"] == "pending" and order["previous_decisions"][0]["reason"] == "new_version"
+        assert (
+            order["previous_decisions"][0]["decision"]["outcome"] == "pending"
+            and order["previous_decisions"][0]["reason"] == "new_version"
+        )
         assert events_of(world, small, "order_approved")
         # 4500: still pending, steps replaced
         detail = beyond.get(f"/api/v1/approvals/{mid2_id}").json
@@ -171,7 +236,9 @@ def test_pending_requests_reevaluated_on_publish_and_rollback(beyond, world, ord
         # 6000: over the new maximum -> blocked, request closed, buyer told
         assert beyond.get(f"/api/v1/orders/{large}").json["status"] == "blocked"
         assert beyond.get(f"/api/v1/approvals/{large_id}").json["status"] == "rejected"
-        assert [e.payload["reason"] for e in events_of(world, large, "order_cancelled")] == ["blocked"]
+        assert [e.payload["reason"] for e in events_of(world, large, "order_cancelled")] == [
+            "blocked"
+        ]
         # decided requests are never touched
         assert beyond.get(f"/api/v1/orders/{middle}").json.get("previous_decisions") is None
     finally:
@@ -179,7 +246,12 @@ def test_pending_requests_reevaluated_on_publish_and_rollback(beyond, world, ord
     # the rollback re-evaluates again: 4500 is back to the manager of the old rules
     assert rolled["pending"]["reevaluated"] == {mid2: "pending"}
     assert len(beyond.get(f"/api/v1/orders/{mid2}").json["previous_decisions"]) == 2
-    assert beyond.post_json(f"/api/v1/approvals/{mid2_id}/approve", {"approver": "ruth"}).json["status"] == "approved"
+    assert (
+        beyond.post_json(f"/api/v1/approvals/{mid2_id}/approve", {"approver": "ruth"}).json[
+            "status"
+        ]
+        == "approved"
+    )
 
 
 def test_keep_leaves_pending_requests_alone(beyond, order_id):
@@ -188,10 +260,23 @@ def test_keep_leaves_pending_requests_alone(beyond, order_id):
     before = beyond.get("/api/v1/rulesets/beyond-merchant").json
     text = before["text"].replace("gt: 1000", "gt: 2000")
     try:
-        published = beyond.post("/api/v1/rulesets/beyond-merchant/publish", text.encode(), content_type="application/yaml", status=201).json
-        assert published["pending"] == {"ruleset": "beyond-merchant", "mode": "keep", "reevaluated": {}, "skipped": []}
+        published = beyond.post(
+            "/api/v1/rulesets/beyond-merchant/publish",
+            text.encode(),
+            content_type="application/yaml",
+            status=201,
+        ).json
+        assert published["pending"] == {
+            "ruleset": "beyond-merchant",
+            "mode": "keep",
+            "reevaluated": {},
+            "skipped": [],
+        }
         assert beyond.get(f"/api/v1/approvals/{request_id}").json["status"] == "pending"
-        assert beyond.get(f"/api/v1/orders/{oid}").json["ruleset_version"] == before["active"]["number"]
+        assert (
+            beyond.get(f"/api/v1/orders/{oid}").json["ruleset_version"]
+            == before["active"]["number"]
+        )
     finally:
         beyond.post(f"/api/v1/rulesets/beyond-merchant/rollback?to={before['active']['number']}")
 
@@ -208,23 +293,51 @@ def test_approver_lowers_quantities_order_reevaluated_buyer_told(beyond, world, 
     assert [s["name"] for s in approval["steps"]] == ["manager", "director"]
     url = f"/api/v1/approvals/{approval['id']}/edit"
     # the buyer is no approver; raising or adding is refused
-    assert beyond.post_json(url, {"approver": "rolf", "lines": [{"sku": "A", "quantity": 1}]}, status=403).json["error"]["code"] == "not_eligible"
-    for lines in ([{"sku": "A", "quantity": 11}, {"sku": "B", "quantity": 2}], [{"sku": "A", "quantity": 10}, {"sku": "B", "quantity": 2}, {"sku": "C", "quantity": 1}]):
-        refused = beyond.post_json(url, {"approver": "ruth", "lines": lines}, status=422).json["error"]
+    assert (
+        beyond.post_json(
+            url, {"approver": "rolf", "lines": [{"sku": "A", "quantity": 1}]}, status=403
+        ).json["error"]["code"]
+        == "not_eligible"
+    )
+    for lines in (
+        [{"sku": "A", "quantity": 11}, {"sku": "B", "quantity": 2}],
+        [{"sku": "A", "quantity": 10}, {"sku": "B", "quantity": 2}, {"sku": "C", "quantity": 1}],
+    ):
+        refused = beyond.post_json(url, {"approver": "ruth", "lines": lines}, status=422).json[
+            "error"
+        ]
         assert refused["code"] == "edit_not_a_reduction"
     # optimistic locking: a stale version is refused
-    assert beyond.post_json(url, {"approver": "ruth", "lines": [{"sku": "A", "quantity": 8}], "version": 999}, status=409).json["error"]["code"] == "stale_version"
+    assert (
+        beyond.post_json(
+            url,
+            {"approver": "ruth", "lines": [{"sku": "A", "quantity": 8}], "version": 999},
+            status=409,
+        ).json["error"]["code"]
+        == "stale_version"
+    )
 
     # A 10 -> 8, B removed: 6200 - 2*500 - 2*600 = 4000 -> only the manager now
-    edited = beyond.post_json(url, {"approver": "ruth", "lines": [{"sku": "A", "quantity": 8}], "comment": "8 are enough"}).json
+    edited = beyond.post_json(
+        url, {"approver": "ruth", "lines": [{"sku": "A", "quantity": 8}], "comment": "8 are enough"}
+    ).json
     assert edited["status"] == "pending" and [s["name"] for s in edited["steps"]] == ["manager"]
     order = beyond.get(f"/api/v1/orders/{oid}").json
     assert order["total"] == "4000"
     previous = order["previous_decisions"][0]
-    assert previous["reason"] == "edited" and previous["by"] == "ruth" and previous["total"] == "6200"
-    assert previous["changes"] == [{"sku": "A", "from": "10", "to": "8"}, {"sku": "B", "from": "2", "to": "0"}]
+    assert (
+        previous["reason"] == "edited" and previous["by"] == "ruth" and previous["total"] == "6200"
+    )
+    assert previous["changes"] == [
+        {"sku": "A", "from": "10", "to": "8"},
+        {"sku": "B", "from": "2", "to": "0"},
+    ]
     told = events_of(world, oid, "order_edited")
-    assert len(told) == 1 and [r["account"] for r in told[0].recipients] == ["rolf"] and told[0].payload["comment"] == "8 are enough"
+    assert (
+        len(told) == 1
+        and [r["account"] for r in told[0].recipients] == ["rolf"]
+        and told[0].payload["comment"] == "8 are enough"
+    )
     assert "approval.edited" in audit_actions(world, oid)
 
     # down to 1000: no approval needed any more -> approved
@@ -236,6 +349,12 @@ def test_approver_lowers_quantities_order_reevaluated_buyer_told(beyond, world, 
 
 def test_edit_needs_line_prices(beyond, order_id):
     oid = order_id("EDIT")
-    request_id = submit(beyond, oid, "rolf", 2000, lines=[{"sku": "A", "quantity": 4}]).json["approval"]["id"]
-    refused = beyond.post_json(f"/api/v1/approvals/{request_id}/edit", {"approver": "ruth", "lines": [{"sku": "A", "quantity": 2}]}, status=422).json["error"]
+    request_id = submit(beyond, oid, "rolf", 2000, lines=[{"sku": "A", "quantity": 4}]).json[
+        "approval"
+    ]["id"]
+    refused = beyond.post_json(
+        f"/api/v1/approvals/{request_id}/edit",
+        {"approver": "ruth", "lines": [{"sku": "A", "quantity": 2}]},
+        status=422,
+    ).json["error"]
     assert refused["code"] == "missing_line_price"

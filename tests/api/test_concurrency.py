@@ -28,9 +28,15 @@ def _race(world, request_id, actions):
     lock = threading.Lock()
 
     def act(action, approver):
-        app = webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
+        app = webtest.TestApp(
+            world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+        )
         barrier.wait()
-        response = app.post_json(f"/api/v1/approvals/{request_id}/{action}", {"approver": approver, "comment": f"{action} by {approver}"}, status="*")
+        response = app.post_json(
+            f"/api/v1/approvals/{request_id}/{action}",
+            {"approver": approver, "comment": f"{action} by {approver}"},
+            status="*",
+        )
         with lock:
             results.append((action, approver, response.status_int, response.json))
 
@@ -47,7 +53,9 @@ def test_concurrent_approvers_and_rejecters_on_one_request(postgres_world, api, 
     world = postgres_world
     oid = order_id("race")
     request_id = submit(api, oid, "sam", 2000).json["approval"]["id"]  # one of Tom or Tia decides
-    actions = [("approve" if i % 2 else "reject", "tom" if i % 4 < 2 else "tia") for i in range(threads)]
+    actions = [
+        ("approve" if i % 2 else "reject", "tom" if i % 4 < 2 else "tia") for i in range(threads)
+    ]
     results = _race(world, request_id, actions)
     assert len(results) == threads
     statuses = Counter(r[2] for r in results)
@@ -60,16 +68,34 @@ def test_concurrent_approvers_and_rejecters_on_one_request(postgres_world, api, 
     winners = [r for r in results if r[2] == 200 and r[3]["status"] == final["status"]]
     assert winners, "the decision that took effect was answered 200"
     losers = [r for r in results if r[2] == 409]
-    assert all(r[3]["error"]["code"] in ("already_decided", "concurrent_update", "conflict") for r in losers)
+    assert all(
+        r[3]["error"]["code"] in ("already_decided", "concurrent_update", "conflict")
+        for r in losers
+    )
     with world.session() as session:
-        events = [e.event_type for e in session.scalars(select(OutboxEvent)) if e.payload["order"]["id"] == oid]
-        audit = [a.action for a in session.scalars(select(AuditEvent).where(AuditEvent.subject_id == oid))]
+        events = [
+            e.event_type
+            for e in session.scalars(select(OutboxEvent))
+            if e.payload["order"]["id"] == oid
+        ]
+        audit = [
+            a.action
+            for a in session.scalars(select(AuditEvent).where(AuditEvent.subject_id == oid))
+        ]
     counts = Counter(events)
     if final["status"] == "approved":
-        assert counts["order_approved"] == 1 and counts["order_confirmation"] == 1 and counts["order_rejected"] == 0
+        assert (
+            counts["order_approved"] == 1
+            and counts["order_confirmation"] == 1
+            and counts["order_rejected"] == 0
+        )
         assert audit.count("approval.approved") == 1 and audit.count("approval.rejected") == 0
     else:
-        assert counts["order_rejected"] == 1 and counts["order_cancelled"] == 1 and counts["order_approved"] == 0
+        assert (
+            counts["order_rejected"] == 1
+            and counts["order_cancelled"] == 1
+            and counts["order_approved"] == 0
+        )
         assert audit.count("approval.rejected") == 1 and audit.count("approval.approved") == 0
 
 
@@ -89,5 +115,9 @@ def test_two_of_three_under_contention_counts_each_approver_once(postgres_world,
     assert final["status"] == "approved"
     assert sorted(h["by"] for h in final["history"] if h["action"] == "approve") == ["cid", "dee"]
     with world.session() as session:
-        events = [e.event_type for e in session.scalars(select(OutboxEvent)) if e.payload["order"]["id"] == oid]
+        events = [
+            e.event_type
+            for e in session.scalars(select(OutboxEvent))
+            if e.payload["order"]["id"] == oid
+        ]
     assert events.count("order_approved") == 1

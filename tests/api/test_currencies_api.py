@@ -18,7 +18,11 @@ def evaluate(api, total, currency=None, status=200):
 
 
 def submit(api, order_id, total, currency):
-    return api.post_json("/api/v1/orders", {"id": order_id, "buyer": "wanda", "total": total, "currency": currency}, status="*")
+    return api.post_json(
+        "/api/v1/orders",
+        {"id": order_id, "buyer": "wanda", "total": total, "currency": currency},
+        status="*",
+    )
 
 
 def test_the_same_number_in_two_currencies_gets_two_decisions(api):
@@ -60,7 +64,12 @@ def test_a_euro_order_goes_through_approval_priced_in_euros(api, order_id):
 def _ledger(world, order_external_id):
     with world.session() as session:
         order = session.scalar(select(Order).where(Order.external_id == order_external_id))
-        return [(row.scope_key, row.amount, row.kind) for row in session.scalars(select(BudgetLedger).where(BudgetLedger.order_id == order.id))]
+        return [
+            (row.scope_key, row.amount, row.kind)
+            for row in session.scalars(
+                select(BudgetLedger).where(BudgetLedger.order_id == order.id)
+            )
+        ]
 
 
 def test_budgets_draw_in_the_currency_the_order_was_priced_in(api, order_id, world):
@@ -77,7 +86,9 @@ def test_budgets_draw_in_the_currency_the_order_was_priced_in(api, order_id, wor
 def test_a_euro_evaluation_reads_the_euro_ledger(api, order_id, world):
     assert submit(api, order_id("eur"), 100, "EUR").json["status"] == "approved"
     with world.session() as session:
-        rows = session.scalars(select(BudgetLedger).where(BudgetLedger.scope_key == "monthly:EUR/company")).all()
+        rows = session.scalars(
+            select(BudgetLedger).where(BudgetLedger.scope_key == "monthly:EUR/company")
+        ).all()
         spent = sum(r.amount if r.kind == "draw" else -r.amount for r in rows)
     remaining = Decimal(4500) - spent
     assert spent >= 100

@@ -28,12 +28,19 @@ def test_oversized_body_is_refused_before_it_is_read(api):
 
 def test_rate_limit_answers_429_with_retry_after(world):
     app = main({}, **{**world.settings, "approvalrules.rate_limit_per_minute": "5"})
-    client = webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
-    statuses = [client.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10}, status="*").status_int for _ in range(7)]
+    client = webtest.TestApp(
+        app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+    )
+    statuses = [
+        client.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10}, status="*").status_int
+        for _ in range(7)
+    ]
     assert statuses[:5] == [200] * 5
     limited = client.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10}, status=429)
     assert limited.json["error"]["code"] == "rate_limited"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     # another key has its own budget
-    other = webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['other']}"})
+    other = webtest.TestApp(
+        app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['other']}"}
+    )
     assert other.get("/api/v1/approvals").status_int == 200

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,30 @@ def test_same_order_same_version_byte_identical_decisions(api):
 def test_decisions_identical_after_a_restart(tmp_path):
     order = tmp_path / "order.json"
     order.write_text('{"buyer": "bob", "total": 800, "id": "r-1"}')
-    command = [str(BIN / "approvalrules"), "evaluate", str(ROOT / "rules" / "acme.yaml"), "--directory", str(ROOT / "rules" / "directories" / "acme.yaml"), "--order", str(order), "--now", "2026-03-01T10:00:00Z"]
+    command = [
+        str(BIN / "approvalrules"),
+        "evaluate",
+        str(ROOT / "rules" / "acme.yaml"),
+        "--directory",
+        str(ROOT / "rules" / "directories" / "acme.yaml"),
+        "--order",
+        str(order),
+        "--now",
+        "2026-03-01T10:00:00Z",
+    ]
     outputs = [subprocess.run(command, capture_output=True, check=True).stdout for _ in range(2)]
     assert outputs[0] == outputs[1] and b'"outcome": "pending"' in outputs[0]
 
 
 def test_database_down_answers_503_quickly(world):
-    settings = {**world.settings, "sqlalchemy.url": "postgresql+psycopg://postgres@127.0.0.1:1/none"}
+    settings = {
+        **world.settings,
+        "sqlalchemy.url": "postgresql+psycopg://postgres@127.0.0.1:1/none",
+    }
     settings.pop("approvalrules.dbengine")
-    app = webtest.TestApp(main({}, **settings), extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
+    app = webtest.TestApp(
+        main({}, **settings), extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+    )
     started = time.monotonic()
     response = app.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10}, status=503)
     assert time.monotonic() - started < 5
@@ -49,7 +65,9 @@ def test_database_down_answers_503_quickly(world):
     assert response.headers["Retry-After"]
 
 
-def test_dispatcher_killed_mid_delivery_redelivers_with_the_same_event_id(api, order_id, world, dispatch):
+def test_dispatcher_killed_mid_delivery_redelivers_with_the_same_event_id(
+    api, order_id, world, dispatch
+):
     dispatch()  # start from an empty queue
     oid = order_id("killed")
     api.post_json("/api/v1/orders", {"id": oid, "buyer": "bob", "total": 100})
@@ -67,7 +85,9 @@ def test_dispatcher_killed_mid_delivery_redelivers_with_the_same_event_id(api, o
     assert len(first) == 1
     dispatch()
     again = world.webhooks.events(oid, "order_approved")
-    assert len(again) == 2 and again[0]["id"] == again[1]["id"]  # at least once, de-duplicable by id
+    assert (
+        len(again) == 2 and again[0]["id"] == again[1]["id"]
+    )  # at least once, de-duplicable by id
     dispatch()
     assert len(world.webhooks.events(oid, "order_approved")) == 2  # delivered: never again
 
@@ -93,7 +113,9 @@ PUBLISHER = textwrap.dedent(
 
 def test_process_killed_during_publish_leaves_old_or_new_version_whole(world, tmp_path):
     if world.engine.dialect.name != "sqlite":
-        pytest.skip("one database file is enough to prove it; PostgreSQL publishes are covered by the store's concurrency test")
+        pytest.skip(
+            "one database file is enough to prove it; PostgreSQL publishes are covered by the store's concurrency test"
+        )
     import shutil
 
     db = tmp_path / "copy.sqlite"
@@ -101,22 +123,39 @@ def test_process_killed_during_publish_leaves_old_or_new_version_whole(world, tm
     script = tmp_path / "publisher.py"
     script.write_text(PUBLISHER)
     for delay in (0.6, 0.9, 1.3):
-        process = subprocess.Popen([sys.executable, str(script), f"sqlite:///{db}", str(ROOT / "rules" / "acme.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [sys.executable, str(script), f"sqlite:///{db}", str(ROOT / "rules" / "acme.yaml")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait()
+    from sqlalchemy.orm import Session
+
     from approvalrules.engine import check_ruleset, text_hash
     from approvalrules.store import versions
     from approvalrules.store.db import create_engine_for_url
-    from sqlalchemy.orm import Session
 
     engine = create_engine_for_url(f"sqlite:///{db}")
     with Session(engine) as session:
         ruleset = session.scalar(select(RuleSet).where(RuleSet.name == "acme"))
         active = session.get(RuleSetVersion, ruleset.active_version_id)
-        published = session.scalar(select(func.count()).select_from(RuleSetVersion).where(RuleSetVersion.ruleset_id == ruleset.id, RuleSetVersion.status == "published"))
-        numbers = list(session.scalars(select(RuleSetVersion.number).where(RuleSetVersion.ruleset_id == ruleset.id).order_by(RuleSetVersion.number)))
-        check_ruleset(active.text, "active", versions.resolver(session, ruleset.tenant_id))  # whole and valid
+        published = session.scalar(
+            select(func.count())
+            .select_from(RuleSetVersion)
+            .where(RuleSetVersion.ruleset_id == ruleset.id, RuleSetVersion.status == "published")
+        )
+        numbers = list(
+            session.scalars(
+                select(RuleSetVersion.number)
+                .where(RuleSetVersion.ruleset_id == ruleset.id)
+                .order_by(RuleSetVersion.number)
+            )
+        )
+        check_ruleset(
+            active.text, "active", versions.resolver(session, ruleset.tenant_id)
+        )  # whole and valid
     engine.dispose()
     assert published == 1 and active.status == "published"
     assert text_hash(active.text) == active.content_hash
@@ -149,7 +188,9 @@ def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, fail
 def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
     """Evaluations racing a stream of publishes each see one whole version: outcome and version agree."""
     if world.engine.dialect.name != "postgresql":
-        pytest.skip("concurrent publish and evaluate is proven on PostgreSQL (SQLite serialises writers)")
+        pytest.skip(
+            "concurrent publish and evaluate is proven on PostgreSQL (SQLite serialises writers)"
+        )
     import threading
 
     from approvalrules.store import versions
@@ -163,7 +204,9 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
     seen = []
 
     def evaluate():
-        client = webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"})
+        client = webtest.TestApp(
+            world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+        )
         while not stop.is_set():
             decision = client.post_json("/api/v1/evaluate", {"buyer": "bob", "total": 800}).json
             seen.append((decision["ruleset"]["version"], decision["outcome"]))
@@ -175,7 +218,11 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
     try:
         for i in range(6):
             text = high if i % 2 == 0 else base
-            number = world.run(lambda s, text=text: versions.publish(s, "demo", "acme", author="race", text=text).number)
+            number = world.run(
+                lambda s, text=text: (
+                    versions.publish(s, "demo", "acme", author="race", text=text).number
+                )
+            )
             published[number] = "approved" if text is high else "pending"
     finally:
         stop.set()
@@ -185,24 +232,37 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
     published[start] = "pending"
     checked = [(v, o) for v, o in seen if v in published]
     assert len(checked) >= 10
-    assert all(published[v] == o for v, o in checked), [(v, o, published[v]) for v, o in checked if published[v] != o][:5]
+    assert all(published[v] == o for v, o in checked), [
+        (v, o, published[v]) for v, o in checked if published[v] != o
+    ][:5]
 
 
 def test_smtp_server_down_keeps_the_events_and_retries(api, order_id, world):
     """With the mail server unreachable nothing is lost: the events wait, then go out once it is back."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from .conftest import free_port
 
     world.run(lambda session: outbox.dispatch(session, world.settings))  # empty the queue first
     oid = order_id("smtpdown")
     api.post_json("/api/v1/orders", {"id": oid, "buyer": "bob", "total": 900})
-    down = {**world.settings, "approvalrules.smtp_port": str(free_port()), "approvalrules.smtp_timeout": "2"}
+    down = {
+        **world.settings,
+        "approvalrules.smtp_port": str(free_port()),
+        "approvalrules.smtp_timeout": "2",
+    }
     counts = world.run(lambda session: outbox.dispatch(session, down))
     assert counts["failed"] >= 1 and counts["delivered"] == 0
     with world.session() as session:
-        waiting = [e for e in session.scalars(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))) if e.payload["order"]["id"] == oid]
+        waiting = [
+            e
+            for e in session.scalars(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None)))
+            if e.payload["order"]["id"] == oid
+        ]
     assert waiting and all(e.attempts == 1 and e.last_error and e.next_attempt_at for e in waiting)
-    later = datetime.now(timezone.utc) + timedelta(hours=2)
+    later = datetime.now(UTC) + timedelta(hours=2)
     world.run(lambda session: outbox.dispatch(session, world.settings, now=later))
-    assert any(oid in m["Subject"] and "Approval requested" in m["Subject"] for m in world.mailbox.to("ann@acme.test"))
+    assert any(
+        oid in m["Subject"] and "Approval requested" in m["Subject"]
+        for m in world.mailbox.to("ann@acme.test")
+    )

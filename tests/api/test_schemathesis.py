@@ -14,7 +14,12 @@ def _checks():
 
     # business refusals (an unknown buyer is a 422) are correct answers to schema-valid
     # input, so positive_data_acceptance is not among them
-    return [not_a_server_error, checks.status_code_conformance, checks.content_type_conformance, checks.response_schema_conformance]
+    return [
+        not_a_server_error,
+        checks.status_code_conformance,
+        checks.content_type_conformance,
+        checks.response_schema_conformance,
+    ]
 
 
 CHECKS = _checks()
@@ -30,11 +35,19 @@ def test_no_5xx_and_responses_match_the_schema(world):
     headers = {"Authorization": f"Bearer {world.keys['demo']}"}
     checked = 0
     for operation in operations(world):
-        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+        @settings(
+            max_examples=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
         @given(case=operation.as_strategy())
         def run(case):
             response = case.call(headers=headers)
-            assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+            assert response.status_code < 500, (
+                f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+            )
             case.validate_response(response, checks=CHECKS, headers=headers)
 
         run()

@@ -47,7 +47,11 @@ OPS_STEP = """    - name: ops
 PAIRS = {
     "reformatted": ((HERE / "acme_reformatted.yaml").read_text("utf-8"), [], []),
     "comments only": (
-        "# version 2: nothing but comments\n" + BASE.replace("  max_order_total: 100000\n", "  # the company-wide maximum\n  max_order_total: 100000   # unchanged\n"),
+        "# version 2: nothing but comments\n"
+        + BASE.replace(
+            "  max_order_total: 100000\n",
+            "  # the company-wide maximum\n  max_order_total: 100000   # unchanged\n",
+        ),
         [],
         [],
     ),
@@ -67,7 +71,13 @@ PAIRS = {
         ["orders over 500 up to 1000 by Marketing members: pending -> approved"],
     ),
     "step added": (
-        variant((OPS_STEP, OPS_STEP + "    - name: finance\n      when: {total: {gt: 5000}}\n      approvers: {any_of: [{role: master}]}\n")),
+        variant(
+            (
+                OPS_STEP,
+                OPS_STEP
+                + "    - name: finance\n      when: {total: {gt: 5000}}\n      approvers: {any_of: [{role: master}]}\n",
+            )
+        ),
         ["step finance added at position 3 (when 'total > 5000', 1 of role master)"],
         [
             "orders over 5000 by Masters: approved -> pending",
@@ -107,7 +117,12 @@ PAIRS = {
         ],
     ),
     "group payer changed": (
-        variant(("marketing: {label: Marketing, settings: {payer: company}}", "marketing: {label: Marketing, settings: {payer: buyer}}")),
+        variant(
+            (
+                "marketing: {label: Marketing, settings: {payer: company}}",
+                "marketing: {label: Marketing, settings: {payer: buyer}}",
+            )
+        ),
         ["group marketing: payer 'company' -> 'buyer'"],
         ["all orders by Marketing members: payer company -> buyer"],
     ),
@@ -132,7 +147,9 @@ def base_policy():
 @pytest.mark.parametrize("name", list(PAIRS))
 def test_version_pair(name, directory, base_policy):
     new_text, structural, behavioural = PAIRS[name]
-    result = diff.diff_versions(BASE, new_text, directory, old_name="acme.yaml", new_name="new.yaml")
+    result = diff.diff_versions(
+        BASE, new_text, directory, old_name="acme.yaml", new_name="new.yaml"
+    )
     assert [c["text"] for c in result["structural"]] == structural
     assert sorted(c["text"] for c in result["behavioural"]["changes"]) == sorted(behavioural)
     assert result["changed"]["behaviour"] is bool(behavioural)
@@ -144,18 +161,35 @@ def test_f1_found_without_hand_written_orders(directory):
     new = compile_ruleset(PAIRS["threshold raised (F1)"][0], "new.yaml")
     old = compile_ruleset(BASE, "acme.yaml")
     report = diff.behavioural_diff(old, new, directory)
-    assert report.lines() == ["orders over 500 up to 1000 by Marketing members: pending -> approved"]
+    assert report.lines() == [
+        "orders over 500 up to 1000 by Marketing members: pending -> approved"
+    ]
     (change,) = report.changes
-    assert (change.low, change.low_inclusive, change.high, change.high_inclusive) == (500, False, 1000, True)
+    assert (change.low, change.low_inclusive, change.high, change.high_inclusive) == (
+        500,
+        False,
+        1000,
+        True,
+    )
     assert change.classes == ("Approvers in Marketing", "Requisitioners in Marketing")
-    assert change.example["buyer"] in ("ann", "bob") and change.example["total"] in ("500.01", "999.99", "1000")
+    assert change.example["buyer"] in ("ann", "bob") and change.example["total"] in (
+        "500.01",
+        "999.99",
+        "1000",
+    )
     assert report.evaluations > 100  # generated, not hand-written
 
 
 def test_structural_paths_and_kinds():
-    changes = diff.structural_diff(compile_ruleset(BASE).data, compile_ruleset(PAIRS["required count changed"][0]).data)
-    assert [(c.path, c.kind, c.old, c.new) for c in changes] == [("approval.steps[ops].required", "changed", 2, 1)]
-    added = diff.structural_diff(compile_ruleset(BASE).data, compile_ruleset(PAIRS["step added"][0]).data)
+    changes = diff.structural_diff(
+        compile_ruleset(BASE).data, compile_ruleset(PAIRS["required count changed"][0]).data
+    )
+    assert [(c.path, c.kind, c.old, c.new) for c in changes] == [
+        ("approval.steps[ops].required", "changed", 2, 1)
+    ]
+    added = diff.structural_diff(
+        compile_ruleset(BASE).data, compile_ruleset(PAIRS["step added"][0]).data
+    )
     assert [(c.path, c.kind) for c in added] == [("approval.steps[finance]", "added")]
 
 
@@ -178,10 +212,15 @@ def test_real_acme_rule_set_f1(tmp_path):
     shutil.copy(source / "directories" / "acme.yaml", tmp_path / "directories" / "acme.yaml")
     text = (tmp_path / "acme.yaml").read_text("utf-8")
     assert text.count("total: {gt: 500}") == 1
-    (tmp_path / "acme-v2.yaml").write_text(text.replace("total: {gt: 500}", "total: {gt: 1000}"), "utf-8")
+    (tmp_path / "acme-v2.yaml").write_text(
+        text.replace("total: {gt: 500}", "total: {gt: 1000}"), "utf-8"
+    )
     code, out, _ = run_cli(tmp_path / "acme.yaml", tmp_path / "acme-v2.yaml")
     assert code == 1
-    assert "  * orders over 500 up to 1000 by Marketing members: pending -> approved" in out.splitlines()
+    assert (
+        "  * orders over 500 up to 1000 by Marketing members: pending -> approved"
+        in out.splitlines()
+    )
 
 
 # ------------------------------------------------------------------ replay
@@ -200,7 +239,11 @@ def test_replay_counts_changes_per_class(tmp_path, directory, base_policy):
     orders.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", "utf-8")
     report = diff.replay(base_policy, new, directory, diff.read_jsonl(orders), progress=False)
     assert (report.orders, report.changed, report.errors) == (5, 2, 0)
-    assert report.per_class["Requisitioners in Marketing"] == {"orders": 3, "changed": 1, "changes": {"pending -> approved": 1}}
+    assert report.per_class["Requisitioners in Marketing"] == {
+        "orders": 3,
+        "changed": 1,
+        "changes": {"pending -> approved": 1},
+    }
     assert report.per_class["Approvers in Marketing"]["changed"] == 1
     assert report.per_class["Requisitioners in Ops"]["changed"] == 0
     assert report.lines()[0] == "Approvers in Marketing: 1 of 1 orders change"
@@ -250,7 +293,9 @@ def test_cli_exit_codes(folder, name):
     assert code == (1 if behavioural else 0)
     for sentence in behavioural:
         assert f"  * {sentence}" in out.splitlines()
-    code, _, _ = run_cli(folder / "acme.yaml", _variant_file(folder, name), "--fail-on", "structural")
+    code, _, _ = run_cli(
+        folder / "acme.yaml", _variant_file(folder, name), "--fail-on", "structural"
+    )
     assert code == (1 if structural or behavioural else 0)
 
 
@@ -262,23 +307,34 @@ def test_cli_text_has_no_colour_off_a_terminal(folder):
         "structure: 1 change(s)",
         "  ~ step marketing: condition 'total > 500' -> 'total > 1000'  [approval.steps[marketing].when]",
     ]
-    assert re.fullmatch(r"behaviour: 1 change\(s\) \([0-9,]+ generated orders, 5 buyer classes\)", lines[3])
+    assert re.fullmatch(
+        r"behaviour: 1 change\(s\) \([0-9,]+ generated orders, 5 buyer classes\)", lines[3]
+    )
     assert lines[4] == "  * orders over 500 up to 1000 by Marketing members: pending -> approved"
 
 
 def test_cli_json(folder):
-    code, out, _ = run_cli(folder / "acme.yaml", _variant_file(folder, "threshold raised (F1)"), "--format", "json")
+    code, out, _ = run_cli(
+        folder / "acme.yaml", _variant_file(folder, "threshold raised (F1)"), "--format", "json"
+    )
     data = json.loads(out)
     assert code == 1
     assert data["changed"] == {"text": True, "structure": True, "behaviour": True}
     (change,) = data["behavioural"]["changes"]
     assert change["text"] == "orders over 500 up to 1000 by Marketing members: pending -> approved"
-    assert change["total"] == {"low": "500", "low_inclusive": False, "high": "1000", "high_inclusive": True}
+    assert change["total"] == {
+        "low": "500",
+        "low_inclusive": False,
+        "high": "1000",
+        "high_inclusive": True,
+    }
     assert data["structural"][0]["path"] == "approval.steps[marketing].when"
 
 
 def test_cli_unified(folder):
-    code, out, _ = run_cli(folder / "acme.yaml", _variant_file(folder, "threshold raised (F1)"), "--format", "unified")
+    code, out, _ = run_cli(
+        folder / "acme.yaml", _variant_file(folder, "threshold raised (F1)"), "--format", "unified"
+    )
     assert code == 1
     assert "-      when: {buyer_group: marketing, total: {gt: 500}}" in out.splitlines()
     assert "+      when: {buyer_group: marketing, total: {gt: 1000}}" in out.splitlines()
@@ -286,10 +342,14 @@ def test_cli_unified(folder):
 
 def test_cli_replay(folder):
     orders = folder / "orders.jsonl"
-    orders.write_text("\n".join(json.dumps({"buyer": "bob", "total": t}) for t in (100, 600, 900, 1500)), "utf-8")
+    orders.write_text(
+        "\n".join(json.dumps({"buyer": "bob", "total": t}) for t in (100, 600, 900, 1500)), "utf-8"
+    )
     code, out, _ = run_cli(folder / "acme.yaml", folder / "acme.yaml", "--replay", orders)
     assert code == 0 and "replay: 0 of 4 orders change" in out
-    code, out, _ = run_cli(folder / "acme.yaml", _variant_file(folder, "threshold raised (F1)"), "--replay", orders)
+    code, out, _ = run_cli(
+        folder / "acme.yaml", _variant_file(folder, "threshold raised (F1)"), "--replay", orders
+    )
     assert code == 1
     assert "replay: 2 of 4 orders change" in out
     assert "    2 x pending -> approved" in out

@@ -28,7 +28,10 @@ NOW = "2026-01-15T12:00:00Z"
 #: company acme with groups sales and ops; boss is master; mgr-sales and mgr-ops
 #: are managers in their groups; sam (sales) and olga (ops) are users; lou has no group.
 BASE_ROLES = {
-    "admin": {"label": "Company Admin", "permissions": ["place_orders", "approve_orders", "manage_accounts"]},
+    "admin": {
+        "label": "Company Admin",
+        "permissions": ["place_orders", "approve_orders", "manage_accounts"],
+    },
     "manager": {"label": "Company Manager", "permissions": ["place_orders", "approve_orders"]},
     "user": {"label": "Company User", "permissions": ["place_orders"]},
     "viewer": {"label": "Viewer", "permissions": []},
@@ -39,12 +42,36 @@ BASE_DIRECTORY: dict[str, Any] = {
         "acme": {"name": "Acme", "groups": {"sales": {"name": "Sales"}, "ops": {"name": "Ops"}}},
     },
     "accounts": {
-        "boss": {"name": "Boss", "email": "boss@acme.test", "memberships": [{"company": "acme", "role": "admin", "master": True}]},
-        "mgr-sales": {"name": "Mia", "email": "mia@acme.test", "memberships": [{"company": "acme", "role": "manager", "group": "sales"}]},
-        "mgr-ops": {"name": "Otto", "email": "otto@acme.test", "memberships": [{"company": "acme", "role": "manager", "group": "ops"}]},
-        "sam": {"name": "Sam", "email": "sam@acme.test", "memberships": [{"company": "acme", "role": "user", "group": "sales"}]},
-        "olga": {"name": "Olga", "email": "olga@acme.test", "memberships": [{"company": "acme", "role": "user", "group": "ops"}]},
-        "lou": {"name": "Lou", "email": "lou@acme.test", "memberships": [{"company": "acme", "role": "user"}]},
+        "boss": {
+            "name": "Boss",
+            "email": "boss@acme.test",
+            "memberships": [{"company": "acme", "role": "admin", "master": True}],
+        },
+        "mgr-sales": {
+            "name": "Mia",
+            "email": "mia@acme.test",
+            "memberships": [{"company": "acme", "role": "manager", "group": "sales"}],
+        },
+        "mgr-ops": {
+            "name": "Otto",
+            "email": "otto@acme.test",
+            "memberships": [{"company": "acme", "role": "manager", "group": "ops"}],
+        },
+        "sam": {
+            "name": "Sam",
+            "email": "sam@acme.test",
+            "memberships": [{"company": "acme", "role": "user", "group": "sales"}],
+        },
+        "olga": {
+            "name": "Olga",
+            "email": "olga@acme.test",
+            "memberships": [{"company": "acme", "role": "user", "group": "ops"}],
+        },
+        "lou": {
+            "name": "Lou",
+            "email": "lou@acme.test",
+            "memberships": [{"company": "acme", "role": "user"}],
+        },
     },
 }
 
@@ -118,7 +145,9 @@ def load_in_subprocess(text: str, timeout: float = 60) -> subprocess.CompletedPr
         "    p = e.problems[0]\n"
         "    print(json.dumps({'code': p.code, 'line': p.line, 'path': p.path, 'text': p.format()}))\n"
     )
-    return subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture

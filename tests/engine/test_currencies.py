@@ -15,7 +15,11 @@ from approvalrules.errors import OrderError
 
 from .conftest import BASE_DIRECTORY, NOW, make_directory, make_policy, problems_of, ruleset
 
-STEP = {"name": "mgr", "when": {"total": {"gt": {"USD": 500, "EUR": 450}}}, "approvers": {"any_of": [{"role": "manager"}]}}
+STEP = {
+    "name": "mgr",
+    "when": {"total": {"gt": {"USD": 500, "EUR": 450}}},
+    "approvers": {"any_of": [{"role": "manager"}]},
+}
 
 
 def multi(**fields) -> dict:
@@ -87,15 +91,21 @@ def test_directory_amounts_are_converted_into_a_priced_currency_with_its_rate():
     policy = make_policy(multi(conversion={"EUR": "1.25"}))
     directory = make_directory(_limited(1000))  # Otto: up to 1,000 USD = 800.00 EUR
     within = [a.account for a in decide(policy, 800, "EUR", directory=directory).steps[0].approvers]
-    beyond = [a.account for a in decide(policy, "800.01", "EUR", directory=directory).steps[0].approvers]
+    beyond = [
+        a.account for a in decide(policy, "800.01", "EUR", directory=directory).steps[0].approvers
+    ]
     assert "mgr-ops" in within and "mgr-ops" not in beyond
     # in dollars the limit is the directory's number itself
-    assert "mgr-ops" in [a.account for a in decide(policy, 1000, "USD", directory=directory).steps[0].approvers]
+    assert "mgr-ops" in [
+        a.account for a in decide(policy, 1000, "USD", directory=directory).steps[0].approvers
+    ]
 
 
 def test_assignment_amounts_are_converted_too():
     data = copy.deepcopy(BASE_DIRECTORY)
-    data["assignments"] = [{"approver": "mgr-ops", "account": "sam", "company": "acme", "threshold": 1000}]
+    data["assignments"] = [
+        {"approver": "mgr-ops", "account": "sam", "company": "acme", "threshold": 1000}
+    ]
     tiers = {"name": "tiers", "kind": "assignment_tiers"}
     policy = make_policy(multi(conversion={"EUR": "2"}, approval={"steps": [tiers]}))
     directory = make_directory(data)
@@ -108,25 +118,42 @@ def test_a_directory_amount_with_no_rate_refuses_the_order_and_says_how_to_fix_i
     with pytest.raises(OrderError) as info:
         decide(policy, 600, "EUR", directory=make_directory(_limited(1000)))
     assert info.value.code == "currency_not_priced"
-    assert "approval_limit of mgr-ops" in info.value.message and "conversion.EUR" in info.value.message
+    assert (
+        "approval_limit of mgr-ops" in info.value.message and "conversion.EUR" in info.value.message
+    )
     # zero needs no rate, and dollar orders are unaffected
     assert decide(policy, 600, "EUR", directory=make_directory(_limited(0))).outcome == "pending"
     assert decide(policy, 600, "USD", directory=make_directory(_limited(1000))).outcome == "pending"
 
 
 def test_budgets_per_currency_compare_in_the_orders_currency():
-    budget = {"name": "monthly", "period": "month", "amount": {"USD": 1000, "EUR": 800}, "on_exceed": "block"}
+    budget = {
+        "name": "monthly",
+        "period": "month",
+        "amount": {"USD": 1000, "EUR": 800},
+        "on_exceed": "block",
+    }
     policy = make_policy(multi(limits={"budgets": [budget]}))
     order = {"buyer": "sam", "total": 100, "currency": "EUR"}
-    assert policy.evaluate(order, make_directory(), now=NOW, budgets_spent={"monthly": 750}).outcome == "blocked"
-    assert policy.evaluate({**order, "currency": "USD"}, make_directory(), now=NOW, budgets_spent={"monthly": 750}).outcome == "approved"
+    assert (
+        policy.evaluate(order, make_directory(), now=NOW, budgets_spent={"monthly": 750}).outcome
+        == "blocked"
+    )
+    assert (
+        policy.evaluate(
+            {**order, "currency": "USD"}, make_directory(), now=NOW, budgets_spent={"monthly": 750}
+        ).outcome
+        == "approved"
+    )
 
 
 def test_a_rule_set_with_one_currency_compiles_to_no_variants():
     policy = make_policy(ruleset(approval={"steps": [{**STEP, "when": {"total": {"gt": 500}}}]}))
     assert policy.variants == {} and policy.priced_currencies == ("USD",)
     # a map naming only the rule set's currency is allowed, and means that amount
-    mapped = make_policy(ruleset(approval={"steps": [{**STEP, "when": {"total": {"gt": {"USD": 500}}}}]}))
+    mapped = make_policy(
+        ruleset(approval={"steps": [{**STEP, "when": {"total": {"gt": {"USD": 500}}}}]})
+    )
     assert mapped.variants == {}
     assert decide(mapped, 500).outcome == "approved" and decide(mapped, 501).outcome == "pending"
 
@@ -137,7 +164,9 @@ def test_a_child_inherits_its_parents_currencies():
     from .conftest import to_yaml
 
     texts = {"parent": to_yaml(parent)}
-    child = make_policy(ruleset(ruleset="child", extends="parent", roles=parent["roles"]), resolve=texts.get)
+    child = make_policy(
+        ruleset(ruleset="child", extends="parent", roles=parent["roles"]), resolve=texts.get
+    )
     assert child.priced_currencies == ("USD", "EUR")
     assert decide(child, 480, "EUR").outcome == "pending"
 
@@ -146,7 +175,11 @@ def test_a_child_inherits_its_parents_currencies():
 
 
 def test_a_plain_amount_in_a_rule_set_pricing_several_currencies_is_an_error():
-    problems = problems_of(__import__("yaml").safe_dump(multi(settings={"approval_limit": 700, "no_approval_below": 0})))
+    problems = problems_of(
+        __import__("yaml").safe_dump(
+            multi(settings={"approval_limit": 700, "no_approval_below": 0})
+        )
+    )
     codes = {p.code: p for p in problems}
     assert set(codes) == {"ambiguous_amount"}  # 0 is 0 in any money
     assert "settings.approval_limit" in codes["ambiguous_amount"].format()
@@ -175,7 +208,9 @@ def test_limit_checks_run_in_each_currency():
     from .conftest import checked
 
     warnings = checked(data).warnings
-    assert [w.message for w in warnings] == ["in EUR: step 'mgr' applies only above 450, but orders above 400 are blocked"]
+    assert [w.message for w in warnings] == [
+        "in EUR: step 'mgr' applies only above 450, but orders above 400 are blocked"
+    ]
 
 
 def test_in_currency_leaves_its_input_untouched_and_every_amount_plain():
@@ -198,13 +233,22 @@ def test_in_currency_leaves_its_input_untouched_and_every_amount_plain():
     total=st.decimals(min_value=0, max_value=6000, places=2),
     currency=st.sampled_from(["USD", "EUR"]),
 )
-def test_a_multi_currency_rule_set_decides_like_the_single_currency_rule_set_of_that_currency(usd, eur, total, currency):
+def test_a_multi_currency_rule_set_decides_like_the_single_currency_rule_set_of_that_currency(
+    usd, eur, total, currency
+):
     """Never a comparison across currencies: in each priced currency the decision is exactly
     that of a rule set written in that currency alone."""
     step = {**STEP, "when": {"total": {"gt": {"USD": usd, "EUR": eur}}}}
-    data = multi(approval={"steps": [step]}, limits={"max_order_total": {"USD": 10000, "EUR": 9000}})
-    alone = ruleset(currency=currency, approval={"steps": [{**STEP, "when": {"total": {"gt": usd if currency == "USD" else eur}}}]},
-                    limits={"max_order_total": 10000 if currency == "USD" else 9000})
+    data = multi(
+        approval={"steps": [step]}, limits={"max_order_total": {"USD": 10000, "EUR": 9000}}
+    )
+    alone = ruleset(
+        currency=currency,
+        approval={
+            "steps": [{**STEP, "when": {"total": {"gt": usd if currency == "USD" else eur}}}]
+        },
+        limits={"max_order_total": 10000 if currency == "USD" else 9000},
+    )
     many, one = _cached(data), _cached(alone)
     a, b = decide(many, str(total), currency), decide(one, str(total), currency)
     assert (a.outcome, [s.name for s in a.steps]) == (b.outcome, [s.name for s in b.steps])

@@ -8,7 +8,7 @@ olga (user, ops), lou (user, no group).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -16,14 +16,24 @@ import pytest
 from approvalrules.errors import OrderError
 from approvalrules.policy import Order
 
-from .conftest import BASE_DIRECTORY, NOW, make_directory, make_policy, ruleset, to_yaml, with_account
+from .conftest import (
+    BASE_DIRECTORY,
+    NOW,
+    make_directory,
+    make_policy,
+    ruleset,
+    to_yaml,
+    with_account,
+)
 
 MANAGERS = {"any_of": [{"role": "manager"}]}
 
 
 def evaluate(rules: dict, order: dict, directory=None, **kwargs):
     policy = make_policy(rules)
-    return policy.evaluate(order, directory or make_directory(), now=kwargs.pop("now", NOW), **kwargs)
+    return policy.evaluate(
+        order, directory or make_directory(), now=kwargs.pop("now", NOW), **kwargs
+    )
 
 
 def step(name="approve", when=None, approvers=None, **extra) -> dict:
@@ -52,24 +62,47 @@ def test_no_steps_means_approved_with_confirmation():
     assert d.outcome == "approved"
     assert d.reasons == () and d.steps == () and d.expires_at is None
     assert d.payer == {"kind": "buyer", "id": "sam"}
-    assert [n.as_dict() for n in d.notifications] == [{"event": "order_confirmation", "recipients": [{"channel": "email", "account": "sam"}]}]
+    assert [n.as_dict() for n in d.notifications] == [
+        {"event": "order_confirmation", "recipients": [{"channel": "email", "account": "sam"}]}
+    ]
 
 
 # -------------------------------------------------------------- blocked
 
 
 def test_role_without_place_orders_is_blocked():
-    data = with_account("vic", {"name": "Vic", "memberships": [{"company": "acme", "role": "viewer"}]})
+    data = with_account(
+        "vic", {"name": "Vic", "memberships": [{"company": "acme", "role": "viewer"}]}
+    )
     d = evaluate(ruleset(), {"buyer": "vic", "total": 10}, make_directory(data))
     assert d.outcome == "blocked"
     assert d.reason_codes() == ["may_not_order"]
     assert d.reasons[0].message == "Viewer may not place orders"
     assert d.payer is None and d.notifications == ()
-    assert trace(d, "roles.permissions.place_orders") == [{"rule": "roles.permissions.place_orders", "result": "failed", "why": "Viewer may not place orders"}]
+    assert trace(d, "roles.permissions.place_orders") == [
+        {
+            "rule": "roles.permissions.place_orders",
+            "result": "failed",
+            "why": "Viewer may not place orders",
+        }
+    ]
 
 
 def test_may_order_false_on_the_membership_blocks():
-    data = with_account("sam", {"name": "Sam", "memberships": [{"company": "acme", "role": "user", "group": "sales", "settings": {"may_order": False}}]})
+    data = with_account(
+        "sam",
+        {
+            "name": "Sam",
+            "memberships": [
+                {
+                    "company": "acme",
+                    "role": "user",
+                    "group": "sales",
+                    "settings": {"may_order": False},
+                }
+            ],
+        },
+    )
     d = evaluate(ruleset(), {"buyer": "sam", "total": 10}, make_directory(data))
     assert d.outcome == "blocked"
     assert d.reasons[0].code == "may_not_order"
@@ -81,7 +114,7 @@ def test_role_missing_from_the_rule_set_blocks():
     data = with_account("x", {"name": "X", "memberships": [{"company": "acme", "role": "intern"}]})
     d = evaluate(ruleset(), {"buyer": "x", "total": 10}, make_directory(data))
     assert d.reason_codes() == ["may_not_order"]
-    assert "role 'intern' is not defined in rule set t" == d.reasons[0].message
+    assert d.reasons[0].message == "role 'intern' is not defined in rule set t"
 
 
 def test_max_order_total_exceeded():
@@ -96,26 +129,41 @@ def test_max_order_total_exceeded():
 def test_max_order_total_boundary_is_allowed():
     d = evaluate(ruleset(limits={"max_order_total": 1000}), {"buyer": "sam", "total": 1000})
     assert d.outcome == "approved"
-    assert trace(d, "limits.max_order_total") == [{"rule": "limits.max_order_total", "result": "passed", "why": "1000 <= 1000"}]
+    assert trace(d, "limits.max_order_total") == [
+        {"rule": "limits.max_order_total", "result": "passed", "why": "1000 <= 1000"}
+    ]
 
 
 def test_membership_max_order_total_is_the_lower_of_both():
     rules = ruleset(limits={"max_order_total": 1000}, settings={"max_order_total": 300})
-    assert evaluate(rules, {"buyer": "sam", "total": 301}).reason_codes() == ["max_order_total_exceeded"]
+    assert evaluate(rules, {"buyer": "sam", "total": 301}).reason_codes() == [
+        "max_order_total_exceeded"
+    ]
     assert evaluate(rules, {"buyer": "sam", "total": 300}).outcome == "approved"
 
 
 def test_restricted_products_name_the_lines():
     rules = ruleset(settings={"restricted_skus": ["GUN"], "restricted_categories": ["alcohol"]})
-    order = {"buyer": "sam", "total": 50, "lines": [
-        {"sku": "PEN", "quantity": 2}, {"sku": "GUN"}, {"sku": "WINE", "category": "alcohol"},
-    ]}
+    order = {
+        "buyer": "sam",
+        "total": 50,
+        "lines": [
+            {"sku": "PEN", "quantity": 2},
+            {"sku": "GUN"},
+            {"sku": "WINE", "category": "alcohol"},
+        ],
+    }
     d = evaluate(rules, order)
     assert d.outcome == "blocked"
     (reason,) = d.reasons
     assert reason.code == "restricted_products"
     assert reason.message == "these lines may not be ordered: GUN (restricted), WINE (restricted)"
-    assert reason.details == {"lines": [{"line": 1, "sku": "GUN", "why": "restricted"}, {"line": 2, "sku": "WINE", "why": "restricted"}]}
+    assert reason.details == {
+        "lines": [
+            {"line": 1, "sku": "GUN", "why": "restricted"},
+            {"line": 2, "sku": "WINE", "why": "restricted"},
+        ]
+    }
 
 
 def test_favourites_only():
@@ -123,7 +171,10 @@ def test_favourites_only():
     d = evaluate(rules, {"buyer": "sam", "total": 5, "lines": [{"sku": "PEN"}, {"sku": "INK"}]})
     assert d.reason_codes() == ["restricted_products"]
     assert d.reasons[0].details["lines"] == [{"line": 1, "sku": "INK", "why": "not in favourites"}]
-    assert evaluate(rules, {"buyer": "sam", "total": 5, "lines": [{"sku": "PEN"}]}).outcome == "approved"
+    assert (
+        evaluate(rules, {"buyer": "sam", "total": 5, "lines": [{"sku": "PEN"}]}).outcome
+        == "approved"
+    )
 
 
 def test_future_ship_date():
@@ -131,14 +182,24 @@ def test_future_ship_date():
     d = evaluate(rules, {"buyer": "sam", "total": 5, "requested_date": "2026-01-16"})
     assert d.reason_codes() == ["future_ship_date_not_allowed"]
     assert "2026-01-16" in d.reasons[0].message
-    assert evaluate(rules, {"buyer": "sam", "total": 5, "requested_date": "2026-01-15"}).outcome == "approved"
-    assert evaluate(ruleset(), {"buyer": "sam", "total": 5, "requested_date": "2030-01-01"}).outcome == "approved"
+    assert (
+        evaluate(rules, {"buyer": "sam", "total": 5, "requested_date": "2026-01-15"}).outcome
+        == "approved"
+    )
+    assert (
+        evaluate(ruleset(), {"buyer": "sam", "total": 5, "requested_date": "2030-01-01"}).outcome
+        == "approved"
+    )
 
 
 def test_manual_ship_to():
     rules = ruleset(settings={"allow_manual_ship_to": False})
-    assert evaluate(rules, {"buyer": "sam", "total": 5, "ship_to": {"manual": True}}).reason_codes() == ["manual_ship_to_not_allowed"]
-    assert evaluate(rules, {"buyer": "sam", "total": 5, "ship_to": {"id": "HQ"}}).outcome == "approved"
+    assert evaluate(
+        rules, {"buyer": "sam", "total": 5, "ship_to": {"manual": True}}
+    ).reason_codes() == ["manual_ship_to_not_allowed"]
+    assert (
+        evaluate(rules, {"buyer": "sam", "total": 5, "ship_to": {"id": "HQ"}}).outcome == "approved"
+    )
 
 
 def test_cost_centre_required_and_checked():
@@ -152,29 +213,51 @@ def test_cost_centre_required_and_checked():
 
 
 def test_quote_cannot_be_submitted():
-    assert evaluate(ruleset(), {"buyer": "sam", "total": 5, "type": "quote"}).reason_codes() == ["quote_not_approvable"]
+    assert evaluate(ruleset(), {"buyer": "sam", "total": 5, "type": "quote"}).reason_codes() == [
+        "quote_not_approvable"
+    ]
 
 
 def test_other_currency_is_blocked():
     d = evaluate(ruleset(), {"buyer": "sam", "total": 5, "currency": "EUR"})
     assert d.reason_codes() == ["currency_not_supported"]
-    assert evaluate(ruleset(), {"buyer": "sam", "total": 5, "currency": "USD"}).outcome == "approved"
+    assert (
+        evaluate(ruleset(), {"buyer": "sam", "total": 5, "currency": "USD"}).outcome == "approved"
+    )
 
 
 def test_inactive_account_and_membership_are_blocked():
-    data = with_account("sam", {"name": "Sam", "active": False, "memberships": [{"company": "acme", "role": "user", "status": "inactive"}]})
+    data = with_account(
+        "sam",
+        {
+            "name": "Sam",
+            "active": False,
+            "memberships": [{"company": "acme", "role": "user", "status": "inactive"}],
+        },
+    )
     d = evaluate(ruleset(), {"buyer": "sam", "total": 5}, make_directory(data))
     assert d.reason_codes()[:2] == ["account_inactive", "membership_inactive"]
 
 
 def test_all_blocking_reasons_are_collected_in_order():
-    rules = ruleset(limits={"max_order_total": 10}, settings={"allow_manual_ship_to": False, "restricted_skus": ["X"]})
-    d = evaluate(rules, {"buyer": "sam", "total": 50, "lines": [{"sku": "X"}], "ship_to": {"manual": True}})
-    assert d.reason_codes() == ["restricted_products", "manual_ship_to_not_allowed", "max_order_total_exceeded"]
+    rules = ruleset(
+        limits={"max_order_total": 10},
+        settings={"allow_manual_ship_to": False, "restricted_skus": ["X"]},
+    )
+    d = evaluate(
+        rules, {"buyer": "sam", "total": 50, "lines": [{"sku": "X"}], "ship_to": {"manual": True}}
+    )
+    assert d.reason_codes() == [
+        "restricted_products",
+        "manual_ship_to_not_allowed",
+        "max_order_total_exceeded",
+    ]
 
 
 def test_blocked_order_skips_steps_and_limits():
-    rules = ruleset(limits={"max_order_total": 10, "order_limit": {"amount": 5}}, approval={"steps": [step()]})
+    rules = ruleset(
+        limits={"max_order_total": 10, "order_limit": {"amount": 5}}, approval={"steps": [step()]}
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 50})
     assert d.outcome == "blocked" and d.steps == ()
     assert not [t for t in trace(d) if t["rule"].startswith(("approval.", "limits.order_limit"))]
@@ -184,17 +267,46 @@ def test_blocked_order_skips_steps_and_limits():
 
 
 def test_pending_lists_eligible_approvers_with_why():
-    rules = ruleset(approval={"steps": [step("big", {"total": {"gt": 500}}, {"any_of": [{"role": "manager", "relation": "same_group"}, {"relation": "group_master"}]})]})
+    rules = ruleset(
+        approval={
+            "steps": [
+                step(
+                    "big",
+                    {"total": {"gt": 500}},
+                    {
+                        "any_of": [
+                            {"role": "manager", "relation": "same_group"},
+                            {"relation": "group_master"},
+                        ]
+                    },
+                )
+            ]
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 900})
     assert d.outcome == "pending"
     assert d.reason_codes() == ["approval_required"]
     assert d.reasons[0].message == "approval required: big"
     (s,) = d.steps
     assert s.as_dict() == {
-        "name": "big", "required": 1, "condition": "total > 500",
+        "name": "big",
+        "required": 1,
+        "condition": "total > 500",
         "approvers": [
-            {"account": "boss", "name": "Boss", "role": "admin", "role_label": "Company Admin", "why": ["master of acme"]},
-            {"account": "mgr-sales", "name": "Mia", "role": "manager", "role_label": "Company Manager", "why": ["Company Manager; in sam's group sales"]},
+            {
+                "account": "boss",
+                "name": "Boss",
+                "role": "admin",
+                "role_label": "Company Admin",
+                "why": ["master of acme"],
+            },
+            {
+                "account": "mgr-sales",
+                "name": "Mia",
+                "role": "manager",
+                "role_label": "Company Manager",
+                "why": ["Company Manager; in sam's group sales"],
+            },
         ],
     }
 
@@ -203,11 +315,27 @@ def test_step_not_matched_leaves_order_approved():
     rules = ruleset(approval={"steps": [step("big", {"total": {"gt": 500}})]})
     d = evaluate(rules, {"buyer": "sam", "total": 500})
     assert d.outcome == "approved"
-    assert trace(d, "approval.steps.big") == [{"rule": "approval.steps.big", "result": "not_matched", "why": "total > 500: no (total 500)"}]
+    assert trace(d, "approval.steps.big") == [
+        {
+            "rule": "approval.steps.big",
+            "result": "not_matched",
+            "why": "total > 500: no (total 500)",
+        }
+    ]
 
 
 def test_required_count_and_insufficient_approvers():
-    rules = ruleset(approval={"steps": [step("two", required=2, approvers={"any_of": [{"role": "manager", "relation": "same_group"}]})]})
+    rules = ruleset(
+        approval={
+            "steps": [
+                step(
+                    "two",
+                    required=2,
+                    approvers={"any_of": [{"role": "manager", "relation": "same_group"}]},
+                )
+            ]
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10})
     assert d.steps[0].required == 2
     assert approvers_of(d) == ["mgr-sales"]
@@ -216,13 +344,24 @@ def test_required_count_and_insufficient_approvers():
 
 
 def test_steps_apply_in_order_and_all_matching_steps_apply():
-    rules = ruleset(approval={"steps": [
-        step("first", {"total": {"gt": 100}}), step("never", {"total": {"gt": 10_000}}), step("second", {"buyer_group": "sales"}),
-    ], }, groups={"sales": {}, "ops": {}})
+    rules = ruleset(
+        approval={
+            "steps": [
+                step("first", {"total": {"gt": 100}}),
+                step("never", {"total": {"gt": 10_000}}),
+                step("second", {"buyer_group": "sales"}),
+            ],
+        },
+        groups={"sales": {}, "ops": {}},
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 200})
     assert [s.name for s in d.steps] == ["first", "second"]
-    assert [(t["rule"], t["result"]) for t in trace(d) if t["rule"].startswith("approval.steps")] == [
-        ("approval.steps.first", "matched"), ("approval.steps.never", "not_matched"), ("approval.steps.second", "matched"),
+    assert [
+        (t["rule"], t["result"]) for t in trace(d) if t["rule"].startswith("approval.steps")
+    ] == [
+        ("approval.steps.first", "matched"),
+        ("approval.steps.never", "not_matched"),
+        ("approval.steps.second", "matched"),
     ]
 
 
@@ -230,14 +369,23 @@ def test_no_approval_below():
     rules = ruleset(settings={"no_approval_below": 100}, approval={"steps": [step()]})
     d = evaluate(rules, {"buyer": "sam", "total": "99.99"})
     assert d.outcome == "approved"
-    assert trace(d, "settings.no_approval_below") == [{"rule": "settings.no_approval_below", "result": "matched", "why": "99.99 < 100: no approval needed"}]
+    assert trace(d, "settings.no_approval_below") == [
+        {
+            "rule": "settings.no_approval_below",
+            "result": "matched",
+            "why": "99.99 < 100: no approval needed",
+        }
+    ]
     assert evaluate(rules, {"buyer": "sam", "total": 100}).outcome == "pending"
 
 
 # ----------------------------------------------------- approver relations
 
 
-ASSIGNMENT_DIR = {**BASE_DIRECTORY, "assignments": [{"approver": "mgr-ops", "account": "sam", "company": "acme"}]}
+ASSIGNMENT_DIR = {
+    **BASE_DIRECTORY,
+    "assignments": [{"approver": "mgr-ops", "account": "sam", "company": "acme"}],
+}
 
 
 def test_assigned_relation():
@@ -248,7 +396,20 @@ def test_assigned_relation():
 
 
 def test_unassigned_pool_only_when_buyer_has_no_assignment():
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"relation": "assigned"}, {"role": "manager", "relation": "unassigned"}]})]})
+    rules = ruleset(
+        approval={
+            "steps": [
+                step(
+                    approvers={
+                        "any_of": [
+                            {"relation": "assigned"},
+                            {"role": "manager", "relation": "unassigned"},
+                        ]
+                    }
+                )
+            ]
+        }
+    )
     directory = make_directory(ASSIGNMENT_DIR)
     assert approvers_of(evaluate(rules, {"buyer": "sam", "total": 10}, directory)) == ["mgr-ops"]
     d = evaluate(rules, {"buyer": "olga", "total": 10}, directory)
@@ -257,18 +418,39 @@ def test_unassigned_pool_only_when_buyer_has_no_assignment():
 
 
 def test_assignment_limit_excludes_the_approver():
-    data = {**BASE_DIRECTORY, "assignments": [{"approver": "mgr-ops", "account": "sam", "company": "acme", "limit": 500}]}
+    data = {
+        **BASE_DIRECTORY,
+        "assignments": [{"approver": "mgr-ops", "account": "sam", "company": "acme", "limit": 500}],
+    }
     rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"relation": "assigned"}]})]})
-    assert approvers_of(evaluate(rules, {"buyer": "sam", "total": 500}, make_directory(data))) == ["mgr-ops"]
+    assert approvers_of(evaluate(rules, {"buyer": "sam", "total": 500}, make_directory(data))) == [
+        "mgr-ops"
+    ]
     d = evaluate(rules, {"buyer": "sam", "total": 501}, make_directory(data))
     assert approvers_of(d) == []
     assert "insufficient_approvers" in d.reason_codes()
-    assert {"rule": "approval.steps.approve", "result": "excluded", "why": "mgr-ops: assigned to sam with a limit of 500, below 501"} in trace(d)
+    assert {
+        "rule": "approval.steps.approve",
+        "result": "excluded",
+        "why": "mgr-ops: assigned to sam with a limit of 500, below 501",
+    } in trace(d)
 
 
 def test_step_restricted_assignment():
-    data = {**BASE_DIRECTORY, "assignments": [{"approver": "mgr-ops", "account": "sam", "company": "acme", "step": "other"}]}
-    rules = ruleset(approval={"steps": [step("mine", approvers={"any_of": [{"relation": "assigned"}]}), step("other", approvers={"any_of": [{"relation": "assigned"}]})]})
+    data = {
+        **BASE_DIRECTORY,
+        "assignments": [
+            {"approver": "mgr-ops", "account": "sam", "company": "acme", "step": "other"}
+        ],
+    }
+    rules = ruleset(
+        approval={
+            "steps": [
+                step("mine", approvers={"any_of": [{"relation": "assigned"}]}),
+                step("other", approvers={"any_of": [{"relation": "assigned"}]}),
+            ]
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 1}, make_directory(data))
     assert [approvers_of(d, 0), approvers_of(d, 1)] == [[], ["mgr-ops"]]
 
@@ -280,21 +462,27 @@ def test_same_group_relation():
 
 
 def test_group_master_relation():
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"relation": "group_master"}]})]})
+    rules = ruleset(
+        approval={"steps": [step(approvers={"any_of": [{"relation": "group_master"}]})]}
+    )
     d = evaluate(rules, {"buyer": "olga", "total": 1})
     assert approvers_of(d) == ["boss"]
     assert d.steps[0].approvers[0].why == ("master of acme",)
 
 
 def test_company_relation_is_the_default():
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]})
+    rules = ruleset(
+        approval={"steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]}
+    )
     d = evaluate(rules, {"buyer": "lou", "total": 1})
     assert approvers_of(d) == ["boss", "mgr-ops", "mgr-sales"]
     assert d.steps[0].approvers[1].why == ("Company Manager; member of acme",)
 
 
 def test_named_accounts_selector():
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"accounts": ["mgr-ops", "sam"]}]})]})
+    rules = ruleset(
+        approval={"steps": [step(approvers={"any_of": [{"accounts": ["mgr-ops", "sam"]}]})]}
+    )
     d = evaluate(rules, {"buyer": "lou", "total": 1})
     assert approvers_of(d) == ["mgr-ops"]  # sam lacks approve_orders
     assert d.steps[0].approvers[0].why == ("named approver; member of acme",)
@@ -303,18 +491,34 @@ def test_named_accounts_selector():
 def test_attribute_selector():
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["mgr-ops"]["memberships"][0]["attributes"] = {"region": "north"}
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"attributes": {"region": ["north", "east"]}}]})]})
-    assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1}, make_directory(data))) == ["mgr-ops"]
+    rules = ruleset(
+        approval={
+            "steps": [step(approvers={"any_of": [{"attributes": {"region": ["north", "east"]}}]})]
+        }
+    )
+    assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1}, make_directory(data))) == [
+        "mgr-ops"
+    ]
 
 
 def test_own_group_scope():
-    rules = ruleset(approval={"scope": "own_group", "steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]})
+    rules = ruleset(
+        approval={
+            "scope": "own_group",
+            "steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})],
+        }
+    )
     assert approvers_of(evaluate(rules, {"buyer": "sam", "total": 1})) == ["boss", "mgr-sales"]
     assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1})) == ["boss"]
 
 
 def test_step_scope_overrides_approval_scope():
-    rules = ruleset(approval={"scope": "own_group", "steps": [step(approvers={"any_of": [{"role": "manager"}]}, scope="universal")]})
+    rules = ruleset(
+        approval={
+            "scope": "own_group",
+            "steps": [step(approvers={"any_of": [{"role": "manager"}]}, scope="universal")],
+        }
+    )
     assert approvers_of(evaluate(rules, {"buyer": "sam", "total": 1})) == ["mgr-ops", "mgr-sales"]
 
 
@@ -322,8 +526,12 @@ def test_may_approve_false_and_inactive_members_are_not_candidates():
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["mgr-ops"]["memberships"][0]["settings"] = {"may_approve": False}
     data["accounts"]["boss"]["active"] = False
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]})
-    assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1}, make_directory(data))) == ["mgr-sales"]
+    rules = ruleset(
+        approval={"steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]}
+    )
+    assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1}, make_directory(data))) == [
+        "mgr-sales"
+    ]
 
 
 # --------------------------------------------------------- self-approval
@@ -333,12 +541,19 @@ def test_self_approval_off_by_default():
     rules = ruleset(approval={"steps": [step()]})
     d = evaluate(rules, {"buyer": "mgr-sales", "total": 10})
     assert approvers_of(d) == ["mgr-ops"]
-    assert {"rule": "approval.steps.approve", "result": "excluded", "why": "mgr-sales: the buyer may not approve its own order"} in trace(d)
+    assert {
+        "rule": "approval.steps.approve",
+        "result": "excluded",
+        "why": "mgr-sales: the buyer may not approve its own order",
+    } in trace(d)
 
 
 def test_self_approval_on():
     rules = ruleset(approval={"self_approval": True, "steps": [step()]})
-    assert approvers_of(evaluate(rules, {"buyer": "mgr-sales", "total": 10})) == ["mgr-ops", "mgr-sales"]
+    assert approvers_of(evaluate(rules, {"buyer": "mgr-sales", "total": 10})) == [
+        "mgr-ops",
+        "mgr-sales",
+    ]
 
 
 def test_step_self_approval_overrides():
@@ -353,27 +568,40 @@ def test_approval_limit_excludes_with_trace():
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["mgr-ops"]["memberships"][0]["settings"] = {"approval_limit": 1000}
     rules = ruleset(approval={"steps": [step()]})
-    assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1000}, make_directory(data))) == ["mgr-ops", "mgr-sales"]
+    assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 1000}, make_directory(data))) == [
+        "mgr-ops",
+        "mgr-sales",
+    ]
     d = evaluate(rules, {"buyer": "lou", "total": 1000.5}, make_directory(data))
     assert approvers_of(d) == ["mgr-sales"]
-    assert {"rule": "approval.steps.approve", "result": "excluded", "why": "mgr-ops: approval limit 1000 is below 1000.5"} in trace(d)
+    assert {
+        "rule": "approval.steps.approve",
+        "result": "excluded",
+        "why": "mgr-ops: approval limit 1000 is below 1000.5",
+    } in trace(d)
 
 
 def test_role_approval_limit_applies_to_every_member():
     roles = json.loads(json.dumps(ruleset()["roles"]))
     roles["manager"]["settings"] = {"approval_limit": "200"}
-    rules = ruleset(roles=roles, approval={"steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]})
+    rules = ruleset(
+        roles=roles,
+        approval={"steps": [step(approvers={"any_of": [{"role": ["manager", "admin"]}]})]},
+    )
     assert approvers_of(evaluate(rules, {"buyer": "lou", "total": 300})) == ["boss"]
 
 
 # ------------------------------------------------------ assignment tiers
 
 
-TIER_DIR = {**BASE_DIRECTORY, "assignments": [
-    {"approver": "mgr-sales", "account": "sam", "company": "acme", "threshold": 100},
-    {"approver": "mgr-ops", "account": "sam", "company": "acme", "threshold": 100},
-    {"approver": "boss", "account": "sam", "company": "acme", "threshold": 1000},
-]}
+TIER_DIR = {
+    **BASE_DIRECTORY,
+    "assignments": [
+        {"approver": "mgr-sales", "account": "sam", "company": "acme", "threshold": 100},
+        {"approver": "mgr-ops", "account": "sam", "company": "acme", "threshold": 100},
+        {"approver": "boss", "account": "sam", "company": "acme", "threshold": 1000},
+    ],
+}
 
 
 def test_assignment_tiers_one_level_per_exceeded_threshold():
@@ -393,14 +621,21 @@ def test_assignment_tiers_without_thresholds_are_skipped():
     rules = ruleset(approval={"steps": [{"name": "tiers", "kind": "assignment_tiers"}]})
     d = evaluate(rules, {"buyer": "olga", "total": 5000}, make_directory(TIER_DIR))
     assert d.outcome == "approved"
-    assert {"rule": "approval.steps.tiers", "result": "skipped", "why": "no assignment threshold of olga is below 5000"} in trace(d)
+    assert {
+        "rule": "approval.steps.tiers",
+        "result": "skipped",
+        "why": "no assignment threshold of olga is below 5000",
+    } in trace(d)
 
 
 # ------------------------------------------------------- order limit, budgets
 
 
 def test_order_limit_require_approval():
-    rules = ruleset(limits={"order_limit": {"amount": 1000}}, approval={"steps": [step("over", {"exceeds": "order_limit"})]})
+    rules = ruleset(
+        limits={"order_limit": {"amount": 1000}},
+        approval={"steps": [step("over", {"exceeds": "order_limit"})]},
+    )
     assert evaluate(rules, {"buyer": "sam", "total": 1000}).outcome == "approved"
     d = evaluate(rules, {"buyer": "sam", "total": 1001})
     assert d.outcome == "pending"
@@ -415,9 +650,14 @@ def test_order_limit_block():
 
 
 def test_budget_require_approval_uses_budgets_spent():
-    rules = ruleset(limits={"budgets": [{"name": "monthly", "period": "month", "amount": 5000}]},
-                    approval={"steps": [step("budget", {"exceeds": "budget"})]})
-    assert evaluate(rules, {"buyer": "sam", "total": 3000}, budgets_spent={"monthly": 2000}).outcome == "approved"
+    rules = ruleset(
+        limits={"budgets": [{"name": "monthly", "period": "month", "amount": 5000}]},
+        approval={"steps": [step("budget", {"exceeds": "budget"})]},
+    )
+    assert (
+        evaluate(rules, {"buyer": "sam", "total": 3000}, budgets_spent={"monthly": 2000}).outcome
+        == "approved"
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 3000}, budgets_spent={"monthly": "2000.01"})
     assert d.outcome == "pending"
     assert d.reasons[0].code == "budget_exceeded"
@@ -426,7 +666,11 @@ def test_budget_require_approval_uses_budgets_spent():
 
 
 def test_budget_block():
-    rules = ruleset(limits={"budgets": [{"name": "yearly", "period": "year", "amount": 100, "on_exceed": "block"}]})
+    rules = ruleset(
+        limits={
+            "budgets": [{"name": "yearly", "period": "year", "amount": 100, "on_exceed": "block"}]
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 101})
     assert d.outcome == "blocked" and d.reason_codes() == ["budget_exceeded"]
     assert trace(d, "limits.budgets.yearly")[0]["result"] == "failed"
@@ -436,7 +680,9 @@ def test_budget_block():
 
 
 def test_hold_orders():
-    rules = ruleset(groups={"sales": {"settings": {"hold_orders": True}}}, approval={"steps": [step()]})
+    rules = ruleset(
+        groups={"sales": {"settings": {"hold_orders": True}}}, approval={"steps": [step()]}
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10})
     assert d.outcome == "held" and d.reason_codes() == ["orders_held"] and d.steps == ()
     assert [n.event for n in d.notifications] == ["order_held"]
@@ -461,19 +707,28 @@ def test_bulk_exclude_blocks_group_members_only():
 
 
 def test_bulk_group_settings_apply_steps():
-    rules = ruleset(groups={"sales": {"settings": {"payer": "company"}}}, approval={"steps": [step()]})
+    rules = ruleset(
+        groups={"sales": {"settings": {"payer": "company"}}}, approval={"steps": [step()]}
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10, "type": "bulk", "payer": "buyer"})
     assert d.outcome == "pending"
     assert d.payer == {"kind": "company", "id": "acme"}
 
 
 def test_bulk_settings_skip_approval_and_use_the_orders_payer():
-    rules = ruleset(bulk_orders="bulk_settings", groups={"sales": {"settings": {"payer": "company"}}}, approval={"steps": [step()]})
+    rules = ruleset(
+        bulk_orders="bulk_settings",
+        groups={"sales": {"settings": {"payer": "company"}}},
+        approval={"steps": [step()]},
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10, "type": "bulk", "payer": "buyer"})
     assert d.outcome == "approved" and d.steps == ()
     assert d.payer == {"kind": "buyer", "id": "sam"}
     assert trace(d, "bulk_orders")[0]["result"] == "matched"
-    assert evaluate(rules, {"buyer": "sam", "total": 10, "type": "bulk"}).payer == {"kind": "company", "id": "acme"}
+    assert evaluate(rules, {"buyer": "sam", "total": 10, "type": "bulk"}).payer == {
+        "kind": "company",
+        "id": "acme",
+    }
     assert evaluate(rules, {"buyer": "sam", "total": 10}).outcome == "pending"
 
 
@@ -483,25 +738,46 @@ def test_bulk_settings_skip_approval_and_use_the_orders_payer():
 def test_payer_resolution_rule_set_role_group_membership():
     roles = json.loads(json.dumps(ruleset()["roles"]))
     roles["user"]["settings"] = {"payer": "company"}
-    rules = ruleset(roles=roles, settings={"payer": "buyer"}, groups={"ops": {"settings": {"payer": "buyer"}}})
+    rules = ruleset(
+        roles=roles, settings={"payer": "buyer"}, groups={"ops": {"settings": {"payer": "buyer"}}}
+    )
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["lou"]["memberships"][0]["settings"] = {"payer": "buyer"}
     directory = make_directory(data)
-    assert evaluate(rules, {"buyer": "mgr-sales", "total": 1}, directory).payer == {"kind": "buyer", "id": "mgr-sales"}  # rule set
-    assert evaluate(rules, {"buyer": "sam", "total": 1}, directory).payer == {"kind": "company", "id": "acme"}  # role
-    assert evaluate(rules, {"buyer": "olga", "total": 1}, directory).payer == {"kind": "buyer", "id": "olga"}  # group over role
-    assert evaluate(rules, {"buyer": "lou", "total": 1}, directory).payer == {"kind": "buyer", "id": "lou"}  # membership over role
+    assert evaluate(rules, {"buyer": "mgr-sales", "total": 1}, directory).payer == {
+        "kind": "buyer",
+        "id": "mgr-sales",
+    }  # rule set
+    assert evaluate(rules, {"buyer": "sam", "total": 1}, directory).payer == {
+        "kind": "company",
+        "id": "acme",
+    }  # role
+    assert evaluate(rules, {"buyer": "olga", "total": 1}, directory).payer == {
+        "kind": "buyer",
+        "id": "olga",
+    }  # group over role
+    assert evaluate(rules, {"buyer": "lou", "total": 1}, directory).payer == {
+        "kind": "buyer",
+        "id": "lou",
+    }  # membership over role
 
 
 # --------------------------------------------------------- notifications
 
 
 def test_pending_notifications():
-    rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"role": "manager", "relation": "same_group"}]})]})
+    rules = ruleset(
+        approval={
+            "steps": [step(approvers={"any_of": [{"role": "manager", "relation": "same_group"}]})]
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10})
     assert [n.as_dict() for n in d.notifications] == [
         {"event": "order_submitted", "recipients": [{"channel": "email", "account": "sam"}]},
-        {"event": "approval_requested", "recipients": [{"channel": "email", "account": "mgr-sales"}]},
+        {
+            "event": "approval_requested",
+            "recipients": [{"channel": "email", "account": "mgr-sales"}],
+        },
     ]
 
 
@@ -510,17 +786,27 @@ def test_approver_without_email_gets_inbox():
     data["accounts"]["mgr-sales"]["email_enabled"] = False
     rules = ruleset(approval={"steps": [step(approvers={"any_of": [{"relation": "same_group"}]})]})
     d = evaluate(rules, {"buyer": "sam", "total": 10}, make_directory(data))
-    assert d.notifications[1].as_dict()["recipients"] == [{"channel": "inbox", "account": "mgr-sales"}]
+    assert d.notifications[1].as_dict()["recipients"] == [
+        {"channel": "inbox", "account": "mgr-sales"}
+    ]
 
 
-@pytest.mark.parametrize("mode, buyer_email, expected", [
-    ("approver_flag", True, "email"), ("approver_flag", False, "email"),
-    ("both_flags", True, "email"), ("both_flags", False, "inbox"),
-])
+@pytest.mark.parametrize(
+    "mode, buyer_email, expected",
+    [
+        ("approver_flag", True, "email"),
+        ("approver_flag", False, "email"),
+        ("both_flags", True, "email"),
+        ("both_flags", False, "inbox"),
+    ],
+)
 def test_both_flags_email_rule(mode, buyer_email, expected):
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["sam"]["memberships"][0]["settings"] = {"email": buyer_email}
-    rules = ruleset(notifications={"approval_email": mode}, approval={"steps": [step(approvers={"any_of": [{"relation": "same_group"}]})]})
+    rules = ruleset(
+        notifications={"approval_email": mode},
+        approval={"steps": [step(approvers={"any_of": [{"relation": "same_group"}]})]},
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10}, make_directory(data))
     submitted, requested = d.notifications
     assert submitted.recipients[0].channel == ("email" if buyer_email else "inbox")
@@ -532,19 +818,28 @@ def test_master_confirmation_for_group_members():
     d = evaluate(rules, {"buyer": "sam", "total": 10})
     assert [n.as_dict() for n in d.notifications] == [
         {"event": "order_confirmation", "recipients": [{"channel": "email", "account": "sam"}]},
-        {"event": "master_confirmation", "recipients": [{"channel": "email", "account": "boss", "company": "acme"}]},
+        {
+            "event": "master_confirmation",
+            "recipients": [{"channel": "email", "account": "boss", "company": "acme"}],
+        },
     ]
-    assert [n.event for n in evaluate(rules, {"buyer": "lou", "total": 10}).notifications] == ["order_confirmation"]
-    assert [n.event for n in evaluate(ruleset(), {"buyer": "sam", "total": 10}).notifications] == ["order_confirmation"]
+    assert [n.event for n in evaluate(rules, {"buyer": "lou", "total": 10}).notifications] == [
+        "order_confirmation"
+    ]
+    assert [n.event for n in evaluate(ruleset(), {"buyer": "sam", "total": 10}).notifications] == [
+        "order_confirmation"
+    ]
 
 
 # ------------------------------------------------------------------ expiry
 
 
 def test_expires_at_only_when_pending():
-    rules = ruleset(approval={"expiry": {"after": "P1DT6H"}, "steps": [step("big", {"total": {"gt": 100}})]})
+    rules = ruleset(
+        approval={"expiry": {"after": "P1DT6H"}, "steps": [step("big", {"total": {"gt": 100}})]}
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 101}, now="2026-03-01T10:30:00+01:00")
-    assert d.expires_at == datetime(2026, 3, 2, 15, 30, tzinfo=timezone.utc)
+    assert d.expires_at == datetime(2026, 3, 2, 15, 30, tzinfo=UTC)
     assert d.as_dict()["expires_at"] == "2026-03-02T15:30:00Z"
     assert evaluate(rules, {"buyer": "sam", "total": 100}).expires_at is None
 
@@ -559,12 +854,22 @@ def test_no_expiry_means_none():
 
 
 def test_role_labels_are_data():
-    roles = {"requisitioner": {"label": "Einkäufer", "permissions": ["place_orders"]}, "chef": {"label": "Abteilungsleiter", "permissions": ["approve_orders"]}}
-    data = {"companies": {"c": {"name": "C"}}, "accounts": {
-        "r": {"name": "R", "memberships": [{"company": "c", "role": "requisitioner"}]},
-        "h": {"name": "H", "memberships": [{"company": "c", "role": "chef"}]},
-    }}
-    rules = {"ruleset": "de", "roles": roles, "approval": {"steps": [step(approvers={"any_of": [{"role": "chef"}]})]}}
+    roles = {
+        "requisitioner": {"label": "Einkäufer", "permissions": ["place_orders"]},
+        "chef": {"label": "Abteilungsleiter", "permissions": ["approve_orders"]},
+    }
+    data = {
+        "companies": {"c": {"name": "C"}},
+        "accounts": {
+            "r": {"name": "R", "memberships": [{"company": "c", "role": "requisitioner"}]},
+            "h": {"name": "H", "memberships": [{"company": "c", "role": "chef"}]},
+        },
+    }
+    rules = {
+        "ruleset": "de",
+        "roles": roles,
+        "approval": {"steps": [step(approvers={"any_of": [{"role": "chef"}]})]},
+    }
     d = evaluate(rules, {"buyer": "r", "total": 1}, make_directory(data))
     assert d.buyer["role_label"] == "Einkäufer"
     assert d.steps[0].approvers[0].role_label == "Abteilungsleiter"
@@ -575,24 +880,57 @@ def test_role_labels_are_data():
 
 
 def test_trace_explains_each_part_of_a_condition():
-    rules = ruleset(groups={"sales": {}, "ops": {}}, approval={"steps": [
-        step("a", {"buyer_group": "ops", "total": {"gt": 50}, "order_type": ["regular", "bulk"]}),
-        step("b", {"any": [{"lines": {"category": "it"}}, {"quantity": {"gte": 10}}]}),
-    ]})
-    d = evaluate(rules, {"buyer": "sam", "total": 60, "lines": [{"sku": "A", "quantity": 3}, {"sku": "B", "category": "it"}]})
-    assert trace(d, "approval.steps.a") == [{"rule": "approval.steps.a", "result": "not_matched",
-        "why": "buyer group is ops: no (group sales); total > 50: yes (total 60); order type is one of regular, bulk: yes (type regular)"}]
-    assert trace(d, "approval.steps.b") == [{"rule": "approval.steps.b", "result": "matched",
-        "why": "(a line with category it or quantity >= 10): yes"}]
+    rules = ruleset(
+        groups={"sales": {}, "ops": {}},
+        approval={
+            "steps": [
+                step(
+                    "a",
+                    {"buyer_group": "ops", "total": {"gt": 50}, "order_type": ["regular", "bulk"]},
+                ),
+                step("b", {"any": [{"lines": {"category": "it"}}, {"quantity": {"gte": 10}}]}),
+            ]
+        },
+    )
+    d = evaluate(
+        rules,
+        {
+            "buyer": "sam",
+            "total": 60,
+            "lines": [{"sku": "A", "quantity": 3}, {"sku": "B", "category": "it"}],
+        },
+    )
+    assert trace(d, "approval.steps.a") == [
+        {
+            "rule": "approval.steps.a",
+            "result": "not_matched",
+            "why": "buyer group is ops: no (group sales); total > 50: yes (total 60); order type is one of regular, bulk: yes (type regular)",
+        }
+    ]
+    assert trace(d, "approval.steps.b") == [
+        {
+            "rule": "approval.steps.b",
+            "result": "matched",
+            "why": "(a line with category it or quantity >= 10): yes",
+        }
+    ]
     assert d.steps[0].condition == "(a line with category it or quantity >= 10)"
 
 
 def test_trace_records_passes_as_well_as_failures():
-    rules = ruleset(limits={"max_order_total": 100, "order_limit": {"amount": 50}, "budgets": [{"name": "m", "period": "month", "amount": 500}]})
+    rules = ruleset(
+        limits={
+            "max_order_total": 100,
+            "order_limit": {"amount": 50},
+            "budgets": [{"name": "m", "period": "month", "amount": 500}],
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 10})
     assert [(t["rule"], t["result"]) for t in trace(d)] == [
-        ("roles.permissions.place_orders", "passed"), ("limits.max_order_total", "passed"),
-        ("limits.order_limit", "passed"), ("limits.budgets.m", "passed"),
+        ("roles.permissions.place_orders", "passed"),
+        ("limits.max_order_total", "passed"),
+        ("limits.order_limit", "passed"),
+        ("limits.budgets.m", "passed"),
     ]
     assert trace(d, "limits.budgets.m")[0]["why"] == "10 fits the remaining 500"
 
@@ -600,13 +938,17 @@ def test_trace_records_passes_as_well_as_failures():
 def test_conditions_on_buyer_attributes_accounts_and_not():
     data = json.loads(json.dumps(BASE_DIRECTORY))
     data["accounts"]["sam"]["memberships"][0]["attributes"] = {"level": 2}
-    rules = ruleset(approval={"steps": [
-        step("attr", {"buyer_attributes": {"level": [2, 3]}}),
-        step("acct", {"buyer_account": "olga"}),
-        step("neg", {"not": {"buyer_role": "manager"}}),
-        step("cnt", {"line_count": {"gte": 2}}),
-        step("cur", {"currency": "USD"}),
-    ]})
+    rules = ruleset(
+        approval={
+            "steps": [
+                step("attr", {"buyer_attributes": {"level": [2, 3]}}),
+                step("acct", {"buyer_account": "olga"}),
+                step("neg", {"not": {"buyer_role": "manager"}}),
+                step("cnt", {"line_count": {"gte": 2}}),
+                step("cur", {"currency": "USD"}),
+            ]
+        }
+    )
     d = evaluate(rules, {"buyer": "sam", "total": 1, "lines": [{"sku": "A"}]}, make_directory(data))
     assert [s.name for s in d.steps] == ["attr", "neg", "cur"]
 
@@ -614,26 +956,37 @@ def test_conditions_on_buyer_attributes_accounts_and_not():
 # -------------------------------------------------------------- the order
 
 
-@pytest.mark.parametrize("order, code, path", [
-    ({"buyer": "sam", "total": 1, "colour": "red"}, "unknown_key", "order.colour"),
-    ({"total": 1}, "missing_buyer", "order.buyer"),
-    ({"buyer": "", "total": 1}, "missing_buyer", "order.buyer"),
-    ({"buyer": "sam"}, "missing_total", "order.total"),
-    ({"buyer": "sam", "total": "lots"}, "invalid_amount", "order.total"),
-    ({"buyer": "sam", "total": True}, "invalid_amount", "order.total"),
-    ({"buyer": "sam", "total": -1}, "negative_amount", "order.total"),
-    ({"buyer": "sam", "total": "NaN"}, "invalid_amount", "order.total"),
-    ({"buyer": "sam", "total": "9" * 5000}, "invalid_amount", "order.total"),
-    ({"buyer": "sam", "total": 1, "currency": "USS"}, "unknown_currency", "order.currency"),
-    ({"buyer": "sam", "total": 1, "type": "gift"}, "invalid_order_type", "order.type"),
-    ({"buyer": "sam", "total": 1, "lines": {"sku": "A"}}, "invalid_lines", "order.lines"),
-    ({"buyer": "sam", "total": 1, "lines": [{"qty": 1}]}, "invalid_line", "order.lines[0]"),
-    ({"buyer": "sam", "total": 1, "lines": [{"sku": "A", "quantity": -2}]}, "negative_amount", "order.lines[0].quantity"),
-    ({"buyer": "sam", "total": 1, "requested_date": "tomorrow"}, "invalid_date", "order.requested_date"),
-    ({"buyer": "sam", "total": 1, "ship_to": "HQ"}, "invalid_ship_to", "order.ship_to"),
-    ({"buyer": "sam", "total": 1, "cost_centre": 7}, "wrong_type", "order.cost_centre"),
-    ({"buyer": "sam", "total": 1, "payer": "bank"}, "invalid_payer", "order.payer"),
-])
+@pytest.mark.parametrize(
+    "order, code, path",
+    [
+        ({"buyer": "sam", "total": 1, "colour": "red"}, "unknown_key", "order.colour"),
+        ({"total": 1}, "missing_buyer", "order.buyer"),
+        ({"buyer": "", "total": 1}, "missing_buyer", "order.buyer"),
+        ({"buyer": "sam"}, "missing_total", "order.total"),
+        ({"buyer": "sam", "total": "lots"}, "invalid_amount", "order.total"),
+        ({"buyer": "sam", "total": True}, "invalid_amount", "order.total"),
+        ({"buyer": "sam", "total": -1}, "negative_amount", "order.total"),
+        ({"buyer": "sam", "total": "NaN"}, "invalid_amount", "order.total"),
+        ({"buyer": "sam", "total": "9" * 5000}, "invalid_amount", "order.total"),
+        ({"buyer": "sam", "total": 1, "currency": "USS"}, "unknown_currency", "order.currency"),
+        ({"buyer": "sam", "total": 1, "type": "gift"}, "invalid_order_type", "order.type"),
+        ({"buyer": "sam", "total": 1, "lines": {"sku": "A"}}, "invalid_lines", "order.lines"),
+        ({"buyer": "sam", "total": 1, "lines": [{"qty": 1}]}, "invalid_line", "order.lines[0]"),
+        (
+            {"buyer": "sam", "total": 1, "lines": [{"sku": "A", "quantity": -2}]},
+            "negative_amount",
+            "order.lines[0].quantity",
+        ),
+        (
+            {"buyer": "sam", "total": 1, "requested_date": "tomorrow"},
+            "invalid_date",
+            "order.requested_date",
+        ),
+        ({"buyer": "sam", "total": 1, "ship_to": "HQ"}, "invalid_ship_to", "order.ship_to"),
+        ({"buyer": "sam", "total": 1, "cost_centre": 7}, "wrong_type", "order.cost_centre"),
+        ({"buyer": "sam", "total": 1, "payer": "bank"}, "invalid_payer", "order.payer"),
+    ],
+)
 def test_order_from_dict_errors(order, code, path):
     with pytest.raises(OrderError) as info:
         Order.from_dict(order)
@@ -658,7 +1011,10 @@ def test_order_currency_of_the_wrong_type(currency):
 def test_order_unknown_key_message_lists_allowed_fields():
     with pytest.raises(OrderError) as info:
         Order.from_dict({"buyer": "sam", "total": 1, "colour": "red"})
-    assert "unknown order field 'colour'; allowed: attributes, buyer, company, cost_centre" in info.value.message
+    assert (
+        "unknown order field 'colour'; allowed: attributes, buyer, company, cost_centre"
+        in info.value.message
+    )
 
 
 def test_order_not_a_mapping():
@@ -704,10 +1060,13 @@ def test_buyer_with_several_companies_needs_a_default():
 PARENT = ruleset(
     ruleset="parent",
     settings={"payer": "company"},
-    approval={"expiry": {"after": "P3D"}, "steps": [
-        step("manager", {"total": {"gt": 100}}),
-        step("finance", {"total": {"gt": 1000}}, {"any_of": [{"role": "admin"}]}, required=1),
-    ]},
+    approval={
+        "expiry": {"after": "P3D"},
+        "steps": [
+            step("manager", {"total": {"gt": 100}}),
+            step("finance", {"total": {"gt": 1000}}, {"any_of": [{"role": "admin"}]}, required=1),
+        ],
+    },
 )
 
 
@@ -717,18 +1076,28 @@ def child_policy(child: dict):
 
 
 def test_child_overrides_a_step_by_name_and_adds_one():
-    child = {"ruleset": "child", "extends": "parent", "approval": {"steps": [
-        step("manager", {"total": {"gt": 500}}),
-        step("legal", {"lines": {"category": "contract"}}, {"any_of": [{"role": "admin"}]}),
-    ]}}
+    child = {
+        "ruleset": "child",
+        "extends": "parent",
+        "approval": {
+            "steps": [
+                step("manager", {"total": {"gt": 500}}),
+                step("legal", {"lines": {"category": "contract"}}, {"any_of": [{"role": "admin"}]}),
+            ]
+        },
+    }
     policy = child_policy(child)
     assert [s.name for s in policy.steps] == ["manager", "finance", "legal"]
     directory = make_directory()
     assert policy.evaluate({"buyer": "sam", "total": 300}, directory, now=NOW).outcome == "approved"
-    d = policy.evaluate({"buyer": "sam", "total": 600, "lines": [{"sku": "X", "category": "contract"}]}, directory, now=NOW)
+    d = policy.evaluate(
+        {"buyer": "sam", "total": 600, "lines": [{"sku": "X", "category": "contract"}]},
+        directory,
+        now=NOW,
+    )
     assert [s.name for s in d.steps] == ["manager", "legal"]
     assert d.payer == {"kind": "company", "id": "acme"}  # inherited settings
-    assert d.expires_at == datetime(2026, 1, 18, 12, 0, tzinfo=timezone.utc)  # inherited expiry
+    assert d.expires_at == datetime(2026, 1, 18, 12, 0, tzinfo=UTC)  # inherited expiry
     assert d.ruleset["name"] == "child"
 
 
@@ -736,14 +1105,22 @@ def test_child_inherits_roles_and_may_relabel_one():
     child = {"ruleset": "child", "extends": "parent", "roles": {"manager": {"label": "Team Lead"}}}
     policy = child_policy(child)
     assert policy.roles["manager"].label == "Team Lead"
-    assert policy.roles["manager"].permissions == frozenset({"place_orders", "approve_orders"})  # merged from the parent
+    assert policy.roles["manager"].permissions == frozenset(
+        {"place_orders", "approve_orders"}
+    )  # merged from the parent
     assert set(policy.roles) == {"admin", "manager", "user", "viewer"}
     d = policy.evaluate({"buyer": "sam", "total": 200}, make_directory(), now=NOW)
     assert [a.role_label for a in d.steps[0].approvers] == ["Team Lead", "Team Lead"]
 
 
 def test_child_replaces_lists_and_does_not_inherit_tests():
-    parent = {**PARENT, "settings": {"restricted_skus": ["A", "B"]}, "tests": [{"name": "p", "order": {"buyer": "sam", "total": 1}, "expect": {"outcome": "approved"}}]}
+    parent = {
+        **PARENT,
+        "settings": {"restricted_skus": ["A", "B"]},
+        "tests": [
+            {"name": "p", "order": {"buyer": "sam", "total": 1}, "expect": {"outcome": "approved"}}
+        ],
+    }
     child = {"ruleset": "child", "extends": "parent", "settings": {"restricted_skus": ["C"]}}
     policy = make_policy(child, resolve={"parent": to_yaml(parent)}.get)
     assert policy.settings["restricted_skus"] == ("C",)
@@ -754,12 +1131,22 @@ def test_child_replaces_lists_and_does_not_inherit_tests():
 
 
 def test_as_dict_is_deterministic_and_json():
-    rules = ruleset(approval={"expiry": {"after": "P7D"}, "steps": [step("a", {"total": {"gt": 1}}), step("b", approvers={"any_of": [{"relation": "group_master"}]})]})
+    rules = ruleset(
+        approval={
+            "expiry": {"after": "P7D"},
+            "steps": [
+                step("a", {"total": {"gt": 1}}),
+                step("b", approvers={"any_of": [{"relation": "group_master"}]}),
+            ],
+        }
+    )
     policy = make_policy(rules)
     order = {"id": "o-1", "buyer": "sam", "total": "12.50", "lines": [{"sku": "A", "quantity": 2}]}
     first = policy.evaluate(order, make_directory(), now=NOW).as_dict()
     for _ in range(3):
-        again = make_policy(to_yaml(rules)).evaluate(dict(order), make_directory(), now=NOW).as_dict()
+        again = (
+            make_policy(to_yaml(rules)).evaluate(dict(order), make_directory(), now=NOW).as_dict()
+        )
         assert again == first
         assert json.dumps(again, sort_keys=False) == json.dumps(first, sort_keys=False)
     assert first["order"] == {"id": "o-1", "total": "12.5", "currency": "USD", "type": "regular"}
@@ -772,7 +1159,12 @@ def test_policy_is_immutable():
         policy.currency = "EUR"
     labelled = policy.with_version(3)
     assert (labelled.version, policy.version) == (3, None)
-    assert labelled.evaluate({"buyer": "sam", "total": 1}, make_directory(), now=NOW).ruleset["version"] == 3
+    assert (
+        labelled.evaluate({"buyer": "sam", "total": 1}, make_directory(), now=NOW).ruleset[
+            "version"
+        ]
+        == 3
+    )
 
 
 def test_master_confirmation_respects_the_masters_email_flag_and_activity():

@@ -80,7 +80,10 @@ def test_duplicate_key_nested_deep():
     assert p.code == "duplicate_key"
     assert p.line == 11
     assert p.path == "approval.steps[0].when.all[1].lines.sku"
-    assert p.format() == "t.yaml:11: approval.steps[0].when.all[1].lines.sku: duplicate key 'sku' (first defined on line 9)"
+    assert (
+        p.format()
+        == "t.yaml:11: approval.steps[0].when.all[1].lines.sku: duplicate key 'sku' (first defined on line 9)"
+    )
 
 
 def test_duplicate_key_in_flow_mapping():
@@ -255,7 +258,9 @@ def test_python_object_tag_in_a_rule_set_never_runs():
     text = "ruleset: x\nroles:\n  a: !!python/object/apply:os.system ['touch /tmp/pwned-by-yaml']\n"
     p = only_problem(text)
     assert (p.code, p.line, p.path) == ("unsupported_tag", 3, "roles.a")
-    assert p.format().startswith("t.yaml:3: roles.a: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed")
+    assert p.format().startswith(
+        "t.yaml:3: roles.a: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"
+    )
 
 
 def test_explicit_str_tag_is_plain_data():
@@ -268,9 +273,19 @@ def test_explicit_str_tag_is_plain_data():
 @pytest.mark.parametrize(
     "scalar, expected",
     [
-        ("no", "no"), ("yes", "yes"), ("on", "on"), ("off", "off"), ("y", "y"), ("N", "N"),
-        ("1:30", "1:30"), ("2026-01-01", "2026-01-01"), ("2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z"),
-        ("0o17", "0o17"), ("0x1F", "0x1F"), ("1_000", "1_000"), ("=", "="),
+        ("no", "no"),
+        ("yes", "yes"),
+        ("on", "on"),
+        ("off", "off"),
+        ("y", "y"),
+        ("N", "N"),
+        ("1:30", "1:30"),
+        ("2026-01-01", "2026-01-01"),
+        ("2026-01-01T10:00:00Z", "2026-01-01T10:00:00Z"),
+        ("0o17", "0o17"),
+        ("0x1F", "0x1F"),
+        ("1_000", "1_000"),
+        ("=", "="),
     ],
 )
 def test_yaml_1_1_scalars_stay_strings(scalar, expected):
@@ -279,7 +294,20 @@ def test_yaml_1_1_scalars_stay_strings(scalar, expected):
     assert type(value) is str
 
 
-@pytest.mark.parametrize("scalar, expected", [("true", True), ("False", False), ("null", None), ("~", None), ("", None), ("42", 42), ("-7", -7), ("1.5", 1.5), ("1e3", 1000.0)])
+@pytest.mark.parametrize(
+    "scalar, expected",
+    [
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("~", None),
+        ("", None),
+        ("42", 42),
+        ("-7", -7),
+        ("1.5", 1.5),
+        ("1e3", 1000.0),
+    ],
+)
 def test_yaml_1_2_core_scalars(scalar, expected):
     value = load_document(f"a: {scalar}\n").data["a"]
     assert value == expected and type(value) is type(expected)
@@ -302,7 +330,10 @@ def test_yaml_keys_stay_strings():
 def test_five_thousand_digit_integer():
     p = load_problem("ruleset: x\nlimits:\n  max_order_total: " + "9" * 5000 + "\n")
     assert (p.code, p.line, p.path) == ("number_too_large", 3, "limits.max_order_total")
-    assert p.format() == "t.yaml:3: limits.max_order_total: number with 5,000 digits; at most 30 are allowed"
+    assert (
+        p.format()
+        == "t.yaml:3: limits.max_order_total: number with 5,000 digits; at most 30 are allowed"
+    )
 
 
 def test_five_thousand_digit_float():
@@ -357,11 +388,16 @@ class _ScannerAtItsNestingLimit:
         import yaml
 
         mark = yaml.Mark("<unicode string>", 0, line - 1, 0, None, None)
-        self.events = [yaml.StreamStartEvent(mark, mark), yaml.DocumentStartEvent(mark, mark),
-                       yaml.MappingStartEvent(None, None, True, mark, mark),
-                       yaml.ScalarEvent(None, None, (True, False), "description", mark, mark)]
+        self.events = [
+            yaml.StreamStartEvent(mark, mark),
+            yaml.DocumentStartEvent(mark, mark),
+            yaml.MappingStartEvent(None, None, True, mark, mark),
+            yaml.ScalarEvent(None, None, (True, False), "description", mark, mark),
+        ]
         self.events += [yaml.SequenceStartEvent(None, None, True, mark, mark) for _ in range(depth)]
-        self.error = yaml.scanner.ScannerError("while increasing flow level", mark, "exceeded maximum nesting depth", mark)
+        self.error = yaml.scanner.ScannerError(
+            "while increasing flow level", mark, "exceeded maximum nesting depth", mark
+        )
 
     def get_event(self):
         if self.events:
@@ -375,7 +411,9 @@ def test_pyyaml_nesting_guard_is_reported_as_too_deep_with_line_and_path(monkeyp
     monkeypatch.setattr(loader, "_Parser", lambda text: _ScannerAtItsNestingLimit(depth=3, line=2))
     p = load_problem("ruleset: x\ndescription: [[[]]]\n", "deep.yaml")
     assert (p.code, p.line, p.path) == ("too_deep", 2, "description[0][0][0]")
-    assert p.format() == f"deep.yaml:2: description[0][0][0]: nesting deeper than {MAX_DEPTH} levels"
+    assert (
+        p.format() == f"deep.yaml:2: description[0][0][0]: nesting deeper than {MAX_DEPTH} levels"
+    )
 
 
 def test_other_scanner_errors_stay_syntax_errors(monkeypatch):
@@ -386,7 +424,9 @@ def test_other_scanner_errors_stay_syntax_errors(monkeypatch):
     class Broken(_ScannerAtItsNestingLimit):
         def __init__(self):
             super().__init__(depth=0, line=3)
-            self.error = yaml.scanner.ScannerError("while scanning", None, "found a tab", self.error.problem_mark)
+            self.error = yaml.scanner.ScannerError(
+                "while scanning", None, "found a tab", self.error.problem_mark
+            )
 
     monkeypatch.setattr(loader, "_Parser", lambda text: Broken())
     p = load_problem("a: 1\n", "t.yaml")
@@ -395,17 +435,29 @@ def test_other_scanner_errors_stay_syntax_errors(monkeypatch):
 
 @pytest.mark.parametrize(
     "text, line",
-    [("- a\n- b\n", 1), ("# a comment\n\njust words\n", 3), ("\n\n42\n", 3), ("", 1), ("# only a comment\n", 1)],
+    [
+        ("- a\n- b\n", 1),
+        ("# a comment\n\njust words\n", 3),
+        ("\n\n42\n", 3),
+        ("", 1),
+        ("# only a comment\n", 1),
+    ],
 )
 def test_a_document_that_is_not_a_mapping_names_its_line(text, line):
     with pytest.raises(DocumentError) as info:
         check_ruleset(text, "t.yaml")
     (p,) = info.value.problems
     assert (p.code, p.line) == ("not_a_mapping", line)
-    assert p.format() == f"t.yaml:{line}: (root): a rule set is a YAML mapping starting with `ruleset: <name>`"
+    assert (
+        p.format()
+        == f"t.yaml:{line}: (root): a rule set is a YAML mapping starting with `ruleset: <name>`"
+    )
 
 
-@pytest.mark.parametrize("text, line", [("ruleset: x\na: b\x07\n", 2), ("ruleset: ééééé\n\nb: \x07\n", 3), ("a: \x00\n", 1)])
+@pytest.mark.parametrize(
+    "text, line",
+    [("ruleset: x\na: b\x07\n", 2), ("ruleset: ééééé\n\nb: \x07\n", 3), ("a: \x00\n", 1)],
+)
 def test_control_characters_name_their_line(text, line):
     p = load_problem(text)
     assert (p.code, p.line) == ("yaml_syntax", line)

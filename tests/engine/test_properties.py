@@ -17,13 +17,17 @@ from .conftest import BASE_DIRECTORY, BASE_ROLES, NOW, make_directory, make_poli
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-amounts = st.decimals(min_value=0, max_value=100_000, places=2, allow_nan=False, allow_infinity=False)
+amounts = st.decimals(
+    min_value=0, max_value=100_000, places=2, allow_nan=False, allow_infinity=False
+)
 DIRECTORY = make_directory()
 BUYERS = sorted(BASE_DIRECTORY["accounts"])
 
 relations = st.sampled_from(["assigned", "unassigned", "same_group", "group_master", "company"])
 selectors = st.builds(
-    lambda role, relation: {k: v for k, v in (("role", role), ("relation", relation)) if v is not None},
+    lambda role, relation: {
+        k: v for k, v in (("role", role), ("relation", relation)) if v is not None
+    },
     st.sampled_from([None, "manager", "admin", ["manager", "admin"]]),
     relations,
 )
@@ -36,17 +40,43 @@ def threshold_rulesets(draw):
     steps = []
     for i in range(n):
         cond = {"total": {draw(st.sampled_from(["gt", "gte"])): str(draw(amounts))}}
-        extra = draw(st.sampled_from([None, {"buyer_group": "sales"}, {"order_type": "regular"}, {"buyer_role": ["user", "manager"]}]))
+        extra = draw(
+            st.sampled_from(
+                [
+                    None,
+                    {"buyer_group": "sales"},
+                    {"order_type": "regular"},
+                    {"buyer_role": ["user", "manager"]},
+                ]
+            )
+        )
         if extra:
             cond = {**cond, **extra}
-        steps.append({"name": f"s{i}", "when": cond, "approvers": {"any_of": draw(st.lists(selectors, min_size=1, max_size=3))},
-                      "required": draw(st.integers(1, 2))})
-    data = {"ruleset": "p", "roles": BASE_ROLES, "groups": {"sales": {}, "ops": {}}, "approval": {"steps": steps}}
+        steps.append(
+            {
+                "name": f"s{i}",
+                "when": cond,
+                "approvers": {"any_of": draw(st.lists(selectors, min_size=1, max_size=3))},
+                "required": draw(st.integers(1, 2)),
+            }
+        )
+    data = {
+        "ruleset": "p",
+        "roles": BASE_ROLES,
+        "groups": {"sales": {}, "ops": {}},
+        "approval": {"steps": steps},
+    }
     if draw(st.booleans()):
         data["settings"] = {"no_approval_below": str(draw(amounts))}
     if draw(st.booleans()):
         data["limits"] = {"order_limit": {"amount": str(draw(amounts))}}
-        data["approval"]["steps"].append({"name": "over", "when": {"exceeds": "order_limit"}, "approvers": {"any_of": [{"role": "admin"}]}})
+        data["approval"]["steps"].append(
+            {
+                "name": "over",
+                "when": {"exceeds": "order_limit"},
+                "approvers": {"any_of": [{"role": "admin"}]},
+            }
+        )
     return data
 
 
@@ -54,7 +84,12 @@ orders = st.fixed_dictionaries(
     {"buyer": st.sampled_from(BUYERS), "total": amounts.map(str)},
     optional={
         "type": st.sampled_from(["regular", "bulk", "subscription"]),
-        "lines": st.lists(st.fixed_dictionaries({"sku": st.sampled_from(["A", "B", "C"]), "quantity": st.integers(0, 50)}), max_size=4),
+        "lines": st.lists(
+            st.fixed_dictionaries(
+                {"sku": st.sampled_from(["A", "B", "C"]), "quantity": st.integers(0, 50)}
+            ),
+            max_size=4,
+        ),
     },
 )
 
@@ -69,7 +104,10 @@ def test_evaluation_is_deterministic(rules, order):
     policy = make_policy(rules)
     first = decide(policy, order).as_dict()
     assert decide(policy, dict(order)).as_dict() == first
-    assert decide(make_policy(to_yaml(rules) + "\n# same rules, new text\n"), order).as_dict()["steps"] == first["steps"]
+    assert (
+        decide(make_policy(to_yaml(rules) + "\n# same rules, new text\n"), order).as_dict()["steps"]
+        == first["steps"]
+    )
     assert json.dumps(first) == json.dumps(decide(policy, order).as_dict())
 
 
@@ -90,7 +128,12 @@ def _raise_threshold(rules: dict, which: int, by: Decimal) -> dict:
 
 
 @FAST
-@given(threshold_rulesets(), st.integers(0, 20), amounts.filter(lambda a: a > 0), st.lists(orders, min_size=1, max_size=5))
+@given(
+    threshold_rulesets(),
+    st.integers(0, 20),
+    amounts.filter(lambda a: a > 0),
+    st.lists(orders, min_size=1, max_size=5),
+)
 def test_raising_a_threshold_never_turns_approved_into_pending(rules, which, by, some_orders):
     before = make_policy(rules)
     after = make_policy(_raise_threshold(rules, which, by))
@@ -103,8 +146,16 @@ def test_raising_a_threshold_never_turns_approved_into_pending(rules, which, by,
 def directories_with_approving_buyer(draw):
     """Random members of one company; the buyer `b` always holds a role with approve_orders."""
     accounts = {
-        "b": {"name": "B", "memberships": [{"company": "c", "role": draw(st.sampled_from(["manager", "admin"])),
-                                             **({"group": "g1"} if draw(st.booleans()) else {})}]},
+        "b": {
+            "name": "B",
+            "memberships": [
+                {
+                    "company": "c",
+                    "role": draw(st.sampled_from(["manager", "admin"])),
+                    **({"group": "g1"} if draw(st.booleans()) else {}),
+                }
+            ],
+        },
     }
     for i in range(draw(st.integers(0, 5))):
         master = draw(st.booleans())
@@ -117,18 +168,37 @@ def directories_with_approving_buyer(draw):
     if draw(st.booleans()):
         accounts["b"]["memberships"][0].pop("group", None)
         accounts["b"]["memberships"][0]["master"] = True
-    assignments = [{"approver": "b", "account": "b", "company": "c", "threshold": "0"}] if draw(st.booleans()) else []
-    return {"companies": {"c": {"name": "C", "groups": {"g1": {}, "g2": {}}}}, "accounts": accounts, "assignments": assignments}
+    assignments = (
+        [{"approver": "b", "account": "b", "company": "c", "threshold": "0"}]
+        if draw(st.booleans())
+        else []
+    )
+    return {
+        "companies": {"c": {"name": "C", "groups": {"g1": {}, "g2": {}}}},
+        "accounts": accounts,
+        "assignments": assignments,
+    }
 
 
 @FAST
-@given(directories_with_approving_buyer(), st.lists(selectors, min_size=1, max_size=4), st.sampled_from(["universal", "own_group"]),
-       st.booleans(), amounts.map(str))
-def test_without_self_approval_the_buyer_never_approves_its_own_order(data, any_of, scope, tiers, total):
+@given(
+    directories_with_approving_buyer(),
+    st.lists(selectors, min_size=1, max_size=4),
+    st.sampled_from(["universal", "own_group"]),
+    st.booleans(),
+    amounts.map(str),
+)
+def test_without_self_approval_the_buyer_never_approves_its_own_order(
+    data, any_of, scope, tiers, total
+):
     steps = [{"name": "s", "approvers": {"any_of": any_of}}]
     if tiers:
         steps.append({"name": "t", "kind": "assignment_tiers"})
-    rules = {"ruleset": "p", "roles": BASE_ROLES, "approval": {"self_approval": False, "scope": scope, "steps": steps}}
+    rules = {
+        "ruleset": "p",
+        "roles": BASE_ROLES,
+        "approval": {"self_approval": False, "scope": scope, "steps": steps},
+    }
     d = decide(make_policy(rules), {"buyer": "b", "total": total}, make_directory(data))
     assert "b" not in {a.account for s in d.steps for a in s.approvers}
     for n in d.notifications:
@@ -180,12 +250,55 @@ def test_loader_raises_only_document_error_on_arbitrary_text(text):
     _only_document_errors(text)
 
 
-SEED = to_yaml({
-    "ruleset": "seed", "currency": "USD", "roles": {"m": {"label": "M", "permissions": ["approve_orders"]}},
-    "limits": {"max_order_total": "1000", "budgets": [{"name": "b", "period": "month", "amount": 10}]},
-    "approval": {"self_approval": False, "steps": [{"name": "s", "when": {"total": {"gt": 5}}, "approvers": {"any_of": [{"role": "m"}]}}]},
-}) + "anchors: &a [1, *a]\n"
-YAML_PIECES = ["[", "]", "{", "}", ":", "- ", "&x ", "*x", "!!python/object ", "no", "1:30", "2026-01-01", "\n  ", "'", '"', "#", "? ", "9" * 40, "<<: ", "---\n", "\t", "|\n", "%YAML 1.1\n"]
+SEED = (
+    to_yaml(
+        {
+            "ruleset": "seed",
+            "currency": "USD",
+            "roles": {"m": {"label": "M", "permissions": ["approve_orders"]}},
+            "limits": {
+                "max_order_total": "1000",
+                "budgets": [{"name": "b", "period": "month", "amount": 10}],
+            },
+            "approval": {
+                "self_approval": False,
+                "steps": [
+                    {
+                        "name": "s",
+                        "when": {"total": {"gt": 5}},
+                        "approvers": {"any_of": [{"role": "m"}]},
+                    }
+                ],
+            },
+        }
+    )
+    + "anchors: &a [1, *a]\n"
+)
+YAML_PIECES = [
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    "- ",
+    "&x ",
+    "*x",
+    "!!python/object ",
+    "no",
+    "1:30",
+    "2026-01-01",
+    "\n  ",
+    "'",
+    '"',
+    "#",
+    "? ",
+    "9" * 40,
+    "<<: ",
+    "---\n",
+    "\t",
+    "|\n",
+    "%YAML 1.1\n",
+]
 
 
 @st.composite
@@ -198,9 +311,9 @@ def mutated_seed(draw):
         if action == "insert":
             text = text[:pos] + piece + text[pos:]
         elif action == "delete":
-            text = text[:pos] + text[pos + draw(st.integers(1, 20)):]
+            text = text[:pos] + text[pos + draw(st.integers(1, 20)) :]
         else:
-            text = text[:pos] + piece + text[pos + len(piece):]
+            text = text[:pos] + piece + text[pos + len(piece) :]
     return text
 
 

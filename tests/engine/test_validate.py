@@ -11,7 +11,15 @@ from approvalrules import cli
 from approvalrules.engine import folder_resolver
 from approvalrules.validate import schema
 
-from .conftest import BASE_DIRECTORY, BASE_ROLES, checked, only_problem, problems_of, ruleset, to_yaml
+from .conftest import (
+    BASE_DIRECTORY,
+    BASE_ROLES,
+    checked,
+    only_problem,
+    problems_of,
+    ruleset,
+    to_yaml,
+)
 
 STEP_OK = "      approvers: {any_of: [{relation: company}]}\n"
 
@@ -28,7 +36,12 @@ def steps_yaml(*steps: str) -> str:
     [
         ("ruleset: x\nroles: [a, b]\n", 2, "roles", "expected object"),
         ("ruleset: x\napproval:\n  steps: {name: a}\n", 3, "approval.steps", "expected array"),
-        ("ruleset: x\napproval:\n  steps:\n    - name: a\n      required: two\n" + STEP_OK, 5, "approval.steps[0].required", "expected integer"),
+        (
+            "ruleset: x\napproval:\n  steps:\n    - name: a\n      required: two\n" + STEP_OK,
+            5,
+            "approval.steps[0].required",
+            "expected integer",
+        ),
         ("ruleset: x\nsettings:\n  may_order: 1\n", 3, "settings.may_order", "expected boolean"),
         ("ruleset: 42\n", 1, "ruleset", "expected"),
     ],
@@ -79,13 +92,22 @@ def test_unknown_nested_key_names_the_key_and_allowed_keys():
     p = only_problem("ruleset: x\napproval:\n  self_aproval: true\n")
     assert (p.code, p.line, p.path) == ("unknown_key", 3, "approval.self_aproval")
     assert "'self_aproval'" in p.message
-    assert "allowed here: expiry, merchant_review, reminders, reversal, scope, self_approval, steps" in p.message
+    assert (
+        "allowed here: expiry, merchant_review, reminders, reversal, scope, self_approval, steps"
+        in p.message
+    )
 
 
 def test_unknown_key_in_a_selector():
-    text = steps_yaml("    - name: a\n      approvers:\n        any_of:\n          - {role: admin, relaton: assigned}\n")
+    text = steps_yaml(
+        "    - name: a\n      approvers:\n        any_of:\n          - {role: admin, relaton: assigned}\n"
+    )
     p = problems_of(text)[0]
-    assert (p.code, p.line, p.path) == ("unknown_key", 7, "approval.steps[0].approvers.any_of[0].relaton")
+    assert (p.code, p.line, p.path) == (
+        "unknown_key",
+        7,
+        "approval.steps[0].approvers.any_of[0].relaton",
+    )
     assert "allowed here: accounts, attributes, relation, role" in p.message
 
 
@@ -97,7 +119,9 @@ def test_ref_key_is_an_unknown_key():
 
 def test_ref_inside_a_step_is_an_unknown_key():
     problems = problems_of(steps_yaml("    - $ref: '#/$defs/step'\n"))
-    assert ("unknown_key", 4, "approval.steps[0].$ref") in [(p.code, p.line, p.path) for p in problems]
+    assert ("unknown_key", 4, "approval.steps[0].$ref") in [
+        (p.code, p.line, p.path) for p in problems
+    ]
 
 
 # ------------------------------------------------------- money, currency
@@ -109,9 +133,17 @@ def test_ref_inside_a_step_is_an_unknown_key():
         ("ruleset: x\nsettings:\n  no_approval_below: -5\n", 3, "settings.no_approval_below"),
         ("ruleset: x\nsettings:\n  no_approval_below: '-5'\n", 3, "settings.no_approval_below"),
         ("ruleset: x\nlimits:\n  max_order_total: -5\n", 3, "limits.max_order_total"),
-        ("ruleset: x\nlimits:\n  budgets:\n    - {name: b, period: month, amount: -10}\n", 4, "limits.budgets[0].amount"),
+        (
+            "ruleset: x\nlimits:\n  budgets:\n    - {name: b, period: month, amount: -10}\n",
+            4,
+            "limits.budgets[0].amount",
+        ),
         ("ruleset: x\nlimits:\n  order_limit: {amount: -1}\n", 3, "limits.order_limit.amount"),
-        (steps_yaml("    - name: a\n      when: {total: {gt: -1}}\n" + STEP_OK), 5, "approval.steps[0].when.total.gt"),
+        (
+            steps_yaml("    - name: a\n      when: {total: {gt: -1}}\n" + STEP_OK),
+            5,
+            "approval.steps[0].when.total.gt",
+        ),
     ],
 )
 def test_negative_amounts_are_errors_naming_line_and_path(text, line, path):
@@ -167,22 +199,36 @@ def test_lowercase_currency_is_unknown():
 def test_undefined_role_in_a_selector():
     text = "ruleset: x\nroles:\n  boss: {label: Boss}\napproval:\n  steps:\n    - name: a\n      approvers: {any_of: [{role: manager}]}\n"
     p = only_problem(text)
-    assert (p.code, p.line, p.path) == ("undefined_role", 7, "approval.steps[0].approvers.any_of[0].role")
-    assert p.format() == "t.yaml:7: approval.steps[0].approvers.any_of[0].role: role 'manager' is not defined; defined: boss"
+    assert (p.code, p.line, p.path) == (
+        "undefined_role",
+        7,
+        "approval.steps[0].approvers.any_of[0].role",
+    )
+    assert (
+        p.format()
+        == "t.yaml:7: approval.steps[0].approvers.any_of[0].role: role 'manager' is not defined; defined: boss"
+    )
 
 
 def test_undefined_role_in_a_list_of_roles():
-    data = ruleset(approval={"steps": [{"name": "a", "approvers": {"any_of": [{"role": ["admin", "chef"]}]}}]})
+    data = ruleset(
+        approval={"steps": [{"name": "a", "approvers": {"any_of": [{"role": ["admin", "chef"]}]}}]}
+    )
     p = only_problem(to_yaml(data))
     assert p.code == "undefined_role"
     assert "'chef'" in p.message and "admin, manager, user, viewer" in p.message
 
 
 def test_undefined_group_in_a_condition():
-    text = steps_yaml("    - name: a\n      when:\n        any:\n          - buyer_group: sales\n" + STEP_OK)
+    text = steps_yaml(
+        "    - name: a\n      when:\n        any:\n          - buyer_group: sales\n" + STEP_OK
+    )
     p = only_problem(text)
     assert (p.code, p.line, p.path) == ("undefined_group", 5, "approval.steps[0].when")
-    assert p.format() == "t.yaml:5: approval.steps[0].when: group 'sales' is not defined; the rule set defines no groups"
+    assert (
+        p.format()
+        == "t.yaml:5: approval.steps[0].when: group 'sales' is not defined; the rule set defines no groups"
+    )
 
 
 def test_undefined_role_inside_not_condition():
@@ -207,8 +253,16 @@ def test_standard_step_without_approvers():
 
 
 def test_test_expecting_an_unknown_step():
-    data = ruleset(approval={"steps": [{"name": "a", "approvers": {"any_of": [{"role": "admin"}]}}]},
-                   tests=[{"name": "t", "order": {"buyer": "sam", "total": 1}, "expect": {"steps": [{"name": "nope"}]}}])
+    data = ruleset(
+        approval={"steps": [{"name": "a", "approvers": {"any_of": [{"role": "admin"}]}}]},
+        tests=[
+            {
+                "name": "t",
+                "order": {"buyer": "sam", "total": 1},
+                "expect": {"steps": [{"name": "nope"}]},
+            }
+        ],
+    )
     p = only_problem(to_yaml(data))
     assert (p.code, p.path) == ("undefined_step", "tests[0].expect.steps[0].name")
 
@@ -222,7 +276,10 @@ def test_test_expecting_an_unknown_step():
         ("ruleset: x\napproval:\n  self_approval: no\n", "approval.self_approval"),
         ("ruleset: x\nsettings:\n  may_order: on\n", "settings.may_order"),
         ("ruleset: x\nsettings:\n  email: off\n", "settings.email"),
-        ("ruleset: x\nnotifications:\n  master_confirmation: yes\n", "notifications.master_confirmation"),
+        (
+            "ruleset: x\nnotifications:\n  master_confirmation: yes\n",
+            "notifications.master_confirmation",
+        ),
     ],
 )
 def test_yaml_1_1_booleans_are_schema_errors(text, path):
@@ -239,7 +296,9 @@ def test_sexagesimal_is_not_an_amount():
 
 def test_bare_date_stays_a_string():
     assert checked("ruleset: x\ndescription: 2026-01-01\n").data["description"] == "2026-01-01"
-    p = only_problem("ruleset: x\ntests:\n  - name: t\n    now: 2026-01-01\n    order: {buyer: a, total: 1}\n    expect: {outcome: approved}\n    extra: 1\n")
+    p = only_problem(
+        "ruleset: x\ntests:\n  - name: t\n    now: 2026-01-01\n    order: {buyer: a, total: 1}\n    expect: {outcome: approved}\n    extra: 1\n"
+    )
     assert p.code == "unknown_key"  # `now` itself was accepted as the string "2026-01-01"
 
 
@@ -273,9 +332,16 @@ def test_duplicate_budget_names():
 
 
 def test_contradictory_limits_are_a_warning_not_an_error():
-    result = checked("ruleset: x\nlimits:\n  max_order_total: 100\nsettings:\n  no_approval_below: 200\n")
+    result = checked(
+        "ruleset: x\nlimits:\n  max_order_total: 100\nsettings:\n  no_approval_below: 200\n"
+    )
     (w,) = result.warnings
-    assert (w.code, w.severity, w.line, w.path) == ("contradictory_limits", "warning", 5, "settings.no_approval_below")
+    assert (w.code, w.severity, w.line, w.path) == (
+        "contradictory_limits",
+        "warning",
+        5,
+        "settings.no_approval_below",
+    )
     assert w.format() == (
         "t.yaml:5: settings.no_approval_below: warning: settings.no_approval_below (200) is above "
         "limits.max_order_total (100): no order could ever need approval"
@@ -284,48 +350,73 @@ def test_contradictory_limits_are_a_warning_not_an_error():
 
 def test_order_limit_not_below_max_total_is_a_warning():
     result = checked("ruleset: x\nlimits:\n  max_order_total: 100\n  order_limit: {amount: 100}\n")
-    assert [(w.code, w.path) for w in result.warnings] == [("contradictory_limits", "limits.order_limit.amount")]
+    assert [(w.code, w.path) for w in result.warnings] == [
+        ("contradictory_limits", "limits.order_limit.amount")
+    ]
 
 
 def test_empty_total_range_is_an_unreachable_step_warning():
-    result = checked(steps_yaml("    - name: a\n      when: {total: {gt: 200, lt: 100}}\n" + STEP_OK))
+    result = checked(
+        steps_yaml("    - name: a\n      when: {total: {gt: 200, lt: 100}}\n" + STEP_OK)
+    )
     (w,) = result.warnings
-    assert (w.code, w.severity, w.line, w.path) == ("unreachable_step", "warning", 5, "approval.steps[0].when")
+    assert (w.code, w.severity, w.line, w.path) == (
+        "unreachable_step",
+        "warning",
+        5,
+        "approval.steps[0].when",
+    )
     assert "can never apply" in w.message
 
 
 def test_step_above_max_total_is_an_unreachable_step_warning():
-    text = "ruleset: x\nlimits:\n  max_order_total: 100\napproval:\n  steps:\n    - name: a\n      when: {all: [{total: {gt: 500}}]}\n" + STEP_OK
+    text = (
+        "ruleset: x\nlimits:\n  max_order_total: 100\napproval:\n  steps:\n    - name: a\n      when: {all: [{total: {gt: 500}}]}\n"
+        + STEP_OK
+    )
     (w,) = checked(text).warnings
     assert (w.code, w.line, w.path) == ("unreachable_step", 7, "approval.steps[0].when")
     assert "above 500" in w.message and "above 100 are blocked" in w.message
 
 
 def test_step_below_no_approval_below_is_an_unreachable_step_warning():
-    text = "ruleset: x\nsettings:\n  no_approval_below: 100\napproval:\n  steps:\n    - name: a\n      when: {total: {lte: 50}}\n" + STEP_OK
+    text = (
+        "ruleset: x\nsettings:\n  no_approval_below: 100\napproval:\n  steps:\n    - name: a\n      when: {total: {lte: 50}}\n"
+        + STEP_OK
+    )
     (w,) = checked(text).warnings
     assert (w.code, w.path) == ("unreachable_step", "approval.steps[0].when")
 
 
 def test_reachable_steps_have_no_warning():
-    text = "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n    - name: a\n      when: {total: {gt: 100, lte: 1000}}\n" + STEP_OK
+    text = (
+        "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n    - name: a\n      when: {total: {gt: 100, lte: 1000}}\n"
+        + STEP_OK
+    )
     assert checked(text).warnings == []
 
 
 def test_strictly_empty_total_range_is_unreachable():
-    result = checked(steps_yaml("    - name: a\n      when: {total: {gt: 100, lt: 100}}\n" + STEP_OK))
+    result = checked(
+        steps_yaml("    - name: a\n      when: {total: {gt: 100, lt: 100}}\n" + STEP_OK)
+    )
     assert [w.code for w in result.warnings] == ["unreachable_step"]
 
 
 def test_gte_max_total_is_reachable():
-    text = "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n    - name: a\n      when: {total: {gte: 1000}}\n" + STEP_OK
+    text = (
+        "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n    - name: a\n      when: {total: {gte: 1000}}\n"
+        + STEP_OK
+    )
     assert checked(text).warnings == []
 
 
 def test_warnings_do_not_block_compilation():
     from .conftest import make_policy
 
-    policy = make_policy("ruleset: x\nlimits:\n  max_order_total: 100\nsettings:\n  no_approval_below: 200\n")
+    policy = make_policy(
+        "ruleset: x\nlimits:\n  max_order_total: 100\nsettings:\n  no_approval_below: 200\n"
+    )
     assert policy.max_order_total == 100
 
 
@@ -336,10 +427,12 @@ PARENT = {
     "ruleset": "base",
     "currency": "EUR",
     "roles": BASE_ROLES,
-    "approval": {"steps": [
-        {"name": "a", "approvers": {"any_of": [{"role": "manager"}]}},
-        {"name": "b", "approvers": {"any_of": [{"role": "manager"}]}},
-    ]},
+    "approval": {
+        "steps": [
+            {"name": "a", "approvers": {"any_of": [{"role": "manager"}]}},
+            {"name": "b", "approvers": {"any_of": [{"role": "manager"}]}},
+        ]
+    },
 }
 
 
@@ -351,7 +444,9 @@ def resolver(**docs):
 def test_extends_unknown_parent():
     p = only_problem("ruleset: child\nextends: nowhere\n", resolve=resolver())
     assert (p.code, p.line, p.path) == ("unknown_parent", 2, "extends")
-    assert p.format() == "t.yaml:2: extends: extends 'nowhere', but no rule set of that name is known"
+    assert (
+        p.format() == "t.yaml:2: extends: extends 'nowhere', but no rule set of that name is known"
+    )
 
 
 def test_extends_without_a_resolver_is_an_unknown_parent():
@@ -426,13 +521,28 @@ def test_child_problem_names_the_childs_own_line():
 
 GOOD = {
     **ruleset(),
-    "approval": {"steps": [{"name": "big", "when": {"total": {"gt": 500}}, "approvers": {"any_of": [{"role": "manager", "relation": "same_group"}]}}]},
+    "approval": {
+        "steps": [
+            {
+                "name": "big",
+                "when": {"total": {"gt": 500}},
+                "approvers": {"any_of": [{"role": "manager", "relation": "same_group"}]},
+            }
+        ]
+    },
     "tests": [
-        {"name": "small", "order": {"buyer": "sam", "total": 100}, "expect": {"outcome": "approved"}},
-        {"name": "big", "order": {"buyer": "sam", "total": 900}, "expect": {"outcome": "pending", "approvers": ["mgr-sales"]}},
+        {
+            "name": "small",
+            "order": {"buyer": "sam", "total": 100},
+            "expect": {"outcome": "approved"},
+        },
+        {
+            "name": "big",
+            "order": {"buyer": "sam", "total": 900},
+            "expect": {"outcome": "pending", "approvers": ["mgr-sales"]},
+        },
     ],
 }
-
 
 
 def bad_files():
@@ -445,14 +555,34 @@ def bad_files():
         ("deep", "ruleset: x\ndescription: " + "[" * 50 + "]" * 50 + "\n", ":2: description[0]"),
         ("wrongtype", "ruleset: x\nroles: [a]\n", ":2: roles: expected object"),
         ("unknown", "ruleset: x\nlimts: {}\n", ":2: limts: unknown key 'limts'"),
-        ("negative", "ruleset: x\nsettings:\n  no_approval_below: -1\n", ":3: settings.no_approval_below: "),
+        (
+            "negative",
+            "ruleset: x\nsettings:\n  no_approval_below: -1\n",
+            ":3: settings.no_approval_below: ",
+        ),
         ("currency", "ruleset: x\ncurrency: USS\n", ":2: currency: 'USS' is not one of"),
-        ("undefrole", "ruleset: x\napproval:\n  steps:\n    - name: a\n      approvers: {any_of: [{role: boss}]}\n", ":5: approval.steps[0].approvers.any_of[0].role: role 'boss' is not defined"),
+        (
+            "undefrole",
+            "ruleset: x\napproval:\n  steps:\n    - name: a\n      approvers: {any_of: [{role: boss}]}\n",
+            ":5: approval.steps[0].approvers.any_of[0].role: role 'boss' is not defined",
+        ),
         ("python", "ruleset: !!python/object:os.system x\n", ":1: ruleset: tag"),
-        ("yaml11", "ruleset: x\napproval: {self_approval: no}\n", ":2: approval.self_approval: expected boolean"),
-        ("bigint", "ruleset: x\nlimits: {max_order_total: " + "9" * 5000 + "}\n", ":2: limits.max_order_total: number with 5,000 digits"),
+        (
+            "yaml11",
+            "ruleset: x\napproval: {self_approval: no}\n",
+            ":2: approval.self_approval: expected boolean",
+        ),
+        (
+            "bigint",
+            "ruleset: x\nlimits: {max_order_total: " + "9" * 5000 + "}\n",
+            ":2: limits.max_order_total: number with 5,000 digits",
+        ),
         ("cycle", "ruleset: x\nextends: x\n", ":2: extends: `extends` forms a cycle"),
-        ("dupstep", steps_yaml("    - name: a\n" + STEP_OK, "    - name: a\n" + STEP_OK), ":6: approval.steps[1].name: step name 'a'"),
+        (
+            "dupstep",
+            steps_yaml("    - name: a\n" + STEP_OK, "    - name: a\n" + STEP_OK),
+            ":6: approval.steps[1].name: step name 'a'",
+        ),
     ]
 
 
@@ -489,7 +619,10 @@ def test_cli_validate_good_file(write, capsys):
 
 
 def test_cli_validate_prints_warnings_and_exits_0(write, capsys):
-    path = write("warn.yaml", "ruleset: x\nlimits:\n  max_order_total: 100\nsettings:\n  no_approval_below: 200\n")
+    path = write(
+        "warn.yaml",
+        "ruleset: x\nlimits:\n  max_order_total: 100\nsettings:\n  no_approval_below: 200\n",
+    )
     assert cli.main(["validate", str(path)]) == 0
     out, err = capsys.readouterr()
     assert err.startswith(f"{path}:5: settings.no_approval_below: warning: ")
@@ -564,20 +697,51 @@ def test_cli_evaluate_prints_json(write, capsys):
     path = write("acme.yaml", GOOD)
     d = write("dir.yaml", BASE_DIRECTORY)
     o = write("order.json", json.dumps({"id": "o1", "buyer": "sam", "total": 900}))
-    assert cli.main(["evaluate", str(path), "--directory", str(d), "--order", str(o), "--now", "2026-01-15T12:00:00Z"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(path),
+                "--directory",
+                str(d),
+                "--order",
+                str(o),
+                "--now",
+                "2026-01-15T12:00:00Z",
+            ]
+        )
+        == 0
+    )
     decision = json.loads(capsys.readouterr().out)
     assert decision["outcome"] == "pending"
     assert [a["account"] for a in decision["steps"][0]["approvers"]] == ["mgr-sales"]
     assert decision["order"] == {"id": "o1", "total": "900", "currency": "USD", "type": "regular"}
     assert decision["ruleset"]["name"] == "t"
-    assert any(t["rule"] == "approval.steps.big" and t["result"] == "matched" for t in decision["trace"])
+    assert any(
+        t["rule"] == "approval.steps.big" and t["result"] == "matched" for t in decision["trace"]
+    )
 
 
 def test_cli_evaluate_no_trace(write, capsys):
     path = write("acme.yaml", GOOD)
     d = write("dir.yaml", BASE_DIRECTORY)
     o = write("order.yaml", "buyer: sam\ntotal: 10\n")
-    assert cli.main(["evaluate", str(path), "--directory", str(d), "--order", str(o), "--no-trace", "--now", "2026-01-15T12:00:00Z"]) == 0
+    assert (
+        cli.main(
+            [
+                "evaluate",
+                str(path),
+                "--directory",
+                str(d),
+                "--order",
+                str(o),
+                "--no-trace",
+                "--now",
+                "2026-01-15T12:00:00Z",
+            ]
+        )
+        == 0
+    )
     decision = json.loads(capsys.readouterr().out)
     assert decision["outcome"] == "approved" and "trace" not in decision
 
@@ -588,7 +752,9 @@ def test_cli_evaluate_bad_order_exits_2(write, capsys):
     o = write("order.yaml", "buyer: nobody\ntotal: 10\n")
     assert cli.main(["evaluate", str(path), "--directory", str(d), "--order", str(o)]) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err == "error: order.buyer: buyer 'nobody' is not an account of this tenant\n"
+    assert (
+        out == "" and err == "error: order.buyer: buyer 'nobody' is not an account of this tenant\n"
+    )
 
 
 def test_cli_schema_prints_the_schema(capsys):

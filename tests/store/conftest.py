@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from approvalrules.store import migrate
-from approvalrules.store.testing import create_postgres_database, drop_postgres_database
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.services import ensure_tenant
+from approvalrules.store.testing import create_postgres_database, drop_postgres_database
 
 DATABASE_ENV = "APPROVALRULES_TEST_DATABASE_URL"
 SKIP_MESSAGE = f"PostgreSQL not configured: set {DATABASE_ENV}"

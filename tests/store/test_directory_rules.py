@@ -12,7 +12,10 @@ from approvalrules.store.services import DirectoryService, eligible_approver_ids
 
 ORG = {
     "companies": {
-        "acme": {"name": "Acme", "groups": {"marketing": {"name": "Marketing"}, "ops": {"name": "Ops"}}},
+        "acme": {
+            "name": "Acme",
+            "groups": {"marketing": {"name": "Marketing"}, "ops": {"name": "Ops"}},
+        },
         "globex": {"name": "Globex", "groups": {"labs": {"name": "Labs"}}},
     },
     "accounts": {
@@ -70,7 +73,10 @@ def test_master_cannot_join_a_group(service):
 def test_group_member_cannot_become_master(service):
     exc = error(service.set_master, "ann", "acme")
     assert exc.code == "master_and_member"
-    assert "account 'ann' cannot be both master of 'acme' and a member of its group 'marketing'" in exc.message
+    assert (
+        "account 'ann' cannot be both master of 'acme' and a member of its group 'marketing'"
+        in exc.message
+    )
 
 
 def test_upsert_refuses_master_with_group(service):
@@ -115,7 +121,10 @@ def test_one_group_across_companies_by_default(service):
 def test_one_group_per_account_is_a_tenant_setting(service, tenant):
     tenant.settings = {"groups": {"one_per_account": False}}
     service.add_to_group("bob", "globex", "labs")
-    assert (group_of(service, "bob", "acme"), group_of(service, "bob", "globex")) == ("marketing", "labs")
+    assert (group_of(service, "bob", "acme"), group_of(service, "bob", "globex")) == (
+        "marketing",
+        "labs",
+    )
     # still one slot per membership
     assert error(service.add_to_group, "bob", "acme", "ops").code == "already_in_group"
 
@@ -142,19 +151,28 @@ def test_declined_invitation(service):
     assert service.decline("eve", "acme").status == "declined"
     exc = error(service.accept, "eve", "acme")
     assert exc.code == "not_invited"
-    assert exc.message == "account 'eve' has no pending invitation to 'acme' (membership is declined); nothing to accept"
+    assert (
+        exc.message
+        == "account 'eve' has no pending invitation to 'acme' (membership is declined); nothing to accept"
+    )
     service.invite("eve", "acme", "requisitioner")  # may be invited again
 
 
 def test_cannot_accept_without_invitation(service):
     exc = error(service.accept, "ann", "acme")
     assert exc.code == "not_invited"
-    assert exc.message == "account 'ann' has no pending invitation to 'acme' (membership is active); nothing to accept"
+    assert (
+        exc.message
+        == "account 'ann' has no pending invitation to 'acme' (membership is active); nothing to accept"
+    )
 
 
 def test_cannot_invite_a_member(service):
     exc = error(service.invite, "ann", "acme", "approver")
-    assert (exc.code, exc.message) == ("already_member", "account 'ann' is already a member of 'acme'")
+    assert (exc.code, exc.message) == (
+        "already_member",
+        "account 'ann' is already a member of 'acme'",
+    )
 
 
 # group deletion policy
@@ -176,7 +194,9 @@ def test_refuse_if_members_is_the_default(service):
 def test_empty_group_can_always_be_deleted(service):
     service.upsert_group("acme", "empty")
     service.delete_group("acme", "empty")
-    assert [g.id for g in SqlDirectory(service.session, service.tenant.id).groups_of_company("acme")] == ["marketing", "ops"]
+    assert [
+        g.id for g in SqlDirectory(service.session, service.tenant.id).groups_of_company("acme")
+    ] == ["marketing", "ops"]
 
 
 def test_move_to_company_keeps_members_without_group(service, tenant):
@@ -208,12 +228,27 @@ def pending(service, session, tenant):
     """Bob's order o-1 waits for tom (assigned) or ann."""
     bob = service.account("bob")
     order = Order(
-        tenant_id=tenant.id, external_id="o-1", company=service.company("acme"), buyer=bob, total=Decimal("3000"), currency="USD", status="pending"
+        tenant_id=tenant.id,
+        external_id="o-1",
+        company=service.company("acme"),
+        buyer=bob,
+        total=Decimal("3000"),
+        currency="USD",
+        status="pending",
     )
     request = ApprovalRequest(
         tenant_id=tenant.id,
         order=order,
-        steps=[{"name": "line-manager", "required": 1, "eligible": [{"account": "tom", "why": "assigned"}, {"account": "ann", "why": "role"}]}],
+        steps=[
+            {
+                "name": "line-manager",
+                "required": 1,
+                "eligible": [
+                    {"account": "tom", "why": "assigned"},
+                    {"account": "ann", "why": "role"},
+                ],
+            }
+        ],
     )
     session.add_all([order, request])
     session.flush()
@@ -277,14 +312,23 @@ def test_upserts_by_external_id_are_idempotent(service, session):
 def test_every_change_is_audited(service, session):
     service.upsert_account("eve", name="Eve Adams", email="eve@acme.test")
     event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
-    assert (event.actor, event.action, event.subject_type, event.subject_id) == ("admin@test", "account.updated", "account", "eve")
+    assert (event.actor, event.action, event.subject_type, event.subject_id) == (
+        "admin@test",
+        "account.updated",
+        "account",
+        "eve",
+    )
     assert event.data == {"name": "Eve Adams", "email": "eve@acme.test"}
 
 
 def test_only_one_default_membership(service, session):
     service.upsert_membership("bob", "acme", default=True)
     service.upsert_membership("bob", "globex", default=True)
-    defaults = session.scalars(select(Membership).where(Membership.account_id == service.account("bob").id, Membership.is_default.is_(True))).all()
+    defaults = session.scalars(
+        select(Membership).where(
+            Membership.account_id == service.account("bob").id, Membership.is_default.is_(True)
+        )
+    ).all()
     assert [m.company.external_id for m in defaults] == ["globex"]
 
 
@@ -297,17 +341,34 @@ def test_parent_cycle_is_refused(service):
 def test_unknown_references(service):
     assert error(service.add_to_group, "nobody", "acme", "ops").message == "no account 'nobody'"
     assert error(service.add_to_group, "eve", "acme", "ops").code == "not_a_member"
-    assert error(service.add_to_group, "bob", "acme", "nope").message == "no group 'nope' in company 'acme'"
+    assert (
+        error(service.add_to_group, "bob", "acme", "nope").message
+        == "no group 'nope' in company 'acme'"
+    )
 
 
 def test_pending_check_uses_the_eligibility_index(service, session, tenant):
     from approvalrules.store.models import ApprovalEligibility
 
-    order = Order(tenant_id=tenant.id, external_id="o-2", company=service.company("acme"), buyer=service.account("bob"), total=Decimal("10"), currency="USD", status="pending")
-    request = ApprovalRequest(tenant_id=tenant.id, order=order, steps=[{"name": "s", "required": 1, "approvers": []}])
+    order = Order(
+        tenant_id=tenant.id,
+        external_id="o-2",
+        company=service.company("acme"),
+        buyer=service.account("bob"),
+        total=Decimal("10"),
+        currency="USD",
+        status="pending",
+    )
+    request = ApprovalRequest(
+        tenant_id=tenant.id, order=order, steps=[{"name": "s", "required": 1, "approvers": []}]
+    )
     session.add_all([order, request])
     session.flush()
-    session.add(ApprovalEligibility(request_id=request.id, tenant_id=tenant.id, account_id="cid", step_index=0))
+    session.add(
+        ApprovalEligibility(
+            request_id=request.id, tenant_id=tenant.id, account_id="cid", step_index=0
+        )
+    )
     exc = error(service.deactivate_account, "cid")
     assert exc.details == {"orders": ["o-2"]}
     request.current_step = 1  # step 0 is done: cid is no longer needed

@@ -73,7 +73,10 @@ def test_export_is_byte_identical(session, rules, tmp_path):
     assert export_ruleset(session, "demo", "tenant-default").encode() == PARENT
     assert export_ruleset(session, "demo", "acme-purchasing", version=1).encode() == CHILD
     written = export_folder(session, "demo", tmp_path / "out")
-    assert {p.name: p.read_bytes() for p in written} == {"acme-purchasing.yaml": CHILD, "tenant-default.yaml": PARENT}
+    assert {p.name: p.read_bytes() for p in written} == {
+        "acme-purchasing.yaml": CHILD,
+        "tenant-default.yaml": PARENT,
+    }
 
 
 def test_a_changed_file_publishes_a_new_version(session, rules):
@@ -86,8 +89,14 @@ def test_a_changed_file_publishes_a_new_version(session, rules):
 
 def test_group_moves_in_a_fixture_load(session, rules):
     load_folder(session, rules)
-    moved = DIRECTORY.replace("      marketing: {name: Marketing}\n", "      marketing: {name: Marketing}\n      ops: {name: Ops}\n")
-    moved = moved.replace("{company: acme, role: requisitioner, group: marketing}", "{company: acme, role: requisitioner, group: ops}")
+    moved = DIRECTORY.replace(
+        "      marketing: {name: Marketing}\n",
+        "      marketing: {name: Marketing}\n      ops: {name: Ops}\n",
+    )
+    moved = moved.replace(
+        "{company: acme, role: requisitioner, group: marketing}",
+        "{company: acme, role: requisitioner, group: ops}",
+    )
     (rules / "directories" / "acme.yaml").write_text(moved)
     load_folder(session, rules)
     tenant = resolve_tenant(session, "demo")
@@ -123,7 +132,9 @@ def test_invalid_rule_file_names_file_and_line(session, rules):
 
 
 def test_invalid_directory_names_the_file(session, rules):
-    (rules / "directories" / "acme.yaml").write_text(DIRECTORY.replace("role: approver, group: marketing", "role: approver, group: nope"))
+    (rules / "directories" / "acme.yaml").write_text(
+        DIRECTORY.replace("role: approver, group: marketing", "role: approver, group: nope")
+    )
     with pytest.raises(DirectoryError) as info:
         load_folder(session, rules)
     assert info.value.message.startswith("acme.yaml: ")
@@ -131,7 +142,9 @@ def test_invalid_directory_names_the_file(session, rules):
 
 def test_commands_migrate_and_load_from_an_ini(tmp_path, rules):
     ini = tmp_path / "test.ini"
-    ini.write_text("[app:main]\nuse = egg:approvalrules\nsqlalchemy.url = sqlite:///%(here)s/cli.sqlite\n")
+    ini.write_text(
+        "[app:main]\nuse = egg:approvalrules\nsqlalchemy.url = sqlite:///%(here)s/cli.sqlite\n"
+    )
     commands.migrate(ini)
     first = commands.load(ini, rules)
     assert len(first.published) == 2
@@ -148,5 +161,7 @@ def test_sample_rules_folder_loads_idempotently(session):
     assert first.published and first.changes > 0
     assert load_folder(session, REPO_RULES).changes == 0
     for tenant, name, number in first.published:
-        path = next(p for p in REPO_RULES.glob("*.yaml") if f"ruleset: {name}\n" in p.read_text("utf-8"))
+        path = next(
+            p for p in REPO_RULES.glob("*.yaml") if f"ruleset: {name}\n" in p.read_text("utf-8")
+        )
         assert export_ruleset(session, tenant, name, number).encode() == path.read_bytes()

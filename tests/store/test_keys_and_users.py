@@ -17,7 +17,11 @@ from approvalrules.store.services import (
 @pytest.fixture(autouse=True)
 def cheap_hashing(monkeypatch):
     """Production argon2 parameters are slow on purpose; the tests need not be."""
-    monkeypatch.setattr(services, "_password_hasher", lambda: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(
+        services,
+        "_password_hasher",
+        lambda: PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
 
 
 def test_api_key_round_trip(session, tenant):

@@ -44,5 +44,7 @@ def test_models_match_the_migration(db_engine):
     from alembic.runtime.migration import MigrationContext
 
     with db_engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection, opts={"compare_type": True}), metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), metadata
+        )
     assert diff == []

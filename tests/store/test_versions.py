@@ -70,9 +70,17 @@ def test_rollback_publishes_an_old_text_anew(session, tenant):
     versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
     versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
     v3 = versions.rollback(session, tenant.id, "purchasing", 1, author="bob")
-    assert (v3.number, v3.text, v3.content_hash) == (3, V1, versions.get_version(session, tenant.id, "purchasing", 1).content_hash)
+    assert (v3.number, v3.text, v3.content_hash) == (
+        3,
+        V1,
+        versions.get_version(session, tenant.id, "purchasing", 1).content_hash,
+    )
     assert published(session, tenant) == [(1, "retired"), (2, "retired"), (3, "published")]
-    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.subject_id == "purchasing").order_by(AuditEvent.id)).all()
+    actions = session.scalars(
+        select(AuditEvent.action)
+        .where(AuditEvent.subject_id == "purchasing")
+        .order_by(AuditEvent.id)
+    ).all()
     assert actions == ["ruleset.published", "ruleset.published", "ruleset.rolled_back"]
 
 
@@ -111,12 +119,14 @@ def test_published_text_cannot_change_in_the_database(session, tenant):
         "UPDATE rule_set_versions SET number = 99 WHERE id = :id",
         "UPDATE rule_set_versions SET status = 'draft' WHERE id = :id",
     ):
-        with pytest.raises(DBAPIError, match="immutable"):
-            with session.begin_nested():
-                session.execute(text(statement), {"id": version.id})
+        with pytest.raises(DBAPIError, match="immutable"), session.begin_nested():
+            session.execute(text(statement), {"id": version.id})
     # retiring is allowed: it is status only
     with session.begin_nested():
-        session.execute(text("UPDATE rule_set_versions SET status = 'retired' WHERE id = :id"), {"id": version.id})
+        session.execute(
+            text("UPDATE rule_set_versions SET status = 'retired' WHERE id = :id"),
+            {"id": version.id},
+        )
     session.expire_all()
     assert session.scalar(select(RuleSetVersion.text).where(RuleSetVersion.id == version.id)) == V1
 
@@ -124,10 +134,12 @@ def test_published_text_cannot_change_in_the_database(session, tenant):
 def test_audit_events_are_append_only_in_the_database(session, tenant):
     event = audit(session, tenant.id, "ann", "test.done", "test", "1", {"a": 1})
     session.flush()
-    for statement in ("UPDATE audit_events SET actor = 'mallory' WHERE id = :id", "DELETE FROM audit_events WHERE id = :id"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with session.begin_nested():
-                session.execute(text(statement), {"id": event.id})
+    for statement in (
+        "UPDATE audit_events SET actor = 'mallory' WHERE id = :id",
+        "DELETE FROM audit_events WHERE id = :id",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), session.begin_nested():
+            session.execute(text(statement), {"id": event.id})
     session.expire_all()
     assert session.get(AuditEvent, event.id).actor == "ann"
 
@@ -141,7 +153,9 @@ def test_policy_for_is_cached_by_content_hash(session, tenant):
 
 def test_extends_resolves_parents_by_active_version(session, tenant):
     versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
-    child = versions.publish(session, tenant.id, "marketing", "ann", text="ruleset: marketing\nextends: purchasing\n")
+    child = versions.publish(
+        session, tenant.id, "marketing", "ann", text="ruleset: marketing\nextends: purchasing\n"
+    )
     assert child.extends == "purchasing"
     assert versions.get_ruleset(session, tenant.id, "marketing").extends == "purchasing"
     assert [p.number for p in versions.parent_chain(session, child)] == [1]
@@ -152,7 +166,9 @@ def test_extends_resolves_parents_by_active_version(session, tenant):
 
 def test_extends_an_unknown_rule_set_is_refused(session, tenant):
     with pytest.raises(DocumentError) as info:
-        versions.publish(session, tenant.id, "marketing", "ann", text="ruleset: marketing\nextends: nowhere\n")
+        versions.publish(
+            session, tenant.id, "marketing", "ann", text="ruleset: marketing\nextends: nowhere\n"
+        )
     assert info.value.code == "unknown_parent"
 
 
@@ -196,7 +212,12 @@ def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only)
     with Session(db_engine) as session, session.begin():
         tenant_id = ensure_tenant(session, f"race-{threading.get_ident()}-{id(session)}").id
     for round_ in range(ROUNDS):
-        _concurrently(db_engine, lambda s, n: versions.publish(s, tenant_id, "purchasing", f"w{n}", text=f"{V1}# worker {n} round {round_}\n"))
+        _concurrently(
+            db_engine,
+            lambda s, n: versions.publish(
+                s, tenant_id, "purchasing", f"w{n}", text=f"{V1}# worker {n} round {round_}\n"
+            ),
+        )
     with Session(db_engine) as session:
         rows = session.execute(
             select(RuleSetVersion.number, RuleSetVersion.status, RuleSetVersion.id)
@@ -208,7 +229,12 @@ def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only)
         assert [s for _, s, _ in rows].count("published") == 1
         ruleset = session.scalar(select(RuleSet).where(RuleSet.tenant_id == tenant_id))
         assert ruleset.active_version_id == rows[-1][2] and rows[-1][1] == "published"
-        assert session.scalar(select(func.count()).select_from(RuleSet).where(RuleSet.tenant_id == tenant_id)) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(RuleSet).where(RuleSet.tenant_id == tenant_id)
+            )
+            == 1
+        )
 
 
 def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_only):
@@ -218,9 +244,21 @@ def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_o
 
     with Session(db_engine) as session, session.begin():
         tenant = ensure_tenant(session, f"counters-{threading.get_ident()}-{id(session)}")
-        tenant_id, rules_before, directory_before = tenant.id, tenant.rules_version, tenant.directory_version
-    _concurrently(db_engine, lambda s, n: versions.publish(s, tenant_id, f"rs{n}", "w", text=f"ruleset: rs{n}\n"))
-    _concurrently(db_engine, lambda s, n: DirectoryService(s, s.get(Tenant, tenant_id)).upsert_account(f"acct{n}", name=f"Account {n}"))
+        tenant_id, rules_before, directory_before = (
+            tenant.id,
+            tenant.rules_version,
+            tenant.directory_version,
+        )
+    _concurrently(
+        db_engine,
+        lambda s, n: versions.publish(s, tenant_id, f"rs{n}", "w", text=f"ruleset: rs{n}\n"),
+    )
+    _concurrently(
+        db_engine,
+        lambda s, n: DirectoryService(s, s.get(Tenant, tenant_id)).upsert_account(
+            f"acct{n}", name=f"Account {n}"
+        ),
+    )
     with Session(db_engine) as session:
         tenant = session.get(Tenant, tenant_id)
         assert tenant.rules_version == rules_before + THREADS

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import secrets
 
-from pyramid.settings import asbool
 from pyramid.session import SignedCookieSessionFactory
+from pyramid.settings import asbool
 
 from ..limits import RateLimiter
 from .security import AdminRoot, AdminSecurityPolicy, actor, admin_tenant
@@ -58,7 +58,10 @@ def session_secret(settings) -> str:
         return secret
     # Tests and tools that build the app from bare settings still work, but
     # sessions then die with the process and differ between processes.
-    log.warning("%s is not set: using a random secret, admin sessions end when the process does", SESSION_SECRET)
+    log.warning(
+        "%s is not set: using a random secret, admin sessions end when the process does",
+        SESSION_SECRET,
+    )
     return secrets.token_urlsafe(32)
 
 

@@ -29,21 +29,30 @@ FILTERS = ("status", "approver", "q", "from", "to")
 
 def approvals_query(tenant_id: int, params) -> tuple[object, list[str]]:
     """The filtered query (the API's filters: status, approver, q, from, to) and any filter errors."""
-    query = select(ApprovalRequest).join(Order, ApprovalRequest.order_id == Order.id).where(ApprovalRequest.tenant_id == tenant_id)
+    query = (
+        select(ApprovalRequest)
+        .join(Order, ApprovalRequest.order_id == Order.id)
+        .where(ApprovalRequest.tenant_id == tenant_id)
+    )
     problems = []
     if params.get("status") in REQUEST_STATUSES:
         query = query.where(ApprovalRequest.status == params["status"])
     elif params.get("status") == "decided":
         query = query.where(ApprovalRequest.status != "pending")
     if params.get("approver"):
-        eligible = select(ApprovalEligibility.request_id).where(ApprovalEligibility.tenant_id == tenant_id, ApprovalEligibility.account_id == params["approver"])
+        eligible = select(ApprovalEligibility.request_id).where(
+            ApprovalEligibility.tenant_id == tenant_id,
+            ApprovalEligibility.account_id == params["approver"],
+        )
         query = query.where(ApprovalRequest.id.in_(eligible))
     if params.get("q"):
         query = query.where(Order.external_id.ilike(like(params["q"]), escape="\\"))
     for name, op in (("from", "__ge__"), ("to", "__le__")):
         if params.get(name):
             try:
-                query = query.where(getattr(ApprovalRequest.created_at, op)(parse_instant(params[name], name)))
+                query = query.where(
+                    getattr(ApprovalRequest.created_at, op)(parse_instant(params[name], name))
+                )
             except ApprovalRulesError:
                 problems.append(f"{name}: give an ISO 8601 date-time such as 2026-01-15T00:00:00Z")
     return query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc()), problems
@@ -65,11 +74,24 @@ def act(request, request_id: int, action: str, approver: str, comment: str | Non
         row = service.reject(session, tenant, request_id, approver, comment=comment)
     session.flush()
     done = {"approve": "approved", "reject": "rejected"}[action]
-    audit(session, tenant.id, request.admin_actor, f"admin.approval.{done}_on_behalf", "order", row.order.external_id, {"approver": approver, "request": request_id, "comment": comment})
+    audit(
+        session,
+        tenant.id,
+        request.admin_actor,
+        f"admin.approval.{done}_on_behalf",
+        "order",
+        row.order.external_id,
+        {"approver": approver, "request": request_id, "comment": comment},
+    )
     return row
 
 
-@view_config(route_name="admin_approvals", request_method="GET", permission="view", renderer=template("approvals"))
+@view_config(
+    route_name="admin_approvals",
+    request_method="GET",
+    permission="view",
+    renderer=template("approvals"),
+)
 def approvals(request):
     params = {k: request.params.get(k, "") for k in FILTERS}
     if "status" not in request.params:
@@ -77,34 +99,65 @@ def approvals(request):
     query, problems = approvals_query(request.admin_tenant.id, params)
     page = paginate(request.dbsession, query, {**params, "page": request.params.get("page", "1")})
     page.params = params
-    return {"filters": params, "statuses": ("pending", "decided") + REQUEST_STATUSES[1:], "page": page, "problems": problems}
+    return {
+        "filters": params,
+        "statuses": ("pending", "decided") + REQUEST_STATUSES[1:],
+        "page": page,
+        "problems": problems,
+    }
 
 
 def _request_or_404(request) -> ApprovalRequest:
     try:
-        return service.get_request(request.dbsession, request.admin_tenant, int_or_404(request.matchdict["id"], "approval request"))
+        return service.get_request(
+            request.dbsession,
+            request.admin_tenant,
+            int_or_404(request.matchdict["id"], "approval request"),
+        )
     except ApprovalRulesError:
         raise HTTPNotFound(f"no approval request {request.matchdict['id']!r}") from None
 
 
 def in_merchant_review(request_row: ApprovalRequest) -> bool:
     """The request waits for the merchant: pending in the ``merchant-review`` step."""
-    return request_row.status == "pending" and bool(request_row.steps) and bool(request_row.steps[request_row.current_step].get("merchant"))
+    return (
+        request_row.status == "pending"
+        and bool(request_row.steps)
+        and bool(request_row.steps[request_row.current_step].get("merchant"))
+    )
 
 
-def _page(request, row: ApprovalRequest, error: str | None = None, review_error: str | None = None) -> dict:
+def _page(
+    request, row: ApprovalRequest, error: str | None = None, review_error: str | None = None
+) -> dict:
     return {
-        "row": row, "order": row.order, "approvers": current_approvers(row), "can_decide": request.has_permission("decide"), "error": error,
-        "merchant_review": in_merchant_review(row), "can_review": request.has_permission("review"), "review_error": review_error,
+        "row": row,
+        "order": row.order,
+        "approvers": current_approvers(row),
+        "can_decide": request.has_permission("decide"),
+        "error": error,
+        "merchant_review": in_merchant_review(row),
+        "can_review": request.has_permission("review"),
+        "review_error": review_error,
     }
 
 
-@view_config(route_name="admin_approval", request_method="GET", permission="view", renderer=template("approval"))
+@view_config(
+    route_name="admin_approval",
+    request_method="GET",
+    permission="view",
+    renderer=template("approval"),
+)
 def approval(request):
     return _page(request, _request_or_404(request))
 
 
-@view_config(route_name="admin_approval_review", request_method="POST", permission="review", renderer=template("approval"))
+@view_config(
+    route_name="admin_approval_review",
+    request_method="POST",
+    permission="review",
+    renderer=template("approval"),
+)
 def merchant_review(request):
     """The merchant's review decision (owners and editors): release the order or cancel it."""
     row = _request_or_404(request)
@@ -117,18 +170,38 @@ def merchant_review(request):
         error = "The comment is longer than 5,000 characters."
     else:
         try:
-            service.merchant_decide(request.dbsession, request.admin_tenant, row.id, request.identity.login, decision == "approve", comment)
+            service.merchant_decide(
+                request.dbsession,
+                request.admin_tenant,
+                row.id,
+                request.identity.login,
+                decision == "approve",
+                comment,
+            )
             request.dbsession.flush()
         except (ApprovalRulesError, StaleDataError) as exc:
-            error = str(exc) if isinstance(exc, ApprovalRulesError) else "Someone else decided at the same moment; reload and try again."
+            error = (
+                str(exc)
+                if isinstance(exc, ApprovalRulesError)
+                else "Someone else decided at the same moment; reload and try again."
+            )
     if error:
         request.response.status_int = 422
         return _page(request, row, review_error=error)
-    flash(request, f"Merchant review: order {row.order.external_id} {'released as approved' if decision == 'approve' else 'rejected'}.", "success")
+    flash(
+        request,
+        f"Merchant review: order {row.order.external_id} {'released as approved' if decision == 'approve' else 'rejected'}.",
+        "success",
+    )
     return HTTPSeeOther(request.route_url("admin_approval", id=row.id))
 
 
-@view_config(route_name="admin_approval", request_method="POST", permission="decide", renderer=template("approval"))
+@view_config(
+    route_name="admin_approval",
+    request_method="POST",
+    permission="decide",
+    renderer=template("approval"),
+)
 def approval_action(request):
     row = _request_or_404(request)
     action = request.POST.get("action")
@@ -145,9 +218,15 @@ def approval_action(request):
         try:
             act(request, row.id, action, approver, comment)
         except (ApprovalRulesError, StaleDataError) as exc:
-            error = str(exc) if isinstance(exc, ApprovalRulesError) else "Someone else decided at the same moment; reload and try again."
+            error = (
+                str(exc)
+                if isinstance(exc, ApprovalRulesError)
+                else "Someone else decided at the same moment; reload and try again."
+            )
     if error:
         request.response.status_int = 422
         return _page(request, row, error=error)
-    flash(request, f"{'Approved' if action == 'approve' else 'Rejected'} for {approver}.", "success")
+    flash(
+        request, f"{'Approved' if action == 'approve' else 'Rejected'} for {approver}.", "success"
+    )
     return HTTPSeeOther(request.route_url("admin_approval", id=row.id))

@@ -24,8 +24,15 @@ def audit_query(tenant_id: int, filters: dict):
     return query.order_by(AuditEvent.id.desc())
 
 
-@view_config(route_name="admin_audit", request_method="GET", permission="audit", renderer=template("audit"))
+@view_config(
+    route_name="admin_audit", request_method="GET", permission="audit", renderer=template("audit")
+)
 def audit_log(request):
     filters = {k: request.params.get(k, "").strip() for k in FILTERS}
-    page = paginate(request.dbsession, audit_query(request.admin_tenant.id, filters), request.params, per_page=50)
+    page = paginate(
+        request.dbsession,
+        audit_query(request.admin_tenant.id, filters),
+        request.params,
+        per_page=50,
+    )
     return {"filters": filters, "page": page}

@@ -6,7 +6,12 @@ from pyramid.csrf import new_csrf_token
 from pyramid.exceptions import BadCSRFToken
 from pyramid.httpexceptions import HTTPFound, HTTPNotFound, HTTPSeeOther
 from pyramid.security import forget, remember
-from pyramid.view import exception_view_config, forbidden_view_config, notfound_view_config, view_config
+from pyramid.view import (
+    exception_view_config,
+    forbidden_view_config,
+    notfound_view_config,
+    view_config,
+)
 
 from approvalrules import errors
 from approvalrules.store.services import audit
@@ -26,14 +31,23 @@ def safe_next(url: str | None) -> str | None:
 
 @view_config(route_name="admin_login", request_method="GET", renderer=template("login"))
 def login_page(request):
-    return {"tenant": request.params.get("tenant", ""), "login": "", "error": None, "next": safe_next(request.params.get("next")) or ""}
+    return {
+        "tenant": request.params.get("tenant", ""),
+        "login": "",
+        "error": None,
+        "next": safe_next(request.params.get("next")) or "",
+    }
 
 
 @view_config(route_name="admin_login", request_method="POST", renderer=template("login"))
 def login(request):
     tenant = request.POST.get("tenant", "").strip()
     login_name = request.POST.get("login", "").strip()
-    page = {"tenant": tenant, "login": login_name, "next": safe_next(request.POST.get("next")) or ""}
+    page = {
+        "tenant": tenant,
+        "login": login_name,
+        "next": safe_next(request.POST.get("next")) or "",
+    }
     per_login, per_address = request.registry.admin_login_limits
     keys = (f"{tenant}\n{login_name}"[:300], request.client_addr or "unknown")
     wait = max(per_login.exhausted(keys[0]), per_address.exhausted(keys[1]))
@@ -41,7 +55,11 @@ def login(request):
         request.response.status_int = 429
         request.response.headers["Retry-After"] = str(wait)
         return {**page, "error": f"Too many failed logins. Try again in {wait} seconds."}
-    user = authenticate(request.dbsession, tenant, login_name, request.POST.get("password", "")) if tenant and login_name else None
+    user = (
+        authenticate(request.dbsession, tenant, login_name, request.POST.get("password", ""))
+        if tenant and login_name
+        else None
+    )
     if user is None:
         per_login.hit(keys[0])
         per_address.hit(keys[1])
@@ -52,8 +70,17 @@ def login(request):
     request.session.invalidate()
     headers = remember(request, user.id)
     new_csrf_token(request)
-    audit(request.dbsession, user.tenant_id, f"admin:{user.login}", "admin.logged_in", "admin_user", user.login)
-    return HTTPSeeOther(safe_next(request.POST.get("next")) or request.route_url("admin_rulesets"), headers=headers)
+    audit(
+        request.dbsession,
+        user.tenant_id,
+        f"admin:{user.login}",
+        "admin.logged_in",
+        "admin_user",
+        user.login,
+    )
+    return HTTPSeeOther(
+        safe_next(request.POST.get("next")) or request.route_url("admin_rulesets"), headers=headers
+    )
 
 
 @view_config(route_name="admin_logout", request_method="POST")
@@ -79,23 +106,41 @@ def _error_page(request, status: int, title: str, message: str):
 def forbidden(exc, request):
     if request.identity is None:
         return HTTPFound(request.route_url("admin_login", _query={"next": request.path_qs}))
-    return _error_page(request, 403, "Not allowed", f"Your admin role ({request.identity.role}) may not do this.")
+    return _error_page(
+        request, 403, "Not allowed", f"Your admin role ({request.identity.role}) may not do this."
+    )
 
 
 @exception_view_config(BadCSRFToken, path_info=ADMIN_PATHS, renderer=template("error"))
 def bad_csrf(exc, request):
-    return _error_page(request, 400, "Form expired", "The form was missing its security token or it had expired. Go back, reload the page and try again.")
+    return _error_page(
+        request,
+        400,
+        "Form expired",
+        "The form was missing its security token or it had expired. Go back, reload the page and try again.",
+    )
 
 
 @notfound_view_config(path_info=ADMIN_PATHS, renderer=template("error"))
 def not_found(exc, request):
-    return _error_page(request, 404, "Not found", exc.detail if isinstance(exc, HTTPNotFound) and exc.detail else "There is nothing here.")
+    return _error_page(
+        request,
+        404,
+        "Not found",
+        exc.detail if isinstance(exc, HTTPNotFound) and exc.detail else "There is nothing here.",
+    )
 
 
 @exception_view_config(errors.ApprovalRulesError, path_info=ADMIN_PATHS, renderer=template("error"))
 def domain_error(exc, request):
     # an error a view did not turn into a message on its own page
-    status = 404 if isinstance(exc, errors.NotFound) else 403 if isinstance(exc, errors.Forbidden) else 409 if isinstance(exc, errors.Conflict) else 400
+    status = (
+        404
+        if isinstance(exc, errors.NotFound)
+        else 403
+        if isinstance(exc, errors.Forbidden)
+        else 409
+        if isinstance(exc, errors.Conflict)
+        else 400
+    )
     return _error_page(request, status, exc.code.replace("_", " ").capitalize(), str(exc))
-
-

@@ -25,7 +25,9 @@ def flash(request, message: str, kind: str = "info") -> None:
 
 def ruleset_or_404(request, name: str) -> RuleSet:
     """The logged-in tenant's rule set ``name``; 404 for unknown names and other tenants' alike."""
-    ruleset = request.dbsession.scalar(select(RuleSet).where(RuleSet.tenant_id == request.admin_tenant.id, RuleSet.name == name))
+    ruleset = request.dbsession.scalar(
+        select(RuleSet).where(RuleSet.tenant_id == request.admin_tenant.id, RuleSet.name == name)
+    )
     if ruleset is None:
         raise HTTPNotFound(f"no rule set {name!r}")
     return ruleset

@@ -9,7 +9,8 @@ an "approved" end.  No JavaScript, no external assets.
 from __future__ import annotations
 
 import textwrap
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from approvalrules.conditions import describe
@@ -65,10 +66,16 @@ def chain_svg(data: Mapping[str, Any] | None, title: str = "Approval chain") -> 
         y = _arrow(parts, y)
         lines = step_lines(step)
         height = 30 + LINE_H * len(lines)
-        parts.append(f'<g class="step"><rect x="{BOX_X}" y="{y}" width="{BOX_W}" height="{height}" rx="6"/>')
-        parts.append(f'<text class="name" x="{BOX_X + 12}" y="{y + 20}">{index}. {escape(str(step.get("name", "?")))}</text>')
+        parts.append(
+            f'<g class="step"><rect x="{BOX_X}" y="{y}" width="{BOX_W}" height="{height}" rx="6"/>'
+        )
+        parts.append(
+            f'<text class="name" x="{BOX_X + 12}" y="{y + 20}">{index}. {escape(str(step.get("name", "?")))}</text>'
+        )
         for n, (css, text) in enumerate(lines):
-            parts.append(f'<text class="{css}" x="{BOX_X + 12}" y="{y + 40 + n * LINE_H}">{escape(text)}</text>')
+            parts.append(
+                f'<text class="{css}" x="{BOX_X + 12}" y="{y + 40 + n * LINE_H}">{escape(text)}</text>'
+            )
         parts.append("</g>")
         y += height
     y = _arrow(parts, y)
@@ -96,5 +103,7 @@ def _pill(y: int, text: str) -> str:
 
 def _arrow(parts: list[str], y: int) -> int:
     x = WIDTH // 2
-    parts.append(f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + 14}"/><path d="M{x - 5},{y + 12} L{x + 5},{y + 12} L{x},{y + 20} Z"/>')
+    parts.append(
+        f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + 14}"/><path d="M{x - 5},{y + 12} L{x + 5},{y + 12} L{x},{y + 20} Z"/>'
+    )
     return y + 22

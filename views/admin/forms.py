@@ -30,8 +30,13 @@ def with_csrf(schema: colander.SchemaNode, request) -> colander.SchemaNode:
     """
     schema.add(
         colander.SchemaNode(
-            colander.String(), name="csrf_token", missing=colander.null, default=get_csrf_token(request),
-            widget=deform.widget.HiddenWidget(), json_kind="skip", title="",
+            colander.String(),
+            name="csrf_token",
+            missing=colander.null,
+            default=get_csrf_token(request),
+            widget=deform.widget.HiddenWidget(),
+            json_kind="skip",
+            title="",
         )
     )
     return schema
@@ -39,10 +44,18 @@ def with_csrf(schema: colander.SchemaNode, request) -> colander.SchemaNode:
 
 def make_form(schema: colander.SchemaNode, request, buttons, formid: str) -> deform.Form:
     """A deform form posting to the current page."""
-    return deform.Form(schema, buttons=buttons, formid=formid, action=request.path_url, css_class="generated")
+    return deform.Form(
+        schema, buttons=buttons, formid=formid, action=request.path_url, css_class="generated"
+    )
 
 
 def form_resources(form: deform.Form) -> dict:
     """The JS and CSS deform's widgets need, as URLs under /deform_static/."""
     needed = form.get_widget_resources()
-    return {kind: [f"/deform_static/{path.split(':', 1)[1].removeprefix('static/')}" for path in needed.get(kind, ())] for kind in ("js", "css")}
+    return {
+        kind: [
+            f"/deform_static/{path.split(':', 1)[1].removeprefix('static/')}"
+            for path in needed.get(kind, ())
+        ]
+        for kind in ("js", "css")
+    }

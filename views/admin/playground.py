@@ -48,25 +48,52 @@ def evaluate_order(request, body: dict) -> tuple[dict | None, str | None]:
 
 def _form(request):
     schema = document_schema("order", request)
-    return schema, make_form(schema, request, (deform.Button("evaluate", "Evaluate"),), "order-form")
+    return schema, make_form(
+        schema, request, (deform.Button("evaluate", "Evaluate"),), "order-form"
+    )
 
 
-@view_config(route_name="admin_evaluate", request_method="GET", permission="view", renderer=template("evaluate"))
+@view_config(
+    route_name="admin_evaluate",
+    request_method="GET",
+    permission="view",
+    renderer=template("evaluate"),
+)
 def playground(request):
     schema, form = _form(request)
-    return {"form": form.render(), "resources": form_resources(form), "decision": None, "error": None}
+    return {
+        "form": form.render(),
+        "resources": form_resources(form),
+        "decision": None,
+        "error": None,
+    }
 
 
-@view_config(route_name="admin_evaluate", request_method="POST", permission="view", renderer=template("evaluate"))
+@view_config(
+    route_name="admin_evaluate",
+    request_method="POST",
+    permission="view",
+    renderer=template("evaluate"),
+)
 def evaluate(request):
     schema, form = _form(request)
     try:
         appstruct = form.validate(list(request.POST.items()))
     except deform.ValidationFailure as failure:
         request.response.status_int = 422
-        return {"form": failure.render(), "resources": form_resources(form), "decision": None, "error": "Fix the highlighted fields."}
+        return {
+            "form": failure.render(),
+            "resources": form_resources(form),
+            "decision": None,
+            "error": "Fix the highlighted fields.",
+        }
     body = order_body(schema_forms.from_form(schema, appstruct) or {})
     decision, error = evaluate_order(request, body)
     if error:
         request.response.status_int = 422
-    return {"form": form.render(appstruct), "resources": form_resources(form), "decision": decision, "error": error}
+    return {
+        "form": form.render(appstruct),
+        "resources": form_resources(form),
+        "decision": decision,
+        "error": error,
+    }

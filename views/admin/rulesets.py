@@ -56,7 +56,11 @@ def editing_text(ruleset: RuleSet) -> str:
     """What the editors start from: the draft, else the active version's text."""
     if ruleset.draft_text is not None:
         return ruleset.draft_text
-    return ruleset.active_version.text if ruleset.active_version is not None else f"ruleset: {ruleset.name}\n"
+    return (
+        ruleset.active_version.text
+        if ruleset.active_version is not None
+        else f"ruleset: {ruleset.name}\n"
+    )
 
 
 def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
@@ -65,14 +69,24 @@ def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
 
     result = Check()
     try:
-        checked = check_ruleset(text, name, versions.resolver(request.dbsession, request.admin_tenant.id))
+        checked = check_ruleset(
+            text, name, versions.resolver(request.dbsession, request.admin_tenant.id)
+        )
     except DocumentError as exc:
         result.problems = list(exc.problems)
         return result
     result.checked = checked
     result.warnings = list(checked.warnings)
     if checked.name != name:
-        result.problems = [Problem("name_mismatch", f"the document says `ruleset: {checked.name}` but this is rule set {name!r}", "ruleset", 1, name)]
+        result.problems = [
+            Problem(
+                "name_mismatch",
+                f"the document says `ruleset: {checked.name}` but this is rule set {name!r}",
+                "ruleset",
+                1,
+                name,
+            )
+        ]
     if run_tests:
         result.tests = rule_tests(request, checked)
     return result
@@ -83,7 +97,9 @@ def rule_tests(request, checked) -> list:
     from approvalrules.policy import compile_policy
     from approvalrules.testing import run_tests
 
-    return run_tests(checked, compile_policy(checked), SqlDirectory(request.dbsession, request.admin_tenant.id))
+    return run_tests(
+        checked, compile_policy(checked), SqlDirectory(request.dbsession, request.admin_tenant.id)
+    )
 
 
 def publish_text(request, name: str, text: str) -> tuple[RuleSetVersion | None, Check]:
@@ -106,9 +122,15 @@ def publish_text(request, name: str, text: str) -> tuple[RuleSetVersion | None, 
 def reevaluate_pending(request, name: str) -> dict:
     """After a publish or rollback, as the API does: ``pending_on_new_version: reevaluate``
     decides the pending requests again under the new version (see docs/ruleset.md)."""
-    pending = service.on_publish(request.dbsession, request.admin_tenant, name, actor=request.admin_actor)
+    pending = service.on_publish(
+        request.dbsession, request.admin_tenant, name, actor=request.admin_actor
+    )
     if pending["reevaluated"] or pending["skipped"]:
-        flash(request, f"Pending requests decided again under the new version: {len(pending['reevaluated'])} re-evaluated, {len(pending['skipped'])} skipped.", "info")
+        flash(
+            request,
+            f"Pending requests decided again under the new version: {len(pending['reevaluated'])} re-evaluated, {len(pending['skipped'])} skipped.",
+            "info",
+        )
     return pending
 
 
@@ -118,15 +140,27 @@ def numbered_lines(text: str, problems: list[Problem]) -> list[dict]:
     for p in problems:
         if p.line is not None:
             by_line.setdefault(p.line, []).append(f"{p.path or '(root)'}: {p.message}")
-    return [{"number": n, "text": line, "problems": by_line.get(n, [])} for n, line in enumerate(text.split("\n"), start=1)]
+    return [
+        {"number": n, "text": line, "problems": by_line.get(n, [])}
+        for n, line in enumerate(text.split("\n"), start=1)
+    ]
 
 
 def ruleset_rows(request) -> list[dict]:
     """Every rule set of the tenant with its active version and how many companies use it."""
     session, tenant = request.dbsession, request.admin_tenant
-    used = dict(session.execute(select(Company.ruleset_name, func.count()).where(Company.tenant_id == tenant.id).group_by(Company.ruleset_name)).all())
+    used = dict(
+        session.execute(
+            select(Company.ruleset_name, func.count())
+            .where(Company.tenant_id == tenant.id)
+            .group_by(Company.ruleset_name)
+        ).all()
+    )
     rows = session.execute(
-        select(RuleSet, RuleSetVersion).outerjoin(RuleSetVersion, RuleSet.active_version_id == RuleSetVersion.id).where(RuleSet.tenant_id == tenant.id).order_by(RuleSet.name)
+        select(RuleSet, RuleSetVersion)
+        .outerjoin(RuleSetVersion, RuleSet.active_version_id == RuleSetVersion.id)
+        .where(RuleSet.tenant_id == tenant.id)
+        .order_by(RuleSet.name)
     ).all()
     return [{"ruleset": r, "active": v, "companies": used.get(r.name, 0)} for r, v in rows]
 
@@ -139,38 +173,71 @@ def _require(request, permission: str) -> None:
 # -- list and view ----------------------------------------------------------------------------
 
 
-@view_config(route_name="admin_rulesets", request_method="GET", permission="view", renderer=template("rulesets"))
+@view_config(
+    route_name="admin_rulesets",
+    request_method="GET",
+    permission="view",
+    renderer=template("rulesets"),
+)
 def ruleset_list(request):
     return {"rows": ruleset_rows(request), "error": None, "new_name": ""}
 
 
-@view_config(route_name="admin_rulesets", request_method="POST", permission="edit", renderer=template("rulesets"))
+@view_config(
+    route_name="admin_rulesets",
+    request_method="POST",
+    permission="edit",
+    renderer=template("rulesets"),
+)
 def ruleset_create(request):
     name = request.POST.get("name", "").strip()
     exists = versions.get_ruleset(request.dbsession, request.admin_tenant.id, name) is not None
     if not NAME_RE.match(name) or exists:
         request.response.status_int = 422
-        error = f"A rule set {name!r} exists already." if exists else "A name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit."
+        error = (
+            f"A rule set {name!r} exists already."
+            if exists
+            else "A name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit."
+        )
         return {"rows": ruleset_rows(request), "error": error, "new_name": name}
-    versions.save_draft(request.dbsession, request.admin_tenant.id, name, f"ruleset: {name}\ndescription: \"\"\n", author=request.admin_actor)
+    versions.save_draft(
+        request.dbsession,
+        request.admin_tenant.id,
+        name,
+        f'ruleset: {name}\ndescription: ""\n',
+        author=request.admin_actor,
+    )
     flash(request, f"Rule set {name} created as a draft.")
     return HTTPSeeOther(request.route_url("admin_ruleset_yaml", name=name))
 
 
-@view_config(route_name="admin_ruleset", request_method="GET", permission="view", renderer=template("ruleset"))
+@view_config(
+    route_name="admin_ruleset",
+    request_method="GET",
+    permission="view",
+    renderer=template("ruleset"),
+)
 def ruleset_view(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     active = ruleset.active_version
     check = check_text(request, ruleset.name, active.text) if active is not None else Check()
-    draft = check_text(request, ruleset.name, ruleset.draft_text) if ruleset.draft_text is not None else None
+    draft = (
+        check_text(request, ruleset.name, ruleset.draft_text)
+        if ruleset.draft_text is not None
+        else None
+    )
     return {
         "ruleset": ruleset,
         "active": active,
         "check": check,
         "draft": draft,
-        "svg": chain_svg(check.checked.resolved if check.checked else None, f"Approval chain of {ruleset.name}"),
+        "svg": chain_svg(
+            check.checked.resolved if check.checked else None, f"Approval chain of {ruleset.name}"
+        ),
         "lines": numbered_lines(active.text, check.problems) if active is not None else [],
-        "versions": versions.list_versions(request.dbsession, request.admin_tenant.id, ruleset.name),
+        "versions": versions.list_versions(
+            request.dbsession, request.admin_tenant.id, ruleset.name
+        ),
     }
 
 
@@ -181,7 +248,9 @@ def ruleset_chain(request):
     number = request.params.get("version", "")
     if number.isdigit():
         try:
-            text = versions.get_version(request.dbsession, request.admin_tenant.id, ruleset.name, int(number)).text
+            text = versions.get_version(
+                request.dbsession, request.admin_tenant.id, ruleset.name, int(number)
+            ).text
         except ApprovalRulesError:
             from pyramid.httpexceptions import HTTPNotFound
 
@@ -189,14 +258,18 @@ def ruleset_chain(request):
     else:
         text = ruleset.active_version.text if ruleset.active_version else editing_text(ruleset)
     check = check_text(request, ruleset.name, text)
-    svg = chain_svg(check.checked.resolved if check.checked else None, f"Approval chain of {ruleset.name}")
+    svg = chain_svg(
+        check.checked.resolved if check.checked else None, f"Approval chain of {ruleset.name}"
+    )
     return Response(svg, content_type="image/svg+xml", charset="utf-8")
 
 
 # -- YAML editor ------------------------------------------------------------------------------
 
 
-def _yaml_page(request, ruleset: RuleSet, text: str, check: Check, action: str | None = None) -> dict:
+def _yaml_page(
+    request, ruleset: RuleSet, text: str, check: Check, action: str | None = None
+) -> dict:
     return {
         "ruleset": ruleset,
         "text": text,
@@ -208,14 +281,24 @@ def _yaml_page(request, ruleset: RuleSet, text: str, check: Check, action: str |
     }
 
 
-@view_config(route_name="admin_ruleset_yaml", request_method="GET", permission="view", renderer=template("yaml"))
+@view_config(
+    route_name="admin_ruleset_yaml",
+    request_method="GET",
+    permission="view",
+    renderer=template("yaml"),
+)
 def yaml_editor(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     text = editing_text(ruleset)
     return _yaml_page(request, ruleset, text, check_text(request, ruleset.name, text))
 
 
-@view_config(route_name="admin_ruleset_yaml", request_method="POST", permission="edit", renderer=template("yaml"))
+@view_config(
+    route_name="admin_ruleset_yaml",
+    request_method="POST",
+    permission="edit",
+    renderer=template("yaml"),
+)
 def yaml_submit(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     # browsers post CRLF from a textarea; the stored text keeps the file's LF
@@ -232,9 +315,17 @@ def yaml_submit(request):
             return _yaml_page(request, ruleset, text, check, action)
         flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
         return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
-    versions.save_draft(request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor)
+    versions.save_draft(
+        request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor
+    )
     check = check_text(request, ruleset.name, text)
-    flash(request, "Draft saved." if check.ok else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.", "success" if check.ok else "warning")
+    flash(
+        request,
+        "Draft saved."
+        if check.ok
+        else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.",
+        "success" if check.ok else "warning",
+    )
     return HTTPSeeOther(request.route_url("admin_ruleset_yaml", name=ruleset.name))
 
 
@@ -243,7 +334,16 @@ def yaml_submit(request):
 FORM_BUTTONS = (deform.Button("save", "Save draft"), deform.Button("publish", "Publish"))
 
 
-def _form_page(request, ruleset, form, check: Check | None, unplaced=(), status: int = 200, yaml_error: str | None = None, html: str | None = None) -> dict:
+def _form_page(
+    request,
+    ruleset,
+    form,
+    check: Check | None,
+    unplaced=(),
+    status: int = 200,
+    yaml_error: str | None = None,
+    html: str | None = None,
+) -> dict:
     request.response.status_int = status
     return {
         "ruleset": ruleset,
@@ -257,7 +357,13 @@ def _form_page(request, ruleset, form, check: Check | None, unplaced=(), status:
 
 
 def _form_for(request, ruleset):
-    buttons = FORM_BUTTONS if request.has_permission("publish") else FORM_BUTTONS[:1] if request.has_permission("edit") else ()
+    buttons = (
+        FORM_BUTTONS
+        if request.has_permission("publish")
+        else FORM_BUTTONS[:1]
+        if request.has_permission("edit")
+        else ()
+    )
     schema = document_schema("ruleset", request)
     return schema, make_form(schema, request, buttons, "ruleset-form")
 
@@ -265,7 +371,11 @@ def _form_for(request, ruleset):
 def _show_problems(form, schema, check: Check) -> list:
     """Put the engine's problems on the form's fields; return those no field could take."""
     problems = list(check.problems) + [
-        Problem("test_failed", f"test {t.name!r} fails: {'; '.join(t.failures)}", f"tests[{i}]", t.line) for i, t in enumerate(check.tests or ()) if not t.passed
+        Problem(
+            "test_failed", f"test {t.name!r} fails: {'; '.join(t.failures)}", f"tests[{i}]", t.line
+        )
+        for i, t in enumerate(check.tests or ())
+        if not t.passed
     ]
     invalid, unplaced = schema_forms.field_errors(schema, problems)
     if invalid is not None:
@@ -273,7 +383,12 @@ def _show_problems(form, schema, check: Check) -> list:
     return unplaced
 
 
-@view_config(route_name="admin_ruleset_form", request_method="GET", permission="view", renderer=template("form"))
+@view_config(
+    route_name="admin_ruleset_form",
+    request_method="GET",
+    permission="view",
+    renderer=template("form"),
+)
 def form_editor(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     text = editing_text(ruleset)
@@ -281,14 +396,25 @@ def form_editor(request):
     try:
         data = schema_forms.to_plain(schema_forms.load_round_trip(text))
     except Exception as exc:  # ruamel raises many kinds; all mean "not YAML"
-        return _form_page(request, ruleset, None, None, yaml_error=f"The draft is not valid YAML ({exc.__class__.__name__}); fix it in the YAML editor.")
+        return _form_page(
+            request,
+            ruleset,
+            None,
+            None,
+            yaml_error=f"The draft is not valid YAML ({exc.__class__.__name__}); fix it in the YAML editor.",
+        )
     form.set_appstruct(schema_forms.to_form(schema, data if isinstance(data, dict) else {}))
     check = check_text(request, ruleset.name, text)
     unplaced = _show_problems(form, schema, check)
     return _form_page(request, ruleset, form, check, unplaced)
 
 
-@view_config(route_name="admin_ruleset_form", request_method="POST", permission="edit", renderer=template("form"))
+@view_config(
+    route_name="admin_ruleset_form",
+    request_method="POST",
+    permission="edit",
+    renderer=template("form"),
+)
 def form_submit(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     original = editing_text(ruleset)
@@ -308,9 +434,17 @@ def form_submit(request):
             return _form_page(request, ruleset, form, check, unplaced, status=422)
         flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
         return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
-    versions.save_draft(request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor)
+    versions.save_draft(
+        request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor
+    )
     check = check_text(request, ruleset.name, text)
-    flash(request, "Draft saved." if check.ok else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.", "success" if check.ok else "warning")
+    flash(
+        request,
+        "Draft saved."
+        if check.ok
+        else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.",
+        "success" if check.ok else "warning",
+    )
     return HTTPSeeOther(request.route_url("admin_ruleset_form", name=ruleset.name))
 
 
@@ -324,10 +458,20 @@ def rollback(request):
     try:
         if not number.isdigit():
             raise DocumentError([Problem("invalid_version", "choose a version number")])
-        version = versions.rollback(request.dbsession, request.admin_tenant.id, ruleset.name, int(number), author=request.admin_actor)
+        version = versions.rollback(
+            request.dbsession,
+            request.admin_tenant.id,
+            ruleset.name,
+            int(number),
+            author=request.admin_actor,
+        )
         reevaluate_pending(request, ruleset.name)
     except ApprovalRulesError as exc:
         flash(request, f"Nothing rolled back: {exc}", "error")
     else:
-        flash(request, f"Version {number} is active again, published as version {version.number}.", "success")
+        flash(
+            request,
+            f"Version {number} is active again, published as version {version.number}.",
+            "success",
+        )
     return HTTPSeeOther(request.route_url("admin_versions", name=ruleset.name))

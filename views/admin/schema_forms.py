@@ -95,7 +95,9 @@ class _Walker:
         key = f"{doc}#{pointer}"
         if key not in self._recursive:
             self._recursive[key] = False  # cut cycles while looking
-            self._recursive[key] = self._reaches(self.deref({"$ref": f"{doc}.schema.json#{pointer}"}, doc)[0], doc, key, set())
+            self._recursive[key] = self._reaches(
+                self.deref({"$ref": f"{doc}.schema.json#{pointer}"}, doc)[0], doc, key, set()
+            )
         return self._recursive[key]
 
     def _reaches(self, spec: Any, doc: str, target: str, seen: set) -> bool:
@@ -116,12 +118,19 @@ class _Walker:
 
     # -- nodes
 
-    def node(self, spec: dict, doc: str, name: str, required: bool, title: str | None = None) -> colander.SchemaNode:
+    def node(
+        self, spec: dict, doc: str, name: str, required: bool, title: str | None = None
+    ) -> colander.SchemaNode:
         title = title if title is not None else name.replace("_", " ")
         if "$ref" in spec:
             ref_doc, pointer = self._split_ref(spec["$ref"], doc)
             if self.is_recursive(ref_doc, pointer):
-                return yaml_node(name, title, required, spec.get("description") or self.deref(spec, doc)[0].get("description"))
+                return yaml_node(
+                    name,
+                    title,
+                    required,
+                    spec.get("description") or self.deref(spec, doc)[0].get("description"),
+                )
         spec, doc, defname = self.deref(spec, doc)
         description = spec.get("description", "")
         if defname == "money":
@@ -133,7 +142,13 @@ class _Walker:
                 options = [o for o in spec[union] if o.get("type") != "null"]
                 nullable = len(options) < len(spec[union])
                 if len(options) == 1:
-                    inner = self.node({**options[0], "description": description} if description else options[0], doc, name, required and not nullable, title)
+                    inner = self.node(
+                        {**options[0], "description": description} if description else options[0],
+                        doc,
+                        name,
+                        required and not nullable,
+                        title,
+                    )
                     inner.json_nullable = nullable
                     return inner
                 return yaml_node(name, title, required, description)
@@ -163,8 +178,12 @@ class _Walker:
             # object is filled in at all; deform always posts every field, so
             # that is checked by the mapping's validator, not by colander.
             node = colander.SchemaNode(
-                colander.Mapping(unknown="ignore"), name=name, title=title, description=description,
-                missing=colander.null if not required else colander.required, json_kind="object",
+                colander.Mapping(unknown="ignore"),
+                name=name,
+                title=title,
+                description=description,
+                missing=colander.null if not required else colander.required,
+                json_kind="object",
                 validator=None if required or not needed else _RequiredIfAny(needed),
             )
             for key, sub in properties.items():
@@ -175,14 +194,30 @@ class _Walker:
                 return yaml_node(name, title, required, description)
             self.depth += 1
             singular = name[:-1] if name.endswith("s") and len(name) > 3 else "entry"
-            item = colander.SchemaNode(colander.Mapping(unknown="ignore"), name="entry", title=singular.replace("_", " "), json_kind="entry")
-            key_spec = spec.get("propertyNames") or {"type": "string", "minLength": 1, "maxLength": 200}
+            item = colander.SchemaNode(
+                colander.Mapping(unknown="ignore"),
+                name="entry",
+                title=singular.replace("_", " "),
+                json_kind="entry",
+            )
+            key_spec = spec.get("propertyNames") or {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+            }
             item.add(self.node(key_spec, doc, "key", True, title="name"))
             item.add(self.node(additional, doc, "value", True, title=""))
             self.depth -= 1
             return colander.SchemaNode(
-                colander.Sequence(), item, name=name, title=title, description=description, missing=colander.null,
-                widget=deform.widget.SequenceWidget(add_subitem_text_template="Add ${subitem_title}", orderable=False),
+                colander.Sequence(),
+                item,
+                name=name,
+                title=title,
+                description=description,
+                missing=colander.null,
+                widget=deform.widget.SequenceWidget(
+                    add_subitem_text_template="Add ${subitem_title}", orderable=False
+                ),
                 json_kind="map",
             )
         return yaml_node(name, title, required, description)
@@ -192,8 +227,14 @@ class _Walker:
         if items.get("enum") and spec.get("uniqueItems"):
             values = [(v, v.replace("_", " ")) for v in items["enum"]]
             return colander.SchemaNode(
-                colander.Set(), name=name, title=title, description=description, missing=colander.null,
-                widget=deform.widget.CheckboxChoiceWidget(values=values, inline=True), json_kind="set", json_enum=list(items["enum"]),
+                colander.Set(),
+                name=name,
+                title=title,
+                description=description,
+                missing=colander.null,
+                widget=deform.widget.CheckboxChoiceWidget(values=values, inline=True),
+                json_kind="set",
+                json_enum=list(items["enum"]),
             )
         if items.get("type") == "string" and "enum" not in items:
             # a list of plain strings (SKUs, account ids): one per line keeps
@@ -212,9 +253,16 @@ class _Walker:
         if spec.get("minItems") or spec.get("maxItems"):
             validator = colander.Length(min=spec.get("minItems"), max=spec.get("maxItems"))
         return colander.SchemaNode(
-            colander.Sequence(), child, name=name, title=title, description=description,
-            missing=colander.null if not required else colander.required, validator=validator,
-            widget=deform.widget.SequenceWidget(add_subitem_text_template="Add ${subitem_title}", orderable=False),
+            colander.Sequence(),
+            child,
+            name=name,
+            title=title,
+            description=description,
+            missing=colander.null if not required else colander.required,
+            validator=validator,
+            widget=deform.widget.SequenceWidget(
+                add_subitem_text_template="Add ${subitem_title}", orderable=False
+            ),
             json_kind="array",
         )
 
@@ -226,7 +274,9 @@ class _RequiredIfAny:
         self.names = names
 
     def __call__(self, node, value):
-        if not isinstance(value, dict) or all(_empty(v) or v == [] or v == set() for v in value.values()):
+        if not isinstance(value, dict) or all(
+            _empty(v) or v == [] or v == set() for v in value.values()
+        ):
             return
         error = colander.Invalid(node, "")
         for index, child in enumerate(node.children):
@@ -244,8 +294,14 @@ def yaml_node(name, title, required, description) -> colander.SchemaNode:
     """A YAML snippet in a small textarea: recursive or free-form parts (conditions, orders)."""
     hint = (description + " " if description else "") + "(YAML, e.g. {total: {gt: 500}})"
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=hint, missing=_optional(required),
-        widget=deform.widget.TextAreaWidget(rows=2, css_class="yaml-snippet"), validator=_valid_yaml, json_kind="yaml",
+        colander.String(),
+        name=name,
+        title=title,
+        description=hint,
+        missing=_optional(required),
+        widget=deform.widget.TextAreaWidget(rows=2, css_class="yaml-snippet"),
+        validator=_valid_yaml,
+        json_kind="yaml",
     )
 
 
@@ -258,9 +314,14 @@ def _valid_yaml(node, value):
 
 def lines_node(items, name, title, required, description, spec) -> colander.SchemaNode:
     """A list of strings as a textarea, one per line."""
+
     def validate(node, value):
         entries = split_lines(value)
-        problems = [f"{e!r} is longer than {items['maxLength']} characters" for e in entries if items.get("maxLength") and len(e) > items["maxLength"]]
+        problems = [
+            f"{e!r} is longer than {items['maxLength']} characters"
+            for e in entries
+            if items.get("maxLength") and len(e) > items["maxLength"]
+        ]
         if spec.get("uniqueItems") and len(set(entries)) != len(entries):
             problems.append("an entry is listed twice")
         if spec.get("minItems") and len(entries) < spec["minItems"]:
@@ -269,8 +330,14 @@ def lines_node(items, name, title, required, description, spec) -> colander.Sche
             raise colander.Invalid(node, "; ".join(problems))
 
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=((description + " ") if description else "") + "One per line.",
-        missing=_optional(required), widget=deform.widget.TextAreaWidget(rows=2, css_class="lines"), validator=validate, json_kind="lines",
+        colander.String(),
+        name=name,
+        title=title,
+        description=((description + " ") if description else "") + "One per line.",
+        missing=_optional(required),
+        widget=deform.widget.TextAreaWidget(rows=2, css_class="lines"),
+        validator=validate,
+        json_kind="lines",
     )
 
 
@@ -280,9 +347,16 @@ def split_lines(text: str) -> list[str]:
 
 def money_node(name, title, required, description) -> colander.SchemaNode:
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=description or "An amount, e.g. 500 or 999999.99",
-        missing=_optional(required), json_kind="money",
-        validator=colander.Regex(MONEY_RE, "an amount: digits, optionally a dot and up to 4 decimals (e.g. 500 or 1250.50)"),
+        colander.String(),
+        name=name,
+        title=title,
+        description=description or "An amount, e.g. 500 or 999999.99",
+        missing=_optional(required),
+        json_kind="money",
+        validator=colander.Regex(
+            MONEY_RE,
+            "an amount: digits, optionally a dot and up to 4 decimals (e.g. 500 or 1250.50)",
+        ),
         widget=deform.widget.TextInputWidget(attributes={"inputmode": "decimal"}),
     )
 
@@ -290,8 +364,13 @@ def money_node(name, title, required, description) -> colander.SchemaNode:
 def amount_node(name, title, required, description) -> colander.SchemaNode:
     """Money, or one amount per priced currency written as YAML ({USD: 500, EUR: 450})."""
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=description or "An amount, e.g. 500, or per currency: {USD: 500, EUR: 450}",
-        missing=_optional(required), json_kind="amount", validator=_valid_amount,
+        colander.String(),
+        name=name,
+        title=title,
+        description=description or "An amount, e.g. 500, or per currency: {USD: 500, EUR: 450}",
+        missing=_optional(required),
+        json_kind="amount",
+        validator=_valid_amount,
         widget=deform.widget.TextInputWidget(attributes={"inputmode": "decimal"}),
     )
 
@@ -303,14 +382,25 @@ def _valid_amount(node, value):
         parsed = parse_snippet(value)
     except ValueError as exc:
         raise colander.Invalid(node, str(exc)) from None
-    if not isinstance(parsed, dict) or not all(isinstance(v, (int, float, str, Decimal)) and not isinstance(v, bool) for v in parsed.values()):
-        raise colander.Invalid(node, "an amount (e.g. 500 or 1250.50) or one per currency: {USD: 500, EUR: 450}")
+    if not isinstance(parsed, dict) or not all(
+        isinstance(v, (int, float, str, Decimal)) and not isinstance(v, bool)
+        for v in parsed.values()
+    ):
+        raise colander.Invalid(
+            node, "an amount (e.g. 500 or 1250.50) or one per currency: {USD: 500, EUR: 450}"
+        )
 
 
 def number_node(name, title, required, description) -> colander.SchemaNode:
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=description, missing=_optional(required), json_kind="money",
-        validator=colander.Regex(NUMBER_RE, "a number"), widget=deform.widget.TextInputWidget(attributes={"inputmode": "decimal"}),
+        colander.String(),
+        name=name,
+        title=title,
+        description=description,
+        missing=_optional(required),
+        json_kind="money",
+        validator=colander.Regex(NUMBER_RE, "a number"),
+        widget=deform.widget.TextInputWidget(attributes={"inputmode": "decimal"}),
     )
 
 
@@ -318,25 +408,47 @@ def string_node(spec, name, title, required, description) -> colander.SchemaNode
     if "enum" in spec:
         values = ([] if required else [("", "(default)")]) + [(v, v) for v in spec["enum"]]
         return colander.SchemaNode(
-            colander.String(), name=name, title=title, description=description, missing=_optional(required),
-            validator=colander.OneOf(spec["enum"]), widget=deform.widget.SelectWidget(values=values), json_kind="string",
+            colander.String(),
+            name=name,
+            title=title,
+            description=description,
+            missing=_optional(required),
+            validator=colander.OneOf(spec["enum"]),
+            widget=deform.widget.SelectWidget(values=values),
+            json_kind="string",
         )
     validators = []
     if spec.get("minLength") or spec.get("maxLength"):
         validators.append(colander.Length(min=spec.get("minLength"), max=spec.get("maxLength")))
     if spec.get("pattern"):
-        validators.append(colander.Regex(spec["pattern"], spec.get("description") or f"must match {spec['pattern']}"))
+        validators.append(
+            colander.Regex(
+                spec["pattern"], spec.get("description") or f"must match {spec['pattern']}"
+            )
+        )
     long_text = (spec.get("maxLength") or 0) > 200
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=description, missing=_optional(required),
-        validator=colander.All(*validators) if validators else None, json_kind="string",
-        widget=deform.widget.TextAreaWidget(rows=2) if long_text else deform.widget.TextInputWidget(),
+        colander.String(),
+        name=name,
+        title=title,
+        description=description,
+        missing=_optional(required),
+        validator=colander.All(*validators) if validators else None,
+        json_kind="string",
+        widget=deform.widget.TextAreaWidget(rows=2)
+        if long_text
+        else deform.widget.TextInputWidget(),
     )
 
 
 def integer_node(spec, name, title, required, description) -> colander.SchemaNode:
     return colander.SchemaNode(
-        colander.Integer(), name=name, title=title, description=description, missing=_optional(required), json_kind="integer",
+        colander.Integer(),
+        name=name,
+        title=title,
+        description=description,
+        missing=_optional(required),
+        json_kind="integer",
         validator=colander.Range(min=spec.get("minimum"), max=spec.get("maximum")),
         widget=deform.widget.TextInputWidget(attributes={"inputmode": "numeric"}),
     )
@@ -347,13 +459,26 @@ def boolean_node(name, title, required, description) -> colander.SchemaNode:
     if found:
         default = found.group(1) == "true"
         return colander.SchemaNode(
-            colander.Boolean(), name=name, title=title, description=description, missing=default, default=default,
-            widget=deform.widget.CheckboxWidget(), json_kind="boolean", json_default=default,
+            colander.Boolean(),
+            name=name,
+            title=title,
+            description=description,
+            missing=default,
+            default=default,
+            widget=deform.widget.CheckboxWidget(),
+            json_kind="boolean",
+            json_default=default,
         )
     # no documented default: a checkbox could not say "not set here, inherit"
     return colander.SchemaNode(
-        colander.String(), name=name, title=title, description=description, missing=colander.null,
-        widget=deform.widget.SelectWidget(values=TRI_STATE), validator=colander.OneOf(["true", "false"]), json_kind="tristate",
+        colander.String(),
+        name=name,
+        title=title,
+        description=description,
+        missing=colander.null,
+        widget=deform.widget.SelectWidget(values=TRI_STATE),
+        validator=colander.OneOf(["true", "false"]),
+        json_kind="tristate",
     )
 
 
@@ -425,13 +550,25 @@ def to_form(node: colander.SchemaNode, value: Any) -> Any:
     if kind == "object":
         if not isinstance(value, dict):
             return colander.null
-        return {child.name: to_form(child, value.get(child.name, MISSING)) for child in node.children if child.json_kind != "skip"}
+        return {
+            child.name: to_form(child, value.get(child.name, MISSING))
+            for child in node.children
+            if child.json_kind != "skip"
+        }
     if kind == "map":
         entry = node.children[0]
         key_node, value_node = entry.children
-        return [{"key": k, "value": to_form(value_node, v)} for k, v in value.items()] if isinstance(value, dict) else colander.null
+        return (
+            [{"key": k, "value": to_form(value_node, v)} for k, v in value.items()]
+            if isinstance(value, dict)
+            else colander.null
+        )
     if kind == "array":
-        return [to_form(node.children[0], v) for v in value] if isinstance(value, list) else colander.null
+        return (
+            [to_form(node.children[0], v) for v in value]
+            if isinstance(value, list)
+            else colander.null
+        )
     if kind == "set":
         return set(value) if isinstance(value, list) else colander.null
     if kind == "lines":
@@ -475,7 +612,9 @@ def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> 
         for child in node.children:
             if child.json_kind == "skip":
                 continue
-            value = from_form(child, appstruct.get(child.name, colander.null), old_map.get(child.name, MISSING))
+            value = from_form(
+                child, appstruct.get(child.name, colander.null), old_map.get(child.name, MISSING)
+            )
             if value is not MISSING:
                 result[child.name] = value
         if not result and not (isinstance(old, dict) and not old):
@@ -488,7 +627,9 @@ def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> 
         old_map = old if isinstance(old, dict) else {}
         result = {}
         for entry in appstruct:
-            value = from_form(value_node, entry.get("value", colander.null), old_map.get(entry["key"], MISSING))
+            value = from_form(
+                value_node, entry.get("value", colander.null), old_map.get(entry["key"], MISSING)
+            )
             result[entry["key"]] = {} if value is MISSING else value
         return result
     if kind == "array":
@@ -540,7 +681,10 @@ def _aligned(old: Any, items: list, child: colander.SchemaNode) -> list:
     olds = old if isinstance(old, list) else []
     if child.json_kind == "object" and any(c.name == "name" for c in child.children):
         by_name = {o.get("name"): o for o in olds if isinstance(o, dict)}
-        return [by_name.get(item.get("name"), MISSING) if isinstance(item, dict) else MISSING for item in items]
+        return [
+            by_name.get(item.get("name"), MISSING) if isinstance(item, dict) else MISSING
+            for item in items
+        ]
     return [olds[i] if i < len(olds) else MISSING for i in range(len(items))]
 
 
@@ -560,9 +704,16 @@ def _equivalent(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_equivalent(x, y) for x, y in zip(a, b))
     numeric = (int, float, Decimal)
-    if isinstance(a, numeric) and isinstance(b, numeric) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, numeric)
+        and isinstance(b, numeric)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return Decimal(str(a)) == Decimal(str(b))
-    return type(a) is type(b) and a == b if not isinstance(a, str) else isinstance(b, str) and a == b
+    return (
+        type(a) is type(b) and a == b if not isinstance(a, str) else isinstance(b, str) and a == b
+    )
 
 
 # ------------------------------------------------------------------ YAML round trip
@@ -617,7 +768,10 @@ def merge(old: Any, new: Any) -> Any:
         if names != old_names and all(names) and all(old_names):
             # steps added, removed or moved: keep each surviving item (and its comments)
             by_name = {item["name"]: item for item in old}
-            rebuilt = [merge(by_name[n], item) if n in by_name else _fresh(item) for n, item in zip(names, new)]
+            rebuilt = [
+                merge(by_name[n], item) if n in by_name else _fresh(item)
+                for n, item in zip(names, new)
+            ]
             del old[:]
             old.extend(rebuilt)
             return old
@@ -628,7 +782,7 @@ def merge(old: Any, new: Any) -> Any:
                     old[index] = merged
             else:
                 old.append(_fresh(value))
-        del old[len(new):]
+        del old[len(new) :]
         return old
     if _equivalent(to_plain(old), to_plain(new)) and type(to_plain(old)) is type(to_plain(new)):
         return old
@@ -672,7 +826,9 @@ def save_into_yaml(original: str, new_data: dict) -> str:
     if len(old_lines) != len(base_lines):
         return changed
     out: list[str] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, base_lines, new_lines, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, base_lines, new_lines, autojunk=False
+    ).get_opcodes():
         out.extend(old_lines[i1:i2] if tag == "equal" else new_lines[j1:j2])
     text = "".join(out)
     if original and not original.endswith("\n") and text.endswith("\n"):
@@ -698,7 +854,9 @@ def field_errors(node: colander.SchemaNode, problems) -> tuple[colander.Invalid 
             unplaced.append(problem)
             continue
         invalid, _ = target
-        invalid.msg = (invalid.msg + "; " if invalid.msg and invalid.msg != "." else "") + problem.message
+        invalid.msg = (
+            invalid.msg + "; " if invalid.msg and invalid.msg != "." else ""
+        ) + problem.message
         placed = True
     return (top if placed else None), unplaced
 
@@ -723,7 +881,19 @@ def _locate(node, invalid, parts):
         return None
     if kind == "array" and isinstance(head, int):
         return _locate(node.children[0], _child_invalid(invalid, node.children[0], head), rest)
-    if kind in ("yaml", "money", "amount", "string", "integer", "boolean", "tristate", "set", "map", "array", "lines"):
+    if kind in (
+        "yaml",
+        "money",
+        "amount",
+        "string",
+        "integer",
+        "boolean",
+        "tristate",
+        "set",
+        "map",
+        "array",
+        "lines",
+    ):
         return (invalid, node)  # the deepest field there is holds the message
     return None
 

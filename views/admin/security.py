@@ -28,6 +28,7 @@ ROLE_PERMISSIONS = {
     "viewer": ("view",),
 }
 
+
 # argon2 costs the same whether or not the login exists, so timing does not
 # reveal which logins exist; this hash is verified when the user is unknown
 @functools.cache
@@ -40,7 +41,9 @@ def _dummy_user() -> AdminUser:
 class AdminRoot:
     """Context of every admin route: the ACL mapping roles to permissions."""
 
-    __acl__ = [(Allow, f"role:{role}", permissions) for role, permissions in ROLE_PERMISSIONS.items()]
+    __acl__ = [
+        (Allow, f"role:{role}", permissions) for role, permissions in ROLE_PERMISSIONS.items()
+    ]
 
     def __init__(self, request):
         self.request = request
@@ -83,7 +86,9 @@ def principals_for(user: AdminUser | None) -> list[str]:
 def authenticate(session, tenant_slug: str, login: str, password: str) -> AdminUser | None:
     """The admin user for these credentials, or None; the password is checked with argon2."""
     user = session.scalar(
-        select(AdminUser).join(Tenant, AdminUser.tenant_id == Tenant.id).where(Tenant.slug == tenant_slug, AdminUser.login == login)
+        select(AdminUser)
+        .join(Tenant, AdminUser.tenant_id == Tenant.id)
+        .where(Tenant.slug == tenant_slug, AdminUser.login == login)
     )
     if user is None:
         verify_admin_password(_dummy_user(), password)
