@@ -21,8 +21,8 @@ def _read(path: str) -> str:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ApprovalRulesError("unreadable_file", f"{path}: {exc.strerror}") from None
+    from .engine.load import MAX_BYTES
     from .errors import DocumentTooLarge, Problem
-    from .loader import MAX_BYTES
 
     if len(data) > MAX_BYTES:
         raise DocumentTooLarge(
@@ -46,7 +46,7 @@ def _read(path: str) -> str:
 
 def _check(path: str):
     from .engine import folder_resolver
-    from .validate import check_ruleset
+    from .engine.check import check_ruleset
 
     return check_ruleset(_read(path), path, folder_resolver(Path(path).parent))
 
@@ -82,8 +82,8 @@ def directory_for(ruleset_path: str, explicit: str | None):
 
 
 def cmd_test(args) -> int:
-    from .policy import compile_policy
-    from .testing import run_tests
+    from .engine.policy import compile_policy
+    from .engine.ruletests import run_tests
 
     passed = failed = 0
     status = EXIT_OK
@@ -122,8 +122,8 @@ def cmd_test(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .engine import load_directory
-    from .loader import load_document
-    from .policy import compile_policy
+    from .engine.load import load_document
+    from .engine.policy import compile_policy
 
     checked = _check(args.file)
     policy = compile_policy(checked)
@@ -136,7 +136,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .validate import schema
+    from .engine.check import schema
 
     print(json.dumps(schema(args.name), indent=2))
     return EXIT_OK

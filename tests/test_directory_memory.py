@@ -1,7 +1,7 @@
 """The directory contract, run against the in-memory directory."""
 
-from approvalrules.directory import MemoryDirectory
-from approvalrules.testing_directory import DirectoryContract
+from approvalrules.engine.directory import MemoryDirectory
+from approvalrules.engine.directory_contract import DirectoryContract
 
 
 class TestMemoryDirectory(DirectoryContract):

@@ -13,9 +13,9 @@ from pyramid.view import view_config, view_defaults
 from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
-from approvalrules.durations import isoformat, parse_instant
+from approvalrules.engine.durations import isoformat, parse_instant
+from approvalrules.engine.money import format_amount
 from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
-from approvalrules.money import format_amount
 from approvalrules.store.models import ApprovalAction, ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import DirectoryService, find_api_key
 from approvalrules.workflow import service
@@ -475,7 +475,7 @@ class StorefrontApi:
             },
             required=("approver", "account", "company"),
         )
-        from approvalrules.money import parse_amount
+        from approvalrules.engine.money import parse_amount
 
         for key in ("threshold", "limit"):
             if body.get(key) is not None:
@@ -561,7 +561,7 @@ def directory_body(request, fields: dict, required: tuple = ()) -> dict:
 
 def _check_settings(settings: dict) -> None:
     """Membership settings follow the rule-set schema's ``settings`` definition."""
-    from approvalrules.validate import validator
+    from approvalrules.engine.check import validator
 
     errors = sorted(
         validator("ruleset")

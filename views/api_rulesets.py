@@ -10,9 +10,9 @@ from __future__ import annotations
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import select
 
-from approvalrules.durations import isoformat
+from approvalrules.engine.durations import isoformat
+from approvalrules.engine.load import MAX_BYTES
 from approvalrules.errors import ApprovalRulesError, NotFound
-from approvalrules.loader import MAX_BYTES
 from approvalrules.store import versions
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.models import RuleSet

@@ -7,7 +7,7 @@ import functools
 
 from pyramid.view import view_config
 
-from approvalrules.validate import schema
+from approvalrules.engine.check import schema
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -1,7 +1,7 @@
-"""The engine's :class:`~approvalrules.directory.Directory`, read from the database.
+"""The engine's :class:`~approvalrules.engine.directory.Directory`, read from the database.
 
 Ids handed to the engine are the external ids; records are the frozen
-dataclasses of ``approvalrules.directory``.  Each answer is memoised for the
+dataclasses of ``approvalrules.engine.directory``.  Each answer is memoised for the
 life of the object, which is meant to live for one request or one evaluation.
 Ordering is done in Python so that it matches :class:`MemoryDirectory`
 whatever the database collation.
@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session, aliased
 
-from .. import directory as d
+from ..engine import directory as d
 from .db import TenantCache
 from .models import Account, Assignment, Company, Delegation, Group, Membership
 

@@ -72,7 +72,7 @@ def _read_text(path: Path) -> str:
 
 
 def _read_rule_file(path: Path) -> _RuleFile:
-    from ..loader import load_document
+    from ..engine.load import load_document
 
     text = _read_text(path)
     doc = load_document(text, str(path))
@@ -118,7 +118,7 @@ def _tenant_plan(folder: Path) -> list[dict[str, Any]]:
     path = folder / TENANTS_FILE
     if not path.is_file():
         return [{"slug": DEFAULT_TENANT}]
-    from ..loader import load_document
+    from ..engine.load import load_document
 
     data = load_document(_read_text(path), str(path)).data or {}
     tenants = data.get("tenants", data) if isinstance(data, dict) else data
@@ -194,8 +194,8 @@ def load_folder(session: Session, folder: str | Path, author: str = "importer") 
 
 
 def _load_directory_file(service: DirectoryService, path: Path) -> None:
-    from ..directory import records_from_dict
-    from ..validate import check_directory
+    from ..engine.check import check_directory
+    from ..engine.directory import records_from_dict
 
     doc = check_directory(_read_text(path), str(path))
     try:

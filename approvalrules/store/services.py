@@ -805,7 +805,7 @@ class DirectoryService:
         step: str | None = None,
     ) -> Delegation:
         """Let ``delegate`` approve for ``delegator`` in a period; refused when it would close a loop."""
-        from .. import directory as records
+        from ..engine import directory as records
         from .directory import SqlDirectory
 
         delegator, delegate = self.account(delegator_id), self.account(delegate_id)
@@ -1008,7 +1008,7 @@ class DirectoryService:
     # fixtures
 
     def load_records(self, records: Mapping[str, Iterable[Any]]) -> None:
-        """Upsert the records of ``approvalrules.directory.records_from_dict``.
+        """Upsert the records of ``approvalrules.engine.directory.records_from_dict``.
 
         Members whose group changes leave their old group first, so a fixture
         that moves people between groups loads; one that puts an account in two
@@ -1068,6 +1068,6 @@ class DirectoryService:
 
     def load_fixture(self, data: Mapping[str, Any]) -> None:
         """Upsert a directory fixture (the format of ``schemas/directory.schema.json``)."""
-        from ..directory import records_from_dict
+        from ..engine.directory import records_from_dict
 
         self.load_records(records_from_dict(data))

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..directory import Account as DirectoryAccount
-from ..money import format_amount
-from ..policy import Decision
+from ..engine.directory import Account as DirectoryAccount
+from ..engine.money import format_amount
+from ..engine.policy import Decision
 from ..store import versions
 from ..store.directory import snapshot
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant

@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError as StaleData
 
-from ..durations import isoformat, parse_duration, parse_instant
+from ..engine.durations import isoformat, parse_duration, parse_instant
+from ..engine.money import format_amount, parse_amount
+from ..engine.policy import Decision, Policy, priced_total
+from ..engine.policy import Order as EngineOrder
 from ..errors import ApprovalRulesError, Conflict, Forbidden, NotFound, OrderError
-from ..money import format_amount, parse_amount
-from ..policy import Decision, Policy, priced_total
-from ..policy import Order as EngineOrder
 from ..store import versions
 from ..store.directory import SqlDirectory, snapshot
 from ..store.models import (

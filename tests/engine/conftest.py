@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from approvalrules.directory import MemoryDirectory
 from approvalrules.engine import compile_ruleset
+from approvalrules.engine.check import ValidatedRuleSet, check_ruleset
+from approvalrules.engine.directory import MemoryDirectory
+from approvalrules.engine.policy import Policy
 from approvalrules.errors import DocumentError, Problem
-from approvalrules.policy import Policy
-from approvalrules.validate import ValidatedRuleSet, check_ruleset
 
 NOW = "2026-01-15T12:00:00Z"
 
@@ -135,7 +135,7 @@ def load_in_subprocess(text: str, timeout: float = 60) -> subprocess.CompletedPr
     """
     code = (
         "import sys, json\n"
-        "from approvalrules.loader import load_document\n"
+        "from approvalrules.engine.load import load_document\n"
         "from approvalrules.errors import DocumentError\n"
         "text = sys.stdin.read()\n"
         "try:\n"

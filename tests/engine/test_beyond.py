@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvalrules.directory import Directory, records_from_dict
+from approvalrules.engine.check import check_directory
+from approvalrules.engine.directory import Directory, records_from_dict
 from approvalrules.errors import DirectoryError
-from approvalrules.validate import check_directory
 
 from .conftest import (
     BASE_DIRECTORY,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvalrules.currencies import amount_positions, in_currency
 from approvalrules.diff import behavioural_diff
+from approvalrules.engine.currencies import amount_positions, in_currency
 from approvalrules.errors import OrderError
 
 from .conftest import BASE_DIRECTORY, NOW, make_directory, make_policy, problems_of, ruleset

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import pytest
 
+from approvalrules.engine.policy import Order
 from approvalrules.errors import OrderError
-from approvalrules.policy import Order
 
 from .conftest import (
     BASE_DIRECTORY,

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from approvalrules.engine.check import check_ruleset
+from approvalrules.engine.load import MAX_BYTES, MAX_DEPTH, load_document
 from approvalrules.errors import DocumentError, DocumentTooLarge
-from approvalrules.loader import MAX_BYTES, MAX_DEPTH, load_document
-from approvalrules.validate import check_ruleset
 
 from .conftest import load_in_subprocess, only_problem, problems_of
 
@@ -406,7 +406,7 @@ class _ScannerAtItsNestingLimit:
 
 
 def test_pyyaml_nesting_guard_is_reported_as_too_deep_with_line_and_path(monkeypatch):
-    import approvalrules.loader as loader
+    import approvalrules.engine.load as loader
 
     monkeypatch.setattr(loader, "_Parser", lambda text: _ScannerAtItsNestingLimit(depth=3, line=2))
     p = load_problem("ruleset: x\ndescription: [[[]]]\n", "deep.yaml")
@@ -419,7 +419,7 @@ def test_pyyaml_nesting_guard_is_reported_as_too_deep_with_line_and_path(monkeyp
 def test_other_scanner_errors_stay_syntax_errors(monkeypatch):
     import yaml
 
-    import approvalrules.loader as loader
+    import approvalrules.engine.load as loader
 
     class Broken(_ScannerAtItsNestingLimit):
         def __init__(self):

@@ -9,9 +9,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from approvalrules.engine.check import check_ruleset
+from approvalrules.engine.load import load_document
 from approvalrules.errors import DocumentError
-from approvalrules.loader import load_document
-from approvalrules.validate import check_ruleset
 
 from .conftest import BASE_DIRECTORY, BASE_ROLES, NOW, make_directory, make_policy, to_yaml
 

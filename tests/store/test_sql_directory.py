@@ -2,9 +2,9 @@
 
 import pytest
 
+from approvalrules.engine.directory_contract import FIXTURE, DirectoryContract
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.services import DirectoryService, ensure_tenant
-from approvalrules.testing_directory import FIXTURE, DirectoryContract
 
 
 class TestSqlDirectory(DirectoryContract):

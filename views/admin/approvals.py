@@ -16,7 +16,7 @@ from pyramid.view import view_config
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from approvalrules.durations import parse_instant
+from approvalrules.engine.durations import parse_instant
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.store.models import REQUEST_STATUSES, ApprovalEligibility, ApprovalRequest, Order
 from approvalrules.store.services import audit

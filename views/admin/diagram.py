@@ -1,7 +1,7 @@
 """The approval chain of a rule set as a server-rendered SVG picture.
 
 Pure function of the (resolved) rule-set data: one box per step, top to
-bottom, each with its condition (``approvalrules.conditions.describe``), its
+bottom, each with its condition (``approvalrules.engine.conditions.describe``), its
 approver selectors and the approvals required, between an "order" start and
 an "approved" end.  No JavaScript, no external assets.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from approvalrules.conditions import describe
+from approvalrules.engine.conditions import describe
 
 WIDTH = 640
 BOX_X = 20

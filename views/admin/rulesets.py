@@ -94,8 +94,8 @@ def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
 
 def rule_tests(request, checked) -> list:
     """Run the rule set's own tests against the tenant's directory."""
-    from approvalrules.policy import compile_policy
-    from approvalrules.testing import run_tests
+    from approvalrules.engine.policy import compile_policy
+    from approvalrules.engine.ruletests import run_tests
 
     return run_tests(
         checked, compile_policy(checked), SqlDirectory(request.dbsession, request.admin_tenant.id)

@@ -1,7 +1,7 @@
 """Deform forms generated from the JSON Schema, and saving them back into YAML without losing it.
 
 One source of truth: :func:`build_schema` walks ``schemas/ruleset.schema.json``
-(or any schema of ``approvalrules.validate.SCHEMA_NAMES``) and makes the
+(or any schema of ``approvalrules.engine.check.SCHEMA_NAMES``) and makes the
 colander schema; nothing here names a rule-set field.  The mapping:
 
 =============================================  ===========================================
@@ -41,7 +41,7 @@ import deform
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from approvalrules.validate import schema as load_schema
+from approvalrules.engine.check import schema as load_schema
 
 #: "the key is absent" (as opposed to present with the value None)
 MISSING = object()
@@ -496,8 +496,8 @@ def build_schema(name: str = "ruleset") -> colander.SchemaNode:
 
 def parse_snippet(text: str) -> Any:
     """Plain data from a YAML snippet, with the engine's safe loader (YAML 1.2, limits)."""
+    from approvalrules.engine.load import load_document
     from approvalrules.errors import DocumentError
-    from approvalrules.loader import load_document
 
     try:
         return load_document(text, "field").data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from .errors import OrderError
+from ..errors import OrderError
 
 #: ISO 4217 codes accepted in rule sets and orders.  A closed list, so that a
 #: typo ("USS") is an error rather than a silently separate currency.

@@ -17,9 +17,9 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import OrderError
 from .conditions import COMPARATORS
 from .directory import Directory
-from .errors import OrderError
 from .money import format_amount, parse_amount, to_cents
 
 #: the settings whose values are money

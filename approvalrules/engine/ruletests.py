@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import ApprovalRulesError
+from .check import ValidatedRuleSet
 from .directory import Directory
 from .durations import parse_duration, parse_instant
-from .errors import ApprovalRulesError
 from .policy import Decision, Policy
-from .validate import ValidatedRuleSet
 
 DEFAULT_NOW = "2026-01-15T12:00:00Z"
 

@@ -20,6 +20,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import OrderError
+from .check import ValidatedRuleSet
 from .conditions import Facts, Line, compile_predicates, describe, explain_parts, render_explanation
 from .currencies import (
     MONEY_SETTINGS,
@@ -31,9 +33,7 @@ from .currencies import (
 )
 from .directory import MAX_DELEGATION_DEPTH, Account, Directory, Membership
 from .durations import isoformat, parse_duration, parse_instant
-from .errors import OrderError
 from .money import CURRENCIES, format_amount, parse_amount, to_cents
-from .validate import ValidatedRuleSet
 
 ORDER_TYPES = ("regular", "bulk", "quote", "subscription")
 OUTCOMES = ("approved", "pending", "blocked", "held")
@@ -546,7 +546,7 @@ def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> Pol
 
     A rule set that prices several currencies (``currencies``, per-currency
     amounts) compiles into its own currency's policy holding one variant per
-    other priced currency, each with plain amounts (see ``approvalrules.currencies``).
+    other priced currency, each with plain amounts (see ``approvalrules.engine.currencies``).
     """
     data = checked.resolved
     priced = priced_currencies(data)

@@ -5,7 +5,7 @@ companies, accounts, memberships, groups and assignments.  This module holds
 the interface, the immutable records it returns, and :class:`MemoryDirectory`,
 built from a YAML/dict fixture, which the engine's tests and the CLI use.  The
 store supplies a SQL implementation of the same interface, and
-``approvalrules.testing_directory`` holds the contract tests both must pass.
+``approvalrules.engine.directory_contract`` holds the contract tests both must pass.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
-from .errors import DirectoryError
+from ..errors import DirectoryError
 from .money import parse_amount
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -287,7 +287,7 @@ class MemoryDirectory(Directory):
         """Build from the fixture format of ``schemas/directory.schema.json``.
 
         The caller validates ``data`` against the schema first (see
-        ``approvalrules.validate.validate_directory``); this only converts.
+        ``approvalrules.engine.check.validate_directory``); this only converts.
         """
         return cls(**records_from_dict(data))
 

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from yaml.reader import ReaderError
 
-from .errors import DocumentError, DocumentTooLarge, Problem
+from ..errors import DocumentError, DocumentTooLarge, Problem
 
 try:  # libyaml parses ~10x faster; the pure parser is the fall-back
     from yaml._yaml import CParser as _Parser

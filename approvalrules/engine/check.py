@@ -17,9 +17,9 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
+from ..errors import DocumentError, Problem
 from .currencies import base_currency, currency_problems, in_currency, priced_currencies
-from .errors import DocumentError, Problem
-from .loader import Document, load_document
+from .load import Document, load_document
 
 SCHEMA_NAMES = ("ruleset", "directory", "order")
 

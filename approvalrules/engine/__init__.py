@@ -11,11 +11,11 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from ..errors import DocumentError
+from .check import Resolver, ValidatedRuleSet, check_directory, check_document, check_ruleset
 from .directory import Directory, MemoryDirectory
-from .errors import DocumentError
-from .loader import Document, load_document
+from .load import Document, load_document
 from .policy import Decision, Order, Policy, compile_policy, data_hash, text_hash
-from .validate import Resolver, ValidatedRuleSet, check_directory, check_document, check_ruleset
 
 __all__ = [
     "Decision",
@@ -100,7 +100,7 @@ def compile_ruleset(
 
 def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirectory:
     """Load and validate a directory fixture into a :class:`MemoryDirectory`."""
-    from .errors import DirectoryError
+    from ..errors import DirectoryError
 
     doc = check_directory(text, source)
     try:

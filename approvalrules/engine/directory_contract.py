@@ -1,4 +1,4 @@
-"""The contract every :class:`~approvalrules.directory.Directory` must keep.
+"""The contract every :class:`~approvalrules.engine.directory.Directory` must keep.
 
 Kinto-style: subclass :class:`DirectoryContract` in a test module, name the
 subclass ``Test...`` and implement :meth:`DirectoryContract.make_directory`;
