@@ -1,4 +1,6 @@
-"""The merchant admin (Deform forms, YAML editor, versions, diff, directory, delegations, approvals).
+"""The merchant admin.
+
+Deform forms, YAML editor, versions, diff, directory, delegations, approvals.
 
 ``includeme`` wires sessions, the security policy, CSRF, the admin routes and
 deform's static assets; the views themselves are found by the app's

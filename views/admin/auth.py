@@ -117,7 +117,8 @@ def bad_csrf(exc, request):
         request,
         400,
         "Form expired",
-        "The form was missing its security token or it had expired. Go back, reload the page and try again.",
+        "The form was missing its security token or it had expired. "
+        "Go back, reload the page and try again.",
     )
 
 
