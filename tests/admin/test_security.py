@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import webtest
 from pyramid.interfaces import IRoutesMapper
 from sqlalchemy import select
 
@@ -127,6 +128,22 @@ def test_login_never_redirects_outside_the_admin(app):
 def test_logout_ends_the_session(owner):
     owner.post("/admin/logout", {"csrf_token": csrf(owner)}, status=303)
     assert owner.get("/admin/rulesets").status_int == 302
+
+
+def test_a_cookie_copied_before_logout_is_dead_after_it(owner, admin_app):
+    captured = owner.cookies["approvalrules_admin"]
+    owner.post("/admin/logout", {"csrf_token": csrf(owner)}, status=303)
+    thief = webtest.TestApp(admin_app)
+    thief.set_cookie("approvalrules_admin", captured)
+    response = thief.get("/admin/rulesets")
+    assert response.status_int == 302
+    assert "/admin/login" in response.location
+
+
+def test_logging_in_again_after_logout_works(owner):
+    owner.post("/admin/logout", {"csrf_token": csrf(owner)}, status=303)
+    login(owner, "owner")
+    assert owner.get("/admin/rulesets").status_int == 200
 
 
 def test_every_form_needs_the_csrf_token(owner):

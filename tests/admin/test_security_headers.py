@@ -42,7 +42,9 @@ def test_the_login_page_is_covered_before_anyone_logs_in(app):
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
-@pytest.mark.parametrize("url", ["/admin/rulesets/acme/form", "/admin/evaluate", "/admin/directory/delegations"])
+@pytest.mark.parametrize(
+    "url", ["/admin/rulesets/acme/form", "/admin/evaluate", "/admin/directory/delegations"]
+)
 def test_every_inline_script_carries_the_pages_nonce(owner, url):
     response = owner.get(url)
     nonce = re.search(r"'nonce-([^']+)'", _policy(response)["script-src"]).group(1)
