@@ -85,8 +85,9 @@ def login(request):
 
 @view_config(route_name="admin_logout", request_method="POST")
 def logout(request):
+    headers = forget(request)  # first: it needs the identity this session still names
     request.session.invalidate()
-    return HTTPSeeOther(request.route_url("admin_login"), headers=forget(request))
+    return HTTPSeeOther(request.route_url("admin_login"), headers=headers)
 
 
 @view_config(route_name="admin_home", permission="view")
