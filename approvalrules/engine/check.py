@@ -19,7 +19,7 @@ from referencing import Registry, Resource
 
 from ..errors import DocumentError, Problem
 from .currencies import base_currency, currency_problems, in_currency, priced_currencies
-from .load import Document, load_document
+from .load import Document, load_document, text_hash
 
 SCHEMA_NAMES = ("ruleset", "directory", "order")
 
@@ -250,8 +250,6 @@ class ValidatedRuleSet:
 
     @property
     def content_hash(self) -> str:
-        from .policy import text_hash
-
         return text_hash(self.document.text)
 
 
