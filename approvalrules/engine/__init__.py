@@ -11,26 +11,18 @@ submodules ``load``, ``money``, ``durations``, ``currencies``, ``directory`` and
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..errors import DirectoryError, DocumentError
 from .buyer import resolve_buyer
 from .cache import PolicyCache
-from .check import (
-    Resolver,
-    ValidatedRuleSet,
-    check_directory,
-    check_document,
-    check_ruleset,
-    schema,
-    validator,
-)
+from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset
 from .compile import CompiledStep, Policy, compile_policy, data_hash
 from .decision import ORDER_TYPES, Decision, Order, priced_total
 from .directory import Directory, MemoryDirectory
 from .load import Document, load_document, text_hash
 from .ruletests import run_tests
+from .schema import check_directory, schema, validator
 
 __all__ = [
     "ORDER_TYPES",
@@ -62,8 +54,6 @@ __all__ = [
     "validator",
 ]
 
-_cache = PolicyCache()
-
 
 def compile_ruleset(
     text: str | bytes,
@@ -74,20 +64,11 @@ def compile_ruleset(
 ) -> Policy:
     """Validate and compile rule-set text into a :class:`Policy`; raises :class:`DocumentError`.
 
-    Standalone rule sets are cached by the hash of their text.  A rule set that
-    ``extends`` another depends on its parent's text too, so it is cached by
-    the hash of the resolved data instead (validation still runs).
+    Pure: it compiles every time.  A caller that compiles the same text often
+    keeps the result, e.g. in a :class:`PolicyCache` keyed by the text's hash
+    (``approvalrules.store.versions`` does).
     """
-    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
-    key = f"{hashlib.sha256(raw).hexdigest()}:{version}"
-    cached = _cache.get(key)
-    if cached is not None:
-        return cached
-    checked = check_ruleset(text, source, resolve)
-    policy = compile_policy(checked, version)
-    if checked.parent is None:
-        _cache.put(key, policy)
-    return policy
+    return compile_policy(check_ruleset(text, source, resolve), version)
 
 
 def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirectory:
