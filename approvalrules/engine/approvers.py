@@ -70,7 +70,8 @@ class CompanyContext:
 
 
 def buyer_company(ev: Evaluation) -> CompanyContext:
-    """The approver pool of the buyer's company: active accounts whose role and settings allow approving."""
+    """The approver pool of the buyer's company: active accounts whose role and settings allow
+    approving."""
     company = ev.company_context
     if company is None:
         company = ev.company_context = company_context(ev, ev.company)
@@ -78,7 +79,8 @@ def buyer_company(ev: Evaluation) -> CompanyContext:
 
 
 def company_context(ev: Evaluation, company_id: str) -> CompanyContext:
-    """The approver pool of a company (roles read through this rule set), built once per directory."""
+    """The approver pool of a company (roles read through this rule set), built once per
+    directory."""
     companies = ev.context().companies
     company = companies.get(company_id)
     if company is None:
@@ -104,7 +106,8 @@ def company_context(ev: Evaluation, company_id: str) -> CompanyContext:
 def select_approvers(
     ev: Evaluation, step: CompiledStep, only: set[str] | None, excluded: list
 ) -> tuple[Approver, ...]:
-    """The eligible approvers of a step; exclusions go to ``excluded`` as (message, total follows)."""
+    """The eligible approvers of a step; exclusions go to ``excluded`` as (message, whether the
+    total follows)."""
     total, buyer = ev.order.total, ev.order.buyer
     group = ev.group
     own_group = step.scope == "own_group"
@@ -145,7 +148,8 @@ def select_approvers(
                     if a.limit is not None and total > a.limit:
                         excluded.append(
                             (
-                                f"{account_id}: assigned to {buyer} with a limit of {a.limit}, below ",
+                                f"{account_id}: assigned to {buyer} with a limit of {a.limit}, "
+                                "below ",
                                 True,
                             )
                         )
@@ -209,7 +213,8 @@ def record_exclusions(ev: Evaluation, step: CompiledStep, excluded) -> None:
 def with_fallback(
     ev: Evaluation, step: CompiledStep, approvers: tuple[Approver, ...]
 ) -> tuple[Approver, ...]:
-    """Too few approvers cover the total: up the company hierarchy (approvers, then masters) until enough."""
+    """Too few approvers cover the total: up the company hierarchy (approvers, then masters)
+    until enough."""
     total, buyer = ev.order.total, ev.order.buyer
     out = list(approvers)
     have = {a.account for a in out}
@@ -219,7 +224,10 @@ def with_fallback(
             if cand.account_id in have or (cand.account_id == buyer and not step.self_approval):
                 continue
             if cand.limit is None or total <= cand.limit:
-                why = f"approver of parent company {company.id}: no approver of {ev.company} covers {total}"
+                why = (
+                    f"approver of parent company {company.id}: no approver of {ev.company} covers "
+                    f"{total}"
+                )
                 found.append(
                     Approver(
                         cand.account_id,
@@ -244,7 +252,10 @@ def with_fallback(
                 if settings["approval_limit"] is not None and total > settings["approval_limit"]:
                     continue
                 email = receives_email(settings, account)
-                why = f"admin of parent company {company.id}: no approver of {ev.company} covers {total}"
+                why = (
+                    f"admin of parent company {company.id}: no approver of {ev.company} covers "
+                    f"{total}"
+                )
                 found.append(
                     Approver(
                         m.account_id,
@@ -256,7 +267,10 @@ def with_fallback(
                     )
                 )
         if found:
-            message = f"step {step.name}: no approver of {ev.company} may approve {total}; escalated to {company.id}"
+            message = (
+                f"step {step.name}: no approver of {ev.company} may approve {total}; escalated to "
+                f"{company.id}"
+            )
             ev.reasons.append(
                 Reason("escalated_to_parent", message, {"step": step.name, "company": company.id})
             )
@@ -270,7 +284,8 @@ def with_fallback(
             TraceEntry(
                 f"{step.rule}.fallback",
                 "skipped",
-                f"step {step.name}: no parent company of {ev.company} has enough approvers who cover {total}",
+                f"step {step.name}: no parent company of {ev.company} has enough approvers who "
+                f"cover {total}",
             )
         )
     return tuple(out)
@@ -314,7 +329,8 @@ def with_delegates(
                         TraceEntry(
                             step.rule,
                             "skipped",
-                            f"{delegate}: delegation chain from {approver.account} longer than {MAX_DELEGATION_DEPTH}",
+                            f"{delegate}: delegation chain from {approver.account} longer than "
+                            f"{MAX_DELEGATION_DEPTH}",
                         )
                     )
                     continue
@@ -323,7 +339,8 @@ def with_delegates(
                         TraceEntry(
                             step.rule,
                             "excluded",
-                            f"{delegate}: the buyer may not approve its own order, not even as delegate of {delegator}",
+                            f"{delegate}: the buyer may not approve its own order, not even as "
+                            f"delegate of {delegator}",
                         )
                     )
                     continue
@@ -339,7 +356,8 @@ def with_delegates(
                         TraceEntry(
                             step.rule,
                             "excluded",
-                            f"{delegate}: delegate of {delegator} but not an active member of {ev.company}",
+                            f"{delegate}: delegate of {delegator} but not an active member of "
+                            f"{ev.company}",
                         )
                     )
                     continue

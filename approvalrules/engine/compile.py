@@ -58,7 +58,8 @@ DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
 
 
 def data_hash(data: Any) -> str:
-    """Hash of plain data in canonical JSON: equal for texts that differ only in layout or comments."""
+    """Hash of plain data in canonical JSON: equal for texts that differ only in layout or
+    comments."""
     canonical = json.dumps(
         data, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False
     )
@@ -177,7 +178,7 @@ def _precedence_rules(specs, kind: str) -> tuple[PrecedenceRule, ...]:
             roles=frozenset(spec["roles"]) if spec.get("roles") else None,
             reason=spec.get("reason", ""),
         )
-        for spec, predicate in zip(specs, predicates)
+        for spec, predicate in zip(specs, predicates, strict=True)
     )
 
 
@@ -216,7 +217,8 @@ def _compile(
     source: dict | None = None,
     variants: Mapping | None = None,
 ) -> Policy:
-    """One currency's policy from ``data`` (its amounts plain); ``source`` is the rule set as written."""
+    """One currency's policy from ``data`` (its amounts plain); ``source`` is the rule set as
+    written."""
     roles = {
         name: Role(
             name,
@@ -239,7 +241,7 @@ def _compile(
     steps = []
     step_specs = approval.get("steps") or ()
     predicates = compile_predicates([spec.get("when") for spec in step_specs])
-    for spec, predicate in zip(step_specs, predicates):
+    for spec, predicate in zip(step_specs, predicates, strict=True):
         approvers_spec = spec.get("approvers") or {}
         selectors = _selectors(approvers_spec.get("any_of"))
         kind = spec.get("kind", "standard")

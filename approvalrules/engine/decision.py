@@ -270,7 +270,8 @@ class TraceEntry:
 
 
 class _StepTrace(TraceEntry):
-    """A step's matched/not_matched entry: the explanation is rendered from the step's parts on demand.
+    """A step's matched/not_matched entry: the explanation is rendered from the step's parts on
+    demand.
 
     Two stores per entry: the rule comes from the step, the result from the subclass.
     """

@@ -184,7 +184,8 @@ class Evaluation:
                             self.reasons.append(
                                 Reason(
                                     "insufficient_approvers",
-                                    f"step {step.name} needs {step.required} approval(s) but only {len(step.approvers)} account(s) may approve",
+                                    f"step {step.name} needs {step.required} approval(s) but only "
+                                    f"{len(step.approvers)} account(s) may approve",
                                     {"step": step.name},
                                 )
                             )
@@ -228,11 +229,15 @@ class Evaluation:
         )
 
     def converted(self, currency: str) -> Order:
-        """The order with its total in the rule set's currency (``conversion``), the conversion stated."""
+        """The order with its total in the rule set's currency (``conversion``), the conversion
+        stated."""
         p, order = self.policy, self.order
         rate = p.conversion[currency]
         total = to_cents(order.total * rate)
-        message = f"{format_amount(order.total)} {currency} converted to {total} {p.currency} at {format_amount(rate)}"
+        message = (
+            f"{format_amount(order.total)} {currency} converted to {total} {p.currency} at "
+            f"{format_amount(rate)}"
+        )
         self.reasons.append(
             Reason(
                 "currency_converted",

@@ -29,7 +29,8 @@ def blocking_checks(ev: Evaluation, currency: str, buyer_settings: BuyerSettings
         converts = f" and converts {', '.join(converted)}" if converted else ""
         ev.block(
             "currency_not_supported",
-            f"the rule set prices orders in {', '.join(p.priced_currencies)}{converts}, not {currency}: its amounts cannot be compared with {currency}",
+            f"the rule set prices orders in {', '.join(p.priced_currencies)}{converts}, not "
+            f"{currency}: its amounts cannot be compared with {currency}",
             "currency",
             {"currency": currency, "priced": list(p.priced_currencies), "converted": converted},
         )
@@ -96,7 +97,8 @@ def blocking_checks(ev: Evaluation, currency: str, buyer_settings: BuyerSettings
     ):
         ev.block(
             "future_ship_date_not_allowed",
-            f"requested date {order.requested_date} is in the future and this account may not order for later",
+            f"requested date {order.requested_date} is in the future and this account may not "
+            "order for later",
             "settings.allow_future_ship_dates",
         )
     if order.manual_ship_to and not s["allow_manual_ship_to"]:
@@ -109,7 +111,8 @@ def blocking_checks(ev: Evaluation, currency: str, buyer_settings: BuyerSettings
         if not order.cost_centre:
             ev.block(
                 "cost_centre_required",
-                f"summary invoicing needs a cost centre: one of {', '.join(s['cost_centres']) or '(none configured)'}",
+                "summary invoicing needs a cost centre: one of "
+                f"{', '.join(s['cost_centres']) or '(none configured)'}",
                 "settings.summary_invoicing",
             )
         elif order.cost_centre not in s["cost_centres"]:
@@ -154,7 +157,8 @@ def limit_checks(ev: Evaluation) -> set[str]:
                 ev.reasons.append(
                     Reason(
                         "order_limit_exceeded",
-                        f"{total} is above the company's purchasing limit of {amount}: approval required",
+                        f"{total} is above the company's purchasing limit of {amount}: approval "
+                        "required",
                     )
                 )
                 ev.trace.append(TraceEntry("limits.order_limit", "matched", f"{total} > {amount}"))
@@ -165,7 +169,10 @@ def limit_checks(ev: Evaluation) -> set[str]:
         remaining = budget.amount - spent
         rule = f"limits.budgets.{budget.name}"
         if total > remaining:
-            message = f"budget {budget.name}: {total} is more than the {budget.period}'s remaining {remaining} of {budget.amount}"
+            message = (
+                f"budget {budget.name}: {total} is more than the {budget.period}'s remaining "
+                f"{remaining} of {budget.amount}"
+            )
             if budget.on_exceed == "block":
                 ev.block(
                     "budget_exceeded",
