@@ -426,6 +426,7 @@ def _amount_problems(
 
 
 def check_exceeds(kinds, data, doc, path, problems) -> None:
+    """A condition tests ``exceeds: order_limit`` or ``exceeds: budget``: the limit must exist."""
     limits = data.get("limits") or {}
     for kind in kinds:
         if kind == "order_limit" and not limits.get("order_limit"):

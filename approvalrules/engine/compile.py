@@ -92,6 +92,8 @@ class Visibility:
 
 @dataclass(frozen=True, slots=True)
 class Role:
+    """A role of the rule set: its label, permissions and settings."""
+
     name: str
     label: str
     permissions: frozenset[str]
@@ -100,6 +102,8 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class Selector:
+    """One ``any_of`` entry of a step's approvers: roles, relation, named accounts, attributes."""
+
     roles: frozenset[str] | None
     relation: str
     accounts: frozenset[str] | None
@@ -108,6 +112,8 @@ class Selector:
 
 @dataclass(frozen=True, slots=True)
 class CompiledStep:
+    """An approval step ready to run: its condition compiled, its approver selectors parsed."""
+
     name: str
     kind: str
     condition: Mapping[str, Any] | None
@@ -132,6 +138,7 @@ class CompiledStep:
     _lazy: dict = field(default_factory=dict, compare=False, repr=False)
 
     def explain_parts(self) -> tuple:
+        """What explaining the condition needs (``conditions.explain_parts``), built once."""
         parts = self._lazy.get("explain")
         if parts is None:
             parts = self._lazy["explain"] = explain_parts(self.condition)
@@ -184,6 +191,8 @@ def _precedence_rules(specs, kind: str) -> tuple[PrecedenceRule, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
+    """A spending budget per period (``limits.budgets``) and what exceeding it does."""
+
     name: str
     scope: str
     period: str
@@ -478,6 +487,7 @@ class Policy:
         return settings
 
     def role_label(self, role: str | None) -> str:
+        """The label of a role, or its name when the rule set does not define it."""
         spec = self.roles.get(role) if role else None
         return spec.label if spec else (role or "")
 

@@ -153,6 +153,8 @@ _ORDER_KEYS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Reason:
+    """Why an order has its outcome: a stable ``code``, a message for people, optional details."""
+
     code: str
     message: str
     details: Mapping[str, Any] | None = None
@@ -192,6 +194,8 @@ class Approver:
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """An approval step the order waits for: how many approvals, from whom, and its condition."""
+
     name: str
     required: int
     approvers: tuple[Approver, ...]
@@ -208,6 +212,8 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
+    """Who a notification goes to, and by which channel."""
+
     account: str | None
     channel: str  # email | inbox
     company: str | None = None
@@ -223,6 +229,8 @@ class Recipient:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
+    """An event (order_confirmation, approval_requested, ...) and its recipients."""
+
     event: str
     recipients: tuple[Recipient, ...]
 
@@ -303,11 +311,15 @@ class _StepTrace(TraceEntry):
 
 
 class StepMatched(_StepTrace):
+    """A step whose condition holds for the order."""
+
     __slots__ = ()
     result = "matched"
 
 
 class StepNotMatched(_StepTrace):
+    """A step whose condition does not hold for the order."""
+
     __slots__ = ()
     result = "not_matched"
 
@@ -328,6 +340,7 @@ class Decision:
     trace: tuple[TraceEntry, ...]
 
     def reason_codes(self) -> list[str]:
+        """The codes of the reasons, in order."""
         return [r.code for r in self.reasons]
 
     def as_dict(self, trace: bool = True) -> dict:
