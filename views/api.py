@@ -561,7 +561,7 @@ def directory_body(request, fields: dict, required: tuple = ()) -> dict:
 
 def _check_settings(settings: dict) -> None:
     """Membership settings follow the rule-set schema's ``settings`` definition."""
-    from approvalrules.engine.check import validator
+    from approvalrules.engine import validator
 
     errors = sorted(
         validator("ruleset")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..engine.directory import Account as DirectoryAccount
 from ..engine.money import format_amount
-from ..engine.policy import Decision
+from ..engine import Decision
 from ..store import versions
 from ..store.directory import snapshot
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant

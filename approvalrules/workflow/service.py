@@ -28,8 +28,8 @@ from sqlalchemy.orm.exc import StaleDataError as StaleData
 
 from ..engine.durations import isoformat, parse_duration, parse_instant
 from ..engine.money import format_amount, parse_amount
-from ..engine.policy import Decision, Policy, priced_total
-from ..engine.policy import Order as EngineOrder
+from ..engine import Decision, Policy, priced_total
+from ..engine import Order as EngineOrder
 from ..errors import ApprovalRulesError, Conflict, Forbidden, NotFound, OrderError
 from ..store import versions
 from ..store.directory import SqlDirectory, snapshot

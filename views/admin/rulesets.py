@@ -94,7 +94,7 @@ def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
 
 def rule_tests(request, checked) -> list:
     """Run the rule set's own tests against the tenant's directory."""
-    from approvalrules.engine.policy import compile_policy
+    from approvalrules.engine import compile_policy
     from approvalrules.engine.ruletests import run_tests
 
     return run_tests(
