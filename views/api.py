@@ -16,8 +16,9 @@ from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount
 from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import ApprovalAction, ApprovalRequest, Order, RuleSetVersion
-from approvalrules.store.services import DirectoryService, find_api_key
+from approvalrules.store.services import find_api_key
 from approvalrules.workflow import service
 
 MAX_PAGE_SIZE = 200

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, Engine
 
 from alembic import command
@@ -71,8 +72,6 @@ def downgrade(target: str | Mapping[str, Any] | Engine, revision: str = "base") 
 
 def current(target: str | Mapping[str, Any] | Engine) -> str | None:
     """The database's revision, or None when it has never been migrated."""
-    from alembic.runtime.migration import MigrationContext
-
     engine, owned = _engine(target)
     try:
         with engine.connect() as connection:

@@ -239,8 +239,8 @@ def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only)
 
 def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_only):
     """The per-process caches are keyed by these counters: two changes must never share a number."""
+    from approvalrules.store.directory_service import DirectoryService
     from approvalrules.store.models import Tenant
-    from approvalrules.store.services import DirectoryService
 
     with Session(db_engine) as session, session.begin():
         tenant = ensure_tenant(session, f"counters-{threading.get_ident()}-{id(session)}")
