@@ -9,7 +9,13 @@ from approvalrules.engine.directory import records_from_dict
 from approvalrules.errors import DirectoryError
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.directory_base import eligible_approver_ids
-from approvalrules.store.models import ApprovalRequest, AuditEvent, Membership, Order
+from approvalrules.store.models import (
+    ApprovalEligibility,
+    ApprovalRequest,
+    AuditEvent,
+    Membership,
+    Order,
+)
 from approvalrules.store.testing import load_fixture
 
 ORG = {
@@ -363,8 +369,6 @@ def test_unknown_references(service):
 
 
 def test_pending_check_uses_the_eligibility_index(service, session, tenant):
-    from approvalrules.store.models import ApprovalEligibility
-
     order = Order(
         tenant_id=tenant.id,
         external_id="o-2",
