@@ -202,9 +202,7 @@ def test_delegation_fixture_is_checked():
         check_directory(
             to_yaml(_dir([{"delegator": "lou", "delegate": "sam", "valid_from": "2026-01-01"}]))
         )
-    assert [(p.code, p.path) for p in missing.value.problems] == [
-        ("missing_key", "delegations[0]")
-    ]
+    assert [(p.code, p.path) for p in missing.value.problems] == [("missing_key", "delegations[0]")]
     assert "'valid_until' is a required property" in missing.value.problems[0].message
     # a delegation scoped to a company and a step passes the check and loads with its scope
     scoped = check_directory(to_yaml(_dir([_d("lou", "sam", company="acme", step="mgr")])))
