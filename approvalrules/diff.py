@@ -1770,9 +1770,9 @@ def main(args) -> int:
     store = None
     references = [a for a in (args.old, args.new) if REFERENCE.match(a) and not Path(a).exists()]
     if references and getattr(args, "ini", None):
-        from .store.versions import VersionLookup
+        from .store.commands import open_version_lookup
 
-        store = VersionLookup.from_ini(args.ini)
+        store = open_version_lookup(args.ini)
     try:
         return _main(args, store)
     finally:

@@ -1,11 +1,18 @@
-"""List the rule files of a folder, for the temporary pages shown before the store exists."""
+"""List the rule files of a folder, for the temporary pages shown before the store exists.
 
-import datetime
+Files are read with the engine's loader (:func:`approvalrules.engine.load.load_document`):
+the same YAML 1.2 rules, limits and line numbers as a published rule set.
+"""
+
+from __future__ import annotations
+
 from pathlib import Path
 
-import yaml
+from approvalrules.engine.load import load_document
+from approvalrules.errors import DocumentError
 
-_SCALARS = (str, int, float, bool, datetime.date)
+#: what a listed field may hold: the loader gives plain scalars only
+_SCALARS = (str, int, float, bool)
 
 
 def _text(value):
@@ -16,35 +23,33 @@ def _text(value):
     raise ValueError(f"expected a text value, got {type(value).__name__}")
 
 
-def _describe(exc):
-    mark = getattr(exc, "problem_mark", None)
-    if mark is not None:
-        # MarkedYAMLError's own str() names the full server path; keep line and column only.
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"not UTF-8 text (byte {exc.start})"
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, DocumentError):
+        # the first problem, by line only: its source would name the full server path
+        problem = exc.problems[0] if exc.problems else None
+        if problem is None or problem.line is None:
+            return exc.message
+        return f"line {problem.line}: {problem.message}"
     if isinstance(exc, OSError):
         return exc.strerror or type(exc).__name__
     return str(exc)
 
 
-def _read(path):
+def _read(path: Path) -> dict:
     entry = {"file": path.name, "ruleset": None, "description": None, "error": None}
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = load_document(path.read_bytes(), path.name).data
         if not isinstance(data, dict):
             raise ValueError(f"top level is {type(data).__name__}, expected a mapping")
         entry["ruleset"] = _text(data.get("ruleset"))
         entry["description"] = _text(data.get("description"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+    except (OSError, DocumentError, ValueError) as exc:
         entry["ruleset"] = entry["description"] = None
         entry["error"] = _describe(exc)
     return entry
 
 
-def list_rule_files(folder):
+def list_rule_files(folder) -> list[dict]:
     """One entry per ``*.yaml`` file directly in *folder*, sorted by file name.
 
     Each entry is ``{"file", "ruleset", "description", "error"}``; a file that cannot be read

@@ -7,17 +7,21 @@ query below is scoped by it, so one tenant's ids are invisible to another
 
 from __future__ import annotations
 
+import functools
 import json
+from datetime import date
 
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import func, select
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
+from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
-from approvalrules.engine.money import format_amount
+from approvalrules.engine.money import format_amount, parse_amount
 from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import ApprovalAction, ApprovalRequest, Order, RuleSetVersion
-from approvalrules.store.services import DirectoryService, find_api_key
+from approvalrules.store.services import find_api_key
 from approvalrules.workflow import service
 
 MAX_PAGE_SIZE = 200
@@ -398,30 +402,19 @@ class StorefrontApi:
 
     @view_config(route_name="api_directory_company", request_method="PUT")
     def put_company(self):
-        body = directory_body(
-            self.request,
-            {
-                "name": str,
-                "parent": (str, type(None)),
-                "ruleset": (str, type(None)),
-                "attributes": dict,
-            },
-        )
+        body = directory_body(self.request, "company_body")
         self._directory().upsert_company(self.request.matchdict["company"], **body)
         return {"status": "ok", "company": self.request.matchdict["company"]}
 
     @view_config(route_name="api_directory_account", request_method="PUT")
     def put_account(self):
-        body = directory_body(
-            self.request,
-            {"name": str, "email": (str, type(None)), "email_enabled": bool, "active": bool},
-        )
+        body = directory_body(self.request, "account_body")
         self._directory().upsert_account(self.request.matchdict["account"], **body)
         return {"status": "ok", "account": self.request.matchdict["account"]}
 
     @view_config(route_name="api_directory_group", request_method="PUT")
     def put_group(self):
-        body = directory_body(self.request, {"name": str})
+        body = directory_body(self.request, "group_body")
         self._directory().upsert_group(
             self.request.matchdict["company"], self.request.matchdict["group"], **body
         )
@@ -441,19 +434,7 @@ class StorefrontApi:
 
     @view_config(route_name="api_directory_membership", request_method="PUT")
     def put_membership(self):
-        body = directory_body(
-            self.request,
-            {
-                "role": str,
-                "group": (str, type(None)),
-                "master": bool,
-                "default": bool,
-                "status": str,
-                "settings": dict,
-                "attributes": dict,
-                "move": bool,
-            },
-        )
+        body = directory_body(self.request, "membership_body")
         if "settings" in body:
             _check_settings(body["settings"])
         self._directory().upsert_membership(
@@ -463,20 +444,7 @@ class StorefrontApi:
 
     @view_config(route_name="api_directory_assignments", request_method="PUT")
     def put_assignment(self):
-        body = directory_body(
-            self.request,
-            {
-                "approver": str,
-                "account": str,
-                "company": str,
-                "threshold": (int, float, str, type(None)),
-                "limit": (int, float, str, type(None)),
-                "step": (str, type(None)),
-            },
-            required=("approver", "account", "company"),
-        )
-        from approvalrules.engine.money import parse_amount
-
+        body = directory_body(self.request, "assignment_body")
         for key in ("threshold", "limit"):
             if body.get(key) is not None:
                 body[key] = parse_amount(body[key], key)
@@ -487,20 +455,7 @@ class StorefrontApi:
 
     @view_config(route_name="api_directory_delegations", request_method="PUT")
     def put_delegation(self):
-        from datetime import date
-
-        body = directory_body(
-            self.request,
-            {
-                "delegator": str,
-                "delegate": str,
-                "valid_from": str,
-                "valid_until": str,
-                "company": (str, type(None)),
-                "step": (str, type(None)),
-            },
-            required=("delegator", "delegate", "valid_from", "valid_until"),
-        )
+        body = directory_body(self.request, "delegation_body")
         for key in ("valid_from", "valid_until"):
             try:
                 body[key] = date.fromisoformat(body[key])
@@ -539,30 +494,55 @@ class StorefrontApi:
         return DirectoryService(self.session, self.tenant, actor="storefront")
 
 
-def directory_body(request, fields: dict, required: tuple = ()) -> dict:
-    """The JSON body restricted to ``fields`` (name -> accepted types), with an error per bad field."""
+def directory_body(request, definition: str) -> dict:
+    """The JSON body of a directory upsert, checked against ``definition`` in the directory
+    schema (``schemas/directory.schema.json#/$defs/...``); the first problem is a 422 naming
+    the field, in the order of the body's fields, then the missing ones."""
     body = json_body(request)
-    for key, value in body.items():
-        if key not in fields:
-            raise OrderError(
-                "unknown_key",
-                f"unknown field {key!r}; allowed: {', '.join(sorted(fields))}",
-                path=key,
-            )
-        types = fields[key] if isinstance(fields[key], tuple) else (fields[key],)
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise OrderError("wrong_type", f"{key} must be {names}", path=key)
-    for key in required:
-        if key not in body:
-            raise OrderError("missing_key", f"{key} is required", path=key)
+    errors = list(_body_validator(definition).iter_errors(body))
+    if errors:
+        raise _body_error(body, min(errors, key=lambda error: _body_error_rank(body, error)))
     return body
+
+
+@functools.cache
+def _body_validator(definition: str):
+    return validator("directory").evolve(
+        schema={"$ref": f"directory.schema.json#/$defs/{definition}"}
+    )
+
+
+def _unknown_keys(body: dict, error) -> list[str]:
+    return [key for key in body if key not in error.schema.get("properties", {})]
+
+
+def _body_error_rank(body: dict, error) -> int:
+    fields = list(body)
+    if error.validator == "additionalProperties":
+        return fields.index(_unknown_keys(body, error)[0])
+    if error.path and error.path[0] in body:
+        return fields.index(error.path[0])
+    return len(fields)  # a missing field: after every problem of a given one
+
+
+def _body_error(body: dict, error) -> OrderError:
+    if error.validator == "additionalProperties":
+        key = _unknown_keys(body, error)[0]
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return OrderError("unknown_key", f"unknown field {key!r}; allowed: {allowed}", path=key)
+    if error.validator == "required":
+        key = next(key for key in error.validator_value if key not in body)
+        return OrderError("missing_key", f"{key} is required", path=key)
+    key = ".".join(map(str, error.path))
+    if error.validator == "type":
+        types = error.validator_value
+        names = " or ".join([types] if isinstance(types, str) else types)
+        return OrderError("wrong_type", f"{key} must be {names}", path=key)
+    return OrderError("invalid_value", f"{key}: {error.message}"[:300], path=key or None)
 
 
 def _check_settings(settings: dict) -> None:
     """Membership settings follow the rule-set schema's ``settings`` definition."""
-    from approvalrules.engine import validator
-
     errors = sorted(
         validator("ruleset")
         .evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"})

@@ -1,9 +1,12 @@
 """The store: tenants, the org directory, rule-set versions and the workflow's tables.
 
 SQLAlchemy 2.x models (``models``), the session plumbing for Pyramid
-(``db``), the SQL directory the engine reads (``directory``), the directory
-rules (``services``), versioned rule sets (``versions``), the folder importer
-(``importer``) and the Alembic entry points (``migrate``, ``commands``).
+(``db``), the directory the engine reads and the one place that chooses it
+(``directory``), the directory rules and writes (``directory_service``, with
+``directory_base``, ``memberships`` and ``approvers``), tenants, audit, API
+keys and admin users (``services``), versioned rule sets (``versions``), the
+folder importer (``importer``) and the Alembic entry points (``migrate``,
+``commands``).  ``testing`` holds helpers for test suites.
 """
 
 

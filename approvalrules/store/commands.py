@@ -7,21 +7,28 @@ folder in one transaction: all of it or nothing.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import ApprovalRulesError
 from . import migrate as _migrate
-from .db import get_engine
+from .db import get_engine, settings_from_ini
 from .importer import LoadReport, export_ruleset, load_folder
+from .models import AdminUser
+from .services import create_admin_user, ensure_api_key, resolve_tenant
+from .versions import VersionLookup
 
-
-def settings_from_ini(ini_path: str | Path) -> dict[str, Any]:
-    from pyramid.paster import get_appsettings
-
-    return dict(get_appsettings(str(ini_path), name="main"))
+__all__ = [
+    "dev_credentials",
+    "export",
+    "load",
+    "migrate",
+    "open_version_lookup",
+    "settings_from_ini",  # re-exported: the workflow's commands read .ini files the same way
+]
 
 
 def migrate(ini_path: str | Path) -> None:
@@ -51,6 +58,12 @@ def export(ini_path: str | Path, tenant: str, name: str, version: int | None = N
         engine.dispose()
 
 
+def open_version_lookup(ini_path: str | Path) -> VersionLookup:
+    """Stored versions of the database named by the .ini file, for tools; ``close()`` it after."""
+    engine = get_engine(settings_from_ini(ini_path))
+    return VersionLookup(Session(engine), engine)
+
+
 # -- command line (``approvalrules.cli`` calls ``add_parsers`` when the store is installed) ----
 
 
@@ -69,8 +82,6 @@ def _cmd_load(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import sys
-
     data = export(args.ini, args.tenant, args.name, args.version).encode("utf-8")
     if args.output:
         Path(args.output).write_bytes(data)
@@ -82,12 +93,10 @@ def _cmd_export(args) -> int:
 
 
 def dev_credentials(ini_path: str | Path) -> tuple[str, str, str]:
-    """Ensure the development API key and admin login named in the .ini exist; returns (tenant, key, login)."""
-    from sqlalchemy import select
+    """Ensure the development API key and admin login named in the .ini exist.
 
-    from .models import AdminUser
-    from .services import create_admin_user, ensure_api_key, resolve_tenant
-
+    Returns (tenant, key, login).
+    """
     settings = settings_from_ini(ini_path)
     tenant_slug = settings.get("approvalrules.dev_tenant", "demo")
     key = settings.get("approvalrules.dev_api_key")
@@ -95,7 +104,8 @@ def dev_credentials(ini_path: str | Path) -> tuple[str, str, str]:
     if not key:
         raise ApprovalRulesError(
             "no_dev_credentials",
-            f"{ini_path} sets no approvalrules.dev_api_key: development credentials are for development.ini only",
+            f"{ini_path} sets no approvalrules.dev_api_key: "
+            "development credentials are for development.ini only",
         )
     engine = get_engine(settings)
     try:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import zope.sqlalchemy
+from pyramid.paster import get_appsettings
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +35,11 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         connection.exec_driver_sql("BEGIN")
+
+
+def settings_from_ini(ini_path: str | Path) -> dict[str, Any]:
+    """The ``[app:main]`` settings of a PasteDeploy .ini file (``sqlalchemy.url`` and the rest)."""
+    return dict(get_appsettings(str(ini_path), name="main"))
 
 
 def get_engine(settings: Mapping[str, Any], prefix: str = "sqlalchemy.") -> Engine:
@@ -101,7 +108,10 @@ class TenantCache:
     def get(
         self, session: Session, tenant_id: int, counter: int | None, build: Callable[[], Any]
     ) -> Any:
-        """The entry for the tenant at ``counter``; ``build()`` makes it on a miss (outside the lock)."""
+        """The entry for the tenant at ``counter``; ``build()`` makes it on a miss.
+
+        ``build`` runs outside the lock.
+        """
         key = (database_key(session), tenant_id, counter or 0)
         with self._lock:
             found = self._entries.get(key)
@@ -135,5 +145,6 @@ def transaction_memo(session: Session) -> dict:
 
 def database_key(session: Session):
     """Which database a session talks to (its URL, hashable), for per-process caches keyed by
-    tenant: tenant ids and version counters repeat across databases (tests and tools open several)."""
-    return session.get_bind().url
+    tenant: tenant ids and version counters repeat across databases (tests and tools open
+    several).  A session bound to a connection (as tests bind theirs) counts as its engine."""
+    return session.get_bind().engine.url

@@ -1,5 +1,9 @@
 """The engine's :class:`~approvalrules.engine.directory.Directory`, read from the database.
 
+:func:`directory_for` is the one place that chooses which implementation a
+tenant's orders are evaluated against: the per-process snapshot, or the live
+:class:`SqlDirectory` while the current transaction is changing the directory.
+
 Ids handed to the engine are the external ids; records are the frozen
 dataclasses of ``approvalrules.engine.directory``.  Each answer is memoised for the
 life of the object, which is meant to live for one request or one evaluation.
@@ -13,12 +17,12 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from sqlalchemy import select, true
+from sqlalchemy import event, select, true
 from sqlalchemy.orm import Session, aliased
 
 from ..engine import directory as d
-from .db import TenantCache
-from .models import Account, Assignment, Company, Delegation, Group, Membership
+from .db import TenantCache, transaction_memo
+from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
 T = TypeVar("T")
 
@@ -191,6 +195,10 @@ class SqlDirectory(d.Directory):
             ),
         )
 
+    def all_delegations(self) -> tuple[d.Delegation, ...]:
+        """Every delegation of the tenant (the whole graph, for the loop check of a new one)."""
+        return self._cached(("all_delegations",), lambda: self._delegations(true()))
+
     def _delegations(self, where) -> tuple[d.Delegation, ...]:
         delegator, delegate = aliased(Account), aliased(Account)
         rows = self.session.execute(
@@ -233,6 +241,57 @@ class SqlDirectory(d.Directory):
                 company_id, lambda approver, account: approver.external_id == approver_id
             ),
         )
+
+
+# ------------------------------------------------------------------ choosing one
+
+#: ``transaction_memo`` key: ids of the tenants whose directory version was bumped
+_BUMPED = "directory_bumped"
+#: ``session.info`` key: ids of the tenants whose directory the session's open transaction
+#: changed; unlike ``transaction_memo`` (dropped at every flush, which SQLAlchemy runs in a
+#: subtransaction of its own) it lasts until the transaction commits or rolls back
+_CHANGED = "approvalrules.directory_changed"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_directory_changes(session, transaction) -> None:
+    if transaction.parent is None:  # the session's own transaction, not a flush or savepoint
+        session.info.pop(_CHANGED, None)
+
+
+def note_directory_change(session: Session, tenant: Tenant) -> None:
+    """Record that the session's transaction changes ``tenant``'s directory.
+
+    Bumps ``Tenant.directory_version`` (in SQL, so two concurrent changes make
+    two versions, never one number naming two directories), which retires the
+    snapshots processes have cached; at most once per ``transaction_memo``.
+    """
+    session.info.setdefault(_CHANGED, set()).add(tenant.id)
+    bumped = transaction_memo(session).setdefault(_BUMPED, set())
+    if tenant.id not in bumped:
+        tenant.directory_version = Tenant.directory_version + 1
+        session.flush()
+        bumped.add(tenant.id)
+
+
+def stored_delegations(session: Session, tenant: Tenant) -> tuple[d.Delegation, ...]:
+    """Every delegation of the tenant as the session sees it now, never from a cache: what a
+    write checks a new delegation against (the whole graph, for loops)."""
+    return SqlDirectory(session, tenant.id).all_delegations()
+
+
+def directory_for(session: Session, tenant: Tenant) -> d.Directory:
+    """The directory that ``tenant``'s orders are evaluated against, in this session.
+
+    Normally the per-process :func:`snapshot`.  A transaction that has changed
+    the directory reads the live rows instead: a snapshot of what it has not
+    committed, cached under a version number that a rollback hands back to
+    the next change, would outlive it.  Both implementations pass
+    ``DirectoryContract`` (tests/store/test_sql_directory.py).
+    """
+    if tenant.id in session.info.get(_CHANGED, ()):
+        return SqlDirectory(session, tenant.id)
+    return snapshot(session, tenant)
 
 
 # ------------------------------------------------------------------ snapshots
@@ -309,5 +368,5 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
         )
     ]
     return d.MemoryDirectory(
-        companies, accounts, sql._memberships(true()), groups, assignments, sql._delegations(true())
+        companies, accounts, sql._memberships(true()), groups, assignments, sql.all_delegations()
     )

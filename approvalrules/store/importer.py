@@ -29,9 +29,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..errors import DirectoryError, DocumentError, Problem
-from .models import AuditEvent, Tenant
-from .services import DirectoryService, ensure_tenant, resolve_tenant
+from ..engine import check_directory
+from ..engine.directory import records_from_dict
+from ..engine.load import load_document
+from ..errors import DirectoryError, DocumentError, NotFound, Problem
+from .directory_service import DirectoryService
+from .models import AuditEvent, RuleSet, RuleSetVersion, Tenant
+from .services import ensure_tenant, resolve_tenant
 from .versions import active_version, get_version, publish
 
 DEFAULT_TENANT = "demo"
@@ -53,7 +57,8 @@ class LoadReport:
     def summary(self) -> str:
         return (
             f"{len(self.tenants)} tenant(s); {len(self.published)} version(s) published, "
-            f"{len(self.unchanged)} rule set(s) unchanged; {len(self.directories)} directory file(s); "
+            f"{len(self.unchanged)} rule set(s) unchanged; "
+            f"{len(self.directories)} directory file(s); "
             f"{self.changes} change(s)"
         )
 
@@ -72,8 +77,6 @@ def _read_text(path: Path) -> str:
 
 
 def _read_rule_file(path: Path) -> _RuleFile:
-    from ..engine.load import load_document
-
     text = _read_text(path)
     doc = load_document(text, str(path))
     data = doc.data if isinstance(doc.data, dict) else {}
@@ -118,8 +121,6 @@ def _tenant_plan(folder: Path) -> list[dict[str, Any]]:
     path = folder / TENANTS_FILE
     if not path.is_file():
         return [{"slug": DEFAULT_TENANT}]
-    from ..engine.load import load_document
-
     data = load_document(_read_text(path), str(path)).data or {}
     tenants = data.get("tenants", data) if isinstance(data, dict) else data
     if isinstance(tenants, dict):
@@ -194,9 +195,6 @@ def load_folder(session: Session, folder: str | Path, author: str = "importer") 
 
 
 def _load_directory_file(service: DirectoryService, path: Path) -> None:
-    from ..engine import check_directory
-    from ..engine.directory import records_from_dict
-
     doc = check_directory(_read_text(path), str(path))
     try:
         service.load_records(records_from_dict(doc.data))
@@ -209,22 +207,24 @@ def _load_directory_file(service: DirectoryService, path: Path) -> None:
 def export_ruleset(
     session: Session, tenant: Tenant | int | str, name: str, version: int | None = None
 ) -> str:
-    """The verbatim text of a version (default: the active one), byte-identical to what was published."""
+    """The verbatim text of a version (default: the active one).
+
+    Byte-identical to what was published.
+    """
     tenant_obj = resolve_tenant(session, tenant)
     if version is not None:
         return get_version(session, tenant_obj.id, name, version).text
     found = active_version(session, tenant_obj.id, name)
     if found is None:
-        from ..errors import NotFound
-
         raise NotFound("no_active_version", f"rule set {name!r} has no published version")
     return found.text
 
 
 def export_folder(session: Session, tenant: Tenant | int | str, folder: str | Path) -> list[Path]:
-    """Write every active rule set of a tenant to ``folder/NAME.yaml``; returns the paths written."""
-    from .models import RuleSet, RuleSetVersion
+    """Write every active rule set of a tenant to ``folder/NAME.yaml``.
 
+    Returns the paths written.
+    """
     tenant_obj = resolve_tenant(session, tenant)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

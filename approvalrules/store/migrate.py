@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from alembic.config import Config
-from sqlalchemy.engine import Connection, Engine
-
 from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection, Engine
 
 from .db import create_engine_for_url, get_engine
 
@@ -71,8 +71,6 @@ def downgrade(target: str | Mapping[str, Any] | Engine, revision: str = "base") 
 
 def current(target: str | Mapping[str, Any] | Engine) -> str | None:
     """The database's revision, or None when it has never been migrated."""
-    from alembic.runtime.migration import MigrationContext
-
     engine, owned = _engine(target)
     try:
         with engine.connect() as connection:

@@ -244,7 +244,10 @@ class Assignment(Base):
 
 
 class Delegation(Base):
-    """Out of office: ``delegate`` approves for ``delegator`` from ``valid_from`` to ``valid_until`` (inclusive)."""
+    """Out of office: ``delegate`` approves for ``delegator``.
+
+    From ``valid_from`` to ``valid_until``, both inclusive.
+    """
 
     __tablename__ = "delegations"
     __table_args__ = (
@@ -322,7 +325,8 @@ class RuleSetVersion(Base):
         if state.persistent and self.status != "draft" and getattr(self, key) != value:
             raise Conflict(
                 "immutable_version",
-                f"version {self.number} is {self.status}: its {key} can never change; publish a new version instead",
+                f"version {self.number} is {self.status}: its {key} can never change; "
+                "publish a new version instead",
             )
         return value
 
@@ -347,7 +351,8 @@ class Order(Base):
     type: Mapped[str] = mapped_column(String(32), default="regular")
     status: Mapped[str] = mapped_column(String(32))
     decision: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    #: decisions this order had before a re-evaluation (new rule-set version, approver edit), oldest first
+    #: decisions this order had before a re-evaluation (new rule-set version, approver edit),
+    #: oldest first
     previous_decisions: Mapped[list[Any] | None] = mapped_column(Json)
     ruleset_version_id: Mapped[int | None] = mapped_column(_fk("rule_set_versions.id", "RESTRICT"))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

@@ -22,9 +22,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
+from ..engine import PolicyCache, check_ruleset, compile_ruleset
 from ..errors import DocumentError, NotFound, Problem
 from .db import TenantCache, transaction_memo
-from .models import RuleSet, RuleSetVersion, Tenant, utcnow
+from .directory import directory_for
+from .models import Order, RuleSet, RuleSetVersion, Tenant, utcnow
 from .services import audit, resolve_tenant
 
 #: attempts at numbering a version before giving up (the lock makes one enough;
@@ -34,16 +36,12 @@ PUBLISH_ATTEMPTS = 3
 
 def _check_ruleset(text: str, source: str | None, resolve: Callable[[str], str | None]):
     # one indirection, so tests may substitute a checker
-    from ..engine import check_ruleset
-
     return check_ruleset(text, source, resolve)
 
 
 def _compile_ruleset(
     text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None
 ):
-    from ..engine import compile_ruleset
-
     return compile_ruleset(text, source, resolve, version=version)
 
 
@@ -84,7 +82,10 @@ def _ensure_ruleset(session: Session, tenant_id: int, name: str) -> RuleSet:
 def active_version(
     session: Session, tenant: Tenant | int | str, name: str
 ) -> RuleSetVersion | None:
-    """The active version of a rule set: one query on the (tenant, name) unique index and a primary key."""
+    """The active version of a rule set.
+
+    One query on the (tenant, name) unique index and a primary key.
+    """
     return session.scalar(
         select(RuleSetVersion)
         .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
@@ -299,7 +300,10 @@ def _bump_rules_version(session: Session, tenant_id: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ActiveVersion:
-    """What evaluation needs of an active version, without its text: safe to share between requests."""
+    """What evaluation needs of an active version, without its text.
+
+    Safe to share between requests.
+    """
 
     id: int
     number: int
@@ -354,8 +358,6 @@ def cached_policy(session: Session, version: ActiveVersion, active: dict[str, Ac
 
 
 def _policy_cache():
-    from ..engine import PolicyCache
-
     # 2,048 compiled policies take about 70 MiB (bench/memory.py: ~33 KiB each) and
     # keep a worker serving 1,000 tenants from recompiling
     return PolicyCache(2048)
@@ -373,7 +375,9 @@ def _compiled():
 
 
 def active_versions(session: Session, tenant_id: int) -> dict[str, RuleSetVersion]:
-    """Every rule set's active version in the tenant, by name: one query for a whole ``extends`` chain.
+    """Every rule set's active version in the tenant, by name.
+
+    One query answers for a whole ``extends`` chain.
 
     Read once per transaction (kept in its :func:`~.db.transaction_memo`, and dropped
     by a publish, rollback or retire in it): a submit or an approval asks for the
@@ -435,7 +439,10 @@ def _chain(name: str, extends: str | None, active: Mapping[str, Any]) -> list:
 
 
 def _policy_key(version, parents: list) -> str:
-    """A compiled policy's cache key: its version's content hash and number, and its parents' hashes."""
+    """A compiled policy's cache key.
+
+    Its version's content hash and number, and its parents' hashes.
+    """
     return ":".join([version.content_hash, str(version.number)] + [p.content_hash for p in parents])
 
 
@@ -488,24 +495,23 @@ __all__ = [
 
 
 class VersionLookup:
-    """Read-only access to stored versions for tools (``approvalrules diff --ini ... demo/acme@3``)."""
+    """Read-only access to stored versions for tools.
+
+    For example ``approvalrules diff --ini ... demo/acme@3``;
+    :func:`approvalrules.store.commands.open_version_lookup` opens one from an .ini file.
+    """
 
     def __init__(self, session: Session, engine=None):
         self.session = session
         self._engine = engine
 
-    @classmethod
-    def from_ini(cls, ini_path: str) -> VersionLookup:
-        from .commands import settings_from_ini
-        from .db import get_engine
-
-        engine = get_engine(settings_from_ini(ini_path))
-        return cls(Session(engine), engine)
-
     def text_of(
         self, tenant: str, name: str, which: str
     ) -> tuple[str, str, Callable[[str], str | None]]:
-        """(text, source label, extends resolver) of ``which``: a number, ``active``/``latest`` or ``draft``."""
+        """(text, source label, extends resolver) of ``which``.
+
+        ``which`` is a number, ``active``/``latest`` or ``draft``.
+        """
         if which == "draft":
             ruleset = get_ruleset(self.session, tenant, name)
             if ruleset is None or ruleset.draft_text is None:
@@ -526,9 +532,10 @@ class VersionLookup:
         return text, f"{tenant}/{name}@{which}", resolver(self.session, tenant)
 
     def recorded_orders(self, tenant: str, name: str):
-        """(count, iterator of order payloads) of every order decided under any version of a rule set."""
-        from .models import Order
+        """(count, iterator of order payloads) of every order decided under any version.
 
+        Every version of the rule set counts.
+        """
         query = (
             select(Order.payload)
             .join(RuleSetVersion, Order.ruleset_version_id == RuleSetVersion.id)
@@ -540,9 +547,8 @@ class VersionLookup:
         return count, self.session.scalars(query.execution_options(yield_per=1000))
 
     def directory(self, tenant: str):
-        from .directory import SqlDirectory
-
-        return SqlDirectory(self.session, _tenant_id(self.session, tenant))
+        """The directory the tenant's orders are evaluated against (see ``directory_for``)."""
+        return directory_for(self.session, resolve_tenant(self.session, tenant))
 
     def close(self) -> None:
         self.session.close()

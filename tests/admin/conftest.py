@@ -60,7 +60,7 @@ def build_database(path: Path) -> None:
             create_admin_user(session, tenant, login, password, role)
         other = ensure_tenant(session, "other")
         publish(session, other.id, "other-rules", "setup", text=OTHER_RULES)
-        from approvalrules.store.services import DirectoryService
+        from approvalrules.store.directory_service import DirectoryService
 
         DirectoryService(session, other).upsert_company(
             "otherco", name="Other Co", ruleset="other-rules"

@@ -13,8 +13,8 @@ from sqlalchemy import func, select, true
 
 from approvalrules.errors import DirectoryError
 from approvalrules.store.directory import SqlDirectory
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import Account, AuditEvent, Delegation, Tenant
-from approvalrules.store.services import DirectoryService
 from approvalrules.views.admin.delegations import today
 
 from .conftest import csrf, login

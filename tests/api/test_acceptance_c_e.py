@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from approvalrules.errors import DirectoryError
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import ApprovalRequest, Order
-from approvalrules.store.services import DirectoryService
 from approvalrules.workflow import service
 
 from .test_acceptance_a import approve, submit

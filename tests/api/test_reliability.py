@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import queue
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg.errors
 import pytest
 import webtest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from approvalrules.app import main
+from approvalrules.engine import check_ruleset, text_hash
+from approvalrules.store import versions
+from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.models import OutboxEvent, RuleSet, RuleSetVersion
-from approvalrules.workflow import outbox
+from approvalrules.workflow import outbox, service
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -92,6 +102,8 @@ def test_dispatcher_killed_mid_delivery_redelivers_with_the_same_event_id(
     assert len(world.webhooks.events(oid, "order_approved")) == 2  # delivered: never again
 
 
+#: publishes new versions of "acme" in a loop, printing ``n`` after the n-th commit; each run
+#: gets its own range of thresholds, so every publish is a new text (never the active one)
 PUBLISHER = textwrap.dedent(
     """
     import sys
@@ -100,76 +112,126 @@ PUBLISHER = textwrap.dedent(
     from approvalrules.store import versions
     engine = create_engine_for_url(sys.argv[1])
     base = open(sys.argv[2]).read()
+    offset = int(sys.argv[3])
     n = 0
     while True:
         n += 1
-        text = base.replace("total: {gt: 500}", "total: {gt: %d}" % (500 + n))
+        text = base.replace("total: {gt: 500}", "total: {gt: %d}" % (offset + n))
         with Session(engine) as session, session.begin():
             versions.publish(session, "demo", "acme", author="killer", text=text)
         print(n, flush=True)
     """
 )
+#: how long a publisher may take to report its first publishes before the test gives up
+PUBLISH_TIMEOUT = 60
+
+
+def _threshold_of(text: str) -> int:
+    found = re.search(r"buyer_group: marketing, total: \{gt: (\d+)\}", text)
+    assert found, "the active text lost the rule the publisher rewrites"
+    return int(found.group(1))
+
+
+def _kill_after_publishes(command: list[str], publishes: int, extra_delay: float) -> int:
+    """Run the publisher until it has committed ``publishes`` versions (plus ``extra_delay``
+    seconds, to land the kill at another point of a publish), SIGKILL it; the number of
+    publishes it reported committed."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)  # end of output
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reported = 0
+    try:
+        while reported < publishes:
+            try:
+                line = lines.get(timeout=PUBLISH_TIMEOUT)
+            except queue.Empty:
+                pytest.fail(f"the publisher reported {reported} publishes in {PUBLISH_TIMEOUT}s")
+            if line is None:
+                pytest.fail(f"the publisher died: {process.stderr.read()[-2000:]}")
+            reported = int(line)
+        time.sleep(extra_delay)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    reader.join(timeout=PUBLISH_TIMEOUT)
+    while (line := lines.get_nowait()) is not None:  # what it printed before dying
+        reported = int(line)
+    return reported
 
 
 def test_process_killed_during_publish_leaves_old_or_new_version_whole(world, tmp_path):
+    """A publisher killed at any point leaves every version it committed, and the active one
+    whole: the last it reported, or the one it committed but was killed before reporting."""
     if world.engine.dialect.name != "sqlite":
         pytest.skip(
-            "one database file is enough to prove it; PostgreSQL publishes are covered by the store's concurrency test"
+            "one database file is enough to prove it; "
+            "PostgreSQL publishes are covered by the store's concurrency test"
         )
-    import shutil
-
     db = tmp_path / "copy.sqlite"
     shutil.copy(world.url.removeprefix("sqlite:///"), db)
     script = tmp_path / "publisher.py"
     script.write_text(PUBLISHER)
-    for delay in (0.6, 0.9, 1.3):
-        process = subprocess.Popen(
-            [sys.executable, str(script), f"sqlite:///{db}", str(ROOT / "rules" / "acme.yaml")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    from sqlalchemy.orm import Session
-
-    from approvalrules.engine import check_ruleset, text_hash
-    from approvalrules.store import versions
-    from approvalrules.store.db import create_engine_for_url
-
     engine = create_engine_for_url(f"sqlite:///{db}")
-    with Session(engine) as session:
+
+    def stored_versions(session) -> tuple[RuleSet, list[int]]:
         ruleset = session.scalar(select(RuleSet).where(RuleSet.name == "acme"))
+        numbers = session.scalars(
+            select(RuleSetVersion.number)
+            .where(RuleSetVersion.ruleset_id == ruleset.id)
+            .order_by(RuleSetVersion.number)
+        )
+        return ruleset, list(numbers)
+
+    with Session(engine) as session:
+        before = len(stored_versions(session)[1])
+    runs = [(1, 0.0), (2, 0.05), (3, 0.2)]  # (publishes to wait for, then seconds before the kill)
+    reported, offset = [], 0
+    for publishes, extra_delay in runs:
+        offset += 10_000
+        command = [
+            sys.executable,
+            str(script),
+            f"sqlite:///{db}",
+            str(ROOT / "rules" / "acme.yaml"),
+        ]
+        reported.append(_kill_after_publishes(command + [str(offset)], publishes, extra_delay))
+    last_offset = offset
+
+    with Session(engine) as session:
+        ruleset, numbers = stored_versions(session)
         active = session.get(RuleSetVersion, ruleset.active_version_id)
         published = session.scalar(
             select(func.count())
             .select_from(RuleSetVersion)
             .where(RuleSetVersion.ruleset_id == ruleset.id, RuleSetVersion.status == "published")
         )
-        numbers = list(
-            session.scalars(
-                select(RuleSetVersion.number)
-                .where(RuleSetVersion.ruleset_id == ruleset.id)
-                .order_by(RuleSetVersion.number)
-            )
-        )
-        check_ruleset(
-            active.text, "active", versions.resolver(session, ruleset.tenant_id)
-        )  # whole and valid
+        check_ruleset(active.text, "active", versions.resolver(session, ruleset.tenant_id))
     engine.dispose()
+
+    assert all(count >= publishes for count, (publishes, _) in zip(reported, runs, strict=True))
+    # every reported publish was committed; at most one more per run committed unreported
+    assert before + sum(reported) <= len(numbers) <= before + sum(reported) + len(runs)
+    assert numbers == list(range(1, len(numbers) + 1))  # no gap, no half-numbered version
     assert published == 1 and active.status == "published"
     assert text_hash(active.text) == active.content_hash
-    assert numbers == list(range(1, len(numbers) + 1))  # no gap, no half-numbered version
+    assert _threshold_of(active.text) - last_offset in (reported[-1], reported[-1] + 1)
 
 
 @pytest.mark.parametrize("failure", ["SerializationFailure", "DeadlockDetected"])
 def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, failure):
-    """pyramid_retry runs the request again on PostgreSQL's transient errors (SQLSTATE 40001, 40P01)."""
-    import psycopg.errors
-    from sqlalchemy.exc import OperationalError
+    """pyramid_retry runs the request again on PostgreSQL's transient errors.
 
-    from approvalrules.workflow import service
-
+    SQLSTATE 40001 (serialization failure) and 40P01 (deadlock detected).
+    """
     real = service.evaluate
     calls = []
 
@@ -186,15 +248,14 @@ def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, fail
 
 
 def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
-    """Evaluations racing a stream of publishes each see one whole version: outcome and version agree."""
+    """Evaluations racing a stream of publishes each see one whole version.
+
+    Outcome and version agree.
+    """
     if world.engine.dialect.name != "postgresql":
         pytest.skip(
             "concurrent publish and evaluate is proven on PostgreSQL (SQLite serialises writers)"
         )
-    import threading
-
-    from approvalrules.store import versions
-
     # acme has no budget, so Bob's 800 depends on the Marketing threshold alone
     base = (ROOT / "rules" / "acme.yaml").read_text()
     high = base.replace("total: {gt: 500}", "total: {gt: 1000}")
@@ -238,11 +299,10 @@ def test_publish_while_evaluating_always_sees_a_whole_version(world, api):
 
 
 def test_smtp_server_down_keeps_the_events_and_retries(api, order_id, world):
-    """With the mail server unreachable nothing is lost: the events wait, then go out once it is back."""
-    from datetime import datetime, timedelta
+    """With the mail server unreachable nothing is lost.
 
-    from .conftest import free_port
-
+    The events wait, then go out once it is back.
+    """
     world.run(lambda session: outbox.dispatch(session, world.settings))  # empty the queue first
     oid = order_id("smtpdown")
     api.post_json("/api/v1/orders", {"id": oid, "buyer": "bob", "total": 900})

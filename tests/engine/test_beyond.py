@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from approvalrules.engine import check_directory
 from approvalrules.engine.directory import Directory, records_from_dict
-from approvalrules.errors import DirectoryError
+from approvalrules.errors import DirectoryError, DocumentError
 
 from .conftest import (
     BASE_DIRECTORY,
@@ -198,11 +198,17 @@ def test_delegation_fixture_is_checked():
     with pytest.raises(DirectoryError) as info:
         make_directory(_dir([_d("lou", "sam", valid_from="2026-02-01", valid_until="2026-01-01")]))
     assert info.value.code == "invalid_delegation"
-    with pytest.raises(Exception):
+    with pytest.raises(DocumentError) as missing:
         check_directory(
             to_yaml(_dir([{"delegator": "lou", "delegate": "sam", "valid_from": "2026-01-01"}]))
         )
-    check_directory(to_yaml(_dir([_d("lou", "sam", company="acme", step="mgr")])))
+    assert [(p.code, p.path) for p in missing.value.problems] == [("missing_key", "delegations[0]")]
+    assert "'valid_until' is a required property" in missing.value.problems[0].message
+    # a delegation scoped to a company and a step passes the check and loads with its scope
+    scoped = check_directory(to_yaml(_dir([_d("lou", "sam", company="acme", step="mgr")])))
+    (delegation,) = records_from_dict(scoped.data)["delegations"]
+    assert (delegation.delegator_id, delegation.delegate_id) == ("lou", "sam")
+    assert (delegation.company_id, delegation.step) == ("acme", "mgr")
 
 
 def test_records_only_name_delegations_when_there_are_some():

@@ -5,10 +5,18 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
+from approvalrules.engine.directory import records_from_dict
 from approvalrules.errors import DirectoryError
 from approvalrules.store.directory import SqlDirectory
-from approvalrules.store.models import ApprovalRequest, AuditEvent, Membership, Order
-from approvalrules.store.services import DirectoryService, eligible_approver_ids
+from approvalrules.store.directory_base import eligible_approver_ids
+from approvalrules.store.models import (
+    ApprovalEligibility,
+    ApprovalRequest,
+    AuditEvent,
+    Membership,
+    Order,
+)
+from approvalrules.store.testing import load_fixture
 
 ORG = {
     "companies": {
@@ -37,8 +45,7 @@ ORG = {
 
 @pytest.fixture
 def service(session, tenant):
-    service = DirectoryService(session, tenant, actor="admin@test")
-    service.load_fixture(ORG)
+    service = load_fixture(session, tenant, ORG, actor="admin@test")
     session.flush()
     return service
 
@@ -287,9 +294,23 @@ def test_decided_orders_do_not_hold_approvers(service, pending, session):
     assert service.account("tom").active is False
 
 
-def test_pending_orders_elsewhere_do_not_block_removal_from_another_company(service, pending):
+def test_pending_orders_elsewhere_do_not_block_removal_from_another_company(
+    service, pending, session
+):
     service.upsert_membership("tom", "globex", role="approver")
     service.remove_membership("tom", "globex")
+
+    tom = service.account("tom")
+    directory = SqlDirectory(session, service.tenant.id)
+    assert directory.membership("tom", "globex") is None
+    assert directory.membership("tom", "acme") is not None
+    removed = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+    assert (removed.action, removed.subject_id) == ("membership.removed", "tom@globex")
+    # the pending order in acme is untouched: still pending, still waiting for tom
+    session.refresh(pending)
+    assert pending.status == "pending"
+    assert pending.order.status == "pending"
+    assert service.pending_orders_for_approver(tom) == ["o-1"]
 
 
 def test_eligible_approvers_in_later_steps_only():
@@ -304,7 +325,7 @@ def test_eligible_approvers_in_later_steps_only():
 
 def test_upserts_by_external_id_are_idempotent(service, session):
     before = audit_count(session)
-    service.load_fixture(ORG)
+    service.load_records(records_from_dict(ORG))
     service.upsert_assignment("tom", "bob", "acme", limit=Decimal("5000"))
     assert audit_count(session) == before
 
@@ -348,8 +369,6 @@ def test_unknown_references(service):
 
 
 def test_pending_check_uses_the_eligibility_index(service, session, tenant):
-    from approvalrules.store.models import ApprovalEligibility
-
     order = Order(
         tenant_id=tenant.id,
         external_id="o-2",

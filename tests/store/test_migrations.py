@@ -1,5 +1,7 @@
 """Migrations: up from empty, down to empty, up again -- on SQLite and PostgreSQL."""
 
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from sqlalchemy import inspect, text
 from sqlalchemy.orm import Session
@@ -44,8 +46,6 @@ def test_upgrade_twice_is_a_no_op(empty_database_url):
 
 def test_models_match_the_migration(db_engine):
     """Autogenerate finds nothing to do: the models and the migration agree."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.runtime.migration import MigrationContext
 
     with db_engine.connect() as connection:
         diff = compare_metadata(

@@ -3,13 +3,14 @@
 import threading
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from approvalrules.errors import Conflict, DocumentError, NotFound
 from approvalrules.store import versions
-from approvalrules.store.models import AuditEvent, RuleSet, RuleSetVersion
+from approvalrules.store.directory_service import DirectoryService
+from approvalrules.store.models import AuditEvent, RuleSet, RuleSetVersion, Tenant
 from approvalrules.store.services import audit, ensure_tenant
 
 V1 = "# the tenant default\nruleset: purchasing\ncurrency: USD\n"
@@ -85,8 +86,6 @@ def test_rollback_publishes_an_old_text_anew(session, tenant):
 
 
 def test_active_version_is_one_query(session, tenant, db_engine):
-    from sqlalchemy import event
-
     versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
     session.flush()
     statements = []
@@ -214,7 +213,7 @@ def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only)
     for round_ in range(ROUNDS):
         _concurrently(
             db_engine,
-            lambda s, n: versions.publish(
+            lambda s, n, round_=round_: versions.publish(
                 s, tenant_id, "purchasing", f"w{n}", text=f"{V1}# worker {n} round {round_}\n"
             ),
         )
@@ -239,8 +238,6 @@ def test_concurrent_publishers_get_consecutive_numbers(db_engine, postgres_only)
 
 def test_concurrent_changes_each_bump_the_tenants_counters(db_engine, postgres_only):
     """The per-process caches are keyed by these counters: two changes must never share a number."""
-    from approvalrules.store.models import Tenant
-    from approvalrules.store.services import DirectoryService
 
     with Session(db_engine) as session, session.begin():
         tenant = ensure_tenant(session, f"counters-{threading.get_ident()}-{id(session)}")

@@ -1,7 +1,7 @@
 """Delegations (out of office): list the tenant's, save one, revoke one.
 
 The one directory page that writes.  Saving and revoking go through
-:class:`~approvalrules.store.services.DirectoryService` exactly as the API's
+:class:`~approvalrules.store.directory_service.DirectoryService` exactly as the API's
 ``PUT /api/v1/directory/delegations`` does, so the same rules refuse the same
 things (unknown account or company, self-delegation, ``valid_until`` before
 ``valid_from``, a loop), every change is audited as ``admin:<login>`` and bumps
@@ -23,8 +23,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import aliased, selectinload
 
 from approvalrules.errors import DirectoryError
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import Account, Company, Delegation
-from approvalrules.store.services import DirectoryService
 
 from .common import flash, int_or_404, like, paginate, template
 from .forms import form_resources, make_form, with_csrf

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.view import view_config
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import aliased, selectinload
 
 from approvalrules.store.models import (
@@ -292,8 +292,6 @@ def groups(request):
     )
     counts = {}
     if page.items:
-        from sqlalchemy import func
-
         counts = dict(
             request.dbsession.execute(
                 select(Membership.group_id, func.count())

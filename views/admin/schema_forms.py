@@ -24,29 +24,50 @@ unions, free-form objects                      String, small textarea holding a 
 
 Each node carries ``json_kind`` (and a few ``json_*`` attributes) so that
 :func:`to_form` and :func:`from_form` convert between plain data and
-deform appstructs.  :func:`save_into_yaml` applies only what changed to the
-original text: unchanged lines stay byte for byte, comments included.
+deform appstructs (:mod:`.form_values`).  :func:`save_into_yaml` applies only
+what changed to the original text: unchanged lines stay byte for byte, comments
+included (:mod:`.yaml_roundtrip`).  :func:`field_errors` places the engine's
+problems on the fields.  The names of those modules are re-exported here, the
+one import the admin pages need.
 """
 
 from __future__ import annotations
 
-import difflib
-import io
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import colander
 import deform
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from approvalrules.engine import schema as load_schema
 
-#: "the key is absent" (as opposed to present with the value None)
-MISSING = object()
+from .form_values import (
+    MISSING,
+    MONEY_RE,
+    dump_snippet,
+    from_form,
+    is_empty,
+    parse_snippet,
+    split_lines,
+    to_form,
+    to_plain,
+)
+from .yaml_roundtrip import load_round_trip, save_into_yaml
 
-MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?$")
+__all__ = [
+    "MISSING",
+    "build_schema",
+    "dump_snippet",
+    "field_errors",
+    "from_form",
+    "load_round_trip",
+    "parse_snippet",
+    "save_into_yaml",
+    "to_form",
+    "to_plain",
+]
+
 NUMBER_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,9})?$")
 DEFAULT_RE = re.compile(r"\bDefault (true|false)\b")
 
@@ -275,12 +296,12 @@ class _RequiredIfAny:
 
     def __call__(self, node, value):
         if not isinstance(value, dict) or all(
-            _empty(v) or v == [] or v == set() for v in value.values()
+            is_empty(v) or v == [] or v == set() for v in value.values()
         ):
             return
         error = colander.Invalid(node, "")
         for index, child in enumerate(node.children):
-            if child.name in self.names and _empty(value.get(child.name, colander.null)):
+            if child.name in self.names and is_empty(value.get(child.name, colander.null)):
                 error.add(colander.Invalid(child, "Required"), index)
         if error.children:
             raise error
@@ -339,10 +360,6 @@ def lines_node(items, name, title, required, description, spec) -> colander.Sche
         validator=validate,
         json_kind="lines",
     )
-
-
-def split_lines(text: str) -> list[str]:
-    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 def money_node(name, title, required, description) -> colander.SchemaNode:
@@ -489,351 +506,6 @@ def build_schema(name: str = "ruleset") -> colander.SchemaNode:
     node = walker.node(root, name, "document", True, title="")
     node.name = ""
     return node
-
-
-# ------------------------------------------------------------ data <-> appstruct
-
-
-def parse_snippet(text: str) -> Any:
-    """Plain data from a YAML snippet, with the engine's safe loader (YAML 1.2, limits)."""
-    from approvalrules.engine.load import load_document
-    from approvalrules.errors import DocumentError
-
-    try:
-        return load_document(text, "field").data
-    except DocumentError as exc:
-        raise ValueError("; ".join(p.message for p in exc.problems) or "invalid YAML") from None
-
-
-def dump_snippet(value: Any) -> str:
-    """One-line flow YAML for a snippet field."""
-    stream = io.StringIO()
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = True
-    yaml.width = 4096
-    yaml.representer.add_representer(Decimal, _represent_decimal)
-    yaml.dump(to_plain(value), stream)
-    return stream.getvalue().strip().removesuffix("...").strip()
-
-
-def to_plain(value: Any) -> Any:
-    """Round-trip (ruamel) data as plain dicts, lists and scalars."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, str):
-        return str(value)
-    return value
-
-
-def _money_text(value: Any) -> str:
-    if isinstance(value, float):
-        text = repr(float(value))
-        return text[:-2] if text.endswith(".0") else text
-    return str(value)
-
-
-def to_form(node: colander.SchemaNode, value: Any) -> Any:
-    """The appstruct deform renders for plain ``value`` (MISSING or None: empty)."""
-    kind = node.json_kind
-    if value is MISSING or value is None:
-        if kind == "boolean":
-            return node.json_default
-        return colander.null
-    if kind == "object":
-        if not isinstance(value, dict):
-            return colander.null
-        return {
-            child.name: to_form(child, value.get(child.name, MISSING))
-            for child in node.children
-            if child.json_kind != "skip"
-        }
-    if kind == "map":
-        entry = node.children[0]
-        key_node, value_node = entry.children
-        return (
-            [{"key": k, "value": to_form(value_node, v)} for k, v in value.items()]
-            if isinstance(value, dict)
-            else colander.null
-        )
-    if kind == "array":
-        return (
-            [to_form(node.children[0], v) for v in value]
-            if isinstance(value, list)
-            else colander.null
-        )
-    if kind == "set":
-        return set(value) if isinstance(value, list) else colander.null
-    if kind == "lines":
-        return "\n".join(str(v) for v in value) if isinstance(value, list) else colander.null
-    if kind == "money":
-        return _money_text(value)
-    if kind == "amount":
-        return dump_snippet(value) if isinstance(value, dict) else _money_text(value)
-    if kind == "yaml":
-        return dump_snippet(value)
-    if kind == "boolean":
-        return bool(value)
-    if kind == "tristate":
-        return "true" if value is True else "false" if value is False else colander.null
-    if kind == "integer":
-        return value if isinstance(value, int) else colander.null
-    return value if isinstance(value, str) else str(value)
-
-
-def _empty(appstruct: Any) -> bool:
-    return appstruct is colander.null or appstruct is None or appstruct == ""
-
-
-def _absent_or(old: Any) -> Any:
-    """Nothing entered: keep an explicit null, otherwise leave the key out."""
-    return None if old is None else MISSING
-
-
-def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> Any:
-    """Plain data for a validated appstruct; MISSING when the key should be absent.
-
-    ``old`` is the value before editing: values equal to it (``500`` vs ``"500"``)
-    come back as ``old`` itself so that an unchanged form changes nothing.
-    """
-    kind = node.json_kind
-    if kind == "object":
-        if not isinstance(appstruct, dict):
-            return _absent_or(old)
-        old_map = old if isinstance(old, dict) else {}
-        result = {}
-        for child in node.children:
-            if child.json_kind == "skip":
-                continue
-            value = from_form(
-                child, appstruct.get(child.name, colander.null), old_map.get(child.name, MISSING)
-            )
-            if value is not MISSING:
-                result[child.name] = value
-        if not result and not (isinstance(old, dict) and not old):
-            return _absent_or(old)
-        return result
-    if kind == "map":
-        if _empty(appstruct) or not appstruct:
-            return {} if isinstance(old, dict) and not old else _absent_or(old)
-        value_node = node.children[0].children[1]
-        old_map = old if isinstance(old, dict) else {}
-        result = {}
-        for entry in appstruct:
-            value = from_form(
-                value_node, entry.get("value", colander.null), old_map.get(entry["key"], MISSING)
-            )
-            result[entry["key"]] = {} if value is MISSING else value
-        return result
-    if kind == "array":
-        if _empty(appstruct) or not appstruct:
-            return [] if isinstance(old, list) and not old else _absent_or(old)
-        child = node.children[0]
-        olds = _aligned(old, appstruct, child)
-        return [_present(from_form(child, item, o)) for item, o in zip(appstruct, olds)]
-    if kind == "set":
-        if _empty(appstruct) or not appstruct:
-            return [] if isinstance(old, list) and not old else _absent_or(old)
-        chosen = set(appstruct)
-        kept = [v for v in (old if isinstance(old, list) else []) if v in chosen]
-        return kept + [v for v in node.json_enum if v in chosen and v not in kept]
-    if kind == "lines":
-        entries = split_lines("" if _empty(appstruct) else appstruct)
-        if not entries:
-            return [] if isinstance(old, list) and not old else _absent_or(old)
-        return old if isinstance(old, list) and to_plain(old) == entries else entries
-    if _empty(appstruct):
-        return _absent_or(old)
-    if kind == "amount" and not MONEY_RE.match(appstruct.strip()):
-        value = parse_snippet(appstruct)
-        return old if old is not MISSING and _equivalent(old, value) else value
-    if kind in ("money", "amount"):
-        appstruct = appstruct.strip()
-        new = Decimal(appstruct)
-        if old is not MISSING and old is not None and _decimal(old) == new:
-            return old
-        return int(new) if new == new.to_integral_value() and "." not in appstruct else new
-    if kind == "yaml":
-        value = parse_snippet(appstruct)
-        return old if old is not MISSING and _equivalent(old, value) else value
-    if kind == "boolean":
-        if old is MISSING and bool(appstruct) == node.json_default:
-            return MISSING
-        return bool(appstruct)
-    if kind == "tristate":
-        return appstruct == "true"
-    return appstruct
-
-
-def _present(value: Any) -> Any:
-    return {} if value is MISSING else value
-
-
-def _aligned(old: Any, items: list, child: colander.SchemaNode) -> list:
-    """The old value of each new item: by ``name`` when items have one, else by position."""
-    olds = old if isinstance(old, list) else []
-    if child.json_kind == "object" and any(c.name == "name" for c in child.children):
-        by_name = {o.get("name"): o for o in olds if isinstance(o, dict)}
-        return [
-            by_name.get(item.get("name"), MISSING) if isinstance(item, dict) else MISSING
-            for item in items
-        ]
-    return [olds[i] if i < len(olds) else MISSING for i in range(len(items))]
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _equivalent(a: Any, b: Any) -> bool:
-    """Same data, numbers compared as decimals (``500`` == ``"500"`` is not: types differ in YAML)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_equivalent(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_equivalent(x, y) for x, y in zip(a, b))
-    numeric = (int, float, Decimal)
-    if (
-        isinstance(a, numeric)
-        and isinstance(b, numeric)
-        and not isinstance(a, bool)
-        and not isinstance(b, bool)
-    ):
-        return Decimal(str(a)) == Decimal(str(b))
-    return (
-        type(a) is type(b) and a == b if not isinstance(a, str) else isinstance(b, str) and a == b
-    )
-
-
-# ------------------------------------------------------------------ YAML round trip
-
-
-def _represent_decimal(representer, value: Decimal):
-    return representer.represent_scalar("tag:yaml.org,2002:float", format(value, "f"))
-
-
-def _represent_none(representer, value):
-    # ruamel writes an empty value; the rule sets spell it out
-    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
-
-
-def round_trip_yaml() -> YAML:
-    """ruamel.yaml in round-trip mode, styled like the sample rule sets."""
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.add_representer(Decimal, _represent_decimal)
-    yaml.representer.add_representer(type(None), _represent_none)
-    return yaml
-
-
-def load_round_trip(text: str) -> Any:
-    return round_trip_yaml().load(text)
-
-
-def _dump(data: Any) -> str:
-    stream = io.StringIO()
-    round_trip_yaml().dump(data, stream)
-    return stream.getvalue()
-
-
-def merge(old: Any, new: Any) -> Any:
-    """``new`` written into ``old`` in place where both are containers; the value to store."""
-    if isinstance(old, CommentedMap) and isinstance(new, dict):
-        for key in [k for k in old if k not in new]:
-            del old[key]
-        for key, value in new.items():
-            if key in old:
-                merged = merge(old[key], value)
-                if merged is not old[key]:
-                    old[key] = merged
-            else:
-                old[key] = _fresh(value)
-        return old
-    if isinstance(old, CommentedSeq) and isinstance(new, list):
-        names = [item.get("name") if isinstance(item, dict) else None for item in new]
-        old_names = [item.get("name") if isinstance(item, dict) else None for item in old]
-        if names != old_names and all(names) and all(old_names):
-            # steps added, removed or moved: keep each surviving item (and its comments)
-            by_name = {item["name"]: item for item in old}
-            rebuilt = [
-                merge(by_name[n], item) if n in by_name else _fresh(item)
-                for n, item in zip(names, new)
-            ]
-            del old[:]
-            old.extend(rebuilt)
-            return old
-        for index, value in enumerate(new):
-            if index < len(old):
-                merged = merge(old[index], value)
-                if merged is not old[index]:
-                    old[index] = merged
-            else:
-                old.append(_fresh(value))
-        del old[len(new) :]
-        return old
-    if _equivalent(to_plain(old), to_plain(new)) and type(to_plain(old)) is type(to_plain(new)):
-        return old
-    return _fresh(new)
-
-
-def _fresh(value: Any) -> Any:
-    """A new value as round-trip data; small mappings and lists in flow style, like the samples."""
-    if isinstance(value, dict):
-        node = CommentedMap((k, _fresh(v)) for k, v in value.items())
-        if _is_small(value):
-            node.fa.set_flow_style()
-        return node
-    if isinstance(value, list):
-        node = CommentedSeq(_fresh(v) for v in value)
-        if _is_small(value):
-            node.fa.set_flow_style()
-        return node
-    return value
-
-
-def _is_small(value: Any) -> bool:
-    return len(dump_snippet(value)) <= 60
-
-
-def save_into_yaml(original: str, new_data: dict) -> str:
-    """The original text with ``new_data`` applied; untouched lines (and their comments) verbatim.
-
-    ruamel keeps comments and key order but normalises some spacing; so the
-    changed document is dumped, compared line by line with a dump of the
-    unchanged one, and only the lines that differ are taken from it.  When
-    the normalised dump does not line up with the original, it is used as is.
-    """
-    baseline = _dump(load_round_trip(original))
-    document = load_round_trip(original)
-    merge(document, new_data)
-    changed = _dump(document)
-    old_lines = original.splitlines(keepends=True)
-    base_lines = baseline.splitlines(keepends=True)
-    new_lines = changed.splitlines(keepends=True)
-    if len(old_lines) != len(base_lines):
-        return changed
-    out: list[str] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(
-        None, base_lines, new_lines, autojunk=False
-    ).get_opcodes():
-        out.extend(old_lines[i1:i2] if tag == "equal" else new_lines[j1:j2])
-    text = "".join(out)
-    if original and not original.endswith("\n") and text.endswith("\n"):
-        text = text[:-1]
-    return text
 
 
 # --------------------------------------------------------------- errors on fields
