@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -145,8 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
+        return status
     except ApprovalRulesError as exc:
         return report_error(exc)
     except KeyboardInterrupt:
+        return EXIT_ERROR
+    except BrokenPipeError:
+        # the reader stopped reading (``approvalrules evaluate ... | head``): no traceback, and
+        # standard output goes nowhere so the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR

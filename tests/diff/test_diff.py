@@ -13,6 +13,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -391,6 +393,17 @@ def test_cli_errors_exit_2(folder):
     assert code == 2 and "no directory for the behavioural diff" in err
     code, out, _ = run_cli(lonely / "acme.yaml", folder / "acme.yaml", "--fail-on", "structural")
     assert code == 0 and "behaviour: not compared (no directory)" in out
+
+
+def test_cli_output_into_a_closed_pipe_ends_quietly(folder):
+    """``approvalrules diff ... | head``: the reader goes away; no traceback, exit 2."""
+    command = [sys.executable, "-m", "approvalrules.cli", "diff", "--format", "json"]
+    files = [str(folder / "acme.yaml"), str(_variant_file(folder, "threshold raised (F1)"))]
+    process = subprocess.Popen(command + files, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before anything is written: the first write finds no reader
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 2
+    assert "Traceback" not in err and "Exception ignored" not in err
 
 
 def test_reference_pattern():
