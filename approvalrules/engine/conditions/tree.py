@@ -89,11 +89,18 @@ def parse(condition: Mapping[str, Any] | None) -> Node:
     """The tree of a (validated) condition; ``None`` or ``{}`` is :data:`ALWAYS`."""
     if not condition:
         return ALWAYS
-    parts = [
-        Leaf(key, value) if key not in _COMBINATORS else _combination(key, value)
-        for key, value in condition.items()
-    ]
-    return parts[0] if len(parts) == 1 else And(tuple(parts), False)
+    if len(condition) == 1:  # the common case, kept short: compiling parses every condition
+        for key, value in condition.items():
+            return Leaf(key, value) if key not in _COMBINATORS else _combination(key, value)
+    return And(
+        tuple(
+            [
+                Leaf(key, value) if key not in _COMBINATORS else _combination(key, value)
+                for key, value in condition.items()
+            ]
+        ),
+        False,
+    )
 
 
 _COMBINATORS = frozenset(["all", "any", "not"])
