@@ -30,6 +30,7 @@ def _check(path: str):
 
 
 def cmd_validate(args) -> int:
+    """``approvalrules validate FILE...``: check rule sets; warnings on standard error."""
     status = EXIT_OK
     for path in args.files:
         try:
@@ -45,6 +46,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_test(args) -> int:
+    """``approvalrules test FILE...``: run the tests inside rule sets against their directories."""
     passed = failed = 0
     status = EXIT_OK
     for path in args.files:
@@ -83,6 +85,7 @@ def cmd_test(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``approvalrules evaluate FILE --directory D --order O``: the decision as JSON."""
     checked = _check(args.file)
     policy = compile_policy(checked)
     directory = load_directory(read_text(args.directory), args.directory)
@@ -94,11 +97,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    """``approvalrules schema [NAME]``: print a JSON Schema."""
     print(json.dumps(schema(args.name), indent=2))
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand: the engine's, the diff's, the store's and the workflow's."""
     parser = argparse.ArgumentParser(
         prog="approvalrules", description="B2B order-approval rules as data."
     )

@@ -61,6 +61,8 @@ class BehaviourChange:
 
 @dataclass
 class BehaviourReport:
+    """What the behavioural diff found: the changes, the buyer classes, how many orders it took."""
+
     changes: list[BehaviourChange]
     classes: list[BuyerClass]
     evaluations: int
@@ -105,6 +107,7 @@ def _range_text(low, low_inc, high, high_inc, types) -> str:
 
 
 def report_changes(classes: list[BuyerClass], grids: dict[int, Grid]) -> list[BehaviourChange]:
+    """The changes in every class's grid, merged by range, order type and buyers."""
     # 1. per class and order type: runs of consecutive samples with the same change
     runs: dict[tuple, dict] = {}
     for ci, cls in enumerate(classes):

@@ -48,6 +48,7 @@ class BuyerClass:
 
 
 def plural(label: str) -> str:
+    """``Approver`` -> ``Approvers``, ``Secretary`` -> ``Secretaries``."""
     if label.endswith("s"):
         return label
     if label.endswith("y") and not label.endswith(("ay", "ey", "oy", "uy")):

@@ -10,6 +10,8 @@ from .decisions import Summary
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """A generated order total and the segment of the boundaries it stands for."""
+
     total: Decimal
     segment: int  # even: the point boundaries[segment // 2]; odd: the open interval after it
 

@@ -20,6 +20,8 @@ PROGRESS_EVERY = 1000
 
 @dataclass
 class ReplayReport:
+    """What a replay found: orders read, changed and unreadable, and the changes per buyer class."""
+
     orders: int = 0
     changed: int = 0
     errors: int = 0

@@ -139,6 +139,7 @@ class Visitor:
     """
 
     def visit(self, node: Node) -> Any:
+        """What this visitor makes of ``node`` (and, through it, of its children)."""
         return node.accept(self)
 
     def visit_and(self, node: And) -> Any:
