@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from approvalrules import diff  # noqa: E402
+from approvalrules.cli.diff import Progress, read_jsonl  # noqa: E402
 from approvalrules.engine import compile_ruleset, load_directory  # noqa: E402
 from approvalrules.engine import check_ruleset  # noqa: E402
 
@@ -147,7 +148,9 @@ def main(argv=None) -> int:
                 handle.write(json.dumps(order) + "\n")
         size = path.stat().st_size
         started = time.perf_counter()
-        replayed = diff.replay(old, new, directory, diff.read_jsonl(path), total=args.orders)
+        bar = Progress(args.orders)
+        replayed = diff.replay(old, new, directory, read_jsonl(path), on_progress=bar.update)
+        bar.close(replayed.orders)
         replay_s = time.perf_counter() - started
     print(
         f"replay:                 {replay_s:8.3f} s  ({replayed.orders:,} orders from {size / 1e6:.1f} MB JSONL, {replayed.orders / replay_s:,.0f} orders/s, {replayed.changed:,} changed)"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from approvalrules.store import versions
 
 from .conftest import csrf
@@ -77,10 +75,3 @@ def test_diff_of_an_invalid_draft_still_shows_the_text(editor, db):
     )
     page = editor.get("/admin/rulesets/acme/diff?old=1&new=draft")
     assert "cannot compare behaviour" in page.text and 'class="diff"' in page.text
-
-
-def test_diff_page_works_without_the_diff_module(editor, db, monkeypatch):
-    publish_change(editor, db)
-    monkeypatch.setitem(sys.modules, "approvalrules.diff", None)  # import now fails
-    page = editor.get("/admin/rulesets/acme/diff?old=1&new=2")
-    assert "behavioural diff is not available" in page.text and 'class="diff"' in page.text

@@ -8,14 +8,19 @@ written out in full so that anyone can read them beside ACCEPTANCE.md F.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from approvalrules import diff
+from approvalrules.cli import diff as diff_cli
 from approvalrules.engine import compile_ruleset, load_directory
 
 HERE = Path(__file__).resolve().parent
@@ -237,7 +242,7 @@ def test_replay_counts_changes_per_class(tmp_path, directory, base_policy):
         {"buyer": "bob", "total": 1200},
     ]
     orders.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", "utf-8")
-    report = diff.replay(base_policy, new, directory, diff.read_jsonl(orders), progress=False)
+    report = diff.replay(base_policy, new, directory, diff_cli.read_jsonl(orders))
     assert (report.orders, report.changed, report.errors) == (5, 2, 0)
     assert report.per_class["Requisitioners in Marketing"] == {
         "orders": 3,
@@ -254,15 +259,33 @@ def test_progress_bar_only_on_a_terminal(capsys, directory, base_policy):
     assert capsys.readouterr().err == ""  # not a tty under pytest
 
 
+def test_replay_reports_progress_through_its_callback(directory, base_policy):
+    seen = []
+    orders = [{"buyer": "bob", "total": 1}] * 2001
+    diff.replay(base_policy, base_policy, directory, orders, on_progress=seen.append)
+    assert seen == [1000, 2000]
+
+
+def test_the_cli_progress_bar_draws_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    quiet, terminal = io.StringIO(), Terminal()
+    for stream in (quiet, terminal):
+        bar = diff_cli.Progress(2000, stream=stream)
+        bar.update(1000)
+        bar.close(2000)
+    assert quiet.getvalue() == ""
+    assert terminal.getvalue().endswith(f"\rreplay [{'#' * 30}] 2,000/2,000\n")
+
+
 # --------------------------------------------------------------------- CLI
 
 
 def run_cli(*argv, capsys=None):
-    import contextlib
-    import io
-
     parser = argparse.ArgumentParser()
-    diff.add_arguments(parser)
+    diff_cli.add_arguments(parser)
     args = parser.parse_args([str(a) for a in argv])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -357,7 +380,7 @@ def test_cli_replay(folder):
 
 def test_cli_errors_exit_2(folder):
     code, _, err = run_cli("acme/purchasing@3", folder / "acme.yaml")
-    assert code == 2 and err.strip() == "error: " + diff.STORE_NEEDED
+    assert code == 2 and err.strip() == "error: " + diff_cli.STORE_NEEDED
     (folder / "broken.yaml").write_text("ruleset: acme\nlimits: {max_order_total: -5}\n", "utf-8")
     code, _, err = run_cli(folder / "acme.yaml", folder / "broken.yaml")
     assert code == 2 and "broken.yaml:2: limits.max_order_total" in err
@@ -372,8 +395,19 @@ def test_cli_errors_exit_2(folder):
     assert code == 0 and "behaviour: not compared (no directory)" in out
 
 
+def test_cli_output_into_a_closed_pipe_ends_quietly(folder):
+    """``approvalrules diff ... | head``: the reader goes away; no traceback, exit 2."""
+    command = [sys.executable, "-m", "approvalrules.cli", "diff", "--format", "json"]
+    files = [str(folder / "acme.yaml"), str(_variant_file(folder, "threshold raised (F1)"))]
+    process = subprocess.Popen(command + files, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before anything is written: the first write finds no reader
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 2
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
 def test_reference_pattern():
-    assert diff.REFERENCE.match("acme/purchasing@12")
-    assert not diff.REFERENCE.match("rules/acme.yaml")
+    assert diff_cli.REFERENCE.match("acme/purchasing@12")
+    assert not diff_cli.REFERENCE.match("rules/acme.yaml")
     with pytest.raises(Exception, match="database references need the store"):
-        diff.resolve_reference("acme/purchasing@12")
+        diff_cli.resolve_reference("acme/purchasing@12")

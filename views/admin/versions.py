@@ -9,6 +9,7 @@ from pyramid.httpexceptions import HTTPNotFound
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from approvalrules.diff import diff_versions
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.store import versions
 from approvalrules.store.directory import SqlDirectory
@@ -73,11 +74,10 @@ def default_pair(ruleset, all_versions) -> tuple[str, str]:
 def behavioural(
     request, old_text: str, new_text: str, old_label: str, new_label: str
 ) -> tuple[dict | None, str | None]:
-    """The behavioural diff (``approvalrules.diff``) or why there is none; the text diff never depends on it."""
-    try:
-        from approvalrules.diff import diff_versions
-    except ImportError as exc:  # being written alongside; the page works without it
-        return None, f"the behavioural diff is not available ({exc})"
+    """The behavioural diff (``approvalrules.diff``) or why there is none.
+
+    The text diff never depends on it.
+    """
     session, tenant = request.dbsession, request.admin_tenant
     try:
         result = diff_versions(

@@ -8,50 +8,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from .errors import ApprovalRulesError, DocumentError
+from ..engine import check_ruleset, compile_policy, folder_resolver, load_directory, schema
+from ..engine.load import load_document
+from ..engine.ruletests import run_tests
+from ..errors import ApprovalRulesError, DocumentError
+from ..store import commands as store_commands
+from ..workflow import commands as job_commands
+from . import diff
+from .common import EXIT_ERROR, EXIT_FAILED, EXIT_OK, directory_for, read_text, report_error
 
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
-
-
-def _read(path: str) -> str:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ApprovalRulesError("unreadable_file", f"{path}: {exc.strerror}") from None
-    from .engine.load import MAX_BYTES
-    from .errors import DocumentTooLarge, Problem
-
-    if len(data) > MAX_BYTES:
-        raise DocumentTooLarge(
-            [
-                Problem(
-                    "document_too_large",
-                    f"the file is {len(data):,} bytes; the limit is {MAX_BYTES:,} bytes",
-                    source=path,
-                )
-            ]
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        from .errors import Problem
-
-        raise DocumentError(
-            [Problem("not_utf8", f"not UTF-8 text (byte {exc.start})", source=path)]
-        ) from None
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "build_parser", "directory_for", "main"]
 
 
 def _check(path: str):
-    from .engine import folder_resolver
-    from .engine import check_ruleset
-
-    return check_ruleset(_read(path), path, folder_resolver(Path(path).parent))
+    return check_ruleset(read_text(path), path, folder_resolver(Path(path).parent))
 
 
 def cmd_validate(args) -> int:
+    """``approvalrules validate FILE...``: check rule sets; warnings on standard error."""
     status = EXIT_OK
     for path in args.files:
         try:
@@ -61,35 +39,20 @@ def cmd_validate(args) -> int:
             continue
         for warning in checked.warnings:
             print(warning.format(), file=sys.stderr)
-        print(
-            f"{path}: ok ({checked.name}, {len((checked.resolved.get('approval') or {}).get('steps') or [])} steps)"
-        )
+        steps = (checked.resolved.get("approval") or {}).get("steps") or []
+        print(f"{path}: ok ({checked.name}, {len(steps)} steps)")
     return status
 
 
-def directory_for(ruleset_path: str, explicit: str | None):
-    """The directory a rule set's tests run against: ``--directory`` or ``directories/<stem>.yaml`` beside it."""
-    from .engine import load_directory
-
-    path = (
-        Path(explicit)
-        if explicit
-        else Path(ruleset_path).parent / "directories" / f"{Path(ruleset_path).stem}.yaml"
-    )
-    if not path.is_file():
-        return None, path
-    return load_directory(_read(str(path)), str(path)), path
-
-
 def cmd_test(args) -> int:
-    from .engine import compile_policy
-    from .engine.ruletests import run_tests
-
+    """``approvalrules test FILE...``: run the tests inside rule sets against their directories."""
     passed = failed = 0
     status = EXIT_OK
     for path in args.files:
         if Path(path).name == "tenants.yaml":
-            continue  # a rules folder's tenant plan (store.importer), not a rule set: `test rules/*.yaml` skips it
+            # a rules folder's tenant plan (store.importer), not a rule set:
+            # `test rules/*.yaml` skips it
+            continue
         try:
             checked = _check(path)
             policy = compile_policy(checked)
@@ -121,14 +84,11 @@ def cmd_test(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .engine import load_directory
-    from .engine.load import load_document
-    from .engine import compile_policy
-
+    """``approvalrules evaluate FILE --directory D --order O``: the decision as JSON."""
     checked = _check(args.file)
     policy = compile_policy(checked)
-    directory = load_directory(_read(args.directory), args.directory)
-    order_text = _read(args.order) if args.order != "-" else sys.stdin.read()
+    directory = load_directory(read_text(args.directory), args.directory)
+    order_text = read_text(args.order) if args.order != "-" else sys.stdin.read()
     order = load_document(order_text, args.order).data
     decision = policy.evaluate(order, directory, now=args.now, budgets_spent=None)
     print(json.dumps(decision.as_dict(trace=not args.no_trace), indent=2, sort_keys=False))
@@ -136,28 +96,13 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .engine import schema
-
+    """``approvalrules schema [NAME]``: print a JSON Schema."""
     print(json.dumps(schema(args.name), indent=2))
     return EXIT_OK
 
 
-def _store_command(name: str):
-    def run(args) -> int:
-        from .store import commands
-
-        return getattr(commands, name)(args) or EXIT_OK
-
-    return run
-
-
-def cmd_diff(args) -> int:
-    from . import diff
-
-    return diff.main(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand: the engine's, the diff's, the store's and the workflow's."""
     parser = argparse.ArgumentParser(
         prog="approvalrules", description="B2B order-approval rules as data."
     )
@@ -190,48 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", default="ruleset", choices=("ruleset", "directory", "order"))
     p.set_defaults(func=cmd_schema)
 
-    try:
-        from . import diff
-
-        diff.add_arguments(
-            sub.add_parser(
-                "diff", help="compare two rule-set versions by text, structure and behaviour"
-            )
+    diff.add_arguments(
+        sub.add_parser(
+            "diff", help="compare two rule-set versions by text, structure and behaviour"
         )
-    except ImportError:
-        pass
-    try:
-        from .store import commands
-    except ImportError:  # the engine works without the store's dependencies
-        commands = None
-    if commands is not None and hasattr(commands, "add_parsers"):
-        commands.add_parsers(sub)
-        from .workflow import commands as jobs
-
-        jobs.add_parsers(sub)
+    )
+    store_commands.add_parsers(sub)
+    job_commands.add_parsers(sub)
     return parser
 
 
-def report_error(exc: ApprovalRulesError) -> int:
-    """Print an error the CLI way (every problem of a document as file:line: path: message); the exit code."""
-    if isinstance(exc, DocumentError):
-        for problem in exc.problems:
-            print(problem.format(), file=sys.stderr)
-    else:
-        print(f"error: {exc}", file=sys.stderr)
-    return EXIT_ERROR
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The ``approvalrules`` console script: run one subcommand; its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below and not at exit
+        return status
     except ApprovalRulesError as exc:
         return report_error(exc)
     except KeyboardInterrupt:
         return EXIT_ERROR
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    except BrokenPipeError:
+        # the reader stopped reading (``approvalrules evaluate ... | head``): no traceback, and
+        # standard output goes nowhere so the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR

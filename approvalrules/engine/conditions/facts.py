@@ -1,0 +1,77 @@
+"""What conditions may look at: the order and its buyer, resolved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One order line as conditions see it."""
+
+    sku: str
+    category: str | None
+    quantity: Decimal
+
+
+#: the largest/smallest quantity of an order without lines: no finite bound holds
+#: for them, as ``any()`` over no lines does not
+_BELOW_ANY = Decimal("-Infinity")
+_ABOVE_ANY = Decimal("Infinity")
+
+
+class Facts:
+    """What conditions may look at, with derived facts computed on first use.
+
+    ``quantity`` (sum of line quantities), ``skus`` and ``categories`` (sets
+    over the lines), ``max_qty`` and ``min_qty`` are filled in lazily, once
+    per evaluation, only when a condition asks for them.
+    """
+
+    __slots__ = (
+        "total",
+        "currency",
+        "order_type",
+        "lines",
+        "buyer",
+        "role",
+        "group",
+        "attributes",
+        "exceeded",
+        "quantity",
+        "skus",
+        "categories",
+        "max_qty",
+        "min_qty",
+    )
+
+    def __init__(
+        self, total, currency, order_type, lines, buyer, role, group, attributes, exceeded
+    ):
+        self.total = total
+        self.currency = currency
+        self.order_type = order_type
+        self.lines = lines
+        self.buyer = buyer
+        self.role = role
+        self.group = group
+        self.attributes = attributes
+        self.exceeded = exceeded
+
+    def __getattr__(self, name):  # only called for a derived fact not computed yet
+        lines = self.lines
+        if name == "quantity":
+            value = sum((line.quantity for line in lines), Decimal(0))
+        elif name == "skus":
+            value = {line.sku for line in lines}
+        elif name == "categories":
+            value = {line.category for line in lines}
+        elif name == "max_qty":
+            value = max((line.quantity for line in lines), default=_BELOW_ANY)
+        elif name == "min_qty":
+            value = min((line.quantity for line in lines), default=_ABOVE_ANY)
+        else:
+            raise AttributeError(name)
+        setattr(self, name, value)
+        return value
