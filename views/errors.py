@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 STATUS = (
     (errors.DocumentTooLarge, 413),
     (errors.DocumentError, 422),
+    (errors.TestsFailed, 422),
     (errors.OrderError, 422),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),

@@ -153,7 +153,8 @@ def emit_decision(
 def emit_final(
     session: Session, tenant: Tenant, order: Order, outcome: str, comment: str | None
 ) -> None:
-    """Notifications when a pending order reaches its final state."""
+    """Notifications when a pending order reaches its final state (``outcome``: the order's
+    status, which a re-decision may make ``held`` or ``blocked``)."""
     buyer = buyer_recipients(session, tenant, order)
     if outcome == "approved":
         emit(session, tenant, "order_approved", order, buyer, {"comment": comment})
@@ -194,3 +195,7 @@ def emit_final(
         emit(session, tenant, "order_cancelled", order, buyer, {"reason": "expired"})
     elif outcome == "withdrawn":
         emit(session, tenant, "order_cancelled", order, buyer, {"reason": "withdrawn"})
+    elif outcome == "held":
+        emit(session, tenant, "order_held", order, buyer, {})
+    elif outcome == "blocked":
+        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "blocked"})

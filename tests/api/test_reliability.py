@@ -168,9 +168,9 @@ def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, fail
     import psycopg.errors
     from sqlalchemy.exc import OperationalError
 
-    from approvalrules.workflow import service
+    from approvalrules.workflow import deciding
 
-    real = service.evaluate
+    real = deciding.evaluate
     calls = []
 
     def flaky(*args, **kwargs):
@@ -179,7 +179,7 @@ def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, fail
             raise OperationalError("SELECT ...", {}, getattr(psycopg.errors, failure)("transient"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "evaluate", flaky)
+    monkeypatch.setattr(deciding, "evaluate", flaky)
     response = api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10})
     assert response.json["outcome"] == "approved"
     assert len(calls) == 2
