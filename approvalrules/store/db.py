@@ -136,4 +136,6 @@ def transaction_memo(session: Session) -> dict:
 def database_key(session: Session):
     """Which database a session talks to (its URL, hashable), for per-process caches keyed by
     tenant: tenant ids and version counters repeat across databases (tests and tools open several)."""
-    return session.get_bind().url
+    bind = session.get_bind()
+    # a session bound to one connection (a test's rolled-back transaction) names its engine's URL
+    return bind.engine.url

@@ -1,0 +1,77 @@
+"""Fixtures of the workflow's unit tests: the workflow called directly, below HTTP.
+
+The database fixtures are the store's (``db_url``, ``db_engine``, ``session``,
+``tenant``: a migrated SQLite database per test session, PostgreSQL too when
+configured, and one transaction rolled back after each test).  ``shop`` adds a
+small directory and the rule set ``shop`` to the tenant: orders over 500 need
+one approval by a manager, and a request expires after seven days.
+
+Every test builds the same directory: the per-process directory snapshot is
+keyed by tenant and directory version, which repeat once a test's transaction
+is rolled back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from approvalrules.store import versions
+from approvalrules.store.services import DirectoryService
+
+
+def _store_fixtures():
+    # tests/store is no package, so its conftest has no import name: load it by path
+    # and take its fixtures rather than copying them
+    path = Path(__file__).resolve().parents[1] / "store" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("tests_store_conftest", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_store = _store_fixtures()
+db_url = _store.db_url
+db_engine = _store.db_engine
+session = _store.session
+tenant = _store.tenant
+
+SHOP = """\
+ruleset: shop
+description: The workflow's unit tests.
+roles:
+  buyer:   {label: Buyer,   permissions: [place_orders]}
+  manager: {label: Manager, permissions: [place_orders, approve_orders]}
+approval:
+  expiry: {after: P7D, then: cancel}
+  steps:
+    - name: manager
+      when: {total: {gt: 500}}
+      approvers: {any_of: [{role: manager}]}
+tests:
+  - name: 800 needs the manager
+    order: {buyer: bea, total: 800}
+    expect: {outcome: pending, steps: [{name: manager, required: 1, approvers: [max]}]}
+  - name: 300 needs nobody
+    order: {buyer: bea, total: 300}
+    expect: {outcome: approved, steps: []}
+"""
+
+
+@pytest.fixture
+def shop(session, tenant):
+    """The tenant with company ``shop-co`` (rule set ``shop``): buyers Bea and Olga, manager Max."""
+    directory = DirectoryService(session, tenant, actor="tests")
+    directory.upsert_company("shop-co", name="Shop Co", ruleset="shop")
+    for account, name, role in (
+        ("bea", "Bea Buyer", "buyer"),
+        ("olga", "Olga Other", "buyer"),
+        ("max", "Max Manager", "manager"),
+    ):
+        directory.upsert_account(account, name=name, email=f"{account}@shop.test")
+        directory.upsert_membership(account, "shop-co", role=role)
+    versions.publish(session, tenant.id, "shop", "tests", text=SHOP)
+    session.flush()
+    return tenant
