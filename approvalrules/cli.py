@@ -46,7 +46,7 @@ def _read(path: str) -> str:
 
 def _check(path: str):
     from .engine import folder_resolver
-    from .engine.check import check_ruleset
+    from .engine import check_ruleset
 
     return check_ruleset(_read(path), path, folder_resolver(Path(path).parent))
 
@@ -82,7 +82,7 @@ def directory_for(ruleset_path: str, explicit: str | None):
 
 
 def cmd_test(args) -> int:
-    from .engine.policy import compile_policy
+    from .engine import compile_policy
     from .engine.ruletests import run_tests
 
     passed = failed = 0
@@ -123,7 +123,7 @@ def cmd_test(args) -> int:
 def cmd_evaluate(args) -> int:
     from .engine import load_directory
     from .engine.load import load_document
-    from .engine.policy import compile_policy
+    from .engine import compile_policy
 
     checked = _check(args.file)
     policy = compile_policy(checked)
@@ -136,7 +136,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .engine.check import schema
+    from .engine import schema
 
     print(json.dumps(schema(args.name), indent=2))
     return EXIT_OK

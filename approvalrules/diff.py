@@ -34,7 +34,7 @@ from typing import Any
 from .engine.conditions import OrderFacts, compile_condition, describe, referenced_names, thresholds
 from .engine.currencies import MONEY_SETTINGS
 from .engine.directory import Directory, Membership
-from .engine.policy import ORDER_TYPES, Decision, Order, Policy
+from .engine import ORDER_TYPES, Decision, Order, Policy
 from .errors import ApprovalRulesError
 
 DEFAULT_NOW = "2026-01-15T12:00:00Z"
@@ -1666,8 +1666,8 @@ def diff_versions(
 
     Raises :class:`DocumentError` when either text is not a valid rule set.
     """
-    from .engine.check import check_ruleset
-    from .engine.policy import compile_policy
+    from .engine import check_ruleset
+    from .engine import compile_policy
 
     old_checked = check_ruleset(old_text, old_name, resolve)
     new_checked = check_ruleset(new_text, new_name, resolve)
@@ -1782,8 +1782,8 @@ def main(args) -> int:
 
 def _main(args, store) -> int:
     from .cli import directory_for, report_error
-    from .engine.check import check_ruleset
-    from .engine.policy import compile_policy
+    from .engine import check_ruleset
+    from .engine import compile_policy
 
     try:
         old_text, old_source, old_resolve = _load_version(args.old, store)

@@ -49,7 +49,10 @@ def machine() -> str:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
 
 
 def rss_kib() -> int:
@@ -206,7 +209,11 @@ def write_ini(
 ) -> Path:
     pool = ""
     if url.startswith("postgresql"):
-        pool = "sqlalchemy.pool_size = 10\nsqlalchemy.max_overflow = 10\nsqlalchemy.pool_pre_ping = false"
+        pool = (
+            "sqlalchemy.pool_size = 10\n"
+            "sqlalchemy.max_overflow = 10\n"
+            "sqlalchemy.pool_pre_ping = false"
+        )
     path = folder / name
     path.write_text(
         INI_TEMPLATE.format(
@@ -250,14 +257,16 @@ class Server:
         cmd = [str(BIN / "pserve"), str(self.ini)]
         if self.cpus is not None:
             cmd = ["taskset", "-c", self.cpus, *cmd]
-        self.log = open(self.ini.with_suffix(f".{self.port}.log"), "w")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
+        self.log_path = self.ini.with_suffix(f".{self.port}.log")
+        # the child holds its own copy of the descriptor; ours can be closed at once
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"pserve exited {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(f"pserve exited {self.proc.returncode}; see {self.log_path}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=1) as r:
                     if r.status == 200:
@@ -275,8 +284,6 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        if getattr(self, "log", None):
-            self.log.close()
 
     def __enter__(self):
         return self.start()

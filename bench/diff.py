@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from approvalrules import diff  # noqa: E402
 from approvalrules.engine import compile_ruleset, load_directory  # noqa: E402
-from approvalrules.engine.check import check_ruleset  # noqa: E402
+from approvalrules.engine import check_ruleset  # noqa: E402
 
 
 def ruleset(groups: int, steps: int, version: int) -> str:

@@ -11,7 +11,7 @@ What it does (details in bench/README.md):
 * generates, from a seeded random, a directory (one company, 30 accounts in
   roles and groups, some assignments), a 20-step and a 50-step rule set as
   YAML text, and N synthetic orders (default 10,000, 1-30 lines each),
-  pre-built as ``approvalrules.engine.policy.Order`` objects so parsing is not timed;
+  pre-built as ``approvalrules.engine.Order`` objects so parsing is not timed;
 * times our compiled policy with the trace on (``policy.evaluate`` alone, and
   ``evaluate`` + ``decision.as_dict()``) and the same rules written as
   (a) hand-written Python, (b) rule-engine, (c) JsonLogic (panzi-json-logic),
@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 from approvalrules.engine import compile_ruleset, load_directory  # noqa: E402
-from approvalrules.engine.check import check_ruleset  # noqa: E402
-from approvalrules.engine.policy import Order, compile_policy  # noqa: E402
+from approvalrules.engine import check_ruleset  # noqa: E402
+from approvalrules.engine import Order, compile_policy  # noqa: E402
 
 SEED = 20260115
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

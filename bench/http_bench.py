@@ -47,7 +47,9 @@ wrk.headers["Authorization"] = "Bearer {key}"
 
 function done(summary, latency, requests)
   io.write(string.format(
-    "WRKJSON {{\\"requests\\": %d, \\"duration_us\\": %d, \\"bytes\\": %d, \\"status_errors\\": %d, \\"socket_errors\\": %d, \\"p50_us\\": %d, \\"p90_us\\": %d, \\"p99_us\\": %d, \\"max_us\\": %d}}\\n",
+    "WRKJSON {{\\"requests\\": %d, \\"duration_us\\": %d, \\"bytes\\": %d, \
+\\"status_errors\\": %d, \\"socket_errors\\": %d, \\"p50_us\\": %d, \\"p90_us\\": %d, \
+\\"p99_us\\": %d, \\"max_us\\": %d}}\\n",
     summary.requests, summary.duration, summary.bytes, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
@@ -189,10 +191,12 @@ def profile_in_process(ini: Path, body: dict, n: int) -> None:
         json.dumps(decoded)
     dumps_us = (time.perf_counter() - started) / n * 1e6
     print(
-        f"\nin-process (webtest, no sockets), {n} requests each: /health {health_us:.0f} us, evaluate {evaluate_us:.0f} us per request"
+        f"\nin-process (webtest, no sockets), {n} requests each: /health {health_us:.0f} us, "
+        f"evaluate {evaluate_us:.0f} us per request"
     )
     print(
-        f"  json.loads(request body {len(raw)} B) {loads_us:.1f} us; json.dumps(response {len(text)} B) {dumps_us:.1f} us"
+        f"  json.loads(request body {len(raw)} B) {loads_us:.1f} us; "
+        f"json.dumps(response {len(text)} B) {dumps_us:.1f} us"
     )
     try:
         from pyinstrument import Profiler
@@ -233,9 +237,8 @@ def main(argv: list[str]) -> int:
     if not wrk:
         print("wrk is not available: HTTP benchmark skipped (MISS: not measured)")
         return 0
-    print(
-        f"wrk: {(subprocess.run([wrk, '-v'], capture_output=True, text=True).stdout.splitlines() or ['?'])[0]}"
-    )
+    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout
+    print(f"wrk: {(wrk_version.splitlines() or ['?'])[0]}")
     threads = args.threads or common.production_threads()
     two_cpus = (os.cpu_count() or 1) >= 2
 
@@ -266,7 +269,8 @@ def main(argv: list[str]) -> int:
         paths = {"health": "/health", "evaluate": "/api/v1/evaluate"}
         db_name = "PostgreSQL" if args.pg else "SQLite"
         print(
-            f"server: pserve (waitress, threads={threads}), {db_name}; {duration:g} s per run, wrk -t1, 2 s warm-up"
+            f"server: pserve (waitress, threads={threads}), {db_name}; "
+            f"{duration:g} s per run, wrk -t1, 2 s warm-up"
         )
 
         rows = []  # (setup, endpoint, connections, result)
@@ -274,7 +278,8 @@ def main(argv: list[str]) -> int:
         with common.Server(ini_a, port_a, server_cpu):
             req_size, resp_size = check_endpoints(port_a, body)
             print(
-                f"evaluate: request {req_size} B, response {resp_size} B (decision pending, with trace)"
+                f"evaluate: request {req_size} B, response {resp_size} B "
+                "(decision pending, with trace)"
             )
             print(f"1 process: server pinned to CPU {server_cpu}, wrk to CPU {wrk_cpu}")
             for connections in (1, 16):
@@ -284,12 +289,15 @@ def main(argv: list[str]) -> int:
                     result = run_wrk(wrk, target, scripts[endpoint], connections, duration, wrk_cpu)
                     rows.append(("1 process", endpoint, connections, result))
                     print(
-                        f"  {endpoint:8} c={connections:<3} {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms",
+                        f"  {endpoint:8} c={connections:<3} {result['rps']:8.0f} req/s  "
+                        f"p50 {result['p50_us'] / 1000:6.2f} ms  "
+                        f"p99 {result['p99_us'] / 1000:6.2f} ms",
                         flush=True,
                     )
         if two_cpus and not args.no_two_processes:
             print(
-                "2 processes: pserve on 2 ports pinned to CPU 0 and CPU 1; 2 wrk instances x 8 connections, not pinned"
+                "2 processes: pserve on 2 ports pinned to CPU 0 and CPU 1; "
+                "2 wrk instances x 8 connections, not pinned"
             )
             servers = [
                 common.Server(ini_a, port_a, "0").start(),
@@ -301,7 +309,9 @@ def main(argv: list[str]) -> int:
                 result = run_parallel(wrk, urls, scripts[endpoint], 8, duration)
                 rows.append(("2 processes", endpoint, 16, result))
                 print(
-                    f"  {endpoint:8} c=2x8 {result['rps']:8.0f} req/s  p50 {result['p50_us'] / 1000:6.2f} ms  p99 {result['p99_us'] / 1000:6.2f} ms",
+                    f"  {endpoint:8} c=2x8 {result['rps']:8.0f} req/s  "
+                    f"p50 {result['p50_us'] / 1000:6.2f} ms  "
+                    f"p99 {result['p99_us'] / 1000:6.2f} ms",
                     flush=True,
                 )
             for s in servers:
@@ -311,7 +321,8 @@ def main(argv: list[str]) -> int:
         errors = sum(r["status_errors"] + r["socket_errors"] for *_, r in rows)
         print()
         print(
-            "| setup | connections | endpoint | requests/s | p50 ms | p99 ms | evaluate/health rps | evaluate/health p99 |"
+            "| setup | connections | endpoint | requests/s | p50 ms | p99 ms "
+            "| evaluate/health rps | evaluate/health p99 |"
         )
         print("|---|---:|---|---:|---:|---:|---:|---:|")
         by = {(s, e, c): r for s, e, c, r in rows}
@@ -321,7 +332,8 @@ def main(argv: list[str]) -> int:
             p99r = f"{r['p99_us'] / max(h['p99_us'], 1):.2f}x" if endpoint == "evaluate" else ""
             conns = "2x8" if setup == "2 processes" else str(connections)
             print(
-                f"| {setup} | {conns} | {paths[endpoint]} | {r['rps']:.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio} | {p99r} |"
+                f"| {setup} | {conns} | {paths[endpoint]} | {r['rps']:.0f} "
+                f"| {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio} | {p99r} |"
             )
         print(f"\nnon-2xx or socket errors over all runs: {errors}")
         print("\ntargets (issue 7):")
@@ -332,17 +344,21 @@ def main(argv: list[str]) -> int:
                 e, h = by[(setup, "evaluate", connections)], by[(setup, "health", connections)]
                 label = f"{setup}, {'2x8' if setup == '2 processes' else connections} conn"
                 print(
-                    f"  {common.verdict(e['rps'] >= 0.8 * h['rps'])}  {label}: evaluate throughput >= 80% of /health  ({e['rps'] / h['rps']:.0%})"
+                    f"  {common.verdict(e['rps'] >= 0.8 * h['rps'])}  {label}: "
+                    f"evaluate throughput >= 80% of /health  ({e['rps'] / h['rps']:.0%})"
                 )
                 print(
-                    f"  {common.verdict(e['p99_us'] <= 1.5 * h['p99_us'])}  {label}: evaluate p99 <= 1.5x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)"
+                    f"  {common.verdict(e['p99_us'] <= 1.5 * h['p99_us'])}  {label}: "
+                    f"evaluate p99 <= 1.5x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)"
                 )
         e1 = by[("1 process", "evaluate", 1)]
         print(
-            f"  {common.verdict(e1['p50_us'] <= 1000)}  1 connection: evaluate p50 <= 1 ms  ({e1['p50_us'] / 1000:.2f} ms)"
+            f"  {common.verdict(e1['p50_us'] <= 1000)}  1 connection: "
+            f"evaluate p50 <= 1 ms  ({e1['p50_us'] / 1000:.2f} ms)"
         )
         print(
-            f"  {common.verdict(e1['p99_us'] <= 3000)}  1 connection: evaluate p99 <= 3 ms  ({e1['p99_us'] / 1000:.2f} ms)"
+            f"  {common.verdict(e1['p99_us'] <= 3000)}  1 connection: "
+            f"evaluate p99 <= 3 ms  ({e1['p99_us'] / 1000:.2f} ms)"
         )
         if args.profile:
             profile_in_process(ini_a, body, 500 if args.quick else 2000)

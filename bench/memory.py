@@ -123,13 +123,16 @@ def main(argv: list[str]) -> int:
     print(
         f"compile (validate + compile, parent resolved from disk): {compile_s / max(1, n - 1) * 1000:.1f} ms per rule set"
     )
+    # the store's process-wide cache (made on first use); its size is what a worker can hold
+    store_cache_size = versions._compiled().size
     print(
-        f"per-process caches in the code: approvalrules.engine._cache holds {engine._cache.size} (compile_ruleset, standalone rule sets only), "
-        f"approvalrules.store.versions.policy_for holds {versions._policy_cache().size}"
+        "the one per-process cache of compiled policies: approvalrules.store.versions.policy_for's,"
+        f" holding {store_cache_size} (engine.compile_ruleset itself compiles every time)"
     )
-    if versions._policy_cache().size < n:
+    if store_cache_size < n:
         print(
-            f"MISS  store.versions' policy cache ({versions._policy_cache().size}) is smaller than {n} tenants: a worker serving them all recompiles on most requests (LRU thrash)"
+            f"MISS  store.versions' policy cache ({store_cache_size}) is smaller than {n} tenants:"
+            " a worker serving them all recompiles on most requests (LRU thrash)"
         )
     else:
         print(f"PASS  store.versions' policy cache holds {n} tenants")

@@ -22,10 +22,15 @@ HERE = Path(__file__).resolve().parent
 
 #: benchmark scripts, in the order they run; add new ones here
 SCRIPTS = [
-    "evaluate.py",  # decisions/s, median and p99 of compiled policies vs peers; validate+compile time
-    "http_bench.py",  # wrk: POST /api/v1/evaluate vs GET /health, 1 and 16 connections, 1 and 2 waitress processes
-    "db.py",  # PostgreSQL: submit+approve orders/s with 4 clients; approver inbox with 1,000,000 requests (SQLite 100,000)
-    "memory.py",  # RSS of one process holding 1,000 tenants' compiled policies
+    # decisions/s, median and p99 of compiled policies vs peers; validate+compile time
+    "evaluate.py",
+    # wrk: POST /api/v1/evaluate vs GET /health, 1 and 16 connections, 1 and 2 waitress processes
+    "http_bench.py",
+    # PostgreSQL: submit+approve orders/s with 4 clients;
+    # approver inbox with 1,000,000 requests (SQLite 100,000)
+    "db.py",
+    # RSS of one process holding 1,000 tenants' compiled policies
+    "memory.py",
 ]
 
 

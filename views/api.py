@@ -12,7 +12,7 @@ from datetime import date
 
 from pyramid.view import view_config, view_defaults
 
-from approvalrules.engine.check import validator
+from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
 from approvalrules.errors import ApprovalRulesError, NotFound, OrderError, Unauthorized
@@ -209,7 +209,10 @@ class StorefrontApi:
 
     @view_config(route_name="api_orders", request_method="GET")
     def visible_orders(self):
-        """The orders an account may see (ACCEPTANCE A10): ``?viewer=ID[&company=ID][&page][&per_page]``."""
+        """The orders an account may see (ACCEPTANCE A10).
+
+        ``?viewer=ID[&company=ID][&page][&per_page]``.
+        """
         params = self.request.params
         viewer = params.get("viewer")
         if not viewer:
@@ -317,7 +320,8 @@ class StorefrontApi:
 
     @view_config(route_name="api_approval_edit", request_method="POST")
     def approval_edit(self):
-        """An eligible approver lowers quantities or removes lines before approving; the order is re-evaluated."""
+        """An eligible approver lowers quantities or removes lines before approving; the order is
+        re-evaluated."""
         body = json_body(self.request)
         approver, comment = actor_and_comment(body)
         request = actions.edit(
@@ -335,7 +339,8 @@ class StorefrontApi:
 
     @view_config(route_name="api_approvals_bulk", request_method="POST")
     def bulk(self):
-        """Approve or reject several requests in one call; each is checked on its own, in its own savepoint."""
+        """Approve or reject several requests in one call; each is checked on its own, in its own
+        savepoint."""
         body = json_body(self.request)
         approver, comment = actor_and_comment(body)
         results = actions.bulk(
@@ -485,7 +490,8 @@ class StorefrontApi:
 
 
 def directory_body(request, fields: dict, required: tuple = ()) -> dict:
-    """The JSON body restricted to ``fields`` (name -> accepted types), with an error per bad field."""
+    """The JSON body restricted to ``fields`` (name -> accepted types), with an error per bad
+    field."""
     body = json_body(request)
     for key, value in body.items():
         if key not in fields:
@@ -545,7 +551,7 @@ def _page(params) -> tuple[int, int]:
     except ValueError:
         raise OrderError("invalid_page", "page and per_page must be whole numbers") from None
     if (page - 1) * per_page >= MAX_OFFSET:
-        # the database cannot skip that many rows (SQLite's integers overflow): no listing is as long
+        # no listing is that long, and SQLite cannot even skip that many rows (integer overflow)
         raise OrderError("invalid_page", f"page {page} is past the end of any listing", path="page")
     return page, per_page
 

@@ -28,7 +28,10 @@ def _error(status: int, code: str, message: str, headers=None) -> Response:
 
 
 class RateLimiter:
-    """Fixed one-minute windows per key, bounded in memory (least recently used keys are forgotten)."""
+    """Fixed one-minute windows per key, bounded in memory.
+
+    The least recently used keys are forgotten.
+    """
 
     def __init__(self, per_minute: int, clock=time.monotonic, max_keys: int = 10_000):
         self.per_minute = per_minute
@@ -49,7 +52,10 @@ class RateLimiter:
         return self._wait(now) if count > self.per_minute else 0
 
     def exhausted(self, key: str) -> int:
-        """Without counting: 0 if another hit would be allowed, else the seconds until the window resets."""
+        """Without counting: 0 if another hit would be allowed.
+
+        Else the seconds until the window resets.
+        """
         now = self.clock()
         with self._lock:
             count = self._count(key, now)
@@ -105,7 +111,8 @@ def limits_tween_factory(handler, registry):
                 return _error(
                     429,
                     "rate_limited",
-                    f"more than {per_minute} requests a minute with this API key; retry in {wait} s",
+                    f"more than {per_minute} requests a minute with this API key; "
+                    f"retry in {wait} s",
                     {"Retry-After": str(wait)},
                 )
         return handler(request)

@@ -7,7 +7,7 @@ import functools
 
 from pyramid.view import view_config
 
-from approvalrules.engine.check import schema
+from approvalrules.engine import schema
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

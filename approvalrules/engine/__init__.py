@@ -1,23 +1,32 @@
 """The engine's public face: text in, policies and decisions out.
 
-load -> validate -> compile -> evaluate (-> diff in ``approvalrules.diff``).
-Pure Python: nothing here imports Pyramid or a database.
+load -> check -> compile -> evaluate (-> diff in ``approvalrules.diff``).
+Pure Python: nothing here imports Pyramid or a database
+(``tests/engine/test_boundaries.py`` keeps it so).
+
+Code outside the engine imports engine names from here, or from the stable
+submodules ``load``, ``money``, ``durations``, ``currencies``, ``directory`` and
+``conditions``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
-from ..errors import DocumentError
-from .check import Resolver, ValidatedRuleSet, check_directory, check_document, check_ruleset
+from ..errors import DirectoryError, DocumentError
+from .buyer import resolve_buyer
+from .cache import PolicyCache
+from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset
+from .compile import CompiledStep, Policy, compile_policy, data_hash
+from .decision import ORDER_TYPES, Decision, Order, priced_total
 from .directory import Directory, MemoryDirectory
-from .load import Document, load_document
-from .policy import Decision, Order, Policy, compile_policy, data_hash, text_hash
+from .load import Document, load_document, text_hash
+from .ruletests import run_tests
+from .schema import check_directory, schema, validator
 
 __all__ = [
+    "ORDER_TYPES",
+    "CompiledStep",
     "Decision",
     "Directory",
     "Document",
@@ -25,52 +34,25 @@ __all__ = [
     "MemoryDirectory",
     "Order",
     "Policy",
+    "PolicyCache",
+    "Resolver",
     "ValidatedRuleSet",
-    "check_ruleset",
+    "check_directory",
     "check_document",
-    "compile_ruleset",
+    "check_ruleset",
     "compile_policy",
-    "load_directory",
-    "load_document",
-    "text_hash",
+    "compile_ruleset",
     "data_hash",
     "folder_resolver",
-    "PolicyCache",
+    "load_directory",
+    "load_document",
+    "priced_total",
+    "resolve_buyer",
+    "run_tests",
+    "schema",
+    "text_hash",
+    "validator",
 ]
-
-
-class PolicyCache:
-    """Compiled policies keyed by content hash, bounded, thread-safe.
-
-    A version's text never changes, so its hash is a key that never needs
-    invalidation: a new version is a new key.
-    """
-
-    def __init__(self, size: int = 2048):
-        self.size = size
-        self._items: OrderedDict[str, Policy] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str):
-        with self._lock:
-            policy = self._items.get(key)
-            if policy is not None:
-                self._items.move_to_end(key)
-            return policy
-
-    def put(self, key: str, policy: Policy) -> Policy:
-        with self._lock:
-            self._items[key] = policy
-            self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return policy
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-_cache = PolicyCache()
 
 
 def compile_ruleset(
@@ -82,26 +64,15 @@ def compile_ruleset(
 ) -> Policy:
     """Validate and compile rule-set text into a :class:`Policy`; raises :class:`DocumentError`.
 
-    Standalone rule sets are cached by the hash of their text.  A rule set that
-    ``extends`` another depends on its parent's text too, so it is cached by
-    the hash of the resolved data instead (validation still runs).
+    Pure: it compiles every time.  A caller that compiles the same text often
+    keeps the result, e.g. in a :class:`PolicyCache` keyed by the text's hash
+    (``approvalrules.store.versions`` does).
     """
-    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
-    key = f"{hashlib.sha256(raw).hexdigest()}:{version}"
-    cached = _cache.get(key)
-    if cached is not None:
-        return cached
-    checked = check_ruleset(text, source, resolve)
-    policy = compile_policy(checked, version)
-    if checked.parent is None:
-        _cache.put(key, policy)
-    return policy
+    return compile_policy(check_ruleset(text, source, resolve), version)
 
 
 def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirectory:
     """Load and validate a directory fixture into a :class:`MemoryDirectory`."""
-    from ..errors import DirectoryError
-
     doc = check_directory(text, source)
     try:
         return MemoryDirectory.from_dict(doc.data)
@@ -111,7 +82,8 @@ def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirect
 
 
 def folder_resolver(folder: str | Path) -> Resolver:
-    """Resolve ``extends: NAME`` to ``folder/NAME.yaml``, or to the file in folder whose ``ruleset:`` is NAME."""
+    """Resolve ``extends: NAME`` to ``folder/NAME.yaml``, or to the file in folder whose
+    ``ruleset:`` is NAME."""
     folder = Path(folder)
 
     def resolve(name: str):

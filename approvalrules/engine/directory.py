@@ -287,7 +287,7 @@ class MemoryDirectory(Directory):
         """Build from the fixture format of ``schemas/directory.schema.json``.
 
         The caller validates ``data`` against the schema first (see
-        ``approvalrules.engine.check.validate_directory``); this only converts.
+        ``approvalrules.engine.schema.check_directory``); this only converts.
         """
         return cls(**records_from_dict(data))
 

@@ -16,6 +16,7 @@ treats it as hostile input:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,11 @@ class Document:
 
     def problem(self, code: str, message: str, path=(), severity: str = "error") -> Problem:
         return Problem(code, message, format_path(path), self.line_of(path), self.source, severity)
+
+
+def text_hash(text: str) -> str:
+    """Content hash of a rule set's verbatim text: the identity of a version."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def format_path(path) -> str:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 
 from ..errors import ApprovalRulesError
 from .check import ValidatedRuleSet
+from .compile import Policy
+from .decision import Decision
 from .directory import Directory
 from .durations import parse_duration, parse_instant
-from .policy import Decision, Policy
 
 DEFAULT_NOW = "2026-01-15T12:00:00Z"
 

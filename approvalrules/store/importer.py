@@ -194,7 +194,7 @@ def load_folder(session: Session, folder: str | Path, author: str = "importer") 
 
 
 def _load_directory_file(service: DirectoryService, path: Path) -> None:
-    from ..engine.check import check_directory
+    from ..engine import check_directory
     from ..engine.directory import records_from_dict
 
     doc = check_directory(_read_text(path), str(path))

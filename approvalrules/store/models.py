@@ -120,6 +120,9 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16), default="viewer")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: a session cookie names the generation it was issued in; logging out moves this on,
+    #: so a copy of the cookie taken before is worthless (the cookie alone cannot be revoked)
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     tenant: Mapped[Tenant] = relationship()
 

@@ -444,7 +444,7 @@ def policy_for(
     session: Session | None = None,
     active: dict[str, RuleSetVersion] | None = None,
 ):
-    """The compiled :class:`~approvalrules.engine.policy.Policy` of a version, cached per process.
+    """The compiled :class:`~approvalrules.engine.Policy` of a version, cached per process.
 
     The key is the version's content hash plus its parents' (a rule set that
     extends another is compiled against the parents' active versions).

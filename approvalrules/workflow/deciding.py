@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..engine.policy import Decision, Policy, priced_total
-from ..engine.policy import Order as EngineOrder
+from ..engine import Decision, Policy, priced_total
+from ..engine import Order as EngineOrder
 from ..errors import OrderError
 from ..store import versions
 from ..store.directory import SqlDirectory, snapshot

@@ -1,9 +1,10 @@
-"""Outbox events: what the workflow tells people and systems, written in the state change's transaction.
+"""Outbox events: what the workflow tells people and systems.
 
-An event row names its type, its recipients (account, e-mail address,
-channel ``email`` or ``inbox``) and a payload; the dispatcher
-(``approvalrules.workflow.outbox``) delivers e-mail and webhooks later, at
-least once, de-duplicated by the event id.
+Events are written in the state change's transaction.  An event row names
+its type, its recipients (account, e-mail address, channel ``email`` or
+``inbox``) and a payload; the dispatcher (``approvalrules.workflow.outbox``)
+delivers e-mail and webhooks later, at least once, de-duplicated by the event
+id.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..engine import Decision
 from ..engine.directory import Account as DirectoryAccount
 from ..engine.money import format_amount
-from ..engine.policy import Decision
 from ..store import versions
 from ..store.directory import snapshot
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant

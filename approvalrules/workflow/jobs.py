@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
+from ..engine import Policy
 from ..engine.durations import isoformat, parse_duration
-from ..engine.policy import Policy
 from ..store.directory import SqlDirectory
 from ..store.models import ApprovalRequest, Tenant
 from ..store.services import audit

@@ -75,7 +75,10 @@ def _template(tenant: Tenant, event_type: str) -> tuple[str, str]:
 def render_email(
     tenant: Tenant, event: OutboxEvent, recipient: Mapping[str, Any]
 ) -> tuple[str, str]:
-    """Subject and body of one event's e-mail; ``$names`` are substituted, unknown ones left as they are."""
+    """Subject and body of one event's e-mail.
+
+    ``$names`` are substituted, unknown ones left as they are.
+    """
     subject, body = _template(tenant, event.event_type)
     order = event.payload.get("order", {})
     values = {
@@ -155,7 +158,10 @@ def backoff(attempts: int) -> timedelta:
 def dispatch(
     session: Session, settings: Mapping[str, Any], *, now: datetime | None = None, limit: int = 100
 ) -> dict[str, int]:
-    """Deliver due events; returns counts (delivered, failed).  Run it from cron on as many hosts as you like."""
+    """Deliver due events; returns counts (delivered, failed).
+
+    Run it from cron on as many hosts as you like.
+    """
     now = now or datetime.now(UTC)
     mail = MailSettings.from_settings(settings)
     timeout = float(settings.get("approvalrules.webhook_timeout", 5))

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
-from ..engine.policy import Policy
+from ..engine import Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
 from ..store.directory import SqlDirectory, snapshot

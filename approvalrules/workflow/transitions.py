@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
+from ..engine import Decision
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
-from ..engine.policy import Decision
 from ..errors import Conflict, Forbidden
 from ..store import versions
 from ..store.models import (

@@ -101,7 +101,10 @@ def test_admin_publish_and_rollback_reevaluate_pending_requests(editor, db):
 
 
 def _into_merchant_review(app, db):
-    """Publish acme with merchant review (PO-800 is re-evaluated into it), then approve the marketing step."""
+    """Publish acme with merchant review (PO-800 is re-evaluated into it).
+
+    Then approve the marketing step.
+    """
     assert yaml_publish(app, variant(acme_text(db), merchant_review=True)).status_int == 303
     db.expire_all()
     request = db.scalar(select(ApprovalRequest).where(ApprovalRequest.id == 1))

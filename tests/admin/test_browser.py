@@ -29,7 +29,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 def _skip_reason() -> str | None:
     if sync_playwright is None:
-        return "playwright is not installed: .venv/bin/pip install playwright (never `playwright install`)"
+        return (
+            "playwright is not installed: .venv/bin/pip install playwright "
+            "(never `playwright install`)"
+        )
     if not os.access(CHROMIUM, os.X_OK):
         return f"{CHROMIUM} is missing: apt-get install -y chromium"
     return None

@@ -1,4 +1,7 @@
-"""The delegations page: list, save (create or change dates), revoke; roles, CSRF, tenants, audit."""
+"""The delegations page.
+
+List, save (create or change dates), revoke; roles, CSRF, tenants, audit.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,10 @@ def demo(db) -> Tenant:
 
 
 def delegation_rows(db) -> list[tuple]:
-    """Every delegation of tenant demo as (delegator, delegate, company, step, from, until), sorted."""
+    """Every delegation of tenant demo, sorted.
+
+    As (delegator, delegate, company, step, from, until).
+    """
     db.expire_all()
     rows = SqlDirectory(db, demo(db).id)._delegations(true())
     return sorted(

@@ -21,7 +21,8 @@ description: Commented copy of acme.
 # -- roles -----------------------------------------------------------
 roles:
   # masters approve everything in their company
-  master:        {label: Master,        permissions: [place_orders, approve_orders, view_group_orders]}  # aligned
+  master:        {label: Master,        permissions: [place_orders, approve_orders, \
+view_group_orders]}  # aligned
   approver:      {label: Approver,      permissions: [place_orders, approve_orders]}
   requisitioner: {label: Requisitioner, permissions: [place_orders]}   # orders only
   viewer:        {label: Group Viewer,  permissions: [view_group_orders]}
@@ -109,7 +110,9 @@ def test_a_form_save_keeps_every_comment(editor, db):
         if "#" in line and "scope:" not in line and "when:" not in line:
             assert line in saved.splitlines(), f"lost: {line!r}"
     changed = [
-        l for l in difflib.ndiff(COMMENTED.splitlines(), saved.splitlines()) if l[:1] in "+-"
+        line
+        for line in difflib.ndiff(COMMENTED.splitlines(), saved.splitlines())
+        if line[:1] in "+-"
     ]
     assert changed == [
         "-   scope: own_group     # own_group, not universal",
@@ -126,9 +129,9 @@ def test_a_money_field_is_saved_as_a_number_in_place(editor, db):
     money.value = "500000"
     assert form.submit("save").status_int == 303
     changed = [
-        l
-        for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines())
-        if l[:1] in "+-"
+        line
+        for line in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines())
+        if line[:1] in "+-"
     ]
     assert changed == ['-   max_order_total: "999999.99"', "+   max_order_total: 500000"]
 
@@ -140,9 +143,9 @@ def test_an_amount_per_currency_is_saved_as_a_map(editor, db):
     money.value = "{USD: 500000}"
     assert form.submit("save").status_int == 303
     changed = [
-        l
-        for l in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines())
-        if l[:1] in "+-"
+        line
+        for line in difflib.ndiff(original.splitlines(), draft(db, "tenant-default").splitlines())
+        if line[:1] in "+-"
     ]
     assert changed == ['-   max_order_total: "999999.99"', "+   max_order_total: {USD: 500000}"]
     # and it is shown as written when the form is opened again

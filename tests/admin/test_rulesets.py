@@ -182,13 +182,26 @@ def test_rollback_error_paths(owner):
 
 
 def test_hostile_documents_through_the_admin_editor_are_refused_whole(editor, db):
-    """The admin's YAML upload meets the same loader limits as the API: 422 with the line, nothing saved."""
+    """The admin's YAML upload meets the same loader limits as the API.
+
+    422 with the line, nothing saved.
+    """
     hostile = {
-        "alias bomb": "ruleset: acme\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+        "alias bomb": (
+            "ruleset: acme\n"
+            "a: &a [x, x, x, x, x, x, x, x, x]\n"
+            "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+            "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+            "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+        ),
         "self alias": "ruleset: acme\na: &x [*x]\n",
         "deep nesting": "ruleset: acme\ndescription: " + "[" * 10_000 + "]" * 10_000 + "\n",
         "python tag": "ruleset: !!python/object/apply:os.system [echo hi]\n",
-        "duplicate keys": "ruleset: acme\napproval:\n  self_approval: false\n  self_approval: true\n",
+        "duplicate keys": (
+            "ruleset: acme\napproval:\n  self_approval: false\n  self_approval: true\n"
+        ),
         "yaml 1.1 no": "ruleset: acme\napproval: {self_approval: no}\n",
     }
     before = len(versions.list_versions(db, "demo", "acme"))

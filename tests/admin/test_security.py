@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+import webtest
 from pyramid.interfaces import IRoutesMapper
+from pyramid.paster import get_appsettings
+from pyramid.settings import asbool
 from sqlalchemy import select
 
+from approvalrules.app import main
 from approvalrules.store.models import AuditEvent
 
-from .conftest import csrf, login
+from .conftest import ROOT, csrf, login
 
 
 def session_cookie(app):
@@ -127,6 +133,22 @@ def test_login_never_redirects_outside_the_admin(app):
 def test_logout_ends_the_session(owner):
     owner.post("/admin/logout", {"csrf_token": csrf(owner)}, status=303)
     assert owner.get("/admin/rulesets").status_int == 302
+
+
+def test_a_cookie_copied_before_logout_is_dead_after_it(owner, admin_app):
+    captured = owner.cookies["approvalrules_admin"]
+    owner.post("/admin/logout", {"csrf_token": csrf(owner)}, status=303)
+    thief = webtest.TestApp(admin_app)
+    thief.set_cookie("approvalrules_admin", captured)
+    response = thief.get("/admin/rulesets")
+    assert response.status_int == 302
+    assert "/admin/login" in response.location
+
+
+def test_logging_in_again_after_logout_works(owner):
+    owner.post("/admin/logout", {"csrf_token": csrf(owner)}, status=303)
+    login(owner, "owner")
+    assert owner.get("/admin/rulesets").status_int == 200
 
 
 def test_every_form_needs_the_csrf_token(owner):
@@ -253,3 +275,20 @@ def test_every_admin_view_requires_a_permission(admin_app):
     assert checked >= 20
     mapper = admin_app.registry.getUtility(IRoutesMapper)
     assert all(r.factory is not None for r in mapper.get_routes() if r.name.startswith("admin_"))
+
+
+def test_production_ini_sends_the_admin_cookie_over_https_only(
+    admin_settings, template_db, tmp_path
+):
+    production = get_appsettings(str(ROOT / "production.ini"), name="main")
+    assert asbool(production["approvalrules.session_secure"])
+    db_path = tmp_path / "secure.sqlite"
+    shutil.copyfile(template_db, db_path)
+    settings = dict(admin_settings, **{"sqlalchemy.url": f"sqlite:///{db_path}"})
+    settings["approvalrules.session_secure"] = production["approvalrules.session_secure"]
+    https = {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost", "SERVER_PORT": "443"}
+    app = webtest.TestApp(main({}, **settings), extra_environ=https)
+    form = app.get("/admin/login").forms[0]
+    form["tenant"], form["login"], form["password"] = "demo", "olive", "owner-password"
+    cookie = form.submit(status=303).headers["Set-Cookie"]
+    assert "secure" in cookie.lower().split("; ")

@@ -1,4 +1,7 @@
-"""Unit tests of the admin's pure parts: the schema walker, the YAML round trip, the chain diagram."""
+"""Unit tests of the admin's pure parts.
+
+The schema walker, the YAML round trip, the chain diagram.
+"""
 
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class Webhooks:
 
     def events(self, order_id: str | None = None, kind: str | None = None) -> list[dict]:
         out = []
-        for headers, body in self.received:
+        for _headers, body in self.received:
             data = json.loads(body)
             if (order_id is None or data["data"]["order"]["id"] == order_id) and (
                 kind is None or data["type"] == kind

@@ -191,7 +191,10 @@ def test_a10_approver_inbox_shows_only_orders_they_may_approve(api, order_id):
 
 
 def test_f1_diff_of_stored_versions_with_recorded_orders(api, order_id, world, tmp_path, capsys):
-    """F1 from the database: `approvalrules diff --ini ... demo/acme@N demo/acme@M --replay-recorded`."""
+    """F1 from the database.
+
+    `approvalrules diff --ini ... demo/acme@N demo/acme@M --replay-recorded`.
+    """
     from approvalrules.cli import main as cli
 
     for total in (300, 700, 900, 1500):

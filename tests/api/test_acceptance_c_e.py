@@ -417,7 +417,15 @@ def test_outbox_keeps_events_while_the_webhook_receiver_is_down(api, order_id, w
 
 
 HOSTILE = {
-    "alias bomb": "ruleset: acme\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+    "alias bomb": (
+        "ruleset: acme\n"
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\n"
+        "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+    ),
     "self alias": "ruleset: acme\na: &x [*x]\n",
     "deep nesting": "ruleset: acme\ndescription: " + "[" * 10_000 + "]" * 10_000 + "\n",
     "huge integer": "ruleset: acme\nlimits: {max_order_total: " + "9" * 5000 + "}\n",

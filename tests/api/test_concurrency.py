@@ -1,4 +1,7 @@
-"""Concurrent approvers on PostgreSQL: exactly one final outcome, one notification per event, an audit that agrees."""
+"""Concurrent approvers on PostgreSQL.
+
+Exactly one final outcome, one notification per event, an audit that agrees.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ def postgres_world(world):
 
 
 def _race(world, request_id, actions):
-    """Fire all actions at once from their own threads; returns [(action, approver, status, body)]."""
+    """Fire all actions at once from their own threads.
+
+    Returns [(action, approver, status, body)].
+    """
     barrier = threading.Barrier(len(actions))
     results = []
     lock = threading.Lock()

@@ -1,4 +1,7 @@
-"""Delegation (issue 9) through the API: out of office, who acted for whom, loops, no self-approval."""
+"""Delegation (issue 9) through the API.
+
+Out of office, who acted for whom, loops, no self-approval.
+"""
 
 from __future__ import annotations
 

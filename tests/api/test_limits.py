@@ -1,4 +1,7 @@
-"""Request limits of the storefront API: body size (413) and rate per API key (429 with Retry-After)."""
+"""Request limits of the storefront API.
+
+Body size (413) and rate per API key (429 with Retry-After).
+"""
 
 from __future__ import annotations
 

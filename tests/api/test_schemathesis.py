@@ -1,4 +1,7 @@
-"""Property-based fuzzing of the served OpenAPI document (schemathesis): no 5xx, every response matches its schema."""
+"""Property-based fuzzing of the served OpenAPI document (schemathesis).
+
+No 5xx, every response matches its schema.
+"""
 
 from __future__ import annotations
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from approvalrules.engine import compile_ruleset
-from approvalrules.engine.check import ValidatedRuleSet, check_ruleset
+from approvalrules.engine import ValidatedRuleSet, check_ruleset
 from approvalrules.engine.directory import MemoryDirectory
-from approvalrules.engine.policy import Policy
+from approvalrules.engine import Policy
 from approvalrules.errors import DocumentError, Problem
 
 NOW = "2026-01-15T12:00:00Z"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvalrules.engine.check import check_directory
+from approvalrules.engine import check_directory
 from approvalrules.engine.directory import Directory, records_from_dict
 from approvalrules.errors import DirectoryError
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from approvalrules.engine.policy import Order
+from approvalrules.engine import Order
 from approvalrules.errors import OrderError
 
 from .conftest import (

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from approvalrules.engine.check import check_ruleset
+from approvalrules.engine import check_ruleset
 from approvalrules.engine.load import MAX_BYTES, MAX_DEPTH, load_document
 from approvalrules.errors import DocumentError, DocumentTooLarge
 

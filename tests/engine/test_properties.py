@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from approvalrules.engine.check import check_ruleset
+from approvalrules.engine import check_ruleset
 from approvalrules.engine.load import load_document
 from approvalrules.errors import DocumentError
 

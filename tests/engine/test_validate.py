@@ -9,7 +9,7 @@ import pytest
 
 from approvalrules import cli
 from approvalrules.engine import folder_resolver
-from approvalrules.engine.check import schema
+from approvalrules.engine import schema
 
 from .conftest import (
     BASE_DIRECTORY,

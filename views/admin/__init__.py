@@ -1,4 +1,6 @@
-"""The merchant admin (Deform forms, YAML editor, versions, diff, directory, delegations, approvals).
+"""The merchant admin.
+
+Deform forms, YAML editor, versions, diff, directory, delegations, approvals.
 
 ``includeme`` wires sessions, the security policy, CSRF, the admin routes and
 deform's static assets; the views themselves are found by the app's
@@ -99,5 +101,6 @@ def includeme(config):
     config.add_request_method(admin_tenant, "admin_tenant", reify=True)
     config.add_request_method(actor, "admin_actor", reify=True)
     config.add_static_view("deform_static", "deform:static", cache_max_age=3600)
+    config.include(".headers")
     for name, pattern in ROUTES:
         config.add_route(name, pattern, factory=AdminRoot)

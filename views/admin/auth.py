@@ -85,8 +85,9 @@ def login(request):
 
 @view_config(route_name="admin_logout", request_method="POST")
 def logout(request):
+    headers = forget(request)  # first: it needs the identity this session still names
     request.session.invalidate()
-    return HTTPSeeOther(request.route_url("admin_login"), headers=forget(request))
+    return HTTPSeeOther(request.route_url("admin_login"), headers=headers)
 
 
 @view_config(route_name="admin_home", permission="view")
@@ -117,7 +118,8 @@ def bad_csrf(exc, request):
         request,
         400,
         "Form expired",
-        "The form was missing its security token or it had expired. Go back, reload the page and try again.",
+        "The form was missing its security token or it had expired. "
+        "Go back, reload the page and try again.",
     )
 
 

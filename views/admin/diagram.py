@@ -69,12 +69,12 @@ def chain_svg(data: Mapping[str, Any] | None, title: str = "Approval chain") -> 
         parts.append(
             f'<g class="step"><rect x="{BOX_X}" y="{y}" width="{BOX_W}" height="{height}" rx="6"/>'
         )
-        parts.append(
-            f'<text class="name" x="{BOX_X + 12}" y="{y + 20}">{index}. {escape(str(step.get("name", "?")))}</text>'
-        )
+        name = escape(str(step.get("name", "?")))
+        parts.append(f'<text class="name" x="{BOX_X + 12}" y="{y + 20}">{index}. {name}</text>')
         for n, (css, text) in enumerate(lines):
             parts.append(
-                f'<text class="{css}" x="{BOX_X + 12}" y="{y + 40 + n * LINE_H}">{escape(text)}</text>'
+                f'<text class="{css}" x="{BOX_X + 12}" y="{y + 40 + n * LINE_H}">'
+                f"{escape(text)}</text>"
             )
         parts.append("</g>")
         y += height
@@ -86,11 +86,12 @@ def chain_svg(data: Mapping[str, Any] | None, title: str = "Approval chain") -> 
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chain" role="img" aria-label={label} '
         f'viewBox="0 0 {WIDTH} {y}" width="100%" preserveAspectRatio="xMinYMin meet">'
         f"<title>{escape(title)}</title>"
-        "<style>.chain rect{fill:#f4f7fb;stroke:#1f5fbf;stroke-width:1.5}.chain .pill rect{fill:#e8f0e8;stroke:#3a7d44}"
-        ".chain text{font:13px system-ui,sans-serif;fill:#1d2430}.chain .name{font-weight:600;font-size:14px}"
-        ".chain .count{fill:#a4262c}.chain line{stroke:#5b6575;stroke-width:1.5}.chain path{fill:#5b6575}</style>"
-        + "".join(parts)
-        + "</svg>"
+        "<style>.chain rect{fill:#f4f7fb;stroke:#1f5fbf;stroke-width:1.5}"
+        ".chain .pill rect{fill:#e8f0e8;stroke:#3a7d44}"
+        ".chain text{font:13px system-ui,sans-serif;fill:#1d2430}"
+        ".chain .name{font-weight:600;font-size:14px}"
+        ".chain .count{fill:#a4262c}.chain line{stroke:#5b6575;stroke-width:1.5}"
+        ".chain path{fill:#5b6575}</style>" + "".join(parts) + "</svg>"
     )
 
 
@@ -104,6 +105,7 @@ def _pill(y: int, text: str) -> str:
 def _arrow(parts: list[str], y: int) -> int:
     x = WIDTH // 2
     parts.append(
-        f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + 14}"/><path d="M{x - 5},{y + 12} L{x + 5},{y + 12} L{x},{y + 20} Z"/>'
+        f'<line x1="{x}" y1="{y}" x2="{x}" y2="{y + 14}"/>'
+        f'<path d="M{x - 5},{y + 12} L{x + 5},{y + 12} L{x},{y + 20} Z"/>'
     )
     return y + 22

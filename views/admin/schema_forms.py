@@ -1,7 +1,7 @@
 """Deform forms generated from the JSON Schema, and saving them back into YAML without losing it.
 
 One source of truth: :func:`build_schema` walks ``schemas/ruleset.schema.json``
-(or any schema of ``approvalrules.engine.check.SCHEMA_NAMES``) and makes the
+(or any schema of ``approvalrules.engine.schema.SCHEMA_NAMES``) and makes the
 colander schema; nothing here names a rule-set field.  The mapping:
 
 =============================================  ===========================================
@@ -41,7 +41,7 @@ import deform
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from approvalrules.engine.check import schema as load_schema
+from approvalrules.engine import schema as load_schema
 
 #: "the key is absent" (as opposed to present with the value None)
 MISSING = object()

@@ -38,6 +38,10 @@ def _dummy_user() -> AdminUser:
     return AdminUser(password_hash=PasswordHasher().hash("not a password"))
 
 
+#: the session key that holds the user's session generation at login
+GENERATION_KEY = "admin.generation"
+
+
 class AdminRoot:
     """Context of every admin route: the ACL mapping roles to permissions."""
 
@@ -60,7 +64,10 @@ class AdminSecurityPolicy:
         userid = self.helper.authenticated_userid(request)
         if userid is None:
             return None
-        return request.dbsession.get(AdminUser, userid)
+        user = request.dbsession.get(AdminUser, userid)
+        if user is None or request.session.get(GENERATION_KEY) != user.session_generation:
+            return None  # deleted, or the session was ended by a logout
+        return user
 
     def authenticated_userid(self, request):
         user = request.identity
@@ -70,9 +77,15 @@ class AdminSecurityPolicy:
         return self.acl.permits(context, principals_for(request.identity), permission)
 
     def remember(self, request, userid, **kw):
+        user = request.dbsession.get(AdminUser, userid)
+        request.session[GENERATION_KEY] = user.session_generation
         return self.helper.remember(request, userid, **kw)
 
     def forget(self, request, **kw):
+        """End the session here and server-side: every earlier cookie of this user stops working."""
+        user = request.identity
+        if user is not None:
+            user.session_generation += 1
         return self.helper.forget(request, **kw)
 
 

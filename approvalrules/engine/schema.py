@@ -1,0 +1,252 @@
+"""Validate plain data against the JSON Schemas shipped in ``approvalrules/schemas``.
+
+Problems are collected, not raised one at a time, so an author sees every
+mistake at once, each as ``file:line: path: message``.  The checks a schema
+cannot express are in :mod:`approvalrules.engine.check`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from ..errors import DocumentError, Problem
+from .load import Document, load_document
+
+try:
+    import fastjsonschema
+except ImportError:  # pragma: no cover - a dependency; jsonschema alone still works
+    fastjsonschema = None
+
+SCHEMA_NAMES = ("ruleset", "directory", "order")
+
+
+@functools.cache
+def schema(name: str) -> dict:
+    """The JSON Schema ``schemas/<name>.schema.json`` shipped with the package."""
+    if name not in SCHEMA_NAMES:
+        raise KeyError(name)
+    text = _schema_text(name)
+    return json.loads(text)
+
+
+def _schema_text(name: str) -> str:
+    filename = f"{name}.schema.json"
+    try:
+        return resources.files("approvalrules.schemas").joinpath(filename).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):  # running from a checkout without install
+        return (Path(__file__).resolve().parent.parent / "schemas" / filename).read_text("utf-8")
+
+
+@functools.cache
+def _registry() -> Registry:
+    resources_ = [(f"{n}.schema.json", Resource.from_contents(schema(n))) for n in SCHEMA_NAMES]
+    resources_ += [(schema(n)["$id"], Resource.from_contents(schema(n))) for n in SCHEMA_NAMES]
+    return Registry().with_resources(resources_)
+
+
+@functools.cache
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """A compiled validator per schema, built once per process (Kinto habit)."""
+    cls = jsonschema.validators.validator_for(schema(name))
+    return cls(schema(name), registry=_registry())
+
+
+@functools.cache
+def fast_validator(name: str) -> Callable[[Any], Any] | None:
+    """A code-generated validator (fastjsonschema) for the happy path, or None if unavailable.
+
+    It only ever says "valid": a document it rejects goes through
+    :func:`validator` (jsonschema), which has the last word and words the
+    messages.  fastjsonschema implements draft 7; every keyword the schemas
+    use means the same there, except that ``enum``/``const`` compare with
+    Python's ``==`` (``1 == True``), so booleans get an explicit type.
+    """
+    if fastjsonschema is None:  # pragma: no cover - a dependency; jsonschema alone still works
+        return None
+    try:
+        return fastjsonschema.compile(_strict_booleans(schema(name)))
+    except Exception:  # pragma: no cover - a schema it cannot compile: jsonschema only
+        return None
+
+
+def _strict_booleans(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_strict_booleans(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strict_booleans(v) for k, v in node.items()}
+    values = (
+        out["enum"]
+        if isinstance(out.get("enum"), list)
+        else [out["const"]]
+        if "const" in out
+        else None
+    )
+    if (
+        values is not None
+        and "type" not in out
+        and any(isinstance(v, (bool, int, float)) or v is None for v in values)
+    ):
+        if all(isinstance(v, bool) for v in values):
+            out["type"] = "boolean"
+        else:  # numbers or null among the choices: leave it to jsonschema
+            raise ValueError("enum of numbers")
+    return out
+
+
+def schema_problems(doc: Document, name: str) -> list[Problem]:
+    """Every structural problem of ``doc.data`` against schema ``name``."""
+    fast = fast_validator(name)
+    if fast is not None:
+        try:
+            fast(doc.data)
+            return []
+        except Exception:  # invalid (or too odd for it): jsonschema decides and explains
+            pass
+    problems = []
+    for error in sorted(
+        validator(name).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))
+    ):
+        problems.append(_problem_from(doc, error))
+    return problems
+
+
+def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
+    instance = error.instance
+    if (
+        isinstance(instance, (int, float))
+        and not isinstance(instance, bool)
+        and instance < 0
+        and _is_amount(error)
+    ):
+        return doc.problem(
+            "negative_amount",
+            f"{instance} is negative; amounts must be 0 or more",
+            list(error.absolute_path),
+        )
+    if error.context:
+        # anyOf/oneOf: report the alternative that came closest, not all of them
+        deepest = jsonschema.exceptions.best_match(error.context)
+        if deepest is not None and deepest.validator not in ("type", "const"):
+            error = deepest
+    path = list(error.absolute_path)
+    validator_name = error.validator
+    if validator_name == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        key = extra[0] if extra else ""
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        return doc.problem("unknown_key", f"unknown key {key!r}{hint}", path + [key])
+    if (
+        validator_name == "minProperties"
+        and error.instance == {}
+        and error.schema.get("properties")
+    ):
+        return doc.problem(
+            "missing_key",
+            f"empty: give one of {', '.join(sorted(error.schema['properties']))}",
+            path,
+        )
+    if (
+        validator_name == "maxProperties"
+        and error.schema.get("maxProperties") == 1
+        and error.schema.get("properties")
+    ):
+        return doc.problem(
+            "invalid_value",
+            f"give only one of {', '.join(sorted(error.schema['properties']))}, not "
+            f"{' and '.join(sorted(error.instance))}",
+            path,
+        )
+    if validator_name == "required":
+        return doc.problem("missing_key", f"{error.message}", path)
+    if validator_name == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        if len(choices) > 200:
+            choices = choices[:200] + "..."
+        return doc.problem(
+            "invalid_value", f"{_short(error.instance)} is not one of: {choices}", path
+        )
+    if validator_name == "type" or (error.context and validator_name in ("anyOf", "oneOf")):
+        expected = _expected(error)
+        return doc.problem("wrong_type", f"expected {expected}, got {_short(error.instance)}", path)
+    if (
+        validator_name in ("minimum", "exclusiveMinimum")
+        and isinstance(error.instance, (int, float))
+        and error.instance < 0
+    ):
+        return doc.problem(
+            "negative_amount", f"{error.instance} is negative; amounts must be 0 or more", path
+        )
+    if (
+        validator_name == "pattern"
+        and isinstance(error.instance, str)
+        and error.instance.startswith("-")
+    ):
+        return doc.problem(
+            "negative_amount", f"{error.instance!r} is negative; amounts must be 0 or more", path
+        )
+    if validator_name == "pattern":
+        description = error.schema.get("description") or f"the pattern {error.validator_value}"
+        return doc.problem(
+            "invalid_value", f"{_short(error.instance)} does not match: {description}", path
+        )
+    if validator_name == "propertyNames":
+        return doc.problem(
+            "invalid_name", f"invalid name {_short(error.instance)}: {error.message}", path
+        )
+    return doc.problem(
+        "invalid_value",
+        error.message if len(error.message) < 300 else error.message[:300] + "...",
+        path,
+    )
+
+
+def _is_amount(error) -> bool:
+    """Whether the failing schema is (or offers) the ``money`` or ``amount`` definition."""
+    text = json.dumps(error.schema, default=str)
+    return "defs/money" in text or "defs/amount" in text or '"minimum": 0' in text
+
+
+def _expected(error) -> str:
+    names = set()
+    for e in [error] + list(error.context or ()):
+        value = e.schema.get("type") if isinstance(e.schema, dict) else None
+        if isinstance(value, str):
+            names.add(value)
+        elif isinstance(value, list):
+            names.update(value)
+        if isinstance(e.schema, dict) and "$ref" in e.schema:
+            names.add(e.schema["$ref"].rsplit("/", 1)[-1])
+    return " or ".join(sorted(names)) or "another type"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_directory(text: str | bytes, source: str | None = None) -> Document:
+    """Load and schema-check a directory fixture; raises :class:`DocumentError`."""
+    doc = load_document(text, source)
+    if not isinstance(doc.data, dict):
+        raise DocumentError(
+            [
+                doc.problem(
+                    "not_a_mapping",
+                    "a directory is a YAML mapping with companies, accounts and assignments",
+                )
+            ]
+        )
+    problems = schema_problems(doc, "directory")
+    if problems:
+        raise DocumentError(problems)
+    return doc
