@@ -194,13 +194,6 @@ def _acting_for(
     return None
 
 
-def _group_of(step_name: str) -> str | None:
-    """The ``all_of`` step a sub-step ``<step>/<n>`` belongs to, else None (step names hold
-    no ``/``)."""
-    base, slash, number = step_name.rpartition("/")
-    return base if slash and number.isdigit() else None
-
-
 def _refuse_second_group(
     request: ApprovalRequest, step: Mapping[str, Any], account_id: int
 ) -> None:
@@ -209,16 +202,19 @@ def _refuse_second_group(
     Someone eligible in two groups who approved ``<step>/1`` in this
     generation may not also approve ``<step>/2`` (409 ``already_approved_in_group``).
     """
-    group = _group_of(step["name"])
+    group = transitions.step_group(step)
     if group is None:
         return
+    siblings = {
+        s["name"] for s in request.steps if s is not step and transitions.step_group(s) == group
+    }
     for action in request.actions:
         if (
             action.generation == request.generation
             and action.action == "approve"
             and action.approver_id == account_id
             and action.step != step["name"]
-            and _group_of(action.step) == group
+            and action.step in siblings
         ):
             raise Conflict(
                 "already_approved_in_group",

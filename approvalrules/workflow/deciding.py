@@ -15,37 +15,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..engine import Decision, Policy, priced_total
+from ..engine import Decision, Policy, priced_total, resolve_buyer
 from ..engine import Order as EngineOrder
-from ..errors import OrderError
 from ..store import versions
-from ..store.directory import SqlDirectory, snapshot
+from ..store.directory import snapshot
 from ..store.models import BudgetLedger, Company, Order, RuleSetVersion, Tenant
 from . import queries
-
-
-def _membership_company(directory: SqlDirectory, order: EngineOrder) -> str:
-    if directory.account(order.buyer) is None:
-        raise OrderError(
-            "unknown_buyer",
-            f"buyer {order.buyer!r} is not an account of this tenant",
-            path="order.buyer",
-        )
-    membership = directory.membership(order.buyer, order.company)
-    if membership is None:
-        if order.company:
-            raise OrderError(
-                "not_a_member",
-                f"buyer {order.buyer!r} is not a member of company {order.company!r}",
-                path="order.company",
-            )
-        raise OrderError(
-            "no_default_company",
-            f"buyer {order.buyer!r} belongs to several companies and none is the default; "
-            "name order.company",
-            path="order.company",
-        )
-    return membership.company_id
 
 
 def evaluate(
@@ -69,7 +44,8 @@ def evaluate(
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
     directory = snapshot(session, tenant)
-    company_id = _membership_company(directory, order)
+    _, membership = resolve_buyer(directory, order)
+    company_id = membership.company_id
     if version is None and dry_run:
         policy, version = queries.cached_policy_for_company(session, tenant, directory, company_id)
     elif version is None:

@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from ..engine import Policy
-from ..engine.durations import isoformat, parse_duration
+from ..engine import CompiledStep, Policy
+from ..engine.durations import isoformat
+from ..engine.notify import receives_email
 from ..store.directory import SqlDirectory
 from ..store.models import ApprovalRequest, Tenant
 from ..store.services import audit
@@ -52,9 +53,9 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
                 tenant = session.get(Tenant, request.tenant_id)
                 policy = queries.request_policy(session, request)
                 step = request.steps[request.current_step]
-                spec = _step_spec(policy, step)
-                if _timeout_action(spec) != "cancel" and not step.get("timed_out"):
-                    result = _on_timeout(session, tenant, request, policy, spec, now)
+                compiled = transitions.compiled_step(policy, step)
+                if _on_timeout_of(compiled) != "cancel" and not step.get("timed_out"):
+                    result = _on_timeout(session, tenant, request, policy, compiled, now)
                 else:
                     _expire(session, tenant, request, now)
                     result = "expired"
@@ -76,21 +77,9 @@ def _expire(
     )
 
 
-def _step_spec(policy: Policy, step: Mapping[str, Any]) -> dict:
-    """The rule set's declaration of a request step (``tiers@1000`` is step ``tiers``); {} for
-    the merchant step."""
-    if step.get("merchant"):
-        return {}
-    base = step["name"].split("@", 1)[0].split("/", 1)[0]
-    for spec in ((policy.data or {}).get("approval") or {}).get("steps") or ():
-        if spec.get("name") == base:
-            return spec
-    return {}
-
-
-def _timeout_action(spec: Mapping[str, Any]) -> str:
-    """``on_timeout``; default ``escalate`` when the step names ``escalate_to``, else ``cancel``."""
-    return spec.get("on_timeout") or ("escalate" if spec.get("escalate_to") else "cancel")
+def _on_timeout_of(step: CompiledStep | None) -> str:
+    """What a timeout of ``step`` does; the merchant's step (None) is cancelled."""
+    return step.on_timeout if step is not None else "cancel"
 
 
 def _step_started(request: ApprovalRequest) -> datetime:
@@ -142,15 +131,17 @@ def escalate_due(
         if step.get("timed_out") or step.get("merchant"):
             continue
         policy = queries.request_policy(session, request)
-        spec = _step_spec(policy, step)
-        if not spec.get("escalate_after") or now < _step_started(request) + parse_duration(
-            spec["escalate_after"]
+        compiled = transitions.compiled_step(policy, step)
+        if (
+            compiled is None
+            or compiled.escalate_after is None
+            or now < _step_started(request) + compiled.escalate_after
         ):
             continue
         try:
             with session.begin_nested():
                 result = _on_timeout(
-                    session, session.get(Tenant, request.tenant_id), request, policy, spec, now
+                    session, session.get(Tenant, request.tenant_id), request, policy, compiled, now
                 )
             count += result != "reminded"
             if handled is not None:
@@ -165,11 +156,12 @@ def _on_timeout(
     tenant: Tenant,
     request: ApprovalRequest,
     policy: Policy,
-    spec: Mapping[str, Any],
+    compiled: CompiledStep | None,
     now: datetime,
 ) -> str:
     """The current step timed out: do what ``on_timeout`` says; returns what was done."""
-    action = _timeout_action(spec)
+    action = _on_timeout_of(compiled)
+    after = compiled.escalate_after_text if compiled is not None else None
     step_index = request.current_step
     step = request.steps[step_index]
     if action == "cancel":
@@ -178,7 +170,7 @@ def _on_timeout(
             tenant,
             request,
             now,
-            {"step": step["name"], "timeout": spec.get("escalate_after")},
+            {"step": step["name"], "timeout": after},
         )
         return "expired"
     if policy.reminders:
@@ -197,7 +189,7 @@ def _on_timeout(
                 {"step": step["name"], "reason": "before_escalation"},
             )
             return "reminded"
-    _push_expiry(request, policy, spec, now)
+    _push_expiry(request, policy, compiled, now)
     steps = [dict(s) for s in request.steps]
     steps[step_index]["timed_out"] = isoformat(now)
     if action == "approve":
@@ -210,11 +202,11 @@ def _on_timeout(
             "approval.approved_on_timeout",
             "order",
             request.order.external_id,
-            {"step": step["name"], "after": spec.get("escalate_after")},
+            {"step": step["name"], "after": after},
         )
         transitions.advance(session, tenant, request, now, None)
         return "approved"
-    return _escalate(session, tenant, request, policy, spec, steps, now)
+    return _escalate(session, tenant, request, policy, compiled, steps, now)
 
 
 def _escalate(
@@ -222,7 +214,7 @@ def _escalate(
     tenant: Tenant,
     request: ApprovalRequest,
     policy: Policy,
-    spec: Mapping[str, Any],
+    compiled: CompiledStep,
     steps: list[dict],
     now: datetime,
 ) -> str:
@@ -230,13 +222,13 @@ def _escalate(
     targets; with no target the request expires."""
     step_index = request.current_step
     step = request.steps[step_index]
-    targets = _escalation_targets(session, tenant, request, policy, spec)
+    targets = _escalation_targets(session, tenant, request, policy, compiled)
     if not targets:
         request.steps = steps
         _expire(session, tenant, request, now, {"step": step["name"], "escalation": "no_targets"})
         return "expired"
     before = [a["account"] for a in step["approvers"]]
-    mode = (spec.get("escalate_to") or {}).get("mode", "add")
+    mode = compiled.escalation.mode if compiled.escalation is not None else "add"
     kept = [a for a in step["approvers"] if mode == "add"]
     added = [t for t in targets if t["account"] not in {a["account"] for a in kept}]
     steps[step_index]["approvers"] = kept + added
@@ -261,7 +253,10 @@ def _escalate(
     )
     accounts = events._accounts(session, tenant, [a["account"] for a in added])
     recipients = [
-        events._recipient(accounts.get(a["account"]), "email", a["account"]) for a in added
+        events._recipient(
+            accounts.get(a["account"]), "email" if a["email"] else "inbox", a["account"]
+        )
+        for a in added
     ]
     events.emit(
         session,
@@ -272,7 +267,7 @@ def _escalate(
         {
             "step": step["name"],
             "escalated_from": before,
-            "after": spec.get("escalate_after"),
+            "after": compiled.escalate_after_text,
             "approval_request": request.id,
         },
     )
@@ -280,13 +275,15 @@ def _escalate(
 
 
 def _push_expiry(
-    request: ApprovalRequest, policy: Policy, spec: Mapping[str, Any], now: datetime
+    request: ApprovalRequest, policy: Policy, compiled: CompiledStep | None, now: datetime
 ) -> None:
     """A step that escalates or is approved on timeout gives the request time again when its
     expiry has passed."""
     if request.expires_at is not None and aware(request.expires_at) <= now:
         grace = (
-            parse_duration(spec["escalate_after"]) if spec.get("escalate_after") else policy.expiry
+            compiled.escalate_after
+            if compiled is not None and compiled.escalate_after is not None
+            else policy.expiry
         )
         request.expires_at = now + grace if grace else None
 
@@ -296,31 +293,36 @@ def _escalation_targets(
     tenant: Tenant,
     request: ApprovalRequest,
     policy: Policy,
-    spec: Mapping[str, Any],
+    compiled: CompiledStep,
 ) -> list[dict]:
     """``escalate_to``: named accounts and/or the active members of the order's company holding
-    a role with the ``approve_orders`` permission; never the buyer."""
-    to = spec.get("escalate_to") or {}
+    a role with the ``approve_orders`` permission; never the buyer.  Each is told by e-mail or
+    in the inbox as the engine decides for any approver (its effective ``email`` setting, the
+    account's own switch and an address)."""
+    escalation = compiled.escalation
+    if escalation is None:
+        return []
     buyer = (request.order.decision.get("buyer") or {}).get("account")
     company = (request.order.decision.get("buyer") or {}).get("company")
     directory = SqlDirectory(session, tenant.id)
     why = f"escalated from step {request.steps[request.current_step]['name']}" + (
-        f" after {spec['escalate_after']}" if spec.get("escalate_after") else " at expiry"
+        f" after {compiled.escalate_after_text}" if compiled.escalate_after_text else " at expiry"
     )
     chosen: dict[str, dict] = {}
-    roles = to.get("role")
-    roles = [roles] if isinstance(roles, str) else list(roles or ())
     candidates = (
         [
-            (m.account_id, m.role)
+            (m.account_id, m.role, m)
             for m in directory.memberships_of_company(company)
-            if m.active and m.role in roles
+            if m.active and m.role in escalation.roles
         ]
-        if company and roles
+        if company and escalation.roles
         else []
     )
-    candidates += [(a, None) for a in to.get("accounts") or ()]
-    for account_id, role in candidates:
+    candidates += [
+        (a, None, directory.membership(a, company) if company else None)
+        for a in escalation.accounts
+    ]
+    for account_id, role, membership in candidates:
         if account_id == buyer or account_id in chosen:
             continue
         if role is not None and "approve_orders" not in (
@@ -330,13 +332,16 @@ def _escalation_targets(
         account = directory.account(account_id)
         if account is None or not account.active:
             continue
+        settings = (
+            policy.effective_settings(membership) if membership is not None else policy.settings
+        )
         chosen[account_id] = {
             "account": account_id,
             "name": account.name,
             "role": role,
             "role_label": policy.role_label(role) if role else "",
             "why": [why],
-            "email": bool(account.email and account.email_enabled),
+            "email": receives_email(settings, account),
             "escalated": True,
         }
     return list(chosen.values())
@@ -361,16 +366,16 @@ def remind_due(
             break
         if request.steps[request.current_step].get("merchant"):
             continue  # the merchant's review: no customer approver to remind
-        policy = queries.request_policy(session, request)
-        if not policy.reminders:
+        reminders = queries.request_policy(session, request).reminders
+        if reminders is None:
             continue
         started = _step_started(request)
         last = aware(request.last_reminded_at) if request.last_reminded_at else None
         if last is not None and last < started:
             last = None  # reminded about an earlier step
-        after = parse_duration(policy.reminders["after"])
-        every = parse_duration(policy.reminders.get("every", policy.reminders["after"]))
-        if (last is None and now - started >= after) or (last is not None and now - last >= every):
+        if (last is None and now - started >= reminders.after) or (
+            last is not None and now - last >= reminders.every
+        ):
             try:
                 with session.begin_nested():
                     request.last_reminded_at = now

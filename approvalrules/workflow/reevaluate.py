@@ -68,9 +68,7 @@ def on_publish(
         (name, active[name], parent) for name, parent in _extending(active, ruleset_name)
     ]
     modes = {
-        name: (versions.policy_for(v, session, active).data or {}).get(
-            "pending_on_new_version", "keep"
-        )
+        name: versions.policy_for(v, session, active).pending_on_new_version
         for name, v, _ in targets
     }
     governed = _governed_companies(

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
-from ..engine import Decision
+from ..engine import CompiledStep, Decision, Policy
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import Conflict, Forbidden
@@ -44,10 +44,13 @@ MERCHANT_STEP = "merchant-review"
 
 
 def steps_json(decision: Decision) -> list[dict]:
-    """The decision's steps as a request stores them (the approvers' e-mail flag included)."""
+    """The decision's steps as a request stores them (the approvers' e-mail flag included, and
+    the rule set's step each comes from)."""
     return [
         {
             "name": step.name,
+            "base": step.base,
+            **({"group_of": step.group_of} if step.group_of else {}),
             "required": step.required,
             "condition": step.condition,
             "approvers": [
@@ -90,8 +93,7 @@ def decision_data(session: Session, decision: Decision, version: RuleSetVersion)
 
 def merchant_steps(session: Session, version: RuleSetVersion) -> list[dict]:
     """``approval.merchant_review: true``: a final step only a merchant admin decides."""
-    policy = versions.policy_for(version, session)
-    if not ((policy.data or {}).get("approval") or {}).get("merchant_review"):
+    if not versions.policy_for(version, session).merchant_review:
         return []
     return [
         {
@@ -109,6 +111,28 @@ def _review_expiry(session: Session, version: RuleSetVersion, now: datetime) -> 
     now, as any request."""
     expiry = versions.policy_for(version, session).expiry
     return now + expiry if expiry else None
+
+
+def step_base(step: Mapping[str, Any]) -> str:
+    """The rule set's step a request step comes from (``tiers`` for ``tiers@1000``)."""
+    if "base" in step:
+        return step["base"]
+    # stored before steps recorded their base (the one place that still reads it off the name)
+    return step["name"].split("@", 1)[0].split("/", 1)[0]
+
+
+def step_group(step: Mapping[str, Any]) -> str | None:
+    """The ``all_of`` step a sub-step ``<step>/<n>`` belongs to, else None."""
+    if "base" in step:
+        return step.get("group_of") or None
+    # stored before steps recorded their group (see step_base)
+    base, slash, number = step["name"].rpartition("/")
+    return base if slash and number.isdigit() else None
+
+
+def compiled_step(policy: Policy, step: Mapping[str, Any]) -> CompiledStep | None:
+    """The rule set's compiled step of a request step; None for the merchant's step."""
+    return None if step.get("merchant") else policy.step(step_base(step))
 
 
 # ------------------------------------------------------------------ open

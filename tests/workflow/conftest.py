@@ -60,18 +60,51 @@ tests:
 """
 
 
+ESCALATING = """\
+ruleset: escalating
+description: The manager's step escalates to the directors after an hour.
+roles:
+  buyer:    {label: Buyer,    permissions: [place_orders]}
+  manager:  {label: Manager,  permissions: [place_orders, approve_orders]}
+  director: {label: Director, permissions: [place_orders, approve_orders]}
+approval:
+  steps:
+    - name: manager
+      when: {total: {gt: 500}}
+      approvers: {any_of: [{role: manager}]}
+      escalate_after: PT1H
+      escalate_to: {role: director}
+"""
+
+
 @pytest.fixture
 def shop(session, tenant):
-    """The tenant with company ``shop-co`` (rule set ``shop``): buyers Bea and Olga, manager Max."""
+    """The tenant with company ``shop-co`` (rule set ``shop``): buyers Bea and Olga, manager Max;
+    and company ``esc-co`` (rule set ``escalating``): buyer Ed, manager Max, directors Dirk and
+    Dora (whose membership turns e-mail off)."""
     directory = DirectoryService(session, tenant, actor="tests")
     directory.upsert_company("shop-co", name="Shop Co", ruleset="shop")
-    for account, name, role in (
-        ("bea", "Bea Buyer", "buyer"),
-        ("olga", "Olga Other", "buyer"),
-        ("max", "Max Manager", "manager"),
+    directory.upsert_company("esc-co", name="Escalating Co", ruleset="escalating")
+    for account, name in (
+        ("bea", "Bea Buyer"),
+        ("olga", "Olga Other"),
+        ("max", "Max Manager"),
+        ("ed", "Ed Buyer"),
+        ("dirk", "Dirk Director"),
+        ("dora", "Dora Director"),
     ):
         directory.upsert_account(account, name=name, email=f"{account}@shop.test")
-        directory.upsert_membership(account, "shop-co", role=role)
+    for account, company, role, settings in (
+        ("bea", "shop-co", "buyer", {}),
+        ("olga", "shop-co", "buyer", {}),
+        ("max", "shop-co", "manager", {}),
+        ("ed", "esc-co", "buyer", {}),
+        ("max", "esc-co", "manager", {}),
+        ("dirk", "esc-co", "director", {}),
+        ("dora", "esc-co", "director", {"email": False}),
+    ):
+        directory.upsert_membership(account, company, role=role, settings=settings)
     versions.publish(session, tenant.id, "shop", "tests", text=SHOP)
+    versions.publish(session, tenant.id, "escalating", "tests", text=ESCALATING)
     session.flush()
     return tenant

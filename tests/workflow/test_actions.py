@@ -45,6 +45,7 @@ def test_an_order_over_the_threshold_waits_for_the_manager_who_approves_it(sessi
     order, request = submit(session, shop, "o-approve", 800)
     assert (order.status, request.status, request.current_step) == ("pending", "pending", 0)
     assert eligible(session, request) == [(0, "max", "pending")]
+    assert request.steps[0]["base"] == "manager" and "group_of" not in request.steps[0]
 
     actions.approve(session, shop, request.id, "max", comment="fine", now=NOW)
 
