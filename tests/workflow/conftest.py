@@ -77,14 +77,36 @@ approval:
 """
 
 
+GROUPED = """\
+ruleset: grouped
+description: Group orders over 500 need the manager; masters hear of every approved one.
+roles:
+  buyer:   {label: Buyer,   permissions: [place_orders]}
+  manager: {label: Manager, permissions: [place_orders, approve_orders]}
+  admin:   {label: Admin,   permissions: [view_group_orders]}
+groups:
+  team: {label: Team}
+approval:
+  steps:
+    - name: manager
+      when: {total: {gt: 500}}
+      approvers: {any_of: [{role: manager}]}
+notifications:
+  master_confirmation: true
+"""
+
+
 @pytest.fixture
 def shop(session, tenant):
     """The tenant with company ``shop-co`` (rule set ``shop``): buyers Bea and Olga, manager Max;
     and company ``esc-co`` (rule set ``escalating``): buyer Ed, manager Max, directors Dirk and
-    Dora (whose membership turns e-mail off)."""
+    Dora (whose membership turns e-mail off); and company ``grp-co`` (rule set ``grouped``):
+    Gus in group ``team``, manager Max, masters Mo and Mara (e-mail off)."""
     directory = DirectoryService(session, tenant, actor="tests")
     directory.upsert_company("shop-co", name="Shop Co", ruleset="shop")
     directory.upsert_company("esc-co", name="Escalating Co", ruleset="escalating")
+    directory.upsert_company("grp-co", name="Grouped Co", ruleset="grouped")
+    directory.upsert_group("grp-co", "team", name="Team")
     for account, name in (
         ("bea", "Bea Buyer"),
         ("olga", "Olga Other"),
@@ -92,6 +114,9 @@ def shop(session, tenant):
         ("ed", "Ed Buyer"),
         ("dirk", "Dirk Director"),
         ("dora", "Dora Director"),
+        ("gus", "Gus Member"),
+        ("mo", "Mo Master"),
+        ("mara", "Mara Master"),
     ):
         directory.upsert_account(account, name=name, email=f"{account}@shop.test")
     for account, company, role, settings in (
@@ -104,7 +129,14 @@ def shop(session, tenant):
         ("dora", "esc-co", "director", {"email": False}),
     ):
         directory.upsert_membership(account, company, role=role, settings=settings)
+    directory.upsert_membership("gus", "grp-co", role="buyer", group="team")
+    directory.upsert_membership("max", "grp-co", role="manager")
+    directory.upsert_membership("mo", "grp-co", role="admin", master=True)
+    directory.upsert_membership(
+        "mara", "grp-co", role="admin", master=True, settings={"email": False}
+    )
     versions.publish(session, tenant.id, "shop", "tests", text=SHOP)
     versions.publish(session, tenant.id, "escalating", "tests", text=ESCALATING)
+    versions.publish(session, tenant.id, "grouped", "tests", text=GROUPED)
     session.flush()
     return tenant

@@ -104,3 +104,17 @@ def test_the_approver_guard_refuses_an_account_the_step_does_not_name(session, s
     assert refused.value.code == "not_eligible"
     assert refused.value.details == {"step": "manager", "eligible": ["max"]}
     assert (request.status, order.status, request.actions) == ("pending", "pending", [])
+
+
+def test_masters_hear_of_an_approved_group_order_by_their_own_channel(session, shop):
+    order, request = submit(session, shop, "o-master", 800, buyer="gus")
+    actions.approve(session, shop, request.id, "max", now=NOW)
+    session.flush()
+    [event] = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.event_type == "master_confirmation")
+    ).all()
+    # the engine's rule: Mara's membership turns e-mail off
+    assert {r["account"]: r["channel"] for r in event.recipients} == {
+        "mo": "email",
+        "mara": "inbox",
+    }

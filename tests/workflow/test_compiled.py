@@ -45,4 +45,3 @@ def test_reminders_merchant_review_and_reevaluation_are_compiled():
     assert (policy.merchant_review, policy.pending_on_new_version) == (True, "reevaluate")
     every_default = compile_ruleset(text.replace(", every: PT12H", ""))
     assert every_default.reminders.every == timedelta(days=1)
-
