@@ -1,4 +1,7 @@
-"""Every error to its HTTP status, in one table; every error body is ``{"error": {code, message, details}}``."""
+"""Every error to its HTTP status, in one table.
+
+Every error body is ``{"error": {code, message, details}}``.
+"""
 
 from __future__ import annotations
 
@@ -66,7 +69,8 @@ def stale(exc, request):
         409,
         error_body(
             "concurrent_update",
-            "someone else changed this approval request at the same moment; reload it and try again",
+            "someone else changed this approval request at the same moment; "
+            "reload it and try again",
         ),
     )
 
