@@ -144,3 +144,30 @@ class Forbidden(ApprovalRulesError):
 
 class Unauthorized(ApprovalRulesError):
     code = "unauthorized"
+
+
+class TestsFailed(ApprovalRulesError):
+    """A rule set's own tests (``tests:``) fail, so it is not published.
+
+    ``results`` holds every test's result (objects with ``name``, ``line``,
+    ``failures`` and ``passed``); ``details.tests`` lists the failing ones as
+    ``{name, line, failures}``.
+    """
+
+    code = "tests_failed"
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(self, results: list, name: str = ""):
+        self.results = list(results)
+        failing = [r for r in self.results if not r.passed]
+        of = f"rule set {name!r}" if name else "the rule set"
+        super().__init__(
+            message=(
+                f"{len(failing)} of {len(self.results)} tests of {of} fail; nothing was published"
+            ),
+            details={
+                "tests": [
+                    {"name": r.name, "line": r.line, "failures": list(r.failures)} for r in failing
+                ]
+            },
+        )

@@ -347,20 +347,13 @@ def bulk_load_sqlite(path: str, n_requests: int, n_companies: int) -> None:
 
 
 def inbox_statements(session, tenant_id: int, approver: str):
-    """The three statements of GET /api/v1/approvals?approver=X&status=pending (page 1, 50), built by the service."""
-    from sqlalchemy import func, select
-
-    from approvalrules.store.models import ApprovalRequest
-    from approvalrules.workflow.service import inbox_queries
+    """The three statements of GET /api/v1/approvals?approver=X&status=pending (page 1, 50), built
+    by the workflow's queries."""
+    from approvalrules.workflow.queries import INBOX_ORDER, inbox_queries, page_statements
 
     query, counts_query = inbox_queries(tenant_id, approver=approver, status="pending")
-    return {
-        "total": select(func.count()).select_from(query.subquery()),
-        "page": query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc())
-        .offset(0)
-        .limit(50),
-        "counts": counts_query,
-    }
+    total, page = page_statements(query, INBOX_ORDER, 1, 50)
+    return {"total": total, "page": page, "counts": counts_query}
 
 
 def explain(engine, tenant_id: int, approver: str) -> None:

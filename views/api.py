@@ -12,19 +12,19 @@ import json
 from datetime import date
 
 from pyramid.view import view_config, view_defaults
-from sqlalchemy import func, select
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
-from approvalrules.errors import ApprovalRulesError, OrderError, Unauthorized
+from approvalrules.errors import ApprovalRulesError, NotFound, OrderError, Unauthorized
 from approvalrules.store.directory_service import DirectoryService
-from approvalrules.store.models import ApprovalAction, ApprovalRequest, Order, RuleSetVersion
+from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import find_api_key
-from approvalrules.workflow import service
+from approvalrules.workflow import actions, deciding, queries
 
 MAX_PAGE_SIZE = 200
+#: rows a page may start after (32-bit, as the ids)
+MAX_OFFSET = 2**31
 
 
 def api_tenant(request):
@@ -91,7 +91,7 @@ def _bounded_int(text: str) -> int:
 
 def order_view(session, order: Order) -> dict:
     """An order, its decision and its approval request as the API shows them."""
-    request = service.request_for_order(session, order)
+    request = queries.request_for_order(session, order)
     version = (
         session.get(RuleSetVersion, order.ruleset_version_id) if order.ruleset_version_id else None
     )
@@ -191,7 +191,7 @@ class StorefrontApi:
 
     @view_config(route_name="api_evaluate", request_method="POST")
     def evaluate(self):
-        decision, version = service.evaluate(
+        decision, version = deciding.evaluate(
             self.session, self.tenant, json_body(self.request), dry_run=True
         )
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
@@ -200,7 +200,7 @@ class StorefrontApi:
 
     @view_config(route_name="api_orders", request_method="POST")
     def submit(self):
-        order, created = service.submit(
+        order, created = actions.submit(
             self.session,
             self.tenant,
             json_body(self.request),
@@ -211,7 +211,10 @@ class StorefrontApi:
 
     @view_config(route_name="api_orders", request_method="GET")
     def visible_orders(self):
-        """The orders an account may see (ACCEPTANCE A10): ``?viewer=ID[&company=ID][&page][&per_page]``."""
+        """The orders an account may see (ACCEPTANCE A10).
+
+        ``?viewer=ID[&company=ID][&page][&per_page]``.
+        """
         params = self.request.params
         viewer = params.get("viewer")
         if not viewer:
@@ -219,15 +222,9 @@ class StorefrontApi:
                 "missing_viewer", "name the account whose view to list as ?viewer=", path="viewer"
             )
         page, per_page = _page(params)
-        query = service.visible_orders_query(
-            self.session, self.tenant, viewer, params.get("company")
+        found = queries.visible_orders_page(
+            self.session, self.tenant, viewer, params.get("company"), page=page, per_page=per_page
         )
-        total = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = self.session.scalars(
-            query.order_by(Order.created_at.desc(), Order.id.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        ).all()
         return {
             "items": [
                 {
@@ -237,30 +234,28 @@ class StorefrontApi:
                     "currency": o.currency,
                     "buyer": o.decision.get("buyer", {}).get("account"),
                 }
-                for o in rows
+                for o in found.items
             ],
-            "page": page,
-            "per_page": per_page,
-            "total": total,
+            "page": found.page,
+            "per_page": found.per_page,
+            "total": found.total,
         }
 
     @view_config(route_name="api_order", request_method="GET")
     def get(self):
         return order_view(
-            self.session, service.get_order(self.session, self.tenant, self.request.matchdict["id"])
+            self.session, queries.get_order(self.session, self.tenant, self.request.matchdict["id"])
         )
 
     @view_config(route_name="api_order_action", request_method="POST")
     def order_action(self):
         action = self.request.matchdict["action"]
         handlers = {
-            "withdraw": service.withdraw,
-            "released": service.release,
-            "convert": service.convert,
+            "withdraw": actions.withdraw,
+            "released": actions.release,
+            "convert": actions.convert,
         }
         if action not in handlers:
-            from approvalrules.errors import NotFound
-
             raise NotFound(
                 "unknown_action", f"no order action {action!r}; use withdraw, released or convert"
             )
@@ -270,49 +265,30 @@ class StorefrontApi:
     @view_config(route_name="api_approvals", request_method="GET")
     def approvals(self):
         params = self.request.params
-        query, counts_query = service.inbox_queries(
-            self.tenant.id, approver=params.get("approver"), status=params.get("status")
-        )
-        # the page renders each request's order and actions: load them with it, not row by row
-        query = query.options(
-            contains_eager(ApprovalRequest.order),
-            selectinload(ApprovalRequest.actions).options(
-                joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)
-            ),
-        )
-        for name, op in (("from", "__ge__"), ("to", "__le__")):
-            if params.get(name):
-                try:
-                    when = parse_instant(params[name], name)
-                except ApprovalRulesError:
-                    raise OrderError(
-                        "invalid_date", f"{name} must be an ISO 8601 date-time", path=name
-                    ) from None
-                query = query.where(getattr(ApprovalRequest.created_at, op)(when))
-        if params.get("q"):
-            query = query.where(Order.external_id.contains(params["q"], autoescape=True))
+        created_from, created_to = (_instant_param(params, name) for name in ("from", "to"))
         page, per_page = _page(params)
-        total = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        rows = self.session.scalars(
-            query.order_by(ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page)
-        ).all()
-        counts = dict(self.session.execute(counts_query).all())
+        found, counts = queries.inbox_page(
+            self.session,
+            self.tenant.id,
+            approver=params.get("approver"),
+            status=params.get("status"),
+            created_from=created_from,
+            created_to=created_to,
+            order_contains=params.get("q"),
+            page=page,
+            per_page=per_page,
+        )
         return {
-            "items": [approval_view(self.session, r, brief=True) for r in rows],
-            "page": page,
-            "per_page": per_page,
-            "total": total,
-            "counts": {
-                s: counts.get(s, 0)
-                for s in ("pending", "approved", "rejected", "expired", "withdrawn")
-            },
+            "items": [approval_view(self.session, r, brief=True) for r in found.items],
+            "page": found.page,
+            "per_page": found.per_page,
+            "total": found.total,
+            "counts": counts,
         }
 
     @view_config(route_name="api_approval", request_method="GET")
     def approval(self):
-        request = service.get_request(
+        request = queries.get_request(
             self.session, self.tenant, _int_id(self.request.matchdict["id"])
         )
         self.request.response.etag = str(request.version_id)
@@ -322,13 +298,11 @@ class StorefrontApi:
     def approval_action(self):
         action = self.request.matchdict["action"]
         handlers = {
-            "approve": service.approve,
-            "reject": service.reject,
-            "reverse": service.reverse,
+            "approve": actions.approve,
+            "reject": actions.reject,
+            "reverse": actions.reverse,
         }
         if action not in handlers:
-            from approvalrules.errors import NotFound
-
             raise NotFound(
                 "unknown_action", f"no approval action {action!r}; use approve, reject or reverse"
             )
@@ -348,10 +322,11 @@ class StorefrontApi:
 
     @view_config(route_name="api_approval_edit", request_method="POST")
     def approval_edit(self):
-        """An eligible approver lowers quantities or removes lines before approving; the order is re-evaluated."""
+        """An eligible approver lowers quantities or removes lines before approving; the order is
+        re-evaluated."""
         body = json_body(self.request)
         approver, comment = actor_and_comment(body)
-        request = service.edit(
+        request = actions.edit(
             self.session,
             self.tenant,
             _int_id(self.request.matchdict["id"]),
@@ -366,36 +341,13 @@ class StorefrontApi:
 
     @view_config(route_name="api_approvals_bulk", request_method="POST")
     def bulk(self):
-        """Approve or reject several requests in one call; each is checked on its own, in its own savepoint."""
+        """Approve or reject several requests in one call; each is checked on its own, in its own
+        savepoint."""
         body = json_body(self.request)
-        action, ids = body.get("action"), body.get("requests")
-        if action not in ("approve", "reject"):
-            raise OrderError("invalid_action", "action must be approve or reject", path="action")
         approver, comment = actor_and_comment(body)
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or len(ids) > 100
-            or not all(
-                isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**62 for i in ids
-            )
-        ):
-            raise OrderError(
-                "invalid_requests",
-                "requests must be a list of 1 to 100 approval request ids",
-                path="requests",
-            )
-        handler = service.approve if action == "approve" else service.reject
-        results = []
-        for request_id in ids:
-            try:
-                with self.session.begin_nested():
-                    request = handler(
-                        self.session, self.tenant, request_id, approver, comment=comment
-                    )
-                results.append({"id": request_id, "ok": True, "status": request.status})
-            except ApprovalRulesError as exc:
-                results.append({"id": request_id, "ok": False, "error": exc.as_dict()})
+        results = actions.bulk(
+            self.session, self.tenant, body.get("action"), body.get("requests"), approver, comment
+        )
         return {"results": results}
 
     # directory sync: upsert by external id
@@ -571,8 +523,6 @@ def actor_and_comment(body: dict) -> tuple[str, str | None]:
 
 def _int_id(text: str) -> int:
     if not text.isdigit() or len(text) > 18:
-        from approvalrules.errors import NotFound
-
         raise NotFound("unknown_approval", f"no approval request {text[:40]!r}")
     return int(text)
 
@@ -583,4 +533,19 @@ def _page(params) -> tuple[int, int]:
         per_page = min(max(int(params.get("per_page", 50)), 1), MAX_PAGE_SIZE)
     except ValueError:
         raise OrderError("invalid_page", "page and per_page must be whole numbers") from None
+    if (page - 1) * per_page >= MAX_OFFSET:
+        # no listing is that long, and SQLite cannot even skip that many rows (integer overflow)
+        raise OrderError("invalid_page", f"page {page} is past the end of any listing", path="page")
     return page, per_page
+
+
+def _instant_param(params, name: str):
+    """The query parameter ``name`` as an instant, None when absent; 400 when it is no date-time."""
+    if not params.get(name):
+        return None
+    try:
+        return parse_instant(params[name], name)
+    except ApprovalRulesError:
+        raise OrderError(
+            "invalid_date", f"{name} must be an ISO 8601 date-time", path=name
+        ) from None

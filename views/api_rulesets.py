@@ -3,6 +3,8 @@
 YAML travels as the raw body (``Content-Type: application/yaml`` or text);
 publishing validates first, so an invalid or hostile document answers 422
 (413 when too large) with every problem's line and path, and nothing is saved.
+Publishing runs the rule set's own tests as the admin does (``workflow.publishing``):
+a failing test answers 422 ``tests_failed``, listing the failing tests.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 from pyramid.view import view_config, view_defaults
 from sqlalchemy import select
 
+from approvalrules.diff import diff_versions
 from approvalrules.engine.durations import isoformat
 from approvalrules.engine.load import MAX_BYTES
-from approvalrules.errors import ApprovalRulesError, NotFound
+from approvalrules.errors import ApprovalRulesError, DocumentTooLarge, NotFound, Problem
 from approvalrules.store import versions
 from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.models import RuleSet
-from approvalrules.workflow import service
+from approvalrules.workflow import publishing
 
 
 def version_view(version) -> dict:
@@ -33,8 +36,6 @@ def version_view(version) -> dict:
 def yaml_body(request) -> str:
     """The request body as text; the loader then applies its own limits."""
     if len(request.body) > MAX_BYTES:
-        from approvalrules.errors import DocumentTooLarge, Problem
-
         raise DocumentTooLarge(
             [
                 Problem(
@@ -102,24 +103,17 @@ class RuleSetApi:
     @view_config(route_name="api_ruleset_publish", request_method="POST")
     def publish(self):
         text = yaml_body(self.request) if self.request.body else None
-        version = versions.publish(
-            self.session,
-            self.tenant.id,
-            self.name,
-            author="api",
-            text=text,
-            source=f"{self.name}.yaml",
+        published = publishing.publish(
+            self.session, self.tenant, self.name, text, author="api", source=f"{self.name}.yaml"
         )
-        pending = service.on_publish(self.session, self.tenant, self.name, actor="api")
         self.request.response.status_int = 201
-        return {**version_view(version), "pending": pending}
+        return {**version_view(published.version), "pending": published.pending}
 
     @view_config(route_name="api_ruleset_rollback", request_method="POST")
     def rollback(self):
         number = _version_number(self.request.params.get("to", ""))
-        version = versions.rollback(self.session, self.tenant.id, self.name, number, author="api")
-        pending = service.on_publish(self.session, self.tenant, self.name, actor="api")
-        return {**version_view(version), "pending": pending}
+        published = publishing.rollback(self.session, self.tenant, self.name, number, author="api")
+        return {**version_view(published.version), "pending": published.pending}
 
     @view_config(route_name="api_ruleset_versions", request_method="GET")
     def list_versions(self):
@@ -133,8 +127,6 @@ class RuleSetApi:
 
     @view_config(route_name="api_ruleset_diff", request_method="GET")
     def diff(self):
-        from approvalrules.diff import diff_versions
-
         old = versions.get_version(
             self.session,
             self.tenant.id,

@@ -1,4 +1,7 @@
-"""Every error to its HTTP status, in one table; every error body is ``{"error": {code, message, details}}``."""
+"""Every error to its HTTP status, in one table.
+
+Every error body is ``{"error": {code, message, details}}``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ log = logging.getLogger(__name__)
 STATUS = (
     (errors.DocumentTooLarge, 413),
     (errors.DocumentError, 422),
+    (errors.TestsFailed, 422),
     (errors.OrderError, 422),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
@@ -65,7 +69,8 @@ def stale(exc, request):
         409,
         error_body(
             "concurrent_update",
-            "someone else changed this approval request at the same moment; reload it and try again",
+            "someone else changed this approval request at the same moment; "
+            "reload it and try again",
         ),
     )
 

@@ -20,7 +20,7 @@ def _error_responses(*statuses: int) -> dict:
         404: "Not found (or another tenant's)",
         409: "Conflicts with the current state",
         413: "Too large",
-        422: "Invalid order or document",
+        422: "Invalid order or document, or a rule set whose own tests fail (tests_failed)",
         503: "Database unavailable",
     }
     return {

@@ -13,7 +13,7 @@ import json
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -33,6 +33,7 @@ from .directory import Directory, Membership
 from .durations import parse_duration, parse_instant
 from .evaluate import Evaluation
 from .money import parse_amount
+from .timeouts import Escalation, compile_reminders, step_timeouts
 
 #: documented defaults of every membership setting (docs/ruleset.md)
 DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
@@ -134,6 +135,14 @@ class CompiledStep:
     group_of: str = ""
     #: ``approvers: {all_of: [...]}``: one sub-step per group
     subs: tuple = ()
+    #: ``escalate_after``: the step times out this long after it became current
+    escalate_after: timedelta | None = None
+    #: ``escalate_after`` as written (for audit entries and events)
+    escalate_after_text: str | None = None
+    #: ``on_timeout`` with its default resolved: escalate with ``escalate_to``, else cancel
+    on_timeout: str = "cancel"
+    #: ``escalate_to``, or None
+    escalation: Escalation | None = None
     #: lazily built, per-step: what ``explain`` needs (see :meth:`explain_parts`)
     _lazy: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -256,6 +265,7 @@ def _compile(
         kind = spec.get("kind", "standard")
         if kind == "assignment_tiers" and not selectors:
             selectors.append(Selector(None, "assigned", None, ()))
+        timeouts = step_timeouts(spec)
         steps.append(
             CompiledStep(
                 name=spec["name"],
@@ -272,6 +282,7 @@ def _compile(
                     sel.relation in ("assigned", "unassigned") for sel in selectors
                 ),
                 fallback=spec.get("fallback", "none"),
+                **timeouts,
             )
         )
         if approvers_spec.get("all_of"):
@@ -297,6 +308,7 @@ def _compile(
                         ),
                         fallback=step.fallback,
                         group_of=step.name,
+                        **timeouts,
                     )
                 )
             steps.append(
@@ -314,6 +326,7 @@ def _compile(
                     uses_assignments=any(sub.uses_assignments for sub in subs),
                     fallback=step.fallback,
                     subs=tuple(subs),
+                    **timeouts,
                 )
             )
     limits = data.get("limits") or {}
@@ -358,7 +371,9 @@ def _compile(
         budgets=budgets,
         expiry=parse_duration(expiry["after"]) if expiry else None,
         reversal_allowed=(approval.get("reversal") or {}).get("allowed", True),
-        reminders=MappingProxyType(dict(approval.get("reminders") or {})),
+        reminders=compile_reminders(approval.get("reminders")),
+        merchant_review=bool(approval.get("merchant_review", False)),
+        pending_on_new_version=data.get("pending_on_new_version", "keep"),
         bulk_orders=data.get("bulk_orders", "group_settings"),
         visibility=MappingProxyType(
             {
@@ -403,6 +418,8 @@ class Policy:
         "expiry",
         "reversal_allowed",
         "reminders",
+        "merchant_review",
+        "pending_on_new_version",
         "bulk_orders",
         "visibility",
         "master_confirmation",
@@ -485,6 +502,13 @@ class Policy:
         if membership.settings:
             settings.update(_normal_settings(membership.settings))
         return settings
+
+    def step(self, name: str) -> CompiledStep | None:
+        """The top-level step called ``name`` (a decision step's ``base``), or None."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        return None
 
     def role_label(self, role: str | None) -> str:
         """The label of a role, or its name when the rule set does not define it."""

@@ -200,6 +200,11 @@ class Step:
     required: int
     approvers: tuple[Approver, ...]
     condition: str
+    #: the rule set's step this one comes from (``tiers`` for ``tiers@1000``, ``dual`` for
+    #: ``dual/1``)
+    base: str = ""
+    #: for a sub-step of an ``all_of`` step (``<step>/<n>``): that step's name
+    group_of: str = ""
 
     def as_dict(self) -> dict:
         return {

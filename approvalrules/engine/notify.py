@@ -9,7 +9,7 @@ from .decision import Notification, Recipient, Step
 
 if TYPE_CHECKING:  # annotations only: evaluate imports this module
     from .compile import Policy
-    from .directory import Account
+    from .directory import Account, Directory
     from .evaluate import Evaluation
 
 
@@ -22,13 +22,35 @@ def receives_email(settings: Mapping[str, Any], account: Account) -> bool:
     return bool(settings["email"] and account.email_enabled and account.email)
 
 
+def master_confirmation_recipients(
+    policy: Policy, directory: Directory, company: str
+) -> tuple[Recipient, ...]:
+    """Who gets the master confirmation of a group member's approved order: the company's
+    active masters with an active account, each by e-mail or in the inbox (:func:`receives_email`
+    on the master's effective settings)."""
+    masters = []
+    for m in directory.memberships_of_company(company):
+        account = directory.account(m.account_id) if m.master and m.active else None
+        if account is not None and account.active:
+            emailed = receives_email(policy.effective_settings(m), account)
+            masters.append(Recipient(m.account_id, "email" if emailed else "inbox", company))
+    return tuple(masters)
+
+
+def approver_channel(policy: Policy, approver_email: bool, buyer_email: bool) -> str:
+    """How an approver hears of a request (E3): by e-mail when the approver receives e-mail
+    and, under ``notifications.approval_email: both_flags``, the buyer does too; else in the
+    inbox."""
+    both = policy.approval_email == "both_flags"
+    return "email" if approver_email and (buyer_email or not both) else "inbox"
+
+
 def approval_requested(policy: Policy, step: Step, buyer_email: bool) -> Notification:
     """The approval_requested notification for a step: e-mail or inbox per the e-mail flags (E3)."""
-    both = policy.approval_email == "both_flags"
     return Notification(
         "approval_requested",
         tuple(
-            Recipient(a.account, "email" if a.email and (buyer_email or not both) else "inbox")
+            Recipient(a.account, approver_channel(policy, a.email, buyer_email))
             for a in step.approvers
         ),
     )
@@ -42,16 +64,7 @@ def notifications(ev: Evaluation, outcome: str, steps: list[Step]) -> tuple[Noti
     if outcome == "approved":
         out = [Notification("order_confirmation", (buyer,))]
         if ev.policy.master_confirmation and ev.group:
-            masters = []
-            directory = ev.directory
-            for m in directory.memberships_of_company(ev.company):
-                account = directory.account(m.account_id) if m.master and m.active else None
-                if account is not None and account.active:
-                    emailed = receives_email(ev.policy.effective_settings(m), account)
-                    masters.append(
-                        Recipient(m.account_id, "email" if emailed else "inbox", ev.company)
-                    )
-            masters = tuple(masters)
+            masters = master_confirmation_recipients(ev.policy, ev.directory, ev.company)
             if masters:
                 out.append(Notification("master_confirmation", masters))
         return tuple(out)

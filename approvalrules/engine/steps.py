@@ -97,7 +97,14 @@ def _standard_step(ev: Evaluation, index: int | tuple, step: CompiledStep) -> li
         # the last slot: whether an approver delegates (fixed within a directory snapshot)
         delegating = any(ev.directory.delegations_of(a.account) for a in approvers)
         entry = [
-            Step(step.name, step.required, approvers, step.condition_text),
+            Step(
+                step.name,
+                step.required,
+                approvers,
+                step.condition_text,
+                step.group_of or step.name,
+                step.group_of,
+            ),
             tuple(excluded),
             None,
             None,
@@ -117,7 +124,14 @@ def _standard_step(ev: Evaluation, index: int | tuple, step: CompiledStep) -> li
         approvers = with_delegates(ev, step, approvers)
         if approvers is not entry[0].approvers:
             entry = [
-                Step(step.name, step.required, approvers, step.condition_text),
+                Step(
+                    step.name,
+                    step.required,
+                    approvers,
+                    step.condition_text,
+                    step.group_of or step.name,
+                    step.group_of,
+                ),
                 entry[1],
                 None,
                 None,
@@ -151,6 +165,7 @@ def _assignment_tiers(ev: Evaluation, step: CompiledStep) -> list[Step]:
             1,
             with_delegates(ev, step, eligible_approvers(ev, step, tiers[threshold])),
             f"total > {threshold} (assignment threshold)",
+            step.name,
         )
         for threshold in sorted(tiers)
     ]

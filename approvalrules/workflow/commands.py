@@ -1,4 +1,4 @@
-"""``approvalrules expire|remind|dispatch INI`` and ``approvalrules api-key INI TENANT``: jobs for cron.
+"""``approvalrules expire|remind|dispatch INI`` and ``approvalrules api-key INI TENANT``: cron jobs.
 
 Each job runs in short transactions and is idempotent; several hosts may run
 the same job at once (conditional updates and SKIP LOCKED keep them apart).
@@ -11,7 +11,8 @@ from sqlalchemy.orm import sessionmaker
 
 from ..store.commands import settings_from_ini
 from ..store.db import get_engine, get_tm_session
-from . import outbox, service
+from ..store.services import create_api_key, resolve_tenant
+from . import jobs, outbox
 
 
 def _with_session(ini_path: str, job):
@@ -28,13 +29,14 @@ def _with_session(ini_path: str, job):
 
 
 def expire(ini_path: str) -> int:
-    """Handle timed-out steps (escalate, approve, cancel) and cancel requests past their expiry; returns how many."""
-    return _with_session(ini_path, lambda session, settings: service.expire_due(session))
+    """Handle timed-out steps (escalate, approve, cancel) and cancel requests past their expiry;
+    returns how many."""
+    return _with_session(ini_path, lambda session, settings: jobs.expire_due(session))
 
 
 def remind(ini_path: str) -> int:
     """Queue reminders for requests pending longer than their rule set allows; returns how many."""
-    return _with_session(ini_path, lambda session, settings: service.remind_due(session))
+    return _with_session(ini_path, lambda session, settings: jobs.remind_due(session))
 
 
 def dispatch(ini_path: str) -> dict:
@@ -43,8 +45,6 @@ def dispatch(ini_path: str) -> dict:
 
 
 def create_key(ini_path: str, tenant: str, name: str) -> str:
-    from ..store.services import create_api_key, resolve_tenant
-
     return _with_session(
         ini_path,
         lambda session, settings: create_api_key(session, resolve_tenant(session, tenant), name)[1],

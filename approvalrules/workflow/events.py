@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..engine import Decision
 from ..engine.directory import Account as DirectoryAccount
 from ..engine.money import format_amount
-from ..engine import Decision
+from ..engine.notify import approver_channel, master_confirmation_recipients
 from ..store import versions
 from ..store.directory import snapshot
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant
@@ -110,12 +111,11 @@ def step_recipients(
     step = request.steps[step_index]
     policy = versions.policy_for(session.get(RuleSetVersion, request.ruleset_version_id), session)
     buyer_email = _buyer_channel(request.order) == "email"
-    both = policy.approval_email == "both_flags"
     accounts = _accounts(session, tenant, [a["account"] for a in step["approvers"]])
     return [
         _recipient(
             accounts.get(a["account"]),
-            "email" if a.get("email") and (buyer_email or not both) else "inbox",
+            approver_channel(policy, bool(a.get("email")), buyer_email),
             a["account"],
         )
         for a in step["approvers"]
@@ -154,7 +154,8 @@ def emit_decision(
 def emit_final(
     session: Session, tenant: Tenant, order: Order, outcome: str, comment: str | None
 ) -> None:
-    """Notifications when a pending order reaches its final state."""
+    """Notifications when a pending order reaches its final state (``outcome``: the order's
+    status, which a re-decision may make ``held`` or ``blocked``)."""
     buyer = buyer_recipients(session, tenant, order)
     if outcome == "approved":
         emit(session, tenant, "order_approved", order, buyer, {"comment": comment})
@@ -163,21 +164,16 @@ def emit_final(
         policy = versions.policy_for(version, session)
         group = order.decision.get("buyer", {}).get("group")
         if policy.master_confirmation and group:
-            directory = snapshot(session, tenant)
             company = order.decision.get("buyer", {}).get("company")
-            masters = [
-                m.account_id
-                for m in directory.memberships_of_company(company)
-                if m.master and m.status == "active"
-            ]
-            accounts = _accounts(session, tenant, masters)
+            masters = master_confirmation_recipients(policy, snapshot(session, tenant), company)
+            accounts = _accounts(session, tenant, [r.account for r in masters])
             if masters:
                 emit(
                     session,
                     tenant,
                     "master_confirmation",
                     order,
-                    [_recipient(accounts.get(m), "email", m) for m in masters],
+                    [_recipient(accounts.get(r.account), r.channel, r.account) for r in masters],
                     {},
                 )
     elif outcome == "rejected":
@@ -195,3 +191,7 @@ def emit_final(
         emit(session, tenant, "order_cancelled", order, buyer, {"reason": "expired"})
     elif outcome == "withdrawn":
         emit(session, tenant, "order_cancelled", order, buyer, {"reason": "withdrawn"})
+    elif outcome == "held":
+        emit(session, tenant, "order_held", order, buyer, {})
+    elif outcome == "blocked":
+        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "blocked"})

@@ -65,9 +65,9 @@ def build_database(path: Path) -> None:
         DirectoryService(session, other).upsert_company(
             "otherco", name="Other Co", ruleset="other-rules"
         )
-        from approvalrules.workflow import service
+        from approvalrules.workflow import actions
 
-        service.submit(session, demo, {"id": "PO-800", "buyer": "bob", "total": 800})
+        actions.submit(session, demo, {"id": "PO-800", "buyer": "bob", "total": 800})
         session.commit()
     engine.dispose()
 

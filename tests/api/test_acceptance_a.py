@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from approvalrules.store import versions
 from approvalrules.store.services import resolve_tenant
-from approvalrules.workflow import service
+from approvalrules.workflow import jobs
 
 from .conftest import ROOT, WEBHOOK_SECRET
 
@@ -156,12 +156,12 @@ def test_a7_expiry_cancels_after_seven_days_with_notification(api, order_id, wor
     expires = datetime.fromisoformat(response["approval"]["expires_at"].replace("Z", "+00:00"))
     created = datetime.fromisoformat(response["approval"]["created_at"].replace("Z", "+00:00"))
     assert timedelta(days=7) - timedelta(seconds=2) <= expires - created <= timedelta(days=7)
-    assert world.run(lambda s: service.expire_due(s, now=expires - timedelta(minutes=1))) >= 0
+    assert world.run(lambda s: jobs.expire_due(s, now=expires - timedelta(minutes=1))) >= 0
     assert api.get(f"/api/v1/orders/{oid}").json["status"] == "pending"
-    assert world.run(lambda s: service.expire_due(s, now=expires + timedelta(seconds=1))) >= 1
+    assert world.run(lambda s: jobs.expire_due(s, now=expires + timedelta(seconds=1))) >= 1
     assert api.get(f"/api/v1/orders/{oid}").json["status"] == "expired"
     # idempotent: a second run (another host) finds nothing more for this order
-    world.run(lambda s: service.expire_due(s, now=expires + timedelta(seconds=2)))
+    world.run(lambda s: jobs.expire_due(s, now=expires + timedelta(seconds=2)))
     dispatch()
     subjects = [m["Subject"] for m in world.mailbox.to("bob@acme.test") if oid in m["Subject"]]
     assert subjects.count(f"[demo] Order {oid} expired") == 1

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from approvalrules.store.models import AuditEvent, OutboxEvent
 from approvalrules.store.services import resolve_tenant
-from approvalrules.workflow import service
+from approvalrules.workflow import actions, jobs
 
 
 def submit(api, order_id, buyer, total, **extra):
@@ -61,16 +61,16 @@ def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond
     created = datetime.fromisoformat(approval["created_at"].replace("Z", "+00:00"))
 
     # before escalate_after nothing happens
-    assert world.run(lambda s: service.expire_due(s, now=created + timedelta(days=1))) == 0
+    assert world.run(lambda s: jobs.expire_due(s, now=created + timedelta(days=1))) == 0
     # past P2D: reminders are configured, so the approvers are reminded first ...
     later = created + timedelta(days=2, minutes=1)
-    assert world.run(lambda s: service.expire_due(s, now=later)) == 0
+    assert world.run(lambda s: jobs.expire_due(s, now=later)) == 0
     reminders = events_of(world, oid, "approval_reminder")
     assert len(reminders) == 1 and [r["account"] for r in reminders[0].recipients] == ["emil"]
     assert reminders[0].payload["reason"] == "before_escalation"
     assert not events_of(world, oid, "approval_escalated")
     # ... and the next run escalates to the directors, keeping the manager
-    assert world.run(lambda s: service.expire_due(s, now=later + timedelta(minutes=5))) == 1
+    assert world.run(lambda s: jobs.expire_due(s, now=later + timedelta(minutes=5))) == 1
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json
     assert detail["status"] == "pending" and detail["current_step"] == 0
     assert [a["account"] for a in detail["steps"][0]["approvers"]] == ["emil", "edda"]
@@ -85,7 +85,7 @@ def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond
     # the inbox index knows the new approver; running the job again changes nothing
     inbox = beyond.get("/api/v1/approvals", {"approver": "edda", "status": "pending"}).json
     assert approval["id"] in [i["id"] for i in inbox["items"]]
-    assert world.run(lambda s: service.expire_due(s, now=later + timedelta(minutes=10))) == 0
+    assert world.run(lambda s: jobs.expire_due(s, now=later + timedelta(minutes=10))) == 0
 
     # the escalation target approves the manager step; finance (edda) then times out: approved by the system
     assert (
@@ -95,8 +95,8 @@ def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond
         == 1
     )
     started = datetime.now(UTC)
-    world.run(lambda s: service.expire_due(s, now=started + timedelta(days=1, minutes=1)))
-    world.run(lambda s: service.expire_due(s, now=started + timedelta(days=1, minutes=2)))
+    world.run(lambda s: jobs.expire_due(s, now=started + timedelta(days=1, minutes=1)))
+    world.run(lambda s: jobs.expire_due(s, now=started + timedelta(days=1, minutes=2)))
     done = beyond.get(f"/api/v1/approvals/{approval['id']}").json
     assert done["status"] == "approved" and done["steps"][1]["approved_by_system"] is True
     assert beyond.get(f"/api/v1/orders/{oid}").json["status"] == "approved"
@@ -110,8 +110,8 @@ def test_escalation_at_the_request_expiry_pushes_it_then_it_expires(beyond, worl
     approval = submit(beyond, oid, "eva", 2000).json["approval"]
     expires = datetime.fromisoformat(approval["expires_at"].replace("Z", "+00:00"))
     # the manager step escalates (to edda) instead of expiring: after reminder + escalation the request lives on
-    world.run(lambda s: service.expire_due(s, now=expires + timedelta(minutes=1)))
-    world.run(lambda s: service.expire_due(s, now=expires + timedelta(minutes=2)))
+    world.run(lambda s: jobs.expire_due(s, now=expires + timedelta(minutes=1)))
+    world.run(lambda s: jobs.expire_due(s, now=expires + timedelta(minutes=2)))
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json
     assert detail["status"] == "pending" and [
         a["account"] for a in detail["steps"][0]["approvers"]
@@ -119,7 +119,7 @@ def test_escalation_at_the_request_expiry_pushes_it_then_it_expires(beyond, worl
     # once escalated, the (pushed) expiry cancels it as today
     pushed = datetime.fromisoformat(detail["expires_at"].replace("Z", "+00:00"))
     assert pushed > expires
-    world.run(lambda s: service.expire_due(s, now=pushed + timedelta(minutes=1)))
+    world.run(lambda s: jobs.expire_due(s, now=pushed + timedelta(minutes=1)))
     assert beyond.get(f"/api/v1/orders/{oid}").json["status"] == "expired"
 
 
@@ -147,15 +147,15 @@ def test_merchant_review_after_the_last_step(beyond, world, order_id):
     from approvalrules.errors import Forbidden
 
     with pytest.raises(Forbidden) as viewer:
-        tenant_run(world, lambda s, t: service.merchant_decide(s, t, approval["id"], "peek", True))
+        tenant_run(world, lambda s, t: actions.merchant_decide(s, t, approval["id"], "peek", True))
     assert viewer.value.code == "read_only_admin"
     with pytest.raises(Forbidden):
         tenant_run(
-            world, lambda s, t: service.merchant_decide(s, t, approval["id"], "nobody", True)
+            world, lambda s, t: actions.merchant_decide(s, t, approval["id"], "nobody", True)
         )
     status = tenant_run(
         world,
-        lambda s, t: service.merchant_decide(s, t, approval["id"], "boss", True, "fine").status,
+        lambda s, t: actions.merchant_decide(s, t, approval["id"], "boss", True, "fine").status,
     )
     assert status == "approved"
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json
@@ -171,13 +171,13 @@ def test_merchant_review_after_the_last_step(beyond, world, order_id):
     from approvalrules.errors import Conflict
 
     with pytest.raises(Conflict):
-        tenant_run(world, lambda s, t: service.merchant_decide(s, t, second, "boss", True))
+        tenant_run(world, lambda s, t: actions.merchant_decide(s, t, second, "boss", True))
     beyond.post_json(f"/api/v1/approvals/{second}/approve", {"approver": "moritz"})
     assert (
         tenant_run(
             world,
             lambda s, t: (
-                service.merchant_decide(s, t, second, "boss", False, "not this supplier").status
+                actions.merchant_decide(s, t, second, "boss", False, "not this supplier").status
             ),
         )
         == "rejected"
@@ -189,6 +189,20 @@ def test_merchant_review_after_the_last_step(beyond, world, order_id):
 
 
 # ------------------------------------------------ pending orders when rules change
+
+
+REEVAL_TESTS = """
+tests:
+  - name: 6000 is over the new maximum of 5500
+    order: {buyer: rolf, total: 6000}
+    expect: {outcome: blocked, steps: []}
+  - name: 4500 needs the manager alone
+    order: {buyer: rolf, total: 4500}
+    expect: {outcome: pending, steps: [{name: manager, approvers: [ruth]}]}
+  - name: 3000 needs nobody any more
+    order: {buyer: rolf, total: 3000}
+    expect: {outcome: approved, steps: []}
+"""
 
 
 def test_pending_requests_reevaluated_on_publish_and_rollback(beyond, world, order_id):
@@ -207,6 +221,8 @@ def test_pending_requests_reevaluated_on_publish_and_rollback(beyond, world, ord
     new_text = old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 4000}}").replace(
         "approval:\n", "limits:\n  max_order_total: 5500\napproval:\n", 1
     )
+    # the embedded tests of the new rules (publishing runs them)
+    new_text = new_text.split("\ntests:\n")[0] + REEVAL_TESTS
     assert new_text != old_text
     try:
         published = beyond.post(
@@ -258,7 +274,13 @@ def test_keep_leaves_pending_requests_alone(beyond, order_id):
     oid = order_id("KEEP")
     request_id = submit(beyond, oid, "mara", 1500).json["approval"]["id"]
     before = beyond.get("/api/v1/rulesets/beyond-merchant").json
-    text = before["text"].replace("gt: 1000", "gt: 2000")
+    text = (
+        before["text"]
+        .replace("gt: 1000", "gt: 2000")
+        # its embedded test follows the new threshold (publishing runs it)
+        .replace("orders above 1000 need", "orders above 2000 need")
+        .replace("{buyer: mara, total: 1500}", "{buyer: mara, total: 2500}")
+    )
     try:
         published = beyond.post(
             "/api/v1/rulesets/beyond-merchant/publish",

@@ -20,7 +20,7 @@ import yaml
 from sqlalchemy import select
 
 from approvalrules.store.models import BudgetLedger, Order
-from approvalrules.workflow import service
+from approvalrules.workflow import actions, jobs
 
 from .test_beyond import audit_actions, events_of, submit, tenant_run
 
@@ -85,7 +85,7 @@ def merchant(world, request_id: int, approve: bool, comment: str | None = None) 
     """The merchant admin ``boss`` (editor) decides a request in the merchant's review, as the admin UI does."""
     return tenant_run(
         world,
-        lambda s, t: service.merchant_decide(s, t, request_id, "boss", approve, comment).status,
+        lambda s, t: actions.merchant_decide(s, t, request_id, "boss", approve, comment).status,
     )
 
 
@@ -241,7 +241,12 @@ def test_a_reevaluation_that_needs_no_approval_any_more_goes_to_the_merchant(wf,
     old_text, old_number = before["text"], before["active"]["number"]
     oid = order_id("MRV")
     request_id = submit(wf, oid, "vera", 1500).json["approval"]["id"]
-    new_text = old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 2000}}")
+    new_text = (
+        old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 2000}}")
+        # its embedded test follows the new threshold (publishing runs it)
+        .replace("above 1000 the manager approves first", "above 2000 the manager approves first")
+        .replace("{buyer: vera, total: 1500}", "{buyer: vera, total: 2500}")
+    )
     assert new_text != old_text
     try:
         published = wf.post(
@@ -342,7 +347,12 @@ def test_publishing_a_parent_reevaluates_the_rule_sets_extending_it(wf, world, o
         {"name": "beyond-base", "version": old_number},
     ]
 
-    new_text = old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 4000}}")
+    new_text = (
+        old_text.replace("when: {total: {gt: 1000}}", "when: {total: {gt: 4000}}")
+        # its embedded test follows the new threshold (publishing runs it)
+        .replace("3000 needs the manager", "5000 needs the manager")
+        .replace("{buyer: bea, total: 3000}", "{buyer: bea, total: 5000}")
+    )
     assert new_text != old_text
     try:
         published = publish(wf, "beyond-base", new_text)
@@ -537,7 +547,7 @@ def reminders_of(world, oid: str) -> list[tuple[str, list[str]]]:
 
 def remind(world, when: datetime) -> None:
     # every pending request of the shared database is looked at, whatever the other tests left
-    world.run(lambda session: service.remind_due(session, now=when, limit=100_000))
+    world.run(lambda session: jobs.remind_due(session, now=when, limit=100_000))
 
 
 def test_reminders_count_from_when_the_current_step_became_current(wf, world, order_id):
@@ -561,7 +571,7 @@ def test_reminders_count_from_when_the_current_step_became_current(wf, world, or
     # the manager approves on day 2 (12:00): the director's step starts then; the
     # manager's reminder and the request's age do not count for it
     director_from = created + timedelta(days=2, hours=12)
-    tenant_run(world, lambda s, t: service.approve(s, t, request_id, "noah", now=director_from))
+    tenant_run(world, lambda s, t: actions.approve(s, t, request_id, "noah", now=director_from))
     assert wf.get(f"/api/v1/approvals/{request_id}").json["current_step"] == 1
     remind(
         world, created + timedelta(days=3, minutes=2)
@@ -577,7 +587,7 @@ def test_reminders_count_from_when_the_current_step_became_current(wf, world, or
 
     # P5D in the director's step: it escalates to the deputy (reminded already, so at once); the deputy gets P1D
     escalated_at = director_from + timedelta(days=5, minutes=1)
-    world.run(lambda s: service.expire_due(s, now=escalated_at, limit=100_000))
+    world.run(lambda s: jobs.expire_due(s, now=escalated_at, limit=100_000))
     detail = wf.get(f"/api/v1/approvals/{request_id}").json
     assert (
         steps_of(detail)
@@ -595,7 +605,7 @@ def test_reminders_count_from_when_the_current_step_became_current(wf, world, or
     edited_at = escalated_at + timedelta(days=1, hours=6)
     tenant_run(
         world,
-        lambda s, t: service.edit(
+        lambda s, t: actions.edit(
             s, t, request_id, "ned", [{"sku": "A", "quantity": 8}], now=edited_at
         ),
     )
@@ -633,12 +643,12 @@ def test_the_jobs_look_at_every_pending_request_not_only_the_oldest_batch(wf, wo
         )
     assert older >= 5
     # one action allowed, two rows a query: the job pages past the requests that are not due
-    assert world.run(lambda session: service.remind_due(session, now=due, limit=1, batch=2)) == 1
+    assert world.run(lambda session: jobs.remind_due(session, now=due, limit=1, batch=2)) == 1
     # ``limit`` caps what one run does, not how far it looks: run until this request is reached
     for _ in range(older + 1):
         if reminders_of(world, oid):
             break
-        world.run(lambda session: service.remind_due(session, now=due, limit=1, batch=2))
+        world.run(lambda session: jobs.remind_due(session, now=due, limit=1, batch=2))
     assert reminders_of(world, oid) == [("manager", ["noah"])]
 
 

@@ -26,7 +26,7 @@ from approvalrules.engine import check_ruleset, text_hash
 from approvalrules.store import versions
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.models import OutboxEvent, RuleSet, RuleSetVersion
-from approvalrules.workflow import outbox, service
+from approvalrules.workflow import deciding, outbox
 
 from .conftest import ROOT, free_port
 
@@ -232,7 +232,7 @@ def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, fail
 
     SQLSTATE 40001 (serialization failure) and 40P01 (deadlock detected).
     """
-    real = service.evaluate
+    real = deciding.evaluate
     calls = []
 
     def flaky(*args, **kwargs):
@@ -241,7 +241,7 @@ def test_serialization_failures_and_deadlocks_are_retried(api, monkeypatch, fail
             raise OperationalError("SELECT ...", {}, getattr(psycopg.errors, failure)("transient"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(service, "evaluate", flaky)
+    monkeypatch.setattr(deciding, "evaluate", flaky)
     response = api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 10})
     assert response.json["outcome"] == "approved"
     assert len(calls) == 2

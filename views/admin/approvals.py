@@ -5,7 +5,7 @@ Acting for an approver calls the workflow (``approve`` / ``reject``) exactly as
 the storefront would, then adds an audit entry naming the admin, so the log
 says who really clicked.  A request waiting in the ``merchant-review`` step
 (``approval.merchant_review: true``) is decided by an owner or editor with
-``service.merchant_decide``, audited as ``approval.merchant_approved`` /
+``workflow.actions.merchant_decide``, audited as ``approval.merchant_approved`` /
 ``approval.merchant_rejected`` by ``admin:<login>``.
 """
 
@@ -20,7 +20,7 @@ from approvalrules.engine.durations import parse_instant
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.store.models import REQUEST_STATUSES, ApprovalEligibility, ApprovalRequest, Order
 from approvalrules.store.services import audit
-from approvalrules.workflow import service
+from approvalrules.workflow import actions, queries
 
 from .common import flash, int_or_404, like, paginate, template
 
@@ -69,9 +69,9 @@ def act(request, request_id: int, action: str, approver: str, comment: str | Non
     """Approve or reject for ``approver``; audited as the admin. Raises the workflow's errors."""
     session, tenant = request.dbsession, request.admin_tenant
     if action == "approve":
-        row = service.approve(session, tenant, request_id, approver, comment=comment)
+        row = actions.approve(session, tenant, request_id, approver, comment=comment)
     else:
-        row = service.reject(session, tenant, request_id, approver, comment=comment)
+        row = actions.reject(session, tenant, request_id, approver, comment=comment)
     session.flush()
     done = {"approve": "approved", "reject": "rejected"}[action]
     audit(
@@ -109,7 +109,7 @@ def approvals(request):
 
 def _request_or_404(request) -> ApprovalRequest:
     try:
-        return service.get_request(
+        return queries.get_request(
             request.dbsession,
             request.admin_tenant,
             int_or_404(request.matchdict["id"], "approval request"),
@@ -170,7 +170,7 @@ def merchant_review(request):
         error = "The comment is longer than 5,000 characters."
     else:
         try:
-            service.merchant_decide(
+            actions.merchant_decide(
                 request.dbsession,
                 request.admin_tenant,
                 row.id,

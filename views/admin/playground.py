@@ -1,6 +1,6 @@
 """Evaluate playground: an order form (generated from ``schemas/order.schema.json``) -> decision and trace.
 
-Evaluation is a dry run (``workflow.service.evaluate``): nothing is written, so
+Evaluation is a dry run (``workflow.deciding.evaluate``): nothing is written, so
 viewers may use it too.
 """
 
@@ -12,6 +12,7 @@ import deform
 from pyramid.view import view_config
 
 from approvalrules.errors import ApprovalRulesError
+from approvalrules.workflow import deciding
 
 from . import schema_forms
 from .common import template
@@ -35,10 +36,8 @@ def order_body(data: dict) -> dict:
 
 def evaluate_order(request, body: dict) -> tuple[dict | None, str | None]:
     """(decision as a dict with its trace and version, None) or (None, the error message)."""
-    from approvalrules.workflow import service
-
     try:
-        decision, version = service.evaluate(request.dbsession, request.admin_tenant, body)
+        decision, version = deciding.evaluate(request.dbsession, request.admin_tenant, body)
     except ApprovalRulesError as exc:
         return None, str(exc)
     result = decision.as_dict(trace=True)

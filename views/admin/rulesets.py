@@ -1,9 +1,10 @@
 """Rule sets: list, view (with the approval chain), YAML editor, schema form, publish, roll back.
 
-The views parse the request and call the functions at the top of this
-module, which call the store (drafts and versions) and the engine (checks,
-the rule set's own tests).  Publishing validates first and runs the tests:
-an invalid text or a failing test publishes nothing and saves nothing.
+The views parse the request, call the store for drafts and versions and
+``workflow.publishing`` to publish and roll back (as the API does), and render.
+Publishing validates first and runs the rule set's own tests: an invalid text
+or a failing test publishes nothing and saves nothing.  The helpers at the top
+check a text for display (problems on their lines, the tests' results).
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import re
 from dataclasses import dataclass, field
 
 import deform
-from pyramid.httpexceptions import HTTPForbidden, HTTPSeeOther
+from pyramid.httpexceptions import HTTPForbidden, HTTPNotFound, HTTPSeeOther
 from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
-from approvalrules.errors import ApprovalRulesError, DocumentError, Problem
+from approvalrules.engine import check_ruleset
+from approvalrules.errors import ApprovalRulesError, DocumentError, Problem, TestsFailed
 from approvalrules.store import versions
-from approvalrules.store.directory import SqlDirectory
 from approvalrules.store.models import Company, RuleSet, RuleSetVersion
-from approvalrules.workflow import service
+from approvalrules.workflow import publishing
+from approvalrules.workflow.publishing import Published
 
 from . import schema_forms
 from .common import flash, ruleset_or_404, template
@@ -31,7 +33,7 @@ from .forms import document_schema, form_resources, make_form
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-# -- logic ------------------------------------------------------------------------------------
+# -- checking for display ---------------------------------------------------------------------
 
 
 @dataclass
@@ -65,8 +67,6 @@ def editing_text(ruleset: RuleSet) -> str:
 
 def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
     """Validate ``text`` as rule set ``name`` of the admin's tenant; optionally run its tests."""
-    from approvalrules.engine import check_ruleset
-
     result = Check()
     try:
         checked = check_ruleset(
@@ -77,61 +77,48 @@ def check_text(request, name: str, text: str, run_tests: bool = False) -> Check:
         return result
     result.checked = checked
     result.warnings = list(checked.warnings)
-    if checked.name != name:
-        result.problems = [
-            Problem(
-                "name_mismatch",
-                f"the document says `ruleset: {checked.name}` but this is rule set {name!r}",
-                "ruleset",
-                1,
-                name,
-            )
-        ]
+    mismatch = publishing.name_mismatch(checked, name)
+    if mismatch is not None:
+        result.problems = [mismatch]
     if run_tests:
-        result.tests = rule_tests(request, checked)
+        result.tests = publishing.run_embedded_tests(
+            request.dbsession, request.admin_tenant, checked
+        )
     return result
 
 
-def rule_tests(request, checked) -> list:
-    """Run the rule set's own tests against the tenant's directory."""
-    from approvalrules.engine import compile_policy
-    from approvalrules.engine.ruletests import run_tests
-
-    return run_tests(
-        checked, compile_policy(checked), SqlDirectory(request.dbsession, request.admin_tenant.id)
-    )
-
-
 def publish_text(request, name: str, text: str) -> tuple[RuleSetVersion | None, Check]:
-    """Check, test and publish ``text``; nothing is written unless all of it passes."""
-    result = check_text(request, name, text, run_tests=True)
-    if not result.ok or result.failed_tests:
-        return None, result
-    session, tenant = request.dbsession, request.admin_tenant
+    """Publish ``text`` through ``workflow.publishing``: (version, check) on success, (None, the
+    check with its problems or failing tests) when nothing was published."""
     try:
-        version = versions.publish(session, tenant.id, name, request.admin_actor, text=text)
-    except DocumentError as exc:  # checked already; a parent changed meanwhile
-        result.problems = list(exc.problems)
+        published = publishing.publish(
+            request.dbsession, request.admin_tenant, name, text, author=request.admin_actor
+        )
+    except TestsFailed as exc:
+        result = check_text(request, name, text)
+        result.tests = exc.results
         return None, result
-    ruleset = versions.get_ruleset(session, tenant.id, name)
-    ruleset.draft_text = None  # the draft is now the active version
-    reevaluate_pending(request, name)
-    return version, result
+    except DocumentError as exc:
+        result = check_text(request, name, text, run_tests=True)
+        if not result.problems:  # valid now; a parent changed meanwhile
+            result.problems = list(exc.problems)
+        return None, result
+    _flash_reevaluated(request, published)
+    result = Check(published.version, [], published.warnings, published.tests)
+    return published.version, result
 
 
-def reevaluate_pending(request, name: str) -> dict:
-    """After a publish or rollback, as the API does: ``pending_on_new_version: reevaluate``
-    decides the pending requests again under the new version (see docs/ruleset.md)."""
-    pending = service.on_publish(
-        request.dbsession, request.admin_tenant, name, actor=request.admin_actor
-    )
+def _flash_reevaluated(request, published: Published) -> None:
+    """Say how many pending requests were decided again under the new version (see
+    docs/ruleset.md, ``pending_on_new_version``)."""
+    pending = published.pending
     if pending["reevaluated"] or pending["skipped"]:
         flash(
             request,
-            f"Pending requests decided again under the new version: {len(pending['reevaluated'])} re-evaluated, {len(pending['skipped'])} skipped.",
+            "Pending requests decided again under the new version: "
+            f"{len(pending['reevaluated'])} re-evaluated, {len(pending['skipped'])} skipped.",
             "info",
         )
-    return pending
 
 
 def numbered_lines(text: str, problems: list[Problem]) -> list[dict]:
@@ -252,8 +239,6 @@ def ruleset_chain(request):
                 request.dbsession, request.admin_tenant.id, ruleset.name, int(number)
             ).text
         except ApprovalRulesError:
-            from pyramid.httpexceptions import HTTPNotFound
-
             raise HTTPNotFound() from None
     else:
         text = ruleset.active_version.text if ruleset.active_version else editing_text(ruleset)
@@ -458,20 +443,20 @@ def rollback(request):
     try:
         if not number.isdigit():
             raise DocumentError([Problem("invalid_version", "choose a version number")])
-        version = versions.rollback(
+        published = publishing.rollback(
             request.dbsession,
-            request.admin_tenant.id,
+            request.admin_tenant,
             ruleset.name,
             int(number),
             author=request.admin_actor,
         )
-        reevaluate_pending(request, ruleset.name)
+        _flash_reevaluated(request, published)
     except ApprovalRulesError as exc:
         flash(request, f"Nothing rolled back: {exc}", "error")
     else:
         flash(
             request,
-            f"Version {number} is active again, published as version {version.number}.",
+            f"Version {number} is active again, published as version {published.version.number}.",
             "success",
         )
     return HTTPSeeOther(request.route_url("admin_versions", name=ruleset.name))

@@ -1,0 +1,122 @@
+"""Publishing a rule set: the one way the admin and the API both use.
+
+1. check the text (schema, semantics, its parents; its ``ruleset:`` must be the
+   rule set's name): :class:`DocumentError` with every problem;
+2. run its own tests (``tests:``) against the tenant's directory: any failure is
+   :class:`TestsFailed`, listing the failing tests, and nothing is published;
+3. publish it as the next version and make it active;
+4. clear the draft: the published text supersedes it;
+5. decide the pending requests again where ``pending_on_new_version: reevaluate``
+   says so (:func:`.reevaluate.on_publish`).
+
+A rollback publishes an old version's text again and re-evaluates the same way;
+its tests are not run again: they passed when that version was published, and a
+rollback is the way back when something is wrong now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from ..engine import ValidatedRuleSet, check_ruleset, compile_policy
+from ..engine.ruletests import TestResult, run_tests
+from ..errors import DocumentError, NotFound, Problem, TestsFailed
+from ..store import versions
+from ..store.directory import SqlDirectory
+from ..store.models import RuleSetVersion, Tenant
+from . import reevaluate
+
+
+@dataclass
+class Published:
+    """What a publish did: the active version, its checks, and the re-evaluated requests."""
+
+    version: RuleSetVersion
+    pending: dict
+    tests: list[TestResult] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def name_mismatch(
+    checked: ValidatedRuleSet, name: str, source: str | None = None
+) -> Problem | None:
+    """The problem of a text whose ``ruleset:`` is not ``name``, or None."""
+    if checked.name == name:
+        return None
+    return Problem(
+        "name_mismatch",
+        f"the document says `ruleset: {checked.name}` but this is rule set {name!r}",
+        "ruleset",
+        1,
+        source or name,
+    )
+
+
+def check(
+    session: Session, tenant: Tenant, name: str, text: str, *, source: str | None = None
+) -> ValidatedRuleSet:
+    """``text`` validated as rule set ``name`` of ``tenant`` (its parents from the tenant's
+    active versions); raises :class:`DocumentError` listing every problem."""
+    checked = check_ruleset(text, source or name, versions.resolver(session, tenant.id))
+    mismatch = name_mismatch(checked, name, source)
+    if mismatch is not None:
+        raise DocumentError([mismatch])
+    return checked
+
+
+def run_embedded_tests(
+    session: Session, tenant: Tenant, checked: ValidatedRuleSet
+) -> list[TestResult]:
+    """Run the rule set's own tests against the tenant's directory; every result, pass or fail."""
+    return run_tests(checked, compile_policy(checked), SqlDirectory(session, tenant.id))
+
+
+def require_passing(results: list[TestResult], name: str = "") -> None:
+    """Raise :class:`TestsFailed` when any of ``results`` failed."""
+    if any(not r.passed for r in results):
+        raise TestsFailed(results, name)
+
+
+def publish(
+    session: Session,
+    tenant: Tenant,
+    name: str,
+    text: str | None = None,
+    *,
+    author: str,
+    source: str | None = None,
+) -> Published:
+    """Check, test and publish ``text`` (default: the draft) as rule set ``name``; then clear the
+    draft and re-evaluate the pending requests.
+
+    Nothing is written when the text is invalid (:class:`DocumentError`) or a test
+    fails (:class:`TestsFailed`).  Publishing the active version's text again is a
+    no-op that still clears the draft.
+    """
+    ruleset = versions.get_ruleset(session, tenant.id, name)
+    if text is None:
+        text = ruleset.draft_text if ruleset is not None else None
+        if text is None:
+            raise NotFound("no_draft", f"rule set {name!r} has no draft to publish")
+    active = ruleset.active_version if ruleset is not None else None
+    results: list[TestResult] = []
+    warnings: list[Problem] = []
+    if active is None or active.text != text:
+        checked = check(session, tenant, name, text, source=source)
+        warnings = list(checked.warnings)
+        results = run_embedded_tests(session, tenant, checked)
+        require_passing(results, name)
+    version = versions.publish(session, tenant.id, name, author, text=text, source=source)
+    versions.get_ruleset(session, tenant.id, name).draft_text = None
+    pending = reevaluate.on_publish(session, tenant, name, actor=author)
+    return Published(version, pending, results, warnings)
+
+
+def rollback(session: Session, tenant: Tenant, name: str, number: int, *, author: str) -> Published:
+    """Make version ``number``'s text active again (as a new version) and re-evaluate the
+    pending requests; the draft stays."""
+    version = versions.rollback(session, tenant.id, name, number, author=author)
+    pending = reevaluate.on_publish(session, tenant, name, actor=author)
+    return Published(version, pending)

@@ -1,0 +1,346 @@
+"""Reads of the workflow: lookups by id, the policy governing a company, the approver inbox,
+the orders an account may see, and the pages the API lists them in.
+
+Nothing here writes.  Every lookup is scoped by the tenant: another tenant's
+row is as absent as one that does not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, distinct, exists, func, or_, select
+from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
+
+from ..engine import Policy
+from ..errors import NotFound, OrderError
+from ..store import versions
+from ..store.directory import SqlDirectory, snapshot
+from ..store.models import (
+    REQUEST_STATUSES,
+    Account,
+    ApprovalAction,
+    ApprovalEligibility,
+    ApprovalRequest,
+    Company,
+    Group,
+    Membership,
+    Order,
+    RuleSetVersion,
+    Tenant,
+)
+
+#: newest first; the id breaks ties between requests of the same instant
+INBOX_ORDER = (ApprovalRequest.created_at.desc(), ApprovalRequest.id.desc())
+ORDERS_ORDER = (Order.created_at.desc(), Order.id.desc())
+
+
+def now_or(now: datetime | None) -> datetime:
+    """``now``, or the current time when the caller gave none."""
+    return now or datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """``value`` with UTC attached when the database returned it naive (SQLite)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def _one(session: Session, model, code: str, message: str, *where):
+    """The single row of ``model`` matching ``where``; NotFound(code, message) otherwise.
+
+    Callers always include the tenant in ``where``.
+    """
+    row = session.scalar(select(model).where(*where))
+    if row is None:
+        raise NotFound(code, message)
+    return row
+
+
+def company(session: Session, tenant: Tenant, external_id: str) -> Company:
+    """The tenant's company by its external id."""
+    return _one(
+        session,
+        Company,
+        "unknown_company",
+        f"no company {external_id!r}",
+        Company.tenant_id == tenant.id,
+        Company.external_id == external_id,
+    )
+
+
+def account(session: Session, tenant: Tenant, external_id: str) -> Account:
+    """The tenant's account by its external id."""
+    return _one(
+        session,
+        Account,
+        "unknown_account",
+        f"no account {external_id!r}",
+        Account.tenant_id == tenant.id,
+        Account.external_id == external_id,
+    )
+
+
+def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
+    """The tenant's order by its storefront id."""
+    return _one(
+        session,
+        Order,
+        "unknown_order",
+        f"no order {external_id!r}",
+        Order.tenant_id == tenant.id,
+        Order.external_id == external_id,
+    )
+
+
+def get_request(session: Session, tenant: Tenant, request_id: int) -> ApprovalRequest:
+    """The tenant's approval request by id."""
+    if not 0 < request_id < 2**31:
+        # ids are 32-bit: never ask the database
+        raise NotFound("unknown_approval", f"no approval request {request_id}")
+    return _one(
+        session,
+        ApprovalRequest,
+        "unknown_approval",
+        f"no approval request {request_id}",
+        ApprovalRequest.tenant_id == tenant.id,
+        ApprovalRequest.id == request_id,
+    )
+
+
+def request_for_order(session: Session, order: Order) -> ApprovalRequest | None:
+    """The order's approval request, or None when its decision needed none."""
+    return session.scalar(select(ApprovalRequest).where(ApprovalRequest.order_id == order.id))
+
+
+def request_version(session: Session, request: ApprovalRequest) -> RuleSetVersion:
+    """The rule-set version the request was decided under."""
+    return session.get(RuleSetVersion, request.ruleset_version_id)
+
+
+def request_policy(session: Session, request: ApprovalRequest) -> Policy:
+    """The compiled policy of the version the request was decided under."""
+    return versions.policy_for(request_version(session, request), session)
+
+
+def request_hash(body: Mapping[str, Any]) -> str:
+    """Hash of a request body in canonical JSON: equal bodies, equal hashes."""
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+# ------------------------------------------------- the policy of a company
+
+
+def policy_for_company(
+    session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str
+) -> tuple[Policy, RuleSetVersion]:
+    """The active policy governing a company (its own rule set, else its nearest parent's)."""
+    name = _ruleset_name(directory, company_id)
+    active = versions.active_versions(session, tenant.id)
+    return versions.policy_for(_active(active, name, company_id), session, active), active[name]
+
+
+def cached_policy_for_company(
+    session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str
+) -> tuple[Policy, versions.ActiveVersion]:
+    """:func:`policy_for_company` from the per-process cache of active versions."""
+    name = _ruleset_name(directory, company_id)
+    active = versions.cached_active_versions(session, tenant)
+    return versions.cached_policy(session, _active(active, name, company_id), active), active[name]
+
+
+def _ruleset_name(directory, company_id: str) -> str:
+    name = directory.ruleset_name_for(company_id)
+    if name is None:
+        raise OrderError(
+            "no_ruleset",
+            f"company {company_id!r} has no rule set, and neither has any parent company",
+            path="order.company",
+        )
+    return name
+
+
+def _active(active: Mapping[str, Any], name: str, company_id: str):
+    version = active.get(name)
+    if version is None:
+        raise OrderError(
+            "no_active_version",
+            f"rule set {name!r} of company {company_id!r} has no published version",
+            path="order.company",
+        )
+    return version
+
+
+# ------------------------------------------------------------------ pages
+
+
+@dataclass
+class Page:
+    """One page of a listing: its rows and where it sits in the whole."""
+
+    items: list
+    page: int
+    per_page: int
+    total: int
+
+
+def page_statements(query, order_by: Sequence, page: int, per_page: int):
+    """(count statement, page statement) of page ``page`` (from 1) of ``query``, ``per_page``
+    rows a page."""
+    total = select(func.count()).select_from(query.subquery())
+    rows = query.order_by(*order_by).offset((page - 1) * per_page).limit(per_page)
+    return total, rows
+
+
+def page_of(session: Session, query, order_by: Sequence, page: int, per_page: int) -> Page:
+    """Run ``query`` for one page, with the total of the whole listing."""
+    total, rows = page_statements(query, order_by, page, per_page)
+    return Page(list(session.scalars(rows).all()), page, per_page, session.scalar(total))
+
+
+# ------------------------------------------------------------------ inbox
+
+
+def inbox_queries(tenant_id: int, *, approver: str | None = None, status: str | None = None):
+    """(requests query, counts-per-status query) of an approver's inbox, or of the whole tenant.
+
+    With an approver, the eligibility index answers "this approver's requests
+    in this status" alone, counts included.
+    """
+    query = (
+        select(ApprovalRequest)
+        .join(Order, ApprovalRequest.order_id == Order.id)
+        .where(ApprovalRequest.tenant_id == tenant_id)
+    )
+    counts = (
+        select(ApprovalRequest.status, func.count())
+        .where(ApprovalRequest.tenant_id == tenant_id)
+        .group_by(ApprovalRequest.status)
+    )
+    if approver:
+        mine = [
+            ApprovalEligibility.tenant_id == tenant_id,
+            ApprovalEligibility.account_id == approver,
+        ]
+        eligible = select(ApprovalEligibility.request_id).where(*mine)
+        if status:
+            eligible = eligible.where(ApprovalEligibility.status == status)
+        query = query.where(ApprovalRequest.id.in_(eligible))
+        counts = (
+            select(ApprovalEligibility.status, func.count(distinct(ApprovalEligibility.request_id)))
+            .where(*mine)
+            .group_by(ApprovalEligibility.status)
+        )
+    if status:
+        query = query.where(ApprovalRequest.status == status)
+    return query, counts
+
+
+def inbox_page(
+    session: Session,
+    tenant_id: int,
+    *,
+    approver: str | None = None,
+    status: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    order_contains: str | None = None,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[Page, dict[str, int]]:
+    """One page of the inbox, newest first, and the count of requests per status.
+
+    The filters narrow the page (created between ``created_from`` and ``created_to``,
+    order id containing ``order_contains``); the counts follow the approver alone.
+    Each request comes with its order and its actions (the page shows them).
+    """
+    query, counts_query = inbox_queries(tenant_id, approver=approver, status=status)
+    query = query.options(
+        contains_eager(ApprovalRequest.order),
+        selectinload(ApprovalRequest.actions).options(
+            joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)
+        ),
+    )
+    if created_from is not None:
+        query = query.where(ApprovalRequest.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(ApprovalRequest.created_at <= created_to)
+    if order_contains:
+        query = query.where(Order.external_id.contains(order_contains, autoescape=True))
+    found = page_of(session, query, INBOX_ORDER, page, per_page)
+    counts = dict(session.execute(counts_query).all())
+    return found, {s: counts.get(s, 0) for s in REQUEST_STATUSES}
+
+
+# ------------------------------------------------------------- visibility
+
+
+def visible_orders_query(
+    session: Session, tenant: Tenant, viewer: str, company_id: str | None = None
+):
+    """A query of the orders ``viewer`` may see in one company, per the rule set's
+    ``visibility``."""
+    directory = snapshot(session, tenant)
+    membership = directory.membership(viewer, company_id)
+    if membership is None:
+        raise OrderError(
+            "not_a_member",
+            f"account {viewer!r} is not a member of {company_id or 'a default company'}",
+            path="viewer",
+        )
+    policy, _ = policy_for_company(session, tenant, directory, membership.company_id)
+    seen = policy.visibility_for(membership)
+    viewer_row = account(session, tenant, viewer)
+    company_row = company(session, tenant, membership.company_id)
+    in_company = Order.company_id == company_row.id
+
+    def buyer_in_group(*group_filter):
+        return exists().where(
+            Membership.account_id == Order.buyer_id,
+            Membership.company_id == company_row.id,
+            *group_filter,
+        )
+
+    visible = [Order.buyer_id == viewer_row.id]
+    if seen.whole_company:
+        visible.append(in_company)
+    if seen.all_group_orders:
+        visible.append(and_(in_company, buyer_in_group(Membership.group_id.is_not(None))))
+    if seen.own_group:
+        group_ids = select(Group.id).where(
+            Group.company_id == company_row.id, Group.external_id == seen.own_group
+        )
+        visible.append(and_(in_company, buyer_in_group(Membership.group_id.in_(group_ids))))
+    if seen.eligible:
+        eligible = (
+            select(ApprovalRequest.order_id)
+            .join(ApprovalEligibility, ApprovalEligibility.request_id == ApprovalRequest.id)
+            .where(
+                ApprovalEligibility.tenant_id == tenant.id, ApprovalEligibility.account_id == viewer
+            )
+        )
+        visible.append(Order.id.in_(eligible))
+    return select(Order).where(Order.tenant_id == tenant.id, or_(*visible))
+
+
+def visible_orders_page(
+    session: Session,
+    tenant: Tenant,
+    viewer: str,
+    company_id: str | None = None,
+    *,
+    page: int = 1,
+    per_page: int = 50,
+) -> Page:
+    """One page of the orders ``viewer`` may see, newest first."""
+    query = visible_orders_query(session, tenant, viewer, company_id)
+    return page_of(session, query, ORDERS_ORDER, page, per_page)
