@@ -136,7 +136,7 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
                     if index < request.current_step or request.status == "approved"
                     else "waiting"
                 ),
-                # escalation, approval on timeout, merchant review (issue 9)
+                # escalation, approval on timeout, merchant review
                 **{
                     k: step[k]
                     for k in (

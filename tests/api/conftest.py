@@ -245,7 +245,7 @@ def dispatch(world):
 @pytest.fixture(scope="session")
 def beyond(world):
     """The app as tenant ``beyond``, loaded from tests/api/beyond/ (once per database), with the
-    merchant admins ``boss`` (editor) and ``peek`` (viewer).  Issue 9's own rule sets and
+    merchant admins ``boss`` (editor) and ``peek`` (viewer).  The escalation, review and re-evaluation tests' own rule sets and
     directory, so the shared sample data of tenant ``demo`` is never changed."""
 
     def setup(session):

@@ -1,4 +1,4 @@
-"""Thresholds per currency through the API (issue 9), on the sample rule set
+"""Thresholds per currency through the API, on the sample rule set
 rules/worldwide.yaml: USD and EUR priced natively, GBP converted, the rest refused."""
 
 from __future__ import annotations

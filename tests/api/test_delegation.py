@@ -1,4 +1,4 @@
-"""Delegation (issue 9) through the API.
+"""Delegation through the API.
 
 Out of office, who acted for whom, loops, no self-approval.
 """

@@ -1,4 +1,4 @@
-"""Thresholds per currency (issue 9): per-currency amounts, their validation, the
+"""Thresholds per currency: per-currency amounts, their validation, the
 directory's amounts in another priced currency, and the behavioural diff per currency."""
 
 from __future__ import annotations

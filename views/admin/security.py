@@ -21,7 +21,7 @@ from approvalrules.store.models import AdminUser, Tenant
 from approvalrules.store.services import verify_admin_password
 
 #: what each admin role may do; owners may also act for approvers and read the audit log;
-#: owners and editors take the merchant's own review decision (``review``, issue 9)
+#: owners and editors take the merchant's own review decision (``review``)
 ROLE_PERMISSIONS = {
     "owner": ALL_PERMISSIONS,
     "editor": ("view", "edit", "publish", "review"),

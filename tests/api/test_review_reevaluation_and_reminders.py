@@ -22,7 +22,7 @@ from sqlalchemy import select
 from approvalrules.store.models import BudgetLedger, Order
 from approvalrules.workflow import actions, jobs
 
-from .test_beyond import audit_actions, events_of, submit, tenant_run
+from .test_escalation_review_and_edits import audit_actions, events_of, submit, tenant_run
 
 DIRECTORY = Path(__file__).parent / "beyond" / "directories" / "beyond-workflow.yaml"
 

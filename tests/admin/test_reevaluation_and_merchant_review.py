@@ -1,4 +1,4 @@
-"""Issue 9 in the merchant admin: a publish or rollback made here re-evaluates pending requests
+"""In the merchant admin: a publish or rollback made here re-evaluates pending requests
 (``pending_on_new_version: reevaluate``) as the API's does, and owners and editors take the
 merchant-review decision on the approval page."""
 

@@ -1,4 +1,4 @@
-"""Issue 9, the engine half, end to end through the storefront API: approver limits with
+"""The engine end to end through the storefront API: approver limits with
 fall-back to the parent company, deny and bypass rules, AND of approver groups (all_of),
 currency conversion.
 

@@ -1,4 +1,4 @@
-"""Issue 9, the workflow half, end to end: escalation, merchant review, pending orders when
+"""The workflow end to end: escalation, merchant review, pending orders when
 rules change, approver edits.
 
 Everything runs in tenant ``beyond`` (tests/api/beyond/: its own rule sets and

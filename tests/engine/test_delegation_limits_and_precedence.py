@@ -1,4 +1,4 @@
-"""Issue 9, engine half: delegation, approver limits with fall-back, deny/bypass precedence,
+"""The engine: delegation, approver limits with fall-back, deny/bypass precedence,
 AND of approver groups, currency conversion."""
 
 from __future__ import annotations
