@@ -17,7 +17,7 @@ from approvalrules.engine.durations import isoformat
 from approvalrules.engine.load import MAX_BYTES
 from approvalrules.errors import ApprovalRulesError, DocumentTooLarge, NotFound, Problem
 from approvalrules.store import versions
-from approvalrules.store.directory import SqlDirectory
+from approvalrules.store.directory import directory_for
 from approvalrules.store.models import RuleSet
 from approvalrules.workflow import publishing
 
@@ -142,7 +142,7 @@ class RuleSetApi:
         return diff_versions(
             old.text,
             new.text,
-            SqlDirectory(self.session, self.tenant.id),
+            directory_for(self.session, self.tenant),
             resolve=versions.resolver(self.session, self.tenant.id),
             old_name=f"{self.name}@{old.number}",
             new_name=f"{self.name}@{new.number}",

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..engine import Decision, Policy, priced_total, resolve_buyer
 from ..engine import Order as EngineOrder
 from ..store import versions
-from ..store.directory import snapshot
+from ..store.directory import directory_for
 from ..store.models import BudgetLedger, Company, Order, RuleSetVersion, Tenant
 from . import queries
 
@@ -43,7 +43,7 @@ def evaluate(
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
-    directory = snapshot(session, tenant)
+    directory = directory_for(session, tenant)
     _, membership = resolve_buyer(directory, order)
     company_id = membership.company_id
     if version is None and dry_run:

@@ -19,7 +19,7 @@ from ..engine.directory import Account as DirectoryAccount
 from ..engine.money import format_amount
 from ..engine.notify import approver_channel, master_confirmation_recipients
 from ..store import versions
-from ..store.directory import snapshot
+from ..store.directory import directory_for
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant
 
 EVENTS = (
@@ -53,7 +53,7 @@ def _recipient(account: DirectoryAccount | None, channel: str, account_id: str) 
 
 def _accounts(session: Session, tenant: Tenant, ids: Iterable[str]) -> dict[str, DirectoryAccount]:
     """The accounts by id, from the tenant's directory snapshot (no query while it is current)."""
-    directory = snapshot(session, tenant)
+    directory = directory_for(session, tenant)
     return {
         account_id: account
         for account_id in ids
@@ -165,7 +165,7 @@ def emit_final(
         group = order.decision.get("buyer", {}).get("group")
         if policy.master_confirmation and group:
             company = order.decision.get("buyer", {}).get("company")
-            masters = master_confirmation_recipients(policy, snapshot(session, tenant), company)
+            masters = master_confirmation_recipients(policy, directory_for(session, tenant), company)
             accounts = _accounts(session, tenant, [r.account for r in masters])
             if masters:
                 emit(

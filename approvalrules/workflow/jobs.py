@@ -20,7 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..engine import CompiledStep, Policy
 from ..engine.durations import isoformat
 from ..engine.notify import receives_email
-from ..store.directory import SqlDirectory
+from ..store.directory import directory_for
 from ..store.models import ApprovalRequest, Tenant
 from ..store.services import audit
 from . import events, queries, transitions
@@ -304,7 +304,7 @@ def _escalation_targets(
         return []
     buyer = (request.order.decision.get("buyer") or {}).get("account")
     company = (request.order.decision.get("buyer") or {}).get("company")
-    directory = SqlDirectory(session, tenant.id)
+    directory = directory_for(session, tenant)
     why = f"escalated from step {request.steps[request.current_step]['name']}" + (
         f" after {compiled.escalate_after_text}" if compiled.escalate_after_text else " at expiry"
     )

@@ -24,7 +24,7 @@ from ..engine import ValidatedRuleSet, check_ruleset, compile_policy
 from ..engine.ruletests import TestResult, run_tests
 from ..errors import DocumentError, NotFound, Problem, TestsFailed
 from ..store import versions
-from ..store.directory import SqlDirectory
+from ..store.directory import directory_for
 from ..store.models import RuleSetVersion, Tenant
 from . import reevaluate
 
@@ -70,7 +70,7 @@ def run_embedded_tests(
     session: Session, tenant: Tenant, checked: ValidatedRuleSet
 ) -> list[TestResult]:
     """Run the rule set's own tests against the tenant's directory; every result, pass or fail."""
-    return run_tests(checked, compile_policy(checked), SqlDirectory(session, tenant.id))
+    return run_tests(checked, compile_policy(checked), directory_for(session, tenant))
 
 
 def require_passing(results: list[TestResult], name: str = "") -> None:

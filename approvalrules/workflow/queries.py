@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import and_, distinct, exists, func, or_, select
 from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 
-from ..engine import Policy
+from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
-from ..store.directory import SqlDirectory, snapshot
+from ..store.directory import directory_for
 from ..store.models import (
     REQUEST_STATUSES,
     Account,
@@ -141,7 +141,7 @@ def request_hash(body: Mapping[str, Any]) -> str:
 
 
 def policy_for_company(
-    session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str
+    session: Session, tenant: Tenant, directory: Directory, company_id: str
 ) -> tuple[Policy, RuleSetVersion]:
     """The active policy governing a company (its own rule set, else its nearest parent's)."""
     name = _ruleset_name(directory, company_id)
@@ -150,7 +150,7 @@ def policy_for_company(
 
 
 def cached_policy_for_company(
-    session: Session, tenant: Tenant, directory: SqlDirectory, company_id: str
+    session: Session, tenant: Tenant, directory: Directory, company_id: str
 ) -> tuple[Policy, versions.ActiveVersion]:
     """:func:`policy_for_company` from the per-process cache of active versions."""
     name = _ruleset_name(directory, company_id)
@@ -289,7 +289,7 @@ def visible_orders_query(
 ):
     """A query of the orders ``viewer`` may see in one company, per the rule set's
     ``visibility``."""
-    directory = snapshot(session, tenant)
+    directory = directory_for(session, tenant)
     membership = directory.membership(viewer, company_id)
     if membership is None:
         raise OrderError(

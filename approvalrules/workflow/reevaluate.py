@@ -16,7 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..engine.durations import parse_instant
 from ..errors import ApprovalRulesError, Conflict
 from ..store import versions
-from ..store.directory import SqlDirectory
+from ..store.directory import directory_for
 from ..store.models import ApprovalRequest, Company, Order, RuleSetVersion, Tenant
 from ..store.services import audit
 from . import deciding, transitions
@@ -150,7 +150,7 @@ def _governed_companies(session: Session, tenant: Tenant, names: set[str]) -> di
     it), for ``names``."""
     if not names:
         return {}
-    directory = SqlDirectory(session, tenant.id)
+    directory = directory_for(session, tenant)
     governed: dict[str, list[int]] = {}
     for company in session.scalars(
         select(Company).where(Company.tenant_id == tenant.id).order_by(Company.id)

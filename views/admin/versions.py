@@ -12,7 +12,7 @@ from sqlalchemy import select
 from approvalrules.diff import diff_versions
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.store import versions
-from approvalrules.store.directory import SqlDirectory
+from approvalrules.store.directory import directory_for
 from approvalrules.store.models import AuditEvent
 
 from .common import int_or_404, ruleset_or_404, template
@@ -83,7 +83,7 @@ def behavioural(
         result = diff_versions(
             old_text,
             new_text,
-            SqlDirectory(session, tenant.id),
+            directory_for(session, tenant),
             resolve=versions.resolver(session, tenant.id),
             old_name=old_label,
             new_name=new_label,
