@@ -1390,7 +1390,8 @@ def engine_rego(
         "opa_eval.OpaEval with the accounts' role and group as data; one "
         "evaluate_parsed(input_json) per order returns the set of matched steps; the input JSON "
         "text (total in cents, type, quantity, lines) pre-built per order, role and group looked "
-        "up in data by Rego; + the shared approver selection",
+        "up in data by Rego; every generated condition is expressed in Rego itself (nothing "
+        "computed in Python per call, unlike (d) and (e)); + the shared approver selection",
         run,
         _passthrough,
         match=match,
