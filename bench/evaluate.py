@@ -17,8 +17,8 @@ What it does (details in bench/README.md):
   ``evaluate`` + ``decision.as_dict()``) and the same rules written as
   (a) hand-written Python, (b) rule-engine, (c) JsonLogic (panzi-json-logic),
   (d) business-rules, (e) Cedar via cedarpy, (f) Rego via opa-eval (regorus);
-  each call timed with
-  ``time.perf_counter_ns`` (median, p99) plus a bulk loop (decisions/s);
+  each call timed with ``time.perf_counter_ns`` (median, p99) plus a bulk
+  loop (decisions/s, and its CPU time per call);
 * cross-checks, for every order, that every peer matched exactly the steps
   ours matched and selected the same approvers;
 * times condition matching alone (which steps match: no approver selection,
