@@ -58,7 +58,7 @@ test-yaml-compat: $(STAMP)
 		PYTHONPATH=$$overlay $(BIN)/pytest -q -p no:cacheprovider tests/engine/test_loader.py; \
 	done
 
-# The peers compared in bench/ (rule-engine, JsonLogic, business-rules, Cedar) are the bench extra.
+# The peers compared in bench/ (rule-engine, JsonLogic, business-rules, Cedar, Rego) are the bench extra.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py
 
