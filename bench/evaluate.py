@@ -321,7 +321,8 @@ def build_ruleset(n_steps: int, directory: dict, seed: int = SEED) -> tuple[str,
 # ------------------------------------------------------------------ orders
 
 
-def build_orders(n: int, buyers: list[str], seed: int = SEED) -> list[Order]:
+def build_order_dicts(n: int, buyers: list[str], seed: int = SEED) -> list[dict]:
+    """``n`` synthetic orders as plain mappings (1-30 lines each), from a seeded random."""
     rng = random.Random(seed + 7)
     categories = sku_category(seed)
     types = ["regular"] * 14 + ["bulk"] * 3 + ["subscription"] * 3
@@ -334,17 +335,20 @@ def build_orders(n: int, buyers: list[str], seed: int = SEED) -> list[Order]:
             lines.append({"sku": sku, "category": categories[sku], "quantity": qty})
         total = Decimal(str(round(rng.lognormvariate(7.0, 1.6), 2))).quantize(Decimal("0.01"))
         orders.append(
-            Order.from_dict(
-                {
-                    "id": f"o{i:05d}",
-                    "buyer": rng.choice(buyers),
-                    "total": str(total),
-                    "type": rng.choice(types),
-                    "lines": lines,
-                }
-            )
+            {
+                "id": f"o{i:05d}",
+                "buyer": rng.choice(buyers),
+                "total": str(total),
+                "type": rng.choice(types),
+                "lines": lines,
+            }
         )
     return orders
+
+
+def build_orders(n: int, buyers: list[str], seed: int = SEED) -> list[Order]:
+    """The orders of :func:`build_order_dicts`, parsed, so parsing is not timed."""
+    return [Order.from_dict(order) for order in build_order_dicts(n, buyers, seed)]
 
 
 # ------------------------------------------- shared approver selection (a)-(f)

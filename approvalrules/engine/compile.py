@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .check import ValidatedRuleSet
-from .conditions import Facts, compile_predicates, describe, explain_parts
+from .conditions import Facts, compile_predicates, compile_trees, describe, explain_parts, parse
 from .currencies import (
     MONEY_SETTINGS,
     DirectoryInCurrency,
@@ -258,8 +258,10 @@ def _compile(
     default_scope = approval.get("scope", "universal")
     steps = []
     step_specs = approval.get("steps") or ()
-    predicates = compile_predicates([spec.get("when") for spec in step_specs])
-    for spec, predicate in zip(step_specs, predicates, strict=True):
+    # each condition is parsed once: the generated code and the text come from one tree
+    trees = [parse(spec.get("when")) for spec in step_specs]
+    predicates = compile_trees(trees)
+    for spec, tree, predicate in zip(step_specs, trees, predicates, strict=True):
         approvers_spec = spec.get("approvers") or {}
         selectors = _selectors(approvers_spec.get("any_of"))
         kind = spec.get("kind", "standard")
@@ -271,7 +273,7 @@ def _compile(
                 name=spec["name"],
                 kind=kind,
                 condition=spec.get("when"),
-                condition_text=describe(spec.get("when")),
+                condition_text=describe(tree),
                 predicate=predicate,
                 selectors=tuple(selectors),
                 required=spec.get("required", 1),

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .tree import COMPARATORS, And, Leaf, Not, Or, Visitor, parse
+from .tree import COMPARATORS, And, Leaf, Node, Not, Or, Visitor, parse
 
 
-def describe(condition: Mapping[str, Any] | None) -> str:
-    """Human text for a condition, e.g. ``total > 500 and buyer group is marketing``."""
-    return parse(condition).accept(_DESCRIBER)
+def describe(condition: Mapping[str, Any] | Node | None) -> str:
+    """Human text for a condition (or its parsed tree), e.g. ``total > 500 and buyer group is
+    marketing``."""
+    tree = condition if isinstance(condition, Node) else parse(condition)
+    return tree.accept(_DESCRIBER)
 
 
 class Describer(Visitor):
