@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from alembic import context
+
 from approvalrules.store import models  # noqa: F401  (fills the metadata)
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.meta import metadata
@@ -28,7 +29,8 @@ def database_url() -> str:
         )
     if not url:
         raise SystemExit(
-            "no database URL: pass -x url=..., set APPROVALRULES_DATABASE_URL or sqlalchemy.url in the ini"
+            "no database URL: pass -x url=..., "
+            "set APPROVALRULES_DATABASE_URL or sqlalchemy.url in the ini"
         )
     return url
 

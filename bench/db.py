@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Database benchmarks: submit+approve throughput and the approver inbox at scale.
 
-    .venv/bin/python bench/db.py [--quick] [--only submit,inbox] [--requests N] [--sqlite-requests N]
+    .venv/bin/python bench/db.py [--quick] [--only submit,inbox] [--requests N]
+                                 [--sqlite-requests N]
 
 (a) submit + approve on PostgreSQL: a throw-away database with ``rules/`` and
     the development key, served by ``pserve`` (waitress, threads as in
@@ -110,7 +111,8 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
         ini = common.write_ini(tmp, url, port)
         common.setup_database(ini)
         print(
-            f"pserve (waitress threads={common.production_threads()}), not pinned; clients: threads in this process, keep-alive HTTP; {seconds:g} s each"
+            f"pserve (waitress threads={common.production_threads()}), not pinned; "
+            f"clients: threads in this process, keep-alive HTTP; {seconds:g} s each"
         )
         with common.Server(ini, port):
             _, warm_errors, _ = [], [], []
@@ -146,7 +148,10 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
                     )
                 )
                 print(
-                    f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; submit+approve p50 {common.pct(latencies, 0.5) * 1000:.1f} ms, p95 {common.pct(latencies, 0.95) * 1000:.1f} ms; errors {len(errors)}",
+                    f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s "
+                    f"= {rate:.0f} orders/s; "
+                    f"submit+approve p50 {common.pct(latencies, 0.5) * 1000:.1f} ms, "
+                    f"p95 {common.pct(latencies, 0.95) * 1000:.1f} ms; errors {len(errors)}",
                     flush=True,
                 )
                 if errors:
@@ -157,7 +162,8 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
     four = [r for r in results if r[0] == 4]
     if four:
         print(
-            f"{common.verdict(four[0][1] >= 300)}  submit+approve with 4 clients >= 300 orders/s ({four[0][1]:.0f})"
+            f"{common.verdict(four[0][1] >= 300)}  "
+            f"submit+approve with 4 clients >= 300 orders/s ({four[0][1]:.0f})"
         )
     return results
 
@@ -168,7 +174,10 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
 def generate(
     n_requests: int, n_companies: int, tenant_id: int, base_company_id: int, seed: int = 20260115
 ):
-    """Rows for companies, orders, approval_requests and approval_eligibility (ids assigned here)."""
+    """Rows for companies, orders, approval_requests and approval_eligibility.
+
+    The ids are assigned here.
+    """
     rng = random.Random(seed)
     now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
     companies = [
@@ -262,8 +271,14 @@ def generate(
     return companies, rows()
 
 
-ORDER_COLS = "id, tenant_id, external_id, company_id, payload, total, currency, type, status, decision, created_at, updated_at"
-REQUEST_COLS = "id, tenant_id, order_id, status, current_step, generation, steps, expires_at, version_id, created_at, decided_at"
+ORDER_COLS = (
+    "id, tenant_id, external_id, company_id, payload, total, currency, type, status, decision, "
+    "created_at, updated_at"
+)
+REQUEST_COLS = (
+    "id, tenant_id, order_id, status, current_step, generation, steps, expires_at, version_id, "
+    "created_at, decided_at"
+)
 ELIG_COLS = "id, request_id, tenant_id, account_id, step_index, status, created_at"
 
 
@@ -277,7 +292,8 @@ def bulk_load_pg(url: str, n_requests: int, n_companies: int) -> None:
         companies, rows = generate(n_requests, n_companies, tenant_id, base)
         with conn.cursor() as cur:
             with cur.copy(
-                "COPY companies (id, tenant_id, external_id, name, attributes, created_at) FROM STDIN"
+                "COPY companies (id, tenant_id, external_id, name, attributes, created_at) "
+                "FROM STDIN"
             ) as copy:
                 for row in companies:
                     copy.write_row(row)
@@ -294,7 +310,8 @@ def bulk_load_pg(url: str, n_requests: int, n_companies: int) -> None:
                 _copy_chunk(cur, batch)
             for table in ("companies", "orders", "approval_requests", "approval_eligibility"):
                 cur.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
                 )
         conn.commit()
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -326,7 +343,8 @@ def bulk_load_sqlite(path: str, n_requests: int, n_companies: int) -> None:
         return value.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(value, datetime) else value
 
     conn.executemany(
-        "INSERT INTO companies (id, tenant_id, external_id, name, attributes, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO companies (id, tenant_id, external_id, name, attributes, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
         [tuple(iso(v) for v in c) for c in companies],
     )
     orders, requests, eligibility = [], [], []
@@ -376,7 +394,10 @@ def explain(engine, tenant_id: int, approver: str) -> None:
 
 
 def eager_page_times(engine, tenant_id: int, approvers: list[str]) -> dict:
-    """The page of the inbox rendered by views/api.py's approval_view, with lazy loads (as now) and eager loads (proposal)."""
+    """The page of the inbox rendered by views/api.py's approval_view.
+
+    Timed with lazy loads (as now) and eager loads (proposal).
+    """
     from sqlalchemy import event
     from sqlalchemy.orm import Session, contains_eager, selectinload
 
@@ -441,7 +462,10 @@ def inbox(url: str, n_requests: int, n_companies: int, queries: int, label: str)
             bulk_load_sqlite(url.removeprefix("sqlite:///"), n_requests, n_companies)
             how = "executemany"
         print(
-            f"{label}: loaded {n_requests:,} approval requests ({n_requests:,} orders, {2 * n_requests:,} eligibility rows) across {n_companies:,} companies with {how} in {time.perf_counter() - started:.0f} s",
+            f"{label}: loaded {n_requests:,} approval requests "
+            f"({n_requests:,} orders, {2 * n_requests:,} eligibility rows) "
+            f"across {n_companies:,} companies with {how} "
+            f"in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
 
@@ -491,7 +515,11 @@ def inbox(url: str, n_requests: int, n_companies: int, queries: int, label: str)
         per_page_statements = statements[0]
         p50, p95 = common.pct(times, 0.5), common.pct(times, 0.95)
         print(
-            f"{label}: {queries} inbox queries (GET /api/v1/approvals?approver=X&status=pending, webtest in-process): p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms; items per page: median {common.pct(items, 0.5)}, max {max(items)}; SQL statements for the last page: {per_page_statements}"
+            f"{label}: {queries} inbox queries "
+            "(GET /api/v1/approvals?approver=X&status=pending, webtest in-process): "
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms; "
+            f"items per page: median {common.pct(items, 0.5)}, max {max(items)}; "
+            f"SQL statements for the last page: {per_page_statements}"
         )
         print(f"{common.verdict(p95 < 20)}  {label}: inbox p95 < 20 ms ({p95:.1f} ms)")
         print(f"EXPLAIN for the busiest approver {busiest!r}:")
@@ -506,13 +534,18 @@ def inbox(url: str, n_requests: int, n_companies: int, queries: int, label: str)
                 sql_times.append((time.perf_counter() - t0) * 1000)
                 session.expunge_all()
         print(
-            f"\n{label}: the view's 3 SELECTs alone (same approvers, no rendering): p50 {common.pct(sql_times, 0.5):.1f} ms, p95 {common.pct(sql_times, 0.95):.1f} ms"
+            f"\n{label}: the view's 3 SELECTs alone (same approvers, no rendering): "
+            f"p50 {common.pct(sql_times, 0.5):.1f} ms, p95 {common.pct(sql_times, 0.95):.1f} ms"
         )
         eager = eager_page_times(engine, tenant_id, approvers[: min(200, len(approvers))])
         print(
-            f"{label}: proposal for views/api.py (page query with contains_eager(order) + selectinload(actions), then the same approval_view(brief=True)), in-process without HTTP: "
-            f"p50 {eager['eager_p50']:.1f} ms, p95 {eager['eager_p95']:.1f} ms, {eager['eager_statements']} statements; "
-            f"as now (lazy loads, same code path): p50 {eager['lazy_p50']:.1f} ms, p95 {eager['lazy_p95']:.1f} ms, {eager['lazy_statements']} statements"
+            f"{label}: proposal for views/api.py "
+            "(page query with contains_eager(order) + selectinload(actions), "
+            "then the same approval_view(brief=True)), in-process without HTTP: "
+            f"p50 {eager['eager_p50']:.1f} ms, p95 {eager['eager_p95']:.1f} ms, "
+            f"{eager['eager_statements']} statements; "
+            f"as now (lazy loads, same code path): p50 {eager['lazy_p50']:.1f} ms, "
+            f"p95 {eager['lazy_p95']:.1f} ms, {eager['lazy_statements']} statements"
         )
         engine.dispose()
         return {

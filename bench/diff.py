@@ -25,8 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from approvalrules import diff  # noqa: E402
 from approvalrules.cli.diff import Progress, read_jsonl  # noqa: E402
-from approvalrules.engine import compile_ruleset, load_directory  # noqa: E402
-from approvalrules.engine import check_ruleset  # noqa: E402
+from approvalrules.engine import (  # noqa: E402
+    check_ruleset,
+    compile_ruleset,
+    load_directory,
+)
 
 
 def ruleset(groups: int, steps: int, version: int) -> str:
@@ -87,10 +90,12 @@ def directory_text(groups: int) -> str:
     )
     for g in range(groups):
         lines.append(
-            f"  a{g}: {{name: A{g}, memberships: [{{company: bench, role: approver, group: g{g}}}]}}"
+            f"  a{g}: {{name: A{g}, "
+            f"memberships: [{{company: bench, role: approver, group: g{g}}}]}}"
         )
         lines.append(
-            f"  r{g}: {{name: R{g}, memberships: [{{company: bench, role: requisitioner, group: g{g}}}]}}"
+            f"  r{g}: {{name: R{g}, "
+            f"memberships: [{{company: bench, role: requisitioner, group: g{g}}}]}}"
         )
     return "\n".join(lines) + "\n"
 
@@ -105,7 +110,8 @@ def main(argv=None) -> int:
     old_text, new_text = ruleset(args.groups, args.steps, 1), ruleset(args.groups, args.steps, 2)
     directory = load_directory(directory_text(args.groups), "bench-directory")
     print(
-        f"rule sets: {len(old_text):,} and {len(new_text):,} bytes; {args.steps:,} steps over {args.groups} groups; {2 * args.groups + 1} accounts"
+        f"rule sets: {len(old_text):,} and {len(new_text):,} bytes; "
+        f"{args.steps:,} steps over {args.groups} groups; {2 * args.groups + 1} accounts"
     )
 
     started = time.perf_counter()
@@ -124,10 +130,15 @@ def main(argv=None) -> int:
     print(f"load + validate both:   {loaded:8.3f} s")
     print(f"structural diff:        {structural_s:8.3f} s  ({len(structural)} changes)")
     print(
-        f"behavioural diff:       {behaviour_s:8.3f} s  ({report.evaluations:,} generated orders, {len(report.classes)} buyer classes, {len(report.changes)} changes, {report.evaluations / behaviour_s:,.0f} evaluations/s)"
+        f"behavioural diff:       {behaviour_s:8.3f} s  "
+        f"({report.evaluations:,} generated orders, {len(report.classes)} buyer classes, "
+        f"{len(report.changes)} changes, "
+        f"{report.evaluations / behaviour_s:,.0f} evaluations/s)"
     )
     print(
-        f"diff_versions (all):    {whole_s:8.3f} s  (validate, compile, structural, behavioural, unified: {len(result['unified']):,} chars)"
+        f"diff_versions (all):    {whole_s:8.3f} s  "
+        "(validate, compile, structural, behavioural, "
+        f"unified: {len(result['unified']):,} chars)"
     )
     for line in report.lines()[:3]:
         print(f"  e.g. {line}")
@@ -153,7 +164,9 @@ def main(argv=None) -> int:
         bar.close(replayed.orders)
         replay_s = time.perf_counter() - started
     print(
-        f"replay:                 {replay_s:8.3f} s  ({replayed.orders:,} orders from {size / 1e6:.1f} MB JSONL, {replayed.orders / replay_s:,.0f} orders/s, {replayed.changed:,} changed)"
+        f"replay:                 {replay_s:8.3f} s  "
+        f"({replayed.orders:,} orders from {size / 1e6:.1f} MB JSONL, "
+        f"{replayed.orders / replay_s:,.0f} orders/s, {replayed.changed:,} changed)"
     )
     return 0
 

@@ -46,7 +46,7 @@ def variants(n: int, offset: int = 0) -> list[tuple[str, str]]:
         path, text = texts[i % len(texts)]
         factor = 1 + (i + 1) / 1000  # 1.001, 1.002, ...: distinct thresholds per tenant
 
-        def scale(m: re.Match) -> str:
+        def scale(m: re.Match, factor: float = factor) -> str:
             return f"{m.group(1)}: {round(float(m.group(2)) * factor, 2):g}"
 
         body = THRESHOLD.sub(scale, text)
@@ -97,7 +97,9 @@ def main(argv: list[str]) -> int:
     assert len(cache) == n
     per = (rss_all - rss_first) / max(1, n - 1)
     print(
-        f"{n} tenants, {n} distinct rule sets ({len(set(s.split('/')[1] for s, _ in texts))} bases from rules/, each extending tenant-default)"
+        f"{n} tenants, {n} distinct rule sets "
+        f"({len(set(s.split('/')[1] for s, _ in texts))} bases from rules/, "
+        "each extending tenant-default)"
     )
     print(f"RSS before compiling (engine imported): {rss_start / 1024:.1f} MiB")
     print(f"RSS after the first policy:             {rss_first / 1024:.1f} MiB")
@@ -118,10 +120,12 @@ def main(argv: list[str]) -> int:
     traced_per = (tracemalloc.get_traced_memory()[0] - traced_before) / len(extra)
     tracemalloc.stop()
     print(
-        f"retained by one compiled policy (tracemalloc, 100 more policies): {traced_per / 1024:.0f} KiB"
+        "retained by one compiled policy (tracemalloc, 100 more policies): "
+        f"{traced_per / 1024:.0f} KiB"
     )
     print(
-        f"compile (validate + compile, parent resolved from disk): {compile_s / max(1, n - 1) * 1000:.1f} ms per rule set"
+        "compile (validate + compile, parent resolved from disk): "
+        f"{compile_s / max(1, n - 1) * 1000:.1f} ms per rule set"
     )
     # the store's process-wide cache (made on first use); its size is what a worker can hold
     store_cache_size = versions._compiled().size
@@ -137,7 +141,10 @@ def main(argv: list[str]) -> int:
     else:
         print(f"PASS  store.versions' policy cache holds {n} tenants")
     print(
-        f"| tenants | RSS before | RSS after | per policy (RSS) | per policy (tracemalloc) |\n|---:|---:|---:|---:|---:|\n| {n} | {rss_start / 1024:.1f} MiB | {rss_all / 1024:.1f} MiB | {per:.0f} KiB | {traced_per / 1024:.0f} KiB |"
+        "| tenants | RSS before | RSS after | per policy (RSS) | per policy (tracemalloc) |\n"
+        "|---:|---:|---:|---:|---:|\n"
+        f"| {n} | {rss_start / 1024:.1f} MiB | {rss_all / 1024:.1f} MiB | {per:.0f} KiB "
+        f"| {traced_per / 1024:.0f} KiB |"
     )
     return 0
 

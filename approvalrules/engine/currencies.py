@@ -1,4 +1,6 @@
-"""Amounts per currency: which currencies a rule set prices, and the rule set as seen in one of them.
+"""Amounts per currency.
+
+Which currencies a rule set prices, and the rule set as seen in one of them.
 
 A plain amount (``500``) is in the rule set's ``currency``.  A per-currency
 amount (``{USD: 500, EUR: 450}``) gives the amount in each currency the rule
@@ -40,7 +42,10 @@ def priced_currencies(data: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def amount_positions(data: Mapping[str, Any]) -> Iterator[Position]:
-    """Every money amount the rule set states, with its path (tests and the conversion table excluded)."""
+    """Every money amount the rule set states, with its path.
+
+    Tests and the conversion table are excluded.
+    """
     yield from _settings_positions(data.get("settings"), ("settings",))
     for name, role in (data.get("roles") or {}).items():
         if isinstance(role, dict):
@@ -142,7 +147,8 @@ def currency_problems(data: Mapping[str, Any]) -> list[tuple[str, str, tuple]]:
                 problems.append(
                     (
                         "unpriced_currency",
-                        f"{', '.join(extra)} is not a currency the rule set prices ({listed}); add it to `currencies` or remove the amount",
+                        f"{', '.join(extra)} is not a currency the rule set prices ({listed}); "
+                        "add it to `currencies` or remove the amount",
                         path + (extra[0],),
                     )
                 )
@@ -150,7 +156,8 @@ def currency_problems(data: Mapping[str, Any]) -> list[tuple[str, str, tuple]]:
                 problems.append(
                     (
                         "missing_currency_amount",
-                        f"no amount for {', '.join(missing)}; the rule set prices {listed}, so give each of them",
+                        f"no amount for {', '.join(missing)}; "
+                        f"the rule set prices {listed}, so give each of them",
                         path,
                     )
                 )
@@ -159,7 +166,8 @@ def currency_problems(data: Mapping[str, Any]) -> list[tuple[str, str, tuple]]:
             problems.append(
                 (
                     "ambiguous_amount",
-                    f"{value} has no currency, but the rule set prices {listed}; write {{{example}}}",
+                    f"{value} has no currency, but the rule set prices {listed}; "
+                    f"write {{{example}}}",
                     path,
                 )
             )
@@ -266,8 +274,10 @@ class DirectoryInCurrency(Directory):
         if self._rate is None:
             raise OrderError(
                 "currency_not_priced",
-                f"the {what} is {format_amount(amount)} {self._base} (the directory's amounts are in the rule set's currency) "
-                f"and the rule set has no rate to price it in {self._currency}: add conversion.{self._currency} to the rule set",
+                f"the {what} is {format_amount(amount)} {self._base} "
+                "(the directory's amounts are in the rule set's currency) "
+                f"and the rule set has no rate to price it in {self._currency}: "
+                f"add conversion.{self._currency} to the rule set",
                 path="order.currency",
             )
         return to_cents(amount / self._rate)

@@ -101,8 +101,9 @@ class Assignment:
 
 @dataclass(frozen=True, slots=True)
 class Delegation:
-    """Out of office: ``delegate`` approves for ``delegator`` from ``valid_from`` to ``valid_until`` (dates, inclusive).
+    """Out of office: ``delegate`` approves for ``delegator`` between two dates.
 
+    From ``valid_from`` to ``valid_until``, both inclusive.
     ``company`` / ``step`` optionally restrict the delegation to one company
     or one named approval step.
     """
@@ -404,13 +405,15 @@ def check_delegations(delegations, company_ids, account_ids) -> None:
             if who not in account_ids:
                 raise DirectoryError(
                     "unknown_account",
-                    f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: account {who!r} is not defined",
+                    f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: "
+                    f"account {who!r} is not defined",
                     path=where,
                 )
         if d.company_id and d.company_id not in company_ids:
             raise DirectoryError(
                 "unknown_company",
-                f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: company {d.company_id!r} is not defined",
+                f"delegation {d.delegator_id!r} -> {d.delegate_id!r}: "
+                f"company {d.company_id!r} is not defined",
                 path=where,
             )
         edges.setdefault(d.delegator_id, set()).add(d.delegate_id)
@@ -473,7 +476,8 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
         if m.master and m.group:
             raise DirectoryError(
                 "master_and_member",
-                f"account {m.account_id!r} is master of {m.company_id!r} and member of group {m.group!r}; an account is master or member, never both",
+                f"account {m.account_id!r} is master of {m.company_id!r} "
+                f"and member of group {m.group!r}; an account is master or member, never both",
                 path=where,
             )
     for a in assignments:
@@ -481,6 +485,7 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
             if who not in account_ids:
                 raise DirectoryError(
                     "unknown_account",
-                    f"assignment {a.approver_id!r} -> {a.account_id!r}: account {who!r} is not defined",
+                    f"assignment {a.approver_id!r} -> {a.account_id!r}: "
+                    f"account {who!r} is not defined",
                     path="assignments",
                 )

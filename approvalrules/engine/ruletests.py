@@ -55,7 +55,8 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
     failures = []
     if "outcome" in expect and decision.outcome != expect["outcome"]:
         failures.append(
-            f"outcome: expected {expect['outcome']}, got {decision.outcome} ({'; '.join(r.message for r in decision.reasons) or 'no reasons'})"
+            f"outcome: expected {expect['outcome']}, got {decision.outcome} "
+            f"({'; '.join(r.message for r in decision.reasons) or 'no reasons'})"
         )
     codes = decision.reason_codes()
     for code in expect.get("reasons", ()):
@@ -71,7 +72,7 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
         if got_names != want_names:
             failures.append(f"steps: expected {want_names}, got {got_names}")
         else:
-            for want, got in zip(expect["steps"], decision.steps):
+            for want, got in zip(expect["steps"], decision.steps, strict=True):
                 if "required" in want and want["required"] != got.required:
                     failures.append(
                         f"step {got.name}: expected required {want['required']}, got {got.required}"
@@ -80,7 +81,8 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
                     a.account for a in got.approvers
                 ):
                     failures.append(
-                        f"step {got.name}: expected approvers {sorted(want['approvers'])}, got {sorted(a.account for a in got.approvers)}"
+                        f"step {got.name}: expected approvers {sorted(want['approvers'])}, "
+                        f"got {sorted(a.account for a in got.approvers)}"
                     )
     if "approvers" in expect:
         got = sorted(a.account for a in decision.steps[0].approvers) if decision.steps else []
@@ -94,25 +96,30 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
         found = [n for n in decision.notifications if n.event == want["event"]]
         if not found:
             failures.append(
-                f"notifications: expected {want['event']}, got {[n.event for n in decision.notifications]}"
+                f"notifications: expected {want['event']}, "
+                f"got {[n.event for n in decision.notifications]}"
             )
             continue
         recipients = {r.account or r.company: r.channel for r in found[0].recipients}
         if "to" in want and sorted(want["to"]) != sorted(recipients):
             failures.append(
-                f"notification {want['event']}: expected to {sorted(want['to'])}, got {sorted(recipients)}"
+                f"notification {want['event']}: expected to {sorted(want['to'])}, "
+                f"got {sorted(recipients)}"
             )
         if "channel" in want:
             wrong = sorted(k for k, ch in recipients.items() if ch != want["channel"])
             if wrong:
                 failures.append(
-                    f"notification {want['event']}: expected channel {want['channel']} for all, not for {wrong}"
+                    f"notification {want['event']}: expected channel {want['channel']} for all, "
+                    f"not for {wrong}"
                 )
         for account, channel in (want.get("channels") or {}).items():
-            # per recipient: one notification may e-mail one approver and only list the order for another
+            # per recipient: one notification may e-mail one approver and only list the order
+            # for another
             if recipients.get(account) != channel:
                 failures.append(
-                    f"notification {want['event']}: expected {account} by {channel}, got {recipients.get(account) or 'no notification'}"
+                    f"notification {want['event']}: expected {account} by {channel}, "
+                    f"got {recipients.get(account) or 'no notification'}"
                 )
     for account, label in (expect.get("labels") or {}).items():
         labels = {decision.buyer["account"]: decision.buyer["role_label"]}
@@ -133,6 +140,7 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
         text = " ".join(r.message for r in decision.reasons)
         if expect["message_contains"] not in text:
             failures.append(
-                f"reasons: expected a message containing {expect['message_contains']!r}, got {text!r}"
+                f"reasons: expected a message containing {expect['message_contains']!r}, "
+                f"got {text!r}"
             )
     return failures

@@ -80,7 +80,10 @@ PAIRS = {
             (
                 OPS_STEP,
                 OPS_STEP
-                + "    - name: finance\n      when: {total: {gt: 5000}}\n      approvers: {any_of: [{role: master}]}\n",
+                + (
+                    "    - name: finance\n      when: {total: {gt: 5000}}\n"
+                    "      approvers: {any_of: [{role: master}]}\n"
+                ),
             )
         ),
         ["step finance added at position 3 (when 'total > 5000', 1 of role master)"],
@@ -102,7 +105,10 @@ PAIRS = {
         ["budget monthly: amount 50000 -> 20000"],
         [
             "orders over 20000 by Masters: approved -> blocked (budget_exceeded)",
-            "orders over 20000 by Marketing members and Ops members: pending -> blocked (budget_exceeded)",
+            (
+                "orders over 20000 by Marketing members and Ops members: "
+                "pending -> blocked (budget_exceeded)"
+            ),
         ],
     ),
     "required count changed": (
@@ -115,10 +121,20 @@ PAIRS = {
         ["limits: max_order_total 100000 -> 10000"],
         [
             "orders over 10000 by Masters: approved -> blocked (max_order_total_exceeded)",
-            "orders over 10000 by Marketing members and Ops members: pending -> blocked (max_order_total_exceeded)",
-            # already blocked: the reason changes (quotes are always blocked; above 50000 the budget blocked first)
-            "quote orders over 10000 up to 100000 by all buyers: blocked: reasons +max_order_total_exceeded",
-            "regular, bulk and subscription orders over 50000 up to 100000 by all buyers: blocked: reasons +max_order_total_exceeded -budget_exceeded",
+            (
+                "orders over 10000 by Marketing members and Ops members: "
+                "pending -> blocked (max_order_total_exceeded)"
+            ),
+            # already blocked: the reason changes (quotes are always blocked; above 50000 the
+            # budget blocked first)
+            (
+                "quote orders over 10000 up to 100000 by all buyers: "
+                "blocked: reasons +max_order_total_exceeded"
+            ),
+            (
+                "regular, bulk and subscription orders over 50000 up to 100000 by all buyers: "
+                "blocked: reasons +max_order_total_exceeded -budget_exceeded"
+            ),
         ],
     ),
     "group payer changed": (
@@ -328,7 +344,10 @@ def test_cli_text_has_no_colour_off_a_terminal(folder):
     lines = out.splitlines()
     assert lines[1:3] == [
         "structure: 1 change(s)",
-        "  ~ step marketing: condition 'total > 500' -> 'total > 1000'  [approval.steps[marketing].when]",
+        (
+            "  ~ step marketing: condition 'total > 500' -> 'total > 1000'  "
+            "[approval.steps[marketing].when]"
+        ),
     ]
     assert re.fullmatch(
         r"behaviour: 1 change\(s\) \([0-9,]+ generated orders, 5 buyer classes\)", lines[3]

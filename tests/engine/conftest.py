@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from approvalrules.engine import compile_ruleset
-from approvalrules.engine import ValidatedRuleSet, check_ruleset
+from approvalrules.engine import Policy, ValidatedRuleSet, check_ruleset, compile_ruleset
 from approvalrules.engine.directory import MemoryDirectory
-from approvalrules.engine import Policy
 from approvalrules.errors import DocumentError, Problem
 
 NOW = "2026-01-15T12:00:00Z"
@@ -100,7 +98,10 @@ def checked(source: dict | str, resolve=None) -> ValidatedRuleSet:
 
 
 def make_directory(data: dict | None = None, **changes: Any) -> MemoryDirectory:
-    """A MemoryDirectory from ``data`` (default: BASE_DIRECTORY) with top-level ``changes`` applied."""
+    """A MemoryDirectory from ``data`` (default: BASE_DIRECTORY).
+
+    The top-level ``changes`` are applied to it.
+    """
     base = json.loads(json.dumps(data if data is not None else BASE_DIRECTORY))
     base.update(changes)
     return MemoryDirectory.from_dict(base)
@@ -143,7 +144,8 @@ def load_in_subprocess(text: str, timeout: float = 60) -> subprocess.CompletedPr
         "    print(json.dumps({'ok': True}))\n"
         "except DocumentError as e:\n"
         "    p = e.problems[0]\n"
-        "    print(json.dumps({'code': p.code, 'line': p.line, 'path': p.path, 'text': p.format()}))\n"
+        "    print(json.dumps({'code': p.code, 'line': p.line, 'path': p.path,"
+        " 'text': p.format()}))\n"
     )
     return subprocess.run(
         [sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=timeout

@@ -229,7 +229,8 @@ def test_directory_without_delegation_facts_has_none():
     assert make_directory().delegations_of("boss") == ()
 
 
-# property test: a delegate never gets more power than the delegator had, and the buyer never approves through delegation
+# property test: a delegate never gets more power than the delegator had, and the buyer never
+# approves through delegation
 
 ACCOUNTS = sorted(BASE_DIRECTORY["accounts"])
 DAYS = [f"2026-01-{d:02d}" for d in (1, 10, 15, 20, 31)]
@@ -325,7 +326,7 @@ def test_property_delegation_adds_no_power_and_no_self_approval(
     assert with_.outcome == without.outcome or (
         without.outcome == "pending" and with_.outcome == "pending"
     )
-    for before, after in zip(without.steps, with_.steps):
+    for before, after in zip(without.steps, with_.steps, strict=True):
         base = {a.account for a in before.approvers}
         got = {a.account: a for a in after.approvers}
         assert base <= set(got)

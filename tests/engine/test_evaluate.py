@@ -904,7 +904,10 @@ def test_trace_explains_each_part_of_a_condition():
         {
             "rule": "approval.steps.a",
             "result": "not_matched",
-            "why": "buyer group is ops: no (group sales); total > 50: yes (total 60); order type is one of regular, bulk: yes (type regular)",
+            "why": (
+                "buyer group is ops: no (group sales); total > 50: yes (total 60); "
+                "order type is one of regular, bulk: yes (type regular)"
+            ),
         }
     ]
     assert trace(d, "approval.steps.b") == [

@@ -1,4 +1,7 @@
-"""The loader treats YAML as hostile input: every bad document is a DocumentError naming line and path."""
+"""The loader treats YAML as hostile input.
+
+Every bad document is a DocumentError naming line and path.
+"""
 
 from __future__ import annotations
 
@@ -80,9 +83,9 @@ def test_duplicate_key_nested_deep():
     assert p.code == "duplicate_key"
     assert p.line == 11
     assert p.path == "approval.steps[0].when.all[1].lines.sku"
-    assert (
-        p.format()
-        == "t.yaml:11: approval.steps[0].when.all[1].lines.sku: duplicate key 'sku' (first defined on line 9)"
+    assert p.format() == (
+        "t.yaml:11: approval.steps[0].when.all[1].lines.sku: "
+        "duplicate key 'sku' (first defined on line 9)"
     )
 
 

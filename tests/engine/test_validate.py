@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from approvalrules import cli
-from approvalrules.engine import folder_resolver
-from approvalrules.engine import schema
+from approvalrules.engine import folder_resolver, schema
 
 from .conftest import (
     BASE_DIRECTORY,
@@ -83,8 +82,10 @@ def test_unknown_top_level_key_names_the_allowed_keys():
     p = only_problem("ruleset: x\nlimts: {}\n")
     assert (p.code, p.line, p.path) == ("unknown_key", 2, "limts")
     assert p.format() == (
-        "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, bypass, conversion, currencies, currency, deny, description, "
-        "extends, groups, limits, notifications, pending_on_new_version, roles, ruleset, settings, tests, visibility"
+        "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, bypass, "
+        "conversion, currencies, currency, deny, description, "
+        "extends, groups, limits, notifications, pending_on_new_version, roles, ruleset, "
+        "settings, tests, visibility"
     )
 
 
@@ -100,7 +101,8 @@ def test_unknown_nested_key_names_the_key_and_allowed_keys():
 
 def test_unknown_key_in_a_selector():
     text = steps_yaml(
-        "    - name: a\n      approvers:\n        any_of:\n          - {role: admin, relaton: assigned}\n"
+        "    - name: a\n      approvers:\n        any_of:\n"
+        "          - {role: admin, relaton: assigned}\n"
     )
     p = problems_of(text)[0]
     assert (p.code, p.line, p.path) == (
@@ -197,16 +199,19 @@ def test_lowercase_currency_is_unknown():
 
 
 def test_undefined_role_in_a_selector():
-    text = "ruleset: x\nroles:\n  boss: {label: Boss}\napproval:\n  steps:\n    - name: a\n      approvers: {any_of: [{role: manager}]}\n"
+    text = (
+        "ruleset: x\nroles:\n  boss: {label: Boss}\napproval:\n  steps:\n"
+        "    - name: a\n      approvers: {any_of: [{role: manager}]}\n"
+    )
     p = only_problem(text)
     assert (p.code, p.line, p.path) == (
         "undefined_role",
         7,
         "approval.steps[0].approvers.any_of[0].role",
     )
-    assert (
-        p.format()
-        == "t.yaml:7: approval.steps[0].approvers.any_of[0].role: role 'manager' is not defined; defined: boss"
+    assert p.format() == (
+        "t.yaml:7: approval.steps[0].approvers.any_of[0].role: "
+        "role 'manager' is not defined; defined: boss"
     )
 
 
@@ -225,14 +230,18 @@ def test_undefined_group_in_a_condition():
     )
     p = only_problem(text)
     assert (p.code, p.line, p.path) == ("undefined_group", 5, "approval.steps[0].when")
-    assert (
-        p.format()
-        == "t.yaml:5: approval.steps[0].when: group 'sales' is not defined; the rule set defines no groups"
+    assert p.format() == (
+        "t.yaml:5: approval.steps[0].when: "
+        "group 'sales' is not defined; the rule set defines no groups"
     )
 
 
 def test_undefined_role_inside_not_condition():
-    text = "ruleset: x\nroles:\n  a: {label: A}\napproval:\n  steps:\n    - name: s\n      when: {not: {buyer_role: b}}\n      approvers: {any_of: [{role: a}]}\n"
+    text = (
+        "ruleset: x\nroles:\n  a: {label: A}\napproval:\n  steps:\n"
+        "    - name: s\n      when: {not: {buyer_role: b}}\n"
+        "      approvers: {any_of: [{role: a}]}\n"
+    )
     p = only_problem(text)
     assert (p.code, p.line) == ("undefined_role", 7)
 
@@ -297,7 +306,8 @@ def test_sexagesimal_is_not_an_amount():
 def test_bare_date_stays_a_string():
     assert checked("ruleset: x\ndescription: 2026-01-01\n").data["description"] == "2026-01-01"
     p = only_problem(
-        "ruleset: x\ntests:\n  - name: t\n    now: 2026-01-01\n    order: {buyer: a, total: 1}\n    expect: {outcome: approved}\n    extra: 1\n"
+        "ruleset: x\ntests:\n  - name: t\n    now: 2026-01-01\n    order: {buyer: a, total: 1}\n"
+        "    expect: {outcome: approved}\n    extra: 1\n"
     )
     assert p.code == "unknown_key"  # `now` itself was accepted as the string "2026-01-01"
 
@@ -323,7 +333,10 @@ def test_duplicate_step_names():
 
 
 def test_duplicate_budget_names():
-    text = "ruleset: x\nlimits:\n  budgets:\n    - {name: b, period: month, amount: 1}\n    - {name: b, period: year, amount: 2}\n"
+    text = (
+        "ruleset: x\nlimits:\n  budgets:\n"
+        "    - {name: b, period: month, amount: 1}\n    - {name: b, period: year, amount: 2}\n"
+    )
     p = only_problem(text)
     assert (p.code, p.line, p.path) == ("duplicate_budget", 5, "limits.budgets[1].name")
 
@@ -371,8 +384,8 @@ def test_empty_total_range_is_an_unreachable_step_warning():
 
 def test_step_above_max_total_is_an_unreachable_step_warning():
     text = (
-        "ruleset: x\nlimits:\n  max_order_total: 100\napproval:\n  steps:\n    - name: a\n      when: {all: [{total: {gt: 500}}]}\n"
-        + STEP_OK
+        "ruleset: x\nlimits:\n  max_order_total: 100\napproval:\n  steps:\n"
+        "    - name: a\n      when: {all: [{total: {gt: 500}}]}\n" + STEP_OK
     )
     (w,) = checked(text).warnings
     assert (w.code, w.line, w.path) == ("unreachable_step", 7, "approval.steps[0].when")
@@ -381,8 +394,8 @@ def test_step_above_max_total_is_an_unreachable_step_warning():
 
 def test_step_below_no_approval_below_is_an_unreachable_step_warning():
     text = (
-        "ruleset: x\nsettings:\n  no_approval_below: 100\napproval:\n  steps:\n    - name: a\n      when: {total: {lte: 50}}\n"
-        + STEP_OK
+        "ruleset: x\nsettings:\n  no_approval_below: 100\napproval:\n  steps:\n"
+        "    - name: a\n      when: {total: {lte: 50}}\n" + STEP_OK
     )
     (w,) = checked(text).warnings
     assert (w.code, w.path) == ("unreachable_step", "approval.steps[0].when")
@@ -390,8 +403,8 @@ def test_step_below_no_approval_below_is_an_unreachable_step_warning():
 
 def test_reachable_steps_have_no_warning():
     text = (
-        "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n    - name: a\n      when: {total: {gt: 100, lte: 1000}}\n"
-        + STEP_OK
+        "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n"
+        "    - name: a\n      when: {total: {gt: 100, lte: 1000}}\n" + STEP_OK
     )
     assert checked(text).warnings == []
 
@@ -405,8 +418,8 @@ def test_strictly_empty_total_range_is_unreachable():
 
 def test_gte_max_total_is_reachable():
     text = (
-        "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n    - name: a\n      when: {total: {gte: 1000}}\n"
-        + STEP_OK
+        "ruleset: x\nlimits:\n  max_order_total: 1000\napproval:\n  steps:\n"
+        "    - name: a\n      when: {total: {gte: 1000}}\n" + STEP_OK
     )
     assert checked(text).warnings == []
 
@@ -480,7 +493,10 @@ def test_invalid_parent_reports_the_parents_problem():
 
 
 def test_child_may_use_parents_roles():
-    child = "ruleset: child\nextends: base\napproval:\n  steps:\n    - name: c\n      approvers: {any_of: [{role: admin}]}\n"
+    child = (
+        "ruleset: child\nextends: base\napproval:\n  steps:\n"
+        "    - name: c\n      approvers: {any_of: [{role: admin}]}\n"
+    )
     result = checked(child, resolve=resolver(base=PARENT))
     assert [s["name"] for s in result.resolved["approval"]["steps"]] == ["a", "b", "c"]
     assert result.resolved["currency"] == "EUR"
@@ -500,7 +516,8 @@ def test_duplicate_step_names_in_a_child():
     child = (
         "ruleset: child\nextends: base\napproval:\n  steps:\n"
         "    - name: c\n      approvers: {any_of: [{role: manager}]}\n"
-        "    - name: c\n      when: {total: {gt: 5}}\n      approvers: {any_of: [{role: manager}]}\n"
+        "    - name: c\n      when: {total: {gt: 5}}\n"
+        "      approvers: {any_of: [{role: manager}]}\n"
     )
     p = only_problem(child, resolve=resolver(base=PARENT))
     assert (p.code, p.line) == ("duplicate_step", 7)
@@ -563,7 +580,10 @@ def bad_files():
         ("currency", "ruleset: x\ncurrency: USS\n", ":2: currency: 'USS' is not one of"),
         (
             "undefrole",
-            "ruleset: x\napproval:\n  steps:\n    - name: a\n      approvers: {any_of: [{role: boss}]}\n",
+            (
+                "ruleset: x\napproval:\n  steps:\n"
+                "    - name: a\n      approvers: {any_of: [{role: boss}]}\n"
+            ),
             ":5: approval.steps[0].approvers.any_of[0].role: role 'boss' is not defined",
         ),
         ("python", "ruleset: !!python/object:os.system x\n", ":1: ruleset: tag"),

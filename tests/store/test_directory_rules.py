@@ -103,7 +103,8 @@ def test_second_group_is_refused_naming_the_current_one(service):
     exc = error(service.add_to_group, "bob", "acme", "ops")
     assert exc.code == "already_in_group"
     assert exc.message == (
-        "account 'bob' is already in group 'marketing' of 'acme'; a member is in one group at a time "
+        "account 'bob' is already in group 'marketing' of 'acme'; "
+        "a member is in one group at a time "
         "(remove it from 'marketing' first, or move it)"
     )
     assert group_of(service, "bob", "acme") == "marketing"
@@ -158,9 +159,9 @@ def test_declined_invitation(service):
     assert service.decline("eve", "acme").status == "declined"
     exc = error(service.accept, "eve", "acme")
     assert exc.code == "not_invited"
-    assert (
-        exc.message
-        == "account 'eve' has no pending invitation to 'acme' (membership is declined); nothing to accept"
+    assert exc.message == (
+        "account 'eve' has no pending invitation to 'acme' (membership is declined); "
+        "nothing to accept"
     )
     service.invite("eve", "acme", "requisitioner")  # may be invited again
 
@@ -168,9 +169,9 @@ def test_declined_invitation(service):
 def test_cannot_accept_without_invitation(service):
     exc = error(service.accept, "ann", "acme")
     assert exc.code == "not_invited"
-    assert (
-        exc.message
-        == "account 'ann' has no pending invitation to 'acme' (membership is active); nothing to accept"
+    assert exc.message == (
+        "account 'ann' has no pending invitation to 'acme' (membership is active); "
+        "nothing to accept"
     )
 
 
@@ -266,7 +267,8 @@ def test_cannot_deactivate_an_approver_with_pending_orders(service, pending):
     exc = error(service.deactivate_account, "tom")
     assert exc.code == "approver_has_pending"
     assert exc.message == (
-        "account 'tom' is an approver of 1 pending order(s) (o-1); refusing deactivating it: decide or reassign those orders first"
+        "account 'tom' is an approver of 1 pending order(s) (o-1); "
+        "refusing deactivating it: decide or reassign those orders first"
     )
     assert exc.details == {"orders": ["o-1"]}
     assert service.account("tom").active is True

@@ -14,7 +14,10 @@ from approvalrules.store.services import resolve_tenant
 
 # CRLF line endings, a comment, trailing spaces and no final newline: all must survive
 PARENT = b"# tenant default  \r\nruleset: tenant-default\r\ncurrency: USD\r\n# end"
-CHILD = "ruleset: acme-purchasing\nextends: tenant-default\n# caf\u00e9 \u2014 \u00fcber\nlimits:\n  max_order_total: 999999.99\n".encode()
+CHILD = (
+    "ruleset: acme-purchasing\nextends: tenant-default\n# caf\u00e9 \u2014 \u00fcber\n"
+    "limits:\n  max_order_total: 999999.99\n"
+).encode()
 DIRECTORY = """\
 companies:
   acme:

@@ -28,7 +28,10 @@ FILTERS = ("status", "approver", "q", "from", "to")
 
 
 def approvals_query(tenant_id: int, params) -> tuple[object, list[str]]:
-    """The filtered query (the API's filters: status, approver, q, from, to) and any filter errors."""
+    """The filtered query and any filter errors.
+
+    The filters are the API's: status, approver, q, from, to.
+    """
     query = (
         select(ApprovalRequest)
         .join(Order, ApprovalRequest.order_id == Order.id)
@@ -190,7 +193,8 @@ def merchant_review(request):
         return _page(request, row, review_error=error)
     flash(
         request,
-        f"Merchant review: order {row.order.external_id} {'released as approved' if decision == 'approve' else 'rejected'}.",
+        f"Merchant review: order {row.order.external_id} "
+        f"{'released as approved' if decision == 'approve' else 'rejected'}.",
         "success",
     )
     return HTTPSeeOther(request.route_url("admin_approval", id=row.id))

@@ -84,7 +84,10 @@ class DelegationSchema(colander.MappingSchema):
 
 
 def delegation_query(tenant_id: int, q: str = "", state: str = "", day: date | None = None):
-    """The tenant's delegations, searched by account, company or step and filtered by state on ``day``."""
+    """The tenant's delegations, searched by account, company or step.
+
+    They are filtered by state on ``day``.
+    """
     delegator, delegate = aliased(Account), aliased(Account)
     query = (
         select(Delegation)
@@ -234,7 +237,10 @@ def _refusal_field(exc: DirectoryError, data: dict) -> str | None:
     renderer=template("delegations"),
 )
 def save_delegation(request):
-    """Create a delegation, or change the dates of the one with the same key; nothing is saved on an error."""
+    """Create a delegation, or change the dates of the one with the same key.
+
+    Nothing is saved on an error.
+    """
     form = _form(request)
     try:
         data = form.validate(list(request.POST.items()))
@@ -282,13 +288,15 @@ def save_delegation(request):
     if tenant.directory_version == version:
         flash(
             request,
-            f"Delegation {data['delegator']} \u2192 {data['delegate']}{scope} already had these dates: nothing changed.",
+            f"Delegation {data['delegator']} \u2192 {data['delegate']}{scope} "
+            "already had these dates: nothing changed.",
             "info",
         )
     else:
         flash(
             request,
-            f"Delegation {data['delegator']} \u2192 {data['delegate']}{scope} saved: {data['valid_from']} to {data['valid_until']}.",
+            f"Delegation {data['delegator']} \u2192 {data['delegate']}{scope} "
+            f"saved: {data['valid_from']} to {data['valid_until']}.",
             "success",
         )
     return HTTPSeeOther(request.route_url("admin_delegations"))
@@ -296,7 +304,10 @@ def save_delegation(request):
 
 @view_config(route_name="admin_delegation_revoke", request_method="POST", permission="edit")
 def revoke_delegation(request):
-    """Delete a delegation of the tenant (owners and editors; the CSRF token is checked by Pyramid)."""
+    """Delete a delegation of the tenant.
+
+    For owners and editors; the CSRF token is checked by Pyramid.
+    """
     key = key_of(delegation_or_404(request, request.matchdict["id"]))
     DirectoryService(
         request.dbsession, request.admin_tenant, actor=request.admin_actor

@@ -18,7 +18,10 @@ def _schema(name: str) -> colander.SchemaNode:
 
 
 def document_schema(name: str, request) -> colander.SchemaNode:
-    """A fresh copy of the generated schema for ``schemas/<name>.schema.json``, with a CSRF field."""
+    """A fresh copy of the generated schema for ``schemas/<name>.schema.json``.
+
+    The copy has a CSRF field.
+    """
     return with_csrf(_schema(name).clone(), request)
 
 

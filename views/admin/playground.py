@@ -1,4 +1,6 @@
-"""Evaluate playground: an order form (generated from ``schemas/order.schema.json``) -> decision and trace.
+"""Evaluate playground: an order form -> decision and trace.
+
+The form is generated from ``schemas/order.schema.json``.
 
 Evaluation is a dry run (``workflow.deciding.evaluate``): nothing is written, so
 viewers may use it too.
