@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+from argon2 import PasswordHasher
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ALL_PERMISSIONS, ACLHelper, Allow, Authenticated, Everyone
 from sqlalchemy import select
@@ -33,8 +34,6 @@ ROLE_PERMISSIONS = {
 # reveal which logins exist; this hash is verified when the user is unknown
 @functools.cache
 def _dummy_user() -> AdminUser:
-    from argon2 import PasswordHasher
-
     return AdminUser(password_hash=PasswordHasher().hash("not a password"))
 
 
