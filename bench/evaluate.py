@@ -54,9 +54,13 @@ if str(ROOT) not in sys.path:
 
 import yaml  # noqa: E402
 
-from approvalrules.engine import compile_ruleset, load_directory  # noqa: E402
-from approvalrules.engine import check_ruleset  # noqa: E402
-from approvalrules.engine import Order, compile_policy  # noqa: E402
+from approvalrules.engine import (  # noqa: E402
+    Order,
+    check_ruleset,
+    compile_policy,
+    compile_ruleset,
+    load_directory,
+)
 
 SEED = 20260115
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -128,7 +132,9 @@ def sku_category(rng_seed: int = SEED) -> dict[str, str]:
 
 
 def build_directory(seed: int = SEED) -> tuple[dict, list[str]]:
-    """A directory fixture (one company, 30 accounts, assignments) and the ids of accounts that may order."""
+    """A directory fixture and the ids of accounts that may order.
+
+    One company, 30 accounts, assignments."""
     rng = random.Random(seed)
     accounts: dict[str, dict] = {}
     ids = [f"acct-{i:02d}" for i in range(30)]
@@ -554,7 +560,9 @@ RE_OPS = PY_OPS
 
 
 def to_rule_engine(cond: dict) -> str:
-    """(b) rule-engine text over a dict: total, type, role, group, quantity, lines[{sku, category, quantity}]."""
+    """(b) rule-engine text over a dict.
+
+    Fields: total, type, role, group, quantity, lines[{sku, category, quantity}]."""
     parts = []
     for key, value in cond.items():
         if key == "all":
@@ -586,7 +594,9 @@ JL_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=="}
 
 
 def to_jsonlogic(cond: dict) -> dict:
-    """(c) JsonLogic over {total (cents), type, role, group, quantity, lines[{sku, category, quantity}]}."""
+    """(c) JsonLogic over a dict.
+
+    Fields: {total (cents), type, role, group, quantity, lines[{sku, category, quantity}]}."""
     parts = []
     for key, value in cond.items():
         if key == "all":
@@ -707,8 +717,9 @@ CEDAR_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=="}
 
 
 class CedarTranslator:
-    """(e) one Cedar permit policy per step, over principal (Account entity: role, group) and a context record.
+    """(e) one Cedar permit policy per step.
 
+    Over principal (Account entity: role, group) and a context record.
     Context: total (cents, Long), type, quantity (Long), skus and cats (Sets),
     maxq/minq (Long) and one boolean ``line_N`` per lines-leaf that needs
     several attributes of the same line: Cedar has no quantifiers, so those
@@ -744,7 +755,8 @@ class CedarTranslator:
                     k, v = next(iter(value.items()))
                     if k in ("sku", "category"):
                         parts.append(
-                            f"context.{'skus' if k == 'sku' else 'cats'}.containsAny({json.dumps(_as_list(v))})"
+                            f"context.{'skus' if k == 'sku' else 'cats'}.containsAny("
+                            f"{json.dumps(_as_list(v))})"
                         )
                     else:
                         ((op, bound),) = v.items()
@@ -869,12 +881,12 @@ def line_leaf_function(spec: dict) -> Callable:
     checks = [(ops[op], bound) for op, bound in (spec.get("quantity") or {}).items()]
 
     def test(lines) -> bool:
-        for l in lines:
-            if skus is not None and l.sku not in skus:
+        for line in lines:
+            if skus is not None and line.sku not in skus:
                 continue
-            if cats is not None and l.category not in cats:
+            if cats is not None and line.category not in cats:
                 continue
-            if all(fn(l.quantity, b) for fn, b in checks):
+            if all(fn(line.quantity, b) for fn, b in checks):
                 return True
         return False
 
@@ -919,13 +931,19 @@ def engine_ours(policy, directory, index_of: dict[str, int], with_dict: bool) ->
             d.as_dict()
             return d
 
-        what = "policy.evaluate(order, directory, now=...) then decision.as_dict() (trace included: renders every step's explanation)"
+        what = (
+            "policy.evaluate(order, directory, now=...) then decision.as_dict() (trace included: "
+            "renders every step's explanation)"
+        )
         return Engine("ours+dict", "ours: evaluate + as_dict()", what, run, result)
 
     def run(order):
         return policy.evaluate(order, directory, now=NOW)
 
-    what = "policy.evaluate(order, directory, now=...): the full Decision (blocking checks, limits, steps, approvers, payer, notifications) with its trace"
+    what = (
+        "policy.evaluate(order, directory, now=...): the full Decision (blocking checks, limits, "
+        "steps, approvers, payer, notifications) with its trace"
+    )
     return Engine(
         "ours",
         "ours: evaluate (trace on)",
@@ -1009,7 +1027,7 @@ def engine_hand(data: dict, directory, approvers: HandApprovers) -> Engine:
     def run(order):
         m = directory.membership(order.buyer)
         group = m.group if m.status == "active" else None
-        qty = sum(l.quantity for l in order.lines) if uses_qty else None
+        qty = sum(line.quantity for line in order.lines) if uses_qty else None
         matched = tuple(i for i, f in pairs if f(order, m.role, group, qty))
         return matched, select(matched, order.buyer, m, order.total)
 
@@ -1022,8 +1040,9 @@ def engine_hand(data: dict, directory, approvers: HandApprovers) -> Engine:
     engine = Engine(
         "a",
         "(a) hand-written Python",
-        "one Python function per step (generated source, as a person would write it: comparisons, set membership, any() over lines) "
-        "+ the shared approver selection; buyer membership looked up per order; no trace, no Decision",
+        "one Python function per step (generated source, as a person would write it: comparisons, "
+        "set membership, any() over lines) + the shared approver selection; buyer membership "
+        "looked up per order; no trace, no Decision",
         run,
         _passthrough,
         match=match,
@@ -1049,9 +1068,10 @@ def engine_rule_engine(
         return {
             "total": order.total,
             "type": order.type,
-            "quantity": sum(l.quantity for l in order.lines),
+            "quantity": sum(line.quantity for line in order.lines),
             "lines": [
-                {"sku": l.sku, "category": l.category, "quantity": l.quantity} for l in order.lines
+                {"sku": line.sku, "category": line.category, "quantity": line.quantity}
+                for line in order.lines
             ],
         }
 
@@ -1075,8 +1095,10 @@ def engine_rule_engine(
     engine = Engine(
         "b",
         "(b) rule-engine",
-        "one rule_engine.Rule per step condition, parsed once; rule.matches(dict) per step (lines as a list of dicts, "
-        "line conditions as comprehensions with item access l['sku'] — attribute access on dicts is ~2x slower in rule-engine) + the shared approver selection; order dict pre-built, buyer role/group added per order",
+        "one rule_engine.Rule per step condition, parsed once; rule.matches(dict) per step (lines "
+        "as a list of dicts, line conditions as comprehensions with item access l['sku'] — "
+        "attribute access on dicts is ~2x slower in rule-engine) + the shared approver selection; "
+        "order dict pre-built, buyer role/group added per order",
         run,
         _passthrough,
         match=match,
@@ -1098,10 +1120,10 @@ def engine_jsonlogic(
         return {
             "total": int(order.total * 100),
             "type": order.type,
-            "quantity": int(sum(l.quantity for l in order.lines)),
+            "quantity": int(sum(line.quantity for line in order.lines)),
             "lines": [
-                {"sku": l.sku, "category": l.category, "quantity": int(l.quantity)}
-                for l in order.lines
+                {"sku": line.sku, "category": line.category, "quantity": int(line.quantity)}
+                for line in order.lines
             ],
         }
 
@@ -1125,8 +1147,9 @@ def engine_jsonlogic(
     return Engine(
         "c",
         "(c) JsonLogic (panzi)",
-        "one JsonLogic expression per step (dicts built once; money in integer cents; line conditions with `some`); "
-        "json_logic.jsonLogic(logic, data) per step + the shared approver selection; data dict pre-built, buyer role/group added per order",
+        "one JsonLogic expression per step (dicts built once; money in integer cents; line "
+        "conditions with `some`); json_logic.jsonLogic(logic, data) per step + the shared approver "
+        "selection; data dict pre-built, buyer role/group added per order",
         run,
         _passthrough,
         match=match,
@@ -1166,7 +1189,7 @@ def engine_business_rules(data: dict, directory, approvers: HandApprovers) -> En
 
         @numeric_rule_variable
         def quantity(self):
-            return sum(l.quantity for l in self.order.lines)
+            return sum(line.quantity for line in self.order.lines)
 
         @select_multiple_rule_variable()
         def order_type(self):
@@ -1182,19 +1205,19 @@ def engine_business_rules(data: dict, directory, approvers: HandApprovers) -> En
 
         @select_multiple_rule_variable()
         def line_skus(self):
-            return [l.sku for l in self.order.lines]
+            return [line.sku for line in self.order.lines]
 
         @select_multiple_rule_variable()
         def line_categories(self):
-            return [l.category for l in self.order.lines if l.category]
+            return [line.category for line in self.order.lines if line.category]
 
         @numeric_rule_variable
         def max_line_qty(self):
-            return max(l.quantity for l in self.order.lines)
+            return max(line.quantity for line in self.order.lines)
 
         @numeric_rule_variable
         def min_line_qty(self):
-            return min(l.quantity for l in self.order.lines)
+            return min(line.quantity for line in self.order.lines)
 
     for n, spec in enumerate(tr.line_leaves):
         test = line_leaf_function(spec)
@@ -1233,9 +1256,10 @@ def engine_business_rules(data: dict, directory, approvers: HandApprovers) -> En
     return Engine(
         "d",
         "(d) business-rules",
-        f"run_all(rules, variables, actions) per order: one rule per step, action `match` records it; `not` pushed down to leaves "
-        f"(no `not` in business-rules); {len(tr.line_leaves)} multi-attribute line conditions are boolean variables whose methods scan "
-        f"the lines (no quantifier over records) + the shared approver selection",
+        f"run_all(rules, variables, actions) per order: one rule per step, action `match` records "
+        f"it; `not` pushed down to leaves (no `not` in business-rules); {len(tr.line_leaves)} "
+        f"multi-attribute line conditions are boolean variables whose methods scan the lines (no "
+        f"quantifier over records) + the shared approver selection",
         run,
         _passthrough,
         match=match,
@@ -1250,7 +1274,8 @@ def engine_cedar(
 
     tr = CedarTranslator()
     texts = [
-        f'@id("{s["name"]}")\npermit(principal, action, resource) when {{ {tr.translate(s["when"])} }};'
+        f'@id("{s["name"]}")\npermit(principal, action, resource) when {{ '
+        f"{tr.translate(s['when'])} }};"
         for s in data["approval"]["steps"]
     ]
     policies = cedarpy.PolicySet.from_str("\n".join(texts))
@@ -1272,13 +1297,13 @@ def engine_cedar(
     is_authorized = cedarpy.is_authorized
 
     def prepare(order):
-        qs = [int(l.quantity) for l in order.lines]
+        qs = [int(line.quantity) for line in order.lines]
         return {
             "total": int(order.total * 100),
             "type": order.type,
             "quantity": sum(qs),
-            "skus": sorted({l.sku for l in order.lines}),
-            "cats": sorted({l.category for l in order.lines if l.category}),
+            "skus": sorted({line.sku for line in order.lines}),
+            "cats": sorted({line.category for line in order.lines if line.category}),
             "maxq": max(qs),
             "minq": min(qs),
         }
@@ -1320,11 +1345,12 @@ def engine_cedar(
     engine = Engine(
         "e",
         "(e) Cedar (cedarpy)",
-        f"one permit policy per step in a PolicySet parsed once, Account entities (role, group) parsed once; one "
-        f"is_authorized(request, policy_set, entities) per order, the satisfied policies (diagnostics.reasons) are the matched steps; "
-        f"context pre-built per order (total in cents, type, sets of SKUs/categories, max/min line quantity) plus "
-        f"{len(tr.line_leaves)} multi-attribute line conditions computed in Python per call (Cedar has no quantifiers) "
-        f"+ the shared approver selection",
+        f"one permit policy per step in a PolicySet parsed once, Account entities (role, group) "
+        f"parsed once; one is_authorized(request, policy_set, entities) per order, the satisfied "
+        f"policies (diagnostics.reasons) are the matched steps; context pre-built per order (total "
+        f"in cents, type, sets of SKUs/categories, max/min line quantity) plus "
+        f"{len(tr.line_leaves)} multi-attribute line conditions computed in Python per call (Cedar "
+        f"has no quantifiers) + the shared approver selection",
         run,
         _passthrough,
         match=match,
@@ -1551,7 +1577,7 @@ def run_set(
             continue
         theirs = measures[engine.key].results
         assert len(theirs) == len(ours)
-        for order, a, b in zip(orders, ours, theirs):
+        for order, a, b in zip(orders, ours, theirs, strict=True):
             assert a == b, (
                 f"{engine.name} disagrees with ours on order {order.id}: ours {a}, theirs {b}"
             )
@@ -1623,8 +1649,9 @@ def print_table(block: dict) -> None:
     ours = m["ours"]
     print()
     print(
-        f"== {block['steps']}-step rule set: {len(ours.results):,} orders; on average {block['mean_matched']:.1f} steps match, "
-        f"{block['pending_share']:.0%} of orders need approval"
+        f"== {block['steps']}-step rule set: {len(ours.results):,} orders; on average "
+        f"{block['mean_matched']:.1f} steps match, {block['pending_share']:.0%} of orders need "
+        f"approval"
     )
     header = table_header("decisions/s")
     print(header)
@@ -1632,13 +1659,15 @@ def print_table(block: dict) -> None:
     for engine in block["engines"]:
         print(table_row(engine.name, m[engine.key], ours))
     print(
-        "decisions/s and time vs ours: bulk loop, no per-call timer; median/p99: every call timed with perf_counter_ns."
+        "decisions/s and time vs ours: bulk loop, no per-call timer; median/p99: every call timed "
+        "with perf_counter_ns."
     )
     print("time vs ours = that engine's time per decision / ours (evaluate, trace on).")
     print(CPU_NOTE)
     if any(m[e.key].bulk_orders < len(ours.results) for e in block["engines"]):
         print(
-            f"* bulk loop over a prefix of the orders (~{BULK_BUDGET_NS / 1e9:.0f} s budget); every order was still timed per call and cross-checked."
+            f"* bulk loop over a prefix of the orders (~{BULK_BUDGET_NS / 1e9:.0f} s budget); "
+            f"every order was still timed per call and cross-checked."
         )
     print(
         "cross-checked against ours, every order, matched steps and selected approvers equal: "
@@ -1747,7 +1776,8 @@ def profile(policy, directory, orders: list[Order], top: int = 15, with_dict: bo
     stats = pstats.Stats(prof, stream=out)
     stats.strip_dirs()
     out.write(
-        f"--- cProfile, {len(orders):,} evaluations{' + as_dict()' if with_dict else ''}, by cumulative time\n"
+        f"--- cProfile, {len(orders):,} evaluations{' + as_dict()' if with_dict else ''}, by "
+        f"cumulative time\n"
     )
     stats.sort_stats("cumulative").print_stats(top)
     out.write("--- by own time (tottime)\n")
@@ -1794,8 +1824,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = sum(len(o.lines) for o in orders)
     print(f"approvalrules bench/evaluate.py — seed {SEED}, Python {sys.version.split()[0]}")
     print(
-        f"directory: 1 company, {len(directory_data['accounts'])} accounts, {len(directory_data['assignments'])} assignments; "
-        f"{n_orders:,} orders ({lines / n_orders:.1f} lines on average), built in {time.perf_counter() - t0:.1f}s (untimed)"
+        f"directory: 1 company, {len(directory_data['accounts'])} accounts, "
+        f"{len(directory_data['assignments'])} assignments; {n_orders:,} orders "
+        f"({lines / n_orders:.1f} lines on average), built in {time.perf_counter() - t0:.1f}s "
+        f"(untimed)"
     )
     only = {k.strip() for k in args.only.split(",") if k.strip()} or None
 
@@ -1832,7 +1864,8 @@ def main(argv: list[str] | None = None) -> int:
     compile_info = time_compile(1000, directory_data, compile_runs)
 
     print(
-        "\nWhat each engine does per decision (all get the same pre-built orders and the same MemoryDirectory):"
+        "\nWhat each engine does per decision (all get the same pre-built orders and the same "
+        "MemoryDirectory):"
     )
     seen = set()
     for block in blocks.values():
@@ -1841,9 +1874,11 @@ def main(argv: list[str] | None = None) -> int:
                 seen.add(engine.key)
                 print(f"  {engine.name}: {engine.what}")
     print(
-        "  shared approver selection ((a)-(f)): per matched step, the company's approver candidates (pool resolved once per company "
-        "and cached) filtered by self-approval, scope, selectors (role, accounts, relation assigned/unassigned/same_group/"
-        "group_master/company, assignment limit) and the candidate's approval limit — the engine's rules, without trace or Decision."
+        "  shared approver selection ((a)-(f)): per matched step, the company's approver "
+        "candidates (pool resolved once per company and cached) filtered by self-approval, scope, "
+        "selectors (role, accounts, relation assigned/unassigned/same_group/group_master/company, "
+        "assignment limit) and the candidate's approval limit — the engine's rules, without trace "
+        "or Decision."
     )
 
     print(
@@ -1859,9 +1894,10 @@ def main(argv: list[str] | None = None) -> int:
         print_match_table(block)
 
     print(
-        f"\n== validate + compile, {compile_info['steps']:,}-step rule set ({compile_info['bytes'] / 1024:.0f} KiB of YAML), "
-        f"median of {compile_info['runs']}: {compile_info['median_ms']:.1f} ms "
-        f"(check_ruleset {compile_info['check_ms']:.1f} ms + compile_policy {compile_info['compile_ms']:.1f} ms)"
+        f"\n== validate + compile, {compile_info['steps']:,}-step rule set "
+        f"({compile_info['bytes'] / 1024:.0f} KiB of YAML), median of {compile_info['runs']}: "
+        f"{compile_info['median_ms']:.1f} ms (check_ruleset {compile_info['check_ms']:.1f} ms + "
+        f"compile_policy {compile_info['compile_ms']:.1f} ms)"
     )
 
     print(

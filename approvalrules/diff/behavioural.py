@@ -15,11 +15,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from ..engine import Directory, Order, Policy
+from ..engine import ORDER_TYPES, Directory, Order, Policy
 from ..engine.conditions import And, Leaf, Not, Or, Visitor, parse, thresholds
 from ..engine.currencies import MONEY_SETTINGS
 from ..engine.directory import Membership
-from ..engine import ORDER_TYPES
 from .changes import BehaviourReport, report_changes
 from .classes import BuyerClass, buyer_classes, enumerate_memberships
 from .decisions import DEFAULT_NOW, Summary, change_text, evaluate_summary

@@ -165,7 +165,9 @@ def emit_final(
         group = order.decision.get("buyer", {}).get("group")
         if policy.master_confirmation and group:
             company = order.decision.get("buyer", {}).get("company")
-            masters = master_confirmation_recipients(policy, directory_for(session, tenant), company)
+            masters = master_confirmation_recipients(
+                policy, directory_for(session, tenant), company
+            )
             accounts = _accounts(session, tenant, [r.account for r in masters])
             if masters:
                 emit(

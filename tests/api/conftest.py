@@ -245,8 +245,9 @@ def dispatch(world):
 @pytest.fixture(scope="session")
 def beyond(world):
     """The app as tenant ``beyond``, loaded from tests/api/beyond/ (once per database), with the
-    merchant admins ``boss`` (editor) and ``peek`` (viewer).  The escalation, review and re-evaluation tests' own rule sets and
-    directory, so the shared sample data of tenant ``demo`` is never changed."""
+    merchant admins ``boss`` (editor) and ``peek`` (viewer).  The escalation, review and
+    re-evaluation tests' own rule sets and directory, so the shared sample data of tenant ``demo``
+    is never changed."""
 
     def setup(session):
         from approvalrules.store.services import create_admin_user

@@ -87,7 +87,8 @@ def test_escalation_reminds_first_then_escalates_then_approves_on_timeout(beyond
     assert approval["id"] in [i["id"] for i in inbox["items"]]
     assert world.run(lambda s: jobs.expire_due(s, now=later + timedelta(minutes=10))) == 0
 
-    # the escalation target approves the manager step; finance (edda) then times out: approved by the system
+    # the escalation target approves the manager step; finance (edda) then times out: approved by
+    # the system
     assert (
         beyond.post_json(f"/api/v1/approvals/{approval['id']}/approve", {"approver": "edda"}).json[
             "current_step"
@@ -109,7 +110,8 @@ def test_escalation_at_the_request_expiry_pushes_it_then_it_expires(beyond, worl
     oid = order_id("EXP")
     approval = submit(beyond, oid, "eva", 2000).json["approval"]
     expires = datetime.fromisoformat(approval["expires_at"].replace("Z", "+00:00"))
-    # the manager step escalates (to edda) instead of expiring: after reminder + escalation the request lives on
+    # the manager step escalates (to edda) instead of expiring: after reminder + escalation the
+    # request lives on
     world.run(lambda s: jobs.expire_due(s, now=expires + timedelta(minutes=1)))
     world.run(lambda s: jobs.expire_due(s, now=expires + timedelta(minutes=2)))
     detail = beyond.get(f"/api/v1/approvals/{approval['id']}").json

@@ -74,7 +74,9 @@ def instant(text: str) -> datetime:
 
 
 def steps_of(approval) -> list[tuple[str, list[str], str]]:
-    """(name, approvers, state) of each step of an approval request as the API shows it (brief or full)."""
+    """(name, approvers, state) of each step of an approval request.
+
+    As the API shows it (brief or full)."""
     return [
         (s["name"], [a if isinstance(a, str) else a["account"] for a in s["approvers"]], s["state"])
         for s in approval["steps"]
@@ -82,7 +84,9 @@ def steps_of(approval) -> list[tuple[str, list[str], str]]:
 
 
 def merchant(world, request_id: int, approve: bool, comment: str | None = None) -> str:
-    """The merchant admin ``boss`` (editor) decides a request in the merchant's review, as the admin UI does."""
+    """The merchant admin ``boss`` (editor) decides a request in the merchant's review.
+
+    As the admin UI does."""
     return tenant_run(
         world,
         lambda s, t: actions.merchant_decide(s, t, request_id, "boss", approve, comment).status,
@@ -321,7 +325,9 @@ def admin_app(world):
 
 
 def mine(result: dict, orders) -> dict:
-    """The part of a publish's ``reevaluated`` about ``orders`` (the shared tenant may hold other pending requests)."""
+    """The part of a publish's ``reevaluated`` about ``orders``.
+
+    The shared tenant may hold other pending requests."""
     return {k: v for k, v in result.items() if k in orders}
 
 
@@ -335,7 +341,8 @@ def test_publishing_a_parent_reevaluates_the_rule_sets_extending_it(wf, world, o
         oid: submit(wf, oid, buyer, 3000).json["approval"]["id"]
         for oid, buyer in ((base, "bea"), (child, "cleo"), (grand, "gia"), (sibling, "sia"))
     }
-    # a decision records the rules it was made under: the parents' versions and the compiled policy's hash
+    # a decision records the rules it was made under: the parents' versions and the compiled
+    # policy's hash
     stamp = wf.get(f"/api/v1/orders/{grand}").json["decision"]["ruleset"]
     assert (
         stamp["name"] == "beyond-base-grandchild"
@@ -378,7 +385,8 @@ def test_publishing_a_parent_reevaluates_the_rule_sets_extending_it(wf, world, o
             and rulesets["beyond-base-keep"]["reevaluated"] == {}
         )
 
-        # 3000 needs nobody under the new parent: approved, with both decisions on record, under the child's own (unchanged) version
+        # 3000 needs nobody under the new parent: approved, with both decisions on record, under
+        # the child's own (unchanged) version
         for oid, number, parents in (
             (child, child_number, [{"name": "beyond-base", "version": published["number"]}]),
             (
@@ -441,7 +449,8 @@ def test_publishing_a_parent_reevaluates_the_rule_sets_extending_it(wf, world, o
             and mine(again["pending"]["reevaluated"], requests) == {}
         )
 
-        # a request decided under the rules in force stays as it is when a parent version changes nothing for it
+        # a request decided under the rules in force stays as it is when a parent version changes
+        # nothing for it
         fresh = order_id("XC")
         requests[fresh] = submit(wf, fresh, "cleo", 4500).json["approval"]["id"]
         seen = wf.get(f"/api/v1/approvals/{requests[fresh]}").json
@@ -515,7 +524,8 @@ def test_a_decision_recorded_without_its_policy_hash_counts_as_decided_at_its_ti
     assert oid not in publish(wf, "beyond-base", old_text)["pending"]["reevaluated"]
     version = wf.get(f"/api/v1/approvals/{request_id}").json["version"]
     try:
-        # a version published after it: decided again (under the same rules, so still the manager), the hash recorded now
+        # a version published after it: decided again (under the same rules, so still the
+        # manager), the hash recorded now
         described = publish(
             wf,
             "beyond-base",
@@ -585,7 +595,8 @@ def test_reminders_count_from_when_the_current_step_became_current(wf, world, or
     remind(world, director_from + timedelta(days=3, minutes=2))
     assert reminders_of(world, oid)[2:] == [("director", ["nora"])]
 
-    # P5D in the director's step: it escalates to the deputy (reminded already, so at once); the deputy gets P1D
+    # P5D in the director's step: it escalates to the deputy (reminded already, so at once); the
+    # deputy gets P1D
     escalated_at = director_from + timedelta(days=5, minutes=1)
     world.run(lambda s: jobs.expire_due(s, now=escalated_at, limit=100_000))
     detail = wf.get(f"/api/v1/approvals/{request_id}").json
