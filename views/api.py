@@ -8,9 +8,9 @@ query below is scoped by it, so one tenant's ids are invisible to another
 from __future__ import annotations
 
 import functools
-import json
 from datetime import date
 
+from pyramid.tweens import INGRESS
 from pyramid.view import view_config, view_defaults
 
 from approvalrules.engine import validator
@@ -21,6 +21,8 @@ from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import find_api_key
 from approvalrules.workflow import actions, deciding, queries
+
+from . import inputs
 
 MAX_PAGE_SIZE = 200
 #: rows a page may start after (32-bit, as the ids)
@@ -47,46 +49,23 @@ def includeme(config):
     config.add_tween(
         "approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory"
     )
+    # topmost: no other tween decodes a path before it is checked, and a refused
+    # parameter never opens a transaction
+    config.add_tween("approvalrules.views.inputs.input_tween_factory", under=INGRESS)
 
 
-def json_body(request) -> dict:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    try:
-        body = json.loads(request.body or b"null", parse_float=str, parse_int=_bounded_int)
-    except (ValueError, RecursionError) as exc:
-        raise ApprovalRulesError(
-            "invalid_json", f"the request body is not valid JSON: {exc}"[:300]
-        ) from None
+def json_body(request, check=None) -> dict:
+    """The request's JSON object, or a 400 that says what is wrong with it.
+
+    ``check`` sees the body with exact numbers (:class:`~.inputs.JsonNumber`) before the
+    workflow gets it with fractional numbers as text, as it always has.
+    """
+    body = inputs.parse_json(request.body)
     if not isinstance(body, dict):
         raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
-    if _has_nul(body):
-        # PostgreSQL text and JSONB cannot hold U+0000: refuse it here rather than fail on write
-        raise ApprovalRulesError(
-            "invalid_json",
-            "the request body contains a NUL character (\\u0000), which is not accepted",
-        )
-    return body
-
-
-def _has_nul(value) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > 30:
-        raise ValueError(f"integer with {len(text)} digits")
-    return int(text)
+    if check is not None:
+        check(body)
+    return inputs.numbers_as_text(body)
 
 
 def order_view(session, order: Order) -> dict:
@@ -192,7 +171,7 @@ class StorefrontApi:
     @view_config(route_name="api_evaluate", request_method="POST")
     def evaluate(self):
         decision, version = deciding.evaluate(
-            self.session, self.tenant, json_body(self.request), dry_run=True
+            self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
         )
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
@@ -203,7 +182,7 @@ class StorefrontApi:
         order, created = actions.submit(
             self.session,
             self.tenant,
-            json_body(self.request),
+            json_body(self.request, inputs.check_order),
             idempotency_key=self.request.headers.get("Idempotency-Key"),
         )
         self.request.response.status_int = 201 if created else 200
