@@ -501,7 +501,7 @@ def actor_and_comment(body: dict) -> tuple[str, str | None]:
 
 
 def _int_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise NotFound("unknown_approval", f"no approval request {text[:40]!r}")
     return int(text)
 

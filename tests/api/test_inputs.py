@@ -230,3 +230,44 @@ def test_openapi_documents_slashes_in_order_ids(api):
     doc = api.get("/api/v1/openapi.json").json
     parameter = doc["paths"]["/api/v1/orders/{id}"]["get"]["parameters"][0]
     assert "/" in parameter["description"] and parameter["schema"]["maxLength"] == 100
+
+
+def test_the_openapi_methods_are_the_routes_views(world, api):
+    """views/inputs.py answers 405 from the document: it lists what the views serve."""
+    from pyramid.interfaces import IRoutesMapper
+
+    from approvalrules.views import inputs
+
+    document = api.get("/api/v1/openapi.json").json
+    mapper = world.app.registry.getUtility(IRoutesMapper)
+    introspector = world.app.registry.introspector
+    served = {}
+    for route in mapper.get_routes():
+        if not route.pattern.startswith("/api/v1/") or route.name == "api_openapi":
+            continue
+        for view in introspector.related(introspector.get("routes", route.name)):
+            if view.category_name == "views":
+                methods = view["request_methods"]
+                methods = (methods,) if isinstance(methods, str) else methods
+                served.setdefault(route.name, set()).update(methods)
+    documented = {}
+    for template, item in document["paths"].items():
+        for method in item:
+            sample = template.replace("{id}", "7").replace("{name}", "acme")
+            sample = sample.replace("{company}", "acme").replace("{group}", "g")
+            sample = sample.replace("{account}", "bob")
+            info = mapper(_FakeRequest(sample, method.upper()))
+            assert info["route"] is not None, template
+            documented.setdefault(info["route"].name, set()).add(method.upper())
+    assert documented == served
+    assert inputs.routes()  # the document's paths compile
+
+
+class _FakeRequest:
+    """Just enough of a request for the routes mapper."""
+
+    def __init__(self, path: str, method: str):
+        self.path_info = path
+        self.method = method
+        self.environ = {"REQUEST_METHOD": method, "PATH_INFO": path}
+        self.params = {}
