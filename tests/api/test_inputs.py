@@ -173,20 +173,22 @@ def test_a_line_price_is_checked(api, order_id, price):
     assert error["details"]["path"] == "order.lines[0].price"
 
 
-def test_decimal_numbers_and_decimal_strings_stay_accepted(api, order_id):
+def test_decimal_numbers_and_decimal_strings_stay_accepted(twin_api, order_id):
     body = {
         "id": order_id(),
         "buyer": "sam",
         "total": "12.50",
         "lines": [{"sku": "a", "quantity": 2.5, "price": 5}, {"sku": "b", "price": "0.5"}],
     }
-    created = api.post_json("/api/v1/orders", body, status=201).json
+    created = twin_api.post_json("/api/v1/orders", body, status=201).json
     assert created["total"] == "12.5"
-    assert api.post_json("/api/v1/orders", body, status=200).json["id"] == body["id"]
-    assert api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 1e3}).status_int == 200
+    assert twin_api.post_json("/api/v1/orders", body, status=200).json["id"] == body["id"]
+    assert twin_api.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 1e3}).status_int == 200
 
 
 # ------------------------------------------------------------------ 405 and ids with '/'
+# (orders that are recorded go to tenant twin: the shared sample orders of demo stay as
+# the diff tests count them)
 
 
 @pytest.mark.parametrize(
@@ -206,24 +208,26 @@ def test_a_wrong_method_on_a_known_route_is_405_with_allow(api, method, path, al
     assert method in error["message"]
 
 
-def test_an_order_id_with_slashes_is_reachable_on_every_route(api, order_id):
+def test_an_order_id_with_slashes_is_reachable_on_every_route(twin_api, order_id):
     oid = "2026/PO/" + order_id("17")
-    created = api.post_json("/api/v1/orders", {"id": oid, "buyer": "sam", "total": 5}, status=201)
+    created = twin_api.post_json(
+        "/api/v1/orders", {"id": oid, "buyer": "sam", "total": 5}, status=201
+    )
     assert created.json["id"] == oid
-    assert api.get(f"/api/v1/orders/{oid}").json["id"] == oid
+    assert twin_api.get(f"/api/v1/orders/{oid}").json["id"] == oid
     # percent-encoded slashes reach the same order
-    assert api.get("/api/v1/orders/" + quote(oid, safe="")).json["id"] == oid
+    assert twin_api.get("/api/v1/orders/" + quote(oid, safe="")).json["id"] == oid
     # an action after the id: the id keeps its slashes
-    response = api.post(f"/api/v1/orders/{oid}/released", status="*")
+    response = twin_api.post(f"/api/v1/orders/{oid}/released", status="*")
     assert response.status_int in (200, 409), response.text
     if response.status_int == 200:
         assert response.json["id"] == oid
 
 
-def test_an_order_whose_id_ends_like_an_action_is_still_read(api, order_id):
+def test_an_order_whose_id_ends_like_an_action_is_still_read(twin_api, order_id):
     oid = order_id("erp") + "/withdraw"
-    api.post_json("/api/v1/orders", {"id": oid, "buyer": "sam", "total": 5}, status=201)
-    assert api.get(f"/api/v1/orders/{oid}").json["id"] == oid
+    twin_api.post_json("/api/v1/orders", {"id": oid, "buyer": "sam", "total": 5}, status=201)
+    assert twin_api.get(f"/api/v1/orders/{oid}").json["id"] == oid
 
 
 def test_openapi_documents_slashes_in_order_ids(api):
@@ -271,3 +275,38 @@ class _FakeRequest:
         self.method = method
         self.environ = {"REQUEST_METHOD": method, "PATH_INFO": path}
         self.params = {}
+
+
+# ------------------------------------------------------------------ directory writes
+# (accepted writes go to tenant twin, so demo's sample directory stays as other tests know it)
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@", "@b.test", "a b@c.test", "a@b"])
+def test_an_invalid_email_is_refused(api, email):
+    response = api.put_json("/api/v1/directory/accounts/fuzz-account", {"email": email}, status="*")
+    assert assert_error(response, 422)["details"]["path"] == "email"
+
+
+def test_a_valid_email_is_accepted(twin_api):
+    twin_api.put_json(
+        "/api/v1/directory/accounts/fuzz-account", {"email": "ann.o'neil+po@ex.example"}
+    )
+
+
+def test_an_unknown_rule_set_is_refused(twin_api):
+    response = twin_api.put_json(
+        "/api/v1/directory/companies/acme-fuzz", {"ruleset": "no-such-rules"}, status="*"
+    )
+    error = assert_error(response, 422, code="unknown_ruleset")
+    assert error["details"]["path"] == "ruleset"
+    twin_api.put_json("/api/v1/directory/companies/acme-fuzz", {"ruleset": "acme"})
+
+
+def test_an_undefined_role_is_refused(twin_api):
+    path = "/api/v1/directory/accounts/sync-role/memberships/acme"
+    twin_api.put_json("/api/v1/directory/accounts/sync-role", {"name": "Role test"})
+    error = assert_error(
+        twin_api.put_json(path, {"role": "emperor"}, status="*"), 422, "unknown_role"
+    )
+    assert error["details"]["path"] == "role" and "requisitioner" in error["message"]
+    twin_api.put_json(path, {"role": "requisitioner"})
