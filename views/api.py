@@ -538,7 +538,8 @@ def actor_and_comment(body: dict) -> tuple[str, str | None]:
 
 
 def _int_id(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+    """An approval request id; views/inputs.py has refused anything else already."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > inputs.MAX_ID:
         raise NotFound("unknown_approval", f"no approval request {text[:40]!r}")
     return int(text)
 

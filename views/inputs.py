@@ -31,13 +31,14 @@ from pyramid.response import Response
 from approvalrules.errors import ApprovalRulesError, OrderError
 
 from . import openapi
+from .errors import error_body
 
 #: JSON bodies nest at most this deep; real orders and directory records need < 10
 MAX_JSON_DEPTH = 32
 #: a string parameter whose schema sets no maxLength still gets this one
 DEFAULT_MAX_LENGTH = 1000
 #: an integer parameter whose schema sets no maximum: the 32-bit ids of the database
-DEFAULT_MAXIMUM = 2**31 - 1
+DEFAULT_MAXIMUM = MAX_ID = openapi.MAX_ID
 
 #: C0 controls and DEL: never part of an id, a key or a filter (NUL breaks PostgreSQL)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -47,11 +48,9 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _error(status: int, code: str, message: str, details=None, headers=None) -> Response:
-    error = {"code": code, "message": message}
-    if details is not None:
-        error["details"] = details
+    """Our JSON error (views/errors.py's format), built here: tweens answer before any view."""
     response = Response(
-        body=json.dumps({"error": error}).encode(),
+        body=json.dumps(error_body(code, message, details)).encode(),
         status=status,
         content_type="application/json",
         charset="utf-8",
