@@ -8,19 +8,23 @@ query below is scoped by it, so one tenant's ids are invisible to another
 from __future__ import annotations
 
 import functools
-import json
 from datetime import date
 
+from pyramid.tweens import INGRESS
 from pyramid.view import view_config, view_defaults
 
 from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
 from approvalrules.errors import ApprovalRulesError, NotFound, OrderError, Unauthorized
+from approvalrules.store import versions
+from approvalrules.store.directory import snapshot
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import find_api_key
 from approvalrules.workflow import actions, deciding, queries
+
+from . import inputs
 
 MAX_PAGE_SIZE = 200
 #: rows a page may start after (32-bit, as the ids)
@@ -47,46 +51,23 @@ def includeme(config):
     config.add_tween(
         "approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory"
     )
+    # topmost: no other tween decodes a path before it is checked, and a refused
+    # parameter never opens a transaction
+    config.add_tween("approvalrules.views.inputs.input_tween_factory", under=INGRESS)
 
 
-def json_body(request) -> dict:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    try:
-        body = json.loads(request.body or b"null", parse_float=str, parse_int=_bounded_int)
-    except (ValueError, RecursionError) as exc:
-        raise ApprovalRulesError(
-            "invalid_json", f"the request body is not valid JSON: {exc}"[:300]
-        ) from None
+def json_body(request, check=None) -> dict:
+    """The request's JSON object, or a 400 that says what is wrong with it.
+
+    ``check`` sees the body with exact numbers (:class:`~.inputs.JsonNumber`) before the
+    workflow gets it with fractional numbers as text, as it always has.
+    """
+    body = inputs.parse_json(request.body)
     if not isinstance(body, dict):
         raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
-    if _has_nul(body):
-        # PostgreSQL text and JSONB cannot hold U+0000: refuse it here rather than fail on write
-        raise ApprovalRulesError(
-            "invalid_json",
-            "the request body contains a NUL character (\\u0000), which is not accepted",
-        )
-    return body
-
-
-def _has_nul(value) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def _bounded_int(text: str) -> int:
-    if len(text) > 30:
-        raise ValueError(f"integer with {len(text)} digits")
-    return int(text)
+    if check is not None:
+        check(body)
+    return inputs.numbers_as_text(body)
 
 
 def order_view(session, order: Order) -> dict:
@@ -192,7 +173,7 @@ class StorefrontApi:
     @view_config(route_name="api_evaluate", request_method="POST")
     def evaluate(self):
         decision, version = deciding.evaluate(
-            self.session, self.tenant, json_body(self.request), dry_run=True
+            self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
         )
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
@@ -203,7 +184,7 @@ class StorefrontApi:
         order, created = actions.submit(
             self.session,
             self.tenant,
-            json_body(self.request),
+            json_body(self.request, inputs.check_order),
             idempotency_key=self.request.headers.get("Idempotency-Key"),
         )
         self.request.response.status_int = 201 if created else 200
@@ -355,6 +336,8 @@ class StorefrontApi:
     @view_config(route_name="api_directory_company", request_method="PUT")
     def put_company(self):
         body = directory_body(self.request, "company_body")
+        if body.get("ruleset") is not None:
+            _check_published_ruleset(self.session, self.tenant, body["ruleset"])
         self._directory().upsert_company(self.request.matchdict["company"], **body)
         return {"status": "ok", "company": self.request.matchdict["company"]}
 
@@ -389,6 +372,8 @@ class StorefrontApi:
         body = directory_body(self.request, "membership_body")
         if "settings" in body:
             _check_settings(body["settings"])
+        if "role" in body:
+            _check_role(self.session, self.tenant, self.request.matchdict["company"], body["role"])
         self._directory().upsert_membership(
             self.request.matchdict["account"], self.request.matchdict["company"], **body
         )
@@ -493,6 +478,37 @@ def _body_error(body: dict, error) -> OrderError:
     return OrderError("invalid_value", f"{key}: {error.message}"[:300], path=key or None)
 
 
+def _check_published_ruleset(session, tenant, name: str) -> None:
+    """A company may only be governed by a published rule set: one that does not exist (or
+    is only a draft) would block every order of the company."""
+    ruleset = versions.get_ruleset(session, tenant.id, name)
+    if ruleset is None or ruleset.active_version is None:
+        raise OrderError(
+            "unknown_ruleset",
+            f"no published rule set {name!r}; publish it first, or send null for the "
+            "tenant's default",
+            path="ruleset",
+        )
+
+
+def _check_role(session, tenant, company_id: str, role: str) -> None:
+    """A member's role must be one the company's rule set defines: an undefined one would
+    block every order of the member.  An unknown company is left to the directory's own
+    error."""
+    directory = snapshot(session, tenant)
+    try:
+        policy, _ = queries.policy_for_company(session, tenant, directory, company_id)
+    except ApprovalRulesError:
+        return
+    if role not in policy.roles:
+        raise OrderError(
+            "unknown_role",
+            f"role {role[:100]!r} is not defined by the rule set of company {company_id!r}; "
+            f"use one of {', '.join(sorted(policy.roles))}",
+            path="role",
+        )
+
+
 def _check_settings(settings: dict) -> None:
     """Membership settings follow the rule-set schema's ``settings`` definition."""
     errors = sorted(
@@ -522,7 +538,8 @@ def actor_and_comment(body: dict) -> tuple[str, str | None]:
 
 
 def _int_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    """An approval request id; views/inputs.py has refused anything else already."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > inputs.MAX_ID:
         raise NotFound("unknown_approval", f"no approval request {text[:40]!r}")
     return int(text)
 

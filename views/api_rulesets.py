@@ -150,6 +150,6 @@ class RuleSetApi:
 
 
 def _version_number(text: str) -> int:
-    if not text.isdigit() or len(text) > 9:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
         raise ApprovalRulesError("invalid_version", "name versions by number, e.g. ?from=1&to=2")
     return int(text)

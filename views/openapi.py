@@ -11,14 +11,29 @@ from approvalrules.engine import schema
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
+# The limits of every path, query and header parameter, declared once: views/inputs.py checks
+# each request against them before any database work.
+#: database ids (32-bit)
+MAX_ID = 2**31 - 1
+WHOLE = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+#: the directory's ids (schemas/directory.schema.json#/$defs/id)
+DIRECTORY_ID = {"type": "string", "maxLength": 100, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"}
+#: an id or filter given as free text
+TEXT_100 = {"type": "string", "maxLength": 100}
+#: rule-set names (schemas/ruleset.schema.json#/$defs/identifier)
+RULESET_NAME = {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+#: printable ASCII, as HTTP header values travel
+HEADER_TOKEN = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}
+
 
 def _error_responses(*statuses: int) -> dict:
     text = {
-        400: "Malformed request",
+        400: "Malformed request, or a parameter outside its documented limits (invalid_parameter)",
         401: "Missing, wrong or revoked API key",
         403: "Not allowed",
         404: "Not found (or another tenant's)",
         409: "Conflicts with the current state",
+        405: "Method not allowed on this path; the Allow header lists the allowed ones",
         413: "Too large",
         422: "Invalid order or document, or a rule set whose own tests fail (tests_failed)",
         503: "Database unavailable",
@@ -153,8 +168,17 @@ def document() -> dict:
     json_of = lambda ref: {
         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
     }  # noqa: E731
-    order_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-    approval_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    order_id = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "The storefront's order id. It may contain '/' (ERP numbers like "
+        "2026/PO/17): send it as is (/api/v1/orders/2026/PO/17) or with %2F; "
+        "the order actions take the last segment (/api/v1/orders/2026/PO/17/withdraw).",
+        "x-may-contain-slash": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+    }
+    approval_id = {"name": "id", "in": "path", "required": True, "schema": WHOLE}
     paths = {
         "/api/v1/evaluate": {
             "post": {
@@ -170,12 +194,12 @@ def document() -> dict:
             "get": {
                 "summary": "The orders an account may see, per the rule set's visibility (own, group, eligible, company)",
                 "parameters": [
-                    {"name": n, "in": "query", "required": n == "viewer", "schema": {"type": t}}
+                    {"name": n, "in": "query", "required": n == "viewer", "schema": t}
                     for n, t in (
-                        ("viewer", "string"),
-                        ("company", "string"),
-                        ("page", "integer"),
-                        ("per_page", "integer"),
+                        ("viewer", TEXT_100),
+                        ("company", TEXT_100),
+                        ("page", WHOLE),
+                        ("per_page", WHOLE),
                     )
                 ],
                 "responses": {
@@ -205,7 +229,7 @@ def document() -> dict:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string"},
+                        "schema": HEADER_TOKEN,
                     }
                 ],
                 "requestBody": {"required": True, **json_of("Order")},
@@ -249,15 +273,15 @@ def document() -> dict:
         "get": {
             "summary": "Approver inbox and history with counts per status",
             "parameters": [
-                {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                {"name": n, "in": "query", "required": False, "schema": t}
                 for n, t in (
-                    ("approver", "string"),
-                    ("status", "string"),
-                    ("from", "string"),
-                    ("to", "string"),
-                    ("q", "string"),
-                    ("page", "integer"),
-                    ("per_page", "integer"),
+                    ("approver", TEXT_100),
+                    ("status", TEXT_100),
+                    ("from", {"type": "string", "maxLength": 40}),
+                    ("to", {"type": "string", "maxLength": 40}),
+                    ("q", TEXT_100),
+                    ("page", WHOLE),
+                    ("per_page", WHOLE),
                 )
             ],
             "responses": {
@@ -356,7 +380,7 @@ def document() -> dict:
                         "name": "If-Match",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string"},
+                        "schema": HEADER_TOKEN,
                     },
                 ],
                 "requestBody": {"required": True, **json_of("ApprovalAction")},
@@ -375,7 +399,7 @@ def document() -> dict:
                     "name": "If-Match",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string"},
+                    "schema": HEADER_TOKEN,
                 },
             ],
             "requestBody": {
@@ -418,7 +442,7 @@ def document() -> dict:
         return {
             "summary": summary,
             "parameters": [
-                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": n, "in": "path", "required": True, "schema": DIRECTORY_ID}
                 for n in path_params
             ],
             "requestBody": {
@@ -466,7 +490,7 @@ def document() -> dict:
         "delete": {
             "summary": "Delete a group; members per the tenant's policy (or ?policy=)",
             "parameters": [
-                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                {"name": n, "in": "path", "required": True, "schema": DIRECTORY_ID}
                 for n in ("company", "group")
             ]
             + [
@@ -530,7 +554,7 @@ def document() -> dict:
                     "name": n,
                     "in": "query",
                     "required": n in ("delegator", "delegate"),
-                    "schema": {"type": "string"},
+                    "schema": TEXT_100,
                 }
                 for n in ("delegator", "delegate", "company", "step")
             ],
@@ -557,7 +581,7 @@ def document() -> dict:
             required=("approver", "account", "company"),
         )
     }
-    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    name = {"name": "name", "in": "path", "required": True, "schema": RULESET_NAME}
     yaml_body = {
         "required": True,
         "content": {
@@ -613,7 +637,7 @@ def document() -> dict:
             "summary": "Publish an old version's text anew",
             "parameters": [
                 name,
-                {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}},
+                {"name": "to", "in": "query", "required": True, "schema": WHOLE},
             ],
             "responses": {
                 "200": {"description": "The new version", **anything},
@@ -636,7 +660,7 @@ def document() -> dict:
             "summary": "Structural, behavioural and unified diff of two versions",
             "parameters": [name]
             + [
-                {"name": n, "in": "query", "required": True, "schema": {"type": "integer"}}
+                {"name": n, "in": "query", "required": True, "schema": WHOLE}
                 for n in ("from", "to")
             ],
             "responses": {
@@ -645,6 +669,10 @@ def document() -> dict:
             },
         }
     }
+    for item in paths.values():
+        for operation in item.values():
+            # every operation checks its parameters and refuses other methods
+            operation["responses"] = {**_error_responses(400, 405), **operation["responses"]}
     return {
         "openapi": "3.1.0",
         "info": {"title": "approvalrules storefront API", "version": "1"},

@@ -15,8 +15,14 @@ def includeme(config):
     config.add_route("api_ruleset_diff", "/api/v1/rulesets/{name}/diff")
     config.add_route("api_evaluate", "/api/v1/evaluate")
     config.add_route("api_orders", "/api/v1/orders")
-    config.add_route("api_order", "/api/v1/orders/{id}")
-    config.add_route("api_order_action", "/api/v1/orders/{id}/{action}")
+    # order ids may contain '/' (ERP numbers like 2026/PO/17): the action route, POST only,
+    # takes the last segment; every other method reads the whole rest as the id
+    config.add_route(
+        "api_order_action",
+        "/api/v1/orders/{id:.+}/{action:withdraw|released|convert}",
+        request_method="POST",
+    )
+    config.add_route("api_order", "/api/v1/orders/{id:.+}")
     config.add_route("api_approvals", "/api/v1/approvals")
     config.add_route("api_approvals_bulk", "/api/v1/approvals/bulk")
     config.add_route("api_approval", "/api/v1/approvals/{id}")

@@ -88,6 +88,9 @@ class Order:
                     "invalid_line", f"{where} must be an object with a sku", path=where
                 )
             quantity = parse_amount(raw.get("quantity", 1), f"{where}.quantity")
+            if raw.get("price") is not None:
+                # not used by the rules yet, but an order with a price of -10 is no order
+                parse_amount(raw["price"], f"{where}.price")
             category = raw.get("category")
             lines.append(
                 Line(raw["sku"], category if isinstance(category, str) else None, quantity)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -10,11 +11,58 @@ from ..errors import OrderError
 #: ISO 4217 codes accepted in rule sets and orders.  A closed list, so that a
 #: typo ("USS") is an error rather than a silently separate currency.
 CURRENCIES = frozenset(
-    ["AED", "AUD", "BGN", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK", "EGP", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "ISK", "JPY", "KRW", "MXN", "MYR", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "RON", "RUB", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH", "USD", "VND", "ZAR"]
+    [
+        "AED",
+        "AUD",
+        "BGN",
+        "BRL",
+        "CAD",
+        "CHF",
+        "CLP",
+        "CNY",
+        "COP",
+        "CZK",
+        "DKK",
+        "EGP",
+        "EUR",
+        "GBP",
+        "HKD",
+        "HUF",
+        "IDR",
+        "ILS",
+        "INR",
+        "ISK",
+        "JPY",
+        "KRW",
+        "MXN",
+        "MYR",
+        "NOK",
+        "NZD",
+        "PEN",
+        "PHP",
+        "PKR",
+        "PLN",
+        "RON",
+        "RUB",
+        "SAR",
+        "SEK",
+        "SGD",
+        "THB",
+        "TRY",
+        "TWD",
+        "UAH",
+        "USD",
+        "VND",
+        "ZAR",
+    ]
 )
 
 #: amounts are bounded so that a 5,000-digit number is a clear error, not a slow one
 MAX_DIGITS = 18
+#: an amount as text: ASCII digits with an optional fraction.  A minus sign is read so that
+#: it can be refused as negative; an exponent because the API hands JSON numbers
+#: such as 1e3 on as their text.
+_AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,3})?")
 
 
 def parse_amount(value: Any, where: str = "amount") -> Decimal:
@@ -27,8 +75,16 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
         raise OrderError(
             "invalid_amount", f"{where} must be a number, not {type(value).__name__}", path=where
         )
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        # Decimal() alone would take "8_00", "٨٠٠" and "  800 "
+        raise OrderError(
+            "invalid_amount",
+            f"{where} must be a number or a decimal string of ASCII digits like "
+            f'"999999.99" (no blanks, signs or "_"), got {value[:40]!r}',
+            path=where,
+        )
     try:
-        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise OrderError(
             "invalid_amount", f"{where} must be a number, got {str(value)[:40]!r}", path=where

@@ -68,7 +68,9 @@ def csp_nonce(request) -> str:
 
 
 def _is_admin_page(request) -> bool:
-    return request.path == "/" or request.path.startswith(ADMIN_PREFIX)
+    # the raw WSGI path: request.path raises on a path that is not UTF-8 (refused with a 400)
+    path = request.environ.get("PATH_INFO", "")
+    return path == "/" or path.startswith(ADMIN_PREFIX)
 
 
 def add_security_headers(event) -> None:
