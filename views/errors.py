@@ -27,6 +27,7 @@ STATUS = (
     (errors.DocumentError, 422),
     (errors.TestsFailed, 422),
     (errors.OrderError, 422),
+    (errors.DirectoryValueError, 422),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
