@@ -122,6 +122,13 @@ class DirectoryError(ApprovalRulesError):
     code = "directory_error"
 
 
+class DirectoryValueError(DirectoryError):
+    """A directory write names a value that cannot work: an undefined role, an unknown rule set,
+    an invalid e-mail (HTTP 422; ``path`` names the field)."""
+
+    code = "invalid_directory_value"
+
+
 class OrderError(ApprovalRulesError):
     """The order sent for evaluation is malformed (wrong types, unknown buyer...)."""
 

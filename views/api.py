@@ -17,8 +17,6 @@ from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
 from approvalrules.errors import ApprovalRulesError, NotFound, OrderError, Unauthorized
-from approvalrules.store import versions
-from approvalrules.store.directory import snapshot
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import find_api_key
@@ -336,8 +334,6 @@ class StorefrontApi:
     @view_config(route_name="api_directory_company", request_method="PUT")
     def put_company(self):
         body = directory_body(self.request, "company_body")
-        if body.get("ruleset") is not None:
-            _check_published_ruleset(self.session, self.tenant, body["ruleset"])
         self._directory().upsert_company(self.request.matchdict["company"], **body)
         return {"status": "ok", "company": self.request.matchdict["company"]}
 
@@ -372,8 +368,6 @@ class StorefrontApi:
         body = directory_body(self.request, "membership_body")
         if "settings" in body:
             _check_settings(body["settings"])
-        if "role" in body:
-            _check_role(self.session, self.tenant, self.request.matchdict["company"], body["role"])
         self._directory().upsert_membership(
             self.request.matchdict["account"], self.request.matchdict["company"], **body
         )
@@ -476,37 +470,6 @@ def _body_error(body: dict, error) -> OrderError:
         names = " or ".join([types] if isinstance(types, str) else types)
         return OrderError("wrong_type", f"{key} must be {names}", path=key)
     return OrderError("invalid_value", f"{key}: {error.message}"[:300], path=key or None)
-
-
-def _check_published_ruleset(session, tenant, name: str) -> None:
-    """A company may only be governed by a published rule set: one that does not exist (or
-    is only a draft) would block every order of the company."""
-    ruleset = versions.get_ruleset(session, tenant.id, name)
-    if ruleset is None or ruleset.active_version is None:
-        raise OrderError(
-            "unknown_ruleset",
-            f"no published rule set {name!r}; publish it first, or send null for the "
-            "tenant's default",
-            path="ruleset",
-        )
-
-
-def _check_role(session, tenant, company_id: str, role: str) -> None:
-    """A member's role must be one the company's rule set defines: an undefined one would
-    block every order of the member.  An unknown company is left to the directory's own
-    error."""
-    directory = snapshot(session, tenant)
-    try:
-        policy, _ = queries.policy_for_company(session, tenant, directory, company_id)
-    except ApprovalRulesError:
-        return
-    if role not in policy.roles:
-        raise OrderError(
-            "unknown_role",
-            f"role {role[:100]!r} is not defined by the rule set of company {company_id!r}; "
-            f"use one of {', '.join(sorted(policy.roles))}",
-            path="role",
-        )
 
 
 def _check_settings(settings: dict) -> None:

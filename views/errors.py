@@ -6,9 +6,14 @@ Every error body is ``{"error": {code, message, details}}``.
 from __future__ import annotations
 
 import logging
+import random
+import sqlite3
+import time
 
+from pyramid.events import subscriber
 from pyramid.httpexceptions import HTTPException, HTTPNotFound
 from pyramid.view import exception_view_config, notfound_view_config
+from pyramid_retry import IBeforeRetry, mark_error_retryable
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -22,6 +27,7 @@ STATUS = (
     (errors.DocumentError, 422),
     (errors.TestsFailed, 422),
     (errors.OrderError, 422),
+    (errors.DirectoryValueError, 422),
     (errors.Unauthorized, 401),
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
@@ -88,8 +94,29 @@ def integrity(exc, request):
     )
 
 
+def _sqlite_busy(exc: OperationalError) -> bool:
+    """SQLite's "database is locked": another writer won; trying again is the cure."""
+    return getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+
+
+@subscriber(IBeforeRetry)
+def back_off_before_retrying_a_busy_sqlite(event) -> None:
+    """Let the winning SQLite writer commit before the loser's next attempt.
+
+    Runs after the failed attempt's transaction has ended (its read lock is gone), so the
+    winner can commit meanwhile; without the pause every attempt can lose in a row.
+    """
+    if isinstance(event.exception, OperationalError) and _sqlite_busy(event.exception):
+        attempt = event.environ.get("retry.attempt", 0) + 1
+        time.sleep(random.uniform(0.05, 0.2) * attempt)
+
+
 @exception_view_config(OperationalError)
 def database_unavailable(exc, request):
+    if _sqlite_busy(exc):
+        # A reader that wants to write loses to a writer on SQLite (e.g. identical submits in
+        # flight); pyramid_retry runs the request again while attempts remain (issue 15).
+        mark_error_retryable(exc)
     log.error("database error: %s", exc.orig)
     return _json(
         request,

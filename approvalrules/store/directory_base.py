@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import DirectoryError
 from .directory import note_directory_change
+from .directory_checks import RuleSetNames
 from .models import (
     Account,
     ApprovalEligibility,
@@ -57,12 +58,25 @@ def eligible_approver_ids(steps: Any, from_step: int = 0) -> set[str]:
 class DirectoryServiceBase:
     """The tenant, the actor and the lookups every directory write needs."""
 
-    def __init__(self, session: Session, tenant: Tenant | int | str, actor: str = "system"):
+    def __init__(
+        self,
+        session: Session,
+        tenant: Tenant | int | str,
+        actor: str = "system",
+        *,
+        check_names: bool = True,
+    ):
+        """``check_names=False`` skips the role and rule-set checks of
+        :mod:`~approvalrules.store.directory_checks`; only
+        :func:`approvalrules.store.testing.load_fixture` uses it, for directory fixtures
+        whose rule sets a test never publishes.  E-mail addresses are always checked."""
         self.session = session
         self.tenant = resolve_tenant(session, tenant)
         self.actor = actor
         self._companies: dict[str, Company] = {}
         self._accounts: dict[str, Account] = {}
+        #: the published rule sets and their roles that writes are checked against
+        self.rulesets = RuleSetNames(session, self.tenant.id, enabled=check_names)
 
     # lookups
 

@@ -40,6 +40,7 @@ from sqlalchemy import select
 from ..errors import DirectoryError
 from .approvers import ApproverWrites
 from .directory_base import UNSET, eligible_approver_ids
+from .directory_checks import check_email
 from .memberships import MembershipWrites
 from .models import Account, Company, Group, Membership
 
@@ -62,6 +63,8 @@ class DirectoryService(MembershipWrites, ApproverWrites):
         ruleset: str | None = UNSET,
         attributes: Mapping[str, Any] = UNSET,
     ) -> Company:
+        if ruleset is not UNSET:
+            self.rulesets.check_ruleset(ruleset)
         company = self._find_company(external_id)
         created = company is None
         if created:
@@ -109,6 +112,8 @@ class DirectoryService(MembershipWrites, ApproverWrites):
         email_enabled: bool = UNSET,
         active: bool = UNSET,
     ) -> Account:
+        if email is not UNSET:
+            check_email(email)
         account = self._find_account(external_id)
         created = account is None
         if created:

@@ -199,7 +199,7 @@ def _load_directory_file(service: DirectoryService, path: Path) -> None:
     try:
         service.load_records(records_from_dict(doc.data))
     except DirectoryError as exc:
-        raise DirectoryError(
+        raise type(exc)(  # the same kind (e.g. DirectoryValueError), with the file's name
             exc.code, f"{path.name}: {exc.message}", path=exc.path, details=exc.details
         ) from None
 

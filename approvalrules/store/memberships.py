@@ -55,6 +55,8 @@ class MembershipWrites(DirectoryServiceBase):
                 settings={},
                 attributes={},
             )
+        if role is not UNSET:
+            self.rulesets.check_role(role, company)
         if status is not UNSET and status not in MEMBERSHIP_STATUSES:
             raise DirectoryError(
                 "invalid_status",

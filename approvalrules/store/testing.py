@@ -47,8 +47,11 @@ def load_fixture(
 ) -> DirectoryService:
     """Upsert a directory fixture (the format of ``schemas/directory.schema.json``) into a tenant.
 
-    Returns the service it used, for tests that go on writing to the directory.
+    Returns the service it used, for tests that go on writing to the directory.  Such
+    fixtures describe a directory alone and name rule sets no test publishes, so the role and
+    rule-set checks are off for this service (``check_names=False``); the API, the admin and
+    the importer always check.
     """
-    service = DirectoryService(session, tenant, actor=actor)
+    service = DirectoryService(session, tenant, actor=actor, check_names=False)
     service.load_records(records_from_dict(data))
     return service

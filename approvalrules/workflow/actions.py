@@ -15,11 +15,12 @@ same moment.  Neither relies on ``SELECT ... FOR UPDATE`` (a no-op on SQLite).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..engine.durations import isoformat
@@ -62,6 +63,7 @@ def submit(
             path="order.id",
         )
     digest = queries.request_hash(body)
+    _wait_for_submissions_in_flight(session, tenant, body["id"], idempotency_key)
     existing = _existing_submission(session, tenant, body["id"], idempotency_key)
     if existing is not None:
         if existing.request_hash != digest:
@@ -81,6 +83,36 @@ def submit(
         session, tenant, body, decision, version, digest, idempotency_key, now, actor
     )
     return order, True
+
+
+def _wait_for_submissions_in_flight(
+    session: Session, tenant: Tenant, order_id: str, key: str | None
+) -> None:
+    """Wait until no other transaction is submitting this order id or ``Idempotency-Key``.
+
+    Without it, identical retries that arrive together all find nothing stored, all
+    evaluate, and all but one fail on the unique constraints (a 409 for a request the
+    storefront sent correctly).  On PostgreSQL a transaction-scoped advisory lock per id
+    and per key makes the duplicates queue behind the first; when it commits, each reads
+    its order (READ COMMITTED: every statement sees the latest commit) and answers as a
+    later retry would.  Locks are taken in one order, so two submits that share only a
+    key or only an id cannot deadlock.  SQLite serialises writers by itself; a duplicate
+    that loses the race there gets "database is locked" and the request is retried
+    (``views/errors.py``).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    names = [f"order-id:{tenant.id}:{order_id}"]
+    if key:
+        names.append(f"idempotency-key:{tenant.id}:{key}")
+    for lock_id in sorted(_advisory_lock_id(name) for name in names):
+        session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+
+
+def _advisory_lock_id(name: str) -> int:
+    """A stable signed 64-bit number for ``name`` (PostgreSQL advisory locks take a bigint)."""
+    digest = hashlib.blake2b(f"approvalrules.submit:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _existing_submission(

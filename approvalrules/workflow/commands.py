@@ -6,6 +6,8 @@ the same job at once (conditional updates and SKIP LOCKED keep them apart).
 
 from __future__ import annotations
 
+import sys
+
 import transaction
 from sqlalchemy.orm import sessionmaker
 
@@ -39,9 +41,20 @@ def remind(ini_path: str) -> int:
     return _with_session(ini_path, lambda session, settings: jobs.remind_due(session))
 
 
-def dispatch(ini_path: str) -> dict:
+def dispatch(ini_path: str) -> outbox.DispatchReport:
     """Deliver due outbox events (e-mail and webhooks)."""
     return _with_session(ini_path, lambda session, settings: outbox.dispatch(session, settings))
+
+
+def run_dispatch(ini_path: str) -> int:
+    """``approvalrules dispatch``: a summary on standard output, one line per failed delivery
+    (event id, channel, recipient, error) on standard error; exit 1 when any delivery failed,
+    so cron and monitoring notice."""
+    report = dispatch(ini_path)
+    print(report.summary())
+    for failure in report.failures:
+        print(f"failed: {failure.describe()}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def create_key(ini_path: str, tenant: str, name: str) -> str:
@@ -59,11 +72,16 @@ def add_parsers(sub) -> None:
             "escalate timed-out steps and cancel pending approval requests past their expiry",
         ),
         ("remind", remind, "send reminders for requests pending too long"),
-        ("dispatch", dispatch, "deliver queued e-mails and webhooks"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("ini")
         p.set_defaults(func=lambda args, job=job, name=name: print(f"{name}: {job(args.ini)}") or 0)
+    p = sub.add_parser(
+        "dispatch",
+        help="deliver queued e-mails and webhooks; exit 1 and one line per failure if any failed",
+    )
+    p.add_argument("ini")
+    p.set_defaults(func=lambda args: run_dispatch(args.ini))
     p = sub.add_parser("api-key", help="create an API key for a tenant; the key is shown once")
     p.add_argument("ini")
     p.add_argument("tenant", help="tenant slug")

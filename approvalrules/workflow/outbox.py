@@ -19,9 +19,10 @@ import json
 import smtplib
 import string
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from importlib import resources
@@ -52,6 +53,76 @@ class MailSettings:
             sender=settings.get("approvalrules.mail_from", cls.sender),
             timeout=float(settings.get("approvalrules.smtp_timeout", cls.timeout)),
         )
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """One event that could not be delivered: where it was going and why."""
+
+    event_id: str
+    event_type: str
+    channel: str  # "email" or "webhook"
+    recipient: str  # the e-mail address, or the webhook URL without its query
+    error: str
+    next_attempt_at: datetime | None  # None: given up after MAX_ATTEMPTS
+
+    def describe(self) -> str:
+        """One line for an operator: which event, to whom, what went wrong, what happens next."""
+        retry = (
+            f"retry at {self.next_attempt_at.isoformat(timespec='seconds')}"
+            if self.next_attempt_at
+            else f"given up after {MAX_ATTEMPTS} attempts"
+        )
+        return (
+            f"event {self.event_id} ({self.event_type}) {self.channel} to {self.recipient}: "
+            f"{self.error}; {retry}"
+        )
+
+
+@dataclass
+class DispatchReport:
+    """What one dispatch run did.  ``report["failed"]`` reads a count by name, as callers of
+    the earlier dict did."""
+
+    delivered: int = 0
+    failed: int = 0
+    emails: int = 0
+    webhooks: int = 0
+    failures: list[DeliveryFailure] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> int:
+        if name not in ("delivered", "failed", "emails", "webhooks"):
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def summary(self) -> str:
+        """``dispatch: 1 event delivered (1 e-mail, 0 webhooks), 32 failed``."""
+        return (
+            f"dispatch: {_plural(self.delivered, 'event')} delivered "
+            f"({_plural(self.emails, 'e-mail')}, {_plural(self.webhooks, 'webhook')}), "
+            f"{self.failed} failed"
+        )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+class _DeliveryError(Exception):
+    """A delivery that failed, with the channel and recipient it was for."""
+
+    def __init__(self, channel: str, recipient: str, cause: BaseException):
+        if isinstance(cause, urllib.error.URLError) and isinstance(cause.reason, BaseException):
+            cause = cause.reason  # "ConnectionRefusedError: ..." rather than "<urlopen error>"
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.channel = channel
+        self.recipient = recipient
+
+
+def _without_query(url: str) -> str:
+    # a receiver's URL may carry a token in its query; reports and logs never show it
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -103,18 +174,33 @@ def _send_emails(tenant: Tenant, event: OutboxEvent, mail: MailSettings) -> int:
     ]
     if not recipients:
         return 0
-    with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
-        for recipient in recipients:
-            subject, body = render_email(tenant, event, recipient)
-            message = EmailMessage()
-            message["From"] = mail.sender
-            message["To"] = recipient["email"]
-            message["Subject"] = subject
-            message["Message-ID"] = f"<{event.event_id}.{recipient['account']}@approvalrules>"
-            message["X-Approvalrules-Event"] = event.event_type
-            message.set_content(body)
-            smtp.send_message(message)
+    current = ", ".join(r["email"] for r in recipients)  # until the connection is open
+    try:
+        with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
+            for recipient in recipients:
+                current = recipient["email"]
+                _send_one_email(smtp, tenant, event, recipient, mail)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise _DeliveryError("email", current, exc) from exc
     return len(recipients)
+
+
+def _send_one_email(
+    smtp: smtplib.SMTP,
+    tenant: Tenant,
+    event: OutboxEvent,
+    recipient: Mapping[str, Any],
+    mail: MailSettings,
+) -> None:
+    subject, body = render_email(tenant, event, recipient)
+    message = EmailMessage()
+    message["From"] = mail.sender
+    message["To"] = recipient["email"]
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{event.event_id}.{recipient['account']}@approvalrules>"
+    message["X-Approvalrules-Event"] = event.event_type
+    message.set_content(body)
+    smtp.send_message(message)
 
 
 def _post_webhook(tenant: Tenant, event: OutboxEvent, timeout: float) -> bool:
@@ -143,11 +229,14 @@ def _post_webhook(tenant: Tenant, event: OutboxEvent, timeout: float) -> bool:
             "X-Approvalrules-Signature": sign(hook.get("secret", ""), body),
         },
     )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (the tenant's own configured URL)
-        if response.status >= 300:
-            raise urllib.error.HTTPError(
-                url, response.status, "webhook receiver refused", response.headers, None
-            )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (the tenant's own configured URL)
+            if response.status >= 300:
+                raise urllib.error.HTTPError(
+                    url, response.status, "webhook receiver refused", response.headers, None
+                )
+    except (OSError, urllib.error.URLError) as exc:
+        raise _DeliveryError("webhook", _without_query(url), exc) from exc
     return True
 
 
@@ -157,8 +246,8 @@ def backoff(attempts: int) -> timedelta:
 
 def dispatch(
     session: Session, settings: Mapping[str, Any], *, now: datetime | None = None, limit: int = 100
-) -> dict[str, int]:
-    """Deliver due events; returns counts (delivered, failed).
+) -> DispatchReport:
+    """Deliver due events; returns counts (delivered, failed, ...) and each failure's reason.
 
     Run it from cron on as many hosts as you like.
     """
@@ -176,7 +265,7 @@ def dispatch(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    counts = {"delivered": 0, "failed": 0, "emails": 0, "webhooks": 0}
+    report = DispatchReport()
     tenants: dict[int, Tenant] = {}
     for event in due:
         tenant = tenants.get(event.tenant_id) or tenants.setdefault(
@@ -184,17 +273,27 @@ def dispatch(
         )
         event.attempts += 1
         try:
-            counts["emails"] += _send_emails(tenant, event, mail)
-            counts["webhooks"] += _post_webhook(tenant, event, timeout)
-        except (OSError, smtplib.SMTPException, urllib.error.URLError) as exc:
-            event.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+            report.emails += _send_emails(tenant, event, mail)
+            report.webhooks += _post_webhook(tenant, event, timeout)
+        except _DeliveryError as exc:
+            event.last_error = f"{exc.channel} to {exc.recipient}: {exc}"[:1000]
             event.next_attempt_at = (
                 now + backoff(event.attempts) if event.attempts < MAX_ATTEMPTS else None
             )
-            counts["failed"] += 1
+            report.failed += 1
+            report.failures.append(
+                DeliveryFailure(
+                    event_id=str(event.event_id),
+                    event_type=event.event_type,
+                    channel=exc.channel,
+                    recipient=exc.recipient,
+                    error=str(exc),
+                    next_attempt_at=event.next_attempt_at,
+                )
+            )
         else:
             event.delivered_at = now
             event.last_error = None
-            counts["delivered"] += 1
+            report.delivered += 1
         session.flush()
-    return counts
+    return report

@@ -127,3 +127,69 @@ def test_two_of_three_under_contention_counts_each_approver_once(postgres_world,
             if e.payload["order"]["id"] == oid
         ]
     assert events.count("order_approved") == 1
+
+
+def _parallel_submits(world, body, key, count):
+    """``count`` identical submits of ``body`` under ``key``, released at once.
+
+    Returns [(status, json)].
+    """
+    barrier = threading.Barrier(count)
+    results = []
+    lock = threading.Lock()
+
+    def post():
+        app = webtest.TestApp(
+            world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+        )
+        barrier.wait()
+        response = app.post_json(
+            "/api/v1/orders", body, headers={"Idempotency-Key": key}, status="*"
+        )
+        with lock:
+            results.append((response.status_int, response.json))
+
+    threads = [threading.Thread(target=post) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+@pytest.mark.parametrize("count", [50])
+def test_parallel_identical_submits_under_one_key_all_get_the_stored_order(world, order_id, count):
+    """Issue 15, defect 9: in-flight duplicates wait for the first and get its answer (no 409)."""
+    oid = order_id("idem")
+    body = {"id": oid, "buyer": "bob", "total": 200}
+    results = _parallel_submits(world, body, f"key-{oid}", count)
+    assert len(results) == count
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {201: 1, 200: count - 1}, statuses
+    first = next(data for status, data in results if status == 201)
+    assert all(data == first for _, data in results), "every duplicate gets the stored answer"
+    with world.session() as session:
+        from approvalrules.store.models import Order
+
+        stored = session.scalars(select(Order).where(Order.external_id == oid)).all()
+    assert len(stored) == 1
+
+
+def test_another_body_under_a_key_in_use_stays_a_conflict(api, order_id):
+    oid = order_id("idem")
+    key = f"key-{oid}"
+    first = api.post_json(
+        "/api/v1/orders",
+        {"id": oid, "buyer": "bob", "total": 200},
+        headers={"Idempotency-Key": key},
+    )
+    assert first.status_int == 201
+    other = api.post_json(
+        "/api/v1/orders",
+        {"id": order_id("idem"), "buyer": "bob", "total": 300},
+        headers={"Idempotency-Key": key},
+        status="*",
+    )
+    assert other.status_int == 409
+    assert other.json["error"]["code"] == "idempotency_conflict"
+    assert "Idempotency-Key" in other.json["error"]["message"]

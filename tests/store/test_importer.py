@@ -5,15 +5,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from approvalrules.errors import DirectoryError, DocumentError
+from approvalrules.errors import DirectoryError, DirectoryValueError, DocumentError
 from approvalrules.store import commands, versions
 from approvalrules.store.directory import SqlDirectory
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.importer import export_folder, export_ruleset, load_folder
 from approvalrules.store.models import RuleSetVersion, Tenant
-from approvalrules.store.services import resolve_tenant
+from approvalrules.store.services import ensure_tenant, resolve_tenant
 
 # CRLF line endings, a comment, trailing spaces and no final newline: all must survive
-PARENT = b"# tenant default  \r\nruleset: tenant-default\r\ncurrency: USD\r\n# end"
+PARENT = (
+    b"# tenant default  \r\nruleset: tenant-default\r\ncurrency: USD\r\n"
+    b"roles:\r\n  approver: {label: Approver, permissions: [approve_orders]}\r\n"
+    b"  requisitioner: {label: Requisitioner, permissions: [place_orders]}\r\n# end"
+)
 CHILD = (
     "ruleset: acme-purchasing\nextends: tenant-default\n# caf\u00e9 \u2014 \u00fcber\n"
     "limits:\n  max_order_total: 999999.99\n"
@@ -168,3 +173,32 @@ def test_sample_rules_folder_loads_idempotently(session):
             p for p in REPO_RULES.glob("*.yaml") if f"ruleset: {name}\n" in p.read_text("utf-8")
         )
         assert export_ruleset(session, tenant, name, number).encode() == path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code", "field"),
+    [
+        ("role: requisitioner", "role: emperor", "undefined_role", "role"),
+        ("ruleset: acme-purchasing", "ruleset: no-such-rules", "unknown_ruleset", "ruleset"),
+        ("name: Bob\n", "name: Bob\n    email: bob-at-acme\n", "invalid_email", "email"),
+    ],
+)
+def test_a_directory_that_names_what_does_not_exist_is_refused_by_the_importer(
+    session, rules, old, new, code, field
+):
+    """Issue 15, defect 6: the importer writes through the same checks as the API."""
+    (rules / "directories" / "acme.yaml").write_text(DIRECTORY.replace(old, new))
+    with pytest.raises(DirectoryValueError) as refused:
+        load_folder(session, rules)
+    assert refused.value.code == code
+    assert field in str(refused.value)
+
+
+def test_a_directory_whose_rule_set_is_not_published_is_refused_until_it_is(session, tmp_path):
+    """Order of operations: the rule set first (as ``load_folder`` does), then its directory."""
+    demo = ensure_tenant(session, "solo")
+    service = DirectoryService(session, demo)
+    with pytest.raises(DirectoryValueError, match="published no rule set yet"):
+        service.upsert_company("acme", name="Acme", ruleset="tenant-default")
+    versions.publish(session, demo.id, "tenant-default", "tests", text=PARENT.decode())
+    DirectoryService(session, demo).upsert_company("acme", name="Acme", ruleset="tenant-default")

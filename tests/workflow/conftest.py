@@ -102,6 +102,10 @@ def shop(session, tenant):
     and company ``esc-co`` (rule set ``escalating``): buyer Ed, manager Max, directors Dirk and
     Dora (whose membership turns e-mail off); and company ``grp-co`` (rule set ``grouped``):
     Gus in group ``team``, manager Max, masters Mo and Mara (e-mail off)."""
+    # rule sets first: the directory refuses a company's unpublished rule set or undefined role
+    versions.publish(session, tenant.id, "shop", "tests", text=SHOP)
+    versions.publish(session, tenant.id, "escalating", "tests", text=ESCALATING)
+    versions.publish(session, tenant.id, "grouped", "tests", text=GROUPED)
     directory = DirectoryService(session, tenant, actor="tests")
     directory.upsert_company("shop-co", name="Shop Co", ruleset="shop")
     directory.upsert_company("esc-co", name="Escalating Co", ruleset="escalating")
@@ -135,8 +139,5 @@ def shop(session, tenant):
     directory.upsert_membership(
         "mara", "grp-co", role="admin", master=True, settings={"email": False}
     )
-    versions.publish(session, tenant.id, "shop", "tests", text=SHOP)
-    versions.publish(session, tenant.id, "escalating", "tests", text=ESCALATING)
-    versions.publish(session, tenant.id, "grouped", "tests", text=GROUPED)
     session.flush()
     return tenant

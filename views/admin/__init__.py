@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import secrets
 
+from pyramid.events import ContextFound
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.settings import asbool
 
 from ..limits import RateLimiter
+from .common import check_admin_input
 from .security import AdminRoot, AdminSecurityPolicy, actor, admin_tenant
 
 log = logging.getLogger(__name__)
@@ -102,5 +104,6 @@ def includeme(config):
     config.add_request_method(actor, "admin_actor", reify=True)
     config.add_static_view("deform_static", "deform:static", cache_max_age=3600)
     config.include(".headers")
+    config.add_subscriber(check_admin_input, ContextFound)
     for name, pattern in ROUTES:
         config.add_route(name, pattern, factory=AdminRoot)

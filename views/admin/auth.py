@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyramid.csrf import new_csrf_token
 from pyramid.exceptions import BadCSRFToken
-from pyramid.httpexceptions import HTTPFound, HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPBadRequest, HTTPFound, HTTPNotFound, HTTPSeeOther
 from pyramid.security import forget, remember
 from pyramid.view import (
     exception_view_config,
@@ -121,6 +121,12 @@ def bad_csrf(exc, request):
         "The form was missing its security token or it had expired. "
         "Go back, reload the page and try again.",
     )
+
+
+@exception_view_config(HTTPBadRequest, path_info=ADMIN_PATHS, renderer=template("error"))
+def bad_request(exc, request):
+    # e.g. a filter with a NUL in it (views/admin/common.py: check_admin_input)
+    return _error_page(request, 400, "Bad request", exc.detail or "The request was not understood.")
 
 
 @notfound_view_config(path_info=ADMIN_PATHS, renderer=template("error"))

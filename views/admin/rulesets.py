@@ -26,7 +26,7 @@ from approvalrules.workflow import publishing
 from approvalrules.workflow.publishing import Published
 
 from . import schema_forms
-from .common import flash, ruleset_or_404, template
+from .common import ascii_number, flash, int_or_404, ruleset_or_404, template
 from .diagram import chain_svg
 from .forms import document_schema, form_resources, make_form
 
@@ -233,10 +233,13 @@ def ruleset_chain(request):
     """The chain picture alone, e.g. for an <img>; ``?version=N`` or the active version."""
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     number = request.params.get("version", "")
-    if number.isdigit():
+    if number:
         try:
             text = versions.get_version(
-                request.dbsession, request.admin_tenant.id, ruleset.name, int(number)
+                request.dbsession,
+                request.admin_tenant.id,
+                ruleset.name,
+                int_or_404(number, "version"),
             ).text
         except ApprovalRulesError:
             raise HTTPNotFound() from None
@@ -441,13 +444,13 @@ def rollback(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     number = request.POST.get("number", "")
     try:
-        if not number.isdigit():
+        if ascii_number(number) is None:
             raise DocumentError([Problem("invalid_version", "choose a version number")])
         published = publishing.rollback(
             request.dbsession,
             request.admin_tenant,
             ruleset.name,
-            int(number),
+            ascii_number(number),
             author=request.admin_actor,
         )
         _flash_reevaluated(request, published)

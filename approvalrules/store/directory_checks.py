@@ -1,0 +1,128 @@
+"""What a directory write must name correctly: a defined role, a published rule set, an e-mail
+address that can receive mail (issue 15, defect 6).
+
+Checked once here, for every writer (the storefront's directory API, the admin and the
+importer all go through :class:`~approvalrules.store.directory_service.DirectoryService`), so a
+bad value is refused when it is written, with a 422 that names the field, instead of
+blocking that account's orders later.
+
+Order of operations: a company's rule set and the roles of its members are read from the
+tenant's *published* versions.  The importer publishes a folder's rule sets before it loads
+its directories, so ``rules/`` loads as before.  A membership in a company that no rule set
+governs yet (none on the company or its parents, or that rule set not published) has no
+roles to check against and is accepted: orders of that company are refused with
+``no_ruleset`` / ``no_active_version`` anyway until a rule set is published.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy.orm import Session
+
+from ..errors import DirectoryValueError
+from .models import Company
+from .versions import active_versions, policy_for
+
+#: RFC 5321's limit on a forward path
+MAX_EMAIL_LENGTH = 254
+
+#: one ``@``, no spaces or control characters, a dot in the domain; deliberately loose
+#: beyond that (full RFC 5322 syntax accepts addresses no mail server does)
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
+
+#: how many names an error lists before "and N more"
+LISTED = 20
+
+
+def _listing(names: Iterable[str]) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:LISTED])
+    return shown + (f" and {len(names) - LISTED} more" if len(names) > LISTED else "")
+
+
+def check_email(email: str | None, path: str = "email") -> None:
+    """Refuse an address mail cannot be sent to (``None`` or empty clears it and is fine)."""
+    if not email:
+        return
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise DirectoryValueError(
+            "invalid_email",
+            f"the e-mail address is {len(email):,} characters long; "
+            f"at most {MAX_EMAIL_LENGTH} are possible",
+            path=path,
+        )
+    if not _EMAIL.fullmatch(email):
+        raise DirectoryValueError(
+            "invalid_email",
+            f"{email[:80]!r} is not an e-mail address; write it as name@example.com, "
+            "or leave it empty for no e-mail",
+            path=path,
+        )
+
+
+class RuleSetNames:
+    """The tenant's published rule sets and the roles each defines, read once per service."""
+
+    def __init__(self, session: Session, tenant_id: int, *, enabled: bool = True):
+        self.session = session
+        self.tenant_id = tenant_id
+        self.enabled = enabled
+        self._active: dict | None = None
+        self._roles: dict[str, frozenset[str]] = {}
+
+    def active(self) -> dict:
+        if self._active is None:
+            self._active = active_versions(self.session, self.tenant_id)
+        return self._active
+
+    def check_ruleset(self, name: str | None, path: str = "ruleset") -> None:
+        """Refuse a company's rule set that the tenant has not published."""
+        if not self.enabled or name is None or name in self.active():
+            return
+        published = self.active()
+        hint = (
+            f"published rule sets: {_listing(published)}"
+            if published
+            else "the tenant has published no rule set yet; publish it first"
+        )
+        raise DirectoryValueError(
+            "unknown_ruleset",
+            f"rule set {name[:80]!r} is not published for this tenant ({hint})",
+            path=path,
+            details={"path": path, "published": sorted(published)[:LISTED]},
+        )
+
+    def roles_for(self, company: Company) -> tuple[str, frozenset[str]] | None:
+        """(rule set name, its roles) governing ``company`` -- its own rule set, else its
+        nearest parent's -- or None when no published rule set governs it yet."""
+        node, seen = company, set()
+        while node is not None and node.ruleset_name is None and node.id not in seen:
+            seen.add(node.id)
+            node = node.parent
+        name = node.ruleset_name if node is not None else None
+        version = self.active().get(name) if name else None
+        if version is None:
+            return None
+        if name not in self._roles:
+            policy = policy_for(version, self.session, self.active())
+            self._roles[name] = frozenset(policy.roles)
+        return name, self._roles[name]
+
+    def check_role(self, role: str, company: Company, path: str = "role") -> None:
+        """Refuse a membership role the rule set governing ``company`` does not define."""
+        governing = self.roles_for(company) if self.enabled else None
+        if governing is None:
+            return
+        ruleset, roles = governing
+        if role in roles:
+            return
+        raise DirectoryValueError(
+            "undefined_role",
+            f"role {role[:80]!r} is not defined by rule set {ruleset!r}, which governs company "
+            f"{company.external_id!r}; use one of: {_listing(roles) or '(none defined)'}, "
+            "or define the role in the rule set and publish it",
+            path=path,
+            details={"path": path, "ruleset": ruleset, "roles": sorted(roles)},
+        )

@@ -1,0 +1,81 @@
+"""Directory writes name a defined role, a published rule set and a real e-mail address
+(issue 15, defect 6): a 422 naming the field, what is wrong and how to fix it.
+
+Before: all three were stored; an undefined role then blocked every order of that account.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from approvalrules.store.models import Company
+
+
+def _company(api, company_id, status=200, **body):
+    return api.put_json(
+        f"/api/v1/directory/companies/{company_id}", {"name": company_id, **body}, status=status
+    )
+
+
+def test_an_undefined_role_is_a_422_listing_the_defined_roles(api, order_id):
+    company, account = order_id("co"), order_id("acc")
+    _company(api, company, ruleset="acme")
+    api.put_json(f"/api/v1/directory/accounts/{account}", {"name": "Zed"})
+    response = api.put_json(
+        f"/api/v1/directory/accounts/{account}/memberships/{company}",
+        {"role": "emperor"},
+        status=422,
+    )
+    error = response.json["error"]
+    assert error["code"] == "undefined_role"
+    assert error["details"]["path"] == "role"
+    assert "'emperor'" in error["message"] and "'acme'" in error["message"]
+    assert {"approver", "requisitioner"} <= set(error["details"]["roles"])
+    assert "approver" in error["message"], "the message lists the roles to choose from"
+    # a defined role is accepted, and the account can order
+    api.put_json(
+        f"/api/v1/directory/accounts/{account}/memberships/{company}", {"role": "requisitioner"}
+    )
+
+
+def test_a_role_is_checked_against_the_parent_companys_rule_set(api, order_id):
+    parent, child, account = order_id("parent"), order_id("child"), order_id("acc")
+    _company(api, parent, ruleset="acme")
+    _company(api, child, parent=parent)
+    api.put_json(f"/api/v1/directory/accounts/{account}", {"name": "Zed"})
+    response = api.put_json(
+        f"/api/v1/directory/accounts/{account}/memberships/{child}", {"role": "nope"}, status=422
+    )
+    assert response.json["error"]["details"]["ruleset"] == "acme"
+
+
+def test_an_unknown_rule_set_is_a_422_listing_the_published_ones(api, order_id):
+    response = _company(api, order_id("co"), ruleset="no-such-rules", status=422)
+    error = response.json["error"]
+    assert error["code"] == "unknown_ruleset"
+    assert error["details"]["path"] == "ruleset"
+    assert "acme" in error["details"]["published"] and "acme" in error["message"]
+
+
+def test_an_invalid_email_is_a_422_saying_how_to_write_one(api, order_id):
+    for email in ("not-an-address", "two@@example.com", "a b@example.com", "x@localhost"):
+        response = api.put_json(
+            f"/api/v1/directory/accounts/{order_id('acc')}",
+            {"name": "Zed", "email": email},
+            status=422,
+        )
+        error = response.json["error"]
+        assert error["code"] == "invalid_email", email
+        assert error["details"]["path"] == "email"
+        assert "name@example.com" in error["message"]
+    # a valid address, and none at all, are fine
+    api.put_json(f"/api/v1/directory/accounts/{order_id('acc')}", {"email": "zed@example.com"})
+    api.put_json(f"/api/v1/directory/accounts/{order_id('acc')}", {"email": None})
+
+
+def test_nothing_is_stored_when_a_write_is_refused(api, order_id, world):
+    company = order_id("co")
+    _company(api, company, ruleset="no-such-rules", status=422)
+    with world.session() as session:
+        stored = session.scalar(select(Company).where(Company.external_id == company))
+    assert stored is None
