@@ -345,7 +345,9 @@ def includeme(config) -> None:
     session_factory = get_session_factory(engine)
     config.registry["dbsession_factory"] = session_factory
     config.registry["dbengine"] = engine
-    config.registry["dbprobe"] = get_probe_engine(settings)
+    # a test may inject an engine without a URL in the settings: probe the same database
+    url = settings.get("sqlalchemy.url") or engine.url.render_as_string(hide_password=False)
+    config.registry["dbprobe"] = get_probe_engine({**settings, "sqlalchemy.url": url})
 
     def dbsession(request) -> Session:
         # a test, or a tween that needs the session early, may inject one
