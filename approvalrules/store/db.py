@@ -162,9 +162,11 @@ class DatabaseNoAnswer(psycopg.OperationalError if psycopg else Exception):
 
 def _psycopg_waits_with_timeout() -> bool:
     # Connection.wait(gen, interval, timeout) and errors._WaitTimeout: psycopg >= 3.2
+    # (3.1's wait(gen, timeout) meant the polling interval by "timeout")
     if psycopg is None or not hasattr(psycopg.errors, "_WaitTimeout"):
         return False
-    return "timeout" in inspect.signature(psycopg.Connection.wait).parameters
+    parameters = inspect.signature(psycopg.Connection.wait).parameters
+    return "interval" in parameters and "timeout" in parameters
 
 
 if psycopg is not None and _psycopg_waits_with_timeout():
@@ -213,6 +215,10 @@ def _configure_postgres(engine: Engine, timeouts: DatabaseTimeouts) -> None:
         return connection
 
 
+#: seconds a request waits for a free connection of its process's pool (SQLAlchemy's: 30)
+DEFAULT_POOL_TIMEOUT = 5
+
+
 def get_engine(
     settings: Mapping[str, Any],
     prefix: str = "sqlalchemy.",
@@ -247,10 +253,6 @@ def get_engine(
     elif engine.dialect.driver == "psycopg":
         _configure_postgres(engine, timeouts)
     return engine
-
-
-#: seconds a request waits for a free connection of its process's pool (SQLAlchemy's: 30)
-DEFAULT_POOL_TIMEOUT = 5
 
 
 def create_engine_for_url(url: str, **kwargs: Any) -> Engine:

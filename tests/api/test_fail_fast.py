@@ -13,7 +13,7 @@ import time
 
 import pytest
 import webtest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 # tests/ is on sys.path (tests/conftest.py is a rootdir conftest)
@@ -182,6 +182,29 @@ def test_a_network_partition_gives_503_at_the_deadline_and_frees_the_threads(pos
             assert (
                 client.request("GET", "/api/v1/rulesets", headers=_auth(postgres_world))[0] == 200
             )
+    finally:
+        proxy.close()
+        app.registry["dbengine"].dispose()
+
+
+def test_a_commit_that_gets_no_answer_gives_503_too(postgres_world):
+    # the transaction manager commits after the view: its failure must become our JSON 503
+    target = make_url(postgres_world.url)
+    proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
+    through_proxy = target.set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False
+    )
+    app = _app(
+        postgres_world,
+        **{"sqlalchemy.url": through_proxy, "approvalrules.db.reply_timeout": "2"},
+    )
+    # the partition starts exactly when the request commits
+    event.listen(app.registry["dbengine"], "commit", lambda connection: proxy.blackhole())
+    try:
+        with serving(app) as client:
+            status, headers, body, elapsed = _directory_write(client, postgres_world, "stall-c")
+            _assert_unavailable(status, headers, body, "no_answer")
+            assert elapsed < 2 + MARGIN
     finally:
         proxy.close()
         app.registry["dbengine"].dispose()

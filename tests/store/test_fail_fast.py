@@ -219,6 +219,24 @@ def test_a_server_that_never_answers_is_given_up_at_reply_timeout(pg_url):
         engine.dispose()
 
 
+def test_a_commit_that_gets_no_answer_is_given_up_too(pg_url):
+    target = make_url(pg_url)
+    proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
+    engine = _engine(_through(proxy, pg_url), reply_timeout="1")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))  # a transaction is open
+            proxy.blackhole()
+            started = time.monotonic()
+            with pytest.raises(OperationalError) as raised:
+                connection.commit()
+            assert time.monotonic() - started < 1 + MARGIN
+        assert database_unavailable(raised.value).details == {"reason": "no_answer"}
+    finally:
+        proxy.close()
+        engine.dispose()
+
+
 def test_the_pools_ping_is_bounded_too(pg_url):
     target = make_url(pg_url)
     proxy = BlackholeProxy(target.host or "127.0.0.1", target.port or 5432)
