@@ -11,6 +11,7 @@ import inspect
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -169,32 +170,56 @@ def _psycopg_waits_with_timeout() -> bool:
     return "interval" in parameters and "timeout" in parameters
 
 
+def _noting_progress(gen, last_heard: list[float]):
+    """``gen`` (a psycopg wait generator), noting in ``last_heard[0]`` when the socket was last
+    ready; a wait started again over it (``next()``, i.e. ``send(None)``) gets the state again."""
+    try:
+        state = next(gen)
+        while True:
+            ready = yield state
+            if ready is None:
+                continue
+            if ready:
+                last_heard[0] = time.monotonic()
+            state = gen.send(ready)
+    except StopIteration as finished:  # gen is done (perhaps without ever waiting)
+        return finished.value
+
+
 if psycopg is not None and _psycopg_waits_with_timeout():
 
     class DeadlineConnection(psycopg.Connection):
-        """A psycopg connection that stops waiting for an answer after ``reply_timeout`` s.
+        """A psycopg connection that gives up once the server is silent for ``reply_timeout`` s.
 
         psycopg waits on the socket with no limit of its own; PostgreSQL's timeouts
         are enforced by the server, and TCP's (keepalives, ``tcp_user_timeout``) by
         the kernels, so a server process that is frozen (SIGSTOP, a hung storage
         device) while its kernel still acknowledges packets would hold the thread
         forever.  Every wait (a statement, a commit, the pool's ping) goes through
-        ``wait``; past the deadline the connection is closed, since the protocol is
-        now out of step, and SQLAlchemy discards it as disconnected.
+        ``wait``.  The deadline counts silence, not the whole call: a long COPY or
+        ``executemany`` that keeps exchanging data goes on.  Past it the connection is
+        closed, since the protocol is now out of step, and SQLAlchemy discards it as
+        disconnected.
         """
 
         reply_timeout: float = 0
 
         def wait(self, gen, interval=0.1, timeout=None):
-            if timeout is None and self.reply_timeout:
-                timeout = self.reply_timeout
-            try:
+            if timeout is not None or not self.reply_timeout:
                 return super().wait(gen, interval=interval, timeout=timeout)
-            except psycopg.errors._WaitTimeout:
-                self.close()
-                raise DatabaseNoAnswer(
-                    f"the database sent no answer within {timeout:g} s"
-                ) from None
+            last_heard = [time.monotonic()]
+            watched = _noting_progress(gen, last_heard)
+            remaining = self.reply_timeout
+            while True:
+                try:
+                    return super().wait(watched, interval=interval, timeout=remaining)
+                except psycopg.errors._WaitTimeout:
+                    remaining = last_heard[0] + self.reply_timeout - time.monotonic()
+                    if remaining <= 0:
+                        self.close()
+                        raise DatabaseNoAnswer(
+                            f"the database sent no answer within {self.reply_timeout:g} s"
+                        ) from None
 
 else:  # pragma: no cover - psycopg missing or older than 3.2
     DeadlineConnection = None

@@ -26,6 +26,7 @@ from approvalrules.store import migrate
 from approvalrules.store.db import (
     DatabaseNoAnswer,
     DatabaseTimeouts,
+    DeadlineConnection,
     create_engine_for_url,
     database_unavailable,
     get_engine,
@@ -235,6 +236,34 @@ def test_a_commit_that_gets_no_answer_is_given_up_too(pg_url):
     finally:
         proxy.close()
         engine.dispose()
+
+
+def test_the_reply_timeout_counts_silence_not_the_whole_call(pg_url):
+    from psycopg.waiting import Wait
+
+    def writing_for(seconds):  # a long call that keeps exchanging data (a COPY, say)
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            yield Wait.W  # the socket is writable at once: progress
+            time.sleep(0.02)
+        return "done"
+
+    def reading_forever():  # a call whose answer never comes
+        while True:
+            yield Wait.R
+
+    conninfo = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = DeadlineConnection.connect(conninfo)
+    connection.reply_timeout = 1
+    try:
+        assert connection.wait(writing_for(2.5)) == "done"  # longer than 1 s, never silent
+        started = time.monotonic()
+        with pytest.raises(DatabaseNoAnswer):
+            connection.wait(reading_forever())
+        assert time.monotonic() - started < 1 + MARGIN
+        assert connection.closed  # out of step with the server: never reused
+    finally:
+        connection.close()
 
 
 def test_the_pools_ping_is_bounded_too(pg_url):
