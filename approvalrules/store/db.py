@@ -75,8 +75,9 @@ class DatabaseTimeouts:
     statement_timeout: float = 10
     #: one wait for a row or table lock, server side (PostgreSQL lock_timeout)
     lock_timeout: float = 3
-    #: one answer (statement, commit, pool ping), client side: the only deadline that holds
-    #: when the server's kernel still acknowledges packets but no answer ever comes.
+    #: silence while an answer (statement, commit, pool ping) is awaited, client side: the only
+    #: deadline that holds when the server's kernel still acknowledges packets but no answer
+    #: ever comes.
     #: None: statement_timeout + 2 (the server's own cancel normally comes first).
     reply_timeout: float | None = None
     #: data sent but not acknowledged by the peer's kernel (Linux TCP_USER_TIMEOUT)
