@@ -153,6 +153,17 @@ class Unauthorized(ApprovalRulesError):
     code = "unauthorized"
 
 
+class DatabaseUnavailable(ApprovalRulesError):
+    """The database did not serve the request in time: unreachable, silent, or a deadline hit
+    (lock, statement, pool).  Transient: HTTP 503 with ``Retry-After``; ``details.reason`` says
+    which (``lock_timeout``, ``statement_timeout``, ``no_answer``, ``pool_exhausted``,
+    ``unreachable``)."""
+
+    code = "database_unavailable"
+    #: seconds a client should wait before trying again
+    retry_after = 5
+
+
 class TestsFailed(ApprovalRulesError):
     """A rule set's own tests (``tests:``) fail, so it is not published.
 

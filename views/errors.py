@@ -15,9 +15,11 @@ from pyramid.httpexceptions import HTTPException, HTTPNotFound
 from pyramid.view import exception_view_config, notfound_view_config
 from pyramid_retry import IBeforeRetry, mark_error_retryable
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
 from approvalrules import errors
+from approvalrules.store.db import database_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ STATUS = (
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.DirectoryError, 409),
+    (errors.DatabaseUnavailable, 503),
     (errors.ApprovalRulesError, 400),
 )
 
@@ -65,6 +68,8 @@ def _json(request, status: int, body: dict, headers=None):
 def approvalrules_error(exc, request):
     status = status_for(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="approvalrules"'} if status == 401 else None
+    if isinstance(exc, errors.DatabaseUnavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
     return _json(request, status, {"error": exc.as_dict()}, headers)
 
 
@@ -112,18 +117,16 @@ def back_off_before_retrying_a_busy_sqlite(event) -> None:
 
 
 @exception_view_config(OperationalError)
-def database_unavailable(exc, request):
-    if _sqlite_busy(exc):
+@exception_view_config(PoolTimeoutError)
+def database_failed(exc, request):
+    if isinstance(exc, OperationalError) and _sqlite_busy(exc):
         # A reader that wants to write loses to a writer on SQLite (e.g. identical submits in
-        # flight); pyramid_retry runs the request again while attempts remain (issue 15).
+        # flight); pyramid_retry runs the request again while attempts remain.
         mark_error_retryable(exc)
-    log.error("database error: %s", exc.orig)
-    return _json(
-        request,
-        503,
-        error_body("database_unavailable", "the database is unavailable; try again shortly"),
-        {"Retry-After": "5"},
-    )
+    # a deadline of approvalrules.db.* (or the pool's) fired, or the server is gone
+    error = database_unavailable(exc)
+    log.error("database unavailable (%s): %s", error.details["reason"], getattr(exc, "orig", exc))
+    return approvalrules_error(error, request)
 
 
 @notfound_view_config()

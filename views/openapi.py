@@ -669,6 +669,35 @@ def document() -> dict:
             },
         }
     }
+    paths["/ready"] = {
+        "get": {
+            "summary": "Readiness: the database answers a fresh connection's SELECT 1 within "
+            "approvalrules.db.ready_timeout (liveness is /health, which never touches it)",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Ready",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status", "database"],
+                                "properties": {
+                                    "status": {"const": "ready"},
+                                    "database": {"const": "ok"},
+                                    "version": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "503": {
+                    **_error_responses(503)["503"],
+                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                },
+            },
+        }
+    }
     for item in paths.values():
         for operation in item.values():
             # every operation checks its parameters and refuses other methods

@@ -5,6 +5,7 @@ def includeme(config):
     config.add_static_view("static", "approvalrules.templates:static", cache_max_age=3600)
     config.add_route("home", "/")
     config.add_route("health", "/health")
+    config.add_route("ready", "/ready")
     config.add_route("api_rulesets", "/api/v1/rulesets")
     config.add_route("api_openapi", "/api/v1/openapi.json")
     config.add_route("api_ruleset", "/api/v1/rulesets/{name}")

@@ -7,19 +7,33 @@ inject their own session as ``request.environ["app.dbsession"]``.
 
 from __future__ import annotations
 
+import inspect
+import logging
+import math
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import zope.sqlalchemy
 from pyramid.paster import get_appsettings
-from sqlalchemy import engine_from_config, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import engine_from_config, event, exc, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
+from .. import errors
 from . import models  # noqa: F401  (registers every mapper before first use)
+
+try:  # PostgreSQL's driver is an optional dependency (the ``postgres`` extra)
+    import psycopg
+except ImportError:  # pragma: no cover - SQLite-only installs
+    psycopg = None
+
+log = logging.getLogger(__name__)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -42,18 +56,297 @@ def settings_from_ini(ini_path: str | Path) -> dict[str, Any]:
     return dict(get_appsettings(str(ini_path), name="main"))
 
 
-def get_engine(settings: Mapping[str, Any], prefix: str = "sqlalchemy.") -> Engine:
-    engine = engine_from_config(dict(settings), prefix)
+#: prefix of the fail-fast settings in ``[app:main]``, e.g. ``approvalrules.db.lock_timeout``
+TIMEOUT_PREFIX = "approvalrules.db."
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long the application waits on the database, in seconds; 0 turns one off.
+
+    Read from ``approvalrules.db.*`` (docs/deployment.md, "Failing fast").  On
+    PostgreSQL they become libpq connection parameters and session settings; on
+    SQLite only ``lock_timeout`` applies (as the busy timeout).
+    """
+
+    #: a new connection, from TCP connect to the end of authentication (libpq connect_timeout)
+    connect_timeout: float = 5
+    #: one statement, server side; its lock waits included (PostgreSQL statement_timeout)
+    statement_timeout: float = 10
+    #: one wait for a row or table lock, server side (PostgreSQL lock_timeout)
+    lock_timeout: float = 3
+    #: silence while an answer (statement, commit, pool ping) is awaited, client side: the only
+    #: deadline that holds when the server's kernel still acknowledges packets but no answer
+    #: ever comes.
+    #: None: statement_timeout + 2 (the server's own cancel normally comes first).
+    reply_timeout: float | None = None
+    #: data sent but not acknowledged by the peer's kernel (Linux TCP_USER_TIMEOUT)
+    tcp_user_timeout: float = 10
+    #: TCP keepalive probes on an idle connection: first after ``keepalives_idle`` seconds,
+    #: then every ``keepalives_interval``, dead after ``keepalives_count`` unanswered ones
+    keepalives_idle: float = 10
+    keepalives_interval: float = 5
+    keepalives_count: int = 3
+    #: the readiness probe (``/ready``): its connect, statement and reply deadline
+    ready_timeout: float = 2
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> DatabaseTimeouts:
+        """The timeouts given in ``settings``, defaults for the rest; a bad value names its key."""
+        values: dict[str, Any] = {}
+        for name, field in cls.__dataclass_fields__.items():
+            raw = settings.get(TIMEOUT_PREFIX + name)
+            if raw is None or str(raw).strip() == "":
+                continue
+            try:
+                number = float(str(raw).strip())
+            except ValueError:
+                number = math.nan
+            if not math.isfinite(number) or number < 0:
+                raise ValueError(
+                    f"{TIMEOUT_PREFIX}{name} = {raw!r}: expected a number of seconds "
+                    "(0 turns it off)"
+                )
+            values[name] = int(number) if field.type in (int, "int") else number
+        return cls(**values)
+
+    @property
+    def effective_reply_timeout(self) -> float:
+        """The client-side deadline per answer; 0 when it is off."""
+        if self.reply_timeout is not None:
+            return self.reply_timeout
+        return self.statement_timeout + 2 if self.statement_timeout else 0
+
+    def for_probe(self) -> DatabaseTimeouts:
+        """The same, with every deadline of one connection and one query at ``ready_timeout``."""
+        short = self.ready_timeout
+        return replace(
+            self,
+            connect_timeout=short,
+            statement_timeout=short,
+            lock_timeout=short,
+            reply_timeout=short,
+        )
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def postgres_connect_args(timeouts: DatabaseTimeouts, url_options: str = "") -> dict[str, Any]:
+    """libpq parameters for ``timeouts`` (``options`` keeps what the URL already sets)."""
+    args: dict[str, Any] = {}
+    if timeouts.connect_timeout:
+        # libpq takes whole seconds and treats anything under 2 as 2
+        args["connect_timeout"] = max(2, math.ceil(timeouts.connect_timeout))
+    session_settings = [url_options] if url_options else []
+    if timeouts.statement_timeout:
+        session_settings.append(f"-c statement_timeout={_milliseconds(timeouts.statement_timeout)}")
+    if timeouts.lock_timeout:
+        session_settings.append(f"-c lock_timeout={_milliseconds(timeouts.lock_timeout)}")
+    if session_settings:
+        args["options"] = " ".join(session_settings)
+    if timeouts.tcp_user_timeout:
+        args["tcp_user_timeout"] = _milliseconds(timeouts.tcp_user_timeout)
+    if timeouts.keepalives_idle:
+        args["keepalives"] = 1
+        args["keepalives_idle"] = max(1, math.ceil(timeouts.keepalives_idle))
+        if timeouts.keepalives_interval:
+            args["keepalives_interval"] = max(1, math.ceil(timeouts.keepalives_interval))
+        if timeouts.keepalives_count:
+            args["keepalives_count"] = timeouts.keepalives_count
+    return args
+
+
+class DatabaseNoAnswer(psycopg.OperationalError if psycopg else Exception):
+    """The server accepted the request but sent no answer within the reply timeout."""
+
+
+def _psycopg_waits_with_timeout() -> bool:
+    # Connection.wait(gen, interval, timeout) and errors._WaitTimeout: psycopg >= 3.2
+    # (3.1's wait(gen, timeout) meant the polling interval by "timeout")
+    if psycopg is None or not hasattr(psycopg.errors, "_WaitTimeout"):
+        return False
+    parameters = inspect.signature(psycopg.Connection.wait).parameters
+    return "interval" in parameters and "timeout" in parameters
+
+
+def _noting_progress(gen, last_heard: list[float]):
+    """``gen`` (a psycopg wait generator), noting in ``last_heard[0]`` when the socket was last
+    ready; a wait started again over it (``next()``, i.e. ``send(None)``) gets the state again."""
+    try:
+        state = next(gen)
+        while True:
+            ready = yield state
+            if ready is None:
+                continue
+            if ready:
+                last_heard[0] = time.monotonic()
+            state = gen.send(ready)
+    except StopIteration as finished:  # gen is done (perhaps without ever waiting)
+        return finished.value
+
+
+if psycopg is not None and _psycopg_waits_with_timeout():
+
+    class DeadlineConnection(psycopg.Connection):
+        """A psycopg connection that gives up once the server is silent for ``reply_timeout`` s.
+
+        psycopg waits on the socket with no limit of its own; PostgreSQL's timeouts
+        are enforced by the server, and TCP's (keepalives, ``tcp_user_timeout``) by
+        the kernels, so a server process that is frozen (SIGSTOP, a hung storage
+        device) while its kernel still acknowledges packets would hold the thread
+        forever.  Every wait (a statement, a commit, the pool's ping) goes through
+        ``wait``.  The deadline counts silence, not the whole call: a long COPY or
+        ``executemany`` that keeps exchanging data goes on.  Past it the connection is
+        closed, since the protocol is now out of step, and SQLAlchemy discards it as
+        disconnected.
+        """
+
+        reply_timeout: float = 0
+
+        def wait(self, gen, interval=0.1, timeout=None):
+            if timeout is not None or not self.reply_timeout:
+                return super().wait(gen, interval=interval, timeout=timeout)
+            last_heard = [time.monotonic()]
+            watched = _noting_progress(gen, last_heard)
+            remaining = self.reply_timeout
+            while True:
+                try:
+                    return super().wait(watched, interval=interval, timeout=remaining)
+                except psycopg.errors._WaitTimeout:
+                    remaining = last_heard[0] + self.reply_timeout - time.monotonic()
+                    if remaining <= 0:
+                        self.close()
+                        raise DatabaseNoAnswer(
+                            f"the database sent no answer within {self.reply_timeout:g} s"
+                        ) from None
+
+else:  # pragma: no cover - psycopg missing or older than 3.2
+    DeadlineConnection = None
+
+
+def _configure_postgres(engine: Engine, timeouts: DatabaseTimeouts) -> None:
+    reply_timeout = timeouts.effective_reply_timeout
+    if not reply_timeout:
+        return
+    if DeadlineConnection is None:  # pragma: no cover - psycopg older than 3.2
+        log.warning("psycopg < 3.2: no client-side reply timeout (approvalrules.db.reply_timeout)")
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect, connection_record, cargs, cparams):
+        connection = DeadlineConnection.connect(*cargs, **cparams)
+        connection.reply_timeout = reply_timeout
+        return connection
+
+
+#: seconds a request waits for a free connection of its process's pool (SQLAlchemy's: 30)
+DEFAULT_POOL_TIMEOUT = 5
+
+
+def get_engine(
+    settings: Mapping[str, Any],
+    prefix: str = "sqlalchemy.",
+    timeouts: DatabaseTimeouts | None = None,
+    **engine_options: Any,
+) -> Engine:
+    """The engine of ``settings[prefix + "url"]``, failing fast as ``approvalrules.db.*`` says.
+
+    PostgreSQL gets ``connect_timeout``, ``statement_timeout``, ``lock_timeout``, TCP
+    keepalives and ``tcp_user_timeout`` as connection parameters, a client-side reply
+    timeout, and a pool checkout timeout (``sqlalchemy.pool_timeout``, 5 s by default).
+    SQLite gets ``lock_timeout`` as its busy timeout; nothing else applies to a file.
+    """
+    timeouts = timeouts or DatabaseTimeouts.from_settings(settings)
+    url = make_url(settings[prefix + "url"])
+    options = dict(engine_options)
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg":
+        options["connect_args"] = {
+            **postgres_connect_args(timeouts, str(url.query.get("options") or "")),
+            **options.get("connect_args", {}),
+        }
+        if prefix + "pool_timeout" not in settings and options.get("poolclass") is not NullPool:
+            options.setdefault("pool_timeout", DEFAULT_POOL_TIMEOUT)
+    elif url.get_backend_name() == "sqlite" and timeouts.lock_timeout:
+        options["connect_args"] = {
+            "timeout": timeouts.lock_timeout,
+            **options.get("connect_args", {}),
+        }
+    engine = engine_from_config(dict(settings), prefix, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
+    elif engine.dialect.driver == "psycopg":
+        _configure_postgres(engine, timeouts)
     return engine
 
 
 def create_engine_for_url(url: str, **kwargs: Any) -> Engine:
-    """An engine for a bare URL, configured like ``get_engine``."""
+    """An engine for a bare URL, configured like ``get_engine`` (default timeouts)."""
     settings = {"sqlalchemy.url": url}
     settings.update({f"sqlalchemy.{k}": v for k, v in kwargs.items()})
     return get_engine(settings)
+
+
+def get_probe_engine(settings: Mapping[str, Any], prefix: str = "sqlalchemy.") -> Engine:
+    """A pool-less engine for the readiness probe: every deadline at ``ready_timeout``.
+
+    Its own connection each time, so a probe neither waits for this process's busy pool
+    nor reports ready on a connection that only the pool still holds.
+    """
+    timeouts = DatabaseTimeouts.from_settings(settings).for_probe()
+    probe_settings = {
+        key: value
+        for key, value in settings.items()
+        if key.startswith(prefix)
+        and not key.startswith(prefix + "pool_")
+        and key != prefix + "max_overflow"
+    }
+    return get_engine(probe_settings, prefix, timeouts=timeouts, poolclass=NullPool)
+
+
+def check_database(engine: Engine) -> None:
+    """Raise :class:`~approvalrules.errors.DatabaseUnavailable` unless ``SELECT 1`` answers."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (exc.OperationalError, exc.TimeoutError, exc.InterfaceError) as failure:
+        raise database_unavailable(failure) from failure
+
+
+#: SQLSTATEs of PostgreSQL's own deadlines
+_LOCK_NOT_AVAILABLE = "55P03"
+_QUERY_CANCELED = "57014"
+
+
+def database_unavailable(failure: BaseException) -> errors.DatabaseUnavailable:
+    """The typed error for a database that did not serve a request, saying which deadline hit."""
+    original = getattr(failure, "orig", None) or failure
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(failure, exc.TimeoutError):
+        reason, message = (
+            "pool_exhausted",
+            "every database connection of this process is in use; try again shortly",
+        )
+    elif sqlstate == _LOCK_NOT_AVAILABLE or "database is locked" in str(original):
+        # PostgreSQL's lock_timeout, or SQLite's busy timeout
+        reason, message = (
+            "lock_timeout",
+            "another transaction holds a lock this request needs; try again shortly",
+        )
+    elif sqlstate == _QUERY_CANCELED:
+        reason, message = (
+            "statement_timeout",
+            "a database statement took longer than allowed; try again shortly",
+        )
+    elif isinstance(original, DatabaseNoAnswer):
+        reason, message = (
+            "no_answer",
+            "the database did not answer in time; try again shortly",
+        )
+    else:
+        reason, message = "unreachable", "the database is unavailable; try again shortly"
+    return errors.DatabaseUnavailable(message=message, details={"reason": reason})
 
 
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -80,6 +373,9 @@ def includeme(config) -> None:
     session_factory = get_session_factory(engine)
     config.registry["dbsession_factory"] = session_factory
     config.registry["dbengine"] = engine
+    # a test may inject an engine without a URL in the settings: probe the same database
+    url = settings.get("sqlalchemy.url") or engine.url.render_as_string(hide_password=False)
+    config.registry["dbprobe"] = get_probe_engine({**settings, "sqlalchemy.url": url})
 
     def dbsession(request) -> Session:
         # a test, or a tween that needs the session early, may inject one
