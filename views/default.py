@@ -17,7 +17,7 @@ def health(request):
     return {"status": "ok", "version": request.registry.settings["approvalrules.version"]}
 
 
-@view_config(route_name="ready", renderer="json")
+@view_config(route_name="ready", renderer="json", request_method="GET")
 def ready(request):
     """Readiness: a fresh connection runs ``SELECT 1`` within ``approvalrules.db.ready_timeout``;
     otherwise 503 ``database_unavailable`` with ``Retry-After`` (views/errors.py)."""

@@ -247,7 +247,8 @@ def test_the_openapi_methods_are_the_routes_views(world, api):
     introspector = world.app.registry.introspector
     served = {}
     for route in mapper.get_routes():
-        if not route.pattern.startswith("/api/v1/") or route.name == "api_openapi":
+        in_document = route.pattern.startswith("/api/v1/") or route.pattern in document["paths"]
+        if not in_document or route.name == "api_openapi":
             continue
         for view in introspector.related(introspector.get("routes", route.name)):
             if view.category_name == "views":
