@@ -8,6 +8,7 @@ cannot express are in :mod:`approvalrules.engine.check`.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable
 from importlib import resources
@@ -26,6 +27,14 @@ except ImportError:  # pragma: no cover - a dependency; jsonschema alone still w
     fastjsonschema = None
 
 SCHEMA_NAMES = ("ruleset", "directory", "order")
+
+#: a problem list stops at this many problems and ends with "... and N more"
+MAX_PROBLEMS = 100
+#: problems counted past :data:`MAX_PROBLEMS` before the schema check stops counting
+#: ("... and more than 1,000 more"): counting is most of a hostile document's cost
+MAX_COUNTED = 1_000
+#: errors kept per alternative of an ``anyOf``/``oneOf`` (enough to pick the closest one)
+MAX_CONTEXT = 10
 
 
 @functools.cache
@@ -54,9 +63,74 @@ def _registry() -> Registry:
 
 @functools.cache
 def validator(name: str) -> jsonschema.protocols.Validator:
-    """A compiled validator per schema, built once per process (Kinto habit)."""
-    cls = jsonschema.validators.validator_for(schema(name))
-    return cls(schema(name), registry=_registry())
+    """A compiled validator per schema, built once per process (Kinto habit).
+
+    Three keywords are bounded (:func:`_bounded`): jsonschema lists every error of every
+    ``anyOf``/``oneOf`` alternative before it picks one, and compares the items of an
+    unsortable ``uniqueItems`` array pairwise, both unbounded on hostile input.
+    """
+    return _bounded(jsonschema.validators.validator_for(schema(name)))(
+        schema(name), registry=_registry()
+    )
+
+
+def _any_of(validator_, alternatives, instance, schema_):
+    context = []
+    for index, subschema in enumerate(alternatives):
+        errors = list(
+            itertools.islice(
+                validator_.descend(instance, subschema, schema_path=index), MAX_CONTEXT
+            )
+        )
+        if not errors:
+            return
+        context.extend(errors)
+    yield jsonschema.ValidationError(
+        f"{_short(instance)} is not valid under any of the given schemas", context=context
+    )
+
+
+def _one_of(validator_, alternatives, instance, schema_):
+    context, valid = [], 0
+    for index, subschema in enumerate(alternatives):
+        errors = list(
+            itertools.islice(
+                validator_.descend(instance, subschema, schema_path=index), MAX_CONTEXT
+            )
+        )
+        if errors:
+            context.extend(errors)
+        else:
+            valid += 1
+    if valid == 0:
+        yield jsonschema.ValidationError(
+            f"{_short(instance)} is not valid under any of the given schemas", context=context
+        )
+    elif valid > 1:
+        yield jsonschema.ValidationError(f"{_short(instance)} is valid under several schemas")
+
+
+def _unique_items(validator_, unique, instance, schema_):
+    if not unique or not validator_.is_type(instance, "array"):
+        return
+    seen = set()
+    for item in instance:
+        # canonical JSON, so equal maps compare equal; True is not 1 (as jsonschema says)
+        key = (
+            ("bool", item)
+            if isinstance(item, bool)
+            else json.dumps(item, sort_keys=True, default=str)
+        )
+        if key in seen:
+            yield jsonschema.ValidationError(f"{_short(instance)} has non-unique elements")
+            return
+        seen.add(key)
+
+
+def _bounded(cls):
+    return jsonschema.validators.extend(
+        cls, {"anyOf": _any_of, "oneOf": _one_of, "uniqueItems": _unique_items}
+    )
 
 
 @functools.cache
@@ -111,12 +185,34 @@ def schema_problems(doc: Document, name: str) -> list[Problem]:
             return []
         except Exception:  # invalid (or too odd for it): jsonschema decides and explains
             pass
-    problems = []
-    for error in sorted(
-        validator(name).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))
-    ):
-        problems.append(_problem_from(doc, error))
+    errors = validator(name).iter_errors(doc.data)
+    first = list(itertools.islice(errors, MAX_PROBLEMS))
+    more = sum(1 for _ in itertools.islice(errors, MAX_COUNTED + 1))
+    problems = [
+        _problem_from(doc, error)
+        for error in sorted(first, key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if more:
+        problems.append(more_problems(doc, more, counted=more <= MAX_COUNTED))
     return problems
+
+
+def more_problems(doc: Document, more: int, counted: bool = True) -> Problem:
+    """The last entry of a problem list cut at :data:`MAX_PROBLEMS`: how many were left out."""
+    how_many = f"{more:,}" if counted else f"more than {MAX_COUNTED:,}"
+    return doc.problem(
+        "too_many_problems",
+        f"... and {how_many} more problems; only the first {MAX_PROBLEMS} are listed: "
+        "fix these and check again",
+    )
+
+
+def cap_problems(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """``problems`` cut at :data:`MAX_PROBLEMS` errors (warnings after them dropped too),
+    ending with "... and N more" when any were left out."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + [more_problems(doc, len(problems) - MAX_PROBLEMS)]
 
 
 def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
