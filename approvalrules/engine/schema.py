@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 from ..errors import DocumentError, Problem
-from .load import Document, load_document
+from .load import Document, format_path, load_document
 
 try:
     import fastjsonschema
@@ -35,6 +36,11 @@ MAX_PROBLEMS = 100
 MAX_COUNTED = 1_000
 #: errors kept per alternative of an ``anyOf``/``oneOf`` (enough to pick the closest one)
 MAX_CONTEXT = 10
+#: type checks jsonschema may make explaining one invalid document (about one per value
+#: and alternative tried); past it the check stops with what it found -- at worst the
+#: fast validator's first error -- and says so.  jsonschema costs ~10 us a value: a
+#: 1 MB document whose one error is at its end would otherwise take seconds
+MAX_SCHEMA_WORK = 10_000
 
 
 @functools.cache
@@ -72,6 +78,23 @@ def validator(name: str) -> jsonschema.protocols.Validator:
     return _bounded(jsonschema.validators.validator_for(schema(name)))(
         schema(name), registry=_registry()
     )
+
+
+class _OutOfWork(Exception):
+    """jsonschema spent :data:`MAX_SCHEMA_WORK` type checks on one document."""
+
+
+_work = threading.local()
+
+
+def _counted_type(check):
+    def type_(validator_, types, instance, schema_):
+        _work.left = getattr(_work, "left", MAX_SCHEMA_WORK) - 1
+        if _work.left < 0:
+            raise _OutOfWork
+        yield from check(validator_, types, instance, schema_)
+
+    return type_
 
 
 def _any_of(validator_, alternatives, instance, schema_):
@@ -129,7 +152,13 @@ def _unique_items(validator_, unique, instance, schema_):
 
 def _bounded(cls):
     return jsonschema.validators.extend(
-        cls, {"anyOf": _any_of, "oneOf": _one_of, "uniqueItems": _unique_items}
+        cls,
+        {
+            "anyOf": _any_of,
+            "oneOf": _one_of,
+            "uniqueItems": _unique_items,
+            "type": _counted_type(cls.VALIDATORS["type"]),
+        },
     )
 
 
@@ -179,22 +208,60 @@ def _strict_booleans(node: Any) -> Any:
 def schema_problems(doc: Document, name: str) -> list[Problem]:
     """Every structural problem of ``doc.data`` against schema ``name``."""
     fast = fast_validator(name)
+    fast_error = None
     if fast is not None:
         try:
             fast(doc.data)
             return []
-        except Exception:  # invalid (or too odd for it): jsonschema decides and explains
-            pass
+        except Exception as exc:  # invalid (or too odd for it): jsonschema decides and explains
+            fast_error = exc
     errors = validator(name).iter_errors(doc.data)
-    first = list(itertools.islice(errors, MAX_PROBLEMS))
-    more = sum(1 for _ in itertools.islice(errors, MAX_COUNTED + 1))
+    first: list = []
+    more, stopped = 0, False
+    _work.left = MAX_SCHEMA_WORK
+    try:
+        for error in errors:
+            if len(first) < MAX_PROBLEMS:
+                first.append(error)
+                continue
+            more += 1
+            if more > MAX_COUNTED:
+                break
+    except _OutOfWork:
+        stopped = True
     problems = [
         _problem_from(doc, error)
         for error in sorted(first, key=lambda e: list(map(str, e.absolute_path)))
     ]
-    if more:
+    if stopped and not problems:
+        problems.append(_fast_problem(doc, fast_error))
+    if stopped:
+        problems.append(
+            doc.problem(
+                "check_stopped",
+                f"... the schema check stopped after {MAX_SCHEMA_WORK:,} checks; there may be "
+                "more problems: fix these and check again",
+            )
+        )
+    elif more:
         problems.append(more_problems(doc, more, counted=more <= MAX_COUNTED))
     return problems
+
+
+def _fast_problem(doc: Document, error: Exception | None) -> Problem:
+    """The fast validator's first error as a problem (when jsonschema ran out of work)."""
+    path, node = [], doc.data
+    for part in list(getattr(error, "path", None) or ["data"])[1:]:
+        if isinstance(node, list) and str(part).isdigit():
+            part = int(part)  # fastjsonschema names list items by strings
+        path.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    message = getattr(error, "message", None) or "the document does not match the schema"
+    message = message.replace(getattr(error, "name", "data"), format_path(path) or "the rule set")
+    return doc.problem("invalid_value", message, path)
 
 
 def more_problems(doc: Document, more: int, counted: bool = True) -> Problem:
@@ -294,6 +361,19 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
         description = error.schema.get("description") or f"the pattern {error.validator_value}"
         return doc.problem(
             "invalid_value", f"{_short(error.instance)} does not match: {description}", path
+        )
+    if validator_name in ("maxItems", "maxProperties") and isinstance(instance, (list, dict)):
+        what = "items" if validator_name == "maxItems" else "entries"
+        return doc.problem(
+            "invalid_value",
+            f"{len(instance):,} {what}; at most {error.validator_value:,} are allowed",
+            path,
+        )
+    if validator_name == "maxLength" and isinstance(instance, str):
+        return doc.problem(
+            "invalid_value",
+            f"{len(instance):,} characters; at most {error.validator_value:,} are allowed",
+            path,
         )
     if validator_name == "propertyNames":
         return doc.problem(

@@ -16,7 +16,7 @@ import pytest
 from approvalrules.engine import check_ruleset, guard_problems, load_document
 from approvalrules.engine.check import HINT_NAMES
 from approvalrules.engine.load import MAX_BYTES, MAX_NODES
-from approvalrules.engine.schema import MAX_COUNTED, MAX_PROBLEMS
+from approvalrules.engine.schema import MAX_COUNTED, MAX_PROBLEMS, MAX_SCHEMA_WORK
 from approvalrules.errors import DocumentError, DocumentTooLarge
 
 BOMB = (
@@ -97,3 +97,27 @@ def test_semantic_problems_are_capped_and_hints_are_short():
 def test_unique_items_still_finds_duplicates():
     text = "ruleset: x\nroles:\n  a: {label: A, permissions: [approve_orders, approve_orders]}\n"
     assert any("non-unique" in p.message for p in problems_of(text))
+
+
+def test_the_schema_check_stops_after_its_work_budget_with_a_real_problem():
+    """5,001 valid steps break maxItems only: jsonschema would walk every step to say so;
+    it stops after MAX_SCHEMA_WORK checks, and the fast validator's first error stands in."""
+    steps = "".join(
+        f"    - {{name: s{n}, approvers: {{any_of: [{{role: r}}]}}}}\n" for n in range(5_001)
+    )
+    problems = problems_of(f"ruleset: x\nroles:\n  r: {{label: R}}\napproval:\n  steps:\n{steps}")
+    assert [p.code for p in problems] == ["invalid_value", "check_stopped"]
+    assert problems[0].path == "approval.steps"
+    assert problems[0].message == "5,001 items; at most 5,000 are allowed"
+    assert f"stopped after {MAX_SCHEMA_WORK:,} checks" in problems[1].message
+
+
+def test_a_problem_past_the_work_budget_is_still_found_by_the_fast_validator():
+    steps = "".join(
+        f"    - {{name: s{n}, approvers: {{any_of: [{{role: r}}]}}}}\n" for n in range(3_000)
+    )
+    steps += "    - {name: last, approvers: {any_of: [{role: r}]}, required: 0}\n"
+    problems = problems_of(f"ruleset: x\nroles:\n  r: {{label: R}}\napproval:\n  steps:\n{steps}")
+    assert [p.code for p in problems] == ["invalid_value", "check_stopped"]
+    assert problems[0].path == "approval.steps[3000].required"
+    assert problems[0].line == 3_006 and "approval.steps[3000].required" in problems[0].message
