@@ -89,9 +89,13 @@ _work = threading.local()
 
 def _counted_type(check):
     def type_(validator_, types, instance, schema_):
-        _work.left = getattr(_work, "left", MAX_SCHEMA_WORK) - 1
-        if _work.left < 0:
-            raise _OutOfWork
+        # only :func:`schema_problems` sets a budget; other users of the validators
+        # (the API's body checks) have none
+        left = getattr(_work, "left", None)
+        if left is not None:
+            if left <= 0:
+                raise _OutOfWork
+            _work.left = left - 1
         yield from check(validator_, types, instance, schema_)
 
     return type_
@@ -206,7 +210,11 @@ def _strict_booleans(node: Any) -> Any:
 
 
 def schema_problems(doc: Document, name: str) -> list[Problem]:
-    """Every structural problem of ``doc.data`` against schema ``name``."""
+    """The structural problems of ``doc.data`` against schema ``name``.
+
+    At most :data:`MAX_PROBLEMS`, then "... and N more" (:func:`more_problems`); the
+    explanation stops after :data:`MAX_SCHEMA_WORK` type checks (``check_stopped``).
+    """
     fast = fast_validator(name)
     fast_error = None
     if fast is not None:
@@ -229,6 +237,8 @@ def schema_problems(doc: Document, name: str) -> list[Problem]:
                 break
     except _OutOfWork:
         stopped = True
+    finally:
+        _work.left = None
     problems = [
         _problem_from(doc, error)
         for error in sorted(first, key=lambda e: list(map(str, e.absolute_path)))

@@ -121,3 +121,16 @@ def test_a_problem_past_the_work_budget_is_still_found_by_the_fast_validator():
     assert [p.code for p in problems] == ["invalid_value", "check_stopped"]
     assert problems[0].path == "approval.steps[3000].required"
     assert problems[0].line == 3_006 and "approval.steps[3000].required" in problems[0].message
+
+
+def test_the_work_budget_binds_only_the_rule_set_check():
+    """The API validates directory bodies with the same validators: no budget there."""
+    from approvalrules.engine.schema import validator
+
+    problems_of("ruleset: hostile\napproval:\n  steps: [" + ",".join(["1"] * 50_000) + "]\n")
+    many = [{"label": "x"}] * (2 * MAX_SCHEMA_WORK)
+    role = {"$ref": "ruleset.schema.json#/$defs/role"}
+    errors = list(
+        validator("ruleset").evolve(schema={"type": "array", "items": role}).iter_errors(many)
+    )
+    assert errors == []
