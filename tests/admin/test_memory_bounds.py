@@ -139,6 +139,7 @@ def open_in_child(tmp_path, template_db, drafts: dict, path: str) -> dict:
 
 def assert_bounded(result: dict) -> None:
     summary = {k: v for k, v in result.items() if k != "body"}
+    print(summary)  # shown with -s: the figures behind the bounds
     assert result["status"] == 200, (summary, result["body"][:2000])
     assert result["max_rss_mb"] < MAX_RSS_MB, summary
     # a page may catch the deadline's exception and still answer: the time says it all
