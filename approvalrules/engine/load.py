@@ -187,7 +187,10 @@ def format_path(path) -> str:
 def load_document(
     text: str | bytes, source: str | None = None, *, max_bytes: int = MAX_BYTES
 ) -> Document:
-    """Parse one YAML document into a :class:`Document`; raise :class:`DocumentError` when unsafe or malformed."""
+    """Parse one YAML document into a :class:`Document`.
+
+    Raises :class:`DocumentError` when the text is unsafe or malformed.
+    """
     if isinstance(text, bytes):
         if len(text) > max_bytes:
             raise _too_large(len(text), max_bytes, source)
@@ -195,7 +198,10 @@ def load_document(
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = text.count(b"\n", 0, exc.start) + 1
-            message = f"the document is not UTF-8 text (byte {exc.start}, on line {line}): save it as UTF-8"
+            message = (
+                f"the document is not UTF-8 text (byte {exc.start}, on line {line}): "
+                "save it as UTF-8"
+            )
             raise DocumentError([Problem("not_utf8", message, "", line, source)]) from None
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), max_bytes, source)
@@ -207,7 +213,8 @@ def load_document(
             [
                 Problem(
                     "invalid_character",
-                    f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8",
+                    f"character {exc.object[exc.start]!r} at offset {exc.start} "
+                    "cannot be encoded as UTF-8",
                     "",
                     line,
                     source,
@@ -237,7 +244,10 @@ def load_document(
     except ReaderError as exc:
         line = _line_at(text, exc.position)
         character = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        reason = f'character U+{character:04X} on line {line}: {exc.reason}; remove it, or write the escape "\\u{character:04X}" inside double quotes'
+        reason = (
+            f"character U+{character:04X} on line {line}: {exc.reason}; remove it, "
+            f'or write the escape "\\u{character:04X}" inside double quotes'
+        )
         raise DocumentError(
             [Problem("yaml_syntax", f"malformed YAML: {reason}", "", line, source)]
         ) from None
@@ -287,7 +297,10 @@ def _dispose(parser) -> None:
 
 
 class _Slow(Exception):
-    """The fast builder met something it leaves to :class:`_Builder`: an anchor, an alias or a problem."""
+    """The fast builder met something it leaves to :class:`_Builder`.
+
+    An anchor, an alias or a problem.
+    """
 
 
 _ScalarEvent, _MappingStartEvent, _SequenceStartEvent = (
@@ -668,7 +681,8 @@ class _Builder:
             if len(value) > MAX_SCALAR_DIGITS + 10:
                 raise self.fail(
                     "number_too_large",
-                    f"number of {len(value):,} characters; at most {MAX_SCALAR_DIGITS} digits are allowed",
+                    f"number of {len(value):,} characters; "
+                    f"at most {MAX_SCALAR_DIGITS} digits are allowed",
                     event,
                     path,
                 )
