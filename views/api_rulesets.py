@@ -15,7 +15,13 @@ from sqlalchemy import select
 from approvalrules.diff import diff_versions
 from approvalrules.engine.durations import isoformat
 from approvalrules.engine.load import MAX_BYTES
-from approvalrules.errors import ApprovalRulesError, DocumentTooLarge, NotFound, Problem
+from approvalrules.errors import (
+    ApprovalRulesError,
+    DocumentError,
+    DocumentTooLarge,
+    NotFound,
+    Problem,
+)
 from approvalrules.store import versions
 from approvalrules.store.directory import directory_for
 from approvalrules.store.models import RuleSet
@@ -96,9 +102,24 @@ class RuleSetApi:
 
     @view_config(route_name="api_ruleset_draft", request_method="PUT")
     def save_draft(self):
+        """Save the body as the draft: refused (413/422) when it fails the loader's guards
+        (size, depth, aliases); kept otherwise, with its other problems listed (at most
+        ``MAX_PROBLEMS`` and a last "... and N more")."""
         text = yaml_body(self.request)
         versions.save_draft(self.session, self.tenant.id, self.name, text, author="api")
-        return {"name": self.name, "draft": True}
+        try:
+            checked = publishing.check(
+                self.session, self.tenant, self.name, text, source=f"{self.name}.yaml"
+            )
+        except DocumentError as exc:
+            problems = exc.problems
+        else:
+            problems = checked.warnings
+        return {
+            "name": self.name,
+            "draft": True,
+            "problems": [p.as_dict() for p in problems],
+        }
 
     @view_config(route_name="api_ruleset_publish", request_method="POST")
     def publish(self):

@@ -612,12 +612,14 @@ def document() -> dict:
     }
     paths["/api/v1/rulesets/{name}/draft"] = {
         "put": {
-            "summary": "Save a draft (kept even when invalid)",
+            "summary": "Save a draft (kept even when invalid, listing its problems; refused "
+            "when it fails the loader's guards: 413 over the size cap, 422 too deep or an "
+            "alias bomb)",
             "parameters": [name],
             "requestBody": yaml_body,
             "responses": {
                 "200": {"description": "Saved", **anything},
-                **_error_responses(400, 401, 413),
+                **_error_responses(400, 401, 413, 422),
             },
         }
     }

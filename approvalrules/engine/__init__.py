@@ -20,11 +20,12 @@ from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset
 from .compile import CompiledStep, Policy, compile_policy, data_hash
 from .decision import ORDER_TYPES, Decision, Order, priced_total
 from .directory import Directory, MemoryDirectory
-from .load import Document, load_document, text_hash
+from .load import GUARD_CODES, Document, guard_problems, load_document, text_hash
 from .ruletests import run_tests
 from .schema import check_directory, schema, validator
 
 __all__ = [
+    "GUARD_CODES",
     "ORDER_TYPES",
     "CompiledStep",
     "Decision",
@@ -45,6 +46,7 @@ __all__ = [
     "data_hash",
     "folder_resolver",
     "load_directory",
+    "guard_problems",
     "load_document",
     "priced_total",
     "resolve_buyer",

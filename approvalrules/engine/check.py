@@ -15,7 +15,7 @@ from ..errors import DocumentError, Problem
 from .conditions import interval_of, referenced_names
 from .currencies import base_currency, currency_problems, in_currency, priced_currencies
 from .load import Document, load_document, text_hash
-from .schema import schema_problems
+from .schema import cap_problems, schema_problems
 
 
 @dataclass
@@ -113,7 +113,7 @@ def _check(doc: Document, resolve: Resolver | None, chain: tuple[str, ...]) -> V
         resolved = merge_rulesets(parent.resolved, data)
     else:
         resolved = data
-    problems = semantic_problems(doc, resolved)
+    problems = cap_problems(doc, semantic_problems(doc, resolved))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise DocumentError(problems)
@@ -184,9 +184,7 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
         for n in names:
             if n not in known:
                 hint = (
-                    f"; defined: {', '.join(sorted(known))}"
-                    if known
-                    else f"; the rule set defines no {kind}s"
+                    f"; defined: {_some(known)}" if known else f"; the rule set defines no {kind}s"
                 )
                 problems.append(
                     doc.problem(f"undefined_{kind}", f"{kind} {n!r} is not defined{hint}", path)
@@ -445,6 +443,19 @@ def check_exceeds(kinds, data, doc, path, problems) -> None:
                     path,
                 )
             )
+
+
+#: names listed in a hint ("defined: a, b, c ... (1,200 in all)")
+HINT_NAMES = 20
+
+
+def _some(names: set[str]) -> str:
+    """A few of ``names`` for a hint: a hostile rule set defines thousands, and every
+    reference to an undefined one would repeat them all."""
+    listed = sorted(names)
+    if len(listed) <= HINT_NAMES:
+        return ", ".join(listed)
+    return f"{', '.join(listed[:HINT_NAMES])} ... ({len(listed):,} in all)"
 
 
 def _as_list(value) -> list:

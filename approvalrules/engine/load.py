@@ -49,6 +49,20 @@ MAX_ALIASES = 100
 MAX_NODES = 200_000
 MAX_SCALAR_DIGITS = 30
 
+#: the loader's guards against hostile input: a text failing one of these is refused
+#: everywhere, a draft included (other problems are allowed in a draft, and reported)
+GUARD_CODES = frozenset(
+    [
+        "document_too_large",
+        "too_deep",
+        "too_many_aliases",
+        "too_many_nodes",
+        "recursive_alias",
+        "not_utf8",
+        "invalid_character",
+    ]
+)
+
 STR = "tag:yaml.org,2002:str"
 INT = "tag:yaml.org,2002:int"
 FLOAT = "tag:yaml.org,2002:float"
@@ -173,7 +187,10 @@ def format_path(path) -> str:
 def load_document(
     text: str | bytes, source: str | None = None, *, max_bytes: int = MAX_BYTES
 ) -> Document:
-    """Parse one YAML document into a :class:`Document`; raise :class:`DocumentError` when unsafe or malformed."""
+    """Parse one YAML document into a :class:`Document`.
+
+    Raises :class:`DocumentError` when the text is unsafe or malformed.
+    """
     if isinstance(text, bytes):
         if len(text) > max_bytes:
             raise _too_large(len(text), max_bytes, source)
@@ -181,7 +198,10 @@ def load_document(
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = text.count(b"\n", 0, exc.start) + 1
-            message = f"the document is not UTF-8 text (byte {exc.start}, on line {line}): save it as UTF-8"
+            message = (
+                f"the document is not UTF-8 text (byte {exc.start}, on line {line}): "
+                "save it as UTF-8"
+            )
             raise DocumentError([Problem("not_utf8", message, "", line, source)]) from None
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _too_large(len(text.encode("utf-8", "surrogatepass")), max_bytes, source)
@@ -193,7 +213,8 @@ def load_document(
             [
                 Problem(
                     "invalid_character",
-                    f"character {exc.object[exc.start]!r} at offset {exc.start} cannot be encoded as UTF-8",
+                    f"character {exc.object[exc.start]!r} at offset {exc.start} "
+                    "cannot be encoded as UTF-8",
                     "",
                     line,
                     source,
@@ -202,7 +223,7 @@ def load_document(
         ) from None
     fast = _Parser(text)
     try:
-        data, index, root_line = _fast_build(fast)
+        data, index, root_line = _fast_build(fast, source)
     except (_Slow, yaml.YAMLError):
         pass  # the full builder reports it, with line and path
     else:
@@ -223,7 +244,10 @@ def load_document(
     except ReaderError as exc:
         line = _line_at(text, exc.position)
         character = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        reason = f'character U+{character:04X} on line {line}: {exc.reason}; remove it, or write the escape "\\u{character:04X}" inside double quotes'
+        reason = (
+            f"character U+{character:04X} on line {line}: {exc.reason}; remove it, "
+            f'or write the escape "\\u{character:04X}" inside double quotes'
+        )
         raise DocumentError(
             [Problem("yaml_syntax", f"malformed YAML: {reason}", "", line, source)]
         ) from None
@@ -234,6 +258,24 @@ def load_document(
     finally:
         _dispose(parser)
     return doc
+
+
+def guard_problems(text: str | bytes, source: str | None = None) -> list[Problem]:
+    """Load ``text`` as :func:`load_document` does and sort out what it finds.
+
+    Raises :class:`DocumentError` (:class:`DocumentTooLarge` over :data:`MAX_BYTES`) when
+    the text fails one of the loader's guards (:data:`GUARD_CODES`: size, nesting depth,
+    aliases and their expansion, encoding): such a text is never kept, not even as a draft,
+    and nothing else may parse it.  Returns the other loading problems (malformed YAML,
+    duplicate keys...), which a draft may have; an empty list when the text loads.
+    """
+    try:
+        load_document(text, source)
+    except DocumentError as exc:
+        if any(p.code in GUARD_CODES for p in exc.problems):
+            raise
+        return list(exc.problems)
+    return []
 
 
 def _line_at(text: str, position: int) -> int:
@@ -255,7 +297,10 @@ def _dispose(parser) -> None:
 
 
 class _Slow(Exception):
-    """The fast builder met something it leaves to :class:`_Builder`: an anchor, an alias or a problem."""
+    """The fast builder met something it leaves to :class:`_Builder`.
+
+    An anchor, an alias or a problem.
+    """
 
 
 _ScalarEvent, _MappingStartEvent, _SequenceStartEvent = (
@@ -267,7 +312,7 @@ _END_EVENTS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 _PLAIN_KEY_TAGS = frozenset([STR, INT, FLOAT, BOOL, NULL])
 
 
-def _fast_build(parser) -> Any:
+def _fast_build(parser, source: str | None = None) -> Any:
     """The happy path of :class:`_Builder`: same data, same limits, no paths, no lines, no anchors.
 
     Raises :class:`_Slow` (or the parser's error) whenever the full builder
@@ -285,7 +330,9 @@ def _fast_build(parser) -> Any:
         cls = event.__class__ if event is not None else None
         if cls is _ScalarEvent:
             nodes += 1
-            if nodes > MAX_NODES or event.anchor is not None:
+            if nodes > MAX_NODES:
+                raise _too_many_nodes(stack, event, source)
+            if event.anchor is not None:
                 raise _Slow
             tag, value = event.tag, event.value
             if tag is None or tag == "!":
@@ -333,7 +380,7 @@ def _fast_build(parser) -> Any:
                 raise _Slow
             nodes += 1
             if nodes > MAX_NODES:
-                raise _Slow
+                raise _too_many_nodes(stack, event, source)
             if not stack:
                 root_line = event.start_mark.line + 1
             else:
@@ -370,6 +417,28 @@ def _fast_build(parser) -> Any:
             frame[1] = _NO_KEY
         else:
             frame[0].append(value)
+
+
+def _too_many_nodes(stack: list, event, source: str | None) -> DocumentError:
+    """The full builder's ``too_many_nodes`` problem, from the fast builder's stack.
+
+    The fast builder gives up at the first anchor, so when it counts past
+    :data:`MAX_NODES` no alias was expanded: the full builder would stop at the same
+    value, and parsing the text a second time to say so would double the cost of the
+    largest hostile documents.
+    """
+    path: list = []
+    for frame in stack:
+        if frame[2]:
+            if frame[1] is _NO_KEY:
+                break  # this event is the frame's next key: the path ends at the map
+            path.append(frame[1])
+        else:
+            path.append(len(frame[0]))
+    message = f"the document expands to more than {MAX_NODES:,} values (alias expansion?)"
+    return DocumentError(
+        [Problem("too_many_nodes", message, format_path(path), event.start_mark.line + 1, source)]
+    )
 
 
 def _too_large(size: int, limit: int, source: str | None) -> DocumentTooLarge:
@@ -612,7 +681,8 @@ class _Builder:
             if len(value) > MAX_SCALAR_DIGITS + 10:
                 raise self.fail(
                     "number_too_large",
-                    f"number of {len(value):,} characters; at most {MAX_SCALAR_DIGITS} digits are allowed",
+                    f"number of {len(value):,} characters; "
+                    f"at most {MAX_SCALAR_DIGITS} digits are allowed",
                     event,
                     path,
                 )

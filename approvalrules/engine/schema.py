@@ -8,7 +8,9 @@ cannot express are in :mod:`approvalrules.engine.check`.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import threading
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -18,7 +20,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 from ..errors import DocumentError, Problem
-from .load import Document, load_document
+from .load import Document, format_path, load_document
 
 try:
     import fastjsonschema
@@ -26,6 +28,19 @@ except ImportError:  # pragma: no cover - a dependency; jsonschema alone still w
     fastjsonschema = None
 
 SCHEMA_NAMES = ("ruleset", "directory", "order")
+
+#: a problem list stops at this many problems and ends with "... and N more"
+MAX_PROBLEMS = 100
+#: problems counted past :data:`MAX_PROBLEMS` before the schema check stops counting
+#: ("... and more than 1,000 more"): counting is most of a hostile document's cost
+MAX_COUNTED = 1_000
+#: errors kept per alternative of an ``anyOf``/``oneOf`` (enough to pick the closest one)
+MAX_CONTEXT = 10
+#: type checks jsonschema may make explaining one invalid document (about one per value
+#: and alternative tried); past it the check stops with what it found -- at worst the
+#: fast validator's first error -- and says so.  jsonschema costs ~30 us a check (0.15 s in all); a
+#: 1 MB document whose one error is at its end would otherwise take seconds
+MAX_SCHEMA_WORK = 5_000
 
 
 @functools.cache
@@ -54,9 +69,101 @@ def _registry() -> Registry:
 
 @functools.cache
 def validator(name: str) -> jsonschema.protocols.Validator:
-    """A compiled validator per schema, built once per process (Kinto habit)."""
-    cls = jsonschema.validators.validator_for(schema(name))
-    return cls(schema(name), registry=_registry())
+    """A compiled validator per schema, built once per process (Kinto habit).
+
+    Three keywords are bounded (:func:`_bounded`): jsonschema lists every error of every
+    ``anyOf``/``oneOf`` alternative before it picks one, and compares the items of an
+    unsortable ``uniqueItems`` array pairwise, both unbounded on hostile input.
+    """
+    return _bounded(jsonschema.validators.validator_for(schema(name)))(
+        schema(name), registry=_registry()
+    )
+
+
+class _OutOfWork(Exception):
+    """jsonschema spent :data:`MAX_SCHEMA_WORK` type checks on one document."""
+
+
+_work = threading.local()
+
+
+def _counted_type(check):
+    def type_(validator_, types, instance, schema_):
+        # only :func:`schema_problems` sets a budget; other users of the validators
+        # (the API's body checks) have none
+        left = getattr(_work, "left", None)
+        if left is not None:
+            if left <= 0:
+                raise _OutOfWork
+            _work.left = left - 1
+        yield from check(validator_, types, instance, schema_)
+
+    return type_
+
+
+def _any_of(validator_, alternatives, instance, schema_):
+    context = []
+    for index, subschema in enumerate(alternatives):
+        errors = list(
+            itertools.islice(
+                validator_.descend(instance, subschema, schema_path=index), MAX_CONTEXT
+            )
+        )
+        if not errors:
+            return
+        context.extend(errors)
+    yield jsonschema.ValidationError(
+        f"{_short(instance)} is not valid under any of the given schemas", context=context
+    )
+
+
+def _one_of(validator_, alternatives, instance, schema_):
+    context, valid = [], 0
+    for index, subschema in enumerate(alternatives):
+        errors = list(
+            itertools.islice(
+                validator_.descend(instance, subschema, schema_path=index), MAX_CONTEXT
+            )
+        )
+        if errors:
+            context.extend(errors)
+        else:
+            valid += 1
+    if valid == 0:
+        yield jsonschema.ValidationError(
+            f"{_short(instance)} is not valid under any of the given schemas", context=context
+        )
+    elif valid > 1:
+        yield jsonschema.ValidationError(f"{_short(instance)} is valid under several schemas")
+
+
+def _unique_items(validator_, unique, instance, schema_):
+    if not unique or not validator_.is_type(instance, "array"):
+        return
+    seen = set()
+    for item in instance:
+        # canonical JSON, so equal maps compare equal; True is not 1 (as jsonschema says)
+        key = (
+            ("bool", item)
+            if isinstance(item, bool)
+            else json.dumps(item, sort_keys=True, default=str)
+        )
+        if key in seen:
+            yield jsonschema.ValidationError(f"{_short(instance)} has non-unique elements")
+            return
+        seen.add(key)
+
+
+def _bounded(cls):
+    return jsonschema.validators.extend(
+        cls,
+        {
+            "anyOf": _any_of,
+            "oneOf": _one_of,
+            "uniqueItems": _unique_items,
+            "type": _counted_type(cls.VALIDATORS["type"]),
+        },
+    )
 
 
 @functools.cache
@@ -103,20 +210,86 @@ def _strict_booleans(node: Any) -> Any:
 
 
 def schema_problems(doc: Document, name: str) -> list[Problem]:
-    """Every structural problem of ``doc.data`` against schema ``name``."""
+    """The structural problems of ``doc.data`` against schema ``name``.
+
+    At most :data:`MAX_PROBLEMS`, then "... and N more" (:func:`more_problems`); the
+    explanation stops after :data:`MAX_SCHEMA_WORK` type checks (``check_stopped``).
+    """
     fast = fast_validator(name)
+    fast_error = None
     if fast is not None:
         try:
             fast(doc.data)
             return []
-        except Exception:  # invalid (or too odd for it): jsonschema decides and explains
-            pass
-    problems = []
-    for error in sorted(
-        validator(name).iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))
-    ):
-        problems.append(_problem_from(doc, error))
+        except Exception as exc:  # invalid (or too odd for it): jsonschema decides and explains
+            fast_error = exc
+    errors = validator(name).iter_errors(doc.data)
+    first: list = []
+    more, stopped = 0, False
+    _work.left = MAX_SCHEMA_WORK
+    try:
+        for error in errors:
+            if len(first) < MAX_PROBLEMS:
+                first.append(error)
+                continue
+            more += 1
+            if more > MAX_COUNTED:
+                break
+    except _OutOfWork:
+        stopped = True
+    finally:
+        _work.left = None
+    problems = [
+        _problem_from(doc, error)
+        for error in sorted(first, key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if stopped and not problems:
+        problems.append(_fast_problem(doc, fast_error))
+    if stopped:
+        problems.append(
+            doc.problem(
+                "check_stopped",
+                f"... the schema check stopped after {MAX_SCHEMA_WORK:,} checks; there may be "
+                "more problems: fix these and check again",
+            )
+        )
+    elif more:
+        problems.append(more_problems(doc, more, counted=more <= MAX_COUNTED))
     return problems
+
+
+def _fast_problem(doc: Document, error: Exception | None) -> Problem:
+    """The fast validator's first error as a problem (when jsonschema ran out of work)."""
+    path, node = [], doc.data
+    for part in list(getattr(error, "path", None) or ["data"])[1:]:
+        if isinstance(node, list) and str(part).isdigit():
+            part = int(part)  # fastjsonschema names list items by strings
+        path.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    message = getattr(error, "message", None) or "the document does not match the schema"
+    message = message.replace(getattr(error, "name", "data"), format_path(path) or "the rule set")
+    return doc.problem("invalid_value", message, path)
+
+
+def more_problems(doc: Document, more: int, counted: bool = True) -> Problem:
+    """The last entry of a problem list cut at :data:`MAX_PROBLEMS`: how many were left out."""
+    how_many = f"{more:,}" if counted else f"more than {MAX_COUNTED:,}"
+    return doc.problem(
+        "too_many_problems",
+        f"... and {how_many} more problems; only the first {MAX_PROBLEMS} are listed: "
+        "fix these and check again",
+    )
+
+
+def cap_problems(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """``problems`` cut at :data:`MAX_PROBLEMS` errors (warnings after them dropped too),
+    ending with "... and N more" when any were left out."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + [more_problems(doc, len(problems) - MAX_PROBLEMS)]
 
 
 def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
@@ -198,6 +371,19 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
         description = error.schema.get("description") or f"the pattern {error.validator_value}"
         return doc.problem(
             "invalid_value", f"{_short(error.instance)} does not match: {description}", path
+        )
+    if validator_name in ("maxItems", "maxProperties") and isinstance(instance, (list, dict)):
+        what = "items" if validator_name == "maxItems" else "entries"
+        return doc.problem(
+            "invalid_value",
+            f"{len(instance):,} {what}; at most {error.validator_value:,} are allowed",
+            path,
+        )
+    if validator_name == "maxLength" and isinstance(instance, str):
+        return doc.problem(
+            "invalid_value",
+            f"{len(instance):,} characters; at most {error.validator_value:,} are allowed",
+            path,
         )
     if validator_name == "propertyNames":
         return doc.problem(

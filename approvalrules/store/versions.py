@@ -1,7 +1,11 @@
 """Rule sets as drafts and immutable, numbered versions.
 
-* ``save_draft`` keeps any text, even invalid: a draft is work in progress.
-* ``publish`` validates (``approvalrules.engine.check_ruleset``), numbers the
+* ``save_draft`` keeps any text, even invalid: a draft is work in progress -- but
+  never one that fails the loader's guards (size, depth, aliases: ``guard_problems``),
+  which nothing may parse.
+* ``publish`` takes the rule set's row lock *before* it reads the draft, and clears only
+  the draft it read (``clear_draft``): a draft saved concurrently is never lost.  It
+  validates (``approvalrules.engine.check_ruleset``), numbers the
   new version max+1 under a row lock on the rule set, and switches the active
   version in the same transaction.  Publishing the text that is already
   active changes nothing.
@@ -18,11 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
-from ..engine import PolicyCache, check_ruleset, compile_ruleset
+from ..engine import PolicyCache, check_ruleset, compile_ruleset, guard_problems
 from ..errors import DocumentError, NotFound, Problem
 from .db import TenantCache, transaction_memo
 from .directory import directory_for
@@ -135,7 +139,13 @@ def resolver(session: Session, tenant: Tenant | int | str) -> Callable[[str], st
 def save_draft(
     session: Session, tenant: Tenant | int | str, name: str, text: str, author: str | None = None
 ) -> RuleSet:
-    """Keep ``text`` as the rule set's draft, valid or not; publishing is what validates."""
+    """Keep ``text`` as the rule set's draft, valid or not; publishing is what validates.
+
+    A text that fails the loader's guards (over the size cap, too deep, an alias bomb,
+    not UTF-8) is refused with :class:`DocumentError` (:class:`DocumentTooLarge` for
+    size): every page that shows a draft would otherwise have to survive it.
+    """
+    guard_problems(text, name)
     tenant_id = _tenant_id(session, tenant)
     ruleset = _ensure_ruleset(session, tenant_id, name)
     if ruleset.draft_text != text:
@@ -170,10 +180,12 @@ def publish(
     messages (a file name; default: the rule set's name).
     """
     tenant_id = _tenant_id(session, tenant)
-    existing = get_ruleset(session, tenant_id, name)
+    # the lock first, then the draft: a draft saved meanwhile waits for this transaction
+    existing = get_ruleset(session, tenant_id, name, lock=True)
+    seen_draft = existing.draft_text if existing is not None else None
     from_draft = text is None
     if from_draft:
-        text = existing.draft_text if existing is not None else None
+        text = seen_draft
         if text is None:
             raise NotFound("no_draft", f"rule set {name!r} has no draft to publish")
     if (
@@ -183,7 +195,7 @@ def publish(
     ):
         # already active (and validated when published): nothing to do
         if from_draft:
-            existing.draft_text = None
+            clear_draft(session, existing, seen_draft)
         return existing.active_version
     # validate before writing anything: an invalid text leaves no trace
     checked = _check_ruleset(text, source or name, resolver(session, tenant_id))
@@ -210,7 +222,7 @@ def publish(
     )
     if current is not None and current.text == text:
         if from_draft:
-            ruleset.draft_text = None
+            clear_draft(session, ruleset, seen_draft)
         return current
 
     for attempt in range(PUBLISH_ATTEMPTS):
@@ -246,7 +258,7 @@ def publish(
     ruleset.extends = version.extends
     _bump_rules_version(session, tenant_id)
     if from_draft:
-        ruleset.draft_text = None
+        clear_draft(session, ruleset, seen_draft)
     session.flush()
     audit(
         session,
@@ -262,6 +274,25 @@ def publish(
         },
     )
     return version
+
+
+def clear_draft(session: Session, ruleset: RuleSet, seen: str | None) -> None:
+    """Clear the draft ``seen`` by a publisher, and only that one.
+
+    The publisher read it under the row lock, so on PostgreSQL it is still the draft; the
+    condition keeps a draft saved since (SQLite has no row lock: a writer may commit
+    between the read and this write) rather than clearing it unseen.
+    """
+    if seen is None:
+        return
+    session.flush()
+    session.execute(
+        update(RuleSet)
+        .where(RuleSet.id == ruleset.id, RuleSet.draft_text == seen)
+        .values(draft_text=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.expire(ruleset, ["draft_text"])
 
 
 def rollback(
@@ -490,6 +521,7 @@ __all__ = [
     "resolver",
     "retire",
     "rollback",
+    "clear_draft",
     "save_draft",
 ]
 

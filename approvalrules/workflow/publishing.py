@@ -5,7 +5,9 @@
 2. run its own tests (``tests:``) against the tenant's directory: any failure is
    :class:`TestsFailed`, listing the failing tests, and nothing is published;
 3. publish it as the next version and make it active;
-4. clear the draft: the published text supersedes it;
+4. clear the draft: the published text supersedes it -- the draft read under the rule
+   set's row lock, taken before anything else, and only that one: a draft saved
+   concurrently waits for the publish and stays (``versions.clear_draft``);
 5. decide the pending requests again where ``pending_on_new_version: reevaluate``
    says so (:func:`.reevaluate.on_publish`).
 
@@ -95,9 +97,11 @@ def publish(
     fails (:class:`TestsFailed`).  Publishing the active version's text again is a
     no-op that still clears the draft.
     """
-    ruleset = versions.get_ruleset(session, tenant.id, name)
+    # the lock before the draft is read: a draft saved meanwhile waits, then stays
+    ruleset = versions.get_ruleset(session, tenant.id, name, lock=True)
+    seen_draft = ruleset.draft_text if ruleset is not None else None
     if text is None:
-        text = ruleset.draft_text if ruleset is not None else None
+        text = seen_draft
         if text is None:
             raise NotFound("no_draft", f"rule set {name!r} has no draft to publish")
     active = ruleset.active_version if ruleset is not None else None
@@ -109,7 +113,7 @@ def publish(
         results = run_embedded_tests(session, tenant, checked)
         require_passing(results, name)
     version = versions.publish(session, tenant.id, name, author, text=text, source=source)
-    versions.get_ruleset(session, tenant.id, name).draft_text = None
+    versions.clear_draft(session, versions.get_ruleset(session, tenant.id, name), seen_draft)
     pending = reevaluate.on_publish(session, tenant, name, actor=author)
     return Published(version, pending, results, warnings)
 

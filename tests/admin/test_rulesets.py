@@ -211,3 +211,29 @@ def test_hostile_documents_through_the_admin_editor_are_refused_whole(editor, db
         assert "Nothing was saved" in page.text and "line" in page.text.lower(), name
     db.expire_all()
     assert len(versions.list_versions(db, "demo", "acme")) == before
+
+
+def test_a_draft_failing_the_loaders_guards_is_not_saved(editor, db):
+    """Issue 15: the YAML editor's save meets the loader's guards (a draft may be invalid,
+    but never an alias bomb, too deep, or over the size cap); 422 / 413, nothing saved."""
+    bomb = (
+        "ruleset: acme\n"
+        'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+        + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 9))
+    )
+    page = yaml_post(editor, "acme", bomb, "save")
+    assert page.status_int == 422 and "Not saved" in page.text and "200,000 values" in page.text
+    page = yaml_post(editor, "acme", "ruleset: acme\ndescription: " + "x" * 1_000_000, "save")
+    assert page.status_int == 413 and "the limit is 1,000,000 bytes" in page.text
+    assert "x" * 10_000 not in page.text  # the oversized text is not echoed back
+    db.expire_all()
+    assert ruleset(db).draft_text is None
+
+
+def test_a_chain_longer_than_the_picture_says_how_many_steps_it_left_out(viewer):
+    from approvalrules.views.admin.diagram import MAX_STEPS_DRAWN, chain_svg
+
+    steps = [{"name": f"s{n}", "approvers": {"any_of": [{"role": "r"}]}} for n in range(250)]
+    svg = chain_svg({"approval": {"steps": steps}})
+    assert f"{MAX_STEPS_DRAWN}. s{MAX_STEPS_DRAWN - 1}" in svg
+    assert "... and 150 more steps" in svg and "s150<" not in svg

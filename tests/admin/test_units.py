@@ -11,7 +11,7 @@ from xml.etree import ElementTree
 import colander
 import pytest
 
-from approvalrules.errors import Problem
+from approvalrules.errors import DocumentError, Problem
 from approvalrules.views.admin import schema_forms as sf
 from approvalrules.views.admin.diagram import chain_svg, selector_text
 
@@ -120,3 +120,13 @@ def test_the_chain_is_well_formed_svg():
         selector_text({"relation": "assigned", "attributes": {"approve": "all"}})
         == "relation assigned & attributes approve=all"
     )
+
+
+def test_the_round_trip_loader_reads_through_the_safe_loader_first():
+    """Issue 15: ruamel expands aliases; a billion-laughs text never reaches it."""
+    bomb = 'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+        f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 9)
+    )
+    with pytest.raises(DocumentError) as refused:
+        sf.load_round_trip(bomb)
+    assert refused.value.code == "too_many_nodes"

@@ -7,7 +7,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from approvalrules.errors import Conflict, DocumentError, NotFound
+from approvalrules.errors import Conflict, DocumentError, DocumentTooLarge, NotFound
 from approvalrules.store import versions
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import AuditEvent, RuleSet, RuleSetVersion, Tenant
@@ -186,7 +186,10 @@ ROUNDS = 3
 
 
 def _concurrently(db_engine, change) -> None:
-    """``change(session, worker)`` in THREADS threads released together, each in its own committed transaction."""
+    """``change(session, worker)`` in THREADS threads released together.
+
+    Each runs in its own committed transaction.
+    """
     barrier = threading.Barrier(THREADS)
     errors = []
 
@@ -269,3 +272,32 @@ def test_a_publish_is_seen_by_the_rest_of_its_own_transaction(session, tenant):
     versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
     assert versions.active_versions(session, tenant.id)["purchasing"].number == first + 1
     assert tenant.rules_version == before + 1
+
+
+# drafts: guarded on save, and a publisher clears only the draft it read (issue 15)
+
+BOMB = (
+    "ruleset: purchasing\n"
+    'a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    + "".join(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]\n" for n in range(1, 9))
+)
+
+
+def test_a_draft_failing_the_loaders_guards_is_refused(session, tenant):
+    with pytest.raises(DocumentError) as refused:
+        versions.save_draft(session, tenant.id, "purchasing", BOMB)
+    assert refused.value.code == "too_many_nodes"
+    with pytest.raises(DocumentTooLarge):
+        versions.save_draft(session, tenant.id, "purchasing", "d: " + "x" * 1_000_000)
+    assert versions.get_ruleset(session, tenant.id, "purchasing") is None
+
+
+def test_a_draft_saved_after_the_publisher_read_it_is_kept(session, tenant):
+    versions.save_draft(session, tenant.id, "purchasing", V1)
+    ruleset = versions.get_ruleset(session, tenant.id, "purchasing")
+    # what a writer committing between the publisher's read and its write looks like
+    versions.save_draft(session, tenant.id, "purchasing", V2)
+    versions.clear_draft(session, ruleset, V1)
+    assert versions.get_ruleset(session, tenant.id, "purchasing").draft_text == V2
+    versions.clear_draft(session, ruleset, V2)
+    assert versions.get_ruleset(session, tenant.id, "purchasing").draft_text is None

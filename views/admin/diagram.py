@@ -20,6 +20,10 @@ BOX_X = 20
 BOX_W = WIDTH - 40
 LINE_H = 18
 WRAP = 78
+#: steps drawn; a longer chain ends with a box saying how many were left out
+MAX_STEPS_DRAWN = 100
+#: characters of one line of a box before wrapping (a condition may be long)
+MAX_LINE_CHARS = 400
 
 
 def selector_text(selector: Mapping[str, Any]) -> str:
@@ -50,6 +54,8 @@ def step_lines(step: Mapping[str, Any]) -> list[tuple[str, str]]:
     lines.append(("count", ", ".join(extra)))
     wrapped = []
     for css, text in lines:
+        if len(text) > MAX_LINE_CHARS:
+            text = f"{text[:MAX_LINE_CHARS]} ... ({len(text):,} characters)"
         for i, piece in enumerate(textwrap.wrap(text, WRAP) or [""]):
             wrapped.append((css, piece if i == 0 else "    " + piece))
     return wrapped
@@ -58,11 +64,13 @@ def step_lines(step: Mapping[str, Any]) -> list[tuple[str, str]]:
 def chain_svg(data: Mapping[str, Any] | None, title: str = "Approval chain") -> str:
     """SVG markup of the approval chain of ``data`` (a rule set, after ``extends``)."""
     steps = list(((data or {}).get("approval") or {}).get("steps") or [])
+    left_out = max(0, len(steps) - MAX_STEPS_DRAWN)
+    drawn = steps[:MAX_STEPS_DRAWN]
     parts: list[str] = []
     y = 10
     parts.append(_pill(y, "order submitted"))
     y += 34
-    for index, step in enumerate(steps, start=1):
+    for index, step in enumerate(drawn, start=1):
         y = _arrow(parts, y)
         lines = step_lines(step)
         height = 30 + LINE_H * len(lines)
@@ -78,6 +86,10 @@ def chain_svg(data: Mapping[str, Any] | None, title: str = "Approval chain") -> 
             )
         parts.append("</g>")
         y += height
+    if left_out:
+        y = _arrow(parts, y)
+        parts.append(_pill(y, f"... and {left_out:,} more steps"))
+        y += 34
     y = _arrow(parts, y)
     parts.append(_pill(y, "approved" if steps else "approved (no approval steps)"))
     y += 34

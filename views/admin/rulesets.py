@@ -18,8 +18,14 @@ from pyramid.response import Response
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
-from approvalrules.engine import check_ruleset
-from approvalrules.errors import ApprovalRulesError, DocumentError, Problem, TestsFailed
+from approvalrules.engine import GUARD_CODES, check_ruleset, load_document
+from approvalrules.errors import (
+    ApprovalRulesError,
+    DocumentError,
+    DocumentTooLarge,
+    Problem,
+    TestsFailed,
+)
 from approvalrules.store import versions
 from approvalrules.store.models import Company, RuleSet, RuleSetVersion
 from approvalrules.workflow import publishing
@@ -121,6 +127,27 @@ def _flash_reevaluated(request, published: Published) -> None:
         )
 
 
+def save_draft(request, ruleset: RuleSet, text: str) -> Check | None:
+    """Save ``text`` as the draft; None when saved, else the check of a refused draft.
+
+    A draft may be invalid, but never one that fails the loader's guards (over the size
+    cap, too deep, an alias bomb): ``versions.save_draft`` refuses it, and the page
+    answers 413 or 422 with the problem.
+    """
+    try:
+        versions.save_draft(
+            request.dbsession,
+            request.admin_tenant.id,
+            ruleset.name,
+            text,
+            author=request.admin_actor,
+        )
+    except DocumentError as exc:
+        request.response.status_int = 413 if isinstance(exc, DocumentTooLarge) else 422
+        return Check(problems=list(exc.problems))
+    return None
+
+
 def numbered_lines(text: str, problems: list[Problem]) -> list[dict]:
     """The text's lines with their numbers and the problems reported on each."""
     by_line: dict[int, list[str]] = {}
@@ -184,7 +211,8 @@ def ruleset_create(request):
         error = (
             f"A rule set {name!r} exists already."
             if exists
-            else "A name is 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit."
+            else "A name is 1 to 64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit."
         )
         return {"rows": ruleset_rows(request), "error": error, "new_name": name}
     versions.save_draft(
@@ -303,9 +331,11 @@ def yaml_submit(request):
             return _yaml_page(request, ruleset, text, check, action)
         flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
         return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
-    versions.save_draft(
-        request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor
-    )
+    refused = save_draft(request, ruleset, text)
+    if refused is not None:
+        if request.response.status_int == 413:
+            text = editing_text(ruleset)  # never echo an oversized text back into the page
+        return _yaml_page(request, ruleset, text, refused, "save")
     check = check_text(request, ruleset.name, text)
     flash(
         request,
@@ -320,6 +350,45 @@ def yaml_submit(request):
 # -- the form generated from the schema -------------------------------------------------------
 
 FORM_BUTTONS = (deform.Button("save", "Save draft"), deform.Button("publish", "Publish"))
+
+#: values (maps, lists, scalars) a text may hold and still be edited in the form: each is
+#: a widget or more, and a page of 200,000 widgets helps nobody
+FORM_MAX_VALUES = 5_000
+
+
+def form_refusal(text: str) -> str | None:
+    """Why the form cannot edit ``text``, or None.
+
+    The safe loader goes first, with its guards (size, depth, aliases): ruamel, which
+    the form saves through, expands every alias, and a 467-byte billion-laughs draft
+    took it 36 s and 3.5 GB.  Only a text the safe loader accepts whole, and small
+    enough for a page of widgets, reaches ruamel.
+    """
+    try:
+        data = load_document(text, "draft").data
+    except DocumentError as exc:
+        first = exc.problems[0]
+        what = "cannot be loaded safely" if first.code in GUARD_CODES else "is not valid YAML"
+        return f"The draft {what} (line {first.line}: {first.message}); fix it in the YAML editor."
+    values = _count_values(data)
+    if values > FORM_MAX_VALUES:
+        return (
+            f"The draft holds {values:,} values, more than the form shows "
+            f"({FORM_MAX_VALUES:,}); edit it in the YAML editor."
+        )
+    return None
+
+
+def _count_values(data) -> int:
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
 
 
 def _form_page(
@@ -381,6 +450,9 @@ def form_editor(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     text = editing_text(ruleset)
     schema, form = _form_for(request, ruleset)
+    refusal = form_refusal(text)
+    if refusal is not None:
+        return _form_page(request, ruleset, None, None, yaml_error=refusal)
     try:
         data = schema_forms.to_plain(schema_forms.load_round_trip(text))
     except Exception as exc:  # ruamel raises many kinds; all mean "not YAML"
@@ -389,7 +461,10 @@ def form_editor(request):
             ruleset,
             None,
             None,
-            yaml_error=f"The draft is not valid YAML ({exc.__class__.__name__}); fix it in the YAML editor.",
+            yaml_error=(
+                f"The draft is not valid YAML ({exc.__class__.__name__}); "
+                "fix it in the YAML editor."
+            ),
         )
     form.set_appstruct(schema_forms.to_form(schema, data if isinstance(data, dict) else {}))
     check = check_text(request, ruleset.name, text)
@@ -407,6 +482,9 @@ def form_submit(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     original = editing_text(ruleset)
     schema, form = _form_for(request, ruleset)
+    refusal = form_refusal(original)
+    if refusal is not None:
+        return _form_page(request, ruleset, None, None, status=422, yaml_error=refusal)
     try:
         appstruct = form.validate(list(request.POST.items()))
     except deform.ValidationFailure as failure:
@@ -422,9 +500,10 @@ def form_submit(request):
             return _form_page(request, ruleset, form, check, unplaced, status=422)
         flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
         return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
-    versions.save_draft(
-        request.dbsession, request.admin_tenant.id, ruleset.name, text, author=request.admin_actor
-    )
+    refused = save_draft(request, ruleset, text)
+    if refused is not None:
+        status = request.response.status_int
+        return _form_page(request, ruleset, form, refused, refused.problems, status=status)
     check = check_text(request, ruleset.name, text)
     flash(
         request,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 
 from pyramid.httpexceptions import HTTPNotFound
@@ -22,6 +23,12 @@ from .rulesets import check_text, numbered_lines
 log = logging.getLogger(__name__)
 
 DRAFT = "draft"
+
+#: characters of a line the text diff shows; a longer line is cut and marked with its
+#: length and a hash, so that lines still compare equal exactly when they are equal
+DIFF_LINE_CHARS = 400
+#: lines of each text the text diff compares; past them the page says what it left out
+DIFF_MAX_LINES = 3_000
 
 
 def history(request, name: str) -> list[AuditEvent]:
@@ -57,7 +64,10 @@ def version_text(request, ruleset, ref: str) -> tuple[str, str]:
 
 
 def default_pair(ruleset, all_versions) -> tuple[str, str]:
-    """What to compare when nothing is asked: the draft against the active version, else the last two."""
+    """What to compare when nothing is asked.
+
+    The draft against the active version, else the last two versions.
+    """
     numbers = [v.number for v in all_versions]
     active = (
         ruleset.active_version.number
@@ -96,14 +106,52 @@ def behavioural(
     return result, None
 
 
-def side_by_side(old_text: str, new_text: str, old_label: str, new_label: str) -> str:
-    """An HTML table of the two texts side by side (difflib), changes in context."""
+def shown_line(line: str) -> str:
+    """``line`` as the diff shows it: whole up to :data:`DIFF_LINE_CHARS`, else cut.
+
+    The cut line ends with the full length and a hash of the whole line, so two long lines
+    that differ anywhere still differ here, and difflib never compares, highlights or wraps
+    more than a few hundred characters (its wrapping recursed once per 70 characters: a
+    line of a million overflowed the stack).
+    """
+    if len(line) <= DIFF_LINE_CHARS:
+        return line
+    digest = hashlib.sha256(line.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{line[:DIFF_LINE_CHARS]} ... [line cut: {len(line):,} characters, sha256 {digest}]"
+
+
+def diff_lines(text: str) -> tuple[list[str], list[str]]:
+    """(the lines the diff compares, notes on what was left out) of one text."""
+    notes = []
+    lines = text.splitlines()
+    if len(lines) > DIFF_MAX_LINES:
+        notes.append(f"only the first {DIFF_MAX_LINES:,} of its {len(lines):,} lines are compared")
+        lines = lines[:DIFF_MAX_LINES]
+    long_lines = sum(1 for line in lines if len(line) > DIFF_LINE_CHARS)
+    if long_lines:
+        notes.append(
+            f"{long_lines:,} line(s) longer than {DIFF_LINE_CHARS} characters are cut "
+            "(a hash of the whole line tells whether it changed)"
+        )
+    return [shown_line(line) for line in lines], notes
+
+
+def side_by_side(
+    old_text: str, new_text: str, old_label: str, new_label: str
+) -> tuple[str, list[str]]:
+    """An HTML table of the two texts side by side (difflib), changes in context, and notes
+    on what it left out: the work is bounded by :data:`DIFF_MAX_LINES` and
+    :data:`DIFF_LINE_CHARS`, whatever the texts."""
+    old_lines, old_notes = diff_lines(old_text)
+    new_lines, new_notes = diff_lines(new_text)
+    notes = [f"{old_label}: {n}" for n in old_notes] + [f"{new_label}: {n}" for n in new_notes]
     table = difflib.HtmlDiff(tabsize=2, wrapcolumn=70).make_table(
-        old_text.splitlines(), new_text.splitlines(), old_label, new_label, context=True, numlines=3
+        old_lines, new_lines, old_label, new_label, context=True, numlines=3
     )
-    return table.replace(
+    table = table.replace(
         '<table class="diff"', '<table class="diff" aria-label="Text differences, side by side"'
     )
+    return table, notes
 
 
 @view_config(
@@ -168,6 +216,7 @@ def diff_view(request):
     old_text, old_label = version_text(request, ruleset, old_ref)
     new_text, new_label = version_text(request, ruleset, new_ref)
     result, unavailable = behavioural(request, old_text, new_text, old_label, new_label)
+    table, table_notes = side_by_side(old_text, new_text, old_label, new_label)
     old_check, new_check = (
         check_text(request, ruleset.name, old_text),
         check_text(request, ruleset.name, new_text),
@@ -181,7 +230,8 @@ def diff_view(request):
         "old_label": old_label,
         "new_label": new_label,
         "same": old_text == new_text,
-        "table": side_by_side(old_text, new_text, old_label, new_label),
+        "table": table,
+        "table_notes": table_notes,
         "result": result,
         "unavailable": unavailable,
         "old_svg": chain_svg(
