@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: venv serve setup-db test test-yaml-compat bench wheel lock clean
+.PHONY: venv serve setup-db test test-yaml-compat lint bench wheel lock clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,11 @@ setup-db: $(STAMP)
 # APPROVALRULES_TEST_DATABASE_URL, when set in the environment, runs the suite on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# ruff: the rules and line length in pyproject.toml; `ruff format .` fixes the layout.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The loader on other PyYAML releases than the locked one: 6.0.3 (no scanner nesting
 # guard) and the newest. Each is laid over the venv with PYTHONPATH, nothing else changes.

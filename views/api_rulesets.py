@@ -46,7 +46,8 @@ def yaml_body(request) -> str:
             [
                 Problem(
                     "document_too_large",
-                    f"the document is {len(request.body):,} bytes; the limit is {MAX_BYTES:,} bytes",
+                    f"the document is {len(request.body):,} bytes; "
+                    f"the limit is {MAX_BYTES:,} bytes",
                 )
             ]
         )

@@ -1,4 +1,7 @@
-"""The OpenAPI 3.1 document of the storefront API, built from the same JSON Schemas the engine validates with."""
+"""The OpenAPI 3.1 document of the storefront API.
+
+Built from the same JSON Schemas the engine validates with.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +12,17 @@ from pyramid.view import view_config
 
 from approvalrules.engine import schema
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-
-# The limits of every path, query and header parameter, declared once: views/inputs.py checks
-# each request against them before any database work.
-#: database ids (32-bit)
-MAX_ID = 2**31 - 1
-WHOLE = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
-#: the directory's ids (schemas/directory.schema.json#/$defs/id)
-DIRECTORY_ID = {"type": "string", "maxLength": 100, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"}
-#: an id or filter given as free text
-TEXT_100 = {"type": "string", "maxLength": 100}
-#: rule-set names (schemas/ruleset.schema.json#/$defs/identifier)
-RULESET_NAME = {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
-#: printable ASCII, as HTTP header values travel
-HEADER_TOKEN = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}
-
-
-def _error_responses(*statuses: int) -> dict:
-    text = {
-        400: "Malformed request, or a parameter outside its documented limits (invalid_parameter)",
-        401: "Missing, wrong or revoked API key",
-        403: "Not allowed",
-        404: "Not found (or another tenant's)",
-        409: "Conflicts with the current state",
-        405: "Method not allowed on this path; the Allow header lists the allowed ones",
-        413: "Too large",
-        422: "Invalid order or document, or a rule set whose own tests fail (tests_failed)",
-        503: "Database unavailable",
-    }
-    return {
-        str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}}
-        for s in statuses
-    }
+from .openapi_parts import (  # noqa: F401  (the limits are part of this module's API)
+    DIRECTORY_ID,
+    ERROR,
+    HEADER_TOKEN,
+    MAX_ID,
+    RULESET_NAME,
+    TEXT_100,
+    WHOLE,
+)
+from .openapi_parts import error_responses as _error_responses
+from .openapi_rulesets import ruleset_paths
 
 
 def _rewrite_refs(node):
@@ -135,7 +116,8 @@ def document() -> dict:
             "previous_decisions": {
                 "type": "array",
                 "items": {"type": "object"},
-                "description": "Decisions before a re-evaluation (new rule-set version, approver edit), oldest first.",
+                "description": "Decisions before a re-evaluation (new rule-set version, "
+                "approver edit), oldest first.",
             },
         },
     }
@@ -165,9 +147,12 @@ def document() -> dict:
             "version": {"type": "integer"},
         },
     }
-    json_of = lambda ref: {
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
-    }  # noqa: E731
+
+    def json_of(ref: str) -> dict:
+        return {
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+        }
+
     order_id = {
         "name": "id",
         "in": "path",
@@ -192,7 +177,8 @@ def document() -> dict:
         },
         "/api/v1/orders": {
             "get": {
-                "summary": "The orders an account may see, per the rule set's visibility (own, group, eligible, company)",
+                "summary": "The orders an account may see, per the rule set's visibility (own, "
+                "group, eligible, company)",
                 "parameters": [
                     {"name": n, "in": "query", "required": n == "viewer", "schema": t}
                     for n, t in (
@@ -311,7 +297,8 @@ def document() -> dict:
     }
     paths["/api/v1/approvals/bulk"] = {
         "post": {
-            "summary": "Approve or reject several requests; each is checked on its own, results per request",
+            "summary": "Approve or reject several requests; each is checked on its own, "
+            "results per request",
             "requestBody": {
                 "required": True,
                 "content": {
@@ -392,7 +379,8 @@ def document() -> dict:
         }
     paths["/api/v1/approvals/{id}/edit"] = {
         "post": {
-            "summary": "An eligible approver lowers quantities or removes lines; the order is re-evaluated and the buyer told",
+            "summary": "An eligible approver lowers quantities or removes lines; the order is "
+            "re-evaluated and the buyer told",
             "parameters": [
                 approval_id,
                 {
@@ -415,7 +403,8 @@ def document() -> dict:
                                 "version": {"type": ["integer", "string"]},
                                 "lines": {
                                     "type": "array",
-                                    "description": "The complete new list of lines: a line left out is removed",
+                                    "description": "The complete new list of lines: a line "
+                                    "left out is removed",
                                     "items": {
                                         "type": "object",
                                         "required": ["sku"],
@@ -536,7 +525,8 @@ def document() -> dict:
     }
     paths["/api/v1/directory/delegations"] = {
         "put": upsert(
-            "Upsert a delegation (out of office): delegate approves for delegator in a period; loops refused",
+            "Upsert a delegation (out of office): delegate approves for delegator in a period; "
+            "loops refused",
             {
                 "delegator": text,
                 "delegate": text,
@@ -548,7 +538,8 @@ def document() -> dict:
             required=("delegator", "delegate", "valid_from", "valid_until"),
         ),
         "delete": {
-            "summary": "Revoke a delegation, named by delegator, delegate and its optional company and step; requests already pending keep their approvers",
+            "summary": "Revoke a delegation, named by delegator, delegate and its optional "
+            "company and step; requests already pending keep their approvers",
             "parameters": [
                 {
                     "name": n,
@@ -581,125 +572,7 @@ def document() -> dict:
             required=("approver", "account", "company"),
         )
     }
-    name = {"name": "name", "in": "path", "required": True, "schema": RULESET_NAME}
-    yaml_body = {
-        "required": True,
-        "content": {
-            "application/yaml": {
-                "schema": {
-                    "type": "string",
-                    "description": "A rule set (schemas/ruleset.schema.json)",
-                }
-            }
-        },
-    }
-    anything = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    paths["/api/v1/rulesets"] = {
-        "get": {
-            "summary": "The tenant's rule sets with their active versions",
-            "responses": {"200": {"description": "Rule sets", **anything}, **_error_responses(401)},
-        }
-    }
-    paths["/api/v1/rulesets/{name}"] = {
-        "get": {
-            "summary": "A rule set: active text and draft",
-            "parameters": [name],
-            "responses": {
-                "200": {"description": "The rule set", **anything},
-                **_error_responses(401, 404),
-            },
-        }
-    }
-    paths["/api/v1/rulesets/{name}/draft"] = {
-        "put": {
-            "summary": "Save a draft (kept even when invalid, listing its problems; refused "
-            "when it fails the loader's guards: 413 over the size cap, 422 too deep or an "
-            "alias bomb)",
-            "parameters": [name],
-            "requestBody": yaml_body,
-            "responses": {
-                "200": {"description": "Saved", **anything},
-                **_error_responses(400, 401, 413, 422),
-            },
-        }
-    }
-    paths["/api/v1/rulesets/{name}/publish"] = {
-        "post": {
-            "summary": "Validate and publish the body (or the draft) as the next version",
-            "parameters": [name],
-            "requestBody": {**yaml_body, "required": False},
-            "responses": {
-                "201": {"description": "The new version", **anything},
-                **_error_responses(400, 401, 404, 409, 413, 422),
-            },
-        }
-    }
-    paths["/api/v1/rulesets/{name}/rollback"] = {
-        "post": {
-            "summary": "Publish an old version's text anew",
-            "parameters": [
-                name,
-                {"name": "to", "in": "query", "required": True, "schema": WHOLE},
-            ],
-            "responses": {
-                "200": {"description": "The new version", **anything},
-                **_error_responses(400, 401, 404),
-            },
-        }
-    }
-    paths["/api/v1/rulesets/{name}/versions"] = {
-        "get": {
-            "summary": "Every version: number, status, hash, author, time",
-            "parameters": [name],
-            "responses": {
-                "200": {"description": "Versions", **anything},
-                **_error_responses(401, 404),
-            },
-        }
-    }
-    paths["/api/v1/rulesets/{name}/diff"] = {
-        "get": {
-            "summary": "Structural, behavioural and unified diff of two versions",
-            "parameters": [name]
-            + [
-                {"name": n, "in": "query", "required": True, "schema": WHOLE}
-                for n in ("from", "to")
-            ],
-            "responses": {
-                "200": {"description": "The diff", **anything},
-                **_error_responses(400, 401, 404, 422),
-            },
-        }
-    }
-    paths["/ready"] = {
-        "get": {
-            "summary": "Readiness: the database answers a fresh connection's SELECT 1 within "
-            "approvalrules.db.ready_timeout (liveness is /health, which never touches it)",
-            "security": [],
-            "responses": {
-                "200": {
-                    "description": "Ready",
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["status", "database"],
-                                "properties": {
-                                    "status": {"const": "ready"},
-                                    "database": {"const": "ok"},
-                                    "version": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                },
-                "503": {
-                    **_error_responses(503)["503"],
-                    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-                },
-            },
-        }
-    }
+    paths.update(ruleset_paths())
     for item in paths.values():
         for operation in item.values():
             # every operation checks its parameters and refuses other methods

@@ -1,0 +1,41 @@
+"""The building blocks of the OpenAPI document: parameter limits and error responses.
+
+views/inputs.py checks each request against the same limits, before any database work.
+"""
+
+from __future__ import annotations
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+# The limits of every path, query and header parameter, declared once: views/inputs.py checks
+# each request against them before any database work.
+#: database ids (32-bit)
+MAX_ID = 2**31 - 1
+WHOLE = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+#: the directory's ids (schemas/directory.schema.json#/$defs/id)
+DIRECTORY_ID = {"type": "string", "maxLength": 100, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$"}
+#: an id or filter given as free text
+TEXT_100 = {"type": "string", "maxLength": 100}
+#: rule-set names (schemas/ruleset.schema.json#/$defs/identifier)
+RULESET_NAME = {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+#: printable ASCII, as HTTP header values travel
+HEADER_TOKEN = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}
+
+
+def error_responses(*statuses: int) -> dict:
+    """The documented error responses for these statuses, in our error format."""
+    text = {
+        400: "Malformed request, or a parameter outside its documented limits (invalid_parameter)",
+        401: "Missing, wrong or revoked API key",
+        403: "Not allowed",
+        404: "Not found (or another tenant's)",
+        409: "Conflicts with the current state",
+        405: "Method not allowed on this path; the Allow header lists the allowed ones",
+        413: "Too large",
+        422: "Invalid order or document, or a rule set whose own tests fail (tests_failed)",
+        503: "Database unavailable",
+    }
+    return {
+        str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}}
+        for s in statuses
+    }
