@@ -70,3 +70,22 @@ def test_an_odd_page_number_is_harmless(owner, page):
 def test_ordinary_filters_still_work(owner):
     assert owner.get("/admin/approvals", {"q": "A1", "approver": "tom"}).status_int == 200
     assert owner.get("/admin/audit", {"actor": "olive", "action": "ruleset"}).status_int == 200
+
+
+@pytest.mark.parametrize(
+    "method, url, allowed",
+    [
+        ("DELETE", "/admin/rulesets", "GET, POST"),
+        ("PUT", "/admin/logout", "POST"),
+        ("PATCH", "/admin/audit", "GET"),
+    ],
+)
+def test_a_wrong_method_on_an_admin_page_is_405_with_allow(owner, method, url, allowed):
+    response = owner.request(url, method=method, status="*")
+    assert response.status_int == 405
+    assert response.headers["Allow"] == allowed
+    assert "Method not allowed" in response.text
+
+
+def test_an_unknown_admin_page_is_still_404(owner):
+    assert owner.get("/admin/no-such-page", status="*").status_int == 404

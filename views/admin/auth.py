@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyramid.csrf import new_csrf_token
-from pyramid.exceptions import BadCSRFToken
+from pyramid.exceptions import BadCSRFToken, PredicateMismatch
 from pyramid.httpexceptions import HTTPBadRequest, HTTPFound, HTTPNotFound, HTTPSeeOther
 from pyramid.security import forget, remember
 from pyramid.view import (
@@ -129,8 +129,32 @@ def bad_request(exc, request):
     return _error_page(request, 400, "Bad request", exc.detail or "The request was not understood.")
 
 
+def allowed_methods(request) -> list[str]:
+    """The methods the matched admin route's views answer (empty when no route matched)."""
+    route = request.matched_route
+    if route is None:
+        return []
+    introspector = request.registry.introspector
+    methods: set[str] = set()
+    for view in introspector.related(introspector.get("routes", route.name)):
+        if view.category_name == "views":
+            declared = view["request_methods"]
+            methods.update((declared,) if isinstance(declared, str) else declared or ())
+    return sorted(methods)
+
+
 @notfound_view_config(path_info=ADMIN_PATHS, renderer=template("error"))
 def not_found(exc, request):
+    allowed = allowed_methods(request) if isinstance(exc, PredicateMismatch) else []
+    if allowed and request.method not in allowed:
+        # the page exists, the method does not: say which ones do
+        request.response.headers["Allow"] = ", ".join(allowed)
+        return _error_page(
+            request,
+            405,
+            "Method not allowed",
+            f"This page answers {', '.join(allowed)}, not {request.method}.",
+        )
     return _error_page(
         request,
         404,
