@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import DirectoryError, DocumentError
 from .buyer import resolve_buyer
 from .cache import PolicyCache
-from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset
+from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset, listed_names
 from .compile import CompiledStep, Policy, compile_policy, data_hash
 from .decision import ORDER_TYPES, Decision, Order, priced_total
 from .directory import Directory, MemoryDirectory
@@ -25,6 +25,7 @@ from .ruletests import run_tests
 from .schema import check_directory, schema, validator
 
 __all__ = [
+    "listed_names",
     "GUARD_CODES",
     "ORDER_TYPES",
     "CompiledStep",

@@ -184,7 +184,9 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
         for n in names:
             if n not in known:
                 hint = (
-                    f"; defined: {_some(known)}" if known else f"; the rule set defines no {kind}s"
+                    f"; defined: {listed_names(known)}"
+                    if known
+                    else f"; the rule set defines no {kind}s"
                 )
                 problems.append(
                     doc.problem(f"undefined_{kind}", f"{kind} {n!r} is not defined{hint}", path)
@@ -449,8 +451,8 @@ def check_exceeds(kinds, data, doc, path, problems) -> None:
 HINT_NAMES = 20
 
 
-def _some(names: set[str]) -> str:
-    """A few of ``names`` for a hint: a hostile rule set defines thousands, and every
+def listed_names(names: Iterable[str]) -> str:
+    """A few of ``names`` for a hint, sorted: a hostile rule set defines thousands, and every
     reference to an undefined one would repeat them all."""
     listed = sorted(names)
     if len(listed) <= HINT_NAMES:

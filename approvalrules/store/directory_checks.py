@@ -17,10 +17,10 @@ roles to check against and is accepted: orders of that company are refused with
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
+from ..engine.check import HINT_NAMES, listed_names
 from ..errors import DirectoryValueError
 from .models import Company
 from .versions import active_versions, policy_for
@@ -31,15 +31,6 @@ MAX_EMAIL_LENGTH = 254
 #: one ``@``, no spaces or control characters, a dot in the domain; deliberately loose
 #: beyond that (full RFC 5322 syntax accepts addresses no mail server does)
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
-
-#: how many names an error lists before "and N more"
-LISTED = 20
-
-
-def _listing(names: Iterable[str]) -> str:
-    names = sorted(names)
-    shown = ", ".join(names[:LISTED])
-    return shown + (f" and {len(names) - LISTED} more" if len(names) > LISTED else "")
 
 
 def check_email(email: str | None, path: str = "email") -> None:
@@ -83,7 +74,7 @@ class RuleSetNames:
             return
         published = self.active()
         hint = (
-            f"published rule sets: {_listing(published)}"
+            f"published rule sets: {listed_names(published)}"
             if published
             else "the tenant has published no rule set yet; publish it first"
         )
@@ -91,7 +82,7 @@ class RuleSetNames:
             "unknown_ruleset",
             f"rule set {name[:80]!r} is not published for this tenant ({hint})",
             path=path,
-            details={"path": path, "published": sorted(published)[:LISTED]},
+            details={"path": path, "published": sorted(published)[:HINT_NAMES]},
         )
 
     def roles_for(self, company: Company) -> tuple[str, frozenset[str]] | None:
@@ -121,7 +112,7 @@ class RuleSetNames:
         raise DirectoryValueError(
             "undefined_role",
             f"role {role[:80]!r} is not defined by rule set {ruleset!r}, which governs company "
-            f"{company.external_id!r}; use one of: {_listing(roles) or '(none defined)'}, "
+            f"{company.external_id!r}; use one of: {listed_names(roles) or '(none defined)'}, "
             "or define the role in the rule set and publish it",
             path=path,
             details={"path": path, "ruleset": ruleset, "roles": sorted(roles)},
