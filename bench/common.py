@@ -94,7 +94,7 @@ def cart(
                 "category": categories[i % len(categories)],
                 "quantity": 1 + (i * 7) % 12,
                 "name": f"Item {i} from the catalogue",
-                "unit_price": f"{3 + i * 2.35:.2f}",
+                "price": f"{3 + i * 2.35:.2f}",
             }
         )
     body = {

@@ -76,10 +76,9 @@ def ensure_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(
-    wrk: str, url: str, script: Path, connections: int, duration: float, cpus: str | None
-) -> dict:
-    cmd = [
+def wrk_command(wrk: str, url: str, script: Path, connections: int, duration: float) -> list[str]:
+    """One wrk thread with ``connections`` connections, latency and our JSON summary script."""
+    return [
         wrk,
         "-t1",
         f"-c{connections}",
@@ -91,15 +90,29 @@ def run_wrk(
         str(script),
         url,
     ]
-    if cpus is not None:
-        cmd = ["taskset", "-c", cpus, *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    for line in out.stdout.splitlines():
+
+
+def wrk_summary(stdout: str) -> dict | None:
+    """The summary our wrk script prints (``WRKJSON {...}``), with requests per second."""
+    for line in stdout.splitlines():
         if line.startswith("WRKJSON "):
             data = json.loads(line[len("WRKJSON ") :])
             data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
             return data
-    raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+    return None
+
+
+def run_wrk(
+    wrk: str, url: str, script: Path, connections: int, duration: float, cpus: str | None
+) -> dict:
+    cmd = wrk_command(wrk, url, script, connections, duration)
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    data = wrk_summary(out.stdout)
+    if data is None:
+        raise RuntimeError(f"wrk printed no summary: {out.stdout[-500:]} {out.stderr[-500:]}")
+    return data
 
 
 def combine(results: list[dict]) -> dict:
@@ -116,31 +129,21 @@ def combine(results: list[dict]) -> dict:
 def run_parallel(
     wrk: str, urls: list[str], script: Path, connections: int, duration: float
 ) -> dict:
-    procs = []
-    for url in urls:
-        cmd = [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration:g}s",
-            "--timeout",
-            "5s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ]
-        procs.append(
-            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [
+        subprocess.Popen(
+            wrk_command(wrk, url, script, connections, duration),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        for url in urls
+    ]
     results = []
     for proc in procs:
-        out, err = proc.communicate(timeout=duration + 60)
-        for line in out.splitlines():
-            if line.startswith("WRKJSON "):
-                data = json.loads(line[len("WRKJSON ") :])
-                data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
-                results.append(data)
+        out, _err = proc.communicate(timeout=duration + 60)
+        data = wrk_summary(out)
+        if data is not None:
+            results.append(data)
     if len(results) != len(urls):
         raise RuntimeError("a wrk instance printed no summary")
     return combine(results)
