@@ -176,10 +176,19 @@ def fast_validator(name: str) -> Callable[[Any], Any] | None:
     use means the same there, except that ``enum``/``const`` compare with
     Python's ``==`` (``1 == True``), so booleans get an explicit type.
     """
+    return fast_validator_for(schema(name))
+
+
+def fast_validator_for(document: dict) -> Callable[[Any], Any] | None:
+    """:func:`fast_validator` for a schema given as data (e.g. a part of the OpenAPI document).
+
+    The same contract: it only ever says "valid"; anything it rejects, or raises on, goes to
+    jsonschema, which decides and explains.
+    """
     if fastjsonschema is None:  # pragma: no cover - a dependency; jsonschema alone still works
         return None
     try:
-        return fastjsonschema.compile(_strict_booleans(schema(name)))
+        return fastjsonschema.compile(_strict_booleans(document))
     except Exception:  # pragma: no cover - a schema it cannot compile: jsonschema only
         return None
 
