@@ -64,14 +64,16 @@ def compile_ruleset(
     resolve: Resolver | None = None,
     *,
     version: int | None = None,
+    published: bool = False,
 ) -> Policy:
     """Validate and compile rule-set text into a :class:`Policy`; raises :class:`DocumentError`.
 
     Pure: it compiles every time.  A caller that compiles the same text often
     keeps the result, e.g. in a :class:`PolicyCache` keyed by the text's hash
-    (``approvalrules.store.versions`` does).
+    (``approvalrules.store.versions`` does).  ``published=True`` for a version published
+    already: checks added since then warn instead of refusing it (see :func:`check_ruleset`).
     """
-    return compile_policy(check_ruleset(text, source, resolve), version)
+    return compile_policy(check_ruleset(text, source, resolve, published=published), version)
 
 
 def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirectory:

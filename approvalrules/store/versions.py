@@ -46,7 +46,8 @@ def _check_ruleset(text: str, source: str | None, resolve: Callable[[str], str |
 def _compile_ruleset(
     text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None
 ):
-    return compile_ruleset(text, source, resolve, version=version)
+    # a stored version was valid when published: stricter checks since then only warn
+    return compile_ruleset(text, source, resolve, version=version, published=True)
 
 
 def _tenant_id(session: Session, tenant: Tenant | int | str) -> int:
