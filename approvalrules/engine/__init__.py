@@ -16,7 +16,14 @@ from pathlib import Path
 from ..errors import DirectoryError, DocumentError
 from .buyer import resolve_buyer
 from .cache import PolicyCache
-from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset, listed_names
+from .check import (
+    Resolver,
+    ValidatedRuleSet,
+    check_document,
+    check_ruleset,
+    directory_problems,
+    listed_names,
+)
 from .compile import CompiledStep, Policy, compile_policy, data_hash
 from .decision import ORDER_TYPES, Decision, Order, priced_total
 from .directory import Directory, MemoryDirectory
@@ -42,6 +49,7 @@ __all__ = [
     "check_directory",
     "check_document",
     "check_ruleset",
+    "directory_problems",
     "compile_policy",
     "compile_ruleset",
     "data_hash",
@@ -82,7 +90,8 @@ def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirect
     try:
         return MemoryDirectory.from_dict(doc.data)
     except DirectoryError as exc:
-        path = tuple(p for p in exc.path.split(".") if p) if exc.path else ()
+        # "accounts.sam.memberships.0": indexes are numbers in the document's paths
+        path = tuple(int(p) if p.isdigit() else p for p in (exc.path or "").split(".") if p)
         raise DocumentError([doc.problem(exc.code, exc.message, path)]) from None
 
 

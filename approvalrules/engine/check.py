@@ -22,6 +22,7 @@ from .currencies import (
     in_currency,
     priced_currencies,
 )
+from .directory import Directory
 from .durations import parse_instant
 from .load import Document, format_path, load_document, text_hash
 from .money import CURRENCIES, fits_minor_units, format_amount, minor_units, parse_amount
@@ -555,6 +556,147 @@ def _amount_problems(
                     "warning",
                 )
             )
+
+
+def directory_problems(checked: ValidatedRuleSet, directory: Directory) -> list[Problem]:
+    """Warnings only a directory can give about a checked rule set (the CLI's ``validate
+    --directory`` and ``test``):
+
+    - a step whose ``required`` is more than the accounts that could ever approve it, in a
+      company the rule set governs (it could never be approved);
+    - accounts named in approver selectors, escalations and ``buyer_account`` conditions that
+      the directory does not have.
+    """
+    doc, data = checked.document, checked.resolved
+    problems: list[Problem] = []
+    roles = data.get("roles") or {}
+    approving = {n for n, r in roles.items() if "approve_orders" in (r.get("permissions") or ())}
+    companies = sorted(
+        {m.company_id for a in directory.account_ids() for m in directory.memberships_of_account(a)}
+    )
+    named = {c: directory.ruleset_name_for(c) for c in companies}
+    # the companies the rule set governs; a directory that names no rule set at all (a test
+    # fixture) is all its own
+    governed = [c for c in companies if named[c] in (checked.name, None)]
+    if any(named.values()):
+        governed = [c for c in companies if named[c] == checked.name]
+    own = {
+        step["name"]: index
+        for index, step in enumerate(((doc.data.get("approval") or {}).get("steps")) or [])
+    }
+
+    def path_of(step: dict, rest: tuple) -> tuple:
+        if step["name"] in own:
+            return ("approval", "steps", own[step["name"]]) + rest
+        return ("extends",)
+
+    known_accounts = set(directory.account_ids())
+    for step in (data.get("approval") or {}).get("steps") or []:
+        required = step.get("required", 1)
+        for selectors, where in _selector_lists(step):
+            for s_index, selector in enumerate(selectors):
+                for account in selector.get("accounts") or ():
+                    if account not in known_accounts:
+                        problems.append(
+                            doc.problem(
+                                "unknown_account",
+                                f"step {step['name']!r} names account {account!r}, which the "
+                                "directory does not have",
+                                path_of(step, where + (s_index, "accounts")),
+                                "warning",
+                            )
+                        )
+            if (
+                not selectors
+                or step.get("kind", "standard") != "standard"
+                or step.get("fallback") == "parent_company"
+            ):
+                continue
+            need = required if where == ("approvers", "any_of") else 1
+            what = (
+                f"step {step['name']!r}"
+                if where == ("approvers", "any_of")
+                else f"group {where[2] + 1} of step {step['name']!r}"
+            )
+            short = []
+            for company in governed:
+                possible = _possible_approvers(directory, company, selectors, approving)
+                if len(possible) < need:
+                    who = f" ({listed_names(possible)})" if possible else ""
+                    short.append(f"{len(possible)} in {company}{who}")
+            if short:
+                problems.append(
+                    doc.problem(
+                        "too_few_approvers",
+                        f"{what} needs {need} approval{'s' if need != 1 else ''}, but the "
+                        f"directory has only {'; '.join(short)} who could give one: such "
+                        "orders could never be approved; lower `required`, or give more "
+                        "members a role the step names",
+                        path_of(step, ("required",) if need > 1 else where),
+                        "warning",
+                    )
+                )
+        buyers = referenced_names(step.get("when"))["buyer_account"]
+        for account in sorted(buyers - known_accounts):
+            problems.append(
+                doc.problem(
+                    "unknown_account",
+                    f"step {step['name']!r} tests buyer_account {account!r}, which the "
+                    "directory does not have",
+                    path_of(step, ("when",)),
+                    "warning",
+                )
+            )
+        for account in (step.get("escalate_to") or {}).get("accounts") or ():
+            if account not in known_accounts:
+                problems.append(
+                    doc.problem(
+                        "unknown_account",
+                        f"step {step['name']!r} escalates to account {account!r}, which the "
+                        "directory does not have",
+                        path_of(step, ("escalate_to", "accounts")),
+                        "warning",
+                    )
+                )
+    for kind in ("deny", "bypass"):
+        for index, rule in enumerate(data.get(kind) or []):
+            buyers = referenced_names(rule.get("when"))["buyer_account"]
+            for account in sorted(buyers - known_accounts):
+                problems.append(
+                    doc.problem(
+                        "unknown_account",
+                        f"{kind} rule {rule['name']!r} tests buyer_account {account!r}, which "
+                        "the directory does not have",
+                        (kind, index, "when") if kind in doc.data else ("extends",),
+                        "warning",
+                    )
+                )
+    return problems
+
+
+def _possible_approvers(
+    directory: Directory, company: str, selectors: list, approving: set[str]
+) -> set[str]:
+    """Every account of ``company`` (or a delegate of one) that some order could find through
+    one of ``selectors``: an upper bound (relations and attributes are not narrowed)."""
+    found: set[str] = set()
+    for m in directory.memberships_of_company(company):
+        account = directory.account(m.account_id)
+        if not (m.active and account is not None and account.active and m.role in approving):
+            continue
+        if m.settings.get("may_approve") is False:
+            continue
+        for selector in selectors:
+            named_roles = _as_list(selector.get("role"))
+            if named_roles and m.role not in named_roles:
+                continue
+            if selector.get("accounts") and m.account_id not in selector["accounts"]:
+                continue
+            found.add(m.account_id)
+            break
+    for delegator in list(found):
+        found.update(d.delegate_id for d in directory.delegations_of(delegator))
+    return found
 
 
 def _selector_lists(step: dict) -> Iterable[tuple[list, tuple]]:

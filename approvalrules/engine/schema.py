@@ -21,6 +21,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 from ..errors import DocumentError, Problem
+from .directory import structure_problems
 from .load import Document, format_path, load_document
 
 try:
@@ -553,4 +554,9 @@ def check_directory(text: str | bytes, source: str | None = None) -> Document:
     problems = schema_problems(doc, "directory")
     if problems:
         raise DocumentError(problems)
+    structure = [
+        doc.problem(code, message, path) for code, message, path in structure_problems(doc.data)
+    ]
+    if structure:
+        raise DocumentError(sorted(structure, key=lambda p: p.line or 0))
     return doc

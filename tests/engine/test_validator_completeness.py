@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from approvalrules.engine import check_ruleset, compile_ruleset
+from approvalrules import cli
+from approvalrules.engine import check_ruleset, compile_ruleset, directory_problems
 from approvalrules.engine.money import fits_minor_units, minor_units
 
 from .conftest import BASE_DIRECTORY, NOW, checked, make_directory, problems_of, ruleset, to_yaml
@@ -371,3 +372,82 @@ def test_a_quote_only_step_is_warned(order_type):
 
 def test_a_step_for_quotes_and_orders_is_not_warned():
     assert _warnings(_with_steps(_step(when={"order_type": ["quote", "bulk"]}))) == []
+
+
+# ------------------------------------------------------------ with a directory
+
+
+def test_required_above_the_possible_approvers_is_warned_with_a_directory():
+    data = ruleset(approval={"steps": [_step(required=3)]})
+    loaded = checked(to_yaml(data))
+    assert loaded.warnings == []  # nothing to count without a directory
+    directory = make_directory(copy.deepcopy(BASE_DIRECTORY))
+    [warning] = directory_problems(loaded, directory)
+    assert (warning.code, warning.severity) == ("too_few_approvers", "warning")
+    assert warning.path == "approval.steps[0].required"
+    assert "needs 3 approvals, but the directory has only 2 in acme (mgr-ops, mgr-sales)" in (
+        warning.message
+    )
+
+
+def test_two_approvers_for_required_two_are_enough():
+    loaded = checked(to_yaml(ruleset(approval={"steps": [_step(required=2)]})))
+    assert directory_problems(loaded, make_directory(copy.deepcopy(BASE_DIRECTORY))) == []
+
+
+def test_an_all_of_group_nobody_in_the_directory_can_give_is_warned():
+    step = _step(approvers={"all_of": [MANAGERS, {"any_of": [{"accounts": ["mgr-ops", "lou"]}]}]})
+    loaded = checked(to_yaml(ruleset(approval={"steps": [step]})))
+    directory = make_directory(copy.deepcopy(BASE_DIRECTORY))
+    assert directory_problems(loaded, directory) == []  # mgr-ops can approve group 2
+    step["approvers"]["all_of"][1] = {"any_of": [{"accounts": ["lou", "ghost"]}]}
+    loaded = checked(to_yaml(ruleset(approval={"steps": [step]})))
+    problems = directory_problems(loaded, directory)
+    assert [(p.code, p.path) for p in problems] == [
+        ("unknown_account", "approval.steps[0].approvers.all_of[1].any_of[0].accounts"),
+        ("too_few_approvers", "approval.steps[0].approvers.all_of[1].any_of"),
+    ]
+    assert "group 2 of step 'mgr' needs 1 approval" in problems[1].message
+
+
+def test_accounts_the_directory_lacks_are_warned_wherever_they_are_named():
+    data = ruleset(
+        approval={
+            "steps": [
+                _step(
+                    when={"buyer_account": ["sam", "nobody"]},
+                    escalate_to={"accounts": ["ghost"]},
+                )
+            ]
+        },
+        bypass=[{"name": "b", "when": {"buyer_account": "phantom"}}],
+    )
+    problems = directory_problems(
+        checked(to_yaml(data)), make_directory(copy.deepcopy(BASE_DIRECTORY))
+    )
+    assert [(p.code, p.path, p.message.split(",")[0]) for p in problems] == [
+        ("unknown_account", "approval.steps[0].when", "step 'mgr' tests buyer_account 'nobody'"),
+        (
+            "unknown_account",
+            "approval.steps[0].escalate_to.accounts",
+            "step 'mgr' escalates to account 'ghost'",
+        ),
+        ("unknown_account", "bypass[0].when", "bypass rule 'b' tests buyer_account 'phantom'"),
+    ]
+
+
+def test_cli_validate_with_a_directory_warns_and_checks_the_directory(write, capsys):
+    rules = write("r.yaml", to_yaml(ruleset(approval={"steps": [_step(required=3)]})))
+    good = write("d.yaml", to_yaml(BASE_DIRECTORY))
+    assert cli.main(["validate", str(rules), "--directory", str(good)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{rules}: ok (t, 1 steps)\n"
+    line = _line_of(rules.read_text(), "required: 3")
+    assert err.startswith(f"{rules}:{line}: approval.steps[0].required: warning: step 'mgr' needs")
+    broken = copy.deepcopy(BASE_DIRECTORY)
+    broken["companies"]["acme"]["parent"] = "acme"
+    bad = write("bad.yaml", to_yaml(broken))
+    assert cli.main(["validate", str(rules), "--directory", str(bad)]) == 2
+    err = capsys.readouterr().err
+    line = _line_of(bad.read_text(), "parent: acme")
+    assert f"{bad}:{line}: companies.acme.parent: company 'acme' names itself as its parent" in err
