@@ -35,3 +35,15 @@ def parse_instant(text: str, where: str = "now") -> datetime:
 def isoformat(value: datetime) -> str:
     """UTC, seconds precision, ``Z`` suffix: one canonical text per instant."""
     return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def duration_words(text: str) -> str:
+    """``P7D`` as ``7 days``, ``P1DT6H`` as ``1 day 6 hours``, ``PT30M`` as ``30 minutes``."""
+    match = _DURATION.match(text or "")
+    if not match:
+        return str(text)
+    parts = []
+    for value, unit in zip(match.groups(), ("day", "hour", "minute"), strict=True):
+        if value and int(value):
+            parts.append(f"{int(value)} {unit}{'' if int(value) == 1 else 's'}")
+    return " ".join(parts) or "no time"

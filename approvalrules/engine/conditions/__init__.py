@@ -12,7 +12,15 @@ in one mapping must all hold; ``all``/``any``/``not`` combine conditions.
   :func:`referenced_names`, :func:`thresholds`.
 """
 
-from .analysis import Bound, interval_of, iter_leaves, leaves_of, referenced_names, thresholds
+from .analysis import (
+    Bound,
+    exclude_each_other,
+    interval_of,
+    iter_leaves,
+    leaves_of,
+    referenced_names,
+    thresholds,
+)
 from .codegen import Predicate, compile_predicates, compile_trees, explain_parts, render_explanation
 from .describe import describe, describe_leaf
 from .facts import Facts, Line
@@ -49,6 +57,7 @@ __all__ = [
     "compile_trees",
     "describe",
     "describe_leaf",
+    "exclude_each_other",
     "explain_parts",
     "interval_of",
     "iter_leaves",
