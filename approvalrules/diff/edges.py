@@ -40,8 +40,26 @@ class Edges:
     line_tests: dict[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def add_line_test(self, spec: Mapping[str, Any]) -> None:
-        """Keep a ``lines`` test once, keyed by its canonical JSON."""
-        self.line_tests.setdefault(json.dumps(spec, sort_keys=True, default=str), spec)
+        """Keep a ``lines`` test once, one per SKU and category it lists.
+
+        ``{sku: [A, B]}`` becomes ``{sku: A}`` and ``{sku: B}``: each SKU gets
+        a line of its own, so a list that changes from [A, B] to [A, C] is
+        explored at B and C too.
+        """
+        skus = spec["sku"] if isinstance(spec.get("sku"), list) else [spec.get("sku")]
+        categories = (
+            spec["category"] if isinstance(spec.get("category"), list) else [spec.get("category")]
+        )
+        for sku in skus:
+            for category in categories:
+                single = dict(spec)
+                for key, value in (("sku", sku), ("category", category)):
+                    if value is None:
+                        single.pop(key, None)
+                    else:
+                        single[key] = value
+                key = json.dumps(single, sort_keys=True, default=str)
+                self.line_tests.setdefault(key, single)
 
     def update(self, other: Edges) -> None:
         """Add ``other``'s edges to these."""
@@ -132,10 +150,13 @@ def policy_edges(policy: Policy, steps: Iterable, m: Membership, directory: Dire
         for value in (assignment.threshold, assignment.limit):
             if value is not None:
                 found.add(Decimal(value))
+    # the products an order may hold: each restricted or favourite one is a line of its own
     if settings.get("restricted_skus"):
         edges.add_line_test({"sku": sorted(settings["restricted_skus"])})
     if settings.get("restricted_categories"):
         edges.add_line_test({"category": sorted(settings["restricted_categories"])})
+    if settings.get("favourites_only") and settings.get("favourites"):
+        edges.add_line_test({"sku": sorted(settings["favourites"])})
     return edges
 
 

@@ -26,8 +26,8 @@ from .values import fmt_amount
 #: a SKU no rule set names: the lines that only fill the count and the quantity
 FILLER_SKU = "other-sku"
 #: more ``lines`` tests than this, or more scenarios than :data:`MAX_SCENARIOS`: not explored
-MAX_LINE_TESTS = 6
-MAX_SCENARIOS = 400
+MAX_LINE_TESTS = 8
+MAX_SCENARIOS = 512
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,8 @@ def scenarios(edges: Edges) -> tuple[list[LineScenario], bool]:
     texts = [describe_leaf("lines", spec) for spec in specs]
     tests = compile_trees([parse({"lines": spec}) for spec in specs])
     witnesses = [_witness(spec) for spec in specs]
-    # enough lines for every witness at once, whether or not the count is compared
-    counts = _count_ranges(edges.line_count | {Decimal(n) for n in range(1, len(specs) + 1)})
+    # the count compared: one scenario per count segment; else as many lines as the tests need
+    counts = _count_ranges(edges.line_count) if edges.line_count else [(None, None)]
     q_bounds = sorted(edges.quantity | {Decimal(0)})
     quantities = _ranges_of(samples_around(q_bounds), q_bounds)
     combos = len(counts) * len(quantities) * 2 ** len(specs)
@@ -198,17 +198,18 @@ def scenarios(edges: Edges) -> tuple[list[LineScenario], bool]:
     for (n, _), (q, _), wanted in itertools.product(
         counts, quantities, itertools.product((False, True), repeat=len(specs))
     ):
-        lines = _build(n, q, [w for w, on in zip(witnesses, wanted, strict=True) if on])
+        chosen = [w for w, on in zip(witnesses, wanted, strict=True) if on]
+        if n is None:
+            n = max(len(chosen), 1 if q > 0 else 0)
+        lines = _build(n, q, chosen)
         if lines is None:
             continue
         facts = _facts(lines)
         holds = tuple(test(facts) for test in tests)
-        count_range = _locate(Decimal(len(lines)), [r for _, r in counts])
-        quantity_range = _locate(facts.quantity, [r for _, r in quantities])
         scenario = LineScenario(
             lines,
-            count_range if edges.line_count else None,
-            quantity_range if edges.quantity else None,
+            _locate(Decimal(len(lines)), [r for _, r in counts]) if edges.line_count else None,
+            _locate(facts.quantity, [r for _, r in quantities]) if edges.quantity else None,
             tuple(zip(texts, holds, strict=True)),
         )
         found.setdefault((scenario.line_count, scenario.quantity, holds), scenario)
