@@ -20,7 +20,7 @@ from ..engine.conditions import And, Leaf, Not, Or, Visitor, parse
 from ..engine.directory import Membership
 from .changes import BehaviourReport, report_changes
 from .classes import BuyerClass, buyer_classes, enumerate_memberships
-from .decisions import DEFAULT_NOW, Summary, change_text, evaluate_summary
+from .decisions import DEFAULT_NOW, Summary, change_text, directory_names, evaluate_summary
 from .edges import Edges, converted_edges, directory_in, policy_edges
 from .grid import Grid, Sample, samples_around
 from .lines import scenarios
@@ -175,10 +175,11 @@ class _Exploration:
                 if [change_text(*pair) for pair in ogrid.of_type("regular")] != reference:
                     cls.members.remove(other)
                     lone = _lone_class(cls, other, directory)
+                    cls.exclude(lone.base_name)
                     grids[id(lone)] = self.grid(om)
                     split.append(lone)
         classes = classes + split
-        changes = report_changes(classes, grids)
+        changes = report_changes(classes, grids, directory_names(directory))
         return BehaviourReport(
             changes,
             classes,
@@ -307,5 +308,6 @@ def _lone_class(cls: BuyerClass, member: str, directory: Directory) -> BuyerClas
         [member],
         active_group=cls.active_group,
     )
-    lone.name = f"{account.name if account else member} ({cls.name})"
+    lone.base_name = account.name if account is not None and account.name else member
+    lone.name = f"{lone.base_name} ({cls.base_name})"
     return lone

@@ -6,11 +6,12 @@ alike for whole companies, groups or roles are named by them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from ..engine import ORDER_TYPES
-from .classes import BuyerClass, plural
+from .classes import BuyerClass, role_phrase
 from .decisions import Summary, change_text
 from .grid import Grid
 from .lines import NO_LINES, LineScenario
@@ -119,14 +120,19 @@ def _range_text(low, low_inc, high, high_inc, types) -> str:
     return f"{noun} {' '.join(parts)}"
 
 
-def report_changes(classes: list[BuyerClass], grids: dict[int, Grid]) -> list[BehaviourChange]:
-    """The changes in every class's grid, merged by range, order type, lines and buyers."""
+def report_changes(
+    classes: list[BuyerClass], grids: dict[int, Grid], name: Callable[[str], str] = str
+) -> list[BehaviourChange]:
+    """The changes in every class's grid, merged by range, order type, lines and buyers.
+
+    ``name``: account and company ids as the reader knows them (see ``directory_names``).
+    """
     # 1. per class, order type and line scenario: runs of consecutive samples with one change
     runs: dict[tuple, dict] = {}
     for ci, cls in enumerate(classes):
         grid = grids[id(cls)]
         for (t, si), pairs in grid.pairs.items():
-            texts = [change_text(*pair) for pair in pairs]
+            texts = [change_text(*pair, name) for pair in pairs]
             i = 0
             while i < len(texts):
                 if texts[i] is None:
@@ -373,7 +379,7 @@ def _who(
                 and set(rmembers) & remaining
             ):
                 names.append(
-                    plural(classes[rmembers[0]].role_label)
+                    role_phrase(classes[rmembers[0]].role_label)
                     + (f" of {classes[rmembers[0]].company_name}" if several else "")
                 )
                 remaining -= set(rmembers)
