@@ -120,7 +120,10 @@ PAIRS = {
         variant(("max_order_total: 100000", "max_order_total: 10000")),
         ["limits: max_order_total 100000 -> 10000"],
         [
-            "orders over 10000 by buyers with role Master: approved -> blocked (max_order_total_exceeded)",
+            (
+                "orders over 10000 by buyers with role Master: "
+                "approved -> blocked (max_order_total_exceeded)"
+            ),
             (
                 "orders over 10000 by Marketing members and Ops members: "
                 "pending -> blocked (max_order_total_exceeded)"
@@ -192,7 +195,10 @@ def test_f1_found_without_hand_written_orders(directory):
         1000,
         True,
     )
-    assert change.classes == ("buyers with role Approver in Marketing", "buyers with role Requisitioner in Marketing")
+    assert change.classes == (
+        "buyers with role Approver in Marketing",
+        "buyers with role Requisitioner in Marketing",
+    )
     assert change.example["buyer"] in ("ann", "bob") and change.example["total"] in (
         "500.01",
         "999.99",
