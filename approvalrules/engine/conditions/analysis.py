@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from .tree import And, Leaf, Node, Not, Or, Visitor, amount, parse
+from .tree import And, Leaf, Node, Not, Or, Visitor, amount, day, parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +120,19 @@ def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[D
     return {
         amount(bound) for k, value in iter_leaves(condition) if k == key for bound in value.values()
     }
+
+
+def date_edges(condition: Mapping[str, Any] | None) -> set[date]:
+    """Every date an ``order_date`` test of a condition compares with: where decisions can
+    change with the order's date."""
+    return {
+        day(bound)
+        for k, value in iter_leaves(condition)
+        if k == "order_date"
+        for bound in value.values()
+    }
+
+
+def uses_key(condition: Mapping[str, Any] | None, key: str) -> bool:
+    """Whether a condition tests ``key`` anywhere inside it."""
+    return any(k == key for k, _ in iter_leaves(condition))
