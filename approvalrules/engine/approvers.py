@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .decision import Approver, Reason, TraceEntry
 from .directory import MAX_DELEGATION_DEPTH, Account, Membership
 from .durations import utc_date
-from .notify import receives_email
+from .notify import emailed_as_approver
 
 if TYPE_CHECKING:  # annotations only: evaluate imports this module
     from .compile import CompiledStep, Role
@@ -49,7 +49,7 @@ class _Candidate:
         self.master = membership.master
         self.attributes = membership.attributes
         self.limit = settings["approval_limit"]
-        self.email = receives_email(settings, account)
+        self.email = emailed_as_approver(settings, account)
 
 
 class CompanyContext:
@@ -252,7 +252,7 @@ def with_fallback(
                 settings = ev.policy.effective_settings(m)
                 if settings["approval_limit"] is not None and total > settings["approval_limit"]:
                     continue
-                email = receives_email(settings, account)
+                email = emailed_as_approver(settings, account)
                 why = (
                     f"admin of parent company {company.id}: no approver of {ev.company} covers "
                     f"{total}"
@@ -381,7 +381,7 @@ def with_delegates(
                         )
                 else:
                     settings = ev.policy.effective_settings(membership)
-                    email = receives_email(settings, account)
+                    email = emailed_as_approver(settings, account)
                     position[delegate] = len(out)
                     out.append(
                         Approver(
