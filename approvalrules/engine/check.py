@@ -90,6 +90,7 @@ STRICTER_CODES = frozenset(
         "ignored_key",
         "invalid_test_time",
         "undefined_escalation_role",
+        "undefined_budget",
     ]
 )
 #: a published version's stricter problem ends with this
@@ -457,6 +458,19 @@ def semantic_problems(doc: Document, data: dict, *, published: bool = False) -> 
                     "as +01:00); leave `now` out for the default, 2026-01-15T12:00:00Z",
                     ("tests", index, "now"),
                 )
+        for budget in test.get("budgets_spent") or {}:
+            if budget not in budget_names:
+                hint = (
+                    f"the rule set's budgets: {listed_names(budget_names)}"
+                    if budget_names
+                    else "the rule set has no budgets"
+                )
+                stricter(
+                    "undefined_budget",
+                    f"budgets_spent names budget {budget!r}, which the rule set does not "
+                    f"define; {hint}",
+                    ("tests", index, "budgets_spent", budget),
+                )
         for s_index, step in enumerate((test.get("expect") or {}).get("steps") or []):
             base = step["name"].split("@", 1)[0].split("/", 1)[0]
             if base not in seen_steps:
@@ -593,6 +607,36 @@ def directory_problems(checked: ValidatedRuleSet, directory: Directory) -> list[
         return ("extends",)
 
     known_accounts = set(directory.account_ids())
+    # the directory's roles and groups the rule set must know, and the other way round
+    holders: dict[str, list[str]] = {}
+    for company in governed:
+        for m in directory.memberships_of_company(company):
+            if m.role not in roles:
+                holders.setdefault(m.role, []).append(f"{m.account_id} in {company}")
+    for role, members in sorted(holders.items()):
+        problems.append(
+            doc.problem(
+                "undefined_role",
+                f"the directory gives role {role!r} to {listed_names(members)}, but the rule "
+                f"set does not define it, so they have no permissions; define roles.{role} "
+                "or change their memberships",
+                ("roles",) if "roles" in doc.data else (),
+                "warning",
+            )
+        )
+    if governed:
+        directory_groups = {g.id for c in governed for g in directory.groups_of_company(c)}
+        for group in data.get("groups") or {}:
+            if group not in directory_groups:
+                problems.append(
+                    doc.problem(
+                        "unknown_group",
+                        f"group {group!r} is not a group of {', '.join(governed)} in the "
+                        "directory, so its settings apply to nobody",
+                        ("groups", group) if group in (doc.data.get("groups") or {}) else (),
+                        "warning",
+                    )
+                )
     for step in (data.get("approval") or {}).get("steps") or []:
         required = step.get("required", 1)
         for selectors, where in _selector_lists(step):

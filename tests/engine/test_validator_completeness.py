@@ -451,3 +451,33 @@ def test_cli_validate_with_a_directory_warns_and_checks_the_directory(write, cap
     err = capsys.readouterr().err
     line = _line_of(bad.read_text(), "parent: acme")
     assert f"{bad}:{line}: companies.acme.parent: company 'acme' names itself as its parent" in err
+
+
+def test_a_test_drawing_on_an_undefined_budget_is_refused():
+    data = ruleset(
+        limits={"budgets": [{"name": "monthly", "period": "month", "amount": 1000}]},
+        tests=[
+            {
+                "name": "t",
+                "budgets_spent": {"montly": 500},
+                "order": {"buyer": "sam", "total": 5},
+                "expect": {"outcome": "approved"},
+            }
+        ],
+    )
+    [problem] = problems_of(to_yaml(data))
+    assert (problem.code, problem.path) == ("undefined_budget", "tests[0].budgets_spent.montly")
+    assert "the rule set's budgets: monthly" in problem.message
+
+
+def test_directory_roles_and_groups_the_rule_set_does_not_know_are_warned():
+    directory = copy.deepcopy(BASE_DIRECTORY)
+    directory["accounts"]["lou"]["memberships"][0]["role"] = "buyer"
+    data = ruleset(groups={"sales": {"label": "Sales"}, "marketing": {"label": "Marketing"}})
+    problems = directory_problems(checked(to_yaml(data)), make_directory(directory))
+    assert [(p.code, p.path) for p in problems] == [
+        ("undefined_role", "roles"),
+        ("unknown_group", "groups.marketing"),
+    ]
+    assert "gives role 'buyer' to lou in acme" in problems[0].message
+    assert "group 'marketing' is not a group of acme" in problems[1].message
