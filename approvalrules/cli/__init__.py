@@ -50,7 +50,15 @@ def cmd_validate(args) -> int:
         try:
             checked = _check(path)
         except DocumentError as exc:
-            status = report_error(exc)
+            # every finding in line order: the warnings too, so nothing is left for later
+            everything = exc.problems + getattr(exc, "warnings", [])
+            if len(everything) > len(exc.problems) and everything[0].source == path:
+                everything.sort(key=lambda p: (p.source != path, p.line or 0))
+                for problem in everything:
+                    print(problem.format(), file=sys.stderr)
+                status = EXIT_ERROR
+            else:
+                status = report_error(exc)
             continue
         warnings = list(checked.warnings)
         if directory is not None:

@@ -112,6 +112,16 @@ def _check(
                 )
             ]
         )
+    if "ruleset" not in doc.data and {"companies", "accounts"} & set(doc.data):
+        raise DocumentError(
+            [
+                doc.problem(
+                    "not_a_ruleset",
+                    "this is a directory file (companies, accounts), not a rule set: check it "
+                    "with `approvalrules validate RULESET.yaml --directory FILE`",
+                )
+            ]
+        )
     problems = schema_problems(doc, "ruleset")
     shape_ok = not problems
     if any(p.code in ("too_many_problems", "check_stopped") for p in problems):
@@ -807,11 +817,8 @@ def _escalation_problems(
         )
     else:
         return
-    problems.append(
-        doc.problem(
-            "escalates_to_nobody", message, path + ("escalate_to",) if target else path, "warning"
-        )
-    )
+    where = ("escalate_to",) if target else ("on_timeout",) if "on_timeout" in step else ()
+    problems.append(doc.problem("escalates_to_nobody", message, path + where, "warning"))
 
 
 def _quotes_only(when) -> bool:

@@ -481,3 +481,30 @@ def test_directory_roles_and_groups_the_rule_set_does_not_know_are_warned():
     ]
     assert "gives role 'buyer' to lou in acme" in problems[0].message
     assert "group 'marketing' is not a group of acme" in problems[1].message
+
+
+def test_cli_validate_lists_warnings_beside_errors_in_line_order(write, capsys):
+    text = _with_steps(
+        _step(on_timeout="escalate"),
+        limits={"max_order_total": 1000.001},
+    )
+    path = write("both.yaml", text)
+    assert cli.main(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 2)[1] for line in lines] == [
+        "approval.steps[0].on_timeout",
+        "limits.max_order_total",
+    ]
+    assert lines[0].startswith(f"{path}:{_line_of(text, 'on_timeout')}: ")
+    assert ": warning: step 'mgr' escalates on timeout but names nobody" in lines[0]
+    assert "1000.001 USD: USD amounts have at most 2 decimals" in lines[1]
+
+
+def test_a_directory_file_checked_as_a_rule_set_says_how_to_check_it(write, capsys):
+    path = write("dir.yaml", to_yaml(BASE_DIRECTORY))
+    assert cli.main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"{path}:1: (root): this is a directory file (companies, accounts), not a rule set: "
+        "check it with `approvalrules validate RULESET.yaml --directory FILE`\n"
+    )
