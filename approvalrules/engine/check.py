@@ -151,7 +151,7 @@ def _check(
             semantic = []  # the schema's problems say what to fix first
         known = {(p.path, p.line) for p in problems}
         problems.extend(p for p in semantic if (p.path, p.line) not in known)
-    problems = cap_problems(doc, _in_line_order(problems))
+    problems = cap_problems(doc, _in_line_order(doc, problems))
     if any(p.severity == "error" for p in problems):
         raise DocumentError(problems)
     return ValidatedRuleSet(
@@ -159,9 +159,9 @@ def _check(
     )
 
 
-def _in_line_order(problems: list[Problem]) -> list[Problem]:
-    """Problems of this document by line (a parent's, from its own file, first)."""
-    return sorted(problems, key=lambda p: (p.source != problems[0].source, p.line or 0))
+def _in_line_order(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """The document's own problems by line, then its parent's (from the parent's file)."""
+    return sorted(problems, key=lambda p: (p.source != doc.source, p.line or 0))
 
 
 def _parent(
@@ -259,10 +259,12 @@ def semantic_problems(doc: Document, data: dict, *, published: bool = False) -> 
     problems: list[Problem] = []
 
     def stricter(code: str, message: str, path) -> None:
+        # an error since STRICTER_CODES were added; a warning in a version published before
         if published:
             problems.append(doc.problem(code, message + PUBLISHED_NOTE, path, "warning"))
         else:
             problems.append(doc.problem(code, message, path))
+        assert code in STRICTER_CODES, code
 
     roles = set((data.get("roles") or {}).keys())
     approving_roles = {
