@@ -95,6 +95,8 @@ class DocumentError(ApprovalRulesError):
 
     def __init__(self, problems: list[Problem], message: str | None = None):
         self.problems = [p for p in problems if p.severity == "error"]
+        #: the warnings found beside the errors (``approvalrules validate`` shows both)
+        self.warnings = [p for p in problems if p.severity != "error"]
         first = (
             self.problems[0] if self.problems else Problem("invalid_document", "invalid document")
         )

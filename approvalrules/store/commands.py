@@ -90,6 +90,8 @@ def _cmd_load(args) -> int:
     report = load(args.ini, args.folder)
     for tenant, name, number in report.published:
         print(f"{tenant}: published {name} version {number}")
+    for warning in report.warnings:
+        print(warning.format(), file=sys.stderr)
     print(report.summary())
     return 0
 

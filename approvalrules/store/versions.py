@@ -38,15 +38,21 @@ from .services import audit, resolve_tenant
 PUBLISH_ATTEMPTS = 3
 
 
-def _check_ruleset(text: str, source: str | None, resolve: Callable[[str], str | None]):
+def _check_ruleset(
+    text: str,
+    source: str | None,
+    resolve: Callable[[str], str | None],
+    published: bool = False,
+):
     # one indirection, so tests may substitute a checker
-    return check_ruleset(text, source, resolve)
+    return check_ruleset(text, source, resolve, published=published)
 
 
 def _compile_ruleset(
     text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None
 ):
-    return compile_ruleset(text, source, resolve, version=version)
+    # a stored version was valid when published: stricter checks since then only warn
+    return compile_ruleset(text, source, resolve, version=version, published=True)
 
 
 def _tenant_id(session: Session, tenant: Tenant | int | str) -> int:
@@ -172,12 +178,15 @@ def publish(
     *,
     source: str | None = None,
     action: str = "ruleset.published",
+    published_before: bool = False,
 ) -> RuleSetVersion:
     """Validate and publish ``text`` (default: the draft) as the next version, and make it active.
 
     Raises :class:`DocumentError` when the text is invalid -- nothing is saved
     and the active version stays active.  ``source`` names the text in error
-    messages (a file name; default: the rule set's name).
+    messages (a file name; default: the rule set's name).  ``published_before``: the text
+    is an earlier version's (a rollback), checked as published versions are (checks added
+    since then warn instead of refusing it).
     """
     tenant_id = _tenant_id(session, tenant)
     # the lock first, then the draft: a draft saved meanwhile waits for this transaction
@@ -198,7 +207,7 @@ def publish(
             clear_draft(session, existing, seen_draft)
         return existing.active_version
     # validate before writing anything: an invalid text leaves no trace
-    checked = _check_ruleset(text, source or name, resolver(session, tenant_id))
+    checked = _check_ruleset(text, source or name, resolver(session, tenant_id), published_before)
     if checked.name != name:
         raise DocumentError(
             [
@@ -300,7 +309,15 @@ def rollback(
 ) -> RuleSetVersion:
     """Publish version ``number``'s text anew, as a new version (history only grows)."""
     old = get_version(session, tenant, name, number)
-    return publish(session, tenant, name, author, text=old.text, action="ruleset.rolled_back")
+    return publish(
+        session,
+        tenant,
+        name,
+        author,
+        text=old.text,
+        action="ruleset.rolled_back",
+        published_before=True,
+    )
 
 
 def retire(
