@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .decision import Approver, Reason, TraceEntry
 from .directory import MAX_DELEGATION_DEPTH, Account, Membership
+from .durations import utc_date
 from .notify import emailed_as_approver
 
 if TYPE_CHECKING:  # annotations only: evaluate imports this module
@@ -303,7 +304,7 @@ def with_delegates(
     directory = ev.directory
     if not approvers or not any(directory.delegations_of(a.account) for a in approvers):
         return approvers
-    day = ev.now.date()
+    day = utc_date(ev.now)  # delegation dates are UTC dates (docs/ruleset.md)
     names = (step.name, step.group_of or step.name.split("@", 1)[0])
     out = list(approvers)
     position = {a.account: i for i, a in enumerate(out)}

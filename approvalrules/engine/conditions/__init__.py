@@ -15,6 +15,7 @@ in one mapping must all hold; ``all``/``any``/``not`` combine conditions.
 from .analysis import (
     Bound,
     date_edges,
+    exclude_each_other,
     interval_of,
     iter_leaves,
     leaves_of,
@@ -59,6 +60,7 @@ __all__ = [
     "date_edges",
     "describe",
     "describe_leaf",
+    "exclude_each_other",
     "explain_parts",
     "interval_of",
     "iter_leaves",
