@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from approvalrules.store import versions
-from approvalrules.store.models import ApprovalRequest, AuditEvent, Order, Tenant
+from approvalrules.store.models import ApprovalRequest, AuditEvent, BudgetLedger, Order, Tenant
 from approvalrules.store.services import resolve_tenant
-from approvalrules.workflow import events, jobs
+from approvalrules.workflow import actions, events, jobs
 
 from .conftest import ROOT
 from .test_acceptance_a import submit
@@ -149,3 +149,74 @@ def test_reminders_follow_the_buyers_flag_too(api, order_id, world, dispatch):
 
     assert world.run(lambda s: recipients(s, mary)) == {"joe": "email", "jane": "inbox"}
     assert world.run(lambda s: recipients(s, kathy)) == {"joe": "inbox", "jane": "inbox"}
+
+
+def test_an_edit_days_later_keeps_the_orders_submission_date(api, order_id, world):
+    # a step for orders dated today or before: an approver's edit tomorrow decides again,
+    # and the order is still dated today
+    today = datetime.now(UTC).date()
+    text = (
+        (ROOT / "rules" / "globex.yaml")
+        .read_text()
+        .replace(
+            "      when:\n        any:\n          - {buyer_role: requester}\n",
+            '      when:\n        order_date: {lte: "' + today.isoformat() + '"}\n'
+            "        any:\n          - {buyer_role: requester}\n",
+        )
+    )
+    assert f'order_date: {{lte: "{today.isoformat()}"}}' in text
+    original, _ = _publish_globex(world, text)
+    try:
+        oid = order_id("Dedit")
+        lines = [{"sku": "A", "quantity": 4, "price": 25}, {"sku": "B", "quantity": 1, "price": 50}]
+        response = submit(api, oid, "rita", 150, lines=lines).json
+        assert response["status"] == "pending"
+        request_id = response["approval"]["id"]
+
+        def edit_tomorrow(session):
+            tenant = resolve_tenant(session, "demo")
+            later = datetime.combine(today + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+            actions.edit(
+                session, tenant, request_id, "gia", [{"sku": "A", "quantity": 4}], now=later
+            )
+
+        world.run(edit_tomorrow)
+        order = api.get(f"/api/v1/orders/{oid}").json
+        # still pending under the dated step: evaluated at its submission date, total 100
+        assert order["status"] == "pending"
+        assert order["total"] == "100"
+        assert [s["name"] for s in order["decision"]["steps"]] == ["approval-group"]
+    finally:
+        _rollback_globex(world, original)
+
+
+def test_a_budget_outside_its_validity_is_not_drawn(api, order_id, world):
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    text = (
+        (ROOT / "rules" / "globex.yaml")
+        .read_text()
+        .replace(
+            "on_exceed: require_approval}\napproval:",
+            "on_exceed: require_approval}\n"
+            "    - {name: ended, scope: company, period: month, amount: 50, "
+            f'valid_until: "{yesterday}"}}\n'
+            "approval:",
+        )
+    )
+    assert "name: ended" in text
+    original, _ = _publish_globex(world, text)
+    try:
+        oid = order_id("Dbudget")
+        response = submit(api, oid, "ben", 100).json
+        # the ended budget (50) would ask for approval: it is not in force any more
+        assert response["status"] == "approved"
+
+        def drawn(session):
+            order = session.query(Order).filter_by(external_id=oid).one()
+            return sorted(
+                row.scope_key for row in session.query(BudgetLedger).filter_by(order_id=order.id)
+            )
+
+        assert world.run(drawn) == ["monthly/company"]
+    finally:
+        _rollback_globex(world, original)
