@@ -189,3 +189,24 @@ def test_buyer_has_approver_added_changes_only_buyers_without_one():
     ]
     names = {c.name for c in report.classes}
     assert "buyers with role Requisitioner in Marketing assigned to Ann" in names
+
+
+def test_structural_diff_names_validity_and_expiry_dates():
+    new = variant(
+        BASE,
+        MARKETING_WHEN,
+        MARKETING_WHEN + '      valid_from: "2026-04-01"\n      expiry: {date: "2026-05-01"}\n',
+    )
+    new = variant(new, "on_exceed: block}", 'on_exceed: block, valid_until: "2026-06-30"}')
+    new = variant(new, "expiry: {after: P7D}", 'expiry: {after: P7D, date: "2026-12-31"}')
+    new += "time_zone: Europe/Berlin\n"
+    result = diff.diff_versions(BASE, new, None, old_name="old.yaml", new_name="new.yaml")
+    assert sorted(c["text"] for c in result["structural"]) == sorted(
+        [
+            "step marketing: valid_from none -> '2026-04-01'",
+            "step marketing: expiry.date none -> '2026-05-01'",
+            "budget monthly: valid_until none -> '2026-06-30'",
+            "approval: expiry.date none -> '2026-12-31'",
+            "time_zone: none -> 'Europe/Berlin'",
+        ]
+    )
