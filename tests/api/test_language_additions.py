@@ -220,3 +220,18 @@ def test_a_budget_outside_its_validity_is_not_drawn(api, order_id, world):
         assert world.run(drawn) == ["monthly/company"]
     finally:
         _rollback_globex(world, original)
+
+
+def test_recorded_orders_replay_at_their_submission_instant(api, order_id, world):
+    oid = order_id("Dreplay")
+    before = datetime.now(UTC).replace(microsecond=0)
+    submit(api, oid, "ben", 120)
+    after = datetime.now(UTC)
+
+    def recorded(session):
+        _, items = versions.VersionLookup(session).recorded_orders("demo", "globex")
+        return [item for item in items if item["order"]["id"] == oid]
+
+    (item,) = world.run(recorded)
+    assert item["order"]["total"] == 120
+    assert before <= _instant(item["now"]) <= after
