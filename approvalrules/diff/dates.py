@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from ..engine import Policy
-from ..engine.conditions import iter_leaves
-from ..engine.conditions.tree import day
+from ..engine.conditions import date_edges as condition_date_edges
 from ..engine.durations import isoformat
 
 #: bands explored at most; beyond, the diff explores the given instant alone and says so
@@ -69,20 +68,9 @@ def _midnight(day_: date, zone: tzinfo) -> datetime:
 def date_edges(policy: Policy) -> set[datetime]:
     """The instants (UTC) at which the order's date starts or stops satisfying a date test of
     ``policy``: the midnights, in its ``time_zone``, that begin each day a test changes on."""
-    days: set[date] = set()
     conditions = [step.condition for step in policy.steps]
     conditions += [rule.condition for rule in policy.deny + policy.bypass]
-    for condition in conditions:
-        for key, value in iter_leaves(condition):
-            if key != "order_date":
-                continue
-            for op, bound in value.items():
-                when = day(bound)
-                # gte/lt change at the start of the day, gt/lte at the start of the next, eq both
-                if op in ("gte", "lt", "eq"):
-                    days.add(when)
-                if op in ("gt", "lte", "eq"):
-                    days.add(when + timedelta(days=1))
+    days: set[date] = set().union(*(condition_date_edges(c) for c in conditions))
     windows = [policy.order_limit_validity] + [budget.validity for budget in policy.budgets]
     for window in windows:
         if window is None:

@@ -73,9 +73,13 @@ def test_money_equal_in_value_is_not_rewritten(schema):
 
 def test_optional_object_requires_its_keys_only_once_filled(schema):
     order_limit = child(schema, "limits", "order_limit")
-    assert order_limit.deserialize({"amount": "", "on_exceed": ""}) == {
+    assert order_limit.deserialize(
+        {"amount": "", "on_exceed": "", "valid_from": "", "valid_until": ""}
+    ) == {
         "amount": colander.null,
         "on_exceed": colander.null,
+        "valid_from": colander.null,
+        "valid_until": colander.null,
     }
     with pytest.raises(colander.Invalid):
         order_limit.deserialize({"amount": "", "on_exceed": "block"})
