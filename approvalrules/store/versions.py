@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -27,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..engine import PolicyCache, check_ruleset, compile_ruleset, guard_problems
+from ..engine.durations import isoformat
 from ..errors import DocumentError, NotFound, Problem
 from .db import TenantCache, transaction_memo
 from .directory import directory_for
@@ -581,19 +583,26 @@ class VersionLookup:
         return text, f"{tenant}/{name}@{which}", resolver(self.session, tenant)
 
     def recorded_orders(self, tenant: str, name: str):
-        """(count, iterator of order payloads) of every order decided under any version.
+        """(count, iterator of ``{"order": payload, "now": submitted}``) of every order decided
+        under any version.
 
-        Every version of the rule set counts.
+        Every version of the rule set counts.  Each order is replayed at its submission
+        instant, so rules that read the order's date decide it as they did then.
         """
         query = (
-            select(Order.payload)
+            select(Order.payload, Order.created_at)
             .join(RuleSetVersion, Order.ruleset_version_id == RuleSetVersion.id)
             .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
             .where(RuleSet.tenant_id == _tenant_id(self.session, tenant), RuleSet.name == name)
             .order_by(Order.id)
         )
         count = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        return count, self.session.scalars(query.execution_options(yield_per=1000))
+        rows = self.session.execute(query.execution_options(yield_per=1000))
+        return count, (
+            # SQLite gives the stored UTC instant back without its zone
+            {"order": payload, "now": isoformat(created.replace(tzinfo=created.tzinfo or UTC))}
+            for payload, created in rows
+        )
 
     def directory(self, tenant: str):
         """The directory the tenant's orders are evaluated against (see ``directory_for``)."""

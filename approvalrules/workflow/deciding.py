@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..engine import Decision, Policy, priced_total, resolve_buyer
 from ..engine import Order as EngineOrder
+from ..engine.dates import local_date
 from ..store import versions
 from ..store.directory import directory_for
 from ..store.models import BudgetLedger, Company, Order, RuleSetVersion, Tenant
@@ -31,6 +32,7 @@ def evaluate(
     now: datetime | None = None,
     version: RuleSetVersion | None = None,
     dry_run: bool = False,
+    ordered_at: datetime | None = None,
 ) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
     """The decision for ``body`` under the active version (or ``version``, e.g. a request's
     pinned one); writes nothing.
@@ -40,6 +42,9 @@ def evaluate(
     an :class:`~approvalrules.store.versions.ActiveVersion`, with no query for it.
     Actions that record the version (submit, re-decisions) leave it off: they read
     the versions in their own transaction, which may just have published one.
+
+    ``ordered_at``: when an order decided again was submitted; its date stays the
+    order's date (``order_date`` conditions, validity windows).  Default ``now``.
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
@@ -65,7 +70,14 @@ def evaluate(
             now,
             policy.pricing_currency(order.currency),
         )
-    return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
+    decision = policy.evaluate(
+        order,
+        directory,
+        now=now,
+        budgets_spent=spent,
+        ordered_at=queries.aware(ordered_at) if ordered_at is not None else None,
+    )
+    return decision, version
 
 
 # ---------------------------------------------------------------- budgets
@@ -146,7 +158,10 @@ def draw_budgets(
     # in the money the order was compared in: a converted total, or the ledger of the order's
     # own currency
     amount, currency = priced_total(order.decision)
+    day = local_date(when, policy.time_zone)
     for budget in policy.budgets:
+        if not budget.in_force(day):
+            continue  # outside its valid_from / valid_until: the order never counted against it
         session.add(
             BudgetLedger(
                 tenant_id=tenant.id,
