@@ -549,13 +549,15 @@ class Policy:
         *,
         now: datetime | str | None = None,
         budgets_spent: Mapping[str, Any] | None = None,
+        hold_lifted: bool = False,
     ) -> Decision:
         """Decide what happens to ``order``.  Pure: every input is an argument.
 
         ``now`` defaults to a fixed instant only in the sense that the caller
         must pass the clock; the API passes the request time.  ``budgets_spent``
         maps a budget name to what the current period has already drawn for
-        this order's scope.
+        this order's scope.  ``hold_lifted``: the merchant let a held order proceed,
+        so ``hold_orders`` no longer holds it and the rest of the rules decide.
         """
         if not isinstance(order, Order):
             order = Order.from_dict(order)
@@ -570,8 +572,8 @@ class Policy:
             view = variant._directory_view(
                 directory, self.currency, self.conversion.get(order.currency)
             )
-            return Evaluation(variant, order, view, now, budgets_spent or {}).run()
-        return Evaluation(self, order, directory, now, budgets_spent or {}).run()
+            return Evaluation(variant, order, view, now, budgets_spent or {}, hold_lifted).run()
+        return Evaluation(self, order, directory, now, budgets_spent or {}, hold_lifted).run()
 
     def _directory_view(self, directory: Directory, base: str, rate: Decimal | None) -> Directory:
         view = self._directory_views.get(directory)

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import DirectoryError
-from .money import parse_amount
+from .money import format_amount, parse_amount
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -489,3 +489,102 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
                     f"account {who!r} is not defined",
                     path="assignments",
                 )
+
+
+def records_to_dict(
+    companies: Iterable[Company] = (),
+    accounts: Iterable[Account] = (),
+    memberships: Iterable[Membership] = (),
+    groups: Iterable[Group] = (),
+    assignments: Iterable[Assignment] = (),
+    delegations: Iterable[Delegation] = (),
+) -> dict[str, Any]:
+    """The directory document (``schemas/directory.schema.json``) of these records: the inverse
+    of :func:`records_from_dict`, so ``records_from_dict(records_to_dict(**r))`` gives ``r`` back.
+
+    Plain JSON-able data, sorted by id; defaults are left out (as a person writes the file).
+    Amounts are canonical text (``format_amount``), dates ISO text.
+    """
+
+    def present(mapping: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in mapping.items() if v not in (None, {}, [])}
+
+    groups_of: dict[str, dict[str, Any]] = {}
+    for g in sorted(groups, key=lambda g: (g.company_id, g.id)):
+        groups_of.setdefault(g.company_id, {})[g.id] = {"name": g.name}
+    out_companies = {
+        c.id: present(
+            {
+                "name": c.name,
+                "parent": c.parent_id,
+                "ruleset": c.ruleset,
+                "attributes": dict(c.attributes),
+                "groups": groups_of.get(c.id, {}),
+            }
+        )
+        for c in sorted(companies, key=lambda c: c.id)
+    }
+    memberships_of: dict[str, list[dict[str, Any]]] = {}
+    for m in sorted(memberships, key=lambda m: (m.account_id, m.company_id)):
+        memberships_of.setdefault(m.account_id, []).append(
+            present(
+                {
+                    "company": m.company_id,
+                    "role": m.role,
+                    "group": m.group,
+                    "master": m.master or None,
+                    "default": m.default or None,
+                    "status": None if m.status == "active" else m.status,
+                    "settings": dict(m.settings),
+                    "attributes": dict(m.attributes),
+                }
+            )
+        )
+    out_accounts = {
+        a.id: present(
+            {
+                "name": a.name,
+                "email": a.email,
+                "email_enabled": None if a.email_enabled else False,
+                "active": None if a.active else False,
+                "memberships": memberships_of.get(a.id, []),
+            }
+        )
+        for a in sorted(accounts, key=lambda a: a.id)
+    }
+    out_assignments = [
+        present(
+            {
+                "approver": a.approver_id,
+                "account": a.account_id,
+                "company": a.company_id,
+                "threshold": format_amount(a.threshold) if a.threshold is not None else None,
+                "limit": format_amount(a.limit) if a.limit is not None else None,
+                "step": a.step,
+            }
+        )
+        for a in sorted(
+            assignments, key=lambda a: (a.company_id, a.approver_id, a.account_id, a.step or "")
+        )
+    ]
+    out_delegations = [
+        present(
+            {
+                "delegator": d.delegator_id,
+                "delegate": d.delegate_id,
+                "valid_from": d.valid_from.isoformat(),
+                "valid_until": d.valid_until.isoformat(),
+                "company": d.company_id,
+                "step": d.step,
+            }
+        )
+        for d in sorted(delegations, key=lambda d: (d.delegator_id, d.delegate_id, d.valid_from))
+    ]
+    return present(
+        {
+            "companies": out_companies,
+            "accounts": out_accounts,
+            "assignments": out_assignments,
+            "delegations": out_delegations,
+        }
+    )

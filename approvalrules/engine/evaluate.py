@@ -68,6 +68,7 @@ class Evaluation:
         "blocked",
         "company_context",
         "first_step",
+        "hold_lifted",
         "_assignments",
         "_context",
     )
@@ -79,6 +80,7 @@ class Evaluation:
         directory: Directory,
         now: datetime,
         spent: Mapping[str, Any],
+        hold_lifted: bool = False,
     ):
         self.policy = policy
         self.order = order
@@ -92,6 +94,8 @@ class Evaluation:
         self.company_context: CompanyContext | None = None
         #: the memo entry of the first pending step, for its notification (see steps.py)
         self.first_step: list | None = None
+        #: the merchant lifted a hold: ``hold_orders`` no longer holds this order
+        self.hold_lifted = hold_lifted
         self._assignments = None
         self._context = None
 
@@ -142,12 +146,21 @@ class Evaluation:
         steps: list[Step] = []
         outcome = "blocked" if blocked else "approved"
         if not blocked:
-            if self.settings["hold_orders"]:
+            if self.settings["hold_orders"] and self.hold_lifted:
+                self.trace.append(
+                    TraceEntry(
+                        "settings.hold_orders",
+                        "passed",
+                        "hold_orders is on; the merchant lifted "
+                        "the hold, so the order goes on as the rules decide",
+                    )
+                )
+            if self.settings["hold_orders"] and not self.hold_lifted:
                 outcome = "held"
                 self.reasons.append(
                     Reason(
                         "orders_held",
-                        "orders of this account are held until the merchant releases them",
+                        "orders of this account are held until the merchant lets them proceed",
                     )
                 )
                 self.trace.append(

@@ -31,6 +31,7 @@ def evaluate(
     now: datetime | None = None,
     version: RuleSetVersion | None = None,
     dry_run: bool = False,
+    hold_lifted: bool = False,
 ) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
     """The decision for ``body`` under the active version (or ``version``, e.g. a request's
     pinned one); writes nothing.
@@ -40,6 +41,7 @@ def evaluate(
     an :class:`~approvalrules.store.versions.ActiveVersion`, with no query for it.
     Actions that record the version (submit, re-decisions) leave it off: they read
     the versions in their own transaction, which may just have published one.
+    ``hold_lifted``: the merchant let a held order proceed (see ``Policy.evaluate``).
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
@@ -65,7 +67,10 @@ def evaluate(
             now,
             policy.pricing_currency(order.currency),
         )
-    return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
+    decision = policy.evaluate(
+        order, directory, now=now, budgets_spent=spent, hold_lifted=hold_lifted
+    )
+    return decision, version
 
 
 # ---------------------------------------------------------------- budgets
