@@ -64,6 +64,7 @@ def create_tenant(
     if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
         raise Conflict("tenant_exists", f"tenant {slug!r} exists already; choose another slug")
     tenant = ensure_tenant(session, slug, name or slug, actor=actor)
+    check_new_admin(session, tenant, owner_login, owner_password)
     owner = create_admin_user(session, tenant, owner_login, owner_password, "owner", actor=actor)
     return tenant, owner
 
