@@ -12,7 +12,7 @@ from pyramid.view import view_config, view_defaults
 from approvalrules.engine.durations import isoformat
 from approvalrules.engine.money import format_amount
 from approvalrules.errors import NotFound
-from approvalrules.store.directory import directory_document
+from approvalrules.store.directory_export import export_directory
 from approvalrules.store.models import Order
 from approvalrules.workflow import held
 
@@ -92,4 +92,4 @@ class MerchantApi:
     @view_config(route_name="api_directory", request_method="GET", api_grant="read")
     def directory(self):
         """The whole directory as a directory document (schemas/directory.schema.json)."""
-        return {"tenant": self.tenant.slug, **directory_document(self.session, self.tenant)}
+        return export_directory(self.session, self.tenant)

@@ -27,6 +27,7 @@ from .openapi_parts import (  # noqa: F401  (the limits are part of this module'
     security_for,
 )
 from .openapi_parts import error_responses as _error_responses
+from .openapi_reference import DESCRIPTION, reference_paths
 from .openapi_rulesets import ruleset_paths
 
 
@@ -475,6 +476,27 @@ def document() -> dict:
                 "parent": nullable_text,
                 "ruleset": nullable_text,
                 "attributes": {"type": "object"},
+                "locations": {
+                    "description": "When given, the company's locations become exactly these.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id"],
+                        "properties": {"id": text, "name": text, "address": text},
+                    },
+                },
+                "contacts": {
+                    "description": "When given, the company's contacts become exactly these.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["account", "kind"],
+                        "properties": {
+                            "account": text,
+                            "kind": {"enum": ["primary", "billing", "logistics"]},
+                        },
+                    },
+                },
             },
             "company",
         )
@@ -579,6 +601,7 @@ def document() -> dict:
     }
     paths.update(ruleset_paths())
     paths.update(merchant_paths())
+    paths.update(reference_paths())
     for path, item in paths.items():
         for method, operation in item.items():
             # every operation checks its parameters and refuses other methods
@@ -593,7 +616,7 @@ def document() -> dict:
         "info": {
             "title": "approvalrules storefront API",
             "version": "1",
-            "description": SCOPES_TEXT,
+            "description": DESCRIPTION + "\n**Scopes**: " + SCOPES_TEXT,
         },
         "components": {
             "schemas": components,

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import DirectoryError
-from .money import format_amount, parse_amount
+from .money import parse_amount
 
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -118,6 +118,28 @@ class Delegation:
     def active_on(self, day: date) -> bool:
         return self.valid_from <= day <= self.valid_until
 
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """An account assigned to a company as its ``primary``, ``billing`` or ``logistics`` contact."""
+
+    company_id: str
+    account_id: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A physical location of a company (a site, a warehouse): an id, a name, an address."""
+
+    company_id: str
+    id: str
+    name: str = ""
+    address: str = ""
+
+
+#: the kinds of company contact (Emporix's contact assignments)
+CONTACT_KINDS = ("primary", "billing", "logistics")
 
 #: at most this many hops of delegation are followed (joe -> ann -> bob -> cid)
 MAX_DELEGATION_DEPTH = 3
@@ -220,7 +242,12 @@ class MemoryDirectory(Directory):
         groups: Iterable[Group] = (),
         assignments: Iterable[Assignment] = (),
         delegations: Iterable[Delegation] = (),
+        contacts: Iterable[Contact] = (),
+        locations: Iterable[Location] = (),
     ) -> None:
+        # kept for whoever reads the fixture back; no evaluation depends on them
+        self.contacts: tuple[Contact, ...] = tuple(contacts)
+        self.locations: tuple[Location, ...] = tuple(locations)
         self._companies = {c.id: c for c in companies}
         self._accounts = {a.id: a for a in accounts}
         self._memberships_by_account: dict[str, list[Membership]] = {}
@@ -300,6 +327,7 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
     fixtures identically.
     """
     companies, accounts, memberships, groups, assignments = [], [], [], [], []
+    contacts, locations = [], []
     for company_id, c in (data.get("companies") or {}).items():
         companies.append(
             Company(
@@ -314,6 +342,19 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             groups.append(
                 Group(id=group_id, company_id=company_id, name=(g or {}).get("name", group_id))
             )
+        contacts.extend(
+            Contact(company_id=company_id, account_id=x["account"], kind=x["kind"])
+            for x in c.get("contacts") or ()
+        )
+        locations.extend(
+            Location(
+                company_id=company_id,
+                id=x["id"],
+                name=x.get("name", ""),
+                address=x.get("address", ""),
+            )
+            for x in c.get("locations") or ()
+        )
     for account_id, a in (data.get("accounts") or {}).items():
         accounts.append(
             Account(
@@ -382,6 +423,7 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             )
         )
     _check_references(companies, accounts, memberships, groups, assignments)
+    _check_company_parts(contacts, locations, {a.id for a in accounts})
     check_delegations(delegations, {c.id for c in companies}, {a.id for a in accounts})
     records = dict(
         companies=companies,
@@ -390,10 +432,36 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
         groups=groups,
         assignments=assignments,
     )
-    if delegations:
-        # only when present: the store's loader does not know delegations yet
-        records["delegations"] = delegations
+    # only when present, so a fixture without them reads as before
+    for name, found in (
+        ("delegations", delegations),
+        ("contacts", contacts),
+        ("locations", locations),
+    ):
+        if found:
+            records[name] = found
     return records
+
+
+def _check_company_parts(contacts, locations, account_ids) -> None:
+    """A contact names an account of the fixture; a location id appears once per company."""
+    for x in contacts:
+        if x.account_id not in account_ids:
+            raise DirectoryError(
+                "unknown_account",
+                f"company {x.company_id!r}: {x.kind} contact {x.account_id!r} is not an account "
+                "of this directory; define it under accounts",
+                path=f"companies.{x.company_id}.contacts",
+            )
+    seen: set[tuple[str, str]] = set()
+    for x in locations:
+        if (x.company_id, x.id) in seen:
+            raise DirectoryError(
+                "duplicate_location",
+                f"company {x.company_id!r} lists location {x.id!r} twice",
+                path=f"companies.{x.company_id}.locations",
+            )
+        seen.add((x.company_id, x.id))
 
 
 def check_delegations(delegations, company_ids, account_ids) -> None:
@@ -489,102 +557,3 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
                     f"account {who!r} is not defined",
                     path="assignments",
                 )
-
-
-def records_to_dict(
-    companies: Iterable[Company] = (),
-    accounts: Iterable[Account] = (),
-    memberships: Iterable[Membership] = (),
-    groups: Iterable[Group] = (),
-    assignments: Iterable[Assignment] = (),
-    delegations: Iterable[Delegation] = (),
-) -> dict[str, Any]:
-    """The directory document (``schemas/directory.schema.json``) of these records: the inverse
-    of :func:`records_from_dict`, so ``records_from_dict(records_to_dict(**r))`` gives ``r`` back.
-
-    Plain JSON-able data, sorted by id; defaults are left out (as a person writes the file).
-    Amounts are canonical text (``format_amount``), dates ISO text.
-    """
-
-    def present(mapping: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in mapping.items() if v not in (None, {}, [])}
-
-    groups_of: dict[str, dict[str, Any]] = {}
-    for g in sorted(groups, key=lambda g: (g.company_id, g.id)):
-        groups_of.setdefault(g.company_id, {})[g.id] = {"name": g.name}
-    out_companies = {
-        c.id: present(
-            {
-                "name": c.name,
-                "parent": c.parent_id,
-                "ruleset": c.ruleset,
-                "attributes": dict(c.attributes),
-                "groups": groups_of.get(c.id, {}),
-            }
-        )
-        for c in sorted(companies, key=lambda c: c.id)
-    }
-    memberships_of: dict[str, list[dict[str, Any]]] = {}
-    for m in sorted(memberships, key=lambda m: (m.account_id, m.company_id)):
-        memberships_of.setdefault(m.account_id, []).append(
-            present(
-                {
-                    "company": m.company_id,
-                    "role": m.role,
-                    "group": m.group,
-                    "master": m.master or None,
-                    "default": m.default or None,
-                    "status": None if m.status == "active" else m.status,
-                    "settings": dict(m.settings),
-                    "attributes": dict(m.attributes),
-                }
-            )
-        )
-    out_accounts = {
-        a.id: present(
-            {
-                "name": a.name,
-                "email": a.email,
-                "email_enabled": None if a.email_enabled else False,
-                "active": None if a.active else False,
-                "memberships": memberships_of.get(a.id, []),
-            }
-        )
-        for a in sorted(accounts, key=lambda a: a.id)
-    }
-    out_assignments = [
-        present(
-            {
-                "approver": a.approver_id,
-                "account": a.account_id,
-                "company": a.company_id,
-                "threshold": format_amount(a.threshold) if a.threshold is not None else None,
-                "limit": format_amount(a.limit) if a.limit is not None else None,
-                "step": a.step,
-            }
-        )
-        for a in sorted(
-            assignments, key=lambda a: (a.company_id, a.approver_id, a.account_id, a.step or "")
-        )
-    ]
-    out_delegations = [
-        present(
-            {
-                "delegator": d.delegator_id,
-                "delegate": d.delegate_id,
-                "valid_from": d.valid_from.isoformat(),
-                "valid_until": d.valid_until.isoformat(),
-                "company": d.company_id,
-                "step": d.step,
-            }
-        )
-        for d in sorted(delegations, key=lambda d: (d.delegator_id, d.delegate_id, d.valid_from))
-    ]
-    return present(
-        {
-            "companies": out_companies,
-            "accounts": out_accounts,
-            "assignments": out_assignments,
-            "delegations": out_delegations,
-        }
-    )

@@ -321,18 +321,6 @@ def snapshot(session: Session, tenant) -> d.Directory:
 
 def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:
     """Every record of the tenant's directory, read once (five queries), as a MemoryDirectory."""
-    return d.MemoryDirectory(**directory_records(session, tenant_id))
-
-
-def directory_document(session: Session, tenant: Tenant) -> dict[str, Any]:
-    """The tenant's directory as a directory document (``schemas/directory.schema.json``), the
-    format ``approvalrules load`` and ``load_directory`` read: what ``GET /api/v1/directory``
-    serves, so that tools (the remote diff) evaluate against the server's directory."""
-    return d.records_to_dict(**directory_records(session, tenant.id))
-
-
-def directory_records(session: Session, tenant_id: int) -> dict[str, list]:
-    """Every record of the tenant's directory, keyed like MemoryDirectory's arguments."""
     sql = SqlDirectory(session, tenant_id)
     parent = aliased(Company)
     companies = [
@@ -379,11 +367,6 @@ def directory_records(session: Session, tenant_id: int) -> dict[str, list]:
             .where(Company.tenant_id == tenant_id)
         )
     ]
-    return {
-        "companies": companies,
-        "accounts": accounts,
-        "memberships": sql._memberships(true()),
-        "groups": groups,
-        "assignments": assignments,
-        "delegations": sql.all_delegations(),
-    }
+    return d.MemoryDirectory(
+        companies, accounts, sql._memberships(true()), groups, assignments, sql.all_delegations()
+    )

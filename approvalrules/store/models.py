@@ -33,6 +33,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from ..engine.directory import CONTACT_KINDS
 from ..errors import Conflict
 from .meta import Base
 
@@ -44,7 +45,6 @@ MEMBERSHIP_STATUSES = ("active", "invited", "declined", "inactive")
 ADMIN_ROLES = ("owner", "editor", "viewer")
 #: what an API key may do (docs/security.md "API key scopes"; the grants are in store/services.py)
 API_KEY_SCOPES = ("storefront", "merchant", "read_only")
-CONTACT_KINDS = ("primary", "billing", "logistics")
 VERSION_STATUSES = ("draft", "published", "retired")
 REQUEST_STATUSES = ("pending", "approved", "rejected", "expired", "withdrawn")
 ACTION_KINDS = ("approve", "reject", "reverse")
