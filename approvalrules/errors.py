@@ -151,6 +151,13 @@ class Forbidden(ApprovalRulesError):
     code = "forbidden"
 
 
+class InsufficientScope(Forbidden):
+    """The API key is valid but its scope does not allow this endpoint (HTTP 403,
+    ``insufficient_scope``); ``details`` name the key's scope and the scopes that would do."""
+
+    code = "insufficient_scope"
+
+
 class Unauthorized(ApprovalRulesError):
     code = "unauthorized"
 

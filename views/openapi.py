@@ -11,15 +11,20 @@ import functools
 from pyramid.view import view_config
 
 from approvalrules.engine import schema
+from approvalrules.store.services import GRANT_SCOPES
 
+from .openapi_merchant import merchant_paths
 from .openapi_parts import (  # noqa: F401  (the limits are part of this module's API)
     DIRECTORY_ID,
     ERROR,
     HEADER_TOKEN,
     MAX_ID,
     RULESET_NAME,
+    SCOPES_TEXT,
     TEXT_100,
     WHOLE,
+    grant_for,
+    security_for,
 )
 from .openapi_parts import error_responses as _error_responses
 from .openapi_reference import DESCRIPTION, reference_paths
@@ -595,21 +600,34 @@ def document() -> dict:
         )
     }
     paths.update(ruleset_paths())
+    paths.update(merchant_paths())
     paths.update(reference_paths())
-    for item in paths.values():
-        for operation in item.values():
+    for path, item in paths.items():
+        for method, operation in item.items():
             # every operation checks its parameters and refuses other methods
             operation["responses"] = {**_error_responses(400, 405), **operation["responses"]}
+            if operation.get("security") != []:  # [] is public (/ready)
+                grant = grant_for(path, method)
+                operation["security"] = security_for(grant, GRANT_SCOPES)
+                if grant != "any":
+                    operation["responses"] = {**_error_responses(403), **operation["responses"]}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "approvalrules storefront API",
             "version": "1",
-            "description": DESCRIPTION,
+            "description": DESCRIPTION + "\n**Scopes**: " + SCOPES_TEXT,
         },
         "components": {
             "schemas": components,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The tenant's API key: `Authorization: Bearer ar_<prefix>_"
+                    "<token>`. " + SCOPES_TEXT,
+                }
+            },
         },
         "security": [{"apiKey": []}],
         "paths": paths,

@@ -33,6 +33,7 @@ def evaluate(
     version: RuleSetVersion | None = None,
     dry_run: bool = False,
     ordered_at: datetime | None = None,
+    hold_lifted: bool = False,
 ) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
     """The decision for ``body`` under the active version (or ``version``, e.g. a request's
     pinned one); writes nothing.
@@ -45,6 +46,7 @@ def evaluate(
 
     ``ordered_at``: when an order decided again was submitted; its date stays the
     order's date (``order_date`` conditions, validity windows).  Default ``now``.
+    ``hold_lifted``: the merchant let a held order proceed (see ``Policy.evaluate``).
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
@@ -76,6 +78,7 @@ def evaluate(
         now=now,
         budgets_spent=spent,
         ordered_at=queries.aware(ordered_at) if ordered_at is not None else None,
+        hold_lifted=hold_lifted,
     )
     return decision, version
 

@@ -52,6 +52,9 @@ ROUTES = (
     ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),
     ("admin_evaluate", "/admin/evaluate"),
     ("admin_audit", "/admin/audit"),
+    ("admin_held_orders", "/admin/held-orders"),
+    ("admin_keys", "/admin/keys"),
+    ("admin_users", "/admin/users"),
 )
 
 
