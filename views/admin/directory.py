@@ -33,9 +33,6 @@ from approvalrules.store.models import (
 from . import directory_forms as f
 from .common import PER_PAGE, Page, int_or_404, like, page_number, paginate, template
 
-#: a page's forms: form id -> the form, or the HTML of a submitted one shown with its errors
-Forms = Mapping[str, "deform.Form | str"]
-
 
 def rendered(forms: Mapping[str, deform.Form], failed: Mapping[str, str], values=None) -> dict:
     """Every form of a page as HTML: the failed one as submitted, the others with ``values``."""
@@ -671,17 +668,16 @@ def group_forms(request, group: Group) -> dict:
             url("admin_group_members", id=cid, group=gid),
             "Put in this group",
         ),
-        "group-delete": deform.Form(
-            f.with_csrf(
-                f.group_delete_schema(
-                    request.admin_tenant.setting("groups.delete_policy", "refuse_if_members")
-                ),
-                request,
+        "group-delete": f.directory_form(
+            request,
+            f.group_delete_schema(
+                request.admin_tenant.setting("groups.delete_policy", "refuse_if_members")
             ),
-            buttons=(deform.Button("delete", "Delete group", css_class="danger"),),
-            formid="group-delete",
-            action=url("admin_group_delete", id=cid, group=gid),
-            css_class="directory-form",
+            "group-delete",
+            url("admin_group_delete", id=cid, group=gid),
+            "Delete group",
+            button_name="delete",
+            css_class="danger",
         ),
     }
 

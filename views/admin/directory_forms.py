@@ -10,6 +10,7 @@ for the API; :func:`failure_html` puts its refusal on the field it is about.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -615,14 +616,32 @@ def assignment_schema(choices: Choices, currency: str | None = None):
 # -- forms and their errors ---------------------------------------------------------------
 
 
-def directory_form(request, schema, formid: str, action: str, button: str) -> deform.Form:
+def field_counter(request) -> itertools.count:
+    """One numbering of form fields per request: a page holds several forms, and the ids of
+    their fields (``deformField<n>``), which their labels point to, must not repeat."""
+    if not hasattr(request, "_deform_field_counter"):
+        request._deform_field_counter = itertools.count(1)
+    return request._deform_field_counter
+
+
+def directory_form(
+    request,
+    schema,
+    formid: str,
+    action: str,
+    button: str,
+    *,
+    button_name: str = "save",
+    css_class: str = "",
+) -> deform.Form:
     """A Deform form posting to ``action`` with the session's CSRF token."""
     return deform.Form(
         with_csrf(schema, request),
-        buttons=(deform.Button("save", button),),
+        buttons=(deform.Button(button_name, button, css_class=css_class),),
         formid=formid,
         action=action,
         css_class="directory-form",
+        counter=field_counter(request),
     )
 
 
