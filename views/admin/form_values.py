@@ -50,6 +50,7 @@ def dump_snippet(value: Any) -> str:
     stream = io.StringIO()
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = True
+    yaml.brace_single_entry_mapping_in_flow_sequence = True
     yaml.width = 4096
     yaml.representer.add_representer(Decimal, represent_decimal)
     yaml.dump(to_plain(value), stream)

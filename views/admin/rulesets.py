@@ -530,7 +530,15 @@ def form_submit(request):
     try:
         appstruct = form.validate(list(request.POST.items()))
     except deform.ValidationFailure as failure:
-        return _form_page(request, ruleset, form, None, status=422, html=failure.render())
+        return _form_page(
+            request,
+            ruleset,
+            form,
+            None,
+            status=422,
+            html=failure.render(),
+            yaml_error="Some fields below need a fix; nothing was published or saved.",
+        )
     old = schema_forms.to_plain(schema_forms.load_round_trip(original))
     new_data = schema_forms.from_form(schema, appstruct, old if isinstance(old, dict) else {})
     new_data = new_data if isinstance(new_data, dict) else {}
