@@ -287,6 +287,29 @@ def publish(
     return version
 
 
+def discard_draft(
+    session: Session, tenant: Tenant | int | str, name: str, author: str | None = None
+) -> bool:
+    """Throw the rule set's draft away (audited); False when there was none."""
+    tenant_id = _tenant_id(session, tenant)
+    ruleset = get_ruleset(session, tenant_id, name, lock=True)
+    if ruleset is None or ruleset.draft_text is None:
+        return False
+    length = len(ruleset.draft_text)
+    ruleset.draft_text = None
+    ruleset.draft_updated_at = utcnow()
+    audit(
+        session,
+        tenant_id,
+        author or "system",
+        "ruleset.draft_discarded",
+        "ruleset",
+        name,
+        {"length": length},
+    )
+    return True
+
+
 def clear_draft(session: Session, ruleset: RuleSet, seen: str | None) -> None:
     """Clear the draft ``seen`` by a publisher, and only that one.
 
@@ -541,6 +564,7 @@ __all__ = [
     "retire",
     "rollback",
     "clear_draft",
+    "discard_draft",
     "save_draft",
 ]
 

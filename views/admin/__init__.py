@@ -35,6 +35,8 @@ ROUTES = (
     ("admin_ruleset_yaml", "/admin/rulesets/{name}/yaml"),
     ("admin_ruleset_form", "/admin/rulesets/{name}/form"),
     ("admin_ruleset_rollback", "/admin/rulesets/{name}/rollback"),
+    ("admin_ruleset_discard", "/admin/rulesets/{name}/draft/discard"),
+    ("admin_ruleset_update_tests", "/admin/rulesets/{name}/tests/update"),
     ("admin_versions", "/admin/rulesets/{name}/versions"),
     ("admin_version", "/admin/rulesets/{name}/versions/{number}"),
     ("admin_diff", "/admin/rulesets/{name}/diff"),
