@@ -39,3 +39,7 @@ def error_responses(*statuses: int) -> dict:
         str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}}
         for s in statuses
     }
+
+
+#: where a step of an approval request stands (views/api.py step_state)
+STEP_STATES = ("done", "current", "waiting", "rejected", "expired", "withdrawn", "not_reached")
