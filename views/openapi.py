@@ -24,6 +24,7 @@ from .openapi_parts import (  # noqa: F401  (the limits are part of this module'
     WHOLE,
 )
 from .openapi_parts import error_responses as _error_responses
+from .openapi_reference import DESCRIPTION, reference_paths
 from .openapi_rulesets import ruleset_paths
 
 
@@ -516,6 +517,27 @@ def document() -> dict:
                 "parent": nullable_text,
                 "ruleset": nullable_text,
                 "attributes": {"type": "object"},
+                "locations": {
+                    "description": "When given, the company's locations become exactly these.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id"],
+                        "properties": {"id": text, "name": text, "address": text},
+                    },
+                },
+                "contacts": {
+                    "description": "When given, the company's contacts become exactly these.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["account", "kind"],
+                        "properties": {
+                            "account": text,
+                            "kind": {"enum": ["primary", "billing", "logistics"]},
+                        },
+                    },
+                },
             },
             "company",
         )
@@ -619,13 +641,18 @@ def document() -> dict:
         )
     }
     paths.update(ruleset_paths())
+    paths.update(reference_paths())
     for item in paths.values():
         for operation in item.values():
             # every operation checks its parameters and refuses other methods
             operation["responses"] = {**_error_responses(400, 405), **operation["responses"]}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "approvalrules storefront API", "version": "1"},
+        "info": {
+            "title": "approvalrules storefront API",
+            "version": "1",
+            "description": DESCRIPTION,
+        },
         "components": {
             "schemas": components,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},

@@ -1,13 +1,20 @@
 """URL routes of the web app."""
 
+import swagger_ui_bundle
+
 
 def includeme(config):
     config.add_static_view("static", "approvalrules.templates:static", cache_max_age=3600)
+    # Swagger UI's built assets, from its package: the API reference page works offline
+    config.add_static_view(
+        "swagger-ui", str(swagger_ui_bundle.swagger_ui_path), cache_max_age=86400
+    )
     config.add_route("home", "/")
     config.add_route("health", "/health")
     config.add_route("ready", "/ready")
     config.add_route("api_rulesets", "/api/v1/rulesets")
     config.add_route("api_openapi", "/api/v1/openapi.json")
+    config.add_route("api_docs", "/api/v1/docs")
     config.add_route("api_ruleset", "/api/v1/rulesets/{name}")
     config.add_route("api_ruleset_draft", "/api/v1/rulesets/{name}/draft")
     config.add_route("api_ruleset_publish", "/api/v1/rulesets/{name}/publish")

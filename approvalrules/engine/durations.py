@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from ..errors import OrderError
 
@@ -47,3 +47,9 @@ def duration_words(text: str) -> str:
         if value and int(value):
             parts.append(f"{int(value)} {unit}{'' if int(value) == 1 else 's'}")
     return " ".join(parts) or "no time"
+
+
+def utc_date(value: datetime) -> date:
+    """The calendar date of an instant in UTC (naive values are taken as UTC, as
+    :func:`parse_instant` does): ``2026-02-07T23:30-03:00`` is 2026-02-08."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).date()

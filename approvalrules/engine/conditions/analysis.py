@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from .tree import And, Leaf, Node, Not, Or, Visitor, amount, as_set, parse
+from .tree import And, Leaf, Node, Not, Or, Visitor, amount, as_set, day, parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +185,19 @@ def exclude_each_other(first: Mapping[str, Any] | None, second: Mapping[str, Any
             return True
     (a_low, a_high), (b_low, b_high) = _total_range(a), _total_range(b)
     return _below(a_high, b_low) or _below(b_high, a_low)
+
+
+def date_edges(condition: Mapping[str, Any] | None) -> set[date]:
+    """Every date an ``order_date`` test of a condition compares with: where decisions can
+    change with the order's date."""
+    return {
+        day(bound)
+        for k, value in iter_leaves(condition)
+        if k == "order_date"
+        for bound in value.values()
+    }
+
+
+def uses_key(condition: Mapping[str, Any] | None, key: str) -> bool:
+    """Whether a condition tests ``key`` anywhere inside it."""
+    return any(k == key for k, _ in iter_leaves(condition))
