@@ -1,4 +1,5 @@
-"""Deliver outbox events: e-mail over SMTP and signed webhooks, at least once.
+"""Deliver outbox events: e-mail (over SMTP; to files or the console in development) and signed
+webhooks, at least once.
 
 Each due event is claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite
 has one writer anyway), delivered, and marked delivered in the same
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -38,21 +40,51 @@ BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 
 
+#: how e-mail leaves: an SMTP server (production), or, in development, files or the console
+MAIL_TRANSPORTS = ("smtp", "file", "console")
+
+
 @dataclass(frozen=True)
 class MailSettings:
+    """Where e-mail goes (``approvalrules.mail_transport``, default ``smtp``).
+
+    ``smtp`` sends through ``smtp_host``:``smtp_port``.  ``file`` writes each message as an
+    ``.eml`` file into ``mail_dir`` (development.ini: ``var/mail/``), ``console`` prints it
+    on standard output: a development machine needs no mail server, and every
+    notification can still be read.
+    """
+
     host: str = "127.0.0.1"
     port: int = 25
     sender: str = "approvals@approvalrules.invalid"
     timeout: float = 10.0
+    transport: str = "smtp"
+    directory: str = "var/mail"
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> MailSettings:
+        transport = settings.get("approvalrules.mail_transport", cls.transport).strip()
+        if transport not in MAIL_TRANSPORTS:
+            raise ValueError(
+                f"approvalrules.mail_transport is {transport!r}; use one of "
+                + ", ".join(MAIL_TRANSPORTS)
+            )
         return cls(
             host=settings.get("approvalrules.smtp_host", cls.host),
             port=int(settings.get("approvalrules.smtp_port", cls.port)),
             sender=settings.get("approvalrules.mail_from", cls.sender),
             timeout=float(settings.get("approvalrules.smtp_timeout", cls.timeout)),
+            transport=transport,
+            directory=settings.get("approvalrules.mail_dir", cls.directory),
         )
+
+    def where(self) -> str:
+        """Where e-mail goes, for people: ``SMTP 127.0.0.1:25``, ``files in var/mail``."""
+        if self.transport == "file":
+            return f"files in {self.directory}"
+        if self.transport == "console":
+            return "the console"
+        return f"SMTP {self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +121,8 @@ class DispatchReport:
     emails: int = 0
     webhooks: int = 0
     failures: list[DeliveryFailure] = field(default_factory=list)
+    #: where e-mail went (``MailSettings.where``), e.g. ``files in var/mail``
+    mail_where: str = ""
 
     def __getitem__(self, name: str) -> int:
         if name not in ("delivered", "failed", "emails", "webhooks"):
@@ -174,24 +208,27 @@ def _send_emails(tenant: Tenant, event: OutboxEvent, mail: MailSettings) -> int:
     ]
     if not recipients:
         return 0
+    messages = [_email(tenant, event, recipient, mail) for recipient in recipients]
     current = ", ".join(r["email"] for r in recipients)  # until the connection is open
     try:
-        with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
-            for recipient in recipients:
-                current = recipient["email"]
-                _send_one_email(smtp, tenant, event, recipient, mail)
+        if mail.transport == "file":
+            _write_emails(messages, Path(mail.directory))
+        elif mail.transport == "console":
+            for message in messages:
+                print(f"----- e-mail {message['Message-ID']}\n{message}", flush=True)
+        else:
+            with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
+                for message in messages:
+                    current = message["To"]
+                    smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         raise _DeliveryError("email", current, exc) from exc
     return len(recipients)
 
 
-def _send_one_email(
-    smtp: smtplib.SMTP,
-    tenant: Tenant,
-    event: OutboxEvent,
-    recipient: Mapping[str, Any],
-    mail: MailSettings,
-) -> None:
+def _email(
+    tenant: Tenant, event: OutboxEvent, recipient: Mapping[str, Any], mail: MailSettings
+) -> EmailMessage:
     subject, body = render_email(tenant, event, recipient)
     message = EmailMessage()
     message["From"] = mail.sender
@@ -200,7 +237,17 @@ def _send_one_email(
     message["Message-ID"] = f"<{event.event_id}.{recipient['account']}@approvalrules>"
     message["X-Approvalrules-Event"] = event.event_type
     message.set_content(body)
-    smtp.send_message(message)
+    return message
+
+
+def _write_emails(messages: list[EmailMessage], directory: Path) -> None:
+    """Each message as ``<event id>.<account>.eml``: delivered again (at least once), it
+    replaces its file rather than adding a copy."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for message in messages:
+        name = message["Message-ID"].strip("<>").removesuffix("@approvalrules")
+        safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in name)[:200]
+        (directory / f"{safe}.eml").write_bytes(bytes(message))
 
 
 def _post_webhook(tenant: Tenant, event: OutboxEvent, timeout: float) -> bool:
@@ -265,7 +312,7 @@ def dispatch(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    report = DispatchReport()
+    report = DispatchReport(mail_where=mail.where())
     tenants: dict[int, Tenant] = {}
     for event in due:
         tenant = tenants.get(event.tenant_id) or tenants.setdefault(
