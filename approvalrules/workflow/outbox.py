@@ -22,7 +22,7 @@ import string
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -33,7 +33,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..errors import NotFound
 from ..store.models import OutboxEvent, Tenant
+from ..store.services import audit
 
 MAX_ATTEMPTS = 10
 BACKOFF_BASE = timedelta(seconds=30)
@@ -292,25 +294,30 @@ def backoff(attempts: int) -> timedelta:
 
 
 def dispatch(
-    session: Session, settings: Mapping[str, Any], *, now: datetime | None = None, limit: int = 100
+    session: Session,
+    settings: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    limit: int = 100,
+    only: Collection[int] | None = None,
 ) -> DispatchReport:
     """Deliver due events; returns counts (delivered, failed, ...) and each failure's reason.
 
-    Run it from cron on as many hosts as you like.
+    Run it from cron on as many hosts as you like.  ``only``: these events (row ids) alone,
+    as a retry from the admin asks.
     """
     now = now or datetime.now(UTC)
     mail = MailSettings.from_settings(settings)
     timeout = float(settings.get("approvalrules.webhook_timeout", 5))
+    query = select(OutboxEvent).where(
+        OutboxEvent.delivered_at.is_(None),
+        OutboxEvent.next_attempt_at.is_not(None),
+        OutboxEvent.next_attempt_at <= now,
+    )
+    if only is not None:
+        query = query.where(OutboxEvent.id.in_(list(only)))
     due = session.scalars(
-        select(OutboxEvent)
-        .where(
-            OutboxEvent.delivered_at.is_(None),
-            OutboxEvent.next_attempt_at.is_not(None),
-            OutboxEvent.next_attempt_at <= now,
-        )
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        query.order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     report = DispatchReport(mail_where=mail.where())
     tenants: dict[int, Tenant] = {}
@@ -344,3 +351,69 @@ def dispatch(
             report.delivered += 1
         session.flush()
     return report
+
+
+# ------------------------------------------------------------------ the merchant's view
+
+#: where an event stands, as the admin's outbox page filters them
+EVENT_STATES = ("waiting", "failed", "delivered", "given_up")
+
+
+def event_state(event: OutboxEvent) -> str:
+    """``delivered``; ``given_up`` after MAX_ATTEMPTS; ``failed`` (an attempt failed, another
+    is scheduled); ``waiting`` (not tried yet)."""
+    if event.delivered_at is not None:
+        return "delivered"
+    if event.next_attempt_at is None:
+        return "given_up"
+    return "failed" if event.last_error else "waiting"
+
+
+def events_query(tenant_id: int, state: str | None = None):
+    """The tenant's outbox events, newest first, optionally in one of EVENT_STATES."""
+    query = select(OutboxEvent).where(OutboxEvent.tenant_id == tenant_id)
+    delivered = OutboxEvent.delivered_at.is_not(None)
+    undelivered = OutboxEvent.delivered_at.is_(None)
+    scheduled = OutboxEvent.next_attempt_at.is_not(None)
+    if state == "delivered":
+        query = query.where(delivered)
+    elif state == "given_up":
+        query = query.where(undelivered, OutboxEvent.next_attempt_at.is_(None))
+    elif state == "failed":
+        query = query.where(undelivered, scheduled, OutboxEvent.last_error.is_not(None))
+    elif state == "waiting":
+        query = query.where(undelivered, scheduled, OutboxEvent.last_error.is_(None))
+    return query.order_by(OutboxEvent.id.desc())
+
+
+def retry(
+    session: Session,
+    tenant: Tenant,
+    event_id: int,
+    actor: str,
+    settings: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> DispatchReport:
+    """Deliver one undelivered event of ``tenant`` now, failed or given up; audited
+    (``outbox.retried``).  A failure schedules the next attempt as usual; an event already
+    delivered, or another tenant's, is not found."""
+    now = now or datetime.now(UTC)
+    event = session.get(OutboxEvent, event_id)
+    if event is None or event.tenant_id != tenant.id or event.delivered_at is not None:
+        raise NotFound(
+            "unknown_event",
+            f"no undelivered outbox event {event_id} (a delivered event is not sent again)",
+        )
+    audit(
+        session,
+        tenant.id,
+        actor,
+        "outbox.retried",
+        "outbox_event",
+        str(event.event_id),
+        {"type": event.event_type, "attempts": event.attempts, "last error": event.last_error},
+    )
+    event.next_attempt_at = now
+    session.flush()
+    return dispatch(session, settings, now=now, only=[event.id])

@@ -52,6 +52,8 @@ ROUTES = (
     ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),
     ("admin_evaluate", "/admin/evaluate"),
     ("admin_audit", "/admin/audit"),
+    ("admin_outbox", "/admin/outbox"),
+    ("admin_outbox_retry", "/admin/outbox/{id}/retry"),
 )
 
 
