@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 #: the port `make serve` listens on (development.ini's http_port)
 PORT ?= 6543
 
-.PHONY: venv serve setup-db test test-yaml-compat lint bench wheel lock clean
+.PHONY: venv serve setup-db test test-yaml-compat lint bench wheel lock clean gallery
 
 venv: $(STAMP)
 
@@ -47,6 +47,12 @@ setup-db: $(STAMP)
 # APPROVALRULES_TEST_DATABASE_URL, when set in the environment, runs the suite on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Screenshots of every admin page into docs/admin/ (docs/admin/README.md): a temporary SQLite
+# database with the sample rules, the app on a free port, Chromium (/usr/bin/chromium, driven by
+# Playwright); fails on any console error.
+gallery: $(STAMP)
+	$(BIN)/python -m tests.admin.gallery docs/admin
 
 # ruff: the rules and line length in pyproject.toml; `ruff format .` fixes the layout.
 lint: $(STAMP)
