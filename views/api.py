@@ -152,6 +152,29 @@ def order_view(session, order: Order) -> dict:
     return data
 
 
+def inbox_item(session, request: ApprovalRequest) -> dict:
+    """An approval request as the inbox lists it: the request, and whose order of how much."""
+    order = request.order
+    return {
+        **approval_view(session, request, brief=True),
+        "buyer": order.buyer.external_id if order.buyer else None,
+        "company": order.company.external_id if order.company else None,
+        "total": format_amount(order.total),
+        "currency": order.currency,
+    }
+
+
+def step_state(request: ApprovalRequest, index: int) -> str:
+    """Where step ``index`` of a request stands: done, current or waiting; the step a request
+    ended in says how it ended (rejected, expired, withdrawn), and the steps after it were
+    never reached.  The OpenAPI document lists these words (``openapi_parts.STEP_STATES``)."""
+    if request.status == "approved" or index < request.current_step:
+        return "done"
+    if index == request.current_step:
+        return "current" if request.status == "pending" else request.status
+    return "waiting" if request.status == "pending" else "not_reached"
+
+
 def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dict:
     steps = []
     for index, step in enumerate(request.steps):
@@ -169,13 +192,7 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
                 else step["approvers"],
                 "approved_by": [a.approver.external_id for a in acts if a.action == "approve"],
                 "rejected_by": [a.approver.external_id for a in acts if a.action == "reject"],
-                "state": "current"
-                if index == request.current_step and request.status == "pending"
-                else (
-                    "done"
-                    if index < request.current_step or request.status == "approved"
-                    else "waiting"
-                ),
+                "state": step_state(request, index),
                 # escalation, approval on timeout, merchant review
                 **{
                     k: step[k]
@@ -319,7 +336,7 @@ class StorefrontApi:
             per_page=per_page,
         )
         return {
-            "items": [approval_view(self.session, r, brief=True) for r in found.items],
+            "items": [inbox_item(self.session, r) for r in found.items],
             "page": found.page,
             "per_page": found.per_page,
             "total": found.total,

@@ -11,6 +11,7 @@ import functools
 from pyramid.view import view_config
 
 from approvalrules.engine import schema
+from approvalrules.store.models import REQUEST_STATUSES
 from approvalrules.store.services import GRANT_SCOPES
 
 from .openapi_merchant import merchant_paths
@@ -21,6 +22,7 @@ from .openapi_parts import (  # noqa: F401  (the limits are part of this module'
     MAX_ID,
     RULESET_NAME,
     SCOPES_TEXT,
+    STEP_STATES,
     TEXT_100,
     WHOLE,
     grant_for,
@@ -87,7 +89,22 @@ def document() -> dict:
                 },
             },
             "payer": {"type": ["object", "null"]},
-            "steps": {"type": "array", "items": {"type": "object"}},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "required": {"type": "integer"},
+                        "state": {
+                            "enum": list(STEP_STATES),
+                            "description": "done, current, waiting (a later step of a pending "
+                            "request); the step a closed request ended in says how it ended "
+                            "(rejected, expired, withdrawn) and later steps are not_reached.",
+                        },
+                    },
+                },
+            },
             "expires_at": {"type": ["string", "null"]},
             "notifications": {"type": "array", "items": {"type": "object"}},
             "ruleset": {"type": "object"},
@@ -136,7 +153,22 @@ def document() -> dict:
             "status": {"enum": ["pending", "approved", "rejected", "expired", "withdrawn"]},
             "version": {"type": "integer"},
             "current_step": {"type": "integer"},
-            "steps": {"type": "array", "items": {"type": "object"}},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "required": {"type": "integer"},
+                        "state": {
+                            "enum": list(STEP_STATES),
+                            "description": "done, current, waiting (a later step of a pending "
+                            "request); the step a closed request ended in says how it ended "
+                            "(rejected, expired, withdrawn) and later steps are not_reached.",
+                        },
+                    },
+                },
+            },
             "expires_at": {"type": ["string", "null"]},
             "created_at": {"type": "string"},
             "decided_at": {"type": ["string", "null"]},
@@ -268,7 +300,7 @@ def document() -> dict:
                 {"name": n, "in": "query", "required": False, "schema": t}
                 for n, t in (
                     ("approver", TEXT_100),
-                    ("status", TEXT_100),
+                    ("status", {"type": "string", "enum": list(REQUEST_STATUSES)}),
                     ("from", {"type": "string", "maxLength": 40}),
                     ("to", {"type": "string", "maxLength": 40}),
                     ("q", TEXT_100),
@@ -286,7 +318,21 @@ def document() -> dict:
                                 "properties": {
                                     "items": {
                                         "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Approval"},
+                                        "items": {
+                                            "allOf": [
+                                                {"$ref": "#/components/schemas/Approval"},
+                                                {
+                                                    "type": "object",
+                                                    "description": "whose order of how much",
+                                                    "properties": {
+                                                        "buyer": {"type": ["string", "null"]},
+                                                        "company": {"type": ["string", "null"]},
+                                                        "total": {"type": "string"},
+                                                        "currency": {"type": "string"},
+                                                    },
+                                                },
+                                            ]
+                                        },
                                     },
                                     "page": {"type": "integer"},
                                     "per_page": {"type": "integer"},
@@ -297,7 +343,7 @@ def document() -> dict:
                         }
                     },
                 },
-                **_error_responses(401, 422),
+                **_error_responses(400, 401, 422),
             },
         }
     }

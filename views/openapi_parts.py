@@ -69,3 +69,7 @@ def security_for(grant: str, scopes_of: dict) -> list[dict]:
     if grant == "any":
         return [{"apiKey": []}]
     return [{"apiKey": [scope]} for scope in scopes_of[grant]]
+
+
+#: where a step of an approval request stands (views/api.py step_state)
+STEP_STATES = ("done", "current", "waiting", "rejected", "expired", "withdrawn", "not_reached")

@@ -265,7 +265,10 @@ def inbox_page(
     """
     query, counts_query = inbox_queries(tenant_id, approver=approver, status=status)
     query = query.options(
-        contains_eager(ApprovalRequest.order),
+        # each item names its buyer and company
+        contains_eager(ApprovalRequest.order).options(
+            joinedload(Order.buyer), joinedload(Order.company)
+        ),
         selectinload(ApprovalRequest.actions).options(
             joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)
         ),

@@ -80,6 +80,8 @@ ROUTES = (
     ("admin_held_orders", "/admin/held-orders"),
     ("admin_keys", "/admin/keys"),
     ("admin_users", "/admin/users"),
+    ("admin_outbox", "/admin/outbox"),
+    ("admin_outbox_retry", "/admin/outbox/{id}/retry"),
 )
 
 
@@ -132,6 +134,7 @@ def includeme(config):
     config.add_request_method(actor, "admin_actor", reify=True)
     config.add_static_view("deform_static", "deform:static", cache_max_age=3600)
     config.include(".headers")
+    config.include(".words")
     config.add_subscriber(check_admin_input, ContextFound)
     for name, pattern in ROUTES:
         config.add_route(name, pattern, factory=AdminRoot)
