@@ -24,6 +24,7 @@ from .openapi_parts import (  # noqa: F401  (the limits are part of this module'
 from .openapi_parts import error_responses as _error_responses
 from .openapi_reference import DESCRIPTION, reference_paths
 from .openapi_rulesets import ruleset_paths
+from .openapi_webhooks import webhook_components, webhooks
 
 
 def _rewrite_refs(node):
@@ -139,6 +140,7 @@ def document() -> dict:
             "order_detail": {"type": "object"},
         },
     }
+    components.update(webhook_components())
     components["ApprovalAction"] = {
         "type": "object",
         "required": ["approver"],
@@ -592,6 +594,7 @@ def document() -> dict:
         },
         "security": [{"apiKey": []}],
         "paths": paths,
+        "webhooks": webhooks(),
     }
 
 

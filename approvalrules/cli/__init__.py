@@ -15,6 +15,7 @@ from pathlib import Path
 from ..engine import check_ruleset, compile_policy, folder_resolver, load_directory, schema
 from ..engine.load import load_document
 from ..engine.ruletests import run_tests
+from ..engine.schema import SCHEMA_NAMES
 from ..errors import ApprovalRulesError, DocumentError
 from ..store import commands as store_commands
 from ..workflow import commands as job_commands
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("schema", help="print a JSON Schema")
-    p.add_argument("name", nargs="?", default="ruleset", choices=("ruleset", "directory", "order"))
+    p.add_argument("name", nargs="?", default="ruleset", choices=SCHEMA_NAMES)
     p.set_defaults(func=cmd_schema)
 
     diff.add_arguments(
