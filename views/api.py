@@ -366,8 +366,7 @@ class StorefrontApi:
     @view_config(route_name="api_directory_membership", request_method="PUT")
     def put_membership(self):
         body = directory_body(self.request, "membership_body")
-        if "settings" in body:
-            _check_settings(body["settings"])
+        # settings are checked by the service, against the rule-set schema, for every writer
         self._directory().upsert_membership(
             self.request.matchdict["account"], self.request.matchdict["company"], **body
         )
@@ -470,20 +469,6 @@ def _body_error(body: dict, error) -> OrderError:
         names = " or ".join([types] if isinstance(types, str) else types)
         return OrderError("wrong_type", f"{key} must be {names}", path=key)
     return OrderError("invalid_value", f"{key}: {error.message}"[:300], path=key or None)
-
-
-def _check_settings(settings: dict) -> None:
-    """Membership settings follow the rule-set schema's ``settings`` definition."""
-    errors = sorted(
-        validator("ruleset")
-        .evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"})
-        .iter_errors(settings),
-        key=lambda e: list(map(str, e.path)),
-    )
-    if errors:
-        first = errors[0]
-        path = "settings" + "".join(f".{p}" for p in first.absolute_path)
-        raise OrderError("invalid_settings", f"{path}: {first.message}"[:300], path=path)
 
 
 def actor_and_comment(body: dict) -> tuple[str, str | None]:

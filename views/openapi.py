@@ -473,6 +473,27 @@ def document() -> dict:
                 "parent": nullable_text,
                 "ruleset": nullable_text,
                 "attributes": {"type": "object"},
+                "locations": {
+                    "description": "When given, the company's locations become exactly these.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["id"],
+                        "properties": {"id": text, "name": text, "address": text},
+                    },
+                },
+                "contacts": {
+                    "description": "When given, the company's contacts become exactly these.",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["account", "kind"],
+                        "properties": {
+                            "account": text,
+                            "kind": {"enum": ["primary", "billing", "logistics"]},
+                        },
+                    },
+                },
             },
             "company",
         )

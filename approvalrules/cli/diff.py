@@ -3,11 +3,15 @@
 Arguments, colours, the progress bar, reading orders from JSONL files and
 looking versions up in the store (``tenant/ruleset@version`` with ``--ini``)
 live here; the comparison itself is :func:`approvalrules.diff.compare`.
-Exit 0 unchanged, 1 changed (per ``--fail-on``), 2 on error.
+Exit codes: 0 no change, 1 changed (per ``--fail-on``), 2 error, 3 no change
+found but some dimension of the orders could not be explored (the diff cannot
+vouch for "no changes"; ``--fail-on structural`` with no structural change
+still exits 3).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -25,14 +29,29 @@ from ..store.versions import VersionLookup
 from .common import EXIT_ERROR, EXIT_OK, directory_for, read_text, report_error
 
 EXIT_CHANGED = 1
+#: no change found, but part of the orders' space was not explored: never a silent 0
+EXIT_UNEXPLORED = 3
 REFERENCE = re.compile(
     r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<ruleset>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>\d+|latest|active|draft)$"
 )
 STORE_NEEDED = "database references need the store: approvalrules diff --ini development.ini ..."
 
 
+EXIT_CODES = """exit codes:
+  0  no behaviour change (with --fail-on structural: no structural change either)
+  1  behaviour changed (with --fail-on structural: anything changed)
+  2  error: unreadable or invalid version, no directory for the behavioural diff
+  3  no change found, but some dimension of the orders could not be explored
+     (listed under "not explored"): the diff cannot vouch for "no changes"
+
+The JSON report is byte-identical for the same arguments (--replay included);
+timings appear only in the text report."""
+
+
 def add_arguments(parser) -> None:
     """The ``diff`` subcommand's arguments; it runs :func:`main`."""
+    parser.epilog = EXIT_CODES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "old",
         metavar="A",
@@ -151,7 +170,8 @@ class Colour:
 
 
 def main(args) -> int:
-    """``approvalrules diff``: exit 0 unchanged, 1 changed (per --fail-on), 2 on error."""
+    """``approvalrules diff``: exit 0 unchanged, 1 changed (per --fail-on), 2 on error, 3 when
+    nothing changed in what could be explored but something could not."""
     store = None
     if getattr(args, "ini", None) and any(is_reference(a) for a in (args.old, args.new)):
         store = open_version_lookup(args.ini)
@@ -196,6 +216,8 @@ def _main(args, store: VersionLookup | None) -> int:
         return EXIT_CHANGED
     if args.fail_on == "structural" and report.structural:
         return EXIT_CHANGED
+    if report.behaviour is not None and not report.behaviour.complete:
+        return EXIT_UNEXPLORED
     return EXIT_OK
 
 

@@ -30,7 +30,17 @@ class BuyerClass:
     name: str = ""
     #: the group the class orders in: an invited member's orders have no relation to its group
     active_group: str | None = None
-    name: str = ""
+    #: the name before any member was split off (see :meth:`exclude`)
+    base_name: str = ""
+    #: names of the members split off into classes of their own
+    excluded: list[str] = field(default_factory=list)
+
+    def exclude(self, member_name: str) -> None:
+        """``member_name`` left for a class of its own: the name says so ("... other than Fred")."""
+        self.excluded.append(member_name)
+        others = self.excluded
+        listed = others[0] if len(others) == 1 else ", ".join(others[:-1]) + " and " + others[-1]
+        self.name = f"{self.base_name} other than {listed}"
 
     @property
     def representative(self) -> str:
@@ -47,13 +57,10 @@ class BuyerClass:
         }
 
 
-def plural(label: str) -> str:
-    """``Approver`` -> ``Approvers``, ``Secretary`` -> ``Secretaries``."""
-    if label.endswith("s"):
-        return label
-    if label.endswith("y") and not label.endswith(("ay", "ey", "oy", "uy")):
-        return label[:-1] + "ies"
-    return label + "s"
+def role_phrase(label: str, master: bool = False) -> str:
+    """``buyers with role Finance``: the role's label exactly as the rule set gives it."""
+    subject = "masters" if master and "master" not in label.lower() else "buyers"
+    return f"{subject} with role {label}"
 
 
 def enumerate_memberships(directory: Directory) -> list[Membership]:
@@ -117,7 +124,7 @@ def buyer_classes(old: Policy, new: Policy, directory: Directory) -> list[BuyerC
             cls = classes[key] = _make_class(key, m, account, assignments, old, new, directory)
         cls.members.append(m.account_id)
     result = list(classes.values())
-    _name_classes(result)
+    _name_classes(result, directory)
     return result
 
 
@@ -149,8 +156,7 @@ def _make_class(
     if assignments:
 
         def who(account_id):
-            a = directory.account(account_id)
-            return a.name if a else account_id
+            return _account_name(directory, account_id)
 
         tiers = [
             (approver, threshold)
@@ -192,12 +198,10 @@ def _make_class(
     )
 
 
-def _name_classes(classes: list[BuyerClass]) -> None:
+def _name_classes(classes: list[BuyerClass], directory: Directory) -> None:
     several_companies = len({c.company for c in classes}) > 1
     for c in classes:
-        name = plural(c.role_label)
-        if c.master and "master" not in c.role_label.lower():
-            name += " (masters)"
+        name = role_phrase(c.role_label, c.master)
         if c.group_label:
             name += f" in {c.group_label}"
         if several_companies:
@@ -213,4 +217,12 @@ def _name_classes(classes: list[BuyerClass]) -> None:
     for same in seen.values():
         if len(same) > 1:
             for c in same:
-                c.name += f" ({', '.join(c.members[:3])}{', ...' if len(c.members) > 3 else ''})"
+                names = [_account_name(directory, member) for member in c.members[:3]]
+                c.name += f" ({', '.join(names)}{', ...' if len(c.members) > 3 else ''})"
+    for c in classes:
+        c.base_name = c.name
+
+
+def _account_name(directory: Directory, account_id: str) -> str:
+    account = directory.account(account_id)
+    return account.name if account is not None and account.name else account_id

@@ -47,6 +47,8 @@ def structural_diff(
     out += _named_maps("groups", "group", old.get("groups"), new.get("groups"), _group_fields)
     out += _limits_diff(old.get("limits") or {}, new.get("limits") or {})
     out += _approval_diff(old.get("approval") or {}, new.get("approval") or {})
+    for key in ("deny", "bypass"):
+        out += _precedence_diff(key, old.get(key) or [], new.get(key) or [])
     for key in ("visibility", "notifications"):
         out += _generic(key, key, old.get(key), new.get(key))
     out += _tests_diff(old.get("tests") or [], new.get("tests") or [])
@@ -61,6 +63,8 @@ def structural_diff(
         "groups",
         "limits",
         "approval",
+        "deny",
+        "bypass",
         "visibility",
         "notifications",
         "tests",
@@ -393,6 +397,56 @@ def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
                 f"{subject}: approvers {show(_approvers_text(oa))} -> {show(_approvers_text(na))}",
             )
         )
+    return out
+
+
+#: what a precedence rule does when its condition holds, in words
+_PRECEDENCE_VERB = {"deny": "blocks {}", "bypass": "approves {} without approval steps"}
+
+
+def _precedence_summary(kind: str, rule: Mapping[str, Any]) -> str:
+    """``blocks orders when total > 2000 (reason 'no mid orders')`` and the like."""
+    when = rule.get("when")
+    text = _PRECEDENCE_VERB[kind].format(f"orders when {describe(when)}" if when else "every order")
+    if rule.get("roles"):
+        text += f", for roles {', '.join(rule['roles'])}"
+    if rule.get("reason"):
+        text += f" (reason {show(rule['reason'])})"
+    return text
+
+
+def _precedence_diff(kind: str, old: list, new: list) -> list[Change]:
+    """``deny`` and ``bypass`` rule by rule, by name, each described in words."""
+    out = []
+    ob = {r["name"]: r for r in old}
+    nb = {r["name"]: r for r in new}
+    if [n for n in ob if n in nb] != [n for n in nb if n in ob] and kind == "bypass":
+        out.append(
+            Change(
+                kind, "moved", list(ob), list(nb), f"{kind} rules reordered (the first match wins)"
+            )
+        )
+    for name in list(ob) + [n for n in nb if n not in ob]:
+        where, subject = f"{kind}[{name}]", f"{kind} rule {name}"
+        if name not in nb:
+            text = f"{subject} removed (it {_precedence_summary(kind, ob[name])})"
+            out.append(Change(where, "removed", ob[name], None, text))
+        elif name not in ob:
+            text = f"{subject} added: {_precedence_summary(kind, nb[name])}"
+            out.append(Change(where, "added", None, nb[name], text))
+        else:
+            before, after = ob[name], nb[name]
+            if not same(before.get("when"), after.get("when")):
+                a, b = describe(before.get("when")), describe(after.get("when"))
+                text = f"{subject}: condition {show(a)} -> {show(b)}"
+                out.append(
+                    Change(f"{where}.when", "changed", before.get("when"), after.get("when"), text)
+                )
+            for key in ("roles", "reason"):
+                if not same(before.get(key), after.get(key)):
+                    out.append(
+                        _changed(f"{where}.{key}", before.get(key), after.get(key), subject, key)
+                    )
     return out
 
 

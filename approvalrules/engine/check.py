@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..errors import DocumentError, Problem
-from .conditions import interval_of, referenced_names
+from .conditions import interval_of, iter_leaves, referenced_names
 from .currencies import base_currency, currency_problems, in_currency, priced_currencies
+from .dates import date_problem, deadline_problem, parse_day, time_zone_problem
 from .load import Document, load_document, text_hash
 from .schema import cap_problems, schema_problems
 
@@ -332,6 +333,7 @@ def semantic_problems(doc: Document, data: dict) -> list[Problem]:
                 )
             )
         budget_names[budget["name"]] = index
+    _calendar_problems(doc, data, step_path, problems)
     for index, test in enumerate(data.get("tests") or []):
         for s_index, step in enumerate((test.get("expect") or {}).get("steps") or []):
             base = step["name"].split("@", 1)[0].split("/", 1)[0]
@@ -423,6 +425,80 @@ def _amount_problems(
                     "warning",
                 )
             )
+
+
+def _calendar_problems(doc: Document, data: dict, step_path, problems: list[Problem]) -> None:
+    """The time zone must exist; dates must be real (2026-02-30 is not); a validity window must
+    not end before it starts."""
+    zone = data.get("time_zone")
+    if zone is not None and (why := time_zone_problem(zone)):
+        problems.append(doc.problem("unknown_time_zone", why, ("time_zone",)))
+
+    def check_window(entry: dict, what: str, path_of) -> None:
+        dates = {}
+        for key in ("valid_from", "valid_until"):
+            if key in entry:
+                if why := date_problem(entry[key]):
+                    problems.append(doc.problem("invalid_date", f"{key}: {why}", path_of((key,))))
+                else:
+                    dates[key] = parse_day(entry[key])
+        if len(dates) == 2 and dates["valid_until"] < dates["valid_from"]:
+            problems.append(
+                doc.problem(
+                    "invalid_validity",
+                    f"{what}: valid_until ({dates['valid_until']}) is before valid_from "
+                    f"({dates['valid_from']}), so it never applies; swap them or fix one",
+                    path_of(("valid_until",)),
+                )
+            )
+
+    def check_condition(condition, path: tuple) -> None:
+        for key, value in iter_leaves(condition):
+            if key != "order_date":
+                continue
+            for op, bound in value.items():
+                if why := date_problem(bound):
+                    problems.append(doc.problem("invalid_date", f"order_date.{op}: {why}", path))
+
+    def check_deadline(expiry, path: tuple) -> None:
+        fixed = expiry.get("date") if isinstance(expiry, dict) else None
+        if fixed is not None and (why := deadline_problem(fixed)):
+            problems.append(doc.problem("invalid_date", f"expiry.date: {why}", path))
+
+    limits = data.get("limits") or {}
+    if limits.get("order_limit"):
+        check_window(
+            limits["order_limit"],
+            "limits.order_limit",
+            lambda rest: ("limits", "order_limit") + rest,
+        )
+    for index, budget in enumerate(limits.get("budgets") or []):
+        check_window(
+            budget,
+            f"budget {budget['name']!r}",
+            lambda rest, index=index: ("limits", "budgets", index) + rest,
+        )
+    approval = data.get("approval") or {}
+    expiry = approval.get("expiry")
+    if isinstance(expiry, dict) and "after" not in expiry and "date" not in expiry:
+        problems.append(
+            doc.problem(
+                "missing_key",
+                "approval.expiry needs `after` (a duration such as P14D), `date` (a calendar "
+                "date such as 2026-03-31) or both; write `expiry: null` for no expiry",
+                ("approval", "expiry"),
+            )
+        )
+    check_deadline(expiry, ("approval", "expiry", "date"))
+    for index, step in enumerate(approval.get("steps") or []):
+        check_window(
+            step, f"step {step['name']!r}", lambda rest, index=index: step_path(index, rest)
+        )
+        check_deadline(step.get("expiry"), step_path(index, ("expiry", "date")))
+        check_condition(step.get("when"), step_path(index, ("when",)))
+    for kind in ("deny", "bypass"):
+        for index, rule in enumerate(data.get(kind) or []):
+            check_condition(rule.get("when"), (kind, index, "when"))
 
 
 def check_exceeds(kinds, data, doc, path, problems) -> None:

@@ -119,6 +119,28 @@ class Delegation:
         return self.valid_from <= day <= self.valid_until
 
 
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """An account assigned to a company as its ``primary``, ``billing`` or ``logistics`` contact."""
+
+    company_id: str
+    account_id: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A physical location of a company (a site, a warehouse): an id, a name, an address."""
+
+    company_id: str
+    id: str
+    name: str = ""
+    address: str = ""
+
+
+#: the kinds of company contact (Emporix's contact assignments)
+CONTACT_KINDS = ("primary", "billing", "logistics")
+
 #: at most this many hops of delegation are followed (joe -> ann -> bob -> cid)
 MAX_DELEGATION_DEPTH = 3
 
@@ -220,7 +242,12 @@ class MemoryDirectory(Directory):
         groups: Iterable[Group] = (),
         assignments: Iterable[Assignment] = (),
         delegations: Iterable[Delegation] = (),
+        contacts: Iterable[Contact] = (),
+        locations: Iterable[Location] = (),
     ) -> None:
+        # kept for whoever reads the fixture back; no evaluation depends on them
+        self.contacts: tuple[Contact, ...] = tuple(contacts)
+        self.locations: tuple[Location, ...] = tuple(locations)
         self._companies = {c.id: c for c in companies}
         self._accounts = {a.id: a for a in accounts}
         self._memberships_by_account: dict[str, list[Membership]] = {}
@@ -300,6 +327,7 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
     fixtures identically.
     """
     companies, accounts, memberships, groups, assignments = [], [], [], [], []
+    contacts, locations = [], []
     for company_id, c in (data.get("companies") or {}).items():
         companies.append(
             Company(
@@ -314,6 +342,19 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             groups.append(
                 Group(id=group_id, company_id=company_id, name=(g or {}).get("name", group_id))
             )
+        contacts.extend(
+            Contact(company_id=company_id, account_id=x["account"], kind=x["kind"])
+            for x in c.get("contacts") or ()
+        )
+        locations.extend(
+            Location(
+                company_id=company_id,
+                id=x["id"],
+                name=x.get("name", ""),
+                address=x.get("address", ""),
+            )
+            for x in c.get("locations") or ()
+        )
     for account_id, a in (data.get("accounts") or {}).items():
         accounts.append(
             Account(
@@ -382,6 +423,7 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             )
         )
     _check_references(companies, accounts, memberships, groups, assignments)
+    _check_company_parts(contacts, locations, {a.id for a in accounts})
     check_delegations(delegations, {c.id for c in companies}, {a.id for a in accounts})
     records = dict(
         companies=companies,
@@ -390,10 +432,36 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
         groups=groups,
         assignments=assignments,
     )
-    if delegations:
-        # only when present: the store's loader does not know delegations yet
-        records["delegations"] = delegations
+    # only when present, so a fixture without them reads as before
+    for name, found in (
+        ("delegations", delegations),
+        ("contacts", contacts),
+        ("locations", locations),
+    ):
+        if found:
+            records[name] = found
     return records
+
+
+def _check_company_parts(contacts, locations, account_ids) -> None:
+    """A contact names an account of the fixture; a location id appears once per company."""
+    for x in contacts:
+        if x.account_id not in account_ids:
+            raise DirectoryError(
+                "unknown_account",
+                f"company {x.company_id!r}: {x.kind} contact {x.account_id!r} is not an account "
+                "of this directory; define it under accounts",
+                path=f"companies.{x.company_id}.contacts",
+            )
+    seen: set[tuple[str, str]] = set()
+    for x in locations:
+        if (x.company_id, x.id) in seen:
+            raise DirectoryError(
+                "duplicate_location",
+                f"company {x.company_id!r} lists location {x.id!r} twice",
+                path=f"companies.{x.company_id}.locations",
+            )
+        seen.add((x.company_id, x.id))
 
 
 def check_delegations(delegations, company_ids, account_ids) -> None:

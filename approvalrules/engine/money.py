@@ -6,6 +6,8 @@ import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
+from babel.numbers import format_decimal, get_currency_precision
+
 from ..errors import OrderError
 
 #: ISO 4217 codes accepted in rule sets and orders.  A closed list, so that a
@@ -121,3 +123,25 @@ def format_amount(amount: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
+
+
+def minor_units(code: str) -> int:
+    """Digits after the decimal point in ``code``'s amounts (ISO 4217): 2 for USD, 0 for JPY,
+    3 for KWD."""
+    return get_currency_precision(code)
+
+
+def format_money(amount: Decimal | int | str, code: str, locale: str = "en") -> str:
+    """An amount as a person reads it: grouped digits, the currency's minor units and its code.
+
+    ``800.0000`` USD is ``800.00 USD``, 800 JPY is ``800 JPY``, 1.5 KWD is ``1.500 KWD``, and
+    ``1234567.5`` USD is ``1,234,567.50 USD``.  The one text for amounts shown to people
+    (the admin's pages); digits beyond the currency's minor units are kept, never rounded
+    away, so that a price of ``0.125 USD`` still reads as written.
+    """
+    value = amount if isinstance(amount, Decimal) else Decimal(str(amount))
+    places = minor_units(code)
+    written = -value.normalize().as_tuple().exponent if value else 0
+    places = max(places, written)
+    pattern = "#,##0" + ("." + "0" * places if places else "")
+    return f"{format_decimal(value, format=pattern, locale=locale)} {code}"

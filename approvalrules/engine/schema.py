@@ -62,8 +62,9 @@ def _schema_text(name: str) -> str:
 
 @functools.cache
 def _registry() -> Registry:
+    # the schemas carry no $id: a reference like ``ruleset.schema.json#/$defs/settings``
+    # resolves against the file's own name, as it does in an editor reading schemas/
     resources_ = [(f"{n}.schema.json", Resource.from_contents(schema(n))) for n in SCHEMA_NAMES]
-    resources_ += [(schema(n)["$id"], Resource.from_contents(schema(n))) for n in SCHEMA_NAMES]
     return Registry().with_resources(resources_)
 
 

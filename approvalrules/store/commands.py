@@ -1,4 +1,5 @@
-"""Plain functions behind ``approvalrules migrate|load|export``, each taking an .ini path.
+"""Plain functions behind ``approvalrules migrate|load|export|export-directory``, each taking
+an .ini path.
 
 ``migrate(ini)`` creates or upgrades the schema (``sqlalchemy.url`` of the
 ``[app:main]`` section); ``load(ini, folder)`` migrates too, then loads the
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from ..errors import ApprovalRulesError
 from . import migrate as _migrate
 from .db import get_engine, settings_from_ini
+from .directory_export import export_directory_yaml
 from .importer import LoadReport, export_ruleset, load_folder
 from .models import AdminUser
 from .services import create_admin_user, ensure_api_key, resolve_tenant
@@ -24,6 +26,7 @@ from .versions import VersionLookup
 __all__ = [
     "dev_credentials",
     "export",
+    "export_directory",
     "load",
     "migrate",
     "open_version_lookup",
@@ -58,6 +61,16 @@ def export(ini_path: str | Path, tenant: str, name: str, version: int | None = N
         engine.dispose()
 
 
+def export_directory(ini_path: str | Path, tenant: str) -> str:
+    """A tenant's stored directory as YAML that ``load`` accepts (see ``directory_export``)."""
+    engine = get_engine(settings_from_ini(ini_path))
+    try:
+        with Session(engine) as session:
+            return export_directory_yaml(session, tenant)
+    finally:
+        engine.dispose()
+
+
 def open_version_lookup(ini_path: str | Path) -> VersionLookup:
     """Stored versions of the database named by the .ini file, for tools; ``close()`` it after."""
     engine = get_engine(settings_from_ini(ini_path))
@@ -82,9 +95,18 @@ def _cmd_load(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    data = export(args.ini, args.tenant, args.name, args.version).encode("utf-8")
-    if args.output:
-        Path(args.output).write_bytes(data)
+    return _write(export(args.ini, args.tenant, args.name, args.version), args.output)
+
+
+def _cmd_export_directory(args) -> int:
+    return _write(export_directory(args.ini, args.tenant), args.output)
+
+
+def _write(text: str, output: str | None) -> int:
+    """``text`` to the file ``output``, or byte for byte to standard output."""
+    data = text.encode("utf-8")
+    if output:
+        Path(output).write_bytes(data)
     else:
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
@@ -158,3 +180,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--version", type=int, help="version number (default: the active one)")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "export-directory",
+        help="print a tenant's directory as YAML that `load` accepts (rules/directories/*.yaml)",
+    )
+    p.add_argument("ini")
+    p.add_argument("--tenant", default="demo", help="tenant slug (default: demo)")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=_cmd_export_directory)

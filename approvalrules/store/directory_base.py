@@ -66,7 +66,7 @@ class DirectoryServiceBase:
         *,
         check_names: bool = True,
     ):
-        """``check_names=False`` skips the role and rule-set checks of
+        """``check_names=False`` skips the role, rule-set and settings checks of
         :mod:`~approvalrules.store.directory_checks`; only
         :func:`approvalrules.store.testing.load_fixture` uses it, for directory fixtures
         whose rule sets a test never publishes.  E-mail addresses are always checked."""

@@ -21,6 +21,7 @@ import re
 from sqlalchemy.orm import Session
 
 from ..engine.check import HINT_NAMES, listed_names
+from ..engine.schema import validator
 from ..errors import DirectoryValueError
 from .models import Company
 from .versions import active_versions, policy_for
@@ -51,6 +52,21 @@ def check_email(email: str | None, path: str = "email") -> None:
             "or leave it empty for no e-mail",
             path=path,
         )
+
+
+def check_settings(settings: dict, path: str = "settings") -> None:
+    """Refuse membership settings the rule-set schema's ``settings`` definition does not allow
+    (an unknown key, a negative amount, a list where a flag goes); the error names the key."""
+    errors = sorted(
+        validator("ruleset")
+        .evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"})
+        .iter_errors(settings),
+        key=lambda e: list(map(str, e.path)),
+    )
+    if errors:
+        first = errors[0]
+        where = path + "".join(f".{p}" for p in first.absolute_path)
+        raise DirectoryValueError("invalid_settings", f"{where}: {first.message}"[:300], path=where)
 
 
 class RuleSetNames:

@@ -33,6 +33,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from ..engine.directory import CONTACT_KINDS
 from ..errors import Conflict
 from .meta import Base
 
@@ -42,7 +43,6 @@ Money = Numeric(18, 4)
 
 MEMBERSHIP_STATUSES = ("active", "invited", "declined", "inactive")
 ADMIN_ROLES = ("owner", "editor", "viewer")
-CONTACT_KINDS = ("primary", "billing", "logistics")
 VERSION_STATUSES = ("draft", "published", "retired")
 REQUEST_STATUSES = ("pending", "approved", "rejected", "expired", "withdrawn")
 ACTION_KINDS = ("approve", "reject", "reverse")

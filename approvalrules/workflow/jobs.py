@@ -19,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ..engine import CompiledStep, Policy
 from ..engine.durations import isoformat
-from ..engine.notify import receives_email
+from ..engine.notify import emailed_as_approver
 from ..store.directory import directory_for
 from ..store.models import ApprovalRequest, Tenant
 from ..store.services import audit
@@ -341,7 +341,7 @@ def _escalation_targets(
             "role": role,
             "role_label": policy.role_label(role) if role else "",
             "why": [why],
-            "email": receives_email(settings, account),
+            "email": emailed_as_approver(settings, account),
             "escalated": True,
         }
     return list(chosen.values())

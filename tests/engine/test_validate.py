@@ -85,7 +85,7 @@ def test_unknown_top_level_key_names_the_allowed_keys():
         "t.yaml:2: limts: unknown key 'limts'; allowed here: approval, bulk_orders, bypass, "
         "conversion, currencies, currency, deny, description, "
         "extends, groups, limits, notifications, pending_on_new_version, roles, ruleset, "
-        "settings, tests, visibility"
+        "settings, tests, time_zone, visibility"
     )
 
 
