@@ -3,6 +3,8 @@ honouring ``If-Match`` and answering the record's ``ETag``."""
 
 from __future__ import annotations
 
+from approvalrules.store.directory_records import FILTERS, MAX_LIMIT
+
 from .openapi_parts import DIRECTORY_ID, ETAG_HEADER, IF_MATCH, TEXT_100
 from .openapi_parts import error_responses as _error_responses
 
@@ -181,4 +183,186 @@ def directory_paths() -> dict:
             required=("approver", "account", "company"),
         )
     }
+    _add_reads(paths)
     return paths
+
+
+_TEXT, _FLAG, _NULL_TEXT = {"type": "string"}, {"type": "boolean"}, {"type": ["string", "null"]}
+_AMOUNT = {"type": ["string", "null"], "description": "A decimal amount as text"}
+_OBJECT = {"type": "object"}
+_ETAG = {"type": "string", "description": "This record's ETag: send it as If-Match on its PUT"}
+
+#: what a read shows of each kind (store/directory_records.py), keys first
+RECORDS = {
+    "companies": {
+        "id": _TEXT,
+        "name": _TEXT,
+        "parent": _NULL_TEXT,
+        "ruleset": _NULL_TEXT,
+        "attributes": _OBJECT,
+    },
+    "accounts": {
+        "id": _TEXT,
+        "name": _TEXT,
+        "email": _NULL_TEXT,
+        "email_enabled": _FLAG,
+        "active": _FLAG,
+    },
+    "groups": {"company": _TEXT, "id": _TEXT, "name": _TEXT},
+    "memberships": {
+        "account": _TEXT,
+        "company": _TEXT,
+        "role": _TEXT,
+        "group": _NULL_TEXT,
+        "master": _FLAG,
+        "default": _FLAG,
+        "status": {"enum": ["active", "invited", "declined", "inactive"]},
+        "settings": _OBJECT,
+        "attributes": _OBJECT,
+    },
+    "assignments": {
+        "approver": _TEXT,
+        "account": _TEXT,
+        "company": _TEXT,
+        "threshold": _AMOUNT,
+        "limit": _AMOUNT,
+        "step": _NULL_TEXT,
+    },
+    "delegations": {
+        "delegator": _TEXT,
+        "delegate": _TEXT,
+        "valid_from": {"type": "string", "format": "date"},
+        "valid_until": {"type": "string", "format": "date"},
+        "company": _NULL_TEXT,
+        "step": _NULL_TEXT,
+    },
+}
+
+#: the filters of each listing (store/directory_records.FILTERS), with what each matches
+FILTER_TEXT = {
+    "parent": "companies whose parent is this company id",
+    "ruleset": "companies governed by this rule set",
+    "company": "by company id",
+    "active": "true or false",
+    "email": "by e-mail address (any case)",
+    "account": "by account id",
+    "group": "by group id",
+    "role": "by role name",
+    "status": "by membership status",
+    "approver": "by approver account id",
+    "delegator": "by delegator account id",
+    "delegate": "by delegate account id",
+}
+
+
+def _record(kind: str, with_etag: bool) -> dict:
+    properties = dict(RECORDS[kind])
+    if with_etag:
+        properties["etag"] = _ETAG
+    return {
+        "type": "object",
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def _read(summary: str, schema: dict, parameters: list) -> dict:
+    return {
+        "summary": summary,
+        "parameters": parameters
+        + [
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag you have: 304 without a body while it is current",
+                "schema": {"type": "string", "maxLength": 1000},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": summary,
+                "headers": ETAG_HEADER,
+                "content": {"application/json": {"schema": schema}},
+            },
+            "304": {"description": "Not modified: the ETag you sent is current"},
+            **_error_responses(400, 401, 404, 422),
+        },
+    }
+
+
+def _add_reads(paths: dict) -> None:
+    """GET for every kind of record: listings with filters and a cursor, one record by key,
+    and the buyer summary."""
+    for kind, filters in FILTERS.items():
+        parameters = [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": FILTER_TEXT[name],
+                "schema": {"enum": ["true", "false"]} if name == "active" else TEXT_100,
+            }
+            for name in filters
+        ] + [
+            {
+                "name": "cursor",
+                "in": "query",
+                "required": False,
+                "description": "next_cursor of the previous page; absent: the first page",
+                "schema": {"type": "string", "maxLength": 100},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": "records per page (default 50)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            },
+        ]
+        page = {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": _record(kind, True)},
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "Pass as ?cursor= for the next page; null on the last",
+                },
+            },
+        }
+        paths.setdefault(f"/api/v1/directory/{kind}", {})["get"] = _read(
+            f"List {kind}, filtered, in creation order, a page at a time", page, parameters
+        )
+
+    def key(*names: str) -> list:
+        return [{"name": n, "in": "path", "required": True, "schema": DIRECTORY_ID} for n in names]
+
+    for template, kind, names in (
+        ("/api/v1/directory/companies/{company}", "companies", ("company",)),
+        ("/api/v1/directory/accounts/{account}", "accounts", ("account",)),
+        ("/api/v1/directory/companies/{company}/groups/{group}", "groups", ("company", "group")),
+        (
+            "/api/v1/directory/accounts/{account}/memberships/{company}",
+            "memberships",
+            ("account", "company"),
+        ),
+    ):
+        paths[template]["get"] = _read(f"One of the {kind}", _record(kind, False), key(*names))
+    paths["/api/v1/directory/accounts/{account}/summary"] = {
+        "get": _read(
+            "A buyer's summary for a shop's 'my account' page: per company its role, group, "
+            "approvers (assigned, and per step of the rule set), limits, and budgets spent and "
+            "left this period",
+            {
+                "type": "object",
+                "required": ["account", "companies"],
+                "properties": {
+                    "account": _OBJECT,
+                    "companies": {"type": "array", "items": _OBJECT},
+                },
+            },
+            key("account"),
+        )
+    }

@@ -9,12 +9,15 @@ the row lock a conditional write checks under).
 
 from __future__ import annotations
 
+import base64
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
 
 from ..engine.money import format_amount
+from ..errors import ApprovalRulesError
 from .etags import etag_for
 from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
@@ -199,3 +202,195 @@ class DirectoryRecords:
         return delegation_record(
             found, {who.id: who.external_id, whom.id: whom.external_id}, companies
         )
+
+
+# ------------------------------------------------------------------ listings
+
+#: a listing's page size: default and most
+DEFAULT_LIMIT, MAX_LIMIT = 50, 200
+
+#: the filters each listing takes (query parameters of GET /api/v1/directory/<kind>)
+FILTERS = {
+    "companies": ("parent", "ruleset"),
+    "accounts": ("company", "active", "email"),
+    "groups": ("company",),
+    "memberships": ("account", "company", "group", "role", "status"),
+    "assignments": ("approver", "account", "company"),
+    "delegations": ("delegator", "delegate", "company"),
+}
+
+
+def encode_cursor(row_id: int) -> str:
+    """An opaque cursor: where the next page starts (after this row)."""
+    return base64.urlsafe_b64encode(f"after:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The row id a cursor names (0: from the start); 400 ``invalid_cursor`` when it is none
+    of ours."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "after" or not number.isdigit() or len(number) > 10:
+            raise ValueError(text)
+        return int(number)
+    except ValueError:
+        raise ApprovalRulesError(
+            "invalid_cursor",
+            "cursor is not one this API gave out; pass next_cursor from the previous page as is",
+            details={"parameter": "cursor"},
+        ) from None
+
+
+@dataclass
+class RecordPage:
+    """One page of a listing: the records (each with its ``etag``) and the next cursor."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "next_cursor": self.next_cursor}
+
+
+def _flag(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise ApprovalRulesError(
+            "invalid_parameter", f"a yes/no filter is true or false, not {value[:20]!r}"
+        )
+    return value == "true"
+
+
+class DirectoryListings(DirectoryRecords):
+    """The listings of :data:`KINDS`: filtered, in creation order, a page after a cursor."""
+
+    def page(
+        self, kind: str, filters: dict[str, str], cursor: str | None, limit: int
+    ) -> RecordPage:
+        after = decode_cursor(cursor)
+        limit = max(1, min(limit, MAX_LIMIT))
+        unknown = sorted(set(filters) - set(FILTERS[kind]))
+        if unknown:
+            raise ApprovalRulesError(
+                "unknown_filter",
+                f"{kind} cannot be filtered by {', '.join(unknown)}; "
+                f"filters: {', '.join(FILTERS[kind])}",
+            )
+        model, query, render = getattr(self, f"_{kind}")(filters)
+        rows = self.session.scalars(
+            query.where(model.id > after).order_by(model.id).limit(limit + 1)
+        ).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [tagged(record) for record in render(rows)]
+        return RecordPage(items, encode_cursor(rows[-1].id) if more else None)
+
+    def _id_of(self, model, external_id: str):
+        """The row id of a company or account by external id (-1: none, so nothing matches)."""
+        found = self._company(external_id) if model is Company else self._account(external_id)
+        return found.id if found is not None else -1
+
+    def _companies(self, filters):
+        query = select(Company).where(Company.tenant_id == self.tenant.id)
+        if "parent" in filters:
+            query = query.where(Company.parent_id == self._id_of(Company, filters["parent"]))
+        if "ruleset" in filters:
+            query = query.where(Company.ruleset_name == filters["ruleset"])
+        query = query.options(selectinload(Company.parent))
+        return Company, query, lambda rows: [company_record(c) for c in rows]
+
+    def _accounts(self, filters):
+        query = select(Account).where(Account.tenant_id == self.tenant.id)
+        if "company" in filters:
+            query = query.where(
+                Account.id.in_(
+                    select(Membership.account_id).where(
+                        Membership.company_id == self._id_of(Company, filters["company"])
+                    )
+                )
+            )
+        if "active" in filters:
+            query = query.where(Account.active.is_(_flag(filters["active"])))
+        if "email" in filters:
+            query = query.where(func.lower(Account.email) == filters["email"].lower())
+        return Account, query, lambda rows: [account_record(a) for a in rows]
+
+    def _groups(self, filters):
+        query = select(Group).join(Company, Group.company_id == Company.id)
+        query = query.where(Company.tenant_id == self.tenant.id)
+        if "company" in filters:
+            query = query.where(Company.external_id == filters["company"])
+        query = query.options(selectinload(Group.company))
+        return Group, query, lambda rows: [group_record(g) for g in rows]
+
+    def _memberships(self, filters):
+        query = select(Membership).join(Account, Membership.account_id == Account.id)
+        query = query.where(Account.tenant_id == self.tenant.id)
+        if "account" in filters:
+            query = query.where(Account.external_id == filters["account"])
+        if "company" in filters:
+            query = query.where(Membership.company_id == self._id_of(Company, filters["company"]))
+        if "group" in filters:
+            query = query.where(
+                Membership.group_id.in_(
+                    select(Group.id).where(Group.external_id == filters["group"])
+                )
+            )
+        if "role" in filters:
+            query = query.where(Membership.role == filters["role"])
+        if "status" in filters:
+            query = query.where(Membership.status == filters["status"])
+        query = query.options(
+            selectinload(Membership.account),
+            selectinload(Membership.company),
+            selectinload(Membership.group),
+        )
+        return Membership, query, lambda rows: [membership_record(m) for m in rows]
+
+    def _assignments(self, filters):
+        query = select(Assignment).join(Company, Assignment.company_id == Company.id)
+        query = query.where(Company.tenant_id == self.tenant.id)
+        if "company" in filters:
+            query = query.where(Company.external_id == filters["company"])
+        for key, column in (
+            ("approver", Assignment.approver_id),
+            ("account", Assignment.account_id),
+        ):
+            if key in filters:
+                query = query.where(column == self._id_of(Account, filters[key]))
+        query = query.options(
+            selectinload(Assignment.approver),
+            selectinload(Assignment.account),
+            selectinload(Assignment.company),
+        )
+        return Assignment, query, lambda rows: [assignment_record(a) for a in rows]
+
+    def _delegations(self, filters):
+        query = select(Delegation).where(Delegation.tenant_id == self.tenant.id)
+        for key, column in (
+            ("delegator", Delegation.delegator_id),
+            ("delegate", Delegation.delegate_id),
+        ):
+            if key in filters:
+                query = query.where(column == self._id_of(Account, filters[key]))
+        if "company" in filters:
+            query = query.where(Delegation.company_id == self._id_of(Company, filters["company"]))
+
+        def render(rows):
+            account_ids = {r.delegator_id for r in rows} | {r.delegate_id for r in rows}
+            accounts = dict(
+                self.session.execute(
+                    select(Account.id, Account.external_id).where(Account.id.in_(account_ids))
+                ).all()
+            )
+            company_ids = {r.company_id for r in rows if r.company_id is not None}
+            companies = dict(
+                self.session.execute(
+                    select(Company.id, Company.external_id).where(Company.id.in_(company_ids))
+                ).all()
+            )
+            return [delegation_record(r, accounts, companies) for r in rows]
+
+        return Delegation, query, render
