@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pyramid.view import view_config, view_defaults
 
-from approvalrules.errors import NotFound
+from approvalrules.errors import ApprovalRulesError, NotFound
 from approvalrules.store.directory_records import DEFAULT_LIMIT, DirectoryListings
+from approvalrules.store.directory_sync import export_directory, sync_directory
 from approvalrules.store.etags import etag_for
 from approvalrules.workflow.summary import buyer_summary
 
@@ -90,3 +91,49 @@ class DirectoryReads:
         """The buyer-facing summary of one account (workflow.summary)."""
         data = buyer_summary(self.request.dbsession, self.request.tenant, self.match["account"])
         return self._tagged(data)
+
+
+def _format(request) -> str:
+    """``?format=``, else the body's Content-Type: ``csv`` for text/csv, ``json`` otherwise."""
+    fmt = request.params.get("format")
+    if fmt:
+        return fmt
+    return "csv" if request.content_type == "text/csv" else "json"
+
+
+@view_config(route_name="api_directory_sync", request_method="POST", renderer="json")
+def sync(request):
+    """Bulk import (store/directory_sync.py): the report row by row; 422 ``sync_refused``
+    (with the report in ``details``) when bad rows refused the batch."""
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApprovalRulesError(
+            "not_utf8", f"the body is not UTF-8 text (byte {exc.start})"
+        ) from None
+    params = request.params
+    report = sync_directory(
+        request.dbsession,
+        request.tenant,
+        text,
+        _format(request),
+        dry_run=params.get("dry_run") == "true",
+        atomic=params.get("atomic") or "all",
+        company=params.get("company") or None,
+        actor="storefront",
+    )
+    return report.as_dict()
+
+
+@view_config(route_name="api_directory_export", request_method="GET")
+def export(request):
+    """The directory (or ``?company=``'s) as JSON or CSV, in the shape the sync reads."""
+    fmt = request.params.get("format") or "json"
+    text = export_directory(
+        request.dbsession, request.tenant, fmt, request.params.get("company") or None
+    )
+    response = request.response
+    response.content_type = "text/csv" if fmt == "csv" else "application/json"
+    response.charset = "utf-8"
+    response.text = text
+    return response

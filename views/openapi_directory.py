@@ -184,7 +184,111 @@ def directory_paths() -> dict:
         )
     }
     _add_reads(paths)
+    _add_sync(paths)
     return paths
+
+
+def _add_sync(paths: dict) -> None:
+    """Bulk sync and export (store/directory_sync.py)."""
+    fmt = {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "description": "json or csv (default: from the body's Content-Type; export: json)",
+        "schema": {"enum": ["json", "csv"]},
+    }
+    company = {
+        "name": "company",
+        "in": "query",
+        "required": False,
+        "description": "Only this company: its rows (export), or a sync that refuses others",
+        "schema": TEXT_100,
+    }
+    report = {
+        "type": "object",
+        "required": ["dry_run", "atomic", "applied", "counts", "rows"],
+        "properties": {
+            "dry_run": _FLAG,
+            "atomic": {"enum": ["all", "company"]},
+            "applied": _FLAG,
+            "directory_version": {"type": ["integer", "null"]},
+            "counts": {"type": "object"},
+            "rows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["line", "action"],
+                    "properties": {
+                        "line": {"type": "integer"},
+                        "kind": _TEXT,
+                        "key": _TEXT,
+                        "action": {
+                            "enum": ["created", "updated", "unchanged", "error", "rolled_back"]
+                        },
+                        "changes": {"type": "array", "items": _TEXT},
+                        "error": _OBJECT,
+                    },
+                },
+            },
+        },
+    }
+    body = {"type": "string", "description": "The records (see docs/api.md, Bulk sync)"}
+    paths["/api/v1/directory/sync"] = {
+        "post": {
+            "summary": "Import a company's or the tenant's directory (JSON or CSV) in one call: "
+            "row-by-row report with line numbers, dry run, atomic or per company, one "
+            "directory version",
+            "parameters": [
+                fmt,
+                company,
+                {
+                    "name": "dry_run",
+                    "in": "query",
+                    "required": False,
+                    "description": "true: report what would change, keep nothing",
+                    "schema": {"enum": ["true", "false"]},
+                },
+                {
+                    "name": "atomic",
+                    "in": "query",
+                    "required": False,
+                    "description": "all (default): one bad row refuses everything; company: "
+                    "each company's rows stand or fall together",
+                    "schema": {"enum": ["all", "company"]},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/csv": {"schema": body},
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The report (applied, or a dry run)",
+                    "content": {"application/json": {"schema": report}},
+                },
+                **_error_responses(400, 401, 409, 413, 422),
+            },
+        }
+    }
+    paths["/api/v1/directory/export"] = {
+        "get": {
+            "summary": "The directory (or one company's) as JSON or CSV, as the sync reads it",
+            "parameters": [fmt, company],
+            "responses": {
+                "200": {
+                    "description": "The records",
+                    "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                    },
+                },
+                **_error_responses(400, 401),
+            },
+        }
+    }
 
 
 _TEXT, _FLAG, _NULL_TEXT = {"type": "string"}, {"type": "boolean"}, {"type": ["string", "null"]}

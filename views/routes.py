@@ -40,6 +40,8 @@ def includeme(config):
     config.add_route("api_directory_accounts", "/api/v1/directory/accounts")
     config.add_route("api_directory_groups", "/api/v1/directory/groups")
     config.add_route("api_directory_memberships", "/api/v1/directory/memberships")
+    config.add_route("api_directory_sync", "/api/v1/directory/sync")
+    config.add_route("api_directory_export", "/api/v1/directory/export")
     config.add_route("api_directory_summary", "/api/v1/directory/accounts/{account}/summary")
     config.add_route("api_directory_company", "/api/v1/directory/companies/{company}")
     config.add_route("api_directory_group", "/api/v1/directory/companies/{company}/groups/{group}")

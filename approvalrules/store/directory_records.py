@@ -100,6 +100,13 @@ class DirectoryRecords:
     def __init__(self, session: Session, tenant: Tenant):
         self.session = session
         self.tenant = tenant
+        # companies and accounts by external id, found once (a sync reads each many times)
+        self._rows: dict[tuple[type, str], Any] = {}
+
+    def forget(self) -> None:
+        """Drop the rows found so far (after a savepoint's rollback, or a write that made
+        one)."""
+        self._rows.clear()
 
     def _one(self, query, lock: bool):
         if lock:
@@ -110,20 +117,23 @@ class DirectoryRecords:
     def _company(self, external_id: str | None, lock: bool = False) -> Company | None:
         if external_id is None:
             return None
-        return self._one(
-            select(Company).where(
-                Company.tenant_id == self.tenant.id, Company.external_id == external_id
-            ),
-            lock,
-        )
+        return self._row(Company, external_id, lock)
 
     def _account(self, external_id: str, lock: bool = False) -> Account | None:
-        return self._one(
-            select(Account).where(
-                Account.tenant_id == self.tenant.id, Account.external_id == external_id
-            ),
-            lock,
-        )
+        return self._row(Account, external_id, lock)
+
+    def _row(self, model, external_id: str, lock: bool):
+        found = None if lock else self._rows.get((model, external_id))
+        if found is None:
+            found = self._one(
+                select(model).where(
+                    model.tenant_id == self.tenant.id, model.external_id == external_id
+                ),
+                lock,
+            )
+            if found is not None:
+                self._rows[(model, external_id)] = found
+        return found
 
     def company(self, company: str, *, lock: bool = False) -> dict[str, Any] | None:
         found = self._company(company, lock)
