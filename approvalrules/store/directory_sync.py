@@ -483,7 +483,7 @@ def _apply_unit(session, tenant, records, unit: list[SyncRow], actor: str) -> li
         for row in unit:
             if parents and not (row.kind == "companies" and row.values["parent"]):
                 continue
-            if id(row) in entries and entries[id(row)]["action"] == "error":
+            if entries.get(id(row), {}).get("action") == "error":
                 continue
             if not parents:
                 befores[id(row)] = _read(records, row)
