@@ -147,6 +147,13 @@ class Conflict(ApprovalRulesError):
     code = "conflict"
 
 
+class PreconditionFailed(ApprovalRulesError):
+    """A write sent ``If-Match`` with a tag the resource no longer has (HTTP 412): someone
+    changed it since the caller read it; ``details.etag`` is the current tag (None: gone)."""
+
+    code = "precondition_failed"
+
+
 class Forbidden(ApprovalRulesError):
     code = "forbidden"
 

@@ -32,6 +32,7 @@ from ..engine.durations import isoformat
 from ..errors import DocumentError, NotFound, Problem
 from .db import TenantCache, transaction_memo
 from .directory import directory_for
+from .etags import check_if_match, etag_for
 from .models import Order, RuleSet, RuleSetVersion, Tenant, utcnow
 from .services import audit, resolve_tenant
 
@@ -144,16 +145,41 @@ def resolver(session: Session, tenant: Tenant | int | str) -> Callable[[str], st
     return resolve
 
 
+def ruleset_etag(ruleset: RuleSet | None) -> str | None:
+    """The rule set's entity tag: it changes when its draft or its active version does."""
+    if ruleset is None:
+        return None
+    active = ruleset.active_version
+    return etag_for({"active": active.number if active else None, "draft": ruleset.draft_text})
+
+
+def check_ruleset_if_match(
+    session: Session, tenant: Tenant | int | str, name: str, if_match: str | None
+) -> None:
+    """Lock the rule set's row and refuse (412) unless ``if_match`` names its current tag."""
+    if if_match:
+        ruleset = get_ruleset(session, tenant, name, lock=True)
+        check_if_match(if_match, ruleset_etag(ruleset), f"rule set {name!r}")
+
+
 def save_draft(
-    session: Session, tenant: Tenant | int | str, name: str, text: str, author: str | None = None
+    session: Session,
+    tenant: Tenant | int | str,
+    name: str,
+    text: str,
+    author: str | None = None,
+    *,
+    if_match: str | None = None,
 ) -> RuleSet:
     """Keep ``text`` as the rule set's draft, valid or not; publishing is what validates.
 
     A text that fails the loader's guards (over the size cap, too deep, an alias bomb,
     not UTF-8) is refused with :class:`DocumentError` (:class:`DocumentTooLarge` for
-    size): every page that shows a draft would otherwise have to survive it.
+    size): every page that shows a draft would otherwise have to survive it.  With
+    ``if_match``, a rule set changed since the caller read it is refused (412).
     """
     guard_problems(text, name)
+    check_ruleset_if_match(session, tenant, name, if_match)
     tenant_id = _tenant_id(session, tenant)
     ruleset = _ensure_ruleset(session, tenant_id, name)
     if ruleset.draft_text != text:

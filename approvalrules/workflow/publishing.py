@@ -27,6 +27,7 @@ from ..engine.ruletests import TestResult, run_tests, updated_expectations
 from ..errors import DocumentError, NotFound, Problem, TestsFailed
 from ..store import versions
 from ..store.directory import directory_for
+from ..store.etags import check_if_match
 from ..store.models import RuleSetVersion, Tenant
 from ..store.services import audit
 from . import reevaluate
@@ -127,6 +128,7 @@ def publish(
     *,
     author: str,
     source: str | None = None,
+    if_match: str | None = None,
 ) -> Published:
     """Check, test and publish ``text`` (default: the draft) as rule set ``name``; then clear the
     draft and re-evaluate the pending requests.
@@ -137,6 +139,8 @@ def publish(
     """
     # the lock before the draft is read: a draft saved meanwhile waits, then stays
     ruleset = versions.get_ruleset(session, tenant.id, name, lock=True)
+    if if_match:
+        check_if_match(if_match, versions.ruleset_etag(ruleset), f"rule set {name!r}")
     seen_draft = ruleset.draft_text if ruleset is not None else None
     if text is None:
         text = seen_draft
@@ -156,9 +160,19 @@ def publish(
     return Published(version, pending, results, warnings)
 
 
-def rollback(session: Session, tenant: Tenant, name: str, number: int, *, author: str) -> Published:
+def rollback(
+    session: Session,
+    tenant: Tenant,
+    name: str,
+    number: int,
+    *,
+    author: str,
+    if_match: str | None = None,
+) -> Published:
     """Make version ``number``'s text active again (as a new version) and re-evaluate the
-    pending requests; the draft stays."""
+    pending requests; the draft stays.  With ``if_match``: refused (412) when the rule set
+    changed since the caller read it."""
+    versions.check_ruleset_if_match(session, tenant, name, if_match)
     version = versions.rollback(session, tenant.id, name, number, author=author)
     pending = reevaluate.on_publish(session, tenant, name, actor=author)
     return Published(version, pending)
