@@ -22,10 +22,11 @@ from ..engine import (
 )
 from ..engine.load import load_document
 from ..engine.ruletests import run_tests
+from ..engine.schema import SCHEMA_NAMES
 from ..errors import ApprovalRulesError, DocumentError
 from ..store import commands as store_commands
 from ..workflow import commands as job_commands
-from . import diff
+from . import diff, directory_sync
 from .common import EXIT_ERROR, EXIT_FAILED, EXIT_OK, directory_for, read_text, report_error
 
 __all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "build_parser", "directory_for", "main"]
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("schema", help="print a JSON Schema")
-    p.add_argument("name", nargs="?", default="ruleset", choices=("ruleset", "directory", "order"))
+    p.add_argument("name", nargs="?", default="ruleset", choices=SCHEMA_NAMES)
     p.set_defaults(func=cmd_schema)
 
     diff.add_arguments(
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     store_commands.add_parsers(sub)
+    directory_sync.add_parsers(sub)
     job_commands.add_parsers(sub)
     return parser
 

@@ -29,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover - a dependency; jsonschema alone still works
     fastjsonschema = None
 
-SCHEMA_NAMES = ("ruleset", "directory", "order")
+SCHEMA_NAMES = ("ruleset", "directory", "order", "webhook")
 
 #: a problem list stops at this many problems and ends with "... and N more"
 MAX_PROBLEMS = 100
