@@ -66,7 +66,7 @@ class DirectoryServiceBase:
         *,
         check_names: bool = True,
     ):
-        """``check_names=False`` skips the role and rule-set checks of
+        """``check_names=False`` skips the role, rule-set and settings checks of
         :mod:`~approvalrules.store.directory_checks`; only
         :func:`approvalrules.store.testing.load_fixture` uses it, for directory fixtures
         whose rule sets a test never publishes.  E-mail addresses are always checked."""
@@ -114,6 +114,12 @@ class DirectoryServiceBase:
 
     # Companies and accounts are never deleted here, so found ones are kept for
     # the life of the service (a bulk load looks each up many times).
+
+    def forget_cached_rows(self) -> None:
+        """Drop the companies and accounts found so far: after a savepoint's rollback, one
+        created inside it is gone."""
+        self._companies.clear()
+        self._accounts.clear()
 
     def _find_company(self, external_id: str) -> Company | None:
         company = self._companies.get(external_id)

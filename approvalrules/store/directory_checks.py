@@ -21,6 +21,7 @@ import re
 from sqlalchemy.orm import Session
 
 from ..engine.check import HINT_NAMES, listed_names
+from ..engine.schema import validator
 from ..errors import DirectoryValueError
 from .models import Company
 from .versions import active_versions, policy_for
@@ -51,6 +52,21 @@ def check_email(email: str | None, path: str = "email") -> None:
             "or leave it empty for no e-mail",
             path=path,
         )
+
+
+def check_settings(settings: dict, path: str = "settings") -> None:
+    """Refuse membership settings the rule-set schema's ``settings`` definition does not allow
+    (an unknown key, a negative amount, a list where a flag goes); the error names the key."""
+    errors = sorted(
+        validator("ruleset")
+        .evolve(schema={"$ref": "ruleset.schema.json#/$defs/settings"})
+        .iter_errors(settings),
+        key=lambda e: list(map(str, e.path)),
+    )
+    if errors:
+        first = errors[0]
+        where = path + "".join(f".{p}" for p in first.absolute_path)
+        raise DirectoryValueError("invalid_settings", f"{where}: {first.message}"[:300], path=where)
 
 
 class RuleSetNames:
@@ -85,19 +101,27 @@ class RuleSetNames:
             details={"path": path, "published": sorted(published)[:HINT_NAMES]},
         )
 
-    def roles_for(self, company: Company) -> tuple[str, frozenset[str]] | None:
-        """(rule set name, its roles) governing ``company`` -- its own rule set, else its
-        nearest parent's -- or None when no published rule set governs it yet."""
+    def governing_name(self, company: Company) -> str | None:
+        """The rule set governing ``company``: its own, else its nearest parent's (or None)."""
         node, seen = company, set()
         while node is not None and node.ruleset_name is None and node.id not in seen:
             seen.add(node.id)
             node = node.parent
-        name = node.ruleset_name if node is not None else None
+        return node.ruleset_name if node is not None else None
+
+    def policy(self, name: str | None):
+        """The compiled policy of the published rule set ``name`` (None when not published)."""
         version = self.active().get(name) if name else None
-        if version is None:
-            return None
+        return policy_for(version, self.session, self.active()) if version is not None else None
+
+    def roles_for(self, company: Company) -> tuple[str, frozenset[str]] | None:
+        """(rule set name, its roles) governing ``company`` -- its own rule set, else its
+        nearest parent's -- or None when no published rule set governs it yet."""
+        name = self.governing_name(company)
         if name not in self._roles:
-            policy = policy_for(version, self.session, self.active())
+            policy = self.policy(name)
+            if policy is None:
+                return None
             self._roles[name] = frozenset(policy.roles)
         return name, self._roles[name]
 

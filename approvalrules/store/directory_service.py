@@ -22,11 +22,14 @@ Rules enforced here:
   ``refuse_if_members`` (tenant setting ``groups.delete_policy``, default
   ``refuse_if_members``);
 * ``approver_has_pending`` -- an account that is an eligible approver of
-  pending approval requests cannot be deactivated or removed.
+  pending approval requests cannot be deactivated, removed, or moved out of
+  its group (the Sana rule: an authorizer with orders to decide stays until
+  they are decided or reassigned).
 
 Companies, accounts, groups and bulk loads are here; memberships are in
 :mod:`~approvalrules.store.memberships`, assignments and delegations in
-:mod:`~approvalrules.store.approvers`, and the lookups they share in
+:mod:`~approvalrules.store.approvers`, company contacts and locations in
+:mod:`~approvalrules.store.company_parts`, and the lookups they share in
 :mod:`~approvalrules.store.directory_base`.
 """
 
@@ -39,6 +42,7 @@ from sqlalchemy import select
 
 from ..errors import DirectoryError
 from .approvers import ApproverWrites
+from .company_parts import CompanyPartsWrites
 from .directory_base import UNSET, eligible_approver_ids
 from .directory_checks import check_email
 from .memberships import MembershipWrites
@@ -49,7 +53,7 @@ __all__ = ["GROUP_DELETE_POLICIES", "UNSET", "DirectoryService", "eligible_appro
 GROUP_DELETE_POLICIES = ("remove_members", "move_to_company", "refuse_if_members")
 
 
-class DirectoryService(MembershipWrites, ApproverWrites):
+class DirectoryService(MembershipWrites, ApproverWrites, CompanyPartsWrites):
     """Directory writes for one tenant, each checked against the rules above."""
 
     # companies
@@ -62,7 +66,11 @@ class DirectoryService(MembershipWrites, ApproverWrites):
         parent: str | None = UNSET,
         ruleset: str | None = UNSET,
         attributes: Mapping[str, Any] = UNSET,
+        contacts: Iterable[Mapping[str, str]] = UNSET,
+        locations: Iterable[Mapping[str, str]] = UNSET,
     ) -> Company:
+        """Create or change a company; ``contacts`` and ``locations``, when given, replace the
+        company's (see :mod:`~approvalrules.store.company_parts`)."""
         if ruleset is not UNSET:
             self.rulesets.check_ruleset(ruleset)
         company = self._find_company(external_id)
@@ -83,6 +91,10 @@ class DirectoryService(MembershipWrites, ApproverWrites):
             self._audit(
                 "company.created" if created else "company.updated", "company", external_id, changes
             )
+        if locations is not UNSET:
+            self.set_locations(external_id, locations or ())
+        if contacts is not UNSET:
+            self.set_contacts(external_id, contacts or ())
         return company
 
     def _parent_id(self, external_id: str, parent: str | None) -> int | None:
@@ -251,6 +263,25 @@ class DirectoryService(MembershipWrites, ApproverWrites):
                 status=m.status,
                 settings=dict(m.settings),
                 attributes=dict(m.attributes),
+            )
+        # a company's contacts and locations in the fixture replace the stored ones
+        for company_id in dict.fromkeys(x.company_id for x in records.get("locations", ())):
+            self.set_locations(
+                company_id,
+                [
+                    {"id": x.id, "name": x.name, "address": x.address}
+                    for x in records["locations"]
+                    if x.company_id == company_id
+                ],
+            )
+        for company_id in dict.fromkeys(x.company_id for x in records.get("contacts", ())):
+            self.set_contacts(
+                company_id,
+                [
+                    {"account": x.account_id, "kind": x.kind}
+                    for x in records["contacts"]
+                    if x.company_id == company_id
+                ],
             )
         for a in records.get("assignments", ()):
             self.upsert_assignment(

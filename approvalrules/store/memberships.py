@@ -2,8 +2,9 @@
 
 Rules: ``master_and_member`` (master of a company or member of one of its
 groups, never both), ``already_in_group`` (one group at a time; ``move=True``
-moves instead of refusing), invitations (``invited`` until ``accept``), and
-``approver_has_pending`` on deactivation or removal.
+moves instead of refusing), invitations (``invited`` until ``accept``),
+settings as the rule-set schema defines them (``invalid_settings``), and
+``approver_has_pending`` on deactivation, removal, or leaving a group.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from ..errors import DirectoryError
 from .directory_base import UNSET, DirectoryServiceBase
+from .directory_checks import check_settings
 from .models import MEMBERSHIP_STATUSES, Assignment, Group, Membership
 
 
@@ -57,6 +59,8 @@ class MembershipWrites(DirectoryServiceBase):
             )
         if role is not UNSET:
             self.rulesets.check_role(role, company)
+        if settings is not UNSET and self.rulesets.enabled:
+            check_settings(settings or {})
         if status is not UNSET and status not in MEMBERSHIP_STATUSES:
             raise DirectoryError(
                 "invalid_status",
@@ -72,6 +76,12 @@ class MembershipWrites(DirectoryServiceBase):
         if not created and status in ("inactive", "declined") and membership.status == "active":
             self._refuse_if_pending(
                 account, f"making its membership of {company_id!r} {status}", company=company
+            )
+        if not created and membership.group is not None and target_group is not membership.group:
+            self._refuse_if_pending(
+                account,
+                f"moving it out of group {membership.group.external_id!r} of {company_id!r}",
+                company=company,
             )
         if target_group is not None and target_group is not membership.group:
             self._make_room_in_group(membership, target_group, move)
@@ -144,6 +154,13 @@ class MembershipWrites(DirectoryServiceBase):
                     "company": current.company.external_id,
                 },
             )
+        for m in occupied:
+            if m is not membership:
+                self._refuse_if_pending(
+                    account,
+                    f"moving it out of group {m.group.external_id!r} of {m.company.external_id!r}",
+                    company=m.company,
+                )
         for m in occupied:
             if m is not membership:
                 left = m.group.external_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from approvalrules.store.directory_export import export_directory
 from approvalrules.store.models import Company
 
 
@@ -79,3 +80,23 @@ def test_nothing_is_stored_when_a_write_is_refused(api, order_id, world):
     with world.session() as session:
         stored = session.scalar(select(Company).where(Company.external_id == company))
     assert stored is None
+
+
+def test_company_contacts_and_locations_are_written_through_the_api(api, order_id, world):
+    """Issue 17: contacts and locations are stored, not silently dropped."""
+    company, account = order_id("co"), order_id("acc")
+    api.put_json(f"/api/v1/directory/accounts/{account}", {"name": "Zed"})
+    _company(
+        api,
+        company,
+        locations=[{"id": "hq", "name": "HQ", "address": "1 Main St"}],
+        contacts=[{"account": account, "kind": "billing"}],
+    )
+    with world.session() as session:
+        stored = export_directory(session, "demo")["companies"][company]
+    assert stored["locations"] == [{"id": "hq", "name": "HQ", "address": "1 Main St"}]
+    assert stored["contacts"] == [{"account": account, "kind": "billing"}]
+    error = _company(
+        api, company, contacts=[{"account": account, "kind": "boss"}], status=422
+    ).json["error"]
+    assert error["details"]["path"] == "contacts.0.kind"
