@@ -288,3 +288,14 @@ def test_cli_help_documents_exit_codes():
         "3  no change found",
     ):
         assert code in text
+
+
+def test_a_restricted_product_is_explored_with_a_line_of_it(directory):
+    """Restricted products are line tests too: the orders holding one are named."""
+    new = BASE.replace("notifications:", "settings: {restricted_skus: [TNT-1]}\nnotifications:")
+    report = diff.behavioural_diff(compile_ruleset(BASE), compile_ruleset(new), directory)
+    assert (
+        "all orders with a line with sku TNT-1 by Ops members: "
+        "pending -> blocked (restricted_products)"
+    ) in report.lines()
+    assert all("TNT-1" in line for line in report.lines())
