@@ -247,11 +247,19 @@ def _join_line_counts(merged: dict[tuple, dict]) -> dict[tuple, dict]:
             ):
                 wider = replace(olines, line_count=olines.line_count.joined(lines.line_count))
                 del out[okey]
-                out[key[:4] + (wider.coordinates,)] = {**other, "scenario": wider}
+                _put(out, key[:4] + (wider.coordinates,), {**other, "scenario": wider})
                 break
         else:
-            out[key] = slot
+            _put(out, key, slot)
     return out
+
+
+def _put(out: dict[tuple, dict], key: tuple, slot: dict) -> None:
+    """``slot`` under ``key``; classes whose joined counts make the same change share it."""
+    if key in out:
+        out[key]["classes"] = sorted(set(out[key]["classes"]) | set(slot["classes"]))
+    else:
+        out[key] = slot
 
 
 def _bounds_of(grid: Grid, i: int, j: int) -> tuple[tuple, tuple]:
