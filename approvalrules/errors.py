@@ -95,6 +95,8 @@ class DocumentError(ApprovalRulesError):
 
     def __init__(self, problems: list[Problem], message: str | None = None):
         self.problems = [p for p in problems if p.severity == "error"]
+        #: the warnings found beside the errors (``approvalrules validate`` shows both)
+        self.warnings = [p for p in problems if p.severity != "error"]
         first = (
             self.problems[0] if self.problems else Problem("invalid_document", "invalid document")
         )
@@ -143,6 +145,13 @@ class Conflict(ApprovalRulesError):
     """The request conflicts with the current state (already decided, stale version...)."""
 
     code = "conflict"
+
+
+class PreconditionFailed(ApprovalRulesError):
+    """A write sent ``If-Match`` with a tag the resource no longer has (HTTP 412): someone
+    changed it since the caller read it; ``details.etag`` is the current tag (None: gone)."""
+
+    code = "precondition_failed"
 
 
 class Forbidden(ApprovalRulesError):

@@ -25,7 +25,9 @@ from approvalrules.errors import (
     OrderError,
     Unauthorized,
 )
+from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
+from approvalrules.store.etags import check_if_match, etag_for
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import (
     GRANT_SCOPES,
@@ -152,6 +154,29 @@ def order_view(session, order: Order) -> dict:
     return data
 
 
+def inbox_item(session, request: ApprovalRequest) -> dict:
+    """An approval request as the inbox lists it: the request, and whose order of how much."""
+    order = request.order
+    return {
+        **approval_view(session, request, brief=True),
+        "buyer": order.buyer.external_id if order.buyer else None,
+        "company": order.company.external_id if order.company else None,
+        "total": format_amount(order.total),
+        "currency": order.currency,
+    }
+
+
+def step_state(request: ApprovalRequest, index: int) -> str:
+    """Where step ``index`` of a request stands: done, current or waiting; the step a request
+    ended in says how it ended (rejected, expired, withdrawn), and the steps after it were
+    never reached.  The OpenAPI document lists these words (``openapi_parts.STEP_STATES``)."""
+    if request.status == "approved" or index < request.current_step:
+        return "done"
+    if index == request.current_step:
+        return "current" if request.status == "pending" else request.status
+    return "waiting" if request.status == "pending" else "not_reached"
+
+
 def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dict:
     steps = []
     for index, step in enumerate(request.steps):
@@ -169,13 +194,7 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
                 else step["approvers"],
                 "approved_by": [a.approver.external_id for a in acts if a.action == "approve"],
                 "rejected_by": [a.approver.external_id for a in acts if a.action == "reject"],
-                "state": "current"
-                if index == request.current_step and request.status == "pending"
-                else (
-                    "done"
-                    if index < request.current_step or request.status == "approved"
-                    else "waiting"
-                ),
+                "state": step_state(request, index),
                 # escalation, approval on timeout, merchant review
                 **{
                     k: step[k]
@@ -319,7 +338,7 @@ class StorefrontApi:
             per_page=per_page,
         )
         return {
-            "items": [approval_view(self.session, r, brief=True) for r in found.items],
+            "items": [inbox_item(self.session, r) for r in found.items],
             "page": found.page,
             "per_page": found.per_page,
             "total": found.total,
@@ -395,21 +414,31 @@ class StorefrontApi:
     @view_config(route_name="api_directory_company", request_method="PUT", api_grant="merchant")
     def put_company(self):
         body = directory_body(self.request, "company_body")
-        self._directory().upsert_company(self.request.matchdict["company"], **body)
-        return {"status": "ok", "company": self.request.matchdict["company"]}
+        company = self.request.matchdict["company"]
+        read = functools.partial(self._records().company, company)
+        self._if_match(f"company {company!r}", read)
+        self._directory().upsert_company(company, **body)
+        self._etag(read)
+        return {"status": "ok", "company": company}
 
     @view_config(route_name="api_directory_account", request_method="PUT", api_grant="merchant")
     def put_account(self):
         body = directory_body(self.request, "account_body")
-        self._directory().upsert_account(self.request.matchdict["account"], **body)
-        return {"status": "ok", "account": self.request.matchdict["account"]}
+        account = self.request.matchdict["account"]
+        read = functools.partial(self._records().account, account)
+        self._if_match(f"account {account!r}", read)
+        self._directory().upsert_account(account, **body)
+        self._etag(read)
+        return {"status": "ok", "account": account}
 
     @view_config(route_name="api_directory_group", request_method="PUT", api_grant="merchant")
     def put_group(self):
         body = directory_body(self.request, "group_body")
-        self._directory().upsert_group(
-            self.request.matchdict["company"], self.request.matchdict["group"], **body
-        )
+        company, group = self.request.matchdict["company"], self.request.matchdict["group"]
+        read = functools.partial(self._records().group, company, group)
+        self._if_match(f"group {group!r} of {company!r}", read)
+        self._directory().upsert_group(company, group, **body)
+        self._etag(read)
         return {
             "status": "ok",
             "company": self.request.matchdict["company"],
@@ -419,6 +448,11 @@ class StorefrontApi:
     @view_config(route_name="api_directory_group", request_method="DELETE", api_grant="merchant")
     def delete_group(self):
         policy = self.request.params.get("policy")
+        company, group = self.request.matchdict["company"], self.request.matchdict["group"]
+        self._if_match(
+            f"group {group!r} of {company!r}",
+            functools.partial(self._records().group, company, group),
+        )
         self._directory().delete_group(
             self.request.matchdict["company"], self.request.matchdict["group"], policy
         )
@@ -428,9 +462,11 @@ class StorefrontApi:
     def put_membership(self):
         body = directory_body(self.request, "membership_body")
         # settings are checked by the service, against the rule-set schema, for every writer
-        self._directory().upsert_membership(
-            self.request.matchdict["account"], self.request.matchdict["company"], **body
-        )
+        account, company = self.request.matchdict["account"], self.request.matchdict["company"]
+        read = functools.partial(self._records().membership, account, company)
+        self._if_match(f"membership of {account!r} in {company!r}", read)
+        self._directory().upsert_membership(account, company, **body)
+        self._etag(read)
         return {"status": "ok"}
 
     @view_config(route_name="api_directory_assignments", request_method="PUT", api_grant="merchant")
@@ -439,9 +475,11 @@ class StorefrontApi:
         for key in ("threshold", "limit"):
             if body.get(key) is not None:
                 body[key] = parse_amount(body[key], key)
-        self._directory().upsert_assignment(
-            body.pop("approver"), body.pop("account"), body.pop("company"), **body
-        )
+        key = (body.pop("approver"), body.pop("account"), body.pop("company"))
+        read = functools.partial(self._records().assignment, *key, body.get("step"))
+        self._if_match(f"assignment {key[0]!r} -> {key[1]!r} in {key[2]!r}", read)
+        self._directory().upsert_assignment(*key, **body)
+        self._etag(read)
         return {"status": "ok"}
 
     @view_config(route_name="api_directory_delegations", request_method="PUT", api_grant="merchant")
@@ -454,13 +492,15 @@ class StorefrontApi:
                 raise OrderError(
                     "invalid_date", f"{key} must be a date like 2026-12-24", path=key
                 ) from None
-        self._directory().upsert_delegation(
-            body.pop("delegator"),
-            body.pop("delegate"),
-            body.pop("valid_from"),
-            body.pop("valid_until"),
-            **body,
+        who, whom = body.pop("delegator"), body.pop("delegate")
+        read = functools.partial(
+            self._records().delegation, who, whom, body.get("company"), body.get("step")
         )
+        self._if_match(f"delegation {who!r} -> {whom!r}", read)
+        self._directory().upsert_delegation(
+            who, whom, body.pop("valid_from"), body.pop("valid_until"), **body
+        )
+        self._etag(read)
         return {"status": "ok"}
 
     @view_config(
@@ -475,6 +515,16 @@ class StorefrontApi:
                 f"name the delegation to revoke: ?{'&'.join(k + '=...' for k in missing)}",
                 path=missing[0],
             )
+        self._if_match(
+            f"delegation {params['delegator']!r} -> {params['delegate']!r}",
+            functools.partial(
+                self._records().delegation,
+                params["delegator"],
+                params["delegate"],
+                params.get("company") or None,
+                params.get("step") or None,
+            ),
+        )
         self._directory().delete_delegation(
             params["delegator"],
             params["delegate"],
@@ -485,6 +535,24 @@ class StorefrontApi:
 
     def _directory(self) -> DirectoryService:
         return DirectoryService(self.session, self.tenant, actor="storefront")
+
+    def _records(self) -> DirectoryRecords:
+        return DirectoryRecords(self.session, self.tenant)
+
+    def _if_match(self, what: str, read) -> None:
+        """With ``If-Match``: lock the record (``read(lock=True)``) and refuse the write (412)
+        unless the header names its current ETag."""
+        if_match = self.request.headers.get("If-Match")
+        if if_match:
+            current = read(lock=True)
+            check_if_match(if_match, None if current is None else etag_for(current), what)
+
+    def _etag(self, read) -> None:
+        """The written record's new ETag on the answer."""
+        self.session.flush()
+        record = read()
+        if record is not None:
+            self.request.response.headers["ETag"] = etag_for(record)
 
 
 def directory_body(request, definition: str) -> dict:

@@ -90,9 +90,19 @@ class RuleSetApi:
             raise NotFound("unknown_ruleset", f"no rule set {self.name!r}")
         return ruleset
 
+    def _if_match(self) -> str | None:
+        return self.request.headers.get("If-Match")
+
+    def _tag(self) -> None:
+        """The rule set's current ETag on the answer (``If-Match`` it on the next write)."""
+        tag = versions.ruleset_etag(versions.get_ruleset(self.session, self.tenant.id, self.name))
+        if tag is not None:
+            self.request.response.headers["ETag"] = tag
+
     @view_config(route_name="api_ruleset", request_method="GET", api_grant="read")
     def get(self):
         ruleset = self._ruleset()
+        self._tag()
         active = ruleset.active_version
         return {
             "name": ruleset.name,
@@ -107,7 +117,11 @@ class RuleSetApi:
         (size, depth, aliases); kept otherwise, with its other problems listed (at most
         ``MAX_PROBLEMS`` and a last "... and N more")."""
         text = yaml_body(self.request)
-        versions.save_draft(self.session, self.tenant.id, self.name, text, author="api")
+        versions.save_draft(
+            self.session, self.tenant.id, self.name, text, author="api", if_match=self._if_match()
+        )
+        self.session.flush()
+        self._tag()
         try:
             checked = publishing.check(
                 self.session, self.tenant, self.name, text, source=f"{self.name}.yaml"
@@ -126,15 +140,25 @@ class RuleSetApi:
     def publish(self):
         text = yaml_body(self.request) if self.request.body else None
         published = publishing.publish(
-            self.session, self.tenant, self.name, text, author="api", source=f"{self.name}.yaml"
+            self.session,
+            self.tenant,
+            self.name,
+            text,
+            author="api",
+            source=f"{self.name}.yaml",
+            if_match=self._if_match(),
         )
         self.request.response.status_int = 201
+        self._tag()
         return {**version_view(published.version), "pending": published.pending}
 
     @view_config(route_name="api_ruleset_rollback", request_method="POST", api_grant="merchant")
     def rollback(self):
         number = _version_number(self.request.params.get("to", ""))
-        published = publishing.rollback(self.session, self.tenant, self.name, number, author="api")
+        published = publishing.rollback(
+            self.session, self.tenant, self.name, number, author="api", if_match=self._if_match()
+        )
+        self._tag()
         return {**version_view(published.version), "pending": published.pending}
 
     @view_config(route_name="api_ruleset_versions", request_method="GET", api_grant="read")

@@ -35,6 +35,7 @@ STATUS = (
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.PreconditionFailed, 412),
     (errors.DirectoryError, 409),
     (errors.DatabaseUnavailable, 503),
     (errors.ApprovalRulesError, 400),

@@ -22,6 +22,18 @@ RULESET_NAME = {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9][A-Za
 HEADER_TOKEN = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"}
 
 
+#: the optional If-Match header of a write that honours it (store/etags.py)
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "The ETag you read; the write is refused with 412 if it changed since",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 1000},
+}
+#: the ETag header of a read or a write's answer
+ETAG_HEADER = {"ETag": {"description": "The resource's entity tag", "schema": {"type": "string"}}}
+
+
 def error_responses(*statuses: int) -> dict:
     """The documented error responses for these statuses, in our error format."""
     text = {
@@ -31,6 +43,8 @@ def error_responses(*statuses: int) -> dict:
         "(insufficient_scope), or the acting account may not do this",
         404: "Not found (or another tenant's)",
         409: "Conflicts with the current state",
+        412: "If-Match names an ETag the resource no longer has (precondition_failed): it "
+        "changed since you read it; read it again and retry",
         405: "Method not allowed on this path; the Allow header lists the allowed ones",
         413: "Too large",
         422: "Invalid order or document, or a rule set whose own tests fail (tests_failed)",
@@ -55,6 +69,8 @@ SCOPES_TEXT = (
 
 def grant_for(path: str, method: str) -> str:
     """The grant an operation needs (the ``api_grant`` of its view; a test keeps them equal)."""
+    if path.startswith("/api/v1/directory/accounts/") and path.endswith("/summary"):
+        return "any"  # a shop shows it on the buyer's own page
     if path.startswith(("/api/v1/rulesets", "/api/v1/directory")):
         return "read" if method == "get" else "merchant"
     if path.startswith("/api/v1/held-orders"):
@@ -69,3 +85,7 @@ def security_for(grant: str, scopes_of: dict) -> list[dict]:
     if grant == "any":
         return [{"apiKey": []}]
     return [{"apiKey": [scope]} for scope in scopes_of[grant]]
+
+
+#: where a step of an approval request stands (views/api.py step_state)
+STEP_STATES = ("done", "current", "waiting", "rejected", "expired", "withdrawn", "not_reached")

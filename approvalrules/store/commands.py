@@ -12,6 +12,7 @@ import getpass
 import sys
 from pathlib import Path
 
+import plaster
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -137,6 +138,8 @@ def _cmd_load(args) -> int:
     report = load(args.ini, args.folder)
     for tenant, name, number in report.published:
         print(f"{tenant}: published {name} version {number}")
+    for warning in report.warnings:
+        print(warning.format(), file=sys.stderr)
     print(report.summary())
     return 0
 
@@ -195,10 +198,29 @@ def dev_credentials(ini_path: str | Path) -> tuple[str, str, str]:
     return tenant_slug, key, login
 
 
+def served_url(
+    ini_path: str, variables: dict[str, str] | None = None, server_name: str = "main"
+) -> str:
+    """The address ``pserve INI --server-name NAME [name=value ...]`` serves on: the server
+    section's ``listen`` (or ``host``/``port``) read with the same variables."""
+    loader = plaster.get_loader(str(ini_path), protocols=["wsgi"])
+    # {} when the section is absent
+    server = loader.get_settings(f"server:{server_name}", defaults=variables or None)
+    listen = (server.get("listen") or "").split()
+    if listen:
+        host, _, port = listen[0].rpartition(":")
+    else:
+        host, port = server.get("host", "127.0.0.1"), server.get("port", "6543")
+    host = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host
+    return f"http://{host}:{port}"
+
+
 def _cmd_dev_credentials(args) -> int:
+    variables = dict(v.split("=", 1) for v in args.variables)
     tenant, key, login = dev_credentials(args.ini)
+    url = served_url(args.ini, variables, args.server_name)
     print(f"tenant {tenant}: API key {key}  (Authorization: Bearer {key})")
-    print(f"admin: http://127.0.0.1:6543/admin/login as {login} (password in {args.ini})")
+    print(f"admin: {url}/admin/login?tenant={tenant} as {login} (password in {args.ini})")
     return 0
 
 
@@ -207,6 +229,17 @@ def add_parsers(sub) -> None:
         "dev-credentials", help="create the development API key and admin login named in the .ini"
     )
     p.add_argument("ini")
+    p.add_argument(
+        "--server-name",
+        default="main",
+        help="the .ini's server section, as pserve takes it (development.ini: port)",
+    )
+    p.add_argument(
+        "variables",
+        nargs="*",
+        metavar="name=value",
+        help="the .ini's variables as pserve takes them, e.g. http_port=8080 (for the printed URL)",
+    )
     p.set_defaults(func=_cmd_dev_credentials)
 
     p = sub.add_parser(

@@ -53,6 +53,8 @@ def run_dispatch(ini_path: str) -> int:
     so cron and monitoring notice."""
     report = dispatch(ini_path)
     print(report.summary())
+    if report.emails and not report.mail_where.startswith("SMTP"):
+        print(f"e-mail went to {report.mail_where}")  # development: no mail server needed
     for failure in report.failures:
         print(f"failed: {failure.describe()}", file=sys.stderr)
     return 1 if report.failed else 0

@@ -60,6 +60,8 @@ class Mailbox:
 class Webhooks:
     received: list = field(default_factory=list)
     fail: bool = False
+    #: (headers, body) of the deliveries answered 503 while ``fail`` was set
+    refused: list = field(default_factory=list)
 
     def events(self, order_id: str | None = None, kind: str | None = None) -> list[dict]:
         out = []
@@ -77,6 +79,7 @@ def _webhook_server(hooks: Webhooks) -> ThreadingHTTPServer:
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if hooks.fail:
+                hooks.refused.append((dict(self.headers), body))
                 self.send_response(503)
                 self.end_headers()
                 return
