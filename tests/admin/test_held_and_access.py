@@ -209,3 +209,16 @@ def test_the_last_owner_stays_an_owner(owner, db):
     assert refused.status_int == 409 and "last owner" in refused.text
     assert users_form(owner, action="remove", user="olive").status_int == 409
     assert db.scalar(select(AdminUser.role).where(AdminUser.login == "olive")) == "owner"
+
+
+def test_key_and_user_forms_without_the_csrf_token_change_nothing(owner, db):
+    owner.post(
+        "/admin/keys", {"action": "create", "name": "forged", "scope": "merchant"}, status=400
+    )
+    owner.post(
+        "/admin/users",
+        {"action": "create", "login": "mallory", "password": "x" * 12, "role": "owner"},
+        status=400,
+    )
+    assert db.scalar(select(ApiKey).where(ApiKey.name == "forged")) is None
+    assert db.scalar(select(AdminUser).where(AdminUser.login == "mallory")) is None
