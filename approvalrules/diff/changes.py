@@ -6,13 +6,16 @@ alike for whole companies, groups or roles are named by them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from ..engine import ORDER_TYPES
-from .classes import BuyerClass, plural
+from .classes import BuyerClass, role_phrase
 from .decisions import Summary, change_text
 from .grid import Grid
+from .lines import NO_LINES, LineScenario
 from .values import fmt_amount
 
 
@@ -33,13 +36,19 @@ class BehaviourChange:
     example: dict
     text: str = ""
     currency: str | None = None  # set when the rule sets price several currencies
+    #: the lines of the orders that change: None when the rule sets never look at lines
+    lines: LineScenario | None = None
+    #: the submission dates the change covers (a ``diff.dates.DateBand``): None when it covers
+    #: every date
+    dates: Any = None
 
     def as_dict(self) -> dict:
         return {
             "text": self.text,
             "orders": _range_text(
                 self.low, self.low_inclusive, self.high, self.high_inclusive, self.order_types
-            ),
+            )
+            + (f" {self.lines.text()}" if self.lines else ""),
             "total": {
                 "low": fmt_amount(self.low) if self.low is not None else None,
                 "low_inclusive": self.low_inclusive,
@@ -48,6 +57,8 @@ class BehaviourChange:
             },
             "order_types": list(self.order_types) if self.order_types else None,
             "currency": self.currency,
+            "dates": self.dates.as_dict() if self.dates is not None else None,
+            "lines": self.lines.as_dict() if self.lines else None,
             "who": self.who,
             "classes": list(self.classes),
             "change": self.change,
@@ -68,10 +79,17 @@ class BehaviourReport:
     evaluations: int
     notes: list[str]
     seconds: float = 0.0
+    #: dimensions of the orders that could not be explored: the diff cannot vouch for them
+    unexplored: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def complete(self) -> bool:
+        """Every dimension was explored: "no changes" means none."""
+        return not self.unexplored
 
     def lines(self) -> list[str]:
         return [c.text for c in self.changes]
@@ -83,6 +101,7 @@ class BehaviourReport:
             "classes": [c.as_dict() for c in self.classes],
             "evaluations": self.evaluations,
             "notes": list(self.notes),
+            "unexplored": list(self.unexplored),
         }
 
 
@@ -106,17 +125,19 @@ def _range_text(low, low_inc, high, high_inc, types) -> str:
     return f"{noun} {' '.join(parts)}"
 
 
-def report_changes(classes: list[BuyerClass], grids: dict[int, Grid]) -> list[BehaviourChange]:
-    """The changes in every class's grid, merged by range, order type and buyers."""
-    # 1. per class and order type: runs of consecutive samples with the same change
+def report_changes(
+    classes: list[BuyerClass], grids: dict[int, Grid], name: Callable[[str], str] = str
+) -> list[BehaviourChange]:
+    """The changes in every class's grid, merged by range, order type, lines and buyers.
+
+    ``name``: account and company ids as the reader knows them (see ``directory_names``).
+    """
+    # 1. per class, order type and line scenario: runs of consecutive samples with one change
     runs: dict[tuple, dict] = {}
     for ci, cls in enumerate(classes):
         grid = grids[id(cls)]
-        for t in ORDER_TYPES:
-            pairs = grid.pairs.get(t)
-            if pairs is None:
-                continue
-            texts = [change_text(*pair) for pair in pairs]
+        for (t, si), pairs in grid.pairs.items():
+            texts = [change_text(*pair, name) for pair in pairs]
             i = 0
             while i < len(texts):
                 if texts[i] is None:
@@ -134,29 +155,39 @@ def report_changes(classes: list[BuyerClass], grids: dict[int, Grid]) -> list[Be
                     if j + 1 < len(pairs) and all(_blocked_alike(pair) for pair in pairs[j + 1 :]):
                         hi = (None, True)
                 entry = runs.setdefault(
-                    (ci, lo, hi, texts[i]),
+                    (ci, si, lo, hi, texts[i]),
                     {"types": [], "pair": pairs[i], "sample": grid.samples[i]},
                 )
                 entry["types"].append(t)
                 i = j + 1
     # 2. order types: name them only when not every placeable type changes
     merged: dict[tuple, dict] = {}
-    for (ci, lo, hi, text), entry in runs.items():
-        changed = entry["types"]
-        others = [t for t in ORDER_TYPES if t not in changed and t in grids[id(classes[ci])].pairs]
+    for (ci, si, lo, hi, text), entry in runs.items():
+        grid = grids[id(classes[ci])]
+        changed = sorted(entry["types"], key=ORDER_TYPES.index)
+        entry["types"] = changed
+        others = [t for t in ORDER_TYPES if t not in changed and (t, si) in grid.pairs]
         if _placeable(entry["pair"]) and all(
-            _neutral(grids[id(classes[ci])], t, lo, hi) for t in others
+            _neutral(grid, t, grid.scenarios[si], lo, hi) for t in others
         ):
             types = None
         else:
             types = tuple(changed)
-        slot = merged.setdefault((lo, hi, text, types), {"classes": [], "entry": entry, "ci": ci})
+        lines = grid.scenarios[si]
+        slot = merged.setdefault(
+            (lo, hi, text, types, lines.coordinates),
+            {"classes": [], "entry": entry, "ci": ci, "scenario": lines},
+        )
         slot["classes"].append(ci)
+    merged = _join_line_counts(merged)
     # 3. buyers: whole companies, groups and roles by name, else the classes
     out = []
-    for (lo, hi, text, types), slot in merged.items():
+    for (lo, hi, text, types, _), slot in merged.items():
+        lines = slot["scenario"]
         affected = set(slot["classes"])
-        who = _who(classes, grids, affected, lo, hi, types, _placeable(slot["entry"]["pair"]))
+        who = _who(
+            classes, grids, affected, lo, hi, types, lines, _placeable(slot["entry"]["pair"])
+        )
         entry = slot["entry"]
         cls = classes[slot["ci"]]
         sample = entry["sample"]
@@ -166,6 +197,11 @@ def report_changes(classes: list[BuyerClass], grids: dict[int, Grid]) -> list[Be
             "total": fmt_amount(sample.total),
             "type": (types or entry["types"])[0],
         }
+        if lines is not NO_LINES:
+            example["lines"] = [
+                {"sku": line.sku, "category": line.category, "quantity": fmt_amount(line.quantity)}
+                for line in lines.lines
+            ]
         change = BehaviourChange(
             low=lo[0],
             low_inclusive=lo[1],
@@ -178,11 +214,52 @@ def report_changes(classes: list[BuyerClass], grids: dict[int, Grid]) -> list[Be
             old=entry["pair"][0],
             new=entry["pair"][1],
             example=example,
+            lines=None if lines is NO_LINES else lines,
         )
-        change.text = f"{_range_text(lo[0], lo[1], hi[0], hi[1], types)} by {who}: {text}"
+        orders = _range_text(lo[0], lo[1], hi[0], hi[1], types)
+        if change.lines is not None and change.lines.text():
+            orders += " " + change.lines.text()
+        change.text = f"{orders} by {who}: {text}"
         out.append((min(affected), lo[0] if lo[0] is not None else Decimal(-1), change))
     out.sort(key=lambda x: (x[0], x[1], x[2].text))
     return [c for _, _, c in out]
+
+
+def _join_line_counts(merged: dict[tuple, dict]) -> dict[tuple, dict]:
+    """Changes alike but for adjacent line counts, as one change over the joined counts."""
+
+    def low_count(item) -> Decimal:
+        count = item[1]["scenario"].line_count
+        return count.low if count is not None and count.low is not None else Decimal(0)
+
+    out: dict[tuple, dict] = {}
+    for key, slot in sorted(merged.items(), key=low_count):
+        lines = slot["scenario"]
+        for okey, other in list(out.items()):
+            olines = other["scenario"]
+            if (
+                lines.line_count is not None
+                and olines.line_count is not None
+                and okey[:4] == key[:4]
+                and olines.coordinates[1:] == lines.coordinates[1:]
+                and lines.line_count.follows(olines.line_count, whole=True)
+                and sorted(other["classes"]) == sorted(slot["classes"])
+            ):
+                wider = replace(olines, line_count=olines.line_count.joined(lines.line_count))
+                del out[okey]
+                _put(out, key[:4] + (wider.coordinates,), {**other, "scenario": wider})
+                break
+        else:
+            _put(out, key, slot)
+    return out
+
+
+def _put(out: dict[tuple, dict], key: tuple, slot: dict) -> None:
+    """``slot`` under ``key``; classes whose joined counts make the same change share it."""
+    if key in out:
+        out[key]["classes"] = sorted(set(out[key]["classes"]) | set(slot["classes"]))
+    else:
+        out[key] = slot
 
 
 def _bounds_of(grid: Grid, i: int, j: int) -> tuple[tuple, tuple]:
@@ -246,22 +323,32 @@ def _placeable(pair: tuple[Summary, Summary]) -> bool:
     )
 
 
-def _neutral(grid: Grid, order_type: str, lo, hi) -> bool:
-    """Orders of this type in this range are blocked (or refused) the same way by both versions."""
-    pairs = grid.pairs.get(order_type)
-    if pairs is None:
-        return True
-    return all(_blocked_alike(pairs[i]) for i in _in_range(grid, lo, hi))
+def _neutral(grid: Grid, order_type: str, lines: LineScenario, lo, hi) -> bool:
+    """Orders of this type and lines in this range are blocked (or refused) the same way by both
+    versions.  A grid explored with other line scenarios must block all of them alike."""
+    indices = [i for i, s in enumerate(grid.scenarios) if s.coordinates == lines.coordinates]
+    for index in indices or range(len(grid.scenarios)):
+        pairs = grid.pairs.get((order_type, index))
+        if pairs is not None and not all(_blocked_alike(pairs[i]) for i in _in_range(grid, lo, hi)):
+            return False
+    return True
 
 
 def _who(
-    classes: list[BuyerClass], grids, affected: set[int], lo, hi, types, ignore_blocked: bool = True
+    classes: list[BuyerClass],
+    grids,
+    affected: set[int],
+    lo,
+    hi,
+    types,
+    scenario: LineScenario,
+    ignore_blocked: bool = True,
 ) -> str:
     def neutral(ci: int) -> bool:
         if not ignore_blocked:
             return False
         grid = grids[id(classes[ci])]
-        return all(_neutral(grid, t, lo, hi) for t in (types or ORDER_TYPES))
+        return all(_neutral(grid, t, scenario, lo, hi) for t in (types or ORDER_TYPES))
 
     def covers(members: list[int]) -> bool:
         return all(ci in affected or neutral(ci) for ci in members) and any(
@@ -305,7 +392,7 @@ def _who(
                 and set(rmembers) & remaining
             ):
                 names.append(
-                    plural(classes[rmembers[0]].role_label)
+                    role_phrase(classes[rmembers[0]].role_label)
                     + (f" of {classes[rmembers[0]].company_name}" if several else "")
                 )
                 remaining -= set(rmembers)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..engine import Directory, Policy
-from ..engine.conditions import referenced_names
+from ..engine.conditions import referenced_names, uses_key
 from ..engine.directory import Membership
 from .values import fmt_amount, show
 
@@ -30,7 +30,17 @@ class BuyerClass:
     name: str = ""
     #: the group the class orders in: an invited member's orders have no relation to its group
     active_group: str | None = None
-    name: str = ""
+    #: the name before any member was split off (see :meth:`exclude`)
+    base_name: str = ""
+    #: names of the members split off into classes of their own
+    excluded: list[str] = field(default_factory=list)
+
+    def exclude(self, member_name: str) -> None:
+        """``member_name`` left for a class of its own: the name says so ("... other than Fred")."""
+        self.excluded.append(member_name)
+        others = self.excluded
+        listed = others[0] if len(others) == 1 else ", ".join(others[:-1]) + " and " + others[-1]
+        self.name = f"{self.base_name} other than {listed}"
 
     @property
     def representative(self) -> str:
@@ -47,13 +57,10 @@ class BuyerClass:
         }
 
 
-def plural(label: str) -> str:
-    """``Approver`` -> ``Approvers``, ``Secretary`` -> ``Secretaries``."""
-    if label.endswith("s"):
-        return label
-    if label.endswith("y") and not label.endswith(("ay", "ey", "oy", "uy")):
-        return label[:-1] + "ies"
-    return label + "s"
+def role_phrase(label: str, master: bool = False) -> str:
+    """``buyers with role Finance``: the role's label exactly as the rule set gives it."""
+    subject = "masters" if master and "master" not in label.lower() else "buyers"
+    return f"{subject} with role {label}"
 
 
 def enumerate_memberships(directory: Directory) -> list[Membership]:
@@ -117,7 +124,7 @@ def buyer_classes(old: Policy, new: Policy, directory: Directory) -> list[BuyerC
             cls = classes[key] = _make_class(key, m, account, assignments, old, new, directory)
         cls.members.append(m.account_id)
     result = list(classes.values())
-    _name_classes(result)
+    _name_classes(result, directory)
     return result
 
 
@@ -149,8 +156,7 @@ def _make_class(
     if assignments:
 
         def who(account_id):
-            a = directory.account(account_id)
-            return a.name if a else account_id
+            return _account_name(directory, account_id)
 
         tiers = [
             (approver, threshold)
@@ -165,12 +171,7 @@ def _make_class(
                 "with authorizers "
                 + ", ".join(f"{who(a)} over {fmt_amount(Decimal(t))}" for a, t in tiers)
             )
-    elif any(
-        sel.relation in ("assigned", "unassigned")
-        for p in (old, new)
-        for step in p.steps
-        for sel in step.selectors
-    ):
+    elif _tests_assignments(old) or _tests_assignments(new):
         qualifiers.append("with no assigned approver")
     if m.settings:
         qualifiers.append("with own " + ", ".join(f"{k} {show(v)}" for k, v in m.settings.items()))
@@ -192,12 +193,21 @@ def _make_class(
     )
 
 
-def _name_classes(classes: list[BuyerClass]) -> None:
+def _tests_assignments(policy: Policy) -> bool:
+    """Whether a buyer has an assigned approver matters to ``policy``: a selector
+    relation ``assigned``/``unassigned`` or a ``buyer_has_approver`` test anywhere."""
+    if any(sel.relation in ("assigned", "unassigned") for s in policy.steps for sel in s.selectors):
+        return True
+    conditions = [s.condition for s in policy.steps] + [
+        r.condition for r in policy.deny + policy.bypass
+    ]
+    return any(uses_key(condition, "buyer_has_approver") for condition in conditions)
+
+
+def _name_classes(classes: list[BuyerClass], directory: Directory) -> None:
     several_companies = len({c.company for c in classes}) > 1
     for c in classes:
-        name = plural(c.role_label)
-        if c.master and "master" not in c.role_label.lower():
-            name += " (masters)"
+        name = role_phrase(c.role_label, c.master)
         if c.group_label:
             name += f" in {c.group_label}"
         if several_companies:
@@ -213,4 +223,12 @@ def _name_classes(classes: list[BuyerClass]) -> None:
     for same in seen.values():
         if len(same) > 1:
             for c in same:
-                c.name += f" ({', '.join(c.members[:3])}{', ...' if len(c.members) > 3 else ''})"
+                names = [_account_name(directory, member) for member in c.members[:3]]
+                c.name += f" ({', '.join(names)}{', ...' if len(c.members) > 3 else ''})"
+    for c in classes:
+        c.base_name = c.name
+
+
+def _account_name(directory: Directory, account_id: str) -> str:
+    account = directory.account(account_id)
+    return account.name if account is not None and account.name else account_id

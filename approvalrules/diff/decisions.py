@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..engine import Decision, Directory, Order, Policy
@@ -45,11 +46,30 @@ def _error_summary(exc: ApprovalRulesError) -> Summary:
     return Summary("error", (exc.code,), None, ())
 
 
-def change_text(old: Summary, new: Summary) -> str | None:
+def _as_is(identifier: str) -> str:
+    return identifier
+
+
+def directory_names(directory: Directory) -> Callable[[str], str]:
+    """Account and company ids as the directory names them (the id when it has no name)."""
+
+    def name(identifier: str) -> str:
+        account = directory.account(identifier)
+        if account is not None and account.name:
+            return account.name
+        company = directory.company(identifier)
+        return company.name if company is not None and company.name else identifier
+
+    return name
+
+
+def change_text(old: Summary, new: Summary, name: Callable[[str], str] = _as_is) -> str | None:
     """The difference between two decisions as a short phrase, or None when they agree.
 
     Written relative to the buyer (no absolute approver lists unless they
-    changed) so that classes with the same change read the same.
+    changed) so that classes with the same change read the same.  ``name``
+    turns account and company ids into what a reader knows them by (see
+    :func:`directory_names`).
     """
     if old == new:
         return None
@@ -72,7 +92,7 @@ def change_text(old: Summary, new: Summary) -> str | None:
         return f"{old.outcome}: reasons " + " ".join(
             [f"+{r}" for r in added] + [f"-{r}" for r in removed]
         )
-    parts += _step_changes(old, new)
+    parts += _step_changes(old, new, name)
     added = [r for r in new.reasons if r not in old.reasons]
     removed = [r for r in old.reasons if r not in new.reasons]
     if added or removed:
@@ -81,8 +101,8 @@ def change_text(old: Summary, new: Summary) -> str | None:
         if old.payer and new.payer and old.payer[0] != new.payer[0]:
             parts.append(f"payer {old.payer[0]} -> {new.payer[0]}")
         else:
-            old_payer = old.payer[1] if old.payer else "none"
-            new_payer = new.payer[1] if new.payer else "none"
+            old_payer = name(old.payer[1]) if old.payer else "none"
+            new_payer = name(new.payer[1]) if new.payer else "none"
             parts.append(f"payer {old_payer} -> {new_payer}")
     return "; ".join(parts) or None
 
@@ -93,7 +113,7 @@ def _outcome(s: Summary) -> str:
     return s.outcome
 
 
-def _step_changes(old: Summary, new: Summary) -> list[str]:
+def _step_changes(old: Summary, new: Summary, name: Callable[[str], str]) -> list[str]:
     parts = []
     on = [s[0] for s in old.steps]
     nn = [s[0] for s in new.steps]
@@ -109,14 +129,16 @@ def _step_changes(old: Summary, new: Summary) -> list[str]:
     common_n = [n for n in nn if n in ob]
     if common_o != common_n:
         parts.append(f"step order {', '.join(common_o)} -> {', '.join(common_n)}")
-    for name in common_n:
-        _, ro, ao = ob[name]
-        _, rn, an = nb[name]
+    for step in common_n:
+        _, ro, ao = ob[step]
+        _, rn, an = nb[step]
         if ro != rn:
-            parts.append(f"step {name} required {ro} -> {rn}")
+            parts.append(f"step {step} required {ro} -> {rn}")
         if ao != an:
-            delta = [f"+{a}" for a in sorted(an - ao)] + [f"-{a}" for a in sorted(ao - an)]
-            parts.append(f"step {name} approvers {' '.join(delta)}")
+            delta = [f"+{name(a)}" for a in sorted(an - ao)] + [
+                f"-{name(a)}" for a in sorted(ao - an)
+            ]
+            parts.append(f"step {step} approvers {' '.join(delta)}")
     return parts
 
 

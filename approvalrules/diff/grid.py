@@ -45,9 +45,22 @@ def samples_around(bounds: list[Decimal], both_sides: bool = True) -> list[Sampl
 
 
 class Grid:
-    """Decisions of one buyer class under both versions: per order type, per sample."""
+    """Decisions of one buyer class under both versions: per order type and line scenario, per
+    sample total.
 
-    def __init__(self, samples: list[Sample], bounds: list[Decimal]):
+    ``pairs[(order type, scenario index)]`` lists the (old, new) summaries at each sample.
+    """
+
+    def __init__(self, samples: list[Sample], bounds: list[Decimal], scenarios: list):
         self.samples = samples
         self.bounds = bounds
-        self.pairs: dict[str, list[tuple[Summary, Summary]]] = {}
+        self.scenarios = scenarios
+        self.pairs: dict[tuple[str, int], list[tuple[Summary, Summary]]] = {}
+
+    def of_type(self, order_type: str) -> list[tuple[Summary, Summary]]:
+        """Every pair of one order type, scenario after scenario (empty if not evaluated)."""
+        return [
+            pair
+            for index in range(len(self.scenarios))
+            for pair in self.pairs.get((order_type, index), ())
+        ]

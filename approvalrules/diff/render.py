@@ -66,7 +66,7 @@ class DiffReport:
 
 
 def as_json(report: DiffReport) -> str:
-    """The report as indented JSON."""
+    """The report as indented JSON: byte-identical for the same arguments (no timings)."""
     return json.dumps(report.as_dict(), indent=2)
 
 
@@ -95,7 +95,8 @@ def text_lines(report: DiffReport, colour: Colour = plain) -> list[str]:
             colour(
                 "1",
                 f"replay: {replayed.changed:,} of {replayed.orders:,} orders change"
-                + (f", {replayed.errors:,} unreadable" if replayed.errors else ""),
+                + (f", {replayed.errors:,} unreadable" if replayed.errors else "")
+                + f" ({replayed.seconds:.2f} s)",
             )
         )
         out += [f"  {line}" for line in replayed.lines()]
@@ -121,10 +122,15 @@ def _behaviour_lines(behaviour: BehaviourReport | None, colour: Colour) -> list[
     if behaviour is None:
         return ["behaviour: not compared (no directory)"]
     counts = f"{behaviour.evaluations:,} generated orders, {len(behaviour.classes)} buyer classes"
-    if not behaviour.changes:
+    if not behaviour.changes and behaviour.unexplored:
+        out = [
+            colour("1", f"behaviour: no changes found, but not everything was explored ({counts})")
+        ]
+    elif not behaviour.changes:
         out = [f"behaviour: no changes ({counts})"]
     else:
         out = [colour("1", f"behaviour: {len(behaviour.changes)} change(s) ({counts})")]
         out += [colour("35", f"  * {c.text}") for c in behaviour.changes]
+    out += [colour("31", f"  not explored: {what}") for what in behaviour.unexplored]
     out += [colour("2", f"  note: {note}") for note in behaviour.notes]
     return out

@@ -11,7 +11,7 @@ from ..engine import Directory, Order, Policy
 from ..engine.directory import Membership
 from ..errors import ApprovalRulesError
 from .classes import buyer_classes
-from .decisions import DEFAULT_NOW, change_text, evaluate_summary
+from .decisions import DEFAULT_NOW, change_text, directory_names, evaluate_summary
 from .screen import StepScreen, pruned
 
 #: how many orders between two calls of ``on_progress``
@@ -29,12 +29,12 @@ class ReplayReport:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
+        """JSON-ready, and the same for the same orders: the time taken is left out."""
         return {
             "orders": self.orders,
             "changed": self.changed,
             "errors": self.errors,
             "per_class": self.per_class,
-            "seconds": round(self.seconds, 3),
         }
 
     def lines(self) -> list[str]:
@@ -75,6 +75,7 @@ def replay(
     memberships: dict[tuple[str, str | None], Membership | None] = {}
     pruned_pairs: dict[tuple, tuple[Policy, ...]] = {}
     screen = StepScreen()
+    name_of = directory_names(directory)
     report = ReplayReport()
     for item in orders_iterable:
         report.orders += 1
@@ -111,7 +112,7 @@ def replay(
         old, new = (evaluate_summary(p, order, directory, when, spent) for p in policies)
         counts = report.per_class.setdefault(name, {"orders": 0, "changed": 0, "changes": {}})
         counts["orders"] += 1
-        text = change_text(old, new)
+        text = change_text(old, new, name_of)
         if text is not None:
             report.changed += 1
             counts["changed"] += 1

@@ -47,6 +47,8 @@ def structural_diff(
     out += _named_maps("groups", "group", old.get("groups"), new.get("groups"), _group_fields)
     out += _limits_diff(old.get("limits") or {}, new.get("limits") or {})
     out += _approval_diff(old.get("approval") or {}, new.get("approval") or {})
+    for key in ("deny", "bypass"):
+        out += _precedence_diff(key, old.get(key) or [], new.get(key) or [])
     for key in ("visibility", "notifications"):
         out += _generic(key, key, old.get(key), new.get(key))
     out += _tests_diff(old.get("tests") or [], new.get("tests") or [])
@@ -61,6 +63,8 @@ def structural_diff(
         "groups",
         "limits",
         "approval",
+        "deny",
+        "bypass",
         "visibility",
         "notifications",
         "tests",
@@ -229,6 +233,11 @@ def _limits_diff(old: dict, new: dict) -> list[Change]:
                 "order_limit on_exceed",
             )
         )
+    # every other key of the order limit (valid_from, valid_until): as written
+    for key in _other_keys(ol, nl, ("amount", "on_exceed")):
+        out += _generic(
+            f"limits.order_limit.{key}", "limits", ol.get(key), nl.get(key), f"order_limit {key}"
+        )
     ob = {b["name"]: b for b in old.get("budgets") or []}
     nb = {b["name"]: b for b in new.get("budgets") or []}
     for name in list(ob) + [n for n in nb if n not in ob]:
@@ -259,6 +268,8 @@ def _limits_diff(old: dict, new: dict) -> list[Change]:
             for key in ("amount", "period", "scope", "on_exceed"):
                 if not same(a.get(key), b.get(key)):
                     out.append(_changed(f"{where}.{key}", a.get(key), b.get(key), subject, key))
+            for key in _other_keys(a, b, ("name", "amount", "period", "scope", "on_exceed")):
+                out += _generic(f"{where}.{key}", subject, a.get(key), b.get(key), key)
     for key in sorted((set(old) | set(new)) - {"max_order_total", "order_limit", "budgets"}):
         out += _generic(f"limits.{key}", "limits", old.get(key), new.get(key), key)
     return out
@@ -357,6 +368,12 @@ def _steps_diff(old: list, new: list) -> list[Change]:
     return out
 
 
+def _other_keys(old: Mapping[str, Any], new: Mapping[str, Any], handled) -> list[str]:
+    """The keys of either mapping not in ``handled``, old's order first: compared as written,
+    so no key is ever left out of the structural diff."""
+    return [k for k in list(old) + [k for k in new if k not in old] if k not in handled]
+
+
 def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
     out = []
     ow, nw = old.get("when"), new.get("when")
@@ -382,6 +399,10 @@ def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
         a, b = old.get(key, default), new.get(key, default)
         if not same(a, b):
             out.append(_changed(f"{path}.{key}", a, b, subject, key))
+    handled = ("name", "when", "kind", "required", "self_approval", "scope", "description")
+    # every other key (valid_from, valid_until, expiry, timeouts, fallback): as written
+    for key in _other_keys(old, new, handled + ("approvers",)):
+        out += _generic(f"{path}.{key}", subject, old.get(key), new.get(key), key)
     oa, na = old.get("approvers"), new.get("approvers")
     if not same(oa, na):
         out.append(
@@ -393,6 +414,56 @@ def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
                 f"{subject}: approvers {show(_approvers_text(oa))} -> {show(_approvers_text(na))}",
             )
         )
+    return out
+
+
+#: what a precedence rule does when its condition holds, in words
+_PRECEDENCE_VERB = {"deny": "blocks {}", "bypass": "approves {} without approval steps"}
+
+
+def _precedence_summary(kind: str, rule: Mapping[str, Any]) -> str:
+    """``blocks orders when total > 2000 (reason 'no mid orders')`` and the like."""
+    when = rule.get("when")
+    text = _PRECEDENCE_VERB[kind].format(f"orders when {describe(when)}" if when else "every order")
+    if rule.get("roles"):
+        text += f", for roles {', '.join(rule['roles'])}"
+    if rule.get("reason"):
+        text += f" (reason {show(rule['reason'])})"
+    return text
+
+
+def _precedence_diff(kind: str, old: list, new: list) -> list[Change]:
+    """``deny`` and ``bypass`` rule by rule, by name, each described in words."""
+    out = []
+    ob = {r["name"]: r for r in old}
+    nb = {r["name"]: r for r in new}
+    if [n for n in ob if n in nb] != [n for n in nb if n in ob] and kind == "bypass":
+        out.append(
+            Change(
+                kind, "moved", list(ob), list(nb), f"{kind} rules reordered (the first match wins)"
+            )
+        )
+    for name in list(ob) + [n for n in nb if n not in ob]:
+        where, subject = f"{kind}[{name}]", f"{kind} rule {name}"
+        if name not in nb:
+            text = f"{subject} removed (it {_precedence_summary(kind, ob[name])})"
+            out.append(Change(where, "removed", ob[name], None, text))
+        elif name not in ob:
+            text = f"{subject} added: {_precedence_summary(kind, nb[name])}"
+            out.append(Change(where, "added", None, nb[name], text))
+        else:
+            before, after = ob[name], nb[name]
+            if not same(before.get("when"), after.get("when")):
+                a, b = describe(before.get("when")), describe(after.get("when"))
+                text = f"{subject}: condition {show(a)} -> {show(b)}"
+                out.append(
+                    Change(f"{where}.when", "changed", before.get("when"), after.get("when"), text)
+                )
+            for key in ("roles", "reason"):
+                if not same(before.get(key), after.get(key)):
+                    out.append(
+                        _changed(f"{where}.{key}", before.get(key), after.get(key), subject, key)
+                    )
     return out
 
 

@@ -21,10 +21,11 @@ def _dec(value: Any) -> Decimal | None:
 
 
 def fmt_amount(value: Decimal) -> str:
-    """500 for 500.00, 999999.99 stays; never an exponent."""
+    """500 for 500.00, 909.10 for 909.1 (cents shown whole), 0.125 stays; never an exponent."""
     if value == value.to_integral_value():
         return str(int(value))
-    return format(value.normalize(), "f")
+    places = max(2, -value.normalize().as_tuple().exponent)
+    return format(value.quantize(Decimal(1).scaleb(-places)), "f")
 
 
 def same(a: Any, b: Any) -> bool:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .decision import Approver, Reason, TraceEntry
 from .directory import MAX_DELEGATION_DEPTH, Account, Membership
-from .notify import receives_email
+from .durations import utc_date
+from .notify import emailed_as_approver
 
 if TYPE_CHECKING:  # annotations only: evaluate imports this module
     from .compile import CompiledStep, Role
@@ -48,7 +49,7 @@ class _Candidate:
         self.master = membership.master
         self.attributes = membership.attributes
         self.limit = settings["approval_limit"]
-        self.email = receives_email(settings, account)
+        self.email = emailed_as_approver(settings, account)
 
 
 class CompanyContext:
@@ -251,7 +252,7 @@ def with_fallback(
                 settings = ev.policy.effective_settings(m)
                 if settings["approval_limit"] is not None and total > settings["approval_limit"]:
                     continue
-                email = receives_email(settings, account)
+                email = emailed_as_approver(settings, account)
                 why = (
                     f"admin of parent company {company.id}: no approver of {ev.company} covers "
                     f"{total}"
@@ -303,7 +304,7 @@ def with_delegates(
     directory = ev.directory
     if not approvers or not any(directory.delegations_of(a.account) for a in approvers):
         return approvers
-    day = ev.now.date()
+    day = utc_date(ev.now)  # delegation dates are UTC dates (docs/ruleset.md)
     names = (step.name, step.group_of or step.name.split("@", 1)[0])
     out = list(approvers)
     position = {a.account: i for i, a in enumerate(out)}
@@ -380,7 +381,7 @@ def with_delegates(
                         )
                 else:
                     settings = ev.policy.effective_settings(membership)
-                    email = receives_email(settings, account)
+                    email = emailed_as_approver(settings, account)
                     position[delegate] = len(out)
                     out.append(
                         Approver(

@@ -28,6 +28,7 @@ from .currencies import (
     in_currency,
     priced_currencies,
 )
+from .dates import Validity, deadline, time_zone, validity_of, with_validity
 from .decision import Decision, Order
 from .directory import Directory, Membership
 from .durations import parse_duration, parse_instant
@@ -44,6 +45,11 @@ DEFAULT_SETTINGS: Mapping[str, Any] = MappingProxyType(
         "no_approval_below": Decimal(0),
         "approval_limit": None,
         "email": True,
+        # None: follow ``email`` (see notify.py)
+        "email_as_buyer": None,
+        "email_as_approver": None,
+        # None: true, or under approval_email both_flags the buyer's own e-mail (notify.py)
+        "email_to_approvers": None,
         "hold_orders": False,
         "restricted_skus": (),
         "restricted_categories": (),
@@ -143,6 +149,11 @@ class CompiledStep:
     on_timeout: str = "cancel"
     #: ``escalate_to``, or None
     escalation: Escalation | None = None
+    #: ``valid_from`` / ``valid_until``: already joined into ``condition`` (an ``order_date``
+    #: test); kept for what is shown about the step
+    validity: Validity | None = None
+    #: ``expiry.date``: a request this step applies to expires at this instant (UTC)
+    expiry_deadline: datetime | None = None
     #: lazily built, per-step: what ``explain`` needs (see :meth:`explain_parts`)
     _lazy: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -207,6 +218,12 @@ class Budget:
     period: str
     amount: Decimal
     on_exceed: str
+    #: ``valid_from`` / ``valid_until``: outside them the budget is not checked nor drawn
+    validity: Validity | None = None
+
+    def in_force(self, day) -> bool:
+        """Whether the budget applies to an order dated ``day``."""
+        return self.validity is None or self.validity.holds_on(day)
 
 
 def compile_policy(checked: ValidatedRuleSet, version: int | None = None) -> Policy:
@@ -254,25 +271,35 @@ def _compile(
         gid: (spec or {}).get("label", gid) for gid, spec in (data.get("groups") or {}).items()
     }
     approval = data.get("approval") or {}
+    zone = time_zone(data.get("time_zone"))
     default_self = approval.get("self_approval", False)
     default_scope = approval.get("scope", "universal")
     steps = []
     step_specs = approval.get("steps") or ()
+    # a step's validity window is one more test of its condition (order_date)
+    validities = [validity_of(spec) for spec in step_specs]
+    conditions = [
+        with_validity(spec.get("when"), validity)
+        for spec, validity in zip(step_specs, validities, strict=True)
+    ]
     # each condition is parsed once: the generated code and the text come from one tree
-    trees = [parse(spec.get("when")) for spec in step_specs]
+    trees = [parse(condition) for condition in conditions]
     predicates = compile_trees(trees)
-    for spec, tree, predicate in zip(step_specs, trees, predicates, strict=True):
+    for spec, condition, validity, tree, predicate in zip(
+        step_specs, conditions, validities, trees, predicates, strict=True
+    ):
         approvers_spec = spec.get("approvers") or {}
         selectors = _selectors(approvers_spec.get("any_of"))
         kind = spec.get("kind", "standard")
         if kind == "assignment_tiers" and not selectors:
             selectors.append(Selector(None, "assigned", None, ()))
-        timeouts = step_timeouts(spec)
+        timeouts = step_timeouts(spec, zone)
+        timeouts["validity"] = validity
         steps.append(
             CompiledStep(
                 name=spec["name"],
                 kind=kind,
-                condition=spec.get("when"),
+                condition=condition,
                 condition_text=describe(tree),
                 predicate=predicate,
                 selectors=tuple(selectors),
@@ -340,6 +367,7 @@ def _compile(
             b["period"],
             parse_amount(b["amount"], "amount"),
             b.get("on_exceed", "require_approval"),
+            validity_of(b),
         )
         for b in limits.get("budgets") or ()
     )
@@ -371,7 +399,13 @@ def _compile(
         if order_limit
         else None,
         budgets=budgets,
-        expiry=parse_duration(expiry["after"]) if expiry else None,
+        order_limit_validity=validity_of(order_limit),
+        expiry=parse_duration(expiry["after"]) if expiry and expiry.get("after") else None,
+        expiry_deadline=deadline(expiry["date"], zone) if expiry and expiry.get("date") else None,
+        step_deadlines=MappingProxyType(
+            {step.name: step.expiry_deadline for step in steps if step.expiry_deadline}
+        ),
+        time_zone=zone,
         reversal_allowed=(approval.get("reversal") or {}).get("allowed", True),
         reminders=compile_reminders(approval.get("reminders")),
         merchant_review=bool(approval.get("merchant_review", False)),
@@ -416,8 +450,12 @@ class Policy:
         "steps",
         "max_order_total",
         "order_limit",
+        "order_limit_validity",
         "budgets",
         "expiry",
+        "expiry_deadline",
+        "step_deadlines",
+        "time_zone",
         "reversal_allowed",
         "reminders",
         "merchant_review",
@@ -549,13 +587,19 @@ class Policy:
         *,
         now: datetime | str | None = None,
         budgets_spent: Mapping[str, Any] | None = None,
+        ordered_at: datetime | None = None,
+        hold_lifted: bool = False,
     ) -> Decision:
         """Decide what happens to ``order``.  Pure: every input is an argument.
 
         ``now`` defaults to a fixed instant only in the sense that the caller
         must pass the clock; the API passes the request time.  ``budgets_spent``
         maps a budget name to what the current period has already drawn for
-        this order's scope.
+        this order's scope.  ``ordered_at``: when the order was submitted, if
+        before ``now`` (an order decided again); its date, in the rule set's
+        ``time_zone``, is the order's date.  Default: ``now``.
+        ``hold_lifted``: the merchant let a held order proceed, so ``hold_orders``
+        no longer holds it and the rest of the rules decide.
         """
         if not isinstance(order, Order):
             order = Order.from_dict(order)
@@ -570,8 +614,12 @@ class Policy:
             view = variant._directory_view(
                 directory, self.currency, self.conversion.get(order.currency)
             )
-            return Evaluation(variant, order, view, now, budgets_spent or {}).run()
-        return Evaluation(self, order, directory, now, budgets_spent or {}).run()
+            return Evaluation(
+                variant, order, view, now, budgets_spent or {}, ordered_at or now, hold_lifted
+            ).run()
+        return Evaluation(
+            self, order, directory, now, budgets_spent or {}, ordered_at or now, hold_lifted
+        ).run()
 
     def _directory_view(self, directory: Directory, base: str, rate: Decimal | None) -> Directory:
         view = self._directory_views.get(directory)

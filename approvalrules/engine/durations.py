@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from ..errors import OrderError
 
@@ -35,3 +35,21 @@ def parse_instant(text: str, where: str = "now") -> datetime:
 def isoformat(value: datetime) -> str:
     """UTC, seconds precision, ``Z`` suffix: one canonical text per instant."""
     return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def duration_words(text: str) -> str:
+    """``P7D`` as ``7 days``, ``P1DT6H`` as ``1 day 6 hours``, ``PT30M`` as ``30 minutes``."""
+    match = _DURATION.match(text or "")
+    if not match:
+        return str(text)
+    parts = []
+    for value, unit in zip(match.groups(), ("day", "hour", "minute"), strict=True):
+        if value and int(value):
+            parts.append(f"{int(value)} {unit}{'' if int(value) == 1 else 's'}")
+    return " ".join(parts) or "no time"
+
+
+def utc_date(value: datetime) -> date:
+    """The calendar date of an instant in UTC (naive values are taken as UTC, as
+    :func:`parse_instant` does): ``2026-02-07T23:30-03:00`` is 2026-02-08."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).date()

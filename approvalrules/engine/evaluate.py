@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from .buyer import buyer_settings_for, resolve_buyer
 from .conditions import Facts
+from .dates import local_date
 from .decision import Decision, Order, Reason, Step, TraceEntry
 from .directory import Directory
 from .money import format_amount, to_cents
-from .notify import notifications
+from .notify import approvers_emailed, notifications
 from .order_checks import blocking_checks, limit_checks
 from .precedence import bypass_rule, deny
 from .steps import match_steps
+from .timeouts import request_expiry
 
 if TYPE_CHECKING:  # annotations only: compile imports this module to run evaluations
     from .approvers import CompanyContext
@@ -56,6 +58,7 @@ class Evaluation:
         "order",
         "directory",
         "now",
+        "ordered_at",
         "spent",
         "trace",
         "reasons",
@@ -68,8 +71,10 @@ class Evaluation:
         "blocked",
         "company_context",
         "first_step",
+        "hold_lifted",
         "_assignments",
         "_context",
+        "_order_date",
     )
 
     def __init__(
@@ -79,11 +84,15 @@ class Evaluation:
         directory: Directory,
         now: datetime,
         spent: Mapping[str, Any],
+        ordered_at: datetime | None = None,
+        hold_lifted: bool = False,
     ):
         self.policy = policy
         self.order = order
         self.directory = directory
         self.now = now
+        #: when the order was submitted: its date is the order's date (default ``now``)
+        self.ordered_at = ordered_at or now
         self.spent = spent
         self.trace: list[TraceEntry] = []
         self.reasons: list[Reason] = []
@@ -92,8 +101,11 @@ class Evaluation:
         self.company_context: CompanyContext | None = None
         #: the memo entry of the first pending step, for its notification (see steps.py)
         self.first_step: list | None = None
+        #: the merchant lifted a hold: ``hold_orders`` no longer holds this order
+        self.hold_lifted = hold_lifted
         self._assignments = None
         self._context = None
+        self._order_date = None
 
     def run(self) -> Decision:
         """The decision, step by step; each check either passes or adds a reason."""
@@ -135,6 +147,9 @@ class Evaluation:
             self.group,
             m.attributes,
             frozenset(facts_exceeded),
+            ordered_at=self.ordered_at,
+            zone=p.time_zone,
+            assignments_of=self.buyer_assignments,
         )
         if p.deny:
             deny(self, facts)
@@ -142,12 +157,21 @@ class Evaluation:
         steps: list[Step] = []
         outcome = "blocked" if blocked else "approved"
         if not blocked:
-            if self.settings["hold_orders"]:
+            if self.settings["hold_orders"] and self.hold_lifted:
+                self.trace.append(
+                    TraceEntry(
+                        "settings.hold_orders",
+                        "passed",
+                        "hold_orders is on; the merchant lifted "
+                        "the hold, so the order goes on as the rules decide",
+                    )
+                )
+            if self.settings["hold_orders"] and not self.hold_lifted:
                 outcome = "held"
                 self.reasons.append(
                     Reason(
                         "orders_held",
-                        "orders of this account are held until the merchant releases them",
+                        "orders of this account are held until the merchant lets them proceed",
                     )
                 )
                 self.trace.append(
@@ -190,7 +214,16 @@ class Evaluation:
                                 )
                             )
         payer = None if outcome == "blocked" else self.payer()
-        expires_at = self.now + p.expiry if outcome == "pending" and p.expiry else None
+        expires_at = (
+            request_expiry(
+                self.now,
+                p.expiry,
+                p.expiry_deadline,
+                [p.step_deadlines.get(step.base) for step in steps] if p.step_deadlines else (),
+            )
+            if outcome == "pending"
+            else None
+        )
         role_label = p.role_label(m.role)
         buyer = {
             "account": order.buyer,
@@ -199,6 +232,8 @@ class Evaluation:
             "role": m.role,
             "role_label": role_label,
             "group": self.group,
+            # whether the approvers of this order may be e-mailed (later steps, reminders)
+            "email_to_approvers": approvers_emailed(p, self.settings, self.account),
         }
         return Decision(
             outcome=outcome,
@@ -270,6 +305,12 @@ class Evaluation:
         self.blocked = True
         self.reasons.append(Reason(code, message, details))
         self.trace.append(TraceEntry(rule, "failed", message))
+
+    def order_date(self):
+        """The order's date: the date of its submission in the rule set's ``time_zone``."""
+        if self._order_date is None:
+            self._order_date = local_date(self.ordered_at, self.policy.time_zone)
+        return self._order_date
 
     def context(self) -> EvaluationContext:
         """This policy's context for this directory, created on first use."""

@@ -1,4 +1,12 @@
-"""Who is told about a decision, and how: by e-mail, or in the inbox."""
+"""Who is told about a decision, and how: by e-mail, or in the inbox.
+
+Three settings split the one ``email`` switch per recipient (each unset one
+follows ``email``, so rule sets written before them behave as before):
+``email_as_buyer`` (e-mail about one's own orders), ``email_as_approver``
+(e-mail asking one to approve) and, on a buyer's record, ``email_to_approvers``
+(whether the approvers of its orders are e-mailed: PointForce's "E-Mail
+Approver" on the shopper's record).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +21,42 @@ if TYPE_CHECKING:  # annotations only: evaluate imports this module
     from .evaluate import Evaluation
 
 
-def receives_email(settings: Mapping[str, Any], account: Account) -> bool:
+def receives_email(settings: Mapping[str, Any], account: Account, flag: str = "email") -> bool:
     """Whether an account is notified by e-mail rather than in its inbox.
 
-    All three must hold: its effective ``email`` setting, the account's own
-    ``email_enabled`` switch, and an e-mail address.
+    All three must hold: its effective ``flag`` setting (``email``, or
+    ``email_as_buyer`` / ``email_as_approver``, which follow ``email`` when
+    unset), the account's own ``email_enabled`` switch, and an e-mail address.
     """
-    return bool(settings["email"] and account.email_enabled and account.email)
+    wanted = settings.get(flag)
+    if wanted is None:
+        wanted = settings["email"]
+    return bool(wanted and account.email_enabled and account.email)
+
+
+def emailed_as_buyer(settings: Mapping[str, Any], account: Account) -> bool:
+    """Whether a buyer hears about its own orders by e-mail (``email_as_buyer``)."""
+    return receives_email(settings, account, "email_as_buyer")
+
+
+def emailed_as_approver(settings: Mapping[str, Any], account: Account) -> bool:
+    """Whether an approver hears of requests, reminders and escalations by e-mail
+    (``email_as_approver``)."""
+    return receives_email(settings, account, "email_as_approver")
+
+
+def approvers_emailed(policy: Policy, settings: Mapping[str, Any], account: Account) -> bool:
+    """Whether the approvers of a buyer's orders may be e-mailed about them (E3).
+
+    The buyer's ``email_to_approvers`` when set; otherwise true, or under
+    ``notifications.approval_email: both_flags`` whether the buyer's own
+    e-mail is on (its ``email`` setting, switch and address: the rule before
+    the per-recipient flags).
+    """
+    explicit = settings.get("email_to_approvers")
+    if explicit is not None:
+        return bool(explicit)
+    return policy.approval_email != "both_flags" or receives_email(settings, account)
 
 
 def master_confirmation_recipients(
@@ -37,21 +74,19 @@ def master_confirmation_recipients(
     return tuple(masters)
 
 
-def approver_channel(policy: Policy, approver_email: bool, buyer_email: bool) -> str:
-    """How an approver hears of a request (E3): by e-mail when the approver receives e-mail
-    and, under ``notifications.approval_email: both_flags``, the buyer does too; else in the
-    inbox."""
-    both = policy.approval_email == "both_flags"
-    return "email" if approver_email and (buyer_email or not both) else "inbox"
+def approver_channel(approver_email: bool, buyer_allows: bool) -> str:
+    """How an approver hears of a request (E3): by e-mail when the approver is e-mailed as an
+    approver (:func:`emailed_as_approver`) and the buyer lets its approvers be e-mailed
+    (:func:`approvers_emailed`); else in the inbox."""
+    return "email" if approver_email and buyer_allows else "inbox"
 
 
-def approval_requested(policy: Policy, step: Step, buyer_email: bool) -> Notification:
+def approval_requested(step: Step, buyer_allows: bool) -> Notification:
     """The approval_requested notification for a step: e-mail or inbox per the e-mail flags (E3)."""
     return Notification(
         "approval_requested",
         tuple(
-            Recipient(a.account, approver_channel(policy, a.email, buyer_email))
-            for a in step.approvers
+            Recipient(a.account, approver_channel(a.email, buyer_allows)) for a in step.approvers
         ),
     )
 
@@ -59,7 +94,7 @@ def approval_requested(policy: Policy, step: Step, buyer_email: bool) -> Notific
 def notifications(ev: Evaluation, outcome: str, steps: list[Step]) -> tuple[Notification, ...]:
     """The notifications a decision with ``outcome`` sends (the first pending step's approvers)."""
     buyer = Recipient(
-        ev.order.buyer, "email" if receives_email(ev.settings, ev.account) else "inbox"
+        ev.order.buyer, "email" if emailed_as_buyer(ev.settings, ev.account) else "inbox"
     )
     if outcome == "approved":
         out = [Notification("order_confirmation", (buyer,))]
@@ -77,12 +112,12 @@ def notifications(ev: Evaluation, outcome: str, steps: list[Step]) -> tuple[Noti
 
 def _first_step_requested(ev: Evaluation, step: Step) -> Notification:
     """approval_requested for the first pending step, remembered in its memo entry (steps.py)."""
-    buyer_email = receives_email(ev.settings, ev.account)
+    buyer_allows = approvers_emailed(ev.policy, ev.settings, ev.account)
     entry = ev.first_step
     if entry is None or entry[0] is not step:
-        return approval_requested(ev.policy, step, buyer_email)
-    slot = 3 if buyer_email else 2
+        return approval_requested(step, buyer_allows)
+    slot = 3 if buyer_allows else 2
     note = entry[slot]
     if note is None:
-        note = entry[slot] = approval_requested(ev.policy, step, buyer_email)
+        note = entry[slot] = approval_requested(step, buyer_allows)
     return note

@@ -143,7 +143,20 @@ def limit_checks(ev: Evaluation) -> set[str]:
     """
     p, total = ev.policy, ev.order.total
     exceeded = set()
-    if p.order_limit:
+    limit_validity = p.order_limit_validity
+    if (
+        p.order_limit
+        and limit_validity is not None
+        and not limit_validity.holds_on(ev.order_date())
+    ):
+        ev.trace.append(
+            TraceEntry(
+                "limits.order_limit",
+                "skipped",
+                f"not in force on {ev.order_date().isoformat()} (valid {limit_validity.text()})",
+            )
+        )
+    elif p.order_limit:
         amount, on_exceed = p.order_limit
         if total > amount:
             if on_exceed == "block":
@@ -165,9 +178,19 @@ def limit_checks(ev: Evaluation) -> set[str]:
         else:
             ev.trace.append(TraceEntry("limits.order_limit", "passed", f"{total} <= {amount}"))
     for budget in p.budgets:
+        rule = f"limits.budgets.{budget.name}"
+        if budget.validity is not None and not budget.in_force(ev.order_date()):
+            ev.trace.append(
+                TraceEntry(
+                    rule,
+                    "skipped",
+                    f"not in force on {ev.order_date().isoformat()} "
+                    f"(valid {budget.validity.text()})",
+                )
+            )
+            continue
         spent = parse_amount(ev.spent.get(budget.name, 0), f"budgets_spent.{budget.name}")
         remaining = budget.amount - spent
-        rule = f"limits.budgets.{budget.name}"
         if total > remaining:
             message = (
                 f"budget {budget.name}: {total} is more than the {budget.period}'s remaining "

@@ -34,6 +34,8 @@ EVENTS = (
     "approval_reminder",
     "order_released",
     "order_held",
+    "order_hold_lifted",
+    "order_hold_cancelled",
     "approval_reversed",
     "approval_escalated",
     "order_edited",
@@ -110,12 +112,16 @@ def step_recipients(
     """The approvers of a step, by the channel the decision chose for each (ACCEPTANCE E3)."""
     step = request.steps[step_index]
     policy = versions.policy_for(session.get(RuleSetVersion, request.ruleset_version_id), session)
-    buyer_email = _buyer_channel(request.order) == "email"
+    buyer_allows = (request.order.decision.get("buyer") or {}).get("email_to_approvers")
+    if buyer_allows is None:  # decided before the per-recipient flags: the buyer's channel
+        buyer_allows = (
+            policy.approval_email != "both_flags" or _buyer_channel(request.order) == "email"
+        )
     accounts = _accounts(session, tenant, [a["account"] for a in step["approvers"]])
     return [
         _recipient(
             accounts.get(a["account"]),
-            approver_channel(policy, bool(a.get("email")), buyer_email),
+            approver_channel(bool(a.get("email")), buyer_allows),
             a["account"],
         )
         for a in step["approvers"]

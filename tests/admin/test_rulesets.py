@@ -54,10 +54,9 @@ def test_view_shows_the_chain_as_svg(viewer):
     for text in (
         "1. marketing",
         "2. ops",
-        "buyer group is marketing and total &gt; 500",
-        "required: 2",
-        "relation group_master",
-        "role approver",
+        'class="branches" data-steps="marketing ops"',
+        "2 approvals from: a master of the",
+        "Approver",
     ):
         assert text in page.text, text
     assert "YAML of version" in page.text
@@ -235,5 +234,5 @@ def test_a_chain_longer_than_the_picture_says_how_many_steps_it_left_out(viewer)
 
     steps = [{"name": f"s{n}", "approvers": {"any_of": [{"role": "r"}]}} for n in range(250)]
     svg = chain_svg({"approval": {"steps": steps}})
-    assert f"{MAX_STEPS_DRAWN}. s{MAX_STEPS_DRAWN - 1}" in svg
+    assert f"{MAX_STEPS_DRAWN}. s{MAX_STEPS_DRAWN - 1}<" in svg
     assert "... and 150 more steps" in svg and "s150<" not in svg

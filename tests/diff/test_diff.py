@@ -88,7 +88,7 @@ PAIRS = {
         ),
         ["step finance added at position 3 (when 'total > 5000', 1 of role master)"],
         [
-            "orders over 5000 by Masters: approved -> pending",
+            "orders over 5000 by buyers with role Master: approved -> pending",
             "orders over 5000 by Marketing members and Ops members: +step finance",
         ],
     ),
@@ -96,15 +96,15 @@ PAIRS = {
         variant(("  scope: own_group\n", "  scope: universal\n")),
         ["approval: scope 'own_group' -> 'universal'"],
         [
-            "orders over 500 by Marketing members: step marketing approvers +cid +dee",
-            "all orders by Ops members: step ops approvers +ann",
+            "orders over 500 by Marketing members: step marketing approvers +Cid +Dee",
+            "all orders by Ops members: step ops approvers +Ann",
         ],
     ),
     "budget lowered": (
         variant(("amount: 50000", "amount: 20000")),
         ["budget monthly: amount 50000 -> 20000"],
         [
-            "orders over 20000 by Masters: approved -> blocked (budget_exceeded)",
+            "orders over 20000 by buyers with role Master: approved -> blocked (budget_exceeded)",
             (
                 "orders over 20000 by Marketing members and Ops members: "
                 "pending -> blocked (budget_exceeded)"
@@ -120,7 +120,10 @@ PAIRS = {
         variant(("max_order_total: 100000", "max_order_total: 10000")),
         ["limits: max_order_total 100000 -> 10000"],
         [
-            "orders over 10000 by Masters: approved -> blocked (max_order_total_exceeded)",
+            (
+                "orders over 10000 by buyers with role Master: "
+                "approved -> blocked (max_order_total_exceeded)"
+            ),
             (
                 "orders over 10000 by Marketing members and Ops members: "
                 "pending -> blocked (max_order_total_exceeded)"
@@ -192,7 +195,10 @@ def test_f1_found_without_hand_written_orders(directory):
         1000,
         True,
     )
-    assert change.classes == ("Approvers in Marketing", "Requisitioners in Marketing")
+    assert change.classes == (
+        "buyers with role Approver in Marketing",
+        "buyers with role Requisitioner in Marketing",
+    )
     assert change.example["buyer"] in ("ann", "bob") and change.example["total"] in (
         "500.01",
         "999.99",
@@ -218,7 +224,7 @@ def test_representatives_are_verified(directory, base_policy):
     """Cid and Dee share a class; each one's own order excludes them, yet their changes agree."""
     report = diff.behavioural_diff(base_policy, base_policy, directory)
     names = {c.name: c.members for c in report.classes}
-    assert names["Approvers in Ops"] == ["cid", "dee"]
+    assert names["buyers with role Approver in Ops"] == ["cid", "dee"]
     assert not report.changed
 
 
@@ -260,14 +266,14 @@ def test_replay_counts_changes_per_class(tmp_path, directory, base_policy):
     orders.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", "utf-8")
     report = diff.replay(base_policy, new, directory, diff_cli.read_jsonl(orders))
     assert (report.orders, report.changed, report.errors) == (5, 2, 0)
-    assert report.per_class["Requisitioners in Marketing"] == {
+    assert report.per_class["buyers with role Requisitioner in Marketing"] == {
         "orders": 3,
         "changed": 1,
         "changes": {"pending -> approved": 1},
     }
-    assert report.per_class["Approvers in Marketing"]["changed"] == 1
-    assert report.per_class["Requisitioners in Ops"]["changed"] == 0
-    assert report.lines()[0] == "Approvers in Marketing: 1 of 1 orders change"
+    assert report.per_class["buyers with role Approver in Marketing"]["changed"] == 1
+    assert report.per_class["buyers with role Requisitioner in Ops"]["changed"] == 0
+    assert report.lines()[0] == "buyers with role Approver in Marketing: 1 of 1 orders change"
 
 
 def test_progress_bar_only_on_a_terminal(capsys, directory, base_policy):

@@ -79,9 +79,14 @@ def test_delegate_is_eligible_with_why_while_valid():
         ("2026-01-01T00:00:00Z", True),
         ("2026-01-31T23:59:59Z", True),
         ("2026-02-01T00:00:00Z", False),
+        # the UTC date of `now` decides, whatever offset it is written with
+        ("2026-01-31T23:30:00-03:00", False),  # 2026-02-01 in UTC: expired
+        ("2026-01-01T01:00:00+02:00", False),  # 2025-12-31 in UTC: not yet
+        ("2025-12-31T22:30:00-03:00", True),  # 2026-01-01 in UTC
+        ("2026-02-01T00:30:00+01:00", True),  # 2026-01-31 in UTC
     ],
 )
-def test_delegation_period_is_inclusive_dates(now, eligible):
+def test_delegation_period_is_inclusive_utc_dates(now, eligible):
     policy = make_policy(ruleset(approval={"steps": [MANAGER_STEP]}))
     directory = make_directory(_dir([_d("mgr-sales", "lou")]))
     assert (

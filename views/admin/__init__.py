@@ -35,6 +35,8 @@ ROUTES = (
     ("admin_ruleset_yaml", "/admin/rulesets/{name}/yaml"),
     ("admin_ruleset_form", "/admin/rulesets/{name}/form"),
     ("admin_ruleset_rollback", "/admin/rulesets/{name}/rollback"),
+    ("admin_ruleset_discard", "/admin/rulesets/{name}/draft/discard"),
+    ("admin_ruleset_update_tests", "/admin/rulesets/{name}/tests/update"),
     ("admin_versions", "/admin/rulesets/{name}/versions"),
     ("admin_version", "/admin/rulesets/{name}/versions/{number}"),
     ("admin_diff", "/admin/rulesets/{name}/diff"),
@@ -75,6 +77,11 @@ ROUTES = (
     ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),
     ("admin_evaluate", "/admin/evaluate"),
     ("admin_audit", "/admin/audit"),
+    ("admin_held_orders", "/admin/held-orders"),
+    ("admin_keys", "/admin/keys"),
+    ("admin_users", "/admin/users"),
+    ("admin_outbox", "/admin/outbox"),
+    ("admin_outbox_retry", "/admin/outbox/{id}/retry"),
 )
 
 
@@ -127,6 +134,7 @@ def includeme(config):
     config.add_request_method(actor, "admin_actor", reify=True)
     config.add_static_view("deform_static", "deform:static", cache_max_age=3600)
     config.include(".headers")
+    config.include(".words")
     config.add_subscriber(check_admin_input, ContextFound)
     for name, pattern in ROUTES:
         config.add_route(name, pattern, factory=AdminRoot)

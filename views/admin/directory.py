@@ -31,6 +31,7 @@ from approvalrules.store.models import (
 )
 
 from . import directory_forms as f
+from . import words
 from .common import PER_PAGE, Page, int_or_404, like, page_number, paginate, template
 
 
@@ -265,7 +266,7 @@ def company_page(request, company: Company, failed: Mapping[str, str] | None = N
         "ruleset": ruleset,
         "currency": currency,
         "role_label": policy.role_label if policy is not None else (lambda role: role),
-        "money": f.money_text,
+        "money": words.money,
         "subsidiaries": list(
             session.scalars(
                 select(Company).where(Company.parent_id == company.id).order_by(Company.name)
@@ -416,7 +417,7 @@ def account_page(request, account: Account, failed: Mapping[str, str] | None = N
         "account": account,
         "memberships": memberships,
         "role_label": lambda ms: membership_role_label(request, ms),
-        "money": f.money_text,
+        "money": words.money,
         "currency_of": lambda company: governing(request, company)[1],
         "status_words": f.STATUS_WORDS,
         "approves": list(
@@ -791,7 +792,7 @@ def assignments_page(request, failed: Mapping[str, str] | None = None) -> dict:
             query.order_by(Company.external_id, approver.external_id, account.external_id),
             request.params,
         ),
-        "money": f.money_text,
+        "money": words.money,
         "currency_of": lambda company: governing(request, company)[1],
         "can_edit": editing,
         "forms": rendered(assignments_forms(request), failed or {}, values) if editing else {},

@@ -19,7 +19,6 @@ from typing import Any
 
 import colander
 import deform
-from babel.numbers import get_currency_precision
 from sqlalchemy import select
 
 from approvalrules.engine.directory import CONTACT_KINDS, MEMBERSHIP_STATUSES
@@ -114,17 +113,6 @@ LIST_SETTINGS = (
     ("favourites", "Favourites list", "Product codes of the favourites list."),
     ("cost_centres", "Cost centres", "The cost centres an order may name."),
 )
-
-
-def money_text(amount: Any, currency: str | None) -> str:
-    """An amount with its currency's minor units and code: ``800.00 USD``, ``800 JPY``."""
-    if amount is None or amount == "":
-        return ""
-    value = Decimal(str(amount))
-    if not currency:
-        return format_amount(value)
-    places = get_currency_precision(currency)
-    return f"{value:,.{places}f} {currency}"
 
 
 def stored_amount(text: str) -> int | str:

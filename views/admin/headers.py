@@ -19,8 +19,10 @@ from pathlib import Path
 import deform
 from pyramid.events import NewResponse
 
-#: where the admin lives: the headers go on these responses (and the home page)
+#: where the admin lives: the headers go on these responses (and the pages below)
 ADMIN_PREFIX = "/admin"
+#: pages outside the admin that get the same headers: the home page, the API reference
+OTHER_PAGES = ("/", "/api/v1/docs")
 
 _INLINE_HANDLER = re.compile(rb'\son[a-z]+="([^"]*)"')
 _SCRIPT_TAG = re.compile(rb"<script(?![^>]*\bnonce=)")
@@ -70,7 +72,7 @@ def csp_nonce(request) -> str:
 def _is_admin_page(request) -> bool:
     # the raw WSGI path: request.path raises on a path that is not UTF-8 (refused with a 400)
     path = request.environ.get("PATH_INFO", "")
-    return path == "/" or path.startswith(ADMIN_PREFIX)
+    return path in OTHER_PAGES or path.startswith(ADMIN_PREFIX)
 
 
 def add_security_headers(event) -> None:

@@ -9,10 +9,20 @@ in one mapping must all hold; ``all``/``any``/``not`` combine conditions.
   explanations built on it (:func:`explain_parts`, :func:`render_explanation`);
 * :mod:`.describe`: :func:`describe`, a condition as text;
 * :mod:`.analysis`: :func:`interval_of`, :func:`iter_leaves`,
-  :func:`referenced_names`, :func:`thresholds`.
+  :func:`referenced_names`, :func:`thresholds`, :func:`date_edges`, :func:`uses_key`.
 """
 
-from .analysis import Bound, interval_of, iter_leaves, leaves_of, referenced_names, thresholds
+from .analysis import (
+    Bound,
+    date_edges,
+    exclude_each_other,
+    interval_of,
+    iter_leaves,
+    leaves_of,
+    referenced_names,
+    thresholds,
+    uses_key,
+)
 from .codegen import Predicate, compile_predicates, compile_trees, explain_parts, render_explanation
 from .describe import describe, describe_leaf
 from .facts import Facts, Line
@@ -47,8 +57,10 @@ __all__ = [
     "as_set",
     "compile_predicates",
     "compile_trees",
+    "date_edges",
     "describe",
     "describe_leaf",
+    "exclude_each_other",
     "explain_parts",
     "interval_of",
     "iter_leaves",
@@ -59,4 +71,5 @@ __all__ = [
     "render_explanation",
     "thresholds",
     "top_level_parts",
+    "uses_key",
 ]

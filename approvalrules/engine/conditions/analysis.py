@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from .tree import And, Leaf, Node, Not, Or, Visitor, amount, parse
+from .tree import And, Leaf, Node, Not, Or, Visitor, amount, as_set, day, parse
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +120,89 @@ def thresholds(condition: Mapping[str, Any] | None, key: str = "total") -> set[D
     return {
         amount(bound) for k, value in iter_leaves(condition) if k == key for bound in value.values()
     }
+
+
+#: condition keys whose subject has one value per order (the order's currency and type, the
+#: buyer's account, role and group): two tests of one key with no value in common never both hold
+SINGLE_VALUED = frozenset(["currency", "order_type", "buyer_role", "buyer_group", "buyer_account"])
+
+
+def _conjuncts(node: Node) -> list[Node]:
+    """The parts that must all hold: through nested conjunctions, not into ``any``/``not``."""
+    if isinstance(node, And):
+        return [part for child in node.children for part in _conjuncts(child)]
+    return [node]
+
+
+def _value_tests(node: Node) -> tuple[dict[str, frozenset], dict[str, frozenset]]:
+    """(values a single-valued subject must take, values it must not take) by key."""
+    allowed: dict[str, frozenset] = {}
+    refused: dict[str, frozenset] = {}
+    for part in _conjuncts(node):
+        if isinstance(part, Leaf) and part.key in SINGLE_VALUED:
+            values = as_set(part.value)
+            allowed[part.key] = allowed[part.key] & values if part.key in allowed else values
+        elif (
+            isinstance(part, Not)
+            and isinstance(part.child, Leaf)
+            and part.child.key in SINGLE_VALUED
+        ):
+            key = part.child.key
+            refused[key] = refused.get(key, frozenset()) | as_set(part.child.value)
+    return allowed, refused
+
+
+def _total_range(node: Node) -> Interval:
+    try:
+        return node.accept(_INTERVALS)
+    except (ArithmeticError, TypeError, ValueError):  # per-currency bounds: no single range
+        return None, None
+
+
+def _below(high: Bound | None, low: Bound | None) -> bool:
+    """Whether every total under ``high`` lies under every total over ``low``."""
+    if high is None or low is None:
+        return False
+    return high.value < low.value or (high.value == low.value and (high.strict or low.strict))
+
+
+def exclude_each_other(first: Mapping[str, Any] | None, second: Mapping[str, Any] | None) -> bool:
+    """Whether no order can meet both conditions, as far as their conjunctions show.
+
+    True when both require a single-valued subject (the buyer's group, role or account, the
+    order's type or currency) to take values with none in common, one refuses every value
+    the other requires, or their total ranges do not meet.  Conservative: False means
+    "maybe both", never "surely both".
+    """
+    a, b = parse(first), parse(second)
+    (a_allowed, a_refused), (b_allowed, b_refused) = _value_tests(a), _value_tests(b)
+    for key in SINGLE_VALUED:
+        if key in a_allowed and key in b_allowed and not a_allowed[key] & b_allowed[key]:
+            return True
+        if key in a_allowed and a_allowed[key] <= b_refused.get(key, frozenset()):
+            return True
+        if key in b_allowed and b_allowed[key] <= a_refused.get(key, frozenset()):
+            return True
+    (a_low, a_high), (b_low, b_high) = _total_range(a), _total_range(b)
+    return _below(a_high, b_low) or _below(b_high, a_low)
+
+
+def date_edges(condition: Mapping[str, Any] | None) -> set[date]:
+    """The days at whose first instant an ``order_date`` test of a condition can change: the
+    date itself for ``gte``/``lt``, the day after for ``gt``/``lte``, both for ``eq``."""
+    days: set[date] = set()
+    for key, value in iter_leaves(condition):
+        if key != "order_date":
+            continue
+        for op, bound in value.items():
+            when = day(bound)
+            if op in ("gte", "lt", "eq"):
+                days.add(when)
+            if op in ("gt", "lte", "eq"):
+                days.add(when + timedelta(days=1))
+    return days
+
+
+def uses_key(condition: Mapping[str, Any] | None, key: str) -> bool:
+    """Whether a condition tests ``key`` anywhere inside it."""
+    return any(k == key for k, _ in iter_leaves(condition))

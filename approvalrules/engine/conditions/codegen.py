@@ -15,7 +15,20 @@ from typing import Any
 
 from .describe import Describer
 from .facts import Facts
-from .tree import And, Leaf, Node, Not, Or, Visitor, amount, as_set, key_of, parse, top_level_parts
+from .tree import (
+    And,
+    Leaf,
+    Node,
+    Not,
+    Or,
+    Visitor,
+    amount,
+    as_set,
+    day,
+    key_of,
+    parse,
+    top_level_parts,
+)
 
 Predicate = Callable[[Facts], bool]
 
@@ -81,6 +94,11 @@ class SourceWriter(Visitor):
             return self.lines(value)
         if key == "exceeds":
             return f"({self.const(value)} in f.exceeded)"
+        if key == "order_date":
+            checks = [f"f.order_date {_PY_OPS[op]} {self.const(day(v))}" for op, v in value.items()]
+            return "(" + " and ".join(checks) + ")" if checks else "True"
+        if key == "buyer_has_approver":
+            return "f.has_approver" if value else "(not f.has_approver)"
         if key == "always":
             return "True"
         raise KeyError(key)
@@ -142,6 +160,7 @@ _ACTUAL: dict[str, Callable[[Any], str]] = {
     "buyer_role": lambda f: f" (role {f.role})",
     "buyer_group": lambda f: f" (group {f.group or 'none'})",
     "order_type": lambda f: f" (type {f.order_type})",
+    "order_date": lambda f: f" (order date {f.order_date.isoformat()})",
 }
 
 _DESCRIBER = Describer()

@@ -49,11 +49,27 @@ def describe_leaf(key: str, value: Any) -> str:
     if key == "lines":
         inner = ", ".join(_line_test_text(k, v) for k, v in value.items())
         return f"a line with {inner}"
+    if key == "order_date":
+        return "order date " + " and ".join(
+            f"{_DATE_WORDS[op]} {bound}" for op, bound in value.items()
+        )
+    if key == "buyer_has_approver":
+        return "buyer has an assigned approver" if value else "buyer has no assigned approver"
     if key == "exceeds":
         return f"order exceeds the {value.replace('_', ' ')}"
     if key == "always":
         return "always"
     return f"{label} is {_names(value)}"
+
+
+#: a date comparison in words: ``order date on or after 2026-01-01``
+_DATE_WORDS = {
+    "gt": "after",
+    "gte": "on or after",
+    "lt": "before",
+    "lte": "on or before",
+    "eq": "on",
+}
 
 
 def _line_test_text(key: str, value: Any) -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+
+from ..dates import local_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +29,10 @@ class Facts:
     """What conditions may look at, with derived facts computed on first use.
 
     ``quantity`` (sum of line quantities), ``skus`` and ``categories`` (sets
-    over the lines), ``max_qty`` and ``min_qty`` are filled in lazily, once
-    per evaluation, only when a condition asks for them.
+    over the lines), ``max_qty`` and ``min_qty``, ``order_date`` (the date of
+    ``ordered_at`` in the rule set's ``zone``) and ``has_approver`` (whether
+    ``assignments_of()`` returns any assignment of the buyer) are filled in
+    lazily, once per evaluation, only when a condition asks for them.
     """
 
     __slots__ = (
@@ -44,10 +50,28 @@ class Facts:
         "categories",
         "max_qty",
         "min_qty",
+        "ordered_at",
+        "zone",
+        "assignments_of",
+        "order_date",
+        "has_approver",
     )
 
     def __init__(
-        self, total, currency, order_type, lines, buyer, role, group, attributes, exceeded
+        self,
+        total,
+        currency,
+        order_type,
+        lines,
+        buyer,
+        role,
+        group,
+        attributes,
+        exceeded,
+        *,
+        ordered_at: datetime | None = None,
+        zone: tzinfo = UTC,
+        assignments_of: Callable[[], Sequence] | None = None,
     ):
         self.total = total
         self.currency = currency
@@ -58,6 +82,9 @@ class Facts:
         self.group = group
         self.attributes = attributes
         self.exceeded = exceeded
+        self.ordered_at = ordered_at
+        self.zone = zone
+        self.assignments_of = assignments_of
 
     def __getattr__(self, name):  # only called for a derived fact not computed yet
         lines = self.lines
@@ -71,6 +98,12 @@ class Facts:
             value = max((line.quantity for line in lines), default=_BELOW_ANY)
         elif name == "min_qty":
             value = min((line.quantity for line in lines), default=_ABOVE_ANY)
+        elif name == "order_date":
+            if self.ordered_at is None:
+                raise AttributeError("order_date: these facts have no submission instant")
+            value = local_date(self.ordered_at, self.zone)
+        elif name == "has_approver":
+            value = self.assignments_of is not None and bool(self.assignments_of())
         else:
             raise AttributeError(name)
         setattr(self, name, value)

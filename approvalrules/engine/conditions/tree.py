@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -159,7 +160,8 @@ class Visitor:
 
 # ------------------------------------------------- leaf values, as written
 
-#: comparison keys of ``total``, ``quantity``, ``line_count``: (operator, symbol in text)
+#: comparison keys of ``total``, ``quantity``, ``line_count``, ``order_date``: (operator, symbol
+#: in text)
 COMPARATORS = {
     "gt": (operator.gt, ">"),
     "gte": (operator.ge, ">="),
@@ -172,6 +174,11 @@ COMPARATORS = {
 def amount(value: Any) -> Decimal:
     """A bound as written (``500``, ``"12.50"``) as a Decimal."""
     return Decimal(str(value))
+
+
+def day(value: Any) -> date:
+    """A date as written (``"2026-03-31"``) as a date."""
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def as_set(value: Any) -> frozenset:
