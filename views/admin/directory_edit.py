@@ -342,10 +342,14 @@ def edit_membership(request):
     settings, attributes = dict(membership.settings or {}), dict(membership.attributes or {})
 
     def write(service: DirectoryService, data: dict):
-        approve = data["approve"]
-        changed_attributes = {k: v for k, v in attributes.items() if k != "approve"}
-        if approve:
-            changed_attributes["approve"] = approve
+        # the form shows two attributes; any other the membership has is kept
+        changed_attributes = {
+            k: v for k, v in attributes.items() if k not in ("approve", "approval_group")
+        }
+        if data["approve"]:
+            changed_attributes["approve"] = data["approve"]
+        if data["approval_group"]:
+            changed_attributes["approval_group"] = True
         return service.upsert_membership(
             account,
             company,
