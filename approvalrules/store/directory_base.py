@@ -112,6 +112,21 @@ class DirectoryServiceBase:
             )
         return membership
 
+    def find_membership(self, account_id: str, company_id: str) -> Membership | None:
+        """The membership of ``account_id`` in ``company_id``, or None (both must exist)."""
+        return self._find_membership(self.account(account_id), self.company(company_id))
+
+    def refuse_existing(self, kind: str, external_id: str) -> None:
+        """Refuse creating a company or account whose id is taken (``company_exists``...):
+        the create forms never change an existing record by accident."""
+        find = {"company": self._find_company, "account": self._find_account}[kind]
+        if find(external_id) is not None:
+            raise DirectoryError(
+                f"{kind}_exists",
+                f"{kind} {external_id!r} exists already; open it to change it",
+                path="id",
+            )
+
     # Companies and accounts are never deleted here, so found ones are kept for
     # the life of the service (a bulk load looks each up many times).
 

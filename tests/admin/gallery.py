@@ -41,11 +41,13 @@ SAMPLES_BY_ROUTE = {
     "admin_company": {"id": "acme"},
     "admin_account": {"id": "bob"},
     "admin_approval": {"id": "1"},  # the sample order PO-800's request
+    "admin_membership": {"id": "bill", "company": "abc1234"},  # PointForce's settings
+    "admin_group": {"id": "acme", "group": "marketing"},
 }
 SAMPLES = {"name": "acme", "number": "1"}
 
-#: routes that are not pages: a picture, the login (opened logged out), the logout
-NOT_PAGES = {"admin_ruleset_chain", "admin_logout", "admin_login"}
+#: routes that are not pages: a picture, a YAML download, the login (opened logged out), the logout
+NOT_PAGES = {"admin_ruleset_chain", "admin_directory_export", "admin_logout", "admin_login"}
 
 #: a few more scenes for the gallery: (file name, path, what to do on the page)
 SCENES = (

@@ -208,7 +208,7 @@ def test_per_contact_approval_settings_are_saved_as_membership_settings(owner, d
     form["no_approval_below"] = "300"
     form["max_order_total"] = "4,500.50"
     form["hold_orders"] = "yes"
-    form["email"] = "no"
+    form["email_to_approvers"] = "no"
     form["restricted_skus"] = "TNT-1\nTNT-2"
     form["cost_centres"] = "CC-100, CC-200"
     form.submit("save").follow()
@@ -216,14 +216,26 @@ def test_per_contact_approval_settings_are_saved_as_membership_settings(owner, d
     assert membership.settings == {
         "no_approval_below": 300,
         "max_order_total": "4500.5",
-        "email": False,
         "hold_orders": True,
+        "email_to_approvers": False,
         "allow_future_ship_dates": True,
         "restricted_skus": ["TNT-1", "TNT-2"],
         "cost_centres": ["CC-100", "CC-200"],
     }
     assert membership.attributes == {"approve": "assigned"}
     assert audit_actions(db) == ["membership.updated"]
+
+
+def test_the_approval_group_flag_is_a_membership_attribute(owner, db):
+    """Emporix's approval group: globex's rule set reads attributes: {approval_group: true}."""
+    form = owner.get("/admin/directory/accounts/ben/memberships/globex").forms["membership-edit"]
+    assert form["approval_group"].checked is False
+    form["approval_group"] = True
+    form.submit("save").follow()
+    membership = db.scalar(select(Membership).join(Account).where(Account.external_id == "ben"))
+    assert membership.attributes == {"approval_group": True}
+    form = owner.get("/admin/directory/accounts/ben/memberships/globex").forms["membership-edit"]
+    assert form["approval_group"].checked is True
 
 
 def test_a_bad_amount_is_an_error_on_its_field(owner, db):

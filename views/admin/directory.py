@@ -488,6 +488,7 @@ def membership_values(membership: Membership) -> dict:
         "default": membership.is_default,
         "status": membership.status,
         "approve": str((membership.attributes or {}).get("approve", "")),
+        "approval_group": (membership.attributes or {}).get("approval_group") is True,
         "settings": f.settings_to_form(membership.settings or {}),
     }
 

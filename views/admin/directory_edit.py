@@ -103,12 +103,6 @@ def act(request, write: Callable[[DirectoryService], str], address: str):
     return HTTPSeeOther(address)
 
 
-def _exists(what: str, ident: str, field: str = "id") -> DirectoryError:
-    return DirectoryError(
-        f"{what}_exists", f"{what} {ident!r} exists already; open it to change it", path=field
-    )
-
-
 # -- companies ------------------------------------------------------------------------------
 
 
@@ -120,8 +114,7 @@ def _exists(what: str, ident: str, field: str = "id") -> DirectoryError:
 )
 def create_company(request):
     def write(service: DirectoryService, data: dict):
-        if service._find_company(data["id"]) is not None:
-            raise _exists("company", data["id"])
+        service.refuse_existing("company", data["id"])
         return service.upsert_company(
             data["id"],
             name=data["name"],
@@ -253,7 +246,7 @@ def add_membership(service: DirectoryService, account: str, company: str, data: 
     }
     if data["invite"]:
         return service.invite(account, company, data["role"], **fields)
-    existing = service._find_membership(service.account(account), service.company(company))
+    existing = service.find_membership(account, company)
     if existing is not None:
         raise DirectoryError(
             "already_member",
@@ -342,10 +335,14 @@ def edit_membership(request):
     settings, attributes = dict(membership.settings or {}), dict(membership.attributes or {})
 
     def write(service: DirectoryService, data: dict):
-        approve = data["approve"]
-        changed_attributes = {k: v for k, v in attributes.items() if k != "approve"}
-        if approve:
-            changed_attributes["approve"] = approve
+        # the form shows two attributes; any other the membership has is kept
+        changed_attributes = {
+            k: v for k, v in attributes.items() if k not in ("approve", "approval_group")
+        }
+        if data["approve"]:
+            changed_attributes["approve"] = data["approve"]
+        if data["approval_group"]:
+            changed_attributes["approval_group"] = True
         return service.upsert_membership(
             account,
             company,
@@ -418,8 +415,7 @@ def membership_action(request):
 )
 def create_account(request):
     def write(service: DirectoryService, data: dict):
-        if service._find_account(data["id"]) is not None:
-            raise _exists("account", data["id"])
+        service.refuse_existing("account", data["id"])
         return service.upsert_account(
             data["id"],
             name=data["name"],
@@ -488,7 +484,11 @@ def _create_group(service: DirectoryService, company: str, data: dict):
         if exc.code != "unknown_group":
             raise
     else:
-        raise _exists("group", data["id"])
+        raise DirectoryError(
+            "group_exists",
+            f"group {data['id']!r} of {company!r} exists already; open it to change it",
+            path="id",
+        )
     return service.upsert_group(company, data["id"], name=data["name"] or data["id"])
 
 
@@ -568,7 +568,7 @@ def put_in_group(request):
 
     def write(service: DirectoryService, data: dict):
         account = data["account"]
-        existing = service._find_membership(service.account(account), service.company(cid))
+        existing = service.find_membership(account, cid)
         if existing is None:
             if not data["role"]:
                 raise DirectoryError(

@@ -68,9 +68,26 @@ FLAG_SETTINGS = (
     ("may_approve", "May approve orders", "No: never an eligible approver here."),
     (
         "email",
-        "E-mail approval messages",
-        "Approval e-mail goes out only when both the shopper and the approver have it on; "
-        "otherwise the order only appears in the approver's list.",
+        "Receives e-mail here",
+        "The default of the two e-mail flags below: no, and this contact's orders and approvals "
+        "at this company only appear in its lists.",
+    ),
+    (
+        "email_as_approver",
+        "E-Mail Approver (as approver)",
+        "PointForce's E-Mail Approver on an approver's record: e-mails asking this contact to "
+        "approve. No: it watches its list of carts to approve instead.",
+    ),
+    (
+        "email_to_approvers",
+        "E-Mail Approver (as shopper)",
+        "PointForce's E-Mail Approver on a shopper's record: this shopper's carts e-mail its "
+        "approvers (both flags must be on where the rule set asks for both).",
+    ),
+    (
+        "email_as_buyer",
+        "E-mail about own orders",
+        "Submitted, confirmed, approved, cancelled, held.",
     ),
     (
         "hold_orders",
@@ -492,6 +509,14 @@ def membership_schema(choices: Choices, company: str, ruleset: str | None):
             "name attributes: {approve: ...}).",
             name="approve",
             missing="",
+        )
+    )
+    schema.add(
+        flag_node(
+            "In the company's approval group",
+            "Emporix's approval groups (read by rule sets whose approvers name "
+            "attributes: {approval_group: true}).",
+            name="approval_group",
         )
     )
     settings = colander.Schema(
