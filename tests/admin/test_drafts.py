@@ -92,3 +92,44 @@ def test_rollback_asks_for_confirmation(owner, db):
     page = owner.get("/admin/rulesets/acme/versions")
     rollback = page.html.select_one("form[action$='/rollback']")
     assert rollback["data-confirm"].startswith("Make version 1 active again?")
+
+
+def test_the_yaml_editor_offers_the_update_too(editor, db):
+    text = versions.active_version(db, "demo", "acme").text.replace("gt: 500", "gt: 1000")
+    page = editor.post(
+        "/admin/rulesets/acme/yaml",
+        {"text": text, "action": "publish", "csrf_token": csrf(editor)},
+        status=422,
+    )
+    offer = [f for f in page.forms.values() if "tests/update" in f.action][0]
+    assert offer["text"].value == text
+    review = offer.submit("action")
+    assert len(review.html.select("ul.updated-tests li")) == 7
+
+
+def test_a_step_template_needs_an_amount_and_approvers(editor, db):
+    form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
+    field(form, "template_amount", 0).value = "5000"
+    page = form.submit("add_step", status=422)
+    assert "give an amount and pick who approves" in page.text
+    assert draft(db) is None
+
+
+def test_a_step_from_the_template_is_added_after_the_others(editor, db):
+    form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
+    field(form, "template_amount", 0).value = "2500"
+    field(form, "template_group", 0).value = "ops"
+    field(form, "template_required", 0).value = "2"
+    boxes = [f for f in form.fields["checkbox"] if (f._value or "").startswith("relation:")]
+    boxes[-5].checked = True  # the template's first relation: a master of the company
+    assert boxes[-5]._value == "relation:group_master"
+    form.submit("add_step").follow()
+    text = draft(db)
+    assert (
+        "    - name: ops-over-2500\n"
+        "      description: Ops orders above 2500 USD need 2 approvals.\n"
+        "      when: {buyer_group: ops, total: {gt: 2500}}\n"
+        "      approvers: {any_of: [{relation: group_master}]}\n"
+        "      required: 2\n"
+    ) in text
+    assert text.index("- name: ops\n") < text.index("- name: ops-over-2500")

@@ -247,16 +247,18 @@ def _yaml_field(name, title, description, validator):
 class _OneWay:
     """Validator of a builder: its fields or its YAML, not both; an amount needs a field."""
 
-    def __init__(self, yaml_name: str, pairs: tuple[tuple[str, str], ...] = ()):
+    def __init__(self, yaml_name: str, pairs: tuple[tuple[str, str], ...] = (), ignore: tuple = ()):
         self.yaml_name = yaml_name
         self.pairs = pairs
+        #: fields that always hold a value (an operator select) and say nothing alone
+        self.ignore = ignore
 
     def __call__(self, node, value):
         yaml = value.get(self.yaml_name)
         others = [
             k
             for k, v in value.items()
-            if k != self.yaml_name and v not in (colander.null, "", None)
+            if k != self.yaml_name and k not in self.ignore and v not in (colander.null, "", None)
         ]
         others = [k for k in others if not (isinstance(value[k], (set, list)) and not value[k])]
         error = colander.Invalid(node, "")
@@ -281,7 +283,7 @@ def condition_node(name, title, required, description, yaml_validator) -> coland
         description=description,
         missing=colander.null,
         widget=deform.widget.MappingWidget(template="ar_inline", css_class="condition"),
-        validator=_OneWay("when_yaml", (("when_measure", "when_amount"),)),
+        validator=_OneWay("when_yaml", (("when_measure", "when_amount"),), ignore=("when_op",)),
         json_kind="condition",
     )
     node.add(_select("when_group", "Buyer's group", [("", "(any group)")], picker="groups"))

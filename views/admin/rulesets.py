@@ -479,7 +479,8 @@ def _show_problems(form, schema, check: Check) -> list:
     invalid, unplaced = schema_forms.field_errors(schema, problems)
     if invalid is not None:
         form.widget.handle_error(form, invalid)
-    return unplaced
+    # failing tests have their own list on the page, with the offer to update them
+    return [p for p in unplaced if p.code != "test_failed"]
 
 
 @view_config(
