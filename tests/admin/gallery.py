@@ -168,7 +168,7 @@ def gallery(app, out: Path) -> list[Path]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(base_url=base, viewport={"width": 1366, "height": 900})
         page = context.new_page()
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(90_000)  # the acme form page is long; the CPU may be busy
         console = ConsoleErrors(page)
         page.goto("/admin/login?tenant=demo")
         shoot(page, out / "admin_login.png")
