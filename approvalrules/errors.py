@@ -95,6 +95,8 @@ class DocumentError(ApprovalRulesError):
 
     def __init__(self, problems: list[Problem], message: str | None = None):
         self.problems = [p for p in problems if p.severity == "error"]
+        #: the warnings found beside the errors (``approvalrules validate`` shows both)
+        self.warnings = [p for p in problems if p.severity != "error"]
         first = (
             self.problems[0] if self.problems else Problem("invalid_document", "invalid document")
         )
@@ -145,8 +147,22 @@ class Conflict(ApprovalRulesError):
     code = "conflict"
 
 
+class PreconditionFailed(ApprovalRulesError):
+    """A write sent ``If-Match`` with a tag the resource no longer has (HTTP 412): someone
+    changed it since the caller read it; ``details.etag`` is the current tag (None: gone)."""
+
+    code = "precondition_failed"
+
+
 class Forbidden(ApprovalRulesError):
     code = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """The API key is valid but its scope does not allow this endpoint (HTTP 403,
+    ``insufficient_scope``); ``details`` name the key's scope and the scopes that would do."""
+
+    code = "insufficient_scope"
 
 
 class Unauthorized(ApprovalRulesError):

@@ -59,3 +59,67 @@ def app(app_settings):
 @pytest.fixture
 def testapp(app):
     return webtest.TestApp(app)
+
+
+# ---------------------------------------------------------------- the webhook contract
+
+#: (event type, problem) of every outbox event off schemas/webhook.schema.json, per test
+WEBHOOK_VIOLATIONS: list[str] = []
+#: how many events of each type the suite checked (printed at the end of the run)
+WEBHOOK_CHECKED: dict[str, int] = {}
+
+
+def check_webhook_delivery(body: dict) -> list[str]:
+    """The problems of one webhook body against schemas/webhook.schema.json (none: valid)."""
+    from approvalrules.engine import validator
+
+    return [
+        f"{'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
+        for error in validator("webhook").iter_errors(body)
+    ]
+
+
+def _check_outbox_insert(mapper, connection, target) -> None:
+    """After every outbox INSERT, anywhere in the suite: the webhook body that the outbox
+    would deliver for it must match the published schema."""
+    from sqlalchemy import select
+
+    from approvalrules.store.models import Tenant
+    from approvalrules.workflow.outbox import webhook_body
+
+    slug = connection.execute(select(Tenant.slug).where(Tenant.id == target.tenant_id)).scalar()
+    WEBHOOK_CHECKED[target.event_type] = WEBHOOK_CHECKED.get(target.event_type, 0) + 1
+    for problem in check_webhook_delivery(webhook_body(slug, target)):
+        WEBHOOK_VIOLATIONS.append(f"{target.event_type}: {problem}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _webhook_contract_listener():
+    from sqlalchemy import event
+
+    from approvalrules.store.models import OutboxEvent
+
+    event.listen(OutboxEvent, "after_insert", _check_outbox_insert)
+    yield
+    event.remove(OutboxEvent, "after_insert", _check_outbox_insert)
+
+
+@pytest.fixture(autouse=True)
+def webhook_contract(_webhook_contract_listener):
+    """Every event a test emits validates against the webhook schema, or the test errors."""
+    WEBHOOK_VIOLATIONS.clear()
+    yield
+    found, WEBHOOK_VIOLATIONS[:] = list(WEBHOOK_VIOLATIONS), []
+    assert not found, "events off schemas/webhook.schema.json:\n" + "\n".join(found[:20])
+
+
+def pytest_terminal_summary(terminalreporter):
+    if WEBHOOK_CHECKED:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(WEBHOOK_CHECKED.items()))
+        terminalreporter.write_line(f"webhook contract: events checked by type: {counts}")
+
+
+@pytest.fixture
+def webhook_checks():
+    """``(check_webhook_delivery, WEBHOOK_VIOLATIONS)`` for tests of the contract itself."""
+    return check_webhook_delivery, WEBHOOK_VIOLATIONS

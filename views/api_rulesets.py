@@ -67,7 +67,7 @@ class RuleSetApi:
         self.tenant = request.tenant
         self.name = request.matchdict.get("name")
 
-    @view_config(route_name="api_rulesets", request_method="GET")
+    @view_config(route_name="api_rulesets", request_method="GET", api_grant="read")
     def list(self):
         rulesets = self.session.scalars(
             select(RuleSet).where(RuleSet.tenant_id == self.tenant.id).order_by(RuleSet.name)
@@ -90,9 +90,19 @@ class RuleSetApi:
             raise NotFound("unknown_ruleset", f"no rule set {self.name!r}")
         return ruleset
 
-    @view_config(route_name="api_ruleset", request_method="GET")
+    def _if_match(self) -> str | None:
+        return self.request.headers.get("If-Match")
+
+    def _tag(self) -> None:
+        """The rule set's current ETag on the answer (``If-Match`` it on the next write)."""
+        tag = versions.ruleset_etag(versions.get_ruleset(self.session, self.tenant.id, self.name))
+        if tag is not None:
+            self.request.response.headers["ETag"] = tag
+
+    @view_config(route_name="api_ruleset", request_method="GET", api_grant="read")
     def get(self):
         ruleset = self._ruleset()
+        self._tag()
         active = ruleset.active_version
         return {
             "name": ruleset.name,
@@ -101,13 +111,17 @@ class RuleSetApi:
             "draft": ruleset.draft_text,
         }
 
-    @view_config(route_name="api_ruleset_draft", request_method="PUT")
+    @view_config(route_name="api_ruleset_draft", request_method="PUT", api_grant="merchant")
     def save_draft(self):
         """Save the body as the draft: refused (413/422) when it fails the loader's guards
         (size, depth, aliases); kept otherwise, with its other problems listed (at most
         ``MAX_PROBLEMS`` and a last "... and N more")."""
         text = yaml_body(self.request)
-        versions.save_draft(self.session, self.tenant.id, self.name, text, author="api")
+        versions.save_draft(
+            self.session, self.tenant.id, self.name, text, author="api", if_match=self._if_match()
+        )
+        self.session.flush()
+        self._tag()
         try:
             checked = publishing.check(
                 self.session, self.tenant, self.name, text, source=f"{self.name}.yaml"
@@ -122,22 +136,32 @@ class RuleSetApi:
             "problems": [p.as_dict() for p in problems],
         }
 
-    @view_config(route_name="api_ruleset_publish", request_method="POST")
+    @view_config(route_name="api_ruleset_publish", request_method="POST", api_grant="merchant")
     def publish(self):
         text = yaml_body(self.request) if self.request.body else None
         published = publishing.publish(
-            self.session, self.tenant, self.name, text, author="api", source=f"{self.name}.yaml"
+            self.session,
+            self.tenant,
+            self.name,
+            text,
+            author="api",
+            source=f"{self.name}.yaml",
+            if_match=self._if_match(),
         )
         self.request.response.status_int = 201
+        self._tag()
         return {**version_view(published.version), "pending": published.pending}
 
-    @view_config(route_name="api_ruleset_rollback", request_method="POST")
+    @view_config(route_name="api_ruleset_rollback", request_method="POST", api_grant="merchant")
     def rollback(self):
         number = _version_number(self.request.params.get("to", ""))
-        published = publishing.rollback(self.session, self.tenant, self.name, number, author="api")
+        published = publishing.rollback(
+            self.session, self.tenant, self.name, number, author="api", if_match=self._if_match()
+        )
+        self._tag()
         return {**version_view(published.version), "pending": published.pending}
 
-    @view_config(route_name="api_ruleset_versions", request_method="GET")
+    @view_config(route_name="api_ruleset_versions", request_method="GET", api_grant="read")
     def list_versions(self):
         self._ruleset()
         return {
@@ -147,7 +171,21 @@ class RuleSetApi:
             ]
         }
 
-    @view_config(route_name="api_ruleset_diff", request_method="GET")
+    @view_config(route_name="api_ruleset_version", request_method="GET", api_grant="read")
+    def get_version(self):
+        """One version with its text, verbatim (``number``: a version number or ``active``)."""
+        which = self.request.matchdict["number"]
+        if which == "active":
+            version = self._ruleset().active_version
+            if version is None:
+                raise NotFound("unknown_version", f"rule set {self.name!r} has no active version")
+        else:
+            version = versions.get_version(
+                self.session, self.tenant.id, self.name, _version_number(which)
+            )
+        return {"name": self.name, **version_view(version), "text": version.text}
+
+    @view_config(route_name="api_ruleset_diff", request_method="GET", api_grant="read")
     def diff(self):
         old = versions.get_version(
             self.session,

@@ -12,20 +12,29 @@ from pyramid.view import view_config
 
 from approvalrules.engine import schema
 from approvalrules.store.models import REQUEST_STATUSES
+from approvalrules.store.services import GRANT_SCOPES
 
+from .openapi_directory import directory_paths
+from .openapi_merchant import merchant_paths
 from .openapi_parts import (  # noqa: F401  (the limits are part of this module's API)
     DIRECTORY_ID,
     ERROR,
+    ETAG_HEADER,
     HEADER_TOKEN,
+    IF_MATCH,
     MAX_ID,
     RULESET_NAME,
+    SCOPES_TEXT,
     STEP_STATES,
     TEXT_100,
     WHOLE,
+    grant_for,
+    security_for,
 )
 from .openapi_parts import error_responses as _error_responses
 from .openapi_reference import DESCRIPTION, reference_paths
 from .openapi_rulesets import ruleset_paths
+from .openapi_webhooks import webhook_components, webhooks
 
 
 def _rewrite_refs(node):
@@ -171,6 +180,7 @@ def document() -> dict:
             "order_detail": {"type": "object"},
         },
     }
+    components.update(webhook_components())
     components["ApprovalAction"] = {
         "type": "object",
         "required": ["approver"],
@@ -474,191 +484,40 @@ def document() -> dict:
         }
     }
 
-    def upsert(summary: str, properties: dict, *path_params: str, required: tuple = ()) -> dict:
-        return {
-            "summary": summary,
-            "parameters": [
-                {"name": n, "in": "path", "required": True, "schema": DIRECTORY_ID}
-                for n in path_params
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": properties,
-                            "required": list(required),
-                        }
-                    }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "Upserted",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                **_error_responses(400, 401, 404, 409, 422),
-            },
-        }
-
-    text, flag, nullable_text = (
-        {"type": "string"},
-        {"type": "boolean"},
-        {"type": ["string", "null"]},
-    )
-    amount = {"oneOf": [{"$ref": "#/components/schemas/money"}, {"type": "null"}]}
-    paths["/api/v1/directory/companies/{company}"] = {
-        "put": upsert(
-            "Upsert a company by external id",
-            {
-                "name": text,
-                "parent": nullable_text,
-                "ruleset": nullable_text,
-                "attributes": {"type": "object"},
-                "locations": {
-                    "description": "When given, the company's locations become exactly these.",
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["id"],
-                        "properties": {"id": text, "name": text, "address": text},
-                    },
-                },
-                "contacts": {
-                    "description": "When given, the company's contacts become exactly these.",
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["account", "kind"],
-                        "properties": {
-                            "account": text,
-                            "kind": {"enum": ["primary", "billing", "logistics"]},
-                        },
-                    },
-                },
-            },
-            "company",
-        )
-    }
-    paths["/api/v1/directory/companies/{company}/groups/{group}"] = {
-        "put": upsert("Upsert a purchasing group", {"name": text}, "company", "group"),
-        "delete": {
-            "summary": "Delete a group; members per the tenant's policy (or ?policy=)",
-            "parameters": [
-                {"name": n, "in": "path", "required": True, "schema": DIRECTORY_ID}
-                for n in ("company", "group")
-            ]
-            + [
-                {
-                    "name": "policy",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"enum": ["remove_members", "move_to_company", "refuse_if_members"]},
-                }
-            ],
-            "responses": {
-                "200": {
-                    "description": "Deleted",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                **_error_responses(401, 404, 409),
-            },
-        },
-    }
-    paths["/api/v1/directory/accounts/{account}"] = {
-        "put": upsert(
-            "Upsert an account by external id",
-            {"name": text, "email": nullable_text, "email_enabled": flag, "active": flag},
-            "account",
-        )
-    }
-    paths["/api/v1/directory/accounts/{account}/memberships/{company}"] = {
-        "put": upsert(
-            "Upsert a membership (role, group, master, settings); `move` moves between groups",
-            {
-                "role": text,
-                "group": nullable_text,
-                "master": flag,
-                "default": flag,
-                "status": {"enum": ["active", "invited", "declined", "inactive"]},
-                "settings": {"type": "object"},
-                "attributes": {"type": "object"},
-                "move": flag,
-            },
-            "account",
-            "company",
-        )
-    }
-    paths["/api/v1/directory/delegations"] = {
-        "put": upsert(
-            "Upsert a delegation (out of office): delegate approves for delegator in a period; "
-            "loops refused",
-            {
-                "delegator": text,
-                "delegate": text,
-                "valid_from": {"type": "string", "format": "date"},
-                "valid_until": {"type": "string", "format": "date"},
-                "company": nullable_text,
-                "step": nullable_text,
-            },
-            required=("delegator", "delegate", "valid_from", "valid_until"),
-        ),
-        "delete": {
-            "summary": "Revoke a delegation, named by delegator, delegate and its optional "
-            "company and step; requests already pending keep their approvers",
-            "parameters": [
-                {
-                    "name": n,
-                    "in": "query",
-                    "required": n in ("delegator", "delegate"),
-                    "schema": TEXT_100,
-                }
-                for n in ("delegator", "delegate", "company", "step")
-            ],
-            "responses": {
-                "200": {
-                    "description": "Revoked",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                **_error_responses(400, 401, 404, 409, 422),
-            },
-        },
-    }
-    paths["/api/v1/directory/assignments"] = {
-        "put": upsert(
-            "Upsert an assignment approver -> account",
-            {
-                "approver": text,
-                "account": text,
-                "company": text,
-                "threshold": amount,
-                "limit": amount,
-                "step": nullable_text,
-            },
-            required=("approver", "account", "company"),
-        )
-    }
+    paths.update(directory_paths())
     paths.update(ruleset_paths())
+    paths.update(merchant_paths())
     paths.update(reference_paths())
-    for item in paths.values():
-        for operation in item.values():
+    for path, item in paths.items():
+        for method, operation in item.items():
             # every operation checks its parameters and refuses other methods
             operation["responses"] = {**_error_responses(400, 405), **operation["responses"]}
+            if operation.get("security") != []:  # [] is public (/ready)
+                grant = grant_for(path, method)
+                operation["security"] = security_for(grant, GRANT_SCOPES)
+                if grant != "any":
+                    operation["responses"] = {**_error_responses(403), **operation["responses"]}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "approvalrules storefront API",
             "version": "1",
-            "description": DESCRIPTION,
+            "description": DESCRIPTION + "\n**Scopes**: " + SCOPES_TEXT,
         },
         "components": {
             "schemas": components,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The tenant's API key: `Authorization: Bearer ar_<prefix>_"
+                    "<token>`. " + SCOPES_TEXT,
+                }
+            },
         },
         "security": [{"apiKey": []}],
         "paths": paths,
+        "webhooks": webhooks(),
     }
 
 

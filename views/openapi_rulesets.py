@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .openapi_parts import RULESET_NAME, WHOLE
+from .openapi_parts import ETAG_HEADER, IF_MATCH, RULESET_NAME, WHOLE
 from .openapi_parts import error_responses as _error_responses
 
 
@@ -30,10 +30,10 @@ def ruleset_paths() -> dict:
     }
     paths["/api/v1/rulesets/{name}"] = {
         "get": {
-            "summary": "A rule set: active text and draft",
+            "summary": "A rule set: active text and draft, with its ETag",
             "parameters": [name],
             "responses": {
-                "200": {"description": "The rule set", **anything},
+                "200": {"description": "The rule set", "headers": ETAG_HEADER, **anything},
                 **_error_responses(401, 404),
             },
         }
@@ -43,22 +43,22 @@ def ruleset_paths() -> dict:
             "summary": "Save a draft (kept even when invalid, listing its problems; refused "
             "when it fails the loader's guards: 413 over the size cap, 422 too deep or an "
             "alias bomb)",
-            "parameters": [name],
+            "parameters": [name, IF_MATCH],
             "requestBody": yaml_body,
             "responses": {
-                "200": {"description": "Saved", **anything},
-                **_error_responses(400, 401, 413, 422),
+                "200": {"description": "Saved", "headers": ETAG_HEADER, **anything},
+                **_error_responses(400, 401, 412, 413, 422),
             },
         }
     }
     paths["/api/v1/rulesets/{name}/publish"] = {
         "post": {
             "summary": "Validate and publish the body (or the draft) as the next version",
-            "parameters": [name],
+            "parameters": [name, IF_MATCH],
             "requestBody": {**yaml_body, "required": False},
             "responses": {
-                "201": {"description": "The new version", **anything},
-                **_error_responses(400, 401, 404, 409, 413, 422),
+                "201": {"description": "The new version", "headers": ETAG_HEADER, **anything},
+                **_error_responses(400, 401, 404, 409, 412, 413, 422),
             },
         }
     }
@@ -68,10 +68,11 @@ def ruleset_paths() -> dict:
             "parameters": [
                 name,
                 {"name": "to", "in": "query", "required": True, "schema": WHOLE},
+                IF_MATCH,
             ],
             "responses": {
-                "200": {"description": "The new version", **anything},
-                **_error_responses(400, 401, 404),
+                "200": {"description": "The new version", "headers": ETAG_HEADER, **anything},
+                **_error_responses(400, 401, 404, 412),
             },
         }
     }
@@ -82,6 +83,25 @@ def ruleset_paths() -> dict:
             "responses": {
                 "200": {"description": "Versions", **anything},
                 **_error_responses(401, 404),
+            },
+        }
+    }
+    paths["/api/v1/rulesets/{name}/versions/{number}"] = {
+        "get": {
+            "summary": "One version with its text, byte for byte as published (number, or "
+            "`active`); read-only keys may read it (the remote diff)",
+            "parameters": [
+                name,
+                {
+                    "name": "number",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^([1-9][0-9]{0,8}|active)$"},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The version and its text", **anything},
+                **_error_responses(400, 401, 404),
             },
         }
     }

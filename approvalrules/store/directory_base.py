@@ -115,6 +115,12 @@ class DirectoryServiceBase:
     # Companies and accounts are never deleted here, so found ones are kept for
     # the life of the service (a bulk load looks each up many times).
 
+    def forget_cached_rows(self) -> None:
+        """Drop the companies and accounts found so far: after a savepoint's rollback, one
+        created inside it is gone."""
+        self._companies.clear()
+        self._accounts.clear()
+
     def _find_company(self, external_id: str) -> Company | None:
         company = self._companies.get(external_id)
         if company is None:

@@ -252,21 +252,24 @@ def _write_emails(messages: list[EmailMessage], directory: Path) -> None:
         (directory / f"{safe}.eml").write_bytes(bytes(message))
 
 
+def webhook_body(tenant_slug: str, event: OutboxEvent) -> dict[str, Any]:
+    """What a webhook delivers for ``event`` (schemas/webhook.schema.json): the same on every
+    attempt, so a receiver de-duplicates by its ``id``."""
+    return {
+        "id": str(event.event_id),
+        "type": event.event_type,
+        "tenant": tenant_slug,
+        "created_at": event.created_at.isoformat(),
+        "data": event.payload,
+    }
+
+
 def _post_webhook(tenant: Tenant, event: OutboxEvent, timeout: float) -> bool:
     hook = (tenant.settings or {}).get("webhook") or {}
     url = hook.get("url")
     if not url:
         return False
-    body = json.dumps(
-        {
-            "id": str(event.event_id),
-            "type": event.event_type,
-            "tenant": tenant.slug,
-            "created_at": event.created_at.isoformat(),
-            "data": event.payload,
-        },
-        sort_keys=True,
-    ).encode()
+    body = json.dumps(webhook_body(tenant.slug, event), sort_keys=True).encode()
     request = urllib.request.Request(
         url,
         data=body,

@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ..engine import ValidatedRuleSet, check_ruleset, compile_policy
-from ..engine.ruletests import TestResult, run_tests
+from ..engine.ruletests import TestResult, run_tests, updated_expectations
 from ..errors import DocumentError, NotFound, Problem, TestsFailed
 from ..store import versions
 from ..store.directory import directory_for
+from ..store.etags import check_if_match
 from ..store.models import RuleSetVersion, Tenant
+from ..store.services import audit
 from . import reevaluate
 
 
@@ -75,6 +77,43 @@ def run_embedded_tests(
     return run_tests(checked, compile_policy(checked), directory_for(session, tenant))
 
 
+def expectation_updates(session: Session, tenant: Tenant, name: str, text: str) -> dict[int, dict]:
+    """The failing embedded tests of ``text``, their ``expect`` rewritten from the decisions
+    ``text`` makes today against the tenant's directory, by test index.
+
+    Raises :class:`DocumentError` when ``text`` is not a valid rule set ``name``.  The
+    caller writes the blocks into the text (keeping its comments) and shows the change
+    for review before saving it.
+    """
+    checked = check(session, tenant, name, text)
+    return updated_expectations(checked, compile_policy(checked), directory_for(session, tenant))
+
+
+def save_draft(session: Session, tenant: Tenant, name: str, text: str, *, author: str) -> bool:
+    """Keep ``text`` as rule set ``name``'s draft; False when that leaves no draft.
+
+    A text equal to the active version's is no unpublished change: it discards any draft
+    (audited) instead of saving one, so saving an unchanged form leaves nothing to publish.
+    Raises :class:`DocumentError` for a text the loader's guards refuse.
+    """
+    ruleset = versions.get_ruleset(session, tenant.id, name)
+    active = ruleset.active_version if ruleset is not None else None
+    if active is not None and active.text == text:
+        versions.discard_draft(session, tenant, name, author)
+        return False
+    versions.save_draft(session, tenant.id, name, text, author=author)
+    return True
+
+
+def save_updated_tests(
+    session: Session, tenant: Tenant, name: str, text: str, tests: list[str], *, author: str
+) -> None:
+    """Save ``text``, whose failing tests' expectations a merchant reviewed and accepted, as
+    the draft, and audit which tests were rewritten."""
+    versions.save_draft(session, tenant.id, name, text, author=author)
+    audit(session, tenant.id, author, "ruleset.tests_updated", "ruleset", name, {"tests": tests})
+
+
 def require_passing(results: list[TestResult], name: str = "") -> None:
     """Raise :class:`TestsFailed` when any of ``results`` failed."""
     if any(not r.passed for r in results):
@@ -89,6 +128,7 @@ def publish(
     *,
     author: str,
     source: str | None = None,
+    if_match: str | None = None,
 ) -> Published:
     """Check, test and publish ``text`` (default: the draft) as rule set ``name``; then clear the
     draft and re-evaluate the pending requests.
@@ -99,6 +139,8 @@ def publish(
     """
     # the lock before the draft is read: a draft saved meanwhile waits, then stays
     ruleset = versions.get_ruleset(session, tenant.id, name, lock=True)
+    if if_match:
+        check_if_match(if_match, versions.ruleset_etag(ruleset), f"rule set {name!r}")
     seen_draft = ruleset.draft_text if ruleset is not None else None
     if text is None:
         text = seen_draft
@@ -118,9 +160,19 @@ def publish(
     return Published(version, pending, results, warnings)
 
 
-def rollback(session: Session, tenant: Tenant, name: str, number: int, *, author: str) -> Published:
+def rollback(
+    session: Session,
+    tenant: Tenant,
+    name: str,
+    number: int,
+    *,
+    author: str,
+    if_match: str | None = None,
+) -> Published:
     """Make version ``number``'s text active again (as a new version) and re-evaluate the
-    pending requests; the draft stays."""
+    pending requests; the draft stays.  With ``if_match``: refused (412) when the rule set
+    changed since the caller read it."""
+    versions.check_ruleset_if_match(session, tenant, name, if_match)
     version = versions.rollback(session, tenant.id, name, number, author=author)
     pending = reevaluate.on_publish(session, tenant, name, actor=author)
     return Published(version, pending)

@@ -27,7 +27,8 @@ def test_companies_search(viewer):
 
 def test_company_page(viewer):
     page = viewer.get("/admin/directory/companies/acme")
-    for text in ("Company Acme", "marketing", "bob", "requisitioner", "Memberships", "Assignments"):
+    # roles by their rule set's labels, groups by their names (issue 17)
+    for text in ("Company Acme", "Marketing", "Bob", "Requisitioner", "Members", "Assignments"):
         assert text in page.text
     viewer.get("/admin/directory/companies/nope", status=404)
 
@@ -55,7 +56,7 @@ def test_account_page(viewer):
 
 
 def test_memberships_groups_assignments(viewer):
-    assert "requisitioner" in viewer.get("/admin/directory/memberships?q=bob").text
+    assert "Requisitioner" in viewer.get("/admin/directory/memberships?q=bob").text
     assert "0 found" in viewer.get("/admin/directory/memberships?status=declined&role=nobody").text
     assert "marketing" in viewer.get("/admin/directory/groups?q=acme").text
     page = viewer.get("/admin/directory/assignments")

@@ -197,8 +197,8 @@ def test_decimal_numbers_and_decimal_strings_stay_accepted(twin_api, order_id):
         ("DELETE", "/api/v1/orders/x", "GET, HEAD"),
         ("PUT", "/api/v1/evaluate", "POST"),
         ("GET", "/api/v1/approvals/1/approve", "POST"),
-        ("POST", "/api/v1/directory/companies/acme", "PUT"),
-        ("GET", "/api/v1/directory/delegations", "DELETE, PUT"),
+        ("POST", "/api/v1/directory/companies/acme", "GET, HEAD, PUT"),
+        ("POST", "/api/v1/directory/delegations", "DELETE, GET, HEAD, PUT"),
     ],
 )
 def test_a_wrong_method_on_a_known_route_is_405_with_allow(api, method, path, allow):
