@@ -41,11 +41,15 @@ SAMPLES_BY_ROUTE = {
     "admin_company": {"id": "acme"},
     "admin_account": {"id": "bob"},
     "admin_approval": {"id": "1"},  # the sample order PO-800's request
+    "admin_group": {"id": "acme", "group": "marketing"},
+    "admin_membership": {"id": "bob", "company": "acme"},
 }
 SAMPLES = {"name": "acme", "number": "1"}
 
-#: routes that are not pages: a picture, the login (opened logged out), the logout
-NOT_PAGES = {"admin_ruleset_chain", "admin_logout", "admin_login"}
+#: routes that are not pages: the login (opened logged out), the logout; and files (a path
+#: ending in an extension: the chain's SVG, the directory's YAML export)
+NOT_PAGES = {"admin_logout", "admin_login"}
+FILE = re.compile(r"\.[a-z]+$")
 
 #: a few more scenes for the gallery: (file name, path, what to do on the page)
 SCENES = (
@@ -99,7 +103,7 @@ def admin_pages(app) -> list[tuple[str, str]]:
     return [
         (name, page_path(name, pattern))
         for name, pattern in admin_get_routes(app)
-        if name not in NOT_PAGES
+        if name not in NOT_PAGES and not FILE.search(pattern)
     ]
 
 
