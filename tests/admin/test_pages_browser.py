@@ -32,7 +32,7 @@ def browser_page(admin_app, fresh_db):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(base_url=base, viewport={"width": 1366, "height": 900})
         page = context.new_page()
-        page.set_default_timeout(20_000)
+        page.set_default_timeout(90_000)
         yield page, ConsoleErrors(page)
         context.close()
         browser.close()

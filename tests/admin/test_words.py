@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from approvalrules.views.admin.words import money, payer, text
+from approvalrules.views.admin.words import instant, money, payer, text
+
+from .gallery import admin_pages
 
 REPR = re.compile(r"\{'|'\}|': |\bNone\b|Decimal\(")
 
@@ -27,6 +29,7 @@ def test_payers_and_amounts_in_words():
     assert money(Decimal("800.0000"), "USD") == "800.00 USD"
     assert money(Decimal("800.0000"), "JPY") == "800 JPY"
     assert money(None, "USD") == ""
+    assert instant("2026-12-04T18:50:43Z") == "2026-12-04 18:50 UTC" and instant(None) == "never"
 
 
 def test_audit_details_and_totals_are_words_on_the_pages(owner):
@@ -40,3 +43,18 @@ def test_audit_details_and_totals_are_words_on_the_pages(owner):
     link = approvals.html.select_one("a[href*='/admin/approvals/']")["href"]
     approval = owner.get(link)
     assert "800.00 USD" in approval.text and "800.0000" not in approval.text
+
+
+#: what a Python repr or a database's raw amount looks like on a page
+RAW = re.compile(r"\{'|'\}|Decimal\(|\b\d+\.0000\b|\[\]|\{\}")
+
+
+def test_no_admin_page_shows_a_repr_or_a_raw_amount(owner, admin_app):
+    for name, path in admin_pages(admin_app):
+        page = owner.get(path).maybe_follow()
+        main = page.html.select_one("main")
+        # YAML and code the merchant wrote are shown as written: {} and [] are YAML there
+        for written in main.select("textarea, pre, code, .yaml, .source, select"):
+            written.decompose()
+        found = RAW.search(main.get_text(" "))
+        assert found is None, f"{name} {path}: {found and found.group(0)}"

@@ -9,7 +9,7 @@ formatting function, :func:`approvalrules.engine.money.format_money`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -72,11 +72,24 @@ def _key(key: Any) -> str:
     return str(key).replace("_", " ")
 
 
+def instant(value: str | datetime | None) -> str:
+    """An instant as ``2026-12-04 18:50 UTC``; ``never`` for none (an ISO 8601 text is read)."""
+    if not value:
+        return "never"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class Words:
     """What templates call: ``words.money(total, currency)``, ``words.payer(p)``,
     ``words.text(details)``."""
 
     money = staticmethod(money)
+    instant = staticmethod(instant)
     payer = staticmethod(payer)
     text = staticmethod(text)
 
