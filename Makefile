@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 UV_VERSION := 0.13.9
 PYTEST_ARGS ?=
+#: the port `make serve` listens on (development.ini's http_port)
+PORT ?= 6543
 
-.PHONY: venv serve setup-db test test-yaml-compat lint bench wheel lock clean
+.PHONY: venv serve setup-db test test-yaml-compat lint bench wheel lock clean gallery
 
 venv: $(STAMP)
 
@@ -35,16 +37,22 @@ lock:
 # Migrates the SQLite database, loads the sample tenants, rules and directories
 # (idempotent), prints a development API key and admin login, then serves.
 serve: setup-db
-	$(BIN)/pserve development.ini
+	$(BIN)/pserve --server-name port development.ini http_port=$(PORT)
 
 setup-db: $(STAMP)
 	mkdir -p var
 	$(BIN)/approvalrules load development.ini rules/
-	$(BIN)/approvalrules dev-credentials development.ini
+	$(BIN)/approvalrules dev-credentials --server-name port development.ini http_port=$(PORT)
 
 # APPROVALRULES_TEST_DATABASE_URL, when set in the environment, runs the suite on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Screenshots of every admin page into docs/admin/ (docs/admin/README.md): a temporary SQLite
+# database with the sample rules, the app on a free port, Chromium (/usr/bin/chromium, driven by
+# Playwright); fails on any console error.
+gallery: $(STAMP)
+	$(BIN)/python -m tests.admin.gallery docs/admin
 
 # ruff: the rules and line length in pyproject.toml; `ruff format .` fixes the layout.
 lint: $(STAMP)

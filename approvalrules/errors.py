@@ -95,6 +95,8 @@ class DocumentError(ApprovalRulesError):
 
     def __init__(self, problems: list[Problem], message: str | None = None):
         self.problems = [p for p in problems if p.severity == "error"]
+        #: the warnings found beside the errors (``approvalrules validate`` shows both)
+        self.warnings = [p for p in problems if p.severity != "error"]
         first = (
             self.problems[0] if self.problems else Problem("invalid_document", "invalid document")
         )
@@ -154,6 +156,13 @@ class PreconditionFailed(ApprovalRulesError):
 
 class Forbidden(ApprovalRulesError):
     code = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """The API key is valid but its scope does not allow this endpoint (HTTP 403,
+    ``insufficient_scope``); ``details`` name the key's scope and the scopes that would do."""
+
+    code = "insufficient_scope"
 
 
 class Unauthorized(ApprovalRulesError):

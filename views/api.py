@@ -2,7 +2,9 @@
 
 The tenant comes from the API key (``Authorization: Bearer <key>``); every
 query below is scoped by it, so one tenant's ids are invisible to another
-(unknown and foreign ids alike answer 404).
+(unknown and foreign ids alike answer 404).  Every API view names the grant it
+needs (``api_grant``: ``storefront``, ``merchant`` or ``read``); a key whose scope
+lacks it gets 403 ``insufficient_scope`` (:func:`require_grant`, docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ from pyramid.view import view_config, view_defaults
 from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
-from approvalrules.errors import ApprovalRulesError, NotFound, OrderError, Unauthorized
+from approvalrules.errors import (
+    ApprovalRulesError,
+    InsufficientScope,
+    NotFound,
+    OrderError,
+    Unauthorized,
+)
 from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.etags import check_if_match, etag_for
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
-from approvalrules.store.services import find_api_key
+from approvalrules.store.services import (
+    GRANT_SCOPES,
+    SCOPE_DESCRIPTIONS,
+    find_api_key,
+    scope_allows,
+)
 from approvalrules.workflow import actions, deciding, queries
 
 from . import inputs
@@ -31,8 +44,8 @@ MAX_PAGE_SIZE = 200
 MAX_OFFSET = 2**31
 
 
-def api_tenant(request):
-    """The tenant of the request's API key; 401 when it is missing, wrong or revoked."""
+def api_key(request):
+    """The request's live API key; 401 when it is missing, wrong or revoked."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -42,11 +55,59 @@ def api_tenant(request):
     key = find_api_key(request.dbsession, token.strip())
     if key is None or key.revoked_at is not None:
         raise Unauthorized("invalid_api_key", "the API key is unknown or revoked")
-    return key.tenant
+    return key
+
+
+def api_tenant(request):
+    """The tenant of the request's API key; 401 when it is missing, wrong or revoked."""
+    return request.api_key.tenant
+
+
+def require_grant(request, grant: str) -> None:
+    """403 ``insufficient_scope`` unless the request's key may use an endpoint needing ``grant``.
+
+    A missing or bad key is a 401 first: a caller learns about scopes only with a good key.
+    """
+    key = request.api_key
+    if scope_allows(key.scope, grant):
+        return
+    allowed = GRANT_SCOPES[grant]
+    raise InsufficientScope(
+        message=(
+            f"this API key ({key.prefix}) has the {key.scope} scope, which allows: "
+            f"{SCOPE_DESCRIPTIONS[key.scope]}. {request.method} {request.path} needs a key of "
+            f"scope {' or '.join(allowed)}; an owner creates one in the admin under API keys"
+        ),
+        details={"scope": key.scope, "allowed_scopes": list(allowed)},
+    )
+
+
+def api_grant_deriver(view, info):
+    """``@view_config(api_grant=...)``: the view runs only for keys whose scope holds the grant
+    (``any``: every live key)."""
+    grant = info.options.get("api_grant")
+    if grant is None:
+        return view
+    if grant not in GRANT_SCOPES and grant != "any":
+        raise ValueError(f"api_grant must be any or one of {sorted(GRANT_SCOPES)}, not {grant!r}")
+
+    def scoped(context, request):
+        if grant == "any":
+            request.api_key  # noqa: B018  (401 without a live key)
+        else:
+            require_grant(request, grant)
+        return view(context, request)
+
+    return scoped
+
+
+api_grant_deriver.options = ("api_grant",)
 
 
 def includeme(config):
+    config.add_request_method(api_key, "api_key", reify=True)
     config.add_request_method(api_tenant, "tenant", reify=True)
+    config.add_view_deriver(api_grant_deriver)
     # over pyramid_tm: a refused request never opens a transaction
     config.add_tween(
         "approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory"
@@ -93,6 +154,29 @@ def order_view(session, order: Order) -> dict:
     return data
 
 
+def inbox_item(session, request: ApprovalRequest) -> dict:
+    """An approval request as the inbox lists it: the request, and whose order of how much."""
+    order = request.order
+    return {
+        **approval_view(session, request, brief=True),
+        "buyer": order.buyer.external_id if order.buyer else None,
+        "company": order.company.external_id if order.company else None,
+        "total": format_amount(order.total),
+        "currency": order.currency,
+    }
+
+
+def step_state(request: ApprovalRequest, index: int) -> str:
+    """Where step ``index`` of a request stands: done, current or waiting; the step a request
+    ended in says how it ended (rejected, expired, withdrawn), and the steps after it were
+    never reached.  The OpenAPI document lists these words (``openapi_parts.STEP_STATES``)."""
+    if request.status == "approved" or index < request.current_step:
+        return "done"
+    if index == request.current_step:
+        return "current" if request.status == "pending" else request.status
+    return "waiting" if request.status == "pending" else "not_reached"
+
+
 def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dict:
     steps = []
     for index, step in enumerate(request.steps):
@@ -110,13 +194,7 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
                 else step["approvers"],
                 "approved_by": [a.approver.external_id for a in acts if a.action == "approve"],
                 "rejected_by": [a.approver.external_id for a in acts if a.action == "reject"],
-                "state": "current"
-                if index == request.current_step and request.status == "pending"
-                else (
-                    "done"
-                    if index < request.current_step or request.status == "approved"
-                    else "waiting"
-                ),
+                "state": step_state(request, index),
                 # escalation, approval on timeout, merchant review
                 **{
                     k: step[k]
@@ -170,7 +248,7 @@ class StorefrontApi:
         self.session = request.dbsession
         self.tenant = request.tenant
 
-    @view_config(route_name="api_evaluate", request_method="POST")
+    @view_config(route_name="api_evaluate", request_method="POST", api_grant="storefront")
     def evaluate(self):
         decision, version = deciding.evaluate(
             self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
@@ -179,7 +257,7 @@ class StorefrontApi:
         data["ruleset"]["version"] = version.number
         return data
 
-    @view_config(route_name="api_orders", request_method="POST")
+    @view_config(route_name="api_orders", request_method="POST", api_grant="storefront")
     def submit(self):
         order, created = actions.submit(
             self.session,
@@ -190,7 +268,7 @@ class StorefrontApi:
         self.request.response.status_int = 201 if created else 200
         return order_view(self.session, order)
 
-    @view_config(route_name="api_orders", request_method="GET")
+    @view_config(route_name="api_orders", request_method="GET", api_grant="storefront")
     def visible_orders(self):
         """The orders an account may see (ACCEPTANCE A10).
 
@@ -222,13 +300,13 @@ class StorefrontApi:
             "total": found.total,
         }
 
-    @view_config(route_name="api_order", request_method="GET")
+    @view_config(route_name="api_order", request_method="GET", api_grant="storefront")
     def get(self):
         return order_view(
             self.session, queries.get_order(self.session, self.tenant, self.request.matchdict["id"])
         )
 
-    @view_config(route_name="api_order_action", request_method="POST")
+    @view_config(route_name="api_order_action", request_method="POST", api_grant="storefront")
     def order_action(self):
         action = self.request.matchdict["action"]
         handlers = {
@@ -243,7 +321,7 @@ class StorefrontApi:
         order = handlers[action](self.session, self.tenant, self.request.matchdict["id"])
         return order_view(self.session, order)
 
-    @view_config(route_name="api_approvals", request_method="GET")
+    @view_config(route_name="api_approvals", request_method="GET", api_grant="storefront")
     def approvals(self):
         params = self.request.params
         created_from, created_to = (_instant_param(params, name) for name in ("from", "to"))
@@ -260,14 +338,14 @@ class StorefrontApi:
             per_page=per_page,
         )
         return {
-            "items": [approval_view(self.session, r, brief=True) for r in found.items],
+            "items": [inbox_item(self.session, r) for r in found.items],
             "page": found.page,
             "per_page": found.per_page,
             "total": found.total,
             "counts": counts,
         }
 
-    @view_config(route_name="api_approval", request_method="GET")
+    @view_config(route_name="api_approval", request_method="GET", api_grant="storefront")
     def approval(self):
         request = queries.get_request(
             self.session, self.tenant, _int_id(self.request.matchdict["id"])
@@ -275,7 +353,7 @@ class StorefrontApi:
         self.request.response.etag = str(request.version_id)
         return approval_view(self.session, request)
 
-    @view_config(route_name="api_approval_action", request_method="POST")
+    @view_config(route_name="api_approval_action", request_method="POST", api_grant="storefront")
     def approval_action(self):
         action = self.request.matchdict["action"]
         handlers = {
@@ -301,7 +379,7 @@ class StorefrontApi:
         self.request.response.etag = str(request.version_id)
         return approval_view(self.session, request)
 
-    @view_config(route_name="api_approval_edit", request_method="POST")
+    @view_config(route_name="api_approval_edit", request_method="POST", api_grant="storefront")
     def approval_edit(self):
         """An eligible approver lowers quantities or removes lines before approving; the order is
         re-evaluated."""
@@ -320,7 +398,7 @@ class StorefrontApi:
         self.request.response.etag = str(request.version_id)
         return approval_view(self.session, request)
 
-    @view_config(route_name="api_approvals_bulk", request_method="POST")
+    @view_config(route_name="api_approvals_bulk", request_method="POST", api_grant="storefront")
     def bulk(self):
         """Approve or reject several requests in one call; each is checked on its own, in its own
         savepoint."""
@@ -333,7 +411,7 @@ class StorefrontApi:
 
     # directory sync: upsert by external id
 
-    @view_config(route_name="api_directory_company", request_method="PUT")
+    @view_config(route_name="api_directory_company", request_method="PUT", api_grant="merchant")
     def put_company(self):
         body = directory_body(self.request, "company_body")
         company = self.request.matchdict["company"]
@@ -343,7 +421,7 @@ class StorefrontApi:
         self._etag(read)
         return {"status": "ok", "company": company}
 
-    @view_config(route_name="api_directory_account", request_method="PUT")
+    @view_config(route_name="api_directory_account", request_method="PUT", api_grant="merchant")
     def put_account(self):
         body = directory_body(self.request, "account_body")
         account = self.request.matchdict["account"]
@@ -353,7 +431,7 @@ class StorefrontApi:
         self._etag(read)
         return {"status": "ok", "account": account}
 
-    @view_config(route_name="api_directory_group", request_method="PUT")
+    @view_config(route_name="api_directory_group", request_method="PUT", api_grant="merchant")
     def put_group(self):
         body = directory_body(self.request, "group_body")
         company, group = self.request.matchdict["company"], self.request.matchdict["group"]
@@ -367,7 +445,7 @@ class StorefrontApi:
             "group": self.request.matchdict["group"],
         }
 
-    @view_config(route_name="api_directory_group", request_method="DELETE")
+    @view_config(route_name="api_directory_group", request_method="DELETE", api_grant="merchant")
     def delete_group(self):
         policy = self.request.params.get("policy")
         company, group = self.request.matchdict["company"], self.request.matchdict["group"]
@@ -380,7 +458,7 @@ class StorefrontApi:
         )
         return {"status": "deleted"}
 
-    @view_config(route_name="api_directory_membership", request_method="PUT")
+    @view_config(route_name="api_directory_membership", request_method="PUT", api_grant="merchant")
     def put_membership(self):
         body = directory_body(self.request, "membership_body")
         # settings are checked by the service, against the rule-set schema, for every writer
@@ -391,7 +469,7 @@ class StorefrontApi:
         self._etag(read)
         return {"status": "ok"}
 
-    @view_config(route_name="api_directory_assignments", request_method="PUT")
+    @view_config(route_name="api_directory_assignments", request_method="PUT", api_grant="merchant")
     def put_assignment(self):
         body = directory_body(self.request, "assignment_body")
         for key in ("threshold", "limit"):
@@ -404,7 +482,7 @@ class StorefrontApi:
         self._etag(read)
         return {"status": "ok"}
 
-    @view_config(route_name="api_directory_delegations", request_method="PUT")
+    @view_config(route_name="api_directory_delegations", request_method="PUT", api_grant="merchant")
     def put_delegation(self):
         body = directory_body(self.request, "delegation_body")
         for key in ("valid_from", "valid_until"):
@@ -425,7 +503,9 @@ class StorefrontApi:
         self._etag(read)
         return {"status": "ok"}
 
-    @view_config(route_name="api_directory_delegations", request_method="DELETE")
+    @view_config(
+        route_name="api_directory_delegations", request_method="DELETE", api_grant="merchant"
+    )
     def delete_delegation(self):
         params = self.request.params
         missing = [key for key in ("delegator", "delegate") if not params.get(key)]

@@ -27,7 +27,7 @@ LISTINGS = {
 }
 
 
-@view_defaults(renderer="json", request_method="GET")
+@view_defaults(renderer="json", request_method="GET", api_grant="read")
 class DirectoryReads:
     def __init__(self, request):
         self.request = request
@@ -86,7 +86,7 @@ class DirectoryReads:
             f"membership of account {account!r} in company {company!r}",
         )
 
-    @view_config(route_name="api_directory_summary")
+    @view_config(route_name="api_directory_summary", api_grant="any")
     def summary(self):
         """The buyer-facing summary of one account (workflow.summary)."""
         data = buyer_summary(self.request.dbsession, self.request.tenant, self.match["account"])
@@ -101,7 +101,9 @@ def _format(request) -> str:
     return "csv" if request.content_type == "text/csv" else "json"
 
 
-@view_config(route_name="api_directory_sync", request_method="POST", renderer="json")
+@view_config(
+    route_name="api_directory_sync", request_method="POST", renderer="json", api_grant="merchant"
+)
 def sync(request):
     """Bulk import (store/directory_sync.py): the report row by row; 422 ``sync_refused``
     (with the report in ``details``) when bad rows refused the batch."""
@@ -125,7 +127,7 @@ def sync(request):
     return report.as_dict()
 
 
-@view_config(route_name="api_directory_export", request_method="GET")
+@view_config(route_name="api_directory_export", request_method="GET", api_grant="read")
 def export(request):
     """The directory (or ``?company=``'s) as JSON or CSV, in the shape the sync reads."""
     fmt = request.params.get("format") or "json"

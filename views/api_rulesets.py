@@ -67,7 +67,7 @@ class RuleSetApi:
         self.tenant = request.tenant
         self.name = request.matchdict.get("name")
 
-    @view_config(route_name="api_rulesets", request_method="GET")
+    @view_config(route_name="api_rulesets", request_method="GET", api_grant="read")
     def list(self):
         rulesets = self.session.scalars(
             select(RuleSet).where(RuleSet.tenant_id == self.tenant.id).order_by(RuleSet.name)
@@ -99,7 +99,7 @@ class RuleSetApi:
         if tag is not None:
             self.request.response.headers["ETag"] = tag
 
-    @view_config(route_name="api_ruleset", request_method="GET")
+    @view_config(route_name="api_ruleset", request_method="GET", api_grant="read")
     def get(self):
         ruleset = self._ruleset()
         self._tag()
@@ -111,7 +111,7 @@ class RuleSetApi:
             "draft": ruleset.draft_text,
         }
 
-    @view_config(route_name="api_ruleset_draft", request_method="PUT")
+    @view_config(route_name="api_ruleset_draft", request_method="PUT", api_grant="merchant")
     def save_draft(self):
         """Save the body as the draft: refused (413/422) when it fails the loader's guards
         (size, depth, aliases); kept otherwise, with its other problems listed (at most
@@ -136,7 +136,7 @@ class RuleSetApi:
             "problems": [p.as_dict() for p in problems],
         }
 
-    @view_config(route_name="api_ruleset_publish", request_method="POST")
+    @view_config(route_name="api_ruleset_publish", request_method="POST", api_grant="merchant")
     def publish(self):
         text = yaml_body(self.request) if self.request.body else None
         published = publishing.publish(
@@ -152,7 +152,7 @@ class RuleSetApi:
         self._tag()
         return {**version_view(published.version), "pending": published.pending}
 
-    @view_config(route_name="api_ruleset_rollback", request_method="POST")
+    @view_config(route_name="api_ruleset_rollback", request_method="POST", api_grant="merchant")
     def rollback(self):
         number = _version_number(self.request.params.get("to", ""))
         published = publishing.rollback(
@@ -161,7 +161,7 @@ class RuleSetApi:
         self._tag()
         return {**version_view(published.version), "pending": published.pending}
 
-    @view_config(route_name="api_ruleset_versions", request_method="GET")
+    @view_config(route_name="api_ruleset_versions", request_method="GET", api_grant="read")
     def list_versions(self):
         self._ruleset()
         return {
@@ -171,7 +171,21 @@ class RuleSetApi:
             ]
         }
 
-    @view_config(route_name="api_ruleset_diff", request_method="GET")
+    @view_config(route_name="api_ruleset_version", request_method="GET", api_grant="read")
+    def get_version(self):
+        """One version with its text, verbatim (``number``: a version number or ``active``)."""
+        which = self.request.matchdict["number"]
+        if which == "active":
+            version = self._ruleset().active_version
+            if version is None:
+                raise NotFound("unknown_version", f"rule set {self.name!r} has no active version")
+        else:
+            version = versions.get_version(
+                self.session, self.tenant.id, self.name, _version_number(which)
+            )
+        return {"name": self.name, **version_view(version), "text": version.text}
+
+    @view_config(route_name="api_ruleset_diff", request_method="GET", api_grant="read")
     def diff(self):
         old = versions.get_version(
             self.session,

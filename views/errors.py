@@ -31,6 +31,7 @@ STATUS = (
     (errors.OrderError, 422),
     (errors.DirectoryValueError, 422),
     (errors.Unauthorized, 401),
+    (errors.InsufficientScope, 403),
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
@@ -69,6 +70,13 @@ def _json(request, status: int, body: dict, headers=None):
 def approvalrules_error(exc, request):
     status = status_for(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="approvalrules"'} if status == 401 else None
+    if isinstance(exc, errors.InsufficientScope):
+        # RFC 6750 section 3.1: the key is good, its scope is not enough
+        needed = " ".join(exc.details["allowed_scopes"])
+        headers = {
+            "WWW-Authenticate": f'Bearer realm="approvalrules", error="insufficient_scope", '
+            f'scope="{needed}"'
+        }
     if isinstance(exc, errors.DatabaseUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     return _json(request, status, {"error": exc.as_dict()}, headers)

@@ -11,8 +11,11 @@ import functools
 from pyramid.view import view_config
 
 from approvalrules.engine import schema
+from approvalrules.store.models import REQUEST_STATUSES
+from approvalrules.store.services import GRANT_SCOPES
 
 from .openapi_directory import directory_paths
+from .openapi_merchant import merchant_paths
 from .openapi_parts import (  # noqa: F401  (the limits are part of this module's API)
     DIRECTORY_ID,
     ERROR,
@@ -21,8 +24,12 @@ from .openapi_parts import (  # noqa: F401  (the limits are part of this module'
     IF_MATCH,
     MAX_ID,
     RULESET_NAME,
+    SCOPES_TEXT,
+    STEP_STATES,
     TEXT_100,
     WHOLE,
+    grant_for,
+    security_for,
 )
 from .openapi_parts import error_responses as _error_responses
 from .openapi_reference import DESCRIPTION, reference_paths
@@ -86,7 +93,22 @@ def document() -> dict:
                 },
             },
             "payer": {"type": ["object", "null"]},
-            "steps": {"type": "array", "items": {"type": "object"}},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "required": {"type": "integer"},
+                        "state": {
+                            "enum": list(STEP_STATES),
+                            "description": "done, current, waiting (a later step of a pending "
+                            "request); the step a closed request ended in says how it ended "
+                            "(rejected, expired, withdrawn) and later steps are not_reached.",
+                        },
+                    },
+                },
+            },
             "expires_at": {"type": ["string", "null"]},
             "notifications": {"type": "array", "items": {"type": "object"}},
             "ruleset": {"type": "object"},
@@ -135,7 +157,22 @@ def document() -> dict:
             "status": {"enum": ["pending", "approved", "rejected", "expired", "withdrawn"]},
             "version": {"type": "integer"},
             "current_step": {"type": "integer"},
-            "steps": {"type": "array", "items": {"type": "object"}},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "required": {"type": "integer"},
+                        "state": {
+                            "enum": list(STEP_STATES),
+                            "description": "done, current, waiting (a later step of a pending "
+                            "request); the step a closed request ended in says how it ended "
+                            "(rejected, expired, withdrawn) and later steps are not_reached.",
+                        },
+                    },
+                },
+            },
             "expires_at": {"type": ["string", "null"]},
             "created_at": {"type": "string"},
             "decided_at": {"type": ["string", "null"]},
@@ -268,7 +305,7 @@ def document() -> dict:
                 {"name": n, "in": "query", "required": False, "schema": t}
                 for n, t in (
                     ("approver", TEXT_100),
-                    ("status", TEXT_100),
+                    ("status", {"type": "string", "enum": list(REQUEST_STATUSES)}),
                     ("from", {"type": "string", "maxLength": 40}),
                     ("to", {"type": "string", "maxLength": 40}),
                     ("q", TEXT_100),
@@ -286,7 +323,21 @@ def document() -> dict:
                                 "properties": {
                                     "items": {
                                         "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Approval"},
+                                        "items": {
+                                            "allOf": [
+                                                {"$ref": "#/components/schemas/Approval"},
+                                                {
+                                                    "type": "object",
+                                                    "description": "whose order of how much",
+                                                    "properties": {
+                                                        "buyer": {"type": ["string", "null"]},
+                                                        "company": {"type": ["string", "null"]},
+                                                        "total": {"type": "string"},
+                                                        "currency": {"type": "string"},
+                                                    },
+                                                },
+                                            ]
+                                        },
                                     },
                                     "page": {"type": "integer"},
                                     "per_page": {"type": "integer"},
@@ -297,7 +348,7 @@ def document() -> dict:
                         }
                     },
                 },
-                **_error_responses(401, 422),
+                **_error_responses(400, 401, 422),
             },
         }
     }
@@ -435,21 +486,34 @@ def document() -> dict:
 
     paths.update(directory_paths())
     paths.update(ruleset_paths())
+    paths.update(merchant_paths())
     paths.update(reference_paths())
-    for item in paths.values():
-        for operation in item.values():
+    for path, item in paths.items():
+        for method, operation in item.items():
             # every operation checks its parameters and refuses other methods
             operation["responses"] = {**_error_responses(400, 405), **operation["responses"]}
+            if operation.get("security") != []:  # [] is public (/ready)
+                grant = grant_for(path, method)
+                operation["security"] = security_for(grant, GRANT_SCOPES)
+                if grant != "any":
+                    operation["responses"] = {**_error_responses(403), **operation["responses"]}
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "approvalrules storefront API",
             "version": "1",
-            "description": DESCRIPTION,
+            "description": DESCRIPTION + "\n**Scopes**: " + SCOPES_TEXT,
         },
         "components": {
             "schemas": components,
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The tenant's API key: `Authorization: Bearer ar_<prefix>_"
+                    "<token>`. " + SCOPES_TEXT,
+                }
+            },
         },
         "security": [{"apiKey": []}],
         "paths": paths,

@@ -39,7 +39,8 @@ def error_responses(*statuses: int) -> dict:
     text = {
         400: "Malformed request, or a parameter outside its documented limits (invalid_parameter)",
         401: "Missing, wrong or revoked API key",
-        403: "Not allowed",
+        403: "Not allowed: the API key's scope does not cover this operation "
+        "(insufficient_scope), or the acting account may not do this",
         404: "Not found (or another tenant's)",
         409: "Conflicts with the current state",
         412: "If-Match names an ETag the resource no longer has (precondition_failed): it "
@@ -53,3 +54,38 @@ def error_responses(*statuses: int) -> dict:
         str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}}
         for s in statuses
     }
+
+
+#: which scopes may call an operation needing each grant (store/services.py GRANT_SCOPES)
+SCOPES_TEXT = (
+    "Every API key has a scope. `storefront`: evaluate, orders and approvals. `merchant`: "
+    "everything a storefront key may do, and held orders, rule-set changes (draft, publish, "
+    "roll back) and directory changes. `read_only`: rule sets, their versions and the "
+    "directory, read only (QA's remote diff). Each operation's `security` lists the scopes "
+    "that may call it; a key of another scope gets 403 `insufficient_scope`. Keys of before "
+    "scopes existed are merchant keys."
+)
+
+
+def grant_for(path: str, method: str) -> str:
+    """The grant an operation needs (the ``api_grant`` of its view; a test keeps them equal)."""
+    if path.startswith("/api/v1/directory/accounts/") and path.endswith("/summary"):
+        return "any"  # a shop shows it on the buyer's own page
+    if path.startswith(("/api/v1/rulesets", "/api/v1/directory")):
+        return "read" if method == "get" else "merchant"
+    if path.startswith("/api/v1/held-orders"):
+        return "merchant"
+    if path == "/api/v1/key":
+        return "any"
+    return "storefront"
+
+
+def security_for(grant: str, scopes_of: dict) -> list[dict]:
+    """OpenAPI 3.1 security requirements: one per scope that may call (any one will do)."""
+    if grant == "any":
+        return [{"apiKey": []}]
+    return [{"apiKey": [scope]} for scope in scopes_of[grant]]
+
+
+#: where a step of an approval request stands (views/api.py step_state)
+STEP_STATES = ("done", "current", "waiting", "rejected", "expired", "withdrawn", "not_reached")

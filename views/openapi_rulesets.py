@@ -86,6 +86,25 @@ def ruleset_paths() -> dict:
             },
         }
     }
+    paths["/api/v1/rulesets/{name}/versions/{number}"] = {
+        "get": {
+            "summary": "One version with its text, byte for byte as published (number, or "
+            "`active`); read-only keys may read it (the remote diff)",
+            "parameters": [
+                name,
+                {
+                    "name": "number",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^([1-9][0-9]{0,8}|active)$"},
+                },
+            ],
+            "responses": {
+                "200": {"description": "The version and its text", **anything},
+                **_error_responses(400, 401, 404),
+            },
+        }
+    }
     paths["/api/v1/rulesets/{name}/diff"] = {
         "get": {
             "summary": "Structural, behavioural and unified diff of two versions",

@@ -20,6 +20,7 @@ def includeme(config):
     config.add_route("api_ruleset_publish", "/api/v1/rulesets/{name}/publish")
     config.add_route("api_ruleset_rollback", "/api/v1/rulesets/{name}/rollback")
     config.add_route("api_ruleset_versions", "/api/v1/rulesets/{name}/versions")
+    config.add_route("api_ruleset_version", "/api/v1/rulesets/{name}/versions/{number}")
     config.add_route("api_ruleset_diff", "/api/v1/rulesets/{name}/diff")
     config.add_route("api_evaluate", "/api/v1/evaluate")
     config.add_route("api_orders", "/api/v1/orders")
@@ -51,3 +52,12 @@ def includeme(config):
     )
     config.add_route("api_directory_assignments", "/api/v1/directory/assignments")
     config.add_route("api_directory_delegations", "/api/v1/directory/delegations")
+    # the merchant's own API (views/api_merchant.py): the key, the directory read, held orders
+    config.add_route("api_key", "/api/v1/key")
+    config.add_route("api_directory", "/api/v1/directory")
+    config.add_route("api_held_orders", "/api/v1/held-orders")
+    config.add_route(
+        "api_held_order_action",
+        "/api/v1/held-orders/{id:.+}/{action:lift|cancel}",
+        request_method="POST",
+    )

@@ -12,7 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from ..engine import check_ruleset, compile_policy, folder_resolver, load_directory, schema
+from ..engine import (
+    check_ruleset,
+    compile_policy,
+    directory_problems,
+    folder_resolver,
+    load_directory,
+    schema,
+)
 from ..engine.load import load_document
 from ..engine.ruletests import run_tests
 from ..engine.schema import SCHEMA_NAMES
@@ -30,15 +37,34 @@ def _check(path: str):
 
 
 def cmd_validate(args) -> int:
-    """``approvalrules validate FILE...``: check rule sets; warnings on standard error."""
+    """``approvalrules validate FILE... [--directory D]``: check rule sets; warnings on standard
+    error.  With a directory, it is checked too, and the rule sets are checked against it
+    (steps needing more approvals than its members can give, accounts it does not have)."""
     status = EXIT_OK
+    directory = None
+    if args.directory:
+        try:
+            directory = load_directory(read_text(args.directory), args.directory)
+        except DocumentError as exc:
+            status = report_error(exc)
     for path in args.files:
         try:
             checked = _check(path)
         except DocumentError as exc:
-            status = report_error(exc)
+            # every finding in line order: the warnings too, so nothing is left for later
+            everything = exc.problems + getattr(exc, "warnings", [])
+            if len(everything) > len(exc.problems) and everything[0].source == path:
+                everything.sort(key=lambda p: (p.source != path, p.line or 0))
+                for problem in everything:
+                    print(problem.format(), file=sys.stderr)
+                status = EXIT_ERROR
+            else:
+                status = report_error(exc)
             continue
-        for warning in checked.warnings:
+        warnings = list(checked.warnings)
+        if directory is not None:
+            warnings += directory_problems(checked, directory)
+        for warning in warnings:
             print(warning.format(), file=sys.stderr)
         steps = (checked.resolved.get("approval") or {}).get("steps") or []
         print(f"{path}: ok ({checked.name}, {len(steps)} steps)")
@@ -111,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check rule sets; errors as file:line: path: message")
     p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--directory",
+        help="directory file: check it too, and warn where the rule sets cannot work with it",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("test", help="run the tests inside rule sets")

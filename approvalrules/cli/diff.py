@@ -2,7 +2,8 @@
 
 Arguments, colours, the progress bar, reading orders from JSONL files and
 looking versions up in the store (``tenant/ruleset@version`` with ``--ini``)
-live here; the comparison itself is :func:`approvalrules.diff.compare`.
+or on a running server (with ``--server``, :mod:`.remote`) live here; the
+comparison itself is :func:`approvalrules.diff.compare`.
 Exit codes: 0 no change, 1 changed (per ``--fail-on``), 2 error, 3 no change
 found but some dimension of the orders could not be explored (the diff cannot
 vouch for "no changes"; ``--fail-on structural`` with no structural change
@@ -27,6 +28,7 @@ from ..errors import ApprovalRulesError
 from ..store.commands import open_version_lookup
 from ..store.versions import VersionLookup
 from .common import EXIT_ERROR, EXIT_OK, directory_for, read_text, report_error
+from .remote import KEY_ENV, RemoteVersions
 
 EXIT_CHANGED = 1
 #: no change found, but part of the orders' space was not explored: never a silent 0
@@ -34,7 +36,10 @@ EXIT_UNEXPLORED = 3
 REFERENCE = re.compile(
     r"^(?P<tenant>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<ruleset>[A-Za-z0-9][A-Za-z0-9_.-]*)@(?P<version>\d+|latest|active|draft)$"
 )
-STORE_NEEDED = "database references need the store: approvalrules diff --ini development.ini ..."
+STORE_NEEDED = (
+    "database references need the store: approvalrules diff --ini development.ini ... "
+    "(or a running server's API: --server URL, with a key in $APPROVALRULES_API_KEY)"
+)
 
 
 EXIT_CODES = """exit codes:
@@ -55,12 +60,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "old",
         metavar="A",
-        help="old version: a rule-set file (or tenant/ruleset@version with the store)",
+        help="old version: a rule-set file (or tenant/ruleset@version with --ini or --server)",
     )
     parser.add_argument(
         "new",
         metavar="B",
-        help="new version: a rule-set file (or tenant/ruleset@version with the store)",
+        help="new version: a rule-set file (or tenant/ruleset@version with --ini or --server)",
     )
     parser.add_argument(
         "--directory", help="directory fixture (default: directories/<stem of A>.yaml beside A)"
@@ -85,6 +90,17 @@ def add_arguments(parser) -> None:
         "--ini", help="settings file naming the database, for tenant/ruleset@version references"
     )
     parser.add_argument(
+        "--server",
+        metavar="URL",
+        help="read tenant/ruleset@version references (and the directory) from a running "
+        f"server's API instead of the database; the key comes from ${KEY_ENV} or --key",
+    )
+    parser.add_argument(
+        "--key",
+        help=f"API key for --server (a read_only key is enough); prefer ${KEY_ENV}: "
+        "arguments show in the process list",
+    )
+    parser.add_argument(
         "--replay-recorded",
         action="store_true",
         help="with --ini: also replay every order recorded under this rule set",
@@ -97,10 +113,13 @@ def is_reference(arg: str) -> bool:
     return bool(REFERENCE.match(arg)) and not Path(arg).exists()
 
 
-def resolve_reference(ref: str, store: VersionLookup | None = None) -> tuple[str, str, Any]:
+def resolve_reference(
+    ref: str, store: VersionLookup | RemoteVersions | None = None
+) -> tuple[str, str, Any]:
     """``tenant/ruleset@version`` -> (text, source name, resolver for ``extends``).
 
-    ``store`` is an open :class:`VersionLookup` (opened from ``--ini``);
+    ``store`` is an open :class:`VersionLookup` (opened from ``--ini``) or a
+    :class:`RemoteVersions` (``--server``);
     without it, references are refused.
     """
     if store is None:
@@ -173,8 +192,14 @@ def main(args) -> int:
     """``approvalrules diff``: exit 0 unchanged, 1 changed (per --fail-on), 2 on error, 3 when
     nothing changed in what could be explored but something could not."""
     store = None
-    if getattr(args, "ini", None) and any(is_reference(a) for a in (args.old, args.new)):
-        store = open_version_lookup(args.ini)
+    references = any(is_reference(a) for a in (args.old, args.new))
+    try:
+        if references and getattr(args, "server", None):
+            store = RemoteVersions(args.server, args.key or os.environ.get(KEY_ENV))
+        elif references and getattr(args, "ini", None):
+            store = open_version_lookup(args.ini)
+    except ApprovalRulesError as exc:
+        return report_error(exc)
     try:
         return _main(args, store)
     finally:
@@ -182,7 +207,7 @@ def main(args) -> int:
             store.close()
 
 
-def _main(args, store: VersionLookup | None) -> int:
+def _main(args, store: VersionLookup | RemoteVersions | None) -> int:
     try:
         old_text, old_source, old_resolve = _load_version(args.old, store)
         new_text, new_source, new_resolve = _load_version(args.new, store)
@@ -221,7 +246,7 @@ def _main(args, store: VersionLookup | None) -> int:
     return EXIT_OK
 
 
-def _load_version(arg: str, store: VersionLookup | None) -> tuple[str, str, Any]:
+def _load_version(arg: str, store: VersionLookup | RemoteVersions | None) -> tuple[str, str, Any]:
     """(text, source name, resolver for ``extends``) of a file or a stored version."""
     if is_reference(arg):
         return resolve_reference(arg, store)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..engine import Directory, ValidatedRuleSet, check_ruleset, compile_policy
-from .behavioural import behavioural_diff
+from .behavioural import behavioural_diff, explored_currencies
 from .changes import BehaviourChange, BehaviourReport
 from .classes import BuyerClass, buyer_classes, enumerate_memberships
 from .decisions import DEFAULT_NOW, Summary, change_text
@@ -50,6 +50,7 @@ __all__ = [
     "compare",
     "diff_versions",
     "enumerate_memberships",
+    "explored_currencies",
     "fmt_amount",
     "replay",
     "structural_diff",

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from ..engine import ORDER_TYPES, Directory, Order, Policy
 from ..engine.conditions import And, Leaf, Not, Or, Visitor, parse
 from ..engine.directory import Membership
-from .changes import BehaviourReport, report_changes
+from ..engine.durations import isoformat, parse_instant
+from .changes import BehaviourChange, BehaviourReport, report_changes
 from .classes import BuyerClass, buyer_classes, enumerate_memberships
+from .dates import MAX_BANDS, DateBand, date_bands
 from .decisions import DEFAULT_NOW, Summary, change_text, directory_names, evaluate_summary
 from .edges import Edges, converted_edges, directory_in, policy_edges
 from .grid import Grid, Sample, samples_around
@@ -43,7 +46,74 @@ def behavioural_diff(
     Rule sets that price several currencies are explored once per priced
     currency (of either version), at that currency's own boundaries; each
     change then names its currency ("orders in EUR over 450 ...").
+
+    Rule sets that look at the order's date (``order_date``, validity
+    windows) are explored once per :class:`~.dates.DateBand`; a change found
+    in some bands only names their dates ("orders dated from 2026-04-01 until
+    2026-06-30 over 500 ...").
     """
+    instant = parse_instant(now) if isinstance(now, str) else now or parse_instant(DEFAULT_NOW)
+    bands = date_bands((old_policy, new_policy), instant)
+    if len(bands) == 1:
+        return _diff_at(old_policy, new_policy, directory, instant, verify)
+    if len(bands) > MAX_BANDS:
+        report = _diff_at(old_policy, new_policy, directory, instant, verify)
+        report.unexplored.append(
+            f"dates: {len(bands)} order-date bands are too many; only orders dated "
+            f"{isoformat(instant)} were explored"
+        )
+        return report
+    started = time.perf_counter()
+    reports = [_diff_at(old_policy, new_policy, directory, b.sample, verify) for b in bands]
+    return _merge_dated(reports, bands, new_policy.time_zone, time.perf_counter() - started)
+
+
+def _merge_dated(
+    reports: list[BehaviourReport], bands: list[DateBand], zone, seconds: float
+) -> BehaviourReport:
+    """One report from one per date band: a change found alike in every band stays as it is;
+    one found in some bands is reported once per run of adjacent bands, naming their dates."""
+    found: dict[str, list[tuple[int, BehaviourChange]]] = {}
+    for index, report in enumerate(reports):
+        for change in report.changes:
+            found.setdefault(change.text, []).append((index, change))
+    changes = []
+    for occurrences in found.values():
+        if len(occurrences) == len(bands):
+            changes.append(occurrences[0][1])
+            continue
+        runs: list[list[tuple[int, BehaviourChange]]] = []
+        for index, change in occurrences:
+            if runs and runs[-1][-1][0] == index - 1:
+                runs[-1].append((index, change))
+            else:
+                runs.append([(index, change)])
+        for run in runs:
+            first, last = bands[run[0][0]], bands[run[-1][0]]
+            covered = DateBand(first.start, last.end, first.sample)
+            change = replace(run[0][1], example=dict(run[0][1].example))
+            change.dates = covered
+            change.text = change.text.replace("orders", f"orders {covered.text(zone)}", 1)
+            change.example["now"] = isoformat(first.sample)
+            changes.append(change)
+    classes = {}
+    for report in reports:
+        for cls in report.classes:
+            classes.setdefault(cls.name, cls)
+    return BehaviourReport(
+        changes,
+        list(classes.values()),
+        sum(r.evaluations for r in reports),
+        list(dict.fromkeys(note for r in reports for note in r.notes)),
+        seconds,
+        unexplored=list(dict.fromkeys(u for r in reports for u in r.unexplored)),
+    )
+
+
+def _diff_at(
+    old_policy: Policy, new_policy: Policy, directory: Directory, now: Any, verify: bool
+) -> BehaviourReport:
+    """:func:`behavioural_diff` with every order submitted at ``now``."""
     screen = StepScreen()
     currencies = explored_currencies(old_policy, new_policy)
     if len(currencies) == 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import Any
 
 from ..engine import ORDER_TYPES
 from .classes import BuyerClass, role_phrase
@@ -37,6 +38,9 @@ class BehaviourChange:
     currency: str | None = None  # set when the rule sets price several currencies
     #: the lines of the orders that change: None when the rule sets never look at lines
     lines: LineScenario | None = None
+    #: the submission dates the change covers (a ``diff.dates.DateBand``): None when it covers
+    #: every date
+    dates: Any = None
 
     def as_dict(self) -> dict:
         return {
@@ -53,6 +57,7 @@ class BehaviourChange:
             },
             "order_types": list(self.order_types) if self.order_types else None,
             "currency": self.currency,
+            "dates": self.dates.as_dict() if self.dates is not None else None,
             "lines": self.lines.as_dict() if self.lines else None,
             "who": self.who,
             "classes": list(self.classes),
@@ -242,11 +247,19 @@ def _join_line_counts(merged: dict[tuple, dict]) -> dict[tuple, dict]:
             ):
                 wider = replace(olines, line_count=olines.line_count.joined(lines.line_count))
                 del out[okey]
-                out[key[:4] + (wider.coordinates,)] = {**other, "scenario": wider}
+                _put(out, key[:4] + (wider.coordinates,), {**other, "scenario": wider})
                 break
         else:
-            out[key] = slot
+            _put(out, key, slot)
     return out
+
+
+def _put(out: dict[tuple, dict], key: tuple, slot: dict) -> None:
+    """``slot`` under ``key``; classes whose joined counts make the same change share it."""
+    if key in out:
+        out[key]["classes"] = sorted(set(out[key]["classes"]) | set(slot["classes"]))
+    else:
+        out[key] = slot
 
 
 def _bounds_of(grid: Grid, i: int, j: int) -> tuple[tuple, tuple]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from ..engine import Directory, Policy
-from ..engine.conditions import referenced_names
+from ..engine.conditions import referenced_names, uses_key
 from ..engine.directory import Membership
 from .values import fmt_amount, show
 
@@ -171,12 +171,7 @@ def _make_class(
                 "with authorizers "
                 + ", ".join(f"{who(a)} over {fmt_amount(Decimal(t))}" for a, t in tiers)
             )
-    elif any(
-        sel.relation in ("assigned", "unassigned")
-        for p in (old, new)
-        for step in p.steps
-        for sel in step.selectors
-    ):
+    elif _tests_assignments(old) or _tests_assignments(new):
         qualifiers.append("with no assigned approver")
     if m.settings:
         qualifiers.append("with own " + ", ".join(f"{k} {show(v)}" for k, v in m.settings.items()))
@@ -196,6 +191,17 @@ def _make_class(
         qualifiers=tuple(qualifiers),
         active_group=m.group if m.active else None,
     )
+
+
+def _tests_assignments(policy: Policy) -> bool:
+    """Whether a buyer has an assigned approver matters to ``policy``: a selector
+    relation ``assigned``/``unassigned`` or a ``buyer_has_approver`` test anywhere."""
+    if any(sel.relation in ("assigned", "unassigned") for s in policy.steps for sel in s.selectors):
+        return True
+    conditions = [s.condition for s in policy.steps] + [
+        r.condition for r in policy.deny + policy.bypass
+    ]
+    return any(uses_key(condition, "buyer_has_approver") for condition in conditions)
 
 
 def _name_classes(classes: list[BuyerClass], directory: Directory) -> None:

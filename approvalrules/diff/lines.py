@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -78,6 +78,8 @@ class LineScenario:
     quantity: Range | None
     #: (text of a ``lines`` test, whether it holds), per test the rule sets use
     tests: tuple[tuple[str, bool], ...]
+    #: the ``lines`` tests themselves, in the order of ``tests``
+    specs: tuple = field(default=(), compare=False)
 
     @property
     def coordinates(self) -> tuple:
@@ -100,7 +102,7 @@ class LineScenario:
             parts.append("quantity " + range_words(self.quantity))
         for text, holds in self.tests:
             parts.append(text if holds else "no " + text.removeprefix("a "))
-        return ("with " + ", ".join(parts)) if parts else ""
+        return ("with " + "; ".join(parts)) if parts else ""
 
 
 #: the one scenario of rule sets that never look at lines: orders without lines
@@ -195,24 +197,31 @@ def scenarios(edges: Edges) -> tuple[list[LineScenario], bool]:
     if combos > MAX_SCENARIOS:
         return [NO_LINES], False
     found: dict[tuple, LineScenario] = {}
-    for (n, _), (q, _), wanted in itertools.product(
+    for (n, count_range), (q, _), wanted in itertools.product(
         counts, quantities, itertools.product((False, True), repeat=len(specs))
     ):
         chosen = [w for w, on in zip(witnesses, wanted, strict=True) if on]
-        if n is None:
-            n = max(len(chosen), 1 if q > 0 else 0)
-        lines = _build(n, q, chosen)
-        if lines is None:
-            continue
-        facts = _facts(lines)
-        holds = tuple(test(facts) for test in tests)
-        scenario = LineScenario(
-            lines,
-            _locate(Decimal(len(lines)), [r for _, r in counts]) if edges.line_count else None,
-            _locate(facts.quantity, [r for _, r in quantities]) if edges.quantity else None,
-            tuple(zip(texts, holds, strict=True)),
-        )
-        found.setdefault((scenario.line_count, scenario.quantity, holds), scenario)
+        # the fewest lines the count's segment allows that hold the witnesses and the quantity
+        low = n if n is not None else 0
+        need = max(low, len(chosen), 1 if q > 0 else 0)
+        high = count_range.high if count_range is not None else None
+        # a line or two more than needed reach quantities the witnesses alone cannot
+        for extra in range(3):
+            if high is not None and need + extra > high:
+                break
+            lines = _build(need + extra, q, chosen)
+            if lines is None:
+                continue
+            facts = _facts(lines)
+            holds = tuple(test(facts) for test in tests)
+            scenario = LineScenario(
+                lines,
+                _locate(Decimal(len(lines)), [r for _, r in counts]) if edges.line_count else None,
+                _locate(facts.quantity, [r for _, r in quantities]) if edges.quantity else None,
+                tuple(zip(texts, holds, strict=True)),
+                tuple(specs),
+            )
+            found.setdefault((scenario.line_count, scenario.quantity, holds), scenario)
     return list(found.values()), complete
 
 
@@ -230,6 +239,9 @@ def _build(count: int, quantity: Decimal, witnesses: list[Line]) -> tuple[Line, 
     fillers = count - len(witnesses)
     rest = quantity - sum((w.quantity for w in witnesses), Decimal(0))
     if fillers == 0:
+        if rest > 0 and witnesses:  # no filler to carry the quantity: the last witness does
+            last = witnesses[-1]
+            witnesses = witnesses[:-1] + [Line(last.sku, last.category, last.quantity + rest)]
         return tuple(witnesses)
     if rest <= 0:
         rest = Decimal(fillers)  # the quantity cannot be met: fill with ones, measured anyway

@@ -233,6 +233,11 @@ def _limits_diff(old: dict, new: dict) -> list[Change]:
                 "order_limit on_exceed",
             )
         )
+    # every other key of the order limit (valid_from, valid_until): as written
+    for key in _other_keys(ol, nl, ("amount", "on_exceed")):
+        out += _generic(
+            f"limits.order_limit.{key}", "limits", ol.get(key), nl.get(key), f"order_limit {key}"
+        )
     ob = {b["name"]: b for b in old.get("budgets") or []}
     nb = {b["name"]: b for b in new.get("budgets") or []}
     for name in list(ob) + [n for n in nb if n not in ob]:
@@ -263,6 +268,8 @@ def _limits_diff(old: dict, new: dict) -> list[Change]:
             for key in ("amount", "period", "scope", "on_exceed"):
                 if not same(a.get(key), b.get(key)):
                     out.append(_changed(f"{where}.{key}", a.get(key), b.get(key), subject, key))
+            for key in _other_keys(a, b, ("name", "amount", "period", "scope", "on_exceed")):
+                out += _generic(f"{where}.{key}", subject, a.get(key), b.get(key), key)
     for key in sorted((set(old) | set(new)) - {"max_order_total", "order_limit", "budgets"}):
         out += _generic(f"limits.{key}", "limits", old.get(key), new.get(key), key)
     return out
@@ -361,6 +368,12 @@ def _steps_diff(old: list, new: list) -> list[Change]:
     return out
 
 
+def _other_keys(old: Mapping[str, Any], new: Mapping[str, Any], handled) -> list[str]:
+    """The keys of either mapping not in ``handled``, old's order first: compared as written,
+    so no key is ever left out of the structural diff."""
+    return [k for k in list(old) + [k for k in new if k not in old] if k not in handled]
+
+
 def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
     out = []
     ow, nw = old.get("when"), new.get("when")
@@ -386,6 +399,10 @@ def _step_fields(path: str, subject: str, old: dict, new: dict) -> list[Change]:
         a, b = old.get(key, default), new.get(key, default)
         if not same(a, b):
             out.append(_changed(f"{path}.{key}", a, b, subject, key))
+    handled = ("name", "when", "kind", "required", "self_approval", "scope", "description")
+    # every other key (valid_from, valid_until, expiry, timeouts, fallback): as written
+    for key in _other_keys(old, new, handled + ("approvers",)):
+        out += _generic(f"{path}.{key}", subject, old.get(key), new.get(key), key)
     oa, na = old.get("approvers"), new.get("approvers")
     if not same(oa, na):
         out.append(

@@ -16,7 +16,14 @@ from pathlib import Path
 from ..errors import DirectoryError, DocumentError
 from .buyer import resolve_buyer
 from .cache import PolicyCache
-from .check import Resolver, ValidatedRuleSet, check_document, check_ruleset, listed_names
+from .check import (
+    Resolver,
+    ValidatedRuleSet,
+    check_document,
+    check_ruleset,
+    directory_problems,
+    listed_names,
+)
 from .compile import CompiledStep, Policy, compile_policy, data_hash
 from .decision import ORDER_TYPES, Decision, Order, priced_total
 from .directory import Directory, MemoryDirectory
@@ -42,6 +49,7 @@ __all__ = [
     "check_directory",
     "check_document",
     "check_ruleset",
+    "directory_problems",
     "compile_policy",
     "compile_ruleset",
     "data_hash",
@@ -64,14 +72,16 @@ def compile_ruleset(
     resolve: Resolver | None = None,
     *,
     version: int | None = None,
+    published: bool = False,
 ) -> Policy:
     """Validate and compile rule-set text into a :class:`Policy`; raises :class:`DocumentError`.
 
     Pure: it compiles every time.  A caller that compiles the same text often
     keeps the result, e.g. in a :class:`PolicyCache` keyed by the text's hash
-    (``approvalrules.store.versions`` does).
+    (``approvalrules.store.versions`` does).  ``published=True`` for a version published
+    already: checks added since then warn instead of refusing it (see :func:`check_ruleset`).
     """
-    return compile_policy(check_ruleset(text, source, resolve), version)
+    return compile_policy(check_ruleset(text, source, resolve, published=published), version)
 
 
 def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirectory:
@@ -80,7 +90,8 @@ def load_directory(text: str | bytes, source: str | None = None) -> MemoryDirect
     try:
         return MemoryDirectory.from_dict(doc.data)
     except DirectoryError as exc:
-        path = tuple(p for p in exc.path.split(".") if p) if exc.path else ()
+        # "accounts.sam.memberships.0": indexes are numbers in the document's paths
+        path = tuple(int(p) if p.isdigit() else p for p in (exc.path or "").split(".") if p)
         raise DocumentError([doc.problem(exc.code, exc.message, path)]) from None
 
 

@@ -588,6 +588,7 @@ class Policy:
         now: datetime | str | None = None,
         budgets_spent: Mapping[str, Any] | None = None,
         ordered_at: datetime | None = None,
+        hold_lifted: bool = False,
     ) -> Decision:
         """Decide what happens to ``order``.  Pure: every input is an argument.
 
@@ -597,6 +598,8 @@ class Policy:
         this order's scope.  ``ordered_at``: when the order was submitted, if
         before ``now`` (an order decided again); its date, in the rule set's
         ``time_zone``, is the order's date.  Default: ``now``.
+        ``hold_lifted``: the merchant let a held order proceed, so ``hold_orders``
+        no longer holds it and the rest of the rules decide.
         """
         if not isinstance(order, Order):
             order = Order.from_dict(order)
@@ -612,9 +615,11 @@ class Policy:
                 directory, self.currency, self.conversion.get(order.currency)
             )
             return Evaluation(
-                variant, order, view, now, budgets_spent or {}, ordered_at or now
+                variant, order, view, now, budgets_spent or {}, ordered_at or now, hold_lifted
             ).run()
-        return Evaluation(self, order, directory, now, budgets_spent or {}, ordered_at or now).run()
+        return Evaluation(
+            self, order, directory, now, budgets_spent or {}, ordered_at or now, hold_lifted
+        ).run()
 
     def _directory_view(self, directory: Directory, base: str, rate: Decimal | None) -> Directory:
         view = self._directory_views.get(directory)

@@ -320,12 +320,110 @@ class MemoryDirectory(Directory):
         return cls(**records_from_dict(data))
 
 
+#: (code, message, path) of one problem of a directory fixture; the path as a tuple of keys
+#: and indexes, so that a loader can name its line
+StructureProblem = tuple[str, str, tuple]
+
+
+def structure_problems(data: Mapping[str, Any]) -> list[StructureProblem]:
+    """What the directory schema cannot say, every problem at once (the data passed the
+    schema): a company that is its own parent or an ancestor of itself, an account with more
+    than one default membership, delegation dates that are not dates or end before they
+    start."""
+    problems: list[StructureProblem] = []
+    companies = data.get("companies") or {}
+    problems.extend(_parent_cycles(companies))
+    for account_id, account in (data.get("accounts") or {}).items():
+        defaults = [
+            (index, m["company"])
+            for index, m in enumerate((account or {}).get("memberships") or ())
+            if m.get("default")
+        ]
+        if len(defaults) > 1:
+            first = defaults[0][1]
+            for index, company in defaults[1:]:
+                problems.append(
+                    (
+                        "several_defaults",
+                        f"account {account_id!r} already has {first!r} as its default "
+                        f"membership; {company!r} cannot be a default too: keep "
+                        "`default: true` on one membership only",
+                        ("accounts", account_id, "memberships", index, "default"),
+                    )
+                )
+    for index, d in enumerate(data.get("delegations") or ()):
+        days = {}
+        for key in ("valid_from", "valid_until"):
+            try:
+                days[key] = date.fromisoformat(str(d[key]))
+            except ValueError:
+                problems.append(
+                    (
+                        "invalid_date",
+                        f"{d[key]!r} is not a date: write a calendar date like 2026-12-24 "
+                        "(year-month-day)",
+                        ("delegations", index, key),
+                    )
+                )
+        if len(days) == 2 and days["valid_until"] < days["valid_from"]:
+            problems.append(
+                (
+                    "invalid_delegation",
+                    f"valid_until {days['valid_until']} is before valid_from "
+                    f"{days['valid_from']}: the delegation would never hold; swap the dates",
+                    ("delegations", index, "valid_until"),
+                )
+            )
+    return problems
+
+
+def _parent_cycles(companies: Mapping[str, Any]) -> list[StructureProblem]:
+    """A company that names itself as parent, and each loop of parents, once."""
+    parent_of = {cid: (c or {}).get("parent") for cid, c in companies.items()}
+    problems: list[StructureProblem] = []
+    seen_loops: set[frozenset] = set()
+    for start in companies:
+        if parent_of[start] == start:
+            problems.append(
+                (
+                    "company_cycle",
+                    f"company {start!r} names itself as its parent: remove `parent`, or name "
+                    "the company above it",
+                    ("companies", start, "parent"),
+                )
+            )
+            continue
+        path, current = [], start
+        while current in parent_of and current not in path:
+            path.append(current)
+            current = parent_of[current]
+        if current != start or len(path) < 2:
+            continue  # no loop, or a loop further up that its own members report
+        loop = frozenset(path)
+        if loop in seen_loops:
+            continue
+        seen_loops.add(loop)
+        problems.append(
+            (
+                "company_cycle",
+                f"companies form a loop of parents: {' -> '.join(path + [start])}; a company "
+                "cannot be above itself: remove one of these parents",
+                ("companies", start, "parent"),
+            )
+        )
+    return problems
+
+
 def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
     """Convert a directory fixture into lists of records, keyed like MemoryDirectory's arguments.
 
     Shared by the in-memory directory and the store's importer so both read
-    fixtures identically.
+    fixtures identically.  Raises :class:`DirectoryError` for the first of
+    :func:`structure_problems` (``approvalrules.engine.schema.check_directory`` reports all
+    of them, with lines, first).
     """
+    for code, message, path in structure_problems(data)[:1]:
+        raise DirectoryError(code, message, path=".".join(map(str, path)))
     companies, accounts, memberships, groups, assignments = [], [], [], [], []
     contacts, locations = [], []
     for company_id, c in (data.get("companies") or {}).items():
@@ -393,31 +491,14 @@ def records_from_dict(data: Mapping[str, Any]) -> dict[str, list]:
             )
         )
     delegations = []
-    for index, d in enumerate(data.get("delegations") or ()):
-        where = f"delegations[{index}]"
-        try:
-            valid_from, valid_until = (
-                date.fromisoformat(str(d["valid_from"])),
-                date.fromisoformat(str(d["valid_until"])),
-            )
-        except ValueError:
-            raise DirectoryError(
-                "invalid_date",
-                f"{where}: valid_from and valid_until must be dates like 2026-12-24",
-                path=where,
-            ) from None
-        if valid_until < valid_from:
-            raise DirectoryError(
-                "invalid_delegation",
-                f"{where}: valid_until {valid_until} is before valid_from {valid_from}",
-                path=where,
-            )
+    for d in data.get("delegations") or ():
         delegations.append(
             Delegation(
                 delegator_id=d["delegator"],
                 delegate_id=d["delegate"],
-                valid_from=valid_from,
-                valid_until=valid_until,
+                # structure_problems found them dates, the first before the second
+                valid_from=date.fromisoformat(str(d["valid_from"])),
+                valid_until=date.fromisoformat(str(d["valid_until"])),
                 company_id=d.get("company"),
                 step=d.get("step"),
             )
@@ -520,8 +601,10 @@ def _check_references(companies, accounts, memberships, groups, assignments) -> 
                 path=f"companies.{c.id}.parent",
             )
     seen: set[tuple[str, str]] = set()
+    position: dict[str, int] = {}  # memberships come in file order, account by account
     for m in memberships:
-        where = f"accounts.{m.account_id}.memberships"
+        index = position[m.account_id] = position.get(m.account_id, -1) + 1
+        where = f"accounts.{m.account_id}.memberships.{index}"
         if m.company_id not in company_ids:
             raise DirectoryError(
                 "unknown_company",

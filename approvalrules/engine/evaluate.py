@@ -71,6 +71,7 @@ class Evaluation:
         "blocked",
         "company_context",
         "first_step",
+        "hold_lifted",
         "_assignments",
         "_context",
         "_order_date",
@@ -84,6 +85,7 @@ class Evaluation:
         now: datetime,
         spent: Mapping[str, Any],
         ordered_at: datetime | None = None,
+        hold_lifted: bool = False,
     ):
         self.policy = policy
         self.order = order
@@ -99,6 +101,8 @@ class Evaluation:
         self.company_context: CompanyContext | None = None
         #: the memo entry of the first pending step, for its notification (see steps.py)
         self.first_step: list | None = None
+        #: the merchant lifted a hold: ``hold_orders`` no longer holds this order
+        self.hold_lifted = hold_lifted
         self._assignments = None
         self._context = None
         self._order_date = None
@@ -153,12 +157,21 @@ class Evaluation:
         steps: list[Step] = []
         outcome = "blocked" if blocked else "approved"
         if not blocked:
-            if self.settings["hold_orders"]:
+            if self.settings["hold_orders"] and self.hold_lifted:
+                self.trace.append(
+                    TraceEntry(
+                        "settings.hold_orders",
+                        "passed",
+                        "hold_orders is on; the merchant lifted "
+                        "the hold, so the order goes on as the rules decide",
+                    )
+                )
+            if self.settings["hold_orders"] and not self.hold_lifted:
                 outcome = "held"
                 self.reasons.append(
                     Reason(
                         "orders_held",
-                        "orders of this account are held until the merchant releases them",
+                        "orders of this account are held until the merchant lets them proceed",
                     )
                 )
                 self.trace.append(

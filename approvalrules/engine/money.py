@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from babel.numbers import format_decimal, get_currency_precision
@@ -58,6 +59,27 @@ CURRENCIES = frozenset(
         "ZAR",
     ]
 )
+
+#: where CLDR's "digits" (what babel reports: the decimals used in practice) differ from the
+#: ISO 4217 minor units, ISO 4217 decides: these currencies have cents in law and in banking
+_ISO_4217_MINOR_UNITS = {"COP": 2, "HUF": 2, "IDR": 2}
+
+
+@cache
+def minor_units(code: str) -> int:
+    """The ISO 4217 minor units of ``code``: how many decimals an amount in it may have.
+
+    2 for USD and EUR (cents), 0 for JPY and KRW.  The one place that says so: rule-set
+    checks hold amounts to it, and amounts shown to people are formatted with it.
+    """
+    return _ISO_4217_MINOR_UNITS.get(code, get_currency_precision(code))
+
+
+def fits_minor_units(amount: Decimal, code: str) -> bool:
+    """Whether ``amount`` is a whole number of ``code``'s minor units (100.50 USD is; 100.125
+    USD and 1000.5 JPY are not)."""
+    return amount == amount.quantize(Decimal(1).scaleb(-minor_units(code)), rounding=ROUND_DOWN)
+
 
 #: amounts are bounded so that a 5,000-digit number is a clear error, not a slow one
 MAX_DIGITS = 18
@@ -123,12 +145,6 @@ def format_amount(amount: Decimal) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
-
-
-def minor_units(code: str) -> int:
-    """Digits after the decimal point in ``code``'s amounts (ISO 4217): 2 for USD, 0 for JPY,
-    3 for KWD."""
-    return get_currency_precision(code)
 
 
 def format_money(amount: Decimal | int | str, code: str, locale: str = "en") -> str:

@@ -144,3 +144,124 @@ def compare(decision: Decision, expect: dict, now: str) -> list[str]:
                 f"got {text!r}"
             )
     return failures
+
+
+def _iso_duration(delta) -> str:
+    """``delta`` as the ISO 8601 duration the rule sets write (P7D, PT12H, P1DT6H, PT30M)."""
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    return (
+        "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
+        if days or time
+        else "PT0M"
+    )
+
+
+def expectation_from_decision(expect: dict, decision: Decision, now: str) -> dict:
+    """``expect`` rewritten to what ``decision`` says now, key by key.
+
+    Only the keys the test already checks are kept, each with the decision's current
+    value, so an updated test checks the same things as before (a test that checked
+    the outcome alone still checks the outcome alone).  ``compare`` finds no mismatch
+    between the result and ``decision``.
+    """
+    updated: dict = {}
+    first_approvers = (
+        sorted(a.account for a in decision.steps[0].approvers) if decision.steps else []
+    )
+    everyone = {a.account for s in decision.steps for a in s.approvers}
+    for key, want in expect.items():
+        if key == "outcome":
+            updated[key] = decision.outcome
+        elif key == "reasons":
+            updated[key] = decision.reason_codes()
+        elif key == "payer":
+            updated[key] = decision.payer["id"] if decision.payer else None
+        elif key == "steps":
+            with_required = any("required" in s for s in want)
+            with_approvers = any("approvers" in s for s in want)
+            steps = []
+            for step in decision.steps:
+                entry: dict = {"name": step.name}
+                if with_required:
+                    entry["required"] = step.required
+                if with_approvers:
+                    entry["approvers"] = sorted(a.account for a in step.approvers)
+                steps.append(entry)
+            updated[key] = steps
+        elif key == "approvers":
+            updated[key] = first_approvers
+        elif key == "not_approvers":
+            still = [account for account in want if account not in everyone]
+            if still:
+                updated[key] = still
+        elif key == "notifications":
+            kept = [_notification_now(n, decision) for n in want]
+            kept = [n for n in kept if n is not None]
+            if kept:
+                updated[key] = kept
+        elif key == "labels":
+            labels = {decision.buyer["account"]: decision.buyer["role_label"]}
+            labels.update({a.account: a.role_label for s in decision.steps for a in s.approvers})
+            now_labels = {account: labels[account] for account in want if labels.get(account)}
+            if now_labels:
+                updated[key] = now_labels
+        elif key == "expires_in":
+            updated[key] = (
+                _iso_duration(decision.expires_at - parse_instant(now))
+                if decision.expires_at
+                else None
+            )
+        elif key == "message_contains":
+            text = " ".join(r.message for r in decision.reasons)
+            if want in text:
+                updated[key] = want
+            elif decision.reasons:
+                updated[key] = decision.reasons[0].message
+        else:
+            updated[key] = want
+    if not updated:
+        updated["outcome"] = decision.outcome  # an expect block may not be empty
+    return updated
+
+
+def _notification_now(want: dict, decision: Decision) -> dict | None:
+    """One expected notification as the decision sends it now; None when it is not sent."""
+    found = [n for n in decision.notifications if n.event == want["event"]]
+    if not found:
+        return None
+    recipients = {r.account or r.company: r.channel for r in found[0].recipients}
+    entry = {"event": want["event"]}
+    if "to" in want:
+        entry["to"] = sorted(recipients)
+    channels = set(recipients.values())
+    if "channel" in want or "channels" in want:
+        if len(channels) == 1:
+            entry["channel"] = channels.pop()
+        else:
+            entry["channels"] = dict(sorted(recipients.items()))
+    return entry
+
+
+def updated_expectations(
+    checked: ValidatedRuleSet, policy: Policy, directory: Directory
+) -> dict[int, dict]:
+    """The failing tests' ``expect`` blocks rewritten from today's decisions, by test index.
+
+    A test whose order cannot be evaluated at all is left out: no decision, nothing to
+    expect.
+    """
+    updates = {}
+    for index, test in enumerate(checked.data.get("tests") or ()):
+        now = test.get("now", DEFAULT_NOW)
+        try:
+            decision = policy.evaluate(
+                test["order"], directory, now=now, budgets_spent=test.get("budgets_spent")
+            )
+        except ApprovalRulesError:
+            continue
+        if compare(decision, test["expect"], now):
+            updates[index] = expectation_from_decision(test["expect"], decision, now)
+    return updates

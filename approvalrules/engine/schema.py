@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 import threading
 from collections.abc import Callable
 from importlib import resources
@@ -20,6 +21,7 @@ import jsonschema
 from referencing import Registry, Resource
 
 from ..errors import DocumentError, Problem
+from .directory import structure_problems
 from .load import Document, format_path, load_document
 
 try:
@@ -250,8 +252,9 @@ def schema_problems(doc: Document, name: str) -> list[Problem]:
     finally:
         _work.left = None
     problems = [
-        _problem_from(doc, error)
+        problem
         for error in sorted(first, key=lambda e: list(map(str, e.absolute_path)))
+        for problem in _problems_from(doc, error)
     ]
     if stopped and not problems:
         problems.append(_fast_problem(doc, fast_error))
@@ -302,8 +305,26 @@ def cap_problems(doc: Document, problems: list[Problem]) -> list[Problem]:
     return problems[:MAX_PROBLEMS] + [more_problems(doc, len(problems) - MAX_PROBLEMS)]
 
 
+def _problems_from(doc: Document, error: jsonschema.ValidationError) -> list[Problem]:
+    """The problems one schema error stands for: one per unknown key of an object, else one."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = error.schema.get("properties", {})
+        allowed = sorted(known)
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        path = list(error.absolute_path)
+        return [
+            doc.problem("unknown_key", f"unknown key {key!r}{hint}", path + [key])
+            for key in error.instance
+            if key not in known
+        ]
+    return [_problem_from(doc, error)]
+
+
 def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
     instance = error.instance
+    scalar = _scalar_kind_problem(doc, error)
+    if scalar is not None:
+        return scalar
     if (
         isinstance(instance, (int, float))
         and not isinstance(instance, bool)
@@ -322,12 +343,6 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
             error = deepest
     path = list(error.absolute_path)
     validator_name = error.validator
-    if validator_name == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
-        key = extra[0] if extra else ""
-        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
-        return doc.problem("unknown_key", f"unknown key {key!r}{hint}", path + [key])
     if (
         validator_name == "minProperties"
         and error.instance == {}
@@ -406,6 +421,100 @@ def _problem_from(doc: Document, error: jsonschema.ValidationError) -> Problem:
     )
 
 
+#: the largest amount the schema takes (``$defs/money``'s maximum)
+MAX_AMOUNT = 10**15
+#: the largest conversion rate (``$defs/rate``'s maximum)
+MAX_RATE = 10**6
+
+
+def _scalar_kind_problem(doc: Document, error: jsonschema.ValidationError) -> Problem | None:
+    """What to write instead, for an amount or a rate given as the wrong kind of value.
+
+    jsonschema would say "expected object" for ``"1,000"`` (the last alternative of an
+    amount is a per-currency map) or "expected null" for ``1e16``; an author needs to hear
+    that an amount is a number like 1000.
+    """
+    instance = error.instance
+    if isinstance(instance, (dict, list)):
+        return None  # a per-currency map or a list: the schema's own words name the key
+    kind = _value_kind(error)
+    if kind is None:
+        return None
+    path = list(error.absolute_path)
+    shown = _short(instance) if not isinstance(instance, str) else f'"{instance[:40]}"'
+    if kind == "rate":
+        example = "a rate above 0 like 1.08 (up to 6 digits before the point and 8 after)"
+        if isinstance(instance, (int, float)) and not isinstance(instance, bool):
+            if instance <= 0:
+                return doc.problem(
+                    "invalid_rate",
+                    f"{shown} is not a usable rate: write {example}; to stop accepting the "
+                    "currency, remove its line",
+                    path,
+                )
+            if instance > MAX_RATE:
+                return doc.problem("invalid_rate", f"{shown} is too large: write {example}", path)
+        return doc.problem("invalid_rate", f"write {example}, not {shown}", path)
+    if isinstance(instance, (int, float)) and not isinstance(instance, bool):
+        if instance < 0:
+            return doc.problem(
+                "negative_amount", f"{shown} is negative; amounts must be 0 or more", path
+            )
+        if instance != instance or instance in (float("inf"), float("-inf")):
+            return doc.problem("invalid_amount", f"{shown} is not an amount: {AMOUNT_HINT}", path)
+        if instance > MAX_AMOUNT:
+            return doc.problem(
+                "invalid_amount",
+                f"{shown} is too large: amounts go up to {MAX_AMOUNT:,} "
+                "(write the digits, like 250000, not 2.5e5)",
+                path,
+            )
+        return None
+    if isinstance(instance, str):
+        if instance.startswith("-"):
+            return doc.problem(
+                "negative_amount", f"{shown} is negative; amounts must be 0 or more", path
+            )
+        if re.fullmatch(r"[0-9]+\.[0-9]{5,}", instance):
+            return doc.problem(
+                "invalid_amount",
+                f"{shown} has more decimals than any currency uses: give at most the "
+                "currency's minor units (2 for USD and EUR, 0 for JPY)",
+                path,
+            )
+        if re.fullmatch(r"[0-9]{16,}(\.[0-9]*)?", instance):
+            return doc.problem(
+                "invalid_amount", f"{shown} is too large: amounts go up to {MAX_AMOUNT:,}", path
+            )
+        plain = re.sub(r"[,\s_']", "", instance)
+        if plain != instance and re.fullmatch(r"[0-9]+(\.[0-9]+)?", plain):
+            return doc.problem("invalid_amount", f"write an amount like {plain}, not {shown}", path)
+    return doc.problem("invalid_amount", f"{shown} is not an amount: {AMOUNT_HINT}", path)
+
+
+#: how to write an amount, for messages about one written otherwise
+AMOUNT_HINT = (
+    "write a number like 1000 or 999.99 (digits and one decimal point; no commas, "
+    "spaces, currency signs or words)"
+)
+
+
+def _value_kind(error: jsonschema.ValidationError) -> str | None:
+    """``amount`` or ``rate`` when the failing schema is (or offers) the rule-set schema's
+    money or rate definition; None for anything else."""
+    definitions = schema("ruleset")["$defs"]
+    money, rate = definitions["money"], definitions["rate"]
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current.schema == money or current.schema == definitions["amount"]:
+            return "amount"
+        if current.schema == rate:
+            return "rate"
+        pending.extend(current.context or ())
+    return None
+
+
 def _is_amount(error) -> bool:
     """Whether the failing schema is (or offers) the ``money`` or ``amount`` definition."""
     text = json.dumps(error.schema, default=str)
@@ -445,4 +554,9 @@ def check_directory(text: str | bytes, source: str | None = None) -> Document:
     problems = schema_problems(doc, "directory")
     if problems:
         raise DocumentError(problems)
+    structure = [
+        doc.problem(code, message, path) for code, message, path in structure_problems(doc.data)
+    ]
+    if structure:
+        raise DocumentError(sorted(structure, key=lambda p: p.line or 0))
     return doc

@@ -101,19 +101,27 @@ class RuleSetNames:
             details={"path": path, "published": sorted(published)[:HINT_NAMES]},
         )
 
-    def roles_for(self, company: Company) -> tuple[str, frozenset[str]] | None:
-        """(rule set name, its roles) governing ``company`` -- its own rule set, else its
-        nearest parent's -- or None when no published rule set governs it yet."""
+    def governing_name(self, company: Company) -> str | None:
+        """The rule set governing ``company``: its own, else its nearest parent's (or None)."""
         node, seen = company, set()
         while node is not None and node.ruleset_name is None and node.id not in seen:
             seen.add(node.id)
             node = node.parent
-        name = node.ruleset_name if node is not None else None
+        return node.ruleset_name if node is not None else None
+
+    def policy(self, name: str | None):
+        """The compiled policy of the published rule set ``name`` (None when not published)."""
         version = self.active().get(name) if name else None
-        if version is None:
-            return None
+        return policy_for(version, self.session, self.active()) if version is not None else None
+
+    def roles_for(self, company: Company) -> tuple[str, frozenset[str]] | None:
+        """(rule set name, its roles) governing ``company`` -- its own rule set, else its
+        nearest parent's -- or None when no published rule set governs it yet."""
+        name = self.governing_name(company)
         if name not in self._roles:
-            policy = policy_for(version, self.session, self.active())
+            policy = self.policy(name)
+            if policy is None:
+                return None
             self._roles[name] = frozenset(policy.roles)
         return name, self._roles[name]
 

@@ -29,14 +29,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..engine import check_directory
+from ..engine import check_directory, check_ruleset, directory_problems
 from ..engine.directory import records_from_dict
 from ..engine.load import load_document
 from ..errors import DirectoryError, DocumentError, NotFound, Problem
+from .directory import directory_for
 from .directory_service import DirectoryService
 from .models import AuditEvent, RuleSet, RuleSetVersion, Tenant
 from .services import ensure_tenant, resolve_tenant
-from .versions import active_version, get_version, publish
+from .versions import active_version, get_version, publish, resolver
 
 DEFAULT_TENANT = "demo"
 TENANTS_FILE = "tenants.yaml"
@@ -53,6 +54,9 @@ class LoadReport:
     directories: list[tuple[str, str]] = field(default_factory=list)
     #: audit events written: 0 when the load changed nothing
     changes: int = 0
+    #: what the loaded rule sets and their tenant's directory tell about each other (steps
+    #: needing more approvals than members can give, names one of them lacks): warnings
+    warnings: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -186,9 +190,16 @@ def load_folder(session: Session, folder: str | Path, author: str = "importer") 
                 else report.published
             ).append(entry)
         service = DirectoryService(session, tenant, actor=author)
-        for path in _selected(directory_files, spec.get("directories"), lambda p: (p.stem, p.name)):
+        loaded = _selected(directory_files, spec.get("directories"), lambda p: (p.stem, p.name))
+        for path in loaded:
             _load_directory_file(service, path)
             report.directories.append((tenant.slug, path.name))
+        if loaded:
+            directory = directory_for(session, tenant)
+            resolve = resolver(session, tenant.id)
+            for f in chosen:
+                checked = check_ruleset(f.text, str(f.path), resolve, published=True)
+                report.warnings.extend(directory_problems(checked, directory))
 
     report.changes = _audit_count(session) - before
     return report

@@ -16,6 +16,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from .db import create_engine_for_url, get_engine
@@ -78,3 +79,8 @@ def current(target: str | Mapping[str, Any] | Engine) -> str | None:
     finally:
         if owned:
             engine.dispose()
+
+
+def head() -> str:
+    """The newest revision of the migration scripts: what ``upgrade`` brings a database to."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -43,6 +43,8 @@ Money = Numeric(18, 4)
 
 MEMBERSHIP_STATUSES = ("active", "invited", "declined", "inactive")
 ADMIN_ROLES = ("owner", "editor", "viewer")
+#: what an API key may do (docs/security.md "API key scopes"; the grants are in store/services.py)
+API_KEY_SCOPES = ("storefront", "merchant", "read_only")
 VERSION_STATUSES = ("draft", "published", "retired")
 REQUEST_STATUSES = ("pending", "approved", "rejected", "expired", "withdrawn")
 ACTION_KINDS = ("approve", "reject", "reverse")
@@ -93,15 +95,22 @@ class Tenant(Base):
 
 
 class ApiKey(Base):
-    """A storefront's key: only a prefix (to find it) and the sha256 of the token are kept."""
+    """A storefront's key: only a prefix (to find it) and the sha256 of the token are kept.
+
+    ``scope`` says what the key may do: ``storefront`` (evaluate, orders, approvals),
+    ``merchant`` (also held orders, rule sets and the directory) or ``read_only`` (rule sets,
+    their versions and the directory, read only: QA's remote diff).
+    """
 
     __tablename__ = "api_keys"
+    __table_args__ = (_one_of("scope", API_KEY_SCOPES),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16), default="storefront")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -27,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..engine import PolicyCache, check_ruleset, compile_ruleset, guard_problems
+from ..engine.durations import isoformat
 from ..errors import DocumentError, NotFound, Problem
 from .db import TenantCache, transaction_memo
 from .directory import directory_for
@@ -39,15 +41,21 @@ from .services import audit, resolve_tenant
 PUBLISH_ATTEMPTS = 3
 
 
-def _check_ruleset(text: str, source: str | None, resolve: Callable[[str], str | None]):
+def _check_ruleset(
+    text: str,
+    source: str | None,
+    resolve: Callable[[str], str | None],
+    published: bool = False,
+):
     # one indirection, so tests may substitute a checker
-    return check_ruleset(text, source, resolve)
+    return check_ruleset(text, source, resolve, published=published)
 
 
 def _compile_ruleset(
     text: str, source: str | None, resolve: Callable[[str], str | None], version: int | None
 ):
-    return compile_ruleset(text, source, resolve, version=version)
+    # a stored version was valid when published: stricter checks since then only warn
+    return compile_ruleset(text, source, resolve, version=version, published=True)
 
 
 def _tenant_id(session: Session, tenant: Tenant | int | str) -> int:
@@ -198,12 +206,15 @@ def publish(
     *,
     source: str | None = None,
     action: str = "ruleset.published",
+    published_before: bool = False,
 ) -> RuleSetVersion:
     """Validate and publish ``text`` (default: the draft) as the next version, and make it active.
 
     Raises :class:`DocumentError` when the text is invalid -- nothing is saved
     and the active version stays active.  ``source`` names the text in error
-    messages (a file name; default: the rule set's name).
+    messages (a file name; default: the rule set's name).  ``published_before``: the text
+    is an earlier version's (a rollback), checked as published versions are (checks added
+    since then warn instead of refusing it).
     """
     tenant_id = _tenant_id(session, tenant)
     # the lock first, then the draft: a draft saved meanwhile waits for this transaction
@@ -224,7 +235,7 @@ def publish(
             clear_draft(session, existing, seen_draft)
         return existing.active_version
     # validate before writing anything: an invalid text leaves no trace
-    checked = _check_ruleset(text, source or name, resolver(session, tenant_id))
+    checked = _check_ruleset(text, source or name, resolver(session, tenant_id), published_before)
     if checked.name != name:
         raise DocumentError(
             [
@@ -302,6 +313,29 @@ def publish(
     return version
 
 
+def discard_draft(
+    session: Session, tenant: Tenant | int | str, name: str, author: str | None = None
+) -> bool:
+    """Throw the rule set's draft away (audited); False when there was none."""
+    tenant_id = _tenant_id(session, tenant)
+    ruleset = get_ruleset(session, tenant_id, name, lock=True)
+    if ruleset is None or ruleset.draft_text is None:
+        return False
+    length = len(ruleset.draft_text)
+    ruleset.draft_text = None
+    ruleset.draft_updated_at = utcnow()
+    audit(
+        session,
+        tenant_id,
+        author or "system",
+        "ruleset.draft_discarded",
+        "ruleset",
+        name,
+        {"length": length},
+    )
+    return True
+
+
 def clear_draft(session: Session, ruleset: RuleSet, seen: str | None) -> None:
     """Clear the draft ``seen`` by a publisher, and only that one.
 
@@ -326,7 +360,15 @@ def rollback(
 ) -> RuleSetVersion:
     """Publish version ``number``'s text anew, as a new version (history only grows)."""
     old = get_version(session, tenant, name, number)
-    return publish(session, tenant, name, author, text=old.text, action="ruleset.rolled_back")
+    return publish(
+        session,
+        tenant,
+        name,
+        author,
+        text=old.text,
+        action="ruleset.rolled_back",
+        published_before=True,
+    )
 
 
 def retire(
@@ -548,6 +590,7 @@ __all__ = [
     "retire",
     "rollback",
     "clear_draft",
+    "discard_draft",
     "save_draft",
 ]
 
@@ -590,19 +633,26 @@ class VersionLookup:
         return text, f"{tenant}/{name}@{which}", resolver(self.session, tenant)
 
     def recorded_orders(self, tenant: str, name: str):
-        """(count, iterator of order payloads) of every order decided under any version.
+        """(count, iterator of ``{"order": payload, "now": submitted}``) of every order decided
+        under any version.
 
-        Every version of the rule set counts.
+        Every version of the rule set counts.  Each order is replayed at its submission
+        instant, so rules that read the order's date decide it as they did then.
         """
         query = (
-            select(Order.payload)
+            select(Order.payload, Order.created_at)
             .join(RuleSetVersion, Order.ruleset_version_id == RuleSetVersion.id)
             .join(RuleSet, RuleSetVersion.ruleset_id == RuleSet.id)
             .where(RuleSet.tenant_id == _tenant_id(self.session, tenant), RuleSet.name == name)
             .order_by(Order.id)
         )
         count = self.session.scalar(select(func.count()).select_from(query.subquery()))
-        return count, self.session.scalars(query.execution_options(yield_per=1000))
+        rows = self.session.execute(query.execution_options(yield_per=1000))
+        return count, (
+            # SQLite gives the stored UTC instant back without its zone
+            {"order": payload, "now": isoformat(created.replace(tzinfo=created.tzinfo or UTC))}
+            for payload, created in rows
+        )
 
     def directory(self, tenant: str):
         """The directory the tenant's orders are evaluated against (see ``directory_for``)."""

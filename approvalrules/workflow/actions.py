@@ -458,7 +458,12 @@ def edit(
     order = request.order
     body, changes = reduced_body(order, lines)
     decision, version = deciding.evaluate(
-        session, tenant, body, now=now, version=queries.request_version(session, request)
+        session,
+        tenant,
+        body,
+        now=now,
+        version=queries.request_version(session, request),
+        ordered_at=order.created_at,
     )
     account = queries.account(session, tenant, approver)
     transitions.redecide(

@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 from ..store.commands import settings_from_ini
 from ..store.db import get_engine, get_tm_session
+from ..store.models import API_KEY_SCOPES
 from ..store.services import create_api_key, resolve_tenant
 from . import jobs, outbox
 
@@ -52,15 +53,20 @@ def run_dispatch(ini_path: str) -> int:
     so cron and monitoring notice."""
     report = dispatch(ini_path)
     print(report.summary())
+    if report.emails and not report.mail_where.startswith("SMTP"):
+        print(f"e-mail went to {report.mail_where}")  # development: no mail server needed
     for failure in report.failures:
         print(f"failed: {failure.describe()}", file=sys.stderr)
     return 1 if report.failed else 0
 
 
-def create_key(ini_path: str, tenant: str, name: str) -> str:
+def create_key(ini_path: str, tenant: str, name: str, scope: str = "storefront") -> str:
+    """A new API key of ``scope`` for ``tenant``; its plain text (shown once)."""
     return _with_session(
         ini_path,
-        lambda session, settings: create_api_key(session, resolve_tenant(session, tenant), name)[1],
+        lambda session, settings: create_api_key(
+            session, resolve_tenant(session, tenant), name, actor="cli", scope=scope
+        )[1],
     )
 
 
@@ -86,4 +92,13 @@ def add_parsers(sub) -> None:
     p.add_argument("ini")
     p.add_argument("tenant", help="tenant slug")
     p.add_argument("--name", default="storefront")
-    p.set_defaults(func=lambda args: print(create_key(args.ini, args.tenant, args.name)) or 0)
+    p.add_argument(
+        "--scope",
+        choices=API_KEY_SCOPES,
+        default="storefront",
+        help="storefront (default): evaluate, orders, approvals; merchant: also held orders, "
+        "rule sets and the directory; read_only: rule sets, versions and directory reads",
+    )
+    p.set_defaults(
+        func=lambda args: print(create_key(args.ini, args.tenant, args.name, args.scope)) or 0
+    )

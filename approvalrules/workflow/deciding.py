@@ -15,8 +15,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..engine import Decision, Policy, priced_total, resolve_buyer
+from ..engine import Decision, Policy, compile_ruleset, priced_total, resolve_buyer
 from ..engine import Order as EngineOrder
+from ..engine.dates import local_date
+from ..errors import NotFound
 from ..store import versions
 from ..store.directory import directory_for
 from ..store.models import BudgetLedger, Company, Order, RuleSetVersion, Tenant
@@ -31,6 +33,8 @@ def evaluate(
     now: datetime | None = None,
     version: RuleSetVersion | None = None,
     dry_run: bool = False,
+    ordered_at: datetime | None = None,
+    hold_lifted: bool = False,
 ) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
     """The decision for ``body`` under the active version (or ``version``, e.g. a request's
     pinned one); writes nothing.
@@ -40,6 +44,10 @@ def evaluate(
     an :class:`~approvalrules.store.versions.ActiveVersion`, with no query for it.
     Actions that record the version (submit, re-decisions) leave it off: they read
     the versions in their own transaction, which may just have published one.
+
+    ``ordered_at``: when an order decided again was submitted; its date stays the
+    order's date (``order_date`` conditions, validity windows).  Default ``now``.
+    ``hold_lifted``: the merchant let a held order proceed (see ``Policy.evaluate``).
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
@@ -52,6 +60,65 @@ def evaluate(
         policy, version = queries.policy_for_company(session, tenant, directory, company_id)
     else:
         policy = versions.policy_for(version, session)
+    decision = _decide(
+        session,
+        tenant,
+        order,
+        directory,
+        company_id,
+        policy,
+        now,
+        ordered_at=ordered_at,
+        hold_lifted=hold_lifted,
+    )
+    return decision, version
+
+
+def evaluate_under(
+    session: Session,
+    tenant: Tenant,
+    body: Mapping[str, Any],
+    ruleset: str,
+    number: int | None,
+    *,
+    now: datetime | None = None,
+) -> Decision:
+    """The decision for ``body`` under version ``number`` of rule set ``ruleset``, or under its
+    draft (``number`` None), whatever rule set governs the buyer's company; writes nothing.
+
+    The merchant's "what if": try an order against a version before rolling back to it, or
+    against the draft before publishing it.  Raises ``NotFound`` for an unknown version or a
+    missing draft, ``DocumentError`` for a draft that does not compile.
+    """
+    now = queries.now_or(now)
+    order = EngineOrder.from_dict(body)
+    directory = directory_for(session, tenant)
+    _, membership = resolve_buyer(directory, order)
+    if number is not None:
+        policy = versions.policy_for(
+            versions.get_version(session, tenant, ruleset, number), session
+        )
+    else:
+        row = versions.get_ruleset(session, tenant, ruleset)
+        if row is None or row.draft_text is None:
+            raise NotFound("no_draft", f"rule set {ruleset!r} has no draft to evaluate against")
+        policy = compile_ruleset(row.draft_text, ruleset, versions.resolver(session, tenant))
+    return _decide(session, tenant, order, directory, membership.company_id, policy, now)
+
+
+def _decide(
+    session,
+    tenant,
+    order,
+    directory,
+    company_id,
+    policy: Policy,
+    now,
+    *,
+    ordered_at: datetime | None = None,
+    hold_lifted: bool = False,
+) -> Decision:
+    """The engine's decision for ``order`` under ``policy``, with what its budgets have drawn."""
     spent = {}
     if policy.budgets:
         membership = directory.membership(order.buyer, company_id)
@@ -65,7 +132,14 @@ def evaluate(
             now,
             policy.pricing_currency(order.currency),
         )
-    return policy.evaluate(order, directory, now=now, budgets_spent=spent), version
+    return policy.evaluate(
+        order,
+        directory,
+        now=now,
+        budgets_spent=spent,
+        ordered_at=queries.aware(ordered_at) if ordered_at is not None else None,
+        hold_lifted=hold_lifted,
+    )
 
 
 # ---------------------------------------------------------------- budgets
@@ -146,7 +220,10 @@ def draw_budgets(
     # in the money the order was compared in: a converted total, or the ledger of the order's
     # own currency
     amount, currency = priced_total(order.decision)
+    day = local_date(when, policy.time_zone)
     for budget in policy.budgets:
+        if not budget.in_force(day):
+            continue  # outside its valid_from / valid_until: the order never counted against it
         session.add(
             BudgetLedger(
                 tenant_id=tenant.id,

@@ -34,6 +34,8 @@ EVENTS = (
     "approval_reminder",
     "order_released",
     "order_held",
+    "order_hold_lifted",
+    "order_hold_cancelled",
     "approval_reversed",
     "approval_escalated",
     "order_edited",

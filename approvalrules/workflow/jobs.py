@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..engine import CompiledStep, Policy
 from ..engine.durations import isoformat
 from ..engine.notify import emailed_as_approver
+from ..engine.timeouts import fixed_deadline, request_expiry
 from ..store.directory import directory_for
 from ..store.models import ApprovalRequest, Tenant
 from ..store.services import audit
@@ -34,7 +35,9 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     First the steps whose own ``escalate_after`` has passed (:func:`escalate_due`),
     then the requests past their expiry: each is cancelled as expired, unless
     its current step says ``on_timeout: escalate | approve`` (and has not
-    timed out before).
+    timed out before).  A fixed calendar expiry (``expiry.date`` of the rule
+    set or of a step of the request) is final: past it the request expires
+    whatever ``on_timeout`` says.
     """
     now = now_or(now)
     handled: set[int] = set()
@@ -54,7 +57,11 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
                 policy = queries.request_policy(session, request)
                 step = request.steps[request.current_step]
                 compiled = transitions.compiled_step(policy, step)
-                if _on_timeout_of(compiled) != "cancel" and not step.get("timed_out"):
+                fixed = _fixed_deadline(request, policy)
+                if fixed is not None and fixed <= now:
+                    _expire(session, tenant, request, now, {"expiry_date": isoformat(fixed)})
+                    result = "expired"
+                elif _on_timeout_of(compiled) != "cancel" and not step.get("timed_out"):
                     result = _on_timeout(session, tenant, request, policy, compiled, now)
                 else:
                     _expire(session, tenant, request, now)
@@ -74,6 +81,21 @@ def _expire(
 ) -> None:
     transitions.close(
         session, tenant, request, "expired", now, audit_entry=("system", "order.expired", data)
+    )
+
+
+def _fixed_deadline(request: ApprovalRequest, policy: Policy) -> datetime | None:
+    """The request's fixed calendar expiry: the rule set's ``expiry.date`` and those of the
+    steps it waits for (``timeouts.fixed_deadline``), or None."""
+    return fixed_deadline(
+        policy.expiry_deadline,
+        [
+            compiled.expiry_deadline
+            for step in request.steps
+            if (compiled := transitions.compiled_step(policy, step)) is not None
+        ]
+        if policy.step_deadlines
+        else (),
     )
 
 
@@ -138,6 +160,9 @@ def escalate_due(
             or now < _step_started(request) + compiled.escalate_after
         ):
             continue
+        fixed = _fixed_deadline(request, policy)
+        if fixed is not None and fixed <= now:
+            continue  # past its calendar expiry: expire_due cancels it, nothing escalates
         try:
             with session.begin_nested():
                 result = _on_timeout(
@@ -189,7 +214,7 @@ def _on_timeout(
                 {"step": step["name"], "reason": "before_escalation"},
             )
             return "reminded"
-    _push_expiry(request, policy, compiled, now)
+    _push_expiry(request, policy, compiled, now, _fixed_deadline(request, policy))
     steps = [dict(s) for s in request.steps]
     steps[step_index]["timed_out"] = isoformat(now)
     if action == "approve":
@@ -275,17 +300,21 @@ def _escalate(
 
 
 def _push_expiry(
-    request: ApprovalRequest, policy: Policy, compiled: CompiledStep | None, now: datetime
+    request: ApprovalRequest,
+    policy: Policy,
+    compiled: CompiledStep | None,
+    now: datetime,
+    fixed: datetime | None = None,
 ) -> None:
     """A step that escalates or is approved on timeout gives the request time again when its
-    expiry has passed."""
+    expiry has passed, never beyond its fixed calendar expiry (``fixed``)."""
     if request.expires_at is not None and aware(request.expires_at) <= now:
         grace = (
             compiled.escalate_after
             if compiled is not None and compiled.escalate_after is not None
             else policy.expiry
         )
-        request.expires_at = now + grace if grace else None
+        request.expires_at = request_expiry(now, grace, fixed)
 
 
 def _escalation_targets(

@@ -1,4 +1,5 @@
-"""Deliver outbox events: e-mail over SMTP and signed webhooks, at least once.
+"""Deliver outbox events: e-mail (over SMTP; to files or the console in development) and signed
+webhooks, at least once.
 
 Each due event is claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite
 has one writer anyway), delivered, and marked delivered in the same
@@ -21,38 +22,71 @@ import string
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..errors import NotFound
 from ..store.models import OutboxEvent, Tenant
+from ..store.services import audit
 
 MAX_ATTEMPTS = 10
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 
 
+#: how e-mail leaves: an SMTP server (production), or, in development, files or the console
+MAIL_TRANSPORTS = ("smtp", "file", "console")
+
+
 @dataclass(frozen=True)
 class MailSettings:
+    """Where e-mail goes (``approvalrules.mail_transport``, default ``smtp``).
+
+    ``smtp`` sends through ``smtp_host``:``smtp_port``.  ``file`` writes each message as an
+    ``.eml`` file into ``mail_dir`` (development.ini: ``var/mail/``), ``console`` prints it
+    on standard output: a development machine needs no mail server, and every
+    notification can still be read.
+    """
+
     host: str = "127.0.0.1"
     port: int = 25
     sender: str = "approvals@approvalrules.invalid"
     timeout: float = 10.0
+    transport: str = "smtp"
+    directory: str = "var/mail"
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> MailSettings:
+        transport = settings.get("approvalrules.mail_transport", cls.transport).strip()
+        if transport not in MAIL_TRANSPORTS:
+            raise ValueError(
+                f"approvalrules.mail_transport is {transport!r}; use one of "
+                + ", ".join(MAIL_TRANSPORTS)
+            )
         return cls(
             host=settings.get("approvalrules.smtp_host", cls.host),
             port=int(settings.get("approvalrules.smtp_port", cls.port)),
             sender=settings.get("approvalrules.mail_from", cls.sender),
             timeout=float(settings.get("approvalrules.smtp_timeout", cls.timeout)),
+            transport=transport,
+            directory=settings.get("approvalrules.mail_dir", cls.directory),
         )
+
+    def where(self) -> str:
+        """Where e-mail goes, for people: ``SMTP 127.0.0.1:25``, ``files in var/mail``."""
+        if self.transport == "file":
+            return f"files in {self.directory}"
+        if self.transport == "console":
+            return "the console"
+        return f"SMTP {self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -89,6 +123,8 @@ class DispatchReport:
     emails: int = 0
     webhooks: int = 0
     failures: list[DeliveryFailure] = field(default_factory=list)
+    #: where e-mail went (``MailSettings.where``), e.g. ``files in var/mail``
+    mail_where: str = ""
 
     def __getitem__(self, name: str) -> int:
         if name not in ("delivered", "failed", "emails", "webhooks"):
@@ -174,24 +210,27 @@ def _send_emails(tenant: Tenant, event: OutboxEvent, mail: MailSettings) -> int:
     ]
     if not recipients:
         return 0
+    messages = [_email(tenant, event, recipient, mail) for recipient in recipients]
     current = ", ".join(r["email"] for r in recipients)  # until the connection is open
     try:
-        with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
-            for recipient in recipients:
-                current = recipient["email"]
-                _send_one_email(smtp, tenant, event, recipient, mail)
+        if mail.transport == "file":
+            _write_emails(messages, Path(mail.directory))
+        elif mail.transport == "console":
+            for message in messages:
+                print(f"----- e-mail {message['Message-ID']}\n{message}", flush=True)
+        else:
+            with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
+                for message in messages:
+                    current = message["To"]
+                    smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         raise _DeliveryError("email", current, exc) from exc
     return len(recipients)
 
 
-def _send_one_email(
-    smtp: smtplib.SMTP,
-    tenant: Tenant,
-    event: OutboxEvent,
-    recipient: Mapping[str, Any],
-    mail: MailSettings,
-) -> None:
+def _email(
+    tenant: Tenant, event: OutboxEvent, recipient: Mapping[str, Any], mail: MailSettings
+) -> EmailMessage:
     subject, body = render_email(tenant, event, recipient)
     message = EmailMessage()
     message["From"] = mail.sender
@@ -200,7 +239,17 @@ def _send_one_email(
     message["Message-ID"] = f"<{event.event_id}.{recipient['account']}@approvalrules>"
     message["X-Approvalrules-Event"] = event.event_type
     message.set_content(body)
-    smtp.send_message(message)
+    return message
+
+
+def _write_emails(messages: list[EmailMessage], directory: Path) -> None:
+    """Each message as ``<event id>.<account>.eml``: delivered again (at least once), it
+    replaces its file rather than adding a copy."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for message in messages:
+        name = message["Message-ID"].strip("<>").removesuffix("@approvalrules")
+        safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in name)[:200]
+        (directory / f"{safe}.eml").write_bytes(bytes(message))
 
 
 def webhook_body(tenant_slug: str, event: OutboxEvent) -> dict[str, Any]:
@@ -248,27 +297,32 @@ def backoff(attempts: int) -> timedelta:
 
 
 def dispatch(
-    session: Session, settings: Mapping[str, Any], *, now: datetime | None = None, limit: int = 100
+    session: Session,
+    settings: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+    limit: int = 100,
+    only: Collection[int] | None = None,
 ) -> DispatchReport:
     """Deliver due events; returns counts (delivered, failed, ...) and each failure's reason.
 
-    Run it from cron on as many hosts as you like.
+    Run it from cron on as many hosts as you like.  ``only``: these events (row ids) alone,
+    as a retry from the admin asks.
     """
     now = now or datetime.now(UTC)
     mail = MailSettings.from_settings(settings)
     timeout = float(settings.get("approvalrules.webhook_timeout", 5))
+    query = select(OutboxEvent).where(
+        OutboxEvent.delivered_at.is_(None),
+        OutboxEvent.next_attempt_at.is_not(None),
+        OutboxEvent.next_attempt_at <= now,
+    )
+    if only is not None:
+        query = query.where(OutboxEvent.id.in_(list(only)))
     due = session.scalars(
-        select(OutboxEvent)
-        .where(
-            OutboxEvent.delivered_at.is_(None),
-            OutboxEvent.next_attempt_at.is_not(None),
-            OutboxEvent.next_attempt_at <= now,
-        )
-        .order_by(OutboxEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        query.order_by(OutboxEvent.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
-    report = DispatchReport()
+    report = DispatchReport(mail_where=mail.where())
     tenants: dict[int, Tenant] = {}
     for event in due:
         tenant = tenants.get(event.tenant_id) or tenants.setdefault(
@@ -300,3 +354,69 @@ def dispatch(
             report.delivered += 1
         session.flush()
     return report
+
+
+# ------------------------------------------------------------------ the merchant's view
+
+#: where an event stands, as the admin's outbox page filters them
+EVENT_STATES = ("waiting", "failed", "delivered", "given_up")
+
+
+def event_state(event: OutboxEvent) -> str:
+    """``delivered``; ``given_up`` after MAX_ATTEMPTS; ``failed`` (an attempt failed, another
+    is scheduled); ``waiting`` (not tried yet)."""
+    if event.delivered_at is not None:
+        return "delivered"
+    if event.next_attempt_at is None:
+        return "given_up"
+    return "failed" if event.last_error else "waiting"
+
+
+def events_query(tenant_id: int, state: str | None = None):
+    """The tenant's outbox events, newest first, optionally in one of EVENT_STATES."""
+    query = select(OutboxEvent).where(OutboxEvent.tenant_id == tenant_id)
+    delivered = OutboxEvent.delivered_at.is_not(None)
+    undelivered = OutboxEvent.delivered_at.is_(None)
+    scheduled = OutboxEvent.next_attempt_at.is_not(None)
+    if state == "delivered":
+        query = query.where(delivered)
+    elif state == "given_up":
+        query = query.where(undelivered, OutboxEvent.next_attempt_at.is_(None))
+    elif state == "failed":
+        query = query.where(undelivered, scheduled, OutboxEvent.last_error.is_not(None))
+    elif state == "waiting":
+        query = query.where(undelivered, scheduled, OutboxEvent.last_error.is_(None))
+    return query.order_by(OutboxEvent.id.desc())
+
+
+def retry(
+    session: Session,
+    tenant: Tenant,
+    event_id: int,
+    actor: str,
+    settings: Mapping[str, Any],
+    *,
+    now: datetime | None = None,
+) -> DispatchReport:
+    """Deliver one undelivered event of ``tenant`` now, failed or given up; audited
+    (``outbox.retried``).  A failure schedules the next attempt as usual; an event already
+    delivered, or another tenant's, is not found."""
+    now = now or datetime.now(UTC)
+    event = session.get(OutboxEvent, event_id)
+    if event is None or event.tenant_id != tenant.id or event.delivered_at is not None:
+        raise NotFound(
+            "unknown_event",
+            f"no undelivered outbox event {event_id} (a delivered event is not sent again)",
+        )
+    audit(
+        session,
+        tenant.id,
+        actor,
+        "outbox.retried",
+        "outbox_event",
+        str(event.event_id),
+        {"type": event.event_type, "attempts": event.attempts, "last error": event.last_error},
+    )
+    event.next_attempt_at = now
+    session.flush()
+    return dispatch(session, settings, now=now, only=[event.id])

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from ..engine import ValidatedRuleSet, check_ruleset, compile_policy
-from ..engine.ruletests import TestResult, run_tests
+from ..engine.ruletests import TestResult, run_tests, updated_expectations
 from ..errors import DocumentError, NotFound, Problem, TestsFailed
 from ..store import versions
 from ..store.directory import directory_for
 from ..store.etags import check_if_match
 from ..store.models import RuleSetVersion, Tenant
+from ..store.services import audit
 from . import reevaluate
 
 
@@ -74,6 +75,43 @@ def run_embedded_tests(
 ) -> list[TestResult]:
     """Run the rule set's own tests against the tenant's directory; every result, pass or fail."""
     return run_tests(checked, compile_policy(checked), directory_for(session, tenant))
+
+
+def expectation_updates(session: Session, tenant: Tenant, name: str, text: str) -> dict[int, dict]:
+    """The failing embedded tests of ``text``, their ``expect`` rewritten from the decisions
+    ``text`` makes today against the tenant's directory, by test index.
+
+    Raises :class:`DocumentError` when ``text`` is not a valid rule set ``name``.  The
+    caller writes the blocks into the text (keeping its comments) and shows the change
+    for review before saving it.
+    """
+    checked = check(session, tenant, name, text)
+    return updated_expectations(checked, compile_policy(checked), directory_for(session, tenant))
+
+
+def save_draft(session: Session, tenant: Tenant, name: str, text: str, *, author: str) -> bool:
+    """Keep ``text`` as rule set ``name``'s draft; False when that leaves no draft.
+
+    A text equal to the active version's is no unpublished change: it discards any draft
+    (audited) instead of saving one, so saving an unchanged form leaves nothing to publish.
+    Raises :class:`DocumentError` for a text the loader's guards refuse.
+    """
+    ruleset = versions.get_ruleset(session, tenant.id, name)
+    active = ruleset.active_version if ruleset is not None else None
+    if active is not None and active.text == text:
+        versions.discard_draft(session, tenant, name, author)
+        return False
+    versions.save_draft(session, tenant.id, name, text, author=author)
+    return True
+
+
+def save_updated_tests(
+    session: Session, tenant: Tenant, name: str, text: str, tests: list[str], *, author: str
+) -> None:
+    """Save ``text``, whose failing tests' expectations a merchant reviewed and accepted, as
+    the draft, and audit which tests were rewritten."""
+    versions.save_draft(session, tenant.id, name, text, author=author)
+    audit(session, tenant.id, author, "ruleset.tests_updated", "ruleset", name, {"tests": tests})
 
 
 def require_passing(results: list[TestResult], name: str = "") -> None:

@@ -265,7 +265,10 @@ def inbox_page(
     """
     query, counts_query = inbox_queries(tenant_id, approver=approver, status=status)
     query = query.options(
-        contains_eager(ApprovalRequest.order),
+        # each item names its buyer and company
+        contains_eager(ApprovalRequest.order).options(
+            joinedload(Order.buyer), joinedload(Order.company)
+        ),
         selectinload(ApprovalRequest.actions).options(
             joinedload(ApprovalAction.approver), joinedload(ApprovalAction.on_behalf_of)
         ),
@@ -344,3 +347,40 @@ def visible_orders_page(
     """One page of the orders ``viewer`` may see, newest first."""
     query = visible_orders_query(session, tenant, viewer, company_id)
     return page_of(session, query, ORDERS_ORDER, page, per_page)
+
+
+#: the most accounts (and groups) a rule-set form offers as choices
+FORM_CHOICES_LIMIT = 300
+
+
+def ruleset_directory_choices(
+    session: Session, tenant: Tenant, ruleset_name: str
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(accounts, groups) as (id, name) for the pickers of rule set ``ruleset_name``'s form:
+    those of the companies it governs, or of the whole tenant when it governs none (a
+    tenant default); active accounts only, at most :data:`FORM_CHOICES_LIMIT` of each."""
+    companies = select(Company.id).where(
+        Company.tenant_id == tenant.id, Company.ruleset_name == ruleset_name
+    )
+    if session.scalar(select(func.count()).select_from(companies.subquery())) == 0:
+        companies = select(Company.id).where(Company.tenant_id == tenant.id)
+    accounts = session.execute(
+        select(Account.external_id, Account.name)
+        .distinct()
+        .join(Membership, Membership.account_id == Account.id)
+        .where(
+            Account.tenant_id == tenant.id,
+            Account.active.is_(True),
+            Membership.company_id.in_(companies),
+        )
+        .order_by(Account.name, Account.external_id)
+        .limit(FORM_CHOICES_LIMIT)
+    ).all()
+    groups = session.execute(
+        select(Group.external_id, Group.name)
+        .distinct()
+        .where(Group.company_id.in_(companies))
+        .order_by(Group.external_id)
+        .limit(FORM_CHOICES_LIMIT)
+    ).all()
+    return [(a, n or a) for a, n in accounts], [(g, n or g) for g, n in groups]

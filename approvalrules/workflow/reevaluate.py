@@ -220,7 +220,9 @@ def _reevaluate_pending(
             continue
         try:
             with session.begin_nested():
-                decision, used = deciding.evaluate(session, tenant, order.payload, now=now)
+                decision, used = deciding.evaluate(
+                    session, tenant, order.payload, now=now, ordered_at=order.created_at
+                )
                 if used.id != version.id:
                     raise Conflict(
                         "other_ruleset",

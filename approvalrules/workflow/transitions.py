@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import flag_modified
 from ..engine import CompiledStep, Decision, Policy
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
+from ..engine.timeouts import request_expiry
 from ..errors import Conflict, Forbidden
 from ..store import versions
 from ..store.models import (
@@ -107,10 +108,10 @@ def merchant_steps(session: Session, version: RuleSetVersion) -> list[dict]:
 
 
 def _review_expiry(session: Session, version: RuleSetVersion, now: datetime) -> datetime | None:
-    """When a request that waits for the merchant alone expires: ``approval.expiry.after`` from
-    now, as any request."""
-    expiry = versions.policy_for(version, session).expiry
-    return now + expiry if expiry else None
+    """When a request that waits for the merchant alone expires: ``approval.expiry`` (``after``
+    from now, its ``date`` if earlier), as any request."""
+    policy = versions.policy_for(version, session)
+    return request_expiry(now, policy.expiry, policy.expiry_deadline)
 
 
 def step_base(step: Mapping[str, Any]) -> str:

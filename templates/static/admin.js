@@ -19,6 +19,26 @@
     event.preventDefault();
     selectLine(textarea, parseInt(link.getAttribute("data-line"), 10));
   });
+  // Forms that undo work (discard a draft, roll back) ask first.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+  // Step cards move up and down; the form posts them in the order they are shown.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.step-move");
+    if (!button) return;
+    event.preventDefault();
+    var card = button.closest(".deform-seq-item");
+    if (button.getAttribute("data-move") === "up") {
+      var previous = card.previousElementSibling;
+      if (previous && previous.classList.contains("deform-seq-item")) card.parentNode.insertBefore(card, previous);
+    } else {
+      var next = card.nextElementSibling;
+      if (next && next.classList.contains("deform-seq-item")) card.parentNode.insertBefore(next, card);
+    }
+    button.focus();
+  });
   // Tab in the YAML editor indents instead of leaving the field.
   document.addEventListener("keydown", function (event) {
     if (event.target.id !== "yaml-text" || event.key !== "Tab" || event.shiftKey || event.target.readOnly) return;

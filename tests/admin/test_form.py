@@ -68,6 +68,11 @@ def save_yaml(app, text, name="acme"):
     )
 
 
+def approver_boxes(form):
+    """The approver checkboxes of every step (and of the step template), in page order."""
+    return [f for f in form.fields["checkbox"] if ":" in (f._value or "")]
+
+
 def field(form, name, index=0):
     return form.fields[name][index]
 
@@ -80,10 +85,28 @@ def test_the_form_is_generated_from_the_schema(viewer):
     assert '<select name="bulk_orders"' in text
     assert 'name="master_confirmation"' in text and 'type="checkbox"' in text
     assert 'value="approve_orders"' in text
-    for item in ("Add step", "Add test", "Add role", "Add group"):
+    for item in ("Add an empty step", "Add test", "Add role", "Add group", "Add bypass rule"):
         assert item in text, item
-    assert "yaml-snippet" in text  # conditions are YAML snippets
-    assert page.forms["ruleset-form"]["ruleset"].value == "acme"
+    assert "Add bypas<" not in text
+    # labels and help are words from the schema's titles, not keys
+    for label in ("Approvals needed", "Buyer's group", "Purchasing groups", "Embedded tests"):
+        assert label in text, label
+    assert "(YAML, e.g." not in text and ">no approval below<" not in text
+    # conditions through the builder; YAML only as the escape hatch
+    form = page.forms["ruleset-form"]
+    assert form["ruleset"].value == "acme"
+    assert [f.value for f in form.fields["when_group"]] == ["marketing", "ops"]
+    assert [f.value for f in form.fields["when_amount"]][:2] == ["500", ""]
+    assert all(f.value == "" for f in form.fields["when_yaml"])
+    # approvers picked from the rule set's roles, the relations and the directory's accounts
+    picks = approver_boxes(form)
+    offered = {f._value for f in picks}
+    assert {"relation:group_master", "role:approver", "account:ann"} <= offered
+    marketing = picks[: len(offered)]
+    assert {f._value for f in marketing if f.checked} == {"relation:group_master", "role:approver"}
+    assert "Role: Approver" in text and "Ann (ann)" in text
+    # amounts carry their currency
+    assert '<span class="input-group-text">USD</span>' in text
 
 
 def test_a_viewer_gets_no_buttons(viewer):
@@ -91,18 +114,31 @@ def test_a_viewer_gets_no_buttons(viewer):
     assert 'name="save"' not in page.text and 'name="publish"' not in page.text
 
 
-def test_saving_an_unchanged_form_changes_no_byte(editor, db):
-    original = versions.active_version(db, "demo", "acme").text
+def test_saving_an_unchanged_form_leaves_no_draft(editor, db):
     form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
     assert form.submit("save").status_int == 303
-    assert draft(db) == original
+    assert draft(db) is None
+    assert "No change from the published version" in editor.get("/admin/rulesets/acme/form")
+
+
+def test_saving_an_unchanged_draft_changes_no_byte(editor, db):
+    save_yaml(editor, COMMENTED)
+    form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
+    assert form.submit("save").status_int == 303
+    assert draft(db) == COMMENTED
+
+
+def test_saving_the_published_text_again_discards_the_draft(editor, db):
+    save_yaml(editor, COMMENTED)
+    save_yaml(editor, versions.active_version(db, "demo", "acme").text)
+    assert draft(db) is None
 
 
 def test_a_form_save_keeps_every_comment(editor, db):
     save_yaml(editor, COMMENTED)
     form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
-    assert field(form, "when", 0).value == "{buyer_group: marketing, total: {gt: 500}}"
-    field(form, "when", 0).value = "{buyer_group: marketing, total: {gt: 750}}"
+    assert field(form, "when_amount", 0).value == "500"
+    field(form, "when_amount", 0).value = "750"
     field(form, "scope", 0).value = "universal"
     assert form.submit("save").status_int == 303
     saved = draft(db)
@@ -164,7 +200,9 @@ def test_a_bad_value_is_shown_on_its_field_and_nothing_is_saved(editor, db):
 
 def test_a_bad_yaml_snippet_is_shown_on_its_field(editor, db):
     form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
-    field(form, "when", 0).value = "{total: {gt: 5"
+    field(form, "when_group", 0).value = ""
+    field(form, "when_amount", 0).value = ""
+    field(form, "when_yaml", 0).value = "{total: {gt: 5"
     page = form.submit("save", status=422)
     assert "There was a problem" in page.text or "error" in page.text
     assert draft(db) is None
@@ -172,8 +210,9 @@ def test_a_bad_yaml_snippet_is_shown_on_its_field(editor, db):
 
 def test_engine_problems_are_shown_on_the_field_and_block_publishing(editor, db):
     form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
-    approvers = [f for f in form.fields["any_of"]][0]
-    approvers.value = "[{role: nosuch}]"
+    for pick in approver_boxes(form):
+        pick.checked = False
+    field(form, "approvers_yaml", 0).value = "{any_of: [{role: nosuch}]}"
     page = form.submit("publish", status=422)
     assert (
         "role &#39;nosuch&#39; is not defined" in page.text
@@ -186,7 +225,7 @@ def test_engine_problems_are_shown_on_the_field_and_block_publishing(editor, db)
 
 def test_publish_from_the_form(editor, db):
     form = editor.get("/admin/rulesets/acme/form").forms["ruleset-form"]
-    field(form, "when", 0).value = "{buyer_group: marketing, total: {gt: 600}}"
+    field(form, "when_amount", 0).value = "600"
     response = form.submit("publish")
     assert response.status_int == 303
     db.expire_all()

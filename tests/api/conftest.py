@@ -182,10 +182,15 @@ def world(request, tmp_path_factory):
                     "secret": WEBHOOK_SECRET,
                 },
             }
-            keys["demo"] = create_api_key(session, demo, "tests")[1]
+            # merchant keys: the suite calls every endpoint; tests/api/test_scopes.py the others
+            keys["demo"] = create_api_key(session, demo, "tests", scope="merchant")[1]
+            keys["storefront"] = create_api_key(session, demo, "shop", scope="storefront")[1]
+            keys["read_only"] = create_api_key(session, demo, "qa", scope="read_only")[1]
             other = ensure_tenant(session, "other", "Another merchant")
-            keys["other"] = create_api_key(session, other, "tests")[1]
-            keys["twin"] = create_api_key(session, resolve_tenant(session, "twin"), "tests")[1]
+            keys["other"] = create_api_key(session, other, "tests", scope="merchant")[1]
+            keys["twin"] = create_api_key(
+                session, resolve_tenant(session, "twin"), "tests", scope="merchant"
+            )[1]
         settings = dict(get_appsettings(str(ROOT / "testing.ini"), name="main"))
         settings.update(
             {
@@ -259,7 +264,7 @@ def beyond(world):
         tenant = resolve_tenant(session, "beyond")
         create_admin_user(session, tenant, "boss", "correct horse battery", role="editor")
         create_admin_user(session, tenant, "peek", "correct horse battery", role="viewer")
-        return create_api_key(session, tenant, "tests")[1]
+        return create_api_key(session, tenant, "tests", scope="merchant")[1]
 
     key = world.run(setup)
     return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {key}"})

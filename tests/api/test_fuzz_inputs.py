@@ -112,7 +112,7 @@ def fuzz_app(world):
 
     def setup(session):
         tenant = ensure_tenant(session, "fuzz", "Fuzzed merchant")
-        return create_api_key(session, tenant, "fuzz")[1]
+        return create_api_key(session, tenant, "fuzz", scope="merchant")[1]
 
     key = world.run(setup)
     app = webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {key}"})

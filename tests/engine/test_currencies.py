@@ -209,7 +209,8 @@ def test_limit_checks_run_in_each_currency():
 
     warnings = checked(data).warnings
     assert [w.message for w in warnings] == [
-        "in EUR: step 'mgr' applies only above 450, but orders above 400 are blocked"
+        "in EUR: step 'mgr' applies only above 450, but orders above 400 are blocked "
+        "(limits.max_order_total)"
     ]
 
 

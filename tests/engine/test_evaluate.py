@@ -690,6 +690,27 @@ def test_hold_orders():
     assert evaluate(rules, {"buyer": "olga", "total": 10}).outcome == "pending"
 
 
+def test_a_lifted_hold_lets_the_rest_of_the_rules_decide():
+    """The merchant let a held order proceed: its steps apply as if no hold had been set."""
+    rules = ruleset(
+        groups={"sales": {"settings": {"hold_orders": True}}}, approval={"steps": [step()]}
+    )
+    lifted = evaluate(rules, {"buyer": "sam", "total": 10}, hold_lifted=True)
+    unheld = evaluate(rules, {"buyer": "olga", "total": 10})
+    assert lifted.outcome == unheld.outcome == "pending"
+    assert [s.name for s in lifted.steps] == ["approve"]
+    assert "orders_held" not in lifted.reason_codes()
+    assert any(
+        t.rule == "settings.hold_orders" and t.result == "passed" and "lifted" in t.why
+        for t in lifted.trace
+    )
+
+
+def test_blocking_wins_over_a_lifted_hold():
+    rules = ruleset(settings={"hold_orders": True}, limits={"max_order_total": 5})
+    assert evaluate(rules, {"buyer": "sam", "total": 10}, hold_lifted=True).outcome == "blocked"
+
+
 def test_blocking_wins_over_hold():
     rules = ruleset(settings={"hold_orders": True}, limits={"max_order_total": 5})
     assert evaluate(rules, {"buyer": "sam", "total": 10}).outcome == "blocked"

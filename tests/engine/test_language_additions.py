@@ -84,6 +84,14 @@ def test_order_date_in_words_and_in_the_trace(directory):
         datetime(2026, 1, 1).date(),
         datetime(2026, 7, 1).date(),
     }
+    # gt and lte change at the start of the next day, eq at both ends of its day
+    assert date_edges(
+        {"any": [{"order_date": {"lte": "2026-06-30"}}, {"order_date": {"eq": "2026-02-28"}}]}
+    ) == {
+        datetime(2026, 7, 1).date(),
+        datetime(2026, 2, 28).date(),
+        datetime(2026, 3, 1).date(),
+    }
 
 
 def test_order_date_in_deny_rule(directory):

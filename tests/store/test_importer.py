@@ -202,3 +202,17 @@ def test_a_directory_whose_rule_set_is_not_published_is_refused_until_it_is(sess
         service.upsert_company("acme", name="Acme", ruleset="tenant-default")
     versions.publish(session, demo.id, "tenant-default", "tests", text=PARENT.decode())
     DirectoryService(session, demo).upsert_company("acme", name="Acme", ruleset="tenant-default")
+
+
+def test_a_load_warns_where_a_rule_set_and_its_directory_cannot_work_together(session, rules):
+    assert load_folder(session, rules).warnings == []
+    (rules / "a-child.yaml").write_bytes(
+        CHILD
+        + b"approval:\n  steps:\n"
+        + b"    - {name: two, required: 2, approvers: {any_of: [{role: approver}]}}\n"
+    )
+    report = load_folder(session, rules)
+    [warning] = report.warnings
+    assert (warning.code, warning.severity) == ("too_few_approvers", "warning")
+    assert warning.source.endswith("a-child.yaml") and warning.line == 8
+    assert "needs 2 approvals, but the directory has only 1 in acme (ann)" in warning.message

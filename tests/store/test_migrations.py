@@ -1,16 +1,20 @@
 """Migrations: up from empty, down to empty, up again -- on SQLite and PostgreSQL."""
 
+import hashlib
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from argon2 import PasswordHasher
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from approvalrules.store import migrate
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.meta import metadata
-from approvalrules.store.models import AdminUser
-from approvalrules.store.services import verify_admin_password
+from approvalrules.store.models import AdminUser, ApiKey
+from approvalrules.store.services import find_api_key, verify_admin_password
 
 
 def _tables(url):
@@ -28,7 +32,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
 
     migrate.upgrade(url)
     assert _tables(url) == set(metadata.tables)
-    assert migrate.current(url) == "0005"
+    assert migrate.current(url) == migrate.head()
 
     migrate.downgrade(url)
     assert _tables(url) == set()
@@ -41,7 +45,7 @@ def test_upgrade_downgrade_upgrade(empty_database_url):
 def test_upgrade_twice_is_a_no_op(empty_database_url):
     migrate.upgrade(empty_database_url)
     migrate.upgrade(empty_database_url)
-    assert migrate.current(empty_database_url) == "0005"
+    assert migrate.current(empty_database_url) == migrate.head()
 
 
 def test_models_match_the_migration(db_engine):
@@ -81,5 +85,59 @@ def test_0005_keeps_admin_users_and_their_logins(empty_database_url):
             user = session.query(AdminUser).one()
             assert (user.login, user.session_generation) == ("ann", 0)
             assert verify_admin_password(user, "pw")
+    finally:
+        engine.dispose()
+
+
+def test_0006_makes_existing_api_keys_merchant_keys_that_keep_working(empty_database_url):
+    """Upgrading a database filled at 0005: a key of before could call every endpoint, so it
+    becomes a merchant key (the scope that still allows all of it) and still authenticates;
+    a key created afterwards gets the scope it names."""
+    url = empty_database_url
+    migrate.upgrade(url, "0005")
+    engine = create_engine_for_url(url)
+    token = "t" * 43
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "insert into tenants (slug, name, settings, created_at)"
+                    " values ('t', 'T', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            tenant_id = connection.execute(text("select id from tenants")).scalar_one()
+            for prefix, revoked in (("0a1b2c3d", None), ("4e5f6a7b", "2026-01-01")):
+                connection.execute(
+                    text(
+                        "insert into api_keys (tenant_id, name, prefix, hash, created_at,"
+                        " revoked_at) values (:tenant, 'shop', :prefix, :hash,"
+                        " CURRENT_TIMESTAMP, :revoked)"
+                    ),
+                    {
+                        "tenant": tenant_id,
+                        "prefix": prefix,
+                        "hash": hashlib.sha256(token.encode()).hexdigest(),
+                        "revoked": revoked,
+                    },
+                )
+        migrate.upgrade(url)
+        with Session(engine) as session:
+            keys = session.query(ApiKey).order_by(ApiKey.prefix).all()
+            assert [(k.prefix, k.scope) for k in keys] == [
+                ("0a1b2c3d", "merchant"),
+                ("4e5f6a7b", "merchant"),
+            ]
+            assert find_api_key(session, f"ar_0a1b2c3d_{token}") is keys[0]
+            assert find_api_key(session, f"ar_4e5f6a7b_{token}") is None  # still revoked
+        with engine.begin() as connection, pytest.raises(IntegrityError):
+            connection.execute(
+                text(
+                    "insert into api_keys (tenant_id, name, prefix, hash, created_at, scope)"
+                    " values (:tenant, 'x', '99999999', 'h', CURRENT_TIMESTAMP, 'admin')"
+                ),
+                {"tenant": tenant_id},
+            )
+        migrate.downgrade(url, "0005")
+        assert "scope" not in {c["name"] for c in inspect(engine).get_columns("api_keys")}
     finally:
         engine.dispose()

@@ -7,6 +7,7 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from approvalrules.engine import MemoryDirectory
 from approvalrules.errors import Conflict, DocumentError, DocumentTooLarge, NotFound
 from approvalrules.store import versions
 from approvalrules.store.directory_service import DirectoryService
@@ -301,3 +302,46 @@ def test_a_draft_saved_after_the_publisher_read_it_is_kept(session, tenant):
     assert versions.get_ruleset(session, tenant.id, "purchasing").draft_text == V2
     versions.clear_draft(session, ruleset, V2)
     assert versions.get_ruleset(session, tenant.id, "purchasing").draft_text is None
+
+
+# a version published before amounts were held to the currency's minor units
+FINER_THAN_CENTS = (
+    "ruleset: purchasing\ncurrency: USD\nroles:\n"
+    "  manager: {label: Manager, permissions: [approve_orders]}\n"
+    "  user: {label: User, permissions: [place_orders]}\n"
+    "approval:\n  steps:\n"
+    "    - {name: mgr, when: {total: {gt: 100.125}}, approvers: {any_of: [{role: manager}]}}\n"
+)
+
+
+def test_a_version_published_before_a_stricter_check_still_compiles_and_decides(
+    session, tenant, monkeypatch
+):
+    with pytest.raises(DocumentError) as refused:
+        versions.publish(session, tenant.id, "purchasing", "ann", text=FINER_THAN_CENTS)
+    assert refused.value.code == "amount_precision"
+    # publish it as the checks of its day did, then load it as the server does
+    monkeypatch.setattr(
+        versions,
+        "_check_ruleset",
+        lambda text, source, resolve, published=False: versions.check_ruleset(
+            text, source, resolve, published=True
+        ),
+    )
+    version = versions.publish(session, tenant.id, "purchasing", "ann", text=FINER_THAN_CENTS)
+    monkeypatch.undo()
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    # rolling back to it publishes its text again, as it was accepted then
+    again = versions.rollback(session, tenant.id, "purchasing", version.number, "ann")
+    assert again.text == FINER_THAN_CENTS
+    policy = versions.policy_for(version)
+    directory = {
+        "companies": {"acme": {"name": "Acme"}},
+        "accounts": {
+            "sam": {"memberships": [{"company": "acme", "role": "user"}]},
+            "mia": {"memberships": [{"company": "acme", "role": "manager"}]},
+        },
+    }
+    memory = MemoryDirectory.from_dict(directory)
+    assert policy.evaluate({"buyer": "sam", "total": "100.13"}, memory).outcome == "pending"
+    assert policy.evaluate({"buyer": "sam", "total": "100.12"}, memory).outcome == "approved"

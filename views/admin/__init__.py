@@ -35,6 +35,8 @@ ROUTES = (
     ("admin_ruleset_yaml", "/admin/rulesets/{name}/yaml"),
     ("admin_ruleset_form", "/admin/rulesets/{name}/form"),
     ("admin_ruleset_rollback", "/admin/rulesets/{name}/rollback"),
+    ("admin_ruleset_discard", "/admin/rulesets/{name}/draft/discard"),
+    ("admin_ruleset_update_tests", "/admin/rulesets/{name}/tests/update"),
     ("admin_versions", "/admin/rulesets/{name}/versions"),
     ("admin_version", "/admin/rulesets/{name}/versions/{number}"),
     ("admin_diff", "/admin/rulesets/{name}/diff"),
@@ -45,6 +47,29 @@ ROUTES = (
     ("admin_memberships", "/admin/directory/memberships"),
     ("admin_groups", "/admin/directory/groups"),
     ("admin_assignments", "/admin/directory/assignments"),
+    # directory management (views/admin/directory_edit.py)
+    ("admin_directory_export", "/admin/directory/export.yaml"),
+    ("admin_company_contacts", "/admin/directory/companies/{id}/contacts"),
+    ("admin_company_contact_remove", "/admin/directory/companies/{id}/contacts/remove"),
+    ("admin_company_locations", "/admin/directory/companies/{id}/locations"),
+    (
+        "admin_company_location_remove",
+        "/admin/directory/companies/{id}/locations/{location}/remove",
+    ),
+    ("admin_company_members", "/admin/directory/companies/{id}/members"),
+    ("admin_company_groups", "/admin/directory/companies/{id}/groups"),
+    ("admin_group", "/admin/directory/companies/{id}/groups/{group}"),
+    ("admin_group_members", "/admin/directory/companies/{id}/groups/{group}/members"),
+    (
+        "admin_group_member_remove",
+        "/admin/directory/companies/{id}/groups/{group}/members/{account}/remove",
+    ),
+    ("admin_group_delete", "/admin/directory/companies/{id}/groups/{group}/delete"),
+    ("admin_account_active", "/admin/directory/accounts/{id}/active"),
+    ("admin_account_memberships", "/admin/directory/accounts/{id}/memberships"),
+    ("admin_membership", "/admin/directory/accounts/{id}/memberships/{company}"),
+    ("admin_membership_action", "/admin/directory/accounts/{id}/memberships/{company}/{action}"),
+    ("admin_assignment_remove", "/admin/directory/assignments/{aid}/remove"),
     ("admin_delegations", "/admin/directory/delegations"),
     ("admin_delegation_revoke", "/admin/directory/delegations/{id}/revoke"),
     ("admin_directory_sync", "/admin/directory/sync"),
@@ -54,6 +79,11 @@ ROUTES = (
     ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),
     ("admin_evaluate", "/admin/evaluate"),
     ("admin_audit", "/admin/audit"),
+    ("admin_held_orders", "/admin/held-orders"),
+    ("admin_keys", "/admin/keys"),
+    ("admin_users", "/admin/users"),
+    ("admin_outbox", "/admin/outbox"),
+    ("admin_outbox_retry", "/admin/outbox/{id}/retry"),
 )
 
 
@@ -106,6 +136,7 @@ def includeme(config):
     config.add_request_method(actor, "admin_actor", reify=True)
     config.add_static_view("deform_static", "deform:static", cache_max_age=3600)
     config.include(".headers")
+    config.include(".words")
     config.add_subscriber(check_admin_input, ContextFound)
     for name, pattern in ROUTES:
         config.add_route(name, pattern, factory=AdminRoot)

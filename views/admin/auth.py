@@ -32,7 +32,9 @@ def safe_next(url: str | None) -> str | None:
 @view_config(route_name="admin_login", request_method="GET", renderer=template("login"))
 def login_page(request):
     return {
-        "tenant": request.params.get("tenant", ""),
+        # ?tenant= (the link dev-credentials prints), else the .ini's approvalrules.login_tenant
+        "tenant": request.params.get("tenant")
+        or request.registry.settings.get("approvalrules.login_tenant", ""),
         "login": "",
         "error": None,
         "next": safe_next(request.params.get("next")) or "",

@@ -19,6 +19,8 @@ from ruamel.yaml import YAML
 from approvalrules.engine.load import load_document
 from approvalrules.errors import DocumentError
 
+from . import form_layout
+
 #: "the key is absent" (as opposed to present with the value None)
 MISSING = object()
 
@@ -48,6 +50,7 @@ def dump_snippet(value: Any) -> str:
     stream = io.StringIO()
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = True
+    yaml.brace_single_entry_mapping_in_flow_sequence = True
     yaml.width = 4096
     yaml.representer.add_representer(Decimal, represent_decimal)
     yaml.dump(to_plain(value), stream)
@@ -81,18 +84,27 @@ def _money_text(value: Any) -> str:
 def to_form(node: colander.SchemaNode, value: Any) -> Any:
     """The appstruct deform renders for plain ``value`` (MISSING or None: empty)."""
     kind = node.json_kind
+    if kind == "fold" and value is MISSING:
+        value = {}
     if value is MISSING or value is None:
         if kind == "boolean":
             return node.json_default
         return colander.null
-    if kind == "object":
+    if kind in ("object", "fold"):
         if not isinstance(value, dict):
             return colander.null
         return {
-            child.name: to_form(child, value.get(child.name, MISSING))
+            # a fold holds some of its parent's keys: it reads the parent's mapping
+            child.name: to_form(
+                child, value if child.json_kind == "fold" else value.get(child.name, MISSING)
+            )
             for child in node.children
             if child.json_kind != "skip"
         }
+    if kind == "condition":
+        return form_layout.condition_to_form(node, value, dump_snippet)
+    if kind == "approvers":
+        return form_layout.approvers_to_form(node, value, dump_snippet)
     if kind == "map":
         entry = node.children[0]
         key_node, value_node = entry.children
@@ -143,22 +155,39 @@ def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> 
     come back as ``old`` itself so that an unchanged form changes nothing.
     """
     kind = node.json_kind
-    if kind == "object":
+    if kind in ("object", "fold"):
         if not isinstance(appstruct, dict):
-            return _absent_or(old)
+            return {} if kind == "fold" else _absent_or(old)
         old_map = old if isinstance(old, dict) else {}
         result = {}
         for child in node.children:
             if child.json_kind == "skip":
+                continue
+            if child.json_kind == "fold":
+                # its keys are the parent's: merged in, never nested
+                folded = from_form(child, appstruct.get(child.name, colander.null), old_map)
+                result.update(folded if isinstance(folded, dict) else {})
                 continue
             value = from_form(
                 child, appstruct.get(child.name, colander.null), old_map.get(child.name, MISSING)
             )
             if value is not MISSING:
                 result[child.name] = value
+        if node.json_kind == "fold":
+            return result
         if not result and not (isinstance(old, dict) and not old):
             return _absent_or(old)
         return result
+    if kind == "condition":
+        if not isinstance(appstruct, dict):
+            return _absent_or(old)
+        return form_layout.condition_from_form(
+            appstruct, old, parse_snippet, money_value, MISSING, equivalent
+        )
+    if kind == "approvers":
+        if not isinstance(appstruct, dict):
+            return _absent_or(old)
+        return form_layout.approvers_from_form(appstruct, old, parse_snippet, MISSING, equivalent)
     if kind == "map":
         if is_empty(appstruct) or not appstruct:
             return {} if isinstance(old, dict) and not old else _absent_or(old)
@@ -196,11 +225,7 @@ def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> 
         value = parse_snippet(appstruct)
         return old if old is not MISSING and equivalent(old, value) else value
     if kind in ("money", "amount"):
-        appstruct = appstruct.strip()
-        new = Decimal(appstruct)
-        if old is not MISSING and old is not None and _decimal(old) == new:
-            return old
-        return int(new) if new == new.to_integral_value() and "." not in appstruct else new
+        return money_value(appstruct, old)
     if kind == "yaml":
         value = parse_snippet(appstruct)
         return old if old is not MISSING and equivalent(old, value) else value
@@ -211,6 +236,15 @@ def from_form(node: colander.SchemaNode, appstruct: Any, old: Any = MISSING) -> 
     if kind == "tristate":
         return appstruct == "true"
     return appstruct
+
+
+def money_value(text: str, old: Any = MISSING) -> Any:
+    """The number an amount field says: ``old`` itself when equal, an int when whole."""
+    text = text.strip()
+    new = Decimal(text)
+    if old is not MISSING and old is not None and _decimal(old) == new:
+        return old
+    return int(new) if new == new.to_integral_value() and "." not in text else new
 
 
 def _present(value: Any) -> Any:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import functools
+from importlib.resources import files
 
 import colander
 import deform
 from pyramid.csrf import get_csrf_token
 
 from .schema_forms import build_schema
+
+#: Deform's templates, with the admin's own (step cards, collapsed sections, builders) first
+RENDERER = deform.ZPTRendererFactory(
+    (
+        str(files("approvalrules.templates") / "deform"),
+        str(files("deform") / "templates"),
+    )
+)
 
 
 @functools.cache
@@ -48,7 +57,12 @@ def with_csrf(schema: colander.SchemaNode, request) -> colander.SchemaNode:
 def make_form(schema: colander.SchemaNode, request, buttons, formid: str) -> deform.Form:
     """A deform form posting to the current page."""
     return deform.Form(
-        schema, buttons=buttons, formid=formid, action=request.path_url, css_class="generated"
+        schema,
+        buttons=buttons,
+        formid=formid,
+        action=request.path_url,
+        css_class="generated",
+        renderer=RENDERER,
     )
 
 

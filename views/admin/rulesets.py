@@ -28,10 +28,10 @@ from approvalrules.errors import (
 )
 from approvalrules.store import versions
 from approvalrules.store.models import Company, RuleSet, RuleSetVersion
-from approvalrules.workflow import publishing
+from approvalrules.workflow import publishing, queries
 from approvalrules.workflow.publishing import Published
 
-from . import schema_forms
+from . import form_layout, schema_forms
 from .common import ascii_number, flash, int_or_404, ruleset_or_404, template
 from .diagram import chain_svg
 from .forms import document_schema, form_resources, make_form
@@ -128,16 +128,17 @@ def _flash_reevaluated(request, published: Published) -> None:
 
 
 def save_draft(request, ruleset: RuleSet, text: str) -> Check | None:
-    """Save ``text`` as the draft; None when saved, else the check of a refused draft.
+    """Save ``text`` as the draft and say so; None when done, else the check of a refused draft.
 
     A draft may be invalid, but never one that fails the loader's guards (over the size
     cap, too deep, an alias bomb): ``versions.save_draft`` refuses it, and the page
-    answers 413 or 422 with the problem.
+    answers 413 or 422 with the problem.  A text equal to the active version's leaves no
+    draft (``publishing.save_draft``): nothing is left unpublished.
     """
     try:
-        versions.save_draft(
+        kept = publishing.save_draft(
             request.dbsession,
-            request.admin_tenant.id,
+            request.admin_tenant,
             ruleset.name,
             text,
             author=request.admin_actor,
@@ -145,6 +146,17 @@ def save_draft(request, ruleset: RuleSet, text: str) -> Check | None:
     except DocumentError as exc:
         request.response.status_int = 413 if isinstance(exc, DocumentTooLarge) else 422
         return Check(problems=list(exc.problems))
+    if not kept:
+        flash(request, "No change from the published version: there is no draft.", "info")
+        return None
+    check = check_text(request, ruleset.name, text)
+    flash(
+        request,
+        "Draft saved."
+        if check.ok
+        else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.",
+        "success" if check.ok else "warning",
+    )
     return None
 
 
@@ -336,14 +348,6 @@ def yaml_submit(request):
         if request.response.status_int == 413:
             text = editing_text(ruleset)  # never echo an oversized text back into the page
         return _yaml_page(request, ruleset, text, refused, "save")
-    check = check_text(request, ruleset.name, text)
-    flash(
-        request,
-        "Draft saved."
-        if check.ok
-        else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.",
-        "success" if check.ok else "warning",
-    )
     return HTTPSeeOther(request.route_url("admin_ruleset_yaml", name=ruleset.name))
 
 
@@ -400,6 +404,7 @@ def _form_page(
     status: int = 200,
     yaml_error: str | None = None,
     html: str | None = None,
+    candidate: str | None = None,
 ) -> dict:
     request.response.status_int = status
     return {
@@ -410,10 +415,46 @@ def _form_page(
         "unplaced": list(unplaced),
         "yaml_error": yaml_error,
         "can_edit": request.has_permission("edit"),
+        "candidate": candidate,
     }
 
 
-def _form_for(request, ruleset):
+def form_choices(request, ruleset: RuleSet, text: str) -> form_layout.FormChoices:
+    """What the form's pickers offer: the rule set's roles, groups and currency (its parents'
+    included when the text is valid) and the accounts and groups of the directory."""
+    check = check_text(request, ruleset.name, text)
+    data: dict = {}
+    if check.checked is not None:
+        data = check.checked.resolved
+    else:
+        try:
+            loaded = load_document(text, "draft").data
+        except DocumentError:
+            loaded = None
+        data = loaded if isinstance(loaded, dict) else {}
+    roles = data.get("roles") if isinstance(data.get("roles"), dict) else {}
+    groups = data.get("groups") if isinstance(data.get("groups"), dict) else {}
+    accounts, directory_groups = queries.ruleset_directory_choices(
+        request.dbsession, request.admin_tenant, ruleset.name
+    )
+    group_choices = {
+        str(key): str((value or {}).get("label") or key) if isinstance(value, dict) else str(key)
+        for key, value in groups.items()
+    }
+    for key, name in directory_groups:
+        group_choices.setdefault(key, name)
+    return form_layout.FormChoices(
+        currency=str(data.get("currency") or "USD"),
+        roles=[
+            (str(k), str(v.get("label") or k) if isinstance(v, dict) else str(k))
+            for k, v in roles.items()
+        ],
+        groups=sorted(group_choices.items()),
+        accounts=accounts,
+    )
+
+
+def _form_for(request, ruleset, text: str):
     buttons = (
         FORM_BUTTONS
         if request.has_permission("publish")
@@ -422,6 +463,7 @@ def _form_for(request, ruleset):
         else ()
     )
     schema = document_schema("ruleset", request)
+    form_layout.tailor(schema, form_choices(request, ruleset, text))
     return schema, make_form(schema, request, buttons, "ruleset-form")
 
 
@@ -449,10 +491,10 @@ def _show_problems(form, schema, check: Check) -> list:
 def form_editor(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     text = editing_text(ruleset)
-    schema, form = _form_for(request, ruleset)
     refusal = form_refusal(text)
     if refusal is not None:
         return _form_page(request, ruleset, None, None, yaml_error=refusal)
+    schema, form = _form_for(request, ruleset, text)
     try:
         data = schema_forms.to_plain(schema_forms.load_round_trip(text))
     except Exception as exc:  # ruamel raises many kinds; all mean "not YAML"
@@ -481,38 +523,61 @@ def form_editor(request):
 def form_submit(request):
     ruleset = ruleset_or_404(request, request.matchdict["name"])
     original = editing_text(ruleset)
-    schema, form = _form_for(request, ruleset)
     refusal = form_refusal(original)
     if refusal is not None:
         return _form_page(request, ruleset, None, None, status=422, yaml_error=refusal)
+    schema, form = _form_for(request, ruleset, original)
     try:
         appstruct = form.validate(list(request.POST.items()))
     except deform.ValidationFailure as failure:
-        return _form_page(request, ruleset, form, None, status=422, html=failure.render())
+        return _form_page(
+            request,
+            ruleset,
+            form,
+            None,
+            status=422,
+            html=failure.render(),
+            yaml_error="Some fields below need a fix; nothing was published or saved.",
+        )
     old = schema_forms.to_plain(schema_forms.load_round_trip(original))
     new_data = schema_forms.from_form(schema, appstruct, old if isinstance(old, dict) else {})
-    text = schema_forms.save_into_yaml(original, new_data if isinstance(new_data, dict) else {})
+    new_data = new_data if isinstance(new_data, dict) else {}
+    if "add_step" in request.POST:
+        try:
+            added = _add_templated_step(
+                new_data, appstruct, form_choices(request, ruleset, original)
+            )
+        except ValueError as exc:
+            return _form_page(
+                request, ruleset, form, None, status=422, html=form.render(), yaml_error=str(exc)
+            )
+        flash(request, f"Step {added} added after the other steps: move it where it belongs.")
+    text = schema_forms.save_into_yaml(original, new_data)
     if "publish" in request.POST:
         _require(request, "publish")
         version, check = publish_text(request, ruleset.name, text)
         if version is None:
             unplaced = _show_problems(form, schema, check)
-            return _form_page(request, ruleset, form, check, unplaced, status=422)
+            return _form_page(request, ruleset, form, check, unplaced, status=422, candidate=text)
         flash(request, f"Published version {version.number} of {ruleset.name}.", "success")
         return HTTPSeeOther(request.route_url("admin_ruleset", name=ruleset.name))
     refused = save_draft(request, ruleset, text)
     if refused is not None:
         status = request.response.status_int
         return _form_page(request, ruleset, form, refused, refused.problems, status=status)
-    check = check_text(request, ruleset.name, text)
-    flash(
-        request,
-        "Draft saved."
-        if check.ok
-        else f"Draft saved, with {len(check.problems)} problem(s) to fix before publishing.",
-        "success" if check.ok else "warning",
-    )
     return HTTPSeeOther(request.route_url("admin_ruleset_form", name=ruleset.name))
+
+
+def _add_templated_step(data: dict, appstruct: dict, choices: form_layout.FormChoices) -> str:
+    """Append the step the form's template describes to ``data``; its name (ValueError when
+    the template is incomplete)."""
+    approval = data.setdefault("approval", {})
+    steps = approval.setdefault("steps", [])
+    taken = {step.get("name") for step in steps if isinstance(step, dict)}
+    values = (appstruct.get("approval") or {}).get("step_template") or {}
+    step = form_layout.step_from_template(values, taken, choices.currency)
+    steps.append(step)
+    return step["name"]
 
 
 # -- roll back --------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ import deform
 
 from approvalrules.engine import schema as load_schema
 
+from . import form_layout
+from .form_layout import humanize
 from .form_values import (
     MISSING,
     MONEY_RE,
@@ -142,17 +144,24 @@ class _Walker:
     def node(
         self, spec: dict, doc: str, name: str, required: bool, title: str | None = None
     ) -> colander.SchemaNode:
-        title = title if title is not None else name.replace("_", " ")
+        site_title = spec.get("title")
         if "$ref" in spec:
+            target, _, defname = self.deref(spec, doc)
+            title = title if title is not None else site_title or target.get("title")
+            description = spec.get("description") or target.get("description")
+            if defname == "condition":
+                return form_layout.condition_node(
+                    name, title or humanize(name), required, description, _valid_yaml
+                )
+            if defname == "approvers":
+                return form_layout.approvers_node(
+                    name, title or humanize(name), required, description, _valid_yaml
+                )
             ref_doc, pointer = self._split_ref(spec["$ref"], doc)
             if self.is_recursive(ref_doc, pointer):
-                return yaml_node(
-                    name,
-                    title,
-                    required,
-                    spec.get("description") or self.deref(spec, doc)[0].get("description"),
-                )
+                return yaml_node(name, title or humanize(name), required, description)
         spec, doc, defname = self.deref(spec, doc)
+        title = title if title is not None else spec.get("title") or humanize(name)
         description = spec.get("description", "")
         if defname == "money":
             return money_node(name, title, required, description)
@@ -177,7 +186,9 @@ class _Walker:
             return yaml_node(name, title, required, description)
         kind = spec.get("type")
         if kind == "object":
-            return self.object_node(spec, doc, name, title, required, description)
+            node = self.object_node(spec, doc, name, title, required, description)
+            node.json_defname = defname or ("document" if name == "document" else None)
+            return node
         if kind == "array":
             return self.array_node(spec, doc, name, title, required, description)
         if kind == "string":
@@ -210,15 +221,14 @@ class _Walker:
             for key, sub in properties.items():
                 node.add(self.node(sub, doc, key, key in needed and required))
             return node
+        if isinstance(additional, dict) and self.depth:
+            return yaml_node(name, title, required, description)
         if isinstance(additional, dict):
-            if self.depth:
-                return yaml_node(name, title, required, description)
             self.depth += 1
-            singular = name[:-1] if name.endswith("s") and len(name) > 3 else "entry"
             item = colander.SchemaNode(
                 colander.Mapping(unknown="ignore"),
                 name="entry",
-                title=singular.replace("_", " "),
+                title=form_layout.item_title(name),
                 json_kind="entry",
             )
             key_spec = spec.get("propertyNames") or {
@@ -246,7 +256,7 @@ class _Walker:
     def array_node(self, spec, doc, name, title, required, description) -> colander.SchemaNode:
         items, items_doc, _ = self.deref(spec.get("items") or {}, doc)
         if items.get("enum") and spec.get("uniqueItems"):
-            values = [(v, v.replace("_", " ")) for v in items["enum"]]
+            values = [(v, form_layout.enum_word(name, v)) for v in items["enum"]]
             return colander.SchemaNode(
                 colander.Set(),
                 name=name,
@@ -266,9 +276,11 @@ class _Walker:
             # prototypes (and their size) once per level: one level of
             # add/remove buttons, YAML snippets below it
             return yaml_node(name, title, required, description)
-        singular = name[:-1] if name.endswith("s") and len(name) > 3 else "item"
+        singular = name[:-1] if name.endswith("s") and not name.endswith("ss") else "item"
         self.depth += 1
-        child = self.node(spec.get("items") or {}, doc, singular, True)
+        child = self.node(
+            spec.get("items") or {}, doc, singular, True, title=form_layout.item_title(name)
+        )
         self.depth -= 1
         validator = None
         if spec.get("minItems") or spec.get("maxItems"):
@@ -313,7 +325,7 @@ def _optional(required: bool):
 
 def yaml_node(name, title, required, description) -> colander.SchemaNode:
     """A YAML snippet in a small textarea: recursive or free-form parts (conditions, orders)."""
-    hint = (description + " " if description else "") + "(YAML, e.g. {total: {gt: 500}})"
+    hint = description or "Written as YAML."
     return colander.SchemaNode(
         colander.String(),
         name=name,
@@ -423,7 +435,9 @@ def number_node(name, title, required, description) -> colander.SchemaNode:
 
 def string_node(spec, name, title, required, description) -> colander.SchemaNode:
     if "enum" in spec:
-        values = ([] if required else [("", "(default)")]) + [(v, v) for v in spec["enum"]]
+        values = ([] if required else [("", "(default)")]) + [
+            (v, form_layout.enum_word(name, v)) for v in spec["enum"]
+        ]
         return colander.SchemaNode(
             colander.String(),
             name=name,
@@ -505,6 +519,8 @@ def build_schema(name: str = "ruleset") -> colander.SchemaNode:
     walker = _Walker(root, name)
     node = walker.node(root, name, "document", True, title="")
     node.name = ""
+    if name == "ruleset":
+        form_layout.arrange(node)
     return node
 
 
@@ -546,14 +562,20 @@ def _locate(node, invalid, parts):
         return (invalid, node) if node.json_kind not in ("object",) else None
     head, rest = parts[0], parts[1:]
     kind = node.json_kind
-    if kind == "object" and isinstance(head, str):
+    if kind in ("object", "fold") and isinstance(head, str):
         for index, child in enumerate(node.children):
             if child.name == head:
                 return _locate(child, _child_invalid(invalid, child, index), rest)
+        for index, child in enumerate(node.children):
+            # a folded field: its error goes through the fold (which then opens)
+            if child.json_kind == "fold" and any(c.name == head for c in child.children):
+                return _locate(child, _child_invalid(invalid, child, index), parts)
         return None
     if kind == "array" and isinstance(head, int):
         return _locate(node.children[0], _child_invalid(invalid, node.children[0], head), rest)
     if kind in (
+        "condition",
+        "approvers",
         "yaml",
         "money",
         "amount",

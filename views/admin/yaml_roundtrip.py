@@ -29,6 +29,8 @@ def round_trip_yaml() -> YAML:
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096
+    # [{role: approver}], as the rule sets write it, not ruamel's [role: approver]
+    yaml.brace_single_entry_mapping_in_flow_sequence = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.representer.add_representer(Decimal, represent_decimal)
     yaml.representer.add_representer(type(None), _represent_none)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -188,14 +188,19 @@ def exclude_each_other(first: Mapping[str, Any] | None, second: Mapping[str, Any
 
 
 def date_edges(condition: Mapping[str, Any] | None) -> set[date]:
-    """Every date an ``order_date`` test of a condition compares with: where decisions can
-    change with the order's date."""
-    return {
-        day(bound)
-        for k, value in iter_leaves(condition)
-        if k == "order_date"
-        for bound in value.values()
-    }
+    """The days at whose first instant an ``order_date`` test of a condition can change: the
+    date itself for ``gte``/``lt``, the day after for ``gt``/``lte``, both for ``eq``."""
+    days: set[date] = set()
+    for key, value in iter_leaves(condition):
+        if key != "order_date":
+            continue
+        for op, bound in value.items():
+            when = day(bound)
+            if op in ("gte", "lt", "eq"):
+                days.add(when)
+            if op in ("gt", "lte", "eq"):
+                days.add(when + timedelta(days=1))
+    return days
 
 
 def uses_key(condition: Mapping[str, Any] | None, key: str) -> bool:
