@@ -31,7 +31,7 @@ def test_a_dry_run_then_an_import_from_the_upload_page(editor):
     done = _upload(editor, CSV, dry_run=False)
     assert "imported (directory version" in done.text
     assert "Upload Co" in editor.get("/admin/directory/companies/upload-co").text
-    exported = editor.get("/admin/directory/export?format=csv")
+    exported = editor.get("/admin/directory/sync/download?format=csv")
     assert exported.content_type == "text/csv"
     assert "membership,,upload-co,upload-ann," in exported.text
 
@@ -46,5 +46,5 @@ def test_a_bad_row_is_named_by_its_line_and_nothing_is_imported(editor):
 
 def test_a_viewer_may_download_but_not_import(viewer):
     viewer.get("/admin/directory/sync")
-    viewer.get("/admin/directory/export?format=json")
+    viewer.get("/admin/directory/sync/download?format=json")
     _upload(viewer, CSV, dry_run=True, status=403)

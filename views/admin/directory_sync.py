@@ -67,7 +67,7 @@ def upload(request):
     return {"report": report, "problem": None, "filename": filename}
 
 
-@view_config(route_name="admin_directory_export", request_method="GET", permission="view")
+@view_config(route_name="admin_directory_download", request_method="GET", permission="view")
 def download(request):
     fmt = request.params.get("format") if request.params.get("format") in FORMATS else "csv"
     response = request.response
