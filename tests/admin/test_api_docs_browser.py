@@ -46,7 +46,8 @@ def test_the_reference_page_lists_every_path_offline(page, server):  # noqa: F81
     expected = {
         (method.upper(), path) for path, item in document["paths"].items() for method in item
     }
-    page.locator(".opblock").first.wait_for()
+    # Swagger UI renders the whole document at once: slow on a busy machine
+    page.locator(".opblock").first.wait_for(timeout=60_000)
     shown = page.eval_on_selector_all(
         ".opblock",
         """blocks => blocks.map(b => [
