@@ -72,6 +72,8 @@ ROUTES = (
     ("admin_assignment_remove", "/admin/directory/assignments/{aid}/remove"),
     ("admin_delegations", "/admin/directory/delegations"),
     ("admin_delegation_revoke", "/admin/directory/delegations/{id}/revoke"),
+    ("admin_directory_sync", "/admin/directory/sync"),
+    ("admin_directory_download", "/admin/directory/sync/download"),
     ("admin_approvals", "/admin/approvals"),
     ("admin_approval", "/admin/approvals/{id}"),
     ("admin_approval_review", "/admin/approvals/{id}/merchant-review"),
