@@ -25,9 +25,18 @@ def schema():
 
 
 def child(node, *names):
+    """The descendant by names; folded fields ("More options") are found through their fold."""
     for name in names:
-        node = next(c for c in node.children if c.name == name)
+        node = next(c for c in _unfolded(node) if c.name == name)
     return node
+
+
+def _unfolded(node):
+    for c in node.children:
+        if getattr(c, "json_kind", None) == "fold":
+            yield from c.children
+        else:
+            yield c
 
 
 def test_the_schema_maps_to_widgets(schema):
@@ -37,7 +46,9 @@ def test_the_schema_maps_to_widgets(schema):
     )  # additionalProperties -> sequence of {key, value}
     assert child(schema, "approval", "steps").json_kind == "array"
     step = child(schema, "approval", "steps").children[0]
-    assert child(step, "when").json_kind == "yaml"  # recursive conditions -> YAML snippet
+    assert child(step, "when").json_kind == "condition"  # a builder, with YAML for the rest
+    assert child(step, "approvers").json_kind == "approvers"  # a picker, with YAML for the rest
+    assert any(c.json_kind == "fold" for c in step.children)  # advanced fields fold away
     assert child(step, "self_approval").json_kind == "tristate"  # no documented default
     assert child(schema, "visibility", "masters_see_group_orders").json_kind == "boolean"
     assert (
@@ -73,9 +84,8 @@ def test_money_equal_in_value_is_not_rewritten(schema):
 
 def test_optional_object_requires_its_keys_only_once_filled(schema):
     order_limit = child(schema, "limits", "order_limit")
-    empty = {node.name: "" for node in order_limit.children}
-    assert {"amount", "on_exceed"} <= set(empty)
-    assert order_limit.deserialize(empty) == dict.fromkeys(empty, colander.null)
+    empty = order_limit.deserialize({"amount": "", "on_exceed": ""})
+    assert (empty["amount"], empty["on_exceed"]) == (colander.null, colander.null)
     with pytest.raises(colander.Invalid):
         order_limit.deserialize({"amount": "", "on_exceed": "block"})
 
