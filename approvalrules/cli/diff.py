@@ -211,8 +211,15 @@ def _main(args, store: VersionLookup | RemoteVersions | None) -> int:
     try:
         old_text, old_source, old_resolve = _load_version(args.old, store)
         new_text, new_source, new_resolve = _load_version(args.new, store)
-        old = (old_text, old_source, check_ruleset(old_text, old_source, old_resolve))
-        new = (new_text, new_source, check_ruleset(new_text, new_source, new_resolve))
+        # a stored version is read as it was published: rules made stricter since then warn
+        old_check = check_ruleset(
+            old_text, old_source, old_resolve, published=is_reference(args.old)
+        )
+        new_check = check_ruleset(
+            new_text, new_source, new_resolve, published=is_reference(args.new)
+        )
+        old = (old_text, old_source, old_check)
+        new = (new_text, new_source, new_check)
         directory, directory_path = None, None
         if not is_reference(args.old):
             directory, directory_path = directory_for(args.old, args.directory)

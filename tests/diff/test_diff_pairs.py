@@ -16,7 +16,8 @@ from test_diff import BASE, DIRECTORY_TEXT, HERE, run_cli
 
 from approvalrules import diff
 from approvalrules.cli import diff as diff_cli
-from approvalrules.engine import Order, compile_ruleset, load_directory
+from approvalrules.engine import Order, check_ruleset, compile_ruleset, load_directory
+from approvalrules.errors import DocumentError
 
 DENY_MID = BASE.replace(
     "notifications:",
@@ -299,3 +300,19 @@ def test_a_restricted_product_is_explored_with_a_line_of_it(directory):
         "pending -> blocked (restricted_products)"
     ) in report.lines()
     assert all("TNT-1" in line for line in report.lines())
+
+
+def test_a_version_published_before_a_stricter_check_can_still_be_diffed():
+    """Amounts finer than cents were allowed once: such a stored version is still compared
+    (its problem a warning), where a check of it as a new file refuses it."""
+    finer = (
+        "ruleset: purchasing\ncurrency: USD\nroles:\n"
+        "  manager: {label: Manager, permissions: [approve_orders]}\n"
+        "  user: {label: User, permissions: [place_orders]}\n"
+        "approval:\n  steps:\n"
+        "    - {name: mgr, when: {total: {gt: 100.125}}, approvers: {any_of: [{role: manager}]}}\n"
+    )
+    with pytest.raises(DocumentError):
+        check_ruleset(finer, "old")
+    result = diff.diff_versions(finer, finer.replace("100.125", "200"), None)
+    assert result["structural"], result
