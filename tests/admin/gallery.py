@@ -46,9 +46,10 @@ SAMPLES_BY_ROUTE = {
 }
 SAMPLES = {"name": "acme", "number": "1"}
 
-#: routes that are not pages: the login (opened logged out), the logout; and files (a path
-#: ending in an extension: the chain's SVG, the directory's YAML export)
-NOT_PAGES = {"admin_logout", "admin_login"}
+#: routes that are not pages: the login (opened logged out), the logout, the bulk-sync
+#: export (a JSON or CSV download); and files (a path ending in an extension: the chain's
+#: SVG, the directory's YAML export)
+NOT_PAGES = {"admin_logout", "admin_login", "admin_directory_download"}
 FILE = re.compile(r"\.[a-z]+$")
 
 #: a few more scenes for the gallery: (file name, path, what to do on the page)
