@@ -36,6 +36,21 @@ from .openapi_reference import DESCRIPTION, reference_paths
 from .openapi_rulesets import ruleset_paths
 from .openapi_webhooks import webhook_components, webhooks
 
+#: a step of a decision or of an approval request, as both answer it
+STEP = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "required": {"type": "integer"},
+        "state": {
+            "enum": list(STEP_STATES),
+            "description": "done, current, waiting (a later step of a pending "
+            "request); the step a closed request ended in says how it ended "
+            "(rejected, expired, withdrawn) and later steps are not_reached.",
+        },
+    },
+}
+
 
 def _rewrite_refs(node):
     """Point the order schema's references to the rule-set schema at components."""
@@ -93,22 +108,7 @@ def document() -> dict:
                 },
             },
             "payer": {"type": ["object", "null"]},
-            "steps": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "required": {"type": "integer"},
-                        "state": {
-                            "enum": list(STEP_STATES),
-                            "description": "done, current, waiting (a later step of a pending "
-                            "request); the step a closed request ended in says how it ended "
-                            "(rejected, expired, withdrawn) and later steps are not_reached.",
-                        },
-                    },
-                },
-            },
+            "steps": {"type": "array", "items": STEP},
             "expires_at": {"type": ["string", "null"]},
             "notifications": {"type": "array", "items": {"type": "object"}},
             "ruleset": {"type": "object"},
@@ -154,25 +154,10 @@ def document() -> dict:
         "properties": {
             "id": {"type": "integer"},
             "order": {"type": "string"},
-            "status": {"enum": ["pending", "approved", "rejected", "expired", "withdrawn"]},
+            "status": {"enum": list(REQUEST_STATUSES)},
             "version": {"type": "integer"},
             "current_step": {"type": "integer"},
-            "steps": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "required": {"type": "integer"},
-                        "state": {
-                            "enum": list(STEP_STATES),
-                            "description": "done, current, waiting (a later step of a pending "
-                            "request); the step a closed request ended in says how it ended "
-                            "(rejected, expired, withdrawn) and later steps are not_reached.",
-                        },
-                    },
-                },
-            },
+            "steps": {"type": "array", "items": STEP},
             "expires_at": {"type": ["string", "null"]},
             "created_at": {"type": "string"},
             "decided_at": {"type": ["string", "null"]},

@@ -18,6 +18,20 @@ from .directory_base import UNSET, DirectoryServiceBase
 from .models import Account, Assignment, Company, Delegation
 
 
+def delegation_by_key(
+    tenant_id: int, delegator_id: int, delegate_id: int, company: Company | None, step: str | None
+):
+    """The query for the one delegation with this key: delegator, delegate, company (None:
+    every company) and step (None: every step)."""
+    return select(Delegation).where(
+        Delegation.tenant_id == tenant_id,
+        Delegation.delegator_id == delegator_id,
+        Delegation.delegate_id == delegate_id,
+        Delegation.company_id.is_(None) if company is None else Delegation.company_id == company.id,
+        Delegation.step.is_(None) if step is None else Delegation.step == step,
+    )
+
+
 class ApproverWrites(DirectoryServiceBase):
     """Writes to assignments and delegations; part of
     :class:`~approvalrules.store.directory_service.DirectoryService`."""
@@ -94,15 +108,7 @@ class ApproverWrites(DirectoryServiceBase):
                 "invalid_delegation", f"valid_until {valid_until} is before valid_from {valid_from}"
             )
         existing = self.session.scalar(
-            select(Delegation).where(
-                Delegation.tenant_id == self.tenant.id,
-                Delegation.delegator_id == delegator.id,
-                Delegation.delegate_id == delegate.id,
-                Delegation.company_id.is_(None)
-                if company_row is None
-                else Delegation.company_id == company_row.id,
-                Delegation.step.is_(None) if step is None else Delegation.step == step,
-            )
+            delegation_by_key(self.tenant.id, delegator.id, delegate.id, company_row, step)
         )
         # one rule for loops, shared with the fixtures: check the whole graph with this edge in it
         current = [
@@ -166,15 +172,7 @@ class ApproverWrites(DirectoryServiceBase):
         delegator, delegate = self.account(delegator_id), self.account(delegate_id)
         company_row = self.company(company) if company else None
         found = self.session.scalar(
-            select(Delegation).where(
-                Delegation.tenant_id == self.tenant.id,
-                Delegation.delegator_id == delegator.id,
-                Delegation.delegate_id == delegate.id,
-                Delegation.company_id.is_(None)
-                if company_row is None
-                else Delegation.company_id == company_row.id,
-                Delegation.step.is_(None) if step is None else Delegation.step == step,
-            )
+            delegation_by_key(self.tenant.id, delegator.id, delegate.id, company_row, step)
         )
         if found is None:
             scope = "".join(

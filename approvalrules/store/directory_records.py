@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError
+from .approvers import delegation_by_key
 from .etags import etag_for
 from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
@@ -195,15 +196,7 @@ class DirectoryRecords:
         if who is None or whom is None or (company is not None and owner is None):
             return None
         found = self._one(
-            select(Delegation).where(
-                Delegation.tenant_id == self.tenant.id,
-                Delegation.delegator_id == who.id,
-                Delegation.delegate_id == whom.id,
-                Delegation.company_id.is_(None)
-                if owner is None
-                else Delegation.company_id == owner.id,
-                Delegation.step.is_(None) if step is None else Delegation.step == step,
-            ),
+            delegation_by_key(self.tenant.id, who.id, whom.id, owner, step),
             lock,
         )
         if found is None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
 from urllib.parse import urlencode
 
-from babel.numbers import get_currency_precision
 from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound
 from sqlalchemy import func, select
 
@@ -147,10 +145,3 @@ def like(text: str) -> str:
     """A LIKE pattern matching ``text`` anywhere, with the wildcards in it escaped."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def display_amount(amount: Decimal, currency: str) -> str:
-    """An amount as a merchant reads it: the currency's minor units and its code
-    (``800.00 USD``, ``800 JPY``, ``1,250.500 KWD``)."""
-    places = get_currency_precision(currency)
-    return f"{amount.quantize(Decimal(1).scaleb(-places), ROUND_HALF_EVEN):,} {currency}"

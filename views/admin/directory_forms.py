@@ -399,21 +399,15 @@ def account_schema(creating: bool):
     return schema
 
 
-def membership_add_schema(choices: Choices, account_fixed: bool, company: str | None = None):
-    """Add an account to a company: with a role, optionally a group, master, or by invitation."""
-    schema = colander.Schema()
-    if not account_fixed:
-        schema.add(
-            select_node("Account", choices.account_values("Choose an account"), name="account")
-        )
-    if company is None:
-        schema.add(
-            select_node("Company", choices.company_values("Choose a company"), name="company")
-        )
+def _add_placement(
+    schema: colander.Schema, choices: Choices, company: str | None, ruleset: str | None = None
+) -> None:
+    """The fields that place a member: its role (the rule set's, or every rule set's by
+    label), its purchasing group, and whether to move it from another group."""
     schema.add(
         select_node(
             "Role",
-            choices.role_values(),
+            choices.role_values(ruleset),
             "The roles the company's rule set defines, by their labels.",
             name="role",
         )
@@ -434,6 +428,20 @@ def membership_add_schema(choices: Choices, account_fixed: bool, company: str | 
             name="move",
         )
     )
+
+
+def membership_add_schema(choices: Choices, account_fixed: bool, company: str | None = None):
+    """Add an account to a company: with a role, optionally a group, master, or by invitation."""
+    schema = colander.Schema()
+    if not account_fixed:
+        schema.add(
+            select_node("Account", choices.account_values("Choose an account"), name="account")
+        )
+    if company is None:
+        schema.add(
+            select_node("Company", choices.company_values("Choose a company"), name="company")
+        )
+    _add_placement(schema, choices, company)
     schema.add(
         flag_node(
             "Master of the company",
@@ -463,30 +471,7 @@ def membership_schema(choices: Choices, company: str, ruleset: str | None):
     """One membership: role, group, master, default, status, and the per-contact settings."""
     currency = choices.currencies.get(ruleset or "")
     schema = colander.Schema()
-    schema.add(
-        select_node(
-            "Role",
-            choices.role_values(ruleset),
-            "The roles the company's rule set defines, by their labels.",
-            name="role",
-        )
-    )
-    schema.add(
-        select_node(
-            "Purchasing group",
-            choices.group_values(company),
-            "A member is in one group at a time.",
-            name="group",
-            missing=None,
-        )
-    )
-    schema.add(
-        flag_node(
-            "Move from another group",
-            "If the account is in another group now, move it instead of refusing.",
-            name="move",
-        )
-    )
+    _add_placement(schema, choices, company, ruleset)
     schema.add(flag_node("Master of the company", "A master is in no group.", name="master"))
     schema.add(
         flag_node(

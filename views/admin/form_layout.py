@@ -289,15 +289,7 @@ def condition_node(name, title, required, description, yaml_validator) -> coland
     node.add(_select("when_group", "Buyer's group", [("", "(any group)")], picker="groups"))
     node.add(_select("when_role", "Buyer's role", [("", "(any role)")], picker="roles"))
     node.add(_select("when_measure", "And", [("", "(no amount)"), *MEASURES]))
-    node.add(
-        colander.SchemaNode(
-            colander.String(),
-            name="when_op",
-            title="is",
-            missing=colander.null,
-            widget=deform.widget.SelectWidget(values=OPERATORS),
-        )
-    )
+    node.add(_select("when_op", "is", OPERATORS))
     node.add(_money_field("when_amount", "Amount"))
     node.add(
         _yaml_field(

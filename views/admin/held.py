@@ -14,7 +14,8 @@ from pyramid.view import view_config
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.workflow import held
 
-from .common import display_amount, flash, paginate, template
+from . import words
+from .common import flash, paginate, template
 
 #: the two decisions, as the form posts them, and what the page then says was done
 DECISIONS = {
@@ -29,7 +30,7 @@ def _page(request, error: str | None = None, failed: str | None = None, comment:
     )
     return {
         "page": page,
-        "amount": display_amount,
+        "amount": words.money,
         "can_decide": request.has_permission("review"),
         "error": error,
         "failed": failed,
