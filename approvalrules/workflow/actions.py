@@ -10,7 +10,10 @@ Concurrency: an approval request carries a version counter
 read; a concurrent approver's write makes ours fail with ``StaleDataError``,
 which the error mapping turns into 409.  The unique constraint on approval
 actions makes a repeated approval count once even when two arrive at the
-same moment.  Neither relies on ``SELECT ... FOR UPDATE`` (a no-op on SQLite).
+same moment.  On PostgreSQL every action first locks the request's row
+(``SELECT ... FOR UPDATE``), so racing approvers queue on that one row rather
+than deadlock over the order, the request and its actions; on SQLite, which
+serialises writers, the version counter alone decides.
 """
 
 from __future__ import annotations
@@ -367,7 +370,7 @@ def reverse(
     disagrees), until the storefront reports the order released.
     """
     now = now_or(now)
-    request = queries.get_request(session, tenant, request_id)
+    request = queries.get_request(session, tenant, request_id, for_update=True)
     transitions.check_if_match(request, if_match)
     order = request.order
     policy = queries.request_policy(session, request)
@@ -525,15 +528,17 @@ def bulk(
             path="requests",
         )
     handler = approve if action == "approve" else reject
-    results = []
-    for request_id in request_ids:
+    outcomes: dict[int, dict] = {}
+    # rows are locked in id order, so two bulk calls over the same requests queue
+    # instead of deadlocking; results keep the caller's order
+    for request_id in sorted(set(request_ids)):
         try:
             with session.begin_nested():
                 request = handler(session, tenant, request_id, approver, comment=comment)
-            results.append({"id": request_id, "ok": True, "status": request.status})
+            outcomes[request_id] = {"id": request_id, "ok": True, "status": request.status}
         except ApprovalRulesError as exc:
-            results.append({"id": request_id, "ok": False, "error": exc.as_dict()})
-    return results
+            outcomes[request_id] = {"id": request_id, "ok": False, "error": exc.as_dict()}
+    return [outcomes[request_id] for request_id in request_ids]
 
 
 # --------------------------------------------------------- merchant review
@@ -568,7 +573,7 @@ def merchant_decide(
             f"admin {admin_login!r} is a {admin.role}; "
             "only owners and editors decide merchant reviews",
         )
-    request = queries.get_request(session, tenant, request_id)
+    request = queries.get_request(session, tenant, request_id, for_update=True)
     transitions.check_if_match(request, if_match)
     transitions.require_pending(session, request)
     step = request.steps[request.current_step]

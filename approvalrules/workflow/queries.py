@@ -100,19 +100,29 @@ def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
     )
 
 
-def get_request(session: Session, tenant: Tenant, request_id: int) -> ApprovalRequest:
-    """The tenant's approval request by id."""
+def get_request(
+    session: Session, tenant: Tenant, request_id: int, *, for_update: bool = False
+) -> ApprovalRequest:
+    """The tenant's approval request by id.
+
+    ``for_update`` locks its row until the transaction ends (PostgreSQL; SQLite
+    serialises writers anyway).  Every action on a request takes this lock
+    first, so racing approvers queue on one row in one order instead of
+    deadlocking over the order, the request and its actions; each then reads
+    what the previous one committed and gets a clean 409.
+    """
     if not 0 < request_id < 2**31:
         # ids are 32-bit: never ask the database
         raise NotFound("unknown_approval", f"no approval request {request_id}")
-    return _one(
-        session,
-        ApprovalRequest,
-        "unknown_approval",
-        f"no approval request {request_id}",
-        ApprovalRequest.tenant_id == tenant.id,
-        ApprovalRequest.id == request_id,
+    query = select(ApprovalRequest).where(
+        ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id
     )
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    request = session.scalar(query)
+    if request is None:
+        raise NotFound("unknown_approval", f"no approval request {request_id}")
+    return request
 
 
 def request_for_order(session: Session, order: Order) -> ApprovalRequest | None:

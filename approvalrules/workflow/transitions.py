@@ -378,7 +378,7 @@ def guard_approver(
     the request is decided, 403 for the merchant's step and for an approver the
     step does not name (its ``details`` list who is eligible).
     """
-    request = queries.get_request(session, tenant, request_id)
+    request = queries.get_request(session, tenant, request_id, for_update=True)
     check_if_match(request, if_match)
     require_pending(session, request)
     step = request.steps[request.current_step]

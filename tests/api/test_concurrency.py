@@ -193,3 +193,43 @@ def test_another_body_under_a_key_in_use_stays_a_conflict(api, order_id):
     assert other.status_int == 409
     assert other.json["error"]["code"] == "idempotency_conflict"
     assert "Idempotency-Key" in other.json["error"]["message"]
+
+
+def test_bulk_calls_in_opposite_orders_both_finish(postgres_world, api, order_id):
+    """Two bulk rejections over the same requests, listed in opposite orders.
+
+    Each locks the rows in id order, so they queue instead of deadlocking: every
+    request ends rejected once, and each caller's results keep its own order.
+    """
+    world = postgres_world
+    ids = [submit(api, order_id("bulkrace"), "sam", 1500).json["approval"]["id"] for _ in range(6)]
+    barrier = threading.Barrier(2)
+    answers = {}
+
+    def bulk(name, order):
+        app = webtest.TestApp(
+            world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+        )
+        barrier.wait()
+        answers[name] = app.post_json(
+            "/api/v1/approvals/bulk",
+            {"action": "reject", "approver": "tom", "requests": order},
+            status="*",
+        )
+
+    threads = [
+        threading.Thread(target=bulk, args=("forward", ids)),
+        threading.Thread(target=bulk, args=("backward", ids[::-1])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert {name: a.status_int for name, a in answers.items()} == {"forward": 200, "backward": 200}
+    assert [r["id"] for r in answers["forward"].json["results"]] == ids
+    assert [r["id"] for r in answers["backward"].json["results"]] == ids[::-1]
+    for request_id in ids:
+        wins = [a.json["results"] for a in answers.values()]
+        oks = [r for results in wins for r in results if r["id"] == request_id and r["ok"]]
+        assert len(oks) == 1, f"request {request_id} rejected {len(oks)} times"
+        assert api.get(f"/api/v1/approvals/{request_id}").json["status"] == "rejected"
