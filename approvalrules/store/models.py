@@ -113,6 +113,9 @@ class ApiKey(Base):
     scope: Mapped[str] = mapped_column(String(16), default="storefront")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: requests a minute this key may make; None: the service's default
+    #: (``approvalrules.api.rate_per_minute``)
+    rate_per_minute: Mapped[int | None] = mapped_column(Integer)
 
     tenant: Mapped[Tenant] = relationship()
 
@@ -560,3 +563,36 @@ class AuditEvent(Base):
     subject_id: Mapped[str] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+DECISION_KINDS = ("evaluate", "submit")
+
+
+class DecisionLogEntry(Base):
+    """One decision the engine made for a storefront call, in the spirit of OPA's decision log.
+
+    Written off the request path in batches (``approvalrules.decision_log = table``) and
+    kept for ``approvalrules.decision_log.retention_days``.  The input is kept only as a
+    digest: the order's body holds buyers' data, and the digest is enough to match a
+    replayed order to its decision.
+    """
+
+    __tablename__ = "decision_log"
+    __table_args__ = (
+        _one_of("kind", DECISION_KINDS),
+        Index("ix_decision_log_tenant_decided", "tenant_id", "decided_at"),
+        Index("ix_decision_log_decided", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    ruleset: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int | None] = mapped_column(Integer)
+    policy_hash: Mapped[str] = mapped_column(String(64))
+    input_digest: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(32))
+    steps: Mapped[list[Any]] = mapped_column(Json, default=list)

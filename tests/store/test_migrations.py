@@ -1,6 +1,7 @@
 """Migrations: up from empty, down to empty, up again -- on SQLite and PostgreSQL."""
 
 import hashlib
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from approvalrules.store import migrate
 from approvalrules.store.db import create_engine_for_url
 from approvalrules.store.meta import metadata
-from approvalrules.store.models import AdminUser, ApiKey
+from approvalrules.store.models import AdminUser, ApiKey, DecisionLogEntry
 from approvalrules.store.services import find_api_key, verify_admin_password
 
 
@@ -139,5 +140,60 @@ def test_0006_makes_existing_api_keys_merchant_keys_that_keep_working(empty_data
             )
         migrate.downgrade(url, "0005")
         assert "scope" not in {c["name"] for c in inspect(engine).get_columns("api_keys")}
+    finally:
+        engine.dispose()
+
+
+def test_0007_keeps_api_keys_on_the_default_rate_and_adds_an_empty_decision_log(
+    empty_database_url,
+):
+    """Upgrading a database filled at 0006: every existing key keeps the service-wide rate
+    (no limit of its own) and still authenticates; the decision log starts empty and
+    takes entries; downgrading drops it and the column again."""
+    url = empty_database_url
+    migrate.upgrade(url, "0006")
+    engine = create_engine_for_url(url)
+    token = "k" * 43
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "insert into tenants (slug, name, settings, created_at)"
+                    " values ('t', 'T', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            tenant_id = connection.execute(text("select id from tenants")).scalar_one()
+            connection.execute(
+                text(
+                    "insert into api_keys (tenant_id, name, prefix, hash, created_at, scope)"
+                    " values (:tenant, 'shop', '0a1b2c3d', :hash, CURRENT_TIMESTAMP,"
+                    " 'storefront')"
+                ),
+                {"tenant": tenant_id, "hash": hashlib.sha256(token.encode()).hexdigest()},
+            )
+        migrate.upgrade(url)
+        with Session(engine) as session:
+            key = session.query(ApiKey).one()
+            assert (key.scope, key.rate_per_minute) == ("storefront", None)
+            assert find_api_key(session, f"ar_0a1b2c3d_{token}") is key
+            assert session.query(DecisionLogEntry).count() == 0
+            session.add(
+                DecisionLogEntry(
+                    tenant_id=tenant_id,
+                    decided_at=datetime.now(UTC),
+                    kind="evaluate",
+                    ruleset="acme",
+                    version=1,
+                    policy_hash="h" * 64,
+                    input_digest="d" * 64,
+                    outcome="approved",
+                    steps=[],
+                )
+            )
+            session.commit()
+            assert session.query(DecisionLogEntry).one().outcome == "approved"
+        migrate.downgrade(url, "0006")
+        assert "decision_log" not in _tables(url)
+        assert "rate_per_minute" not in {c["name"] for c in inspect(engine).get_columns("api_keys")}
     finally:
         engine.dispose()
