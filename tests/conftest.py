@@ -19,6 +19,44 @@ def configured_database_url():
     return os.environ.get(DATABASE_ENV) or None
 
 
+#: fixtures parametrized by database: their ``postgresql`` variant is the PostgreSQL run's work
+DATABASE_PARAMETRIZED = ("world", "db_url", "empty_database_url")
+#: fixtures that give PostgreSQL when it is configured, SQLite otherwise
+DATABASE_FOLLOWING = ("database_url", "postgres_url")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--postgresql-only",
+        action="store_true",
+        help="run only what PostgreSQL adds: the postgresql variants of the database fixtures, "
+        f"tests on {', '.join(DATABASE_FOLLOWING)} and tests marked postgres (CI's second run; "
+        "the SQLite run already covered everything else)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("postgresql_only"):
+        return
+    kept = [item for item in items if _runs_on_postgresql(item)]
+    dropped = [item for item in items if not _runs_on_postgresql(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _runs_on_postgresql(item) -> bool:
+    """Whether ``item`` would touch PostgreSQL when it is configured."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec else {}
+    variants = [params[name] for name in DATABASE_PARAMETRIZED if name in params]
+    if variants:
+        return "postgresql" in variants
+    return item.get_closest_marker("postgres") is not None or any(
+        name in item.fixturenames for name in DATABASE_FOLLOWING
+    )
+
+
 @pytest.fixture
 def postgres_url():
     """URL of the test PostgreSQL database; skips the test when none is configured."""

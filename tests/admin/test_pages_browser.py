@@ -51,7 +51,8 @@ def test_the_page_list_comes_from_the_apps_routes(admin_app):
     assert len(names) == len(routes) - len(not_pages)
 
 
-@pytest.mark.slow
+# Not marked slow: it is the proof that no admin page throws in a real browser, and no
+# smaller version would prove it for every page.
 def test_every_admin_page_opens_without_a_console_error(browser_page, admin_app):
     page, console = browser_page
     page.goto("/admin/login")
