@@ -133,17 +133,55 @@ def _milliseconds(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-def postgres_connect_args(timeouts: DatabaseTimeouts, url_options: str = "") -> dict[str, Any]:
-    """libpq parameters for ``timeouts`` (``options`` keeps what the URL already sets)."""
+#: ``approvalrules.db.pooler``: how connections reach PostgreSQL
+POOLERS = ("none", "transaction")
+
+
+def pooler_mode(settings: Mapping[str, Any]) -> str:
+    """``approvalrules.db.pooler``: ``none`` (direct, or a session-mode pooler) or
+    ``transaction`` (PgBouncer and the like in transaction pooling)."""
+    mode = str(settings.get(TIMEOUT_PREFIX + "pooler") or "none").strip()
+    if mode not in POOLERS:
+        raise ValueError(
+            f"{TIMEOUT_PREFIX}pooler = {mode!r}: expected one of {', '.join(POOLERS)} "
+            "(transaction: behind a pooler in transaction mode)"
+        )
+    return mode
+
+
+def _session_settings(timeouts: DatabaseTimeouts) -> dict[str, int]:
+    """PostgreSQL settings (name: milliseconds) that carry ``timeouts`` server side."""
+    settings = {}
+    if timeouts.statement_timeout:
+        settings["statement_timeout"] = _milliseconds(timeouts.statement_timeout)
+    if timeouts.lock_timeout:
+        settings["lock_timeout"] = _milliseconds(timeouts.lock_timeout)
+    return settings
+
+
+def postgres_connect_args(
+    timeouts: DatabaseTimeouts, url_options: str = "", pooler: str = "none"
+) -> dict[str, Any]:
+    """libpq parameters for ``timeouts`` (``options`` keeps what the URL already sets).
+
+    Behind a pooler in transaction mode (``pooler="transaction"``) a server connection
+    serves many clients in turn: settings made at connection start would leak to other
+    clients or be refused, and a statement prepared on one server connection is missing on
+    the next.  So the session settings go into each transaction instead (``SET LOCAL``, see
+    :func:`get_engine`) and psycopg prepares nothing.
+    """
     args: dict[str, Any] = {}
     if timeouts.connect_timeout:
         # libpq takes whole seconds and treats anything under 2 as 2
         args["connect_timeout"] = max(2, math.ceil(timeouts.connect_timeout))
-    session_settings = [url_options] if url_options else []
-    if timeouts.statement_timeout:
-        session_settings.append(f"-c statement_timeout={_milliseconds(timeouts.statement_timeout)}")
-    if timeouts.lock_timeout:
-        session_settings.append(f"-c lock_timeout={_milliseconds(timeouts.lock_timeout)}")
+    if pooler == "transaction":
+        args["prepare_threshold"] = None
+        session_settings = []
+    else:
+        session_settings = [url_options] if url_options else []
+        session_settings += [
+            f"-c {name}={value}" for name, value in _session_settings(timeouts).items()
+        ]
     if session_settings:
         args["options"] = " ".join(session_settings)
     if timeouts.tcp_user_timeout:
@@ -259,11 +297,12 @@ def get_engine(
     SQLite gets ``lock_timeout`` as its busy timeout; nothing else applies to a file.
     """
     timeouts = timeouts or DatabaseTimeouts.from_settings(settings)
+    pooler = pooler_mode(settings)
     url = make_url(settings[prefix + "url"])
     options = dict(engine_options)
     if url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg":
         options["connect_args"] = {
-            **postgres_connect_args(timeouts, str(url.query.get("options") or "")),
+            **postgres_connect_args(timeouts, str(url.query.get("options") or ""), pooler),
             **options.get("connect_args", {}),
         }
         if prefix + "pool_timeout" not in settings and options.get("poolclass") is not NullPool:
@@ -278,7 +317,24 @@ def get_engine(
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg":
         _configure_postgres(engine, timeouts)
+        if pooler == "transaction":
+            _set_local_on_begin(engine, timeouts)
     return engine
+
+
+def _set_local_on_begin(engine: Engine, timeouts: DatabaseTimeouts) -> None:
+    """Each transaction starts by setting the deadlines for itself alone (``SET LOCAL``)."""
+    settings = _session_settings(timeouts)
+    if not settings:
+        return
+    # set_config(..., true) is SET LOCAL as one statement with bound values
+    statement = text(
+        "SELECT " + ", ".join(f"set_config('{name}', :{name}, true)" for name in settings)
+    ).bindparams(**{name: f"{value}ms" for name, value in settings.items()})
+
+    @event.listens_for(engine, "begin")
+    def _deadlines_for_this_transaction(connection):
+        connection.execute(statement)
 
 
 def create_engine_for_url(url: str, **kwargs: Any) -> Engine:
@@ -302,6 +358,7 @@ def get_probe_engine(settings: Mapping[str, Any], prefix: str = "sqlalchemy.") -
         and not key.startswith(prefix + "pool_")
         and key != prefix + "max_overflow"
     }
+    probe_settings[TIMEOUT_PREFIX + "pooler"] = pooler_mode(settings)
     return get_engine(probe_settings, prefix, timeouts=timeouts, poolclass=NullPool)
 
 

@@ -115,9 +115,8 @@ def test_a_pool_that_stays_busy_gives_up_after_pool_timeout(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pg_url(request):
-    base = request.getfixturevalue("postgres_url")
-    url = create_postgres_database(base, prefix="ar_failfast")
+def pg_url(postgres_url):
+    url = create_postgres_database(postgres_url, prefix="ar_failfast")
     migrate.upgrade(url)
     yield url
     drop_postgres_database(url)
@@ -296,5 +295,50 @@ def test_the_readiness_probe_has_its_own_short_deadlines(pg_url):
         with probe.connect() as connection:
             assert connection.execute(text("SHOW statement_timeout")).scalar() == "1500ms"
             assert connection.connection.dbapi_connection.reply_timeout == 1.5
+    finally:
+        probe.dispose()
+
+
+def test_behind_a_transaction_pooler_the_deadlines_are_set_per_transaction(pg_url):
+    """``approvalrules.db.pooler = transaction``: no startup options (a pooler in transaction
+    mode refuses them or lets them leak to other clients), no prepared statements, and each
+    transaction sets its own deadlines with SET LOCAL, gone when it ends."""
+    engine = _engine(pg_url, statement_timeout="7", lock_timeout="2", pooler="transaction")
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "7s"
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "2s"
+            raw = connection.connection.dbapi_connection
+            assert raw.prepare_threshold is None
+            assert "options" not in raw.info.get_parameters()
+            connection.rollback()
+            # between transactions the server connection has the server's defaults again
+            raw.autocommit = True
+            try:
+                assert raw.execute("SHOW lock_timeout").fetchone()[0] == "0"
+            finally:
+                raw.autocommit = False
+        with engine.connect() as connection:  # a later transaction sets them again
+            assert connection.execute(text("SHOW lock_timeout")).scalar() == "2s"
+        with engine.begin() as connection:
+            holder = connection.execute(text("SELECT pg_sleep(0.01)"))
+            assert holder is not None
+    finally:
+        engine.dispose()
+
+
+def test_an_unknown_pooler_mode_names_the_key():
+    with pytest.raises(ValueError, match="approvalrules.db.pooler = 'session-ish'"):
+        get_engine({"sqlalchemy.url": "sqlite://", "approvalrules.db.pooler": "session-ish"})
+
+
+def test_the_readiness_probe_follows_the_pooler_mode(pg_url):
+    probe = get_probe_engine({"sqlalchemy.url": pg_url, "approvalrules.db.pooler": "transaction"})
+    try:
+        with probe.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw.prepare_threshold is None
+            assert "options" not in raw.info.get_parameters()
+            assert connection.execute(text("SHOW statement_timeout")).scalar() == "2s"
     finally:
         probe.dispose()
