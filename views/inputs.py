@@ -298,6 +298,18 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+def _plainly_storable(raw: bytes | None) -> bool:
+    """Whether the raw body can hold neither an unstorable character nor deep nesting, so that
+    its parsed value needs no walk: no escape (``\\u0000``, ``\\ud800``), no NUL byte, no
+    UTF-8 surrogate (lead byte 0xED), and fewer brackets than the depth limit.  A cart of
+    plain text passes in a few byte scans; anything else gets the full walk."""
+    if not raw:
+        return True
+    if b"\\u" in raw or b"\x00" in raw or b"\xed" in raw:
+        return False
+    return raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH
+
+
 def parse_json(raw: bytes):
     """The body's JSON, numbers with a fraction as :class:`JsonNumber`; 400 when it is not
     JSON, nests deeper than :data:`MAX_JSON_DEPTH` or holds text no database can store."""
@@ -307,6 +319,8 @@ def parse_json(raw: bytes):
         raise ApprovalRulesError(
             "invalid_json", f"the request body is not valid JSON: {exc}"[:300]
         ) from None
+    if _plainly_storable(raw):
+        return body
     stack = [(body, 1)]
     while stack:
         item, depth = stack.pop()

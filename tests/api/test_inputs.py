@@ -4,6 +4,7 @@ violation is a JSON 4xx in our error format naming the parameter."""
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import pytest
@@ -287,3 +288,37 @@ def test_a_valid_email_is_accepted(twin_api):
     twin_api.put_json(
         "/api/v1/directory/accounts/fuzz-account", {"email": "ann.o'neil+po@ex.example"}
     )
+
+
+# ------------------------------------------------- the parser's shortcut for plain bodies
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'{"buyer": "a\\u0000b"}', "an escaped NUL"),
+        (b'{"buyer": "a\\ud800b"}', "an escaped lone surrogate"),
+        ('{"buyer": "a\ud800b"}'.encode("utf-8", "surrogatepass"), "a raw UTF-8 surrogate"),
+        (b'{"buyer": "a\x00b"}', "a raw NUL byte"),
+        (("[" * 33 + "]" * 33).encode(), "33 levels"),
+    ],
+)
+def test_the_parser_still_refuses_what_no_database_can_store(raw, reason):
+    from approvalrules.errors import ApprovalRulesError
+    from approvalrules.views.inputs import parse_json
+
+    with pytest.raises(ApprovalRulesError) as refused:
+        parse_json(raw)
+    assert refused.value.code == "invalid_json", reason
+
+
+def test_a_plain_cart_parses_to_the_same_value_with_or_without_the_walk():
+    from approvalrules.views.inputs import _plainly_storable, parse_json
+
+    raw = json.dumps(
+        {"id": "PO-1", "buyer": "sam", "lines": [{"sku": f"S{i}", "qty": i} for i in range(20)]}
+    ).encode()
+    assert _plainly_storable(raw)
+    assert parse_json(raw) == json.loads(raw)
+    assert not _plainly_storable(("[" * 33 + "]" * 33).encode())  # too many to be sure: walked
+    assert parse_json(("[" * 32 + "]" * 32).encode()) is not None  # 32 levels are allowed
