@@ -89,12 +89,19 @@ MAX_DIGITS = 18
 _AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,3})?")
 
 
+#: integers below this have at most MAX_DIGITS digits and exponent 0: valid as they are
+_MAX_PLAIN_INT = 10**MAX_DIGITS
+
+
 def parse_amount(value: Any, where: str = "amount") -> Decimal:
     """Turn a YAML/JSON number or numeric string into a finite, non-negative Decimal.
 
     Floats go through ``str`` so that ``999999.99`` stays ``999999.99``.
     Raises :class:`OrderError` with ``where`` named on anything else.
     """
+    if type(value) is int and 0 <= value < _MAX_PLAIN_INT:
+        # most quantities and many prices: nothing below can refuse them
+        return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise OrderError(
             "invalid_amount", f"{where} must be a number, not {type(value).__name__}", path=where
@@ -119,9 +126,10 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
         raise OrderError(
             "negative_amount", f"{where} must not be negative (got {amount})", path=where
         )
+    sign_digits_exponent = amount.as_tuple()
     if (
-        len(amount.as_tuple().digits) > MAX_DIGITS
-        or not -MAX_DIGITS <= amount.as_tuple().exponent <= MAX_DIGITS
+        len(sign_digits_exponent.digits) > MAX_DIGITS
+        or not -MAX_DIGITS <= sign_digits_exponent.exponent <= MAX_DIGITS
     ):
         raise OrderError("invalid_amount", f"{where} has more than {MAX_DIGITS} digits", path=where)
     return amount
