@@ -255,3 +255,24 @@ def test_a_log_line_carries_request_id_tenant_and_route(api, logged_evaluate):
     assert line["logger"] == "approvalrules.workflow.deciding"
     assert line["message"] == "evaluating a cart"
     assert line["time"].endswith("+00:00")
+
+
+def test_an_unexpected_failure_is_a_500_naming_the_request_id(api, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(deciding, "evaluate", broken)
+    caplog.handler.addFilter(observability.RequestContextFilter())
+    failed = api.post_json(
+        "/api/v1/evaluate",
+        {"buyer": "bob", "total": 1},
+        headers={"X-Request-Id": "bug-1"},
+        status=500,
+    )
+    assert failed.json["error"] == {
+        "code": "internal_error",
+        "message": "the server failed to answer; quote the request id when reporting it",
+        "request_id": "bug-1",
+    }
+    (record,) = [r for r in caplog.records if r.exc_info and r.request_id == "bug-1"]
+    assert "RuntimeError: a bug" in logging.Formatter().formatException(record.exc_info)
