@@ -7,6 +7,8 @@
   against the bare handler (with an incoming X-Request-Id, and with one to generate).
 * Through the whole app (webtest): /health and POST /api/v1/evaluate per request, and a
   scrape of /metrics (its database gauges included).
+* A/B in the same process: the app's tween chain with and without the request-id tween,
+  in alternating rounds so that a busy machine weighs on both alike.
 
 Prints microseconds and the tween's share of /health's and evaluate's time; exits 0.
 """
@@ -51,6 +53,34 @@ def tween_alone(n: int) -> tuple[float, float, float]:
     return bare, with_id - bare, generated - bare
 
 
+def a_b(app, raw: str, headers: dict, n: int) -> tuple[dict, dict]:
+    """Per-request microseconds of /health and evaluate through the app's tweens with and
+    without the request-id tween: the best of 5 alternating rounds each."""
+    from pyramid.interfaces import ITweens
+
+    from approvalrules.views.observability import TWEEN
+
+    router = app.app
+    with_tween = router.handle_request
+    handler = router.orig_handle_request
+    for name, factory in reversed(router.registry.queryUtility(ITweens).implicit()):
+        if name != TWEEN:
+            handler = factory(handler, router.registry)
+    calls = {
+        "/health": lambda: app.get("/health"),
+        "evaluate": lambda: app.post("/api/v1/evaluate", raw, headers=headers),
+    }
+    best = ({path: float("inf") for path in calls}, {path: float("inf") for path in calls})
+    for _round in range(5):
+        for index, chain in enumerate((with_tween, handler)):
+            router.handle_request = chain
+            for path, call in calls.items():
+                count = n if path == "/health" else max(50, n // 5)
+                best[index][path] = min(best[index][path], per_call_us(call, count))
+    router.handle_request = with_tween
+    return best
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=2000, help="requests per measurement")
@@ -77,6 +107,7 @@ def main(argv: list[str]) -> int:
             lambda: app.post("/api/v1/evaluate", raw, headers=headers), args.n
         )
         metrics_us = per_call_us(lambda: app.get("/metrics"), max(20, args.n // 50))
+        with_tween, without_tween = a_b(app, raw, headers, args.n)
     print(
         f"in-process (webtest), {args.n} requests each: /health {health_us:.0f} us, "
         f"evaluate {evaluate_us:.0f} us, a /metrics scrape {metrics_us:.0f} us"
@@ -85,6 +116,11 @@ def main(argv: list[str]) -> int:
         f"the tween's share: {generated_us / health_us:.1%} of /health, "
         f"{generated_us / evaluate_us:.1%} of evaluate"
     )
+    for path in ("/health", "evaluate"):
+        print(
+            f"A/B {path}: {with_tween[path]:.0f} us with the tween, {without_tween[path]:.0f} us "
+            f"without (ratio {with_tween[path] / without_tween[path]:.3f}; best of 5 rounds)"
+        )
     return 0
 
 

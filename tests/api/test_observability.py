@@ -276,3 +276,17 @@ def test_an_unexpected_failure_is_a_500_naming_the_request_id(api, monkeypatch, 
     }
     (record,) = [r for r in caplog.records if r.exc_info and r.request_id == "bug-1"]
     assert "RuntimeError: a bug" in logging.Formatter().formatException(record.exc_info)
+
+
+def test_metrics_on_a_port_of_their_own(world):
+    """``approvalrules.metrics.port``: prometheus_client's own server answers there too."""
+    import urllib.request
+
+    from .conftest import free_port
+
+    port = free_port()
+    main({}, **{**world.settings, "approvalrules.metrics.port": str(port)})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    assert "approvalrules_request_duration_seconds" in text
+    assert "approvalrules_database_metrics_ok 1.0" in text
