@@ -186,3 +186,36 @@ def test_json_lines_carry_the_request_context_and_the_traceback():
     assert (line["request_id"], line["tenant"], line["route"]) == ("abc-1", "demo", "-")
     assert "ValueError: bad value" in line["exc_info"]
     assert observability.current_request_id() == "-"
+
+
+def test_a_database_that_does_not_answer_leaves_the_gauges_out(tmp_path):
+    from approvalrules.store.gauges import DatabaseGauges
+
+    engine = create_engine_for_url(f"sqlite:///{tmp_path / 'missing' / 'no.sqlite'}")
+    registry = CollectorRegistry()
+    registry.register(DatabaseGauges(engine))
+    found = samples(registry)
+    engine.dispose()
+    assert found == {("approvalrules_database_metrics_ok", frozenset()): 0}
+
+
+def test_the_gauges_count_requests_by_status_and_the_outbox(tmp_path):
+    from approvalrules.store.gauges import DatabaseGauges
+
+    engine = create_engine_for_url(f"sqlite:///{tmp_path / 'gauges.sqlite'}")
+    migrate.upgrade(engine)
+    with Session(engine) as session, session.begin():
+        load_folder(session, ROOT / "rules")
+        demo = resolve_tenant(session, "demo")
+        actions.submit(session, demo, {"id": "g-1", "buyer": "bob", "total": 800})
+        actions.submit(session, demo, {"id": "g-2", "buyer": "bob", "total": 900})
+    registry = CollectorRegistry()
+    registry.register(DatabaseGauges(engine))
+    found = samples(registry)
+    engine.dispose()
+    assert found[("approvalrules_database_metrics_ok", frozenset())] == 1
+    assert found[("approvalrules_approval_requests", frozenset({("status", "pending")}))] == 2
+    assert found[("approvalrules_approval_requests", frozenset({("status", "approved")}))] == 0
+    assert found[("approvalrules_outbox_undelivered_events", frozenset())] >= 2
+    assert found[("approvalrules_outbox_failing_events", frozenset())] == 0
+    assert 0 <= found[("approvalrules_outbox_oldest_undelivered_age_seconds", frozenset())] < 600
