@@ -66,7 +66,7 @@ def _unhandled(request, request_id: str) -> Response:
     """A 500 for an exception no error view answered (it is logged with the request id):
     JSON under /api/, a line of text elsewhere."""
     path = request.environ.get("PATH_INFO", "")  # as sent: it may not even decode
-    log.exception("unhandled error answering %s %r", request.method, path[:200])
+    log.exception("unhandled error answering %s %s", request.method, path[:200])
     if not path.startswith("/api/"):  # a person at the admin reads it
         return Response(
             f"The server failed to answer. Request id: {request_id}\n",
