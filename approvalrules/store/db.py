@@ -396,9 +396,9 @@ class TenantCache:
     drops its older ones, and the least recently used tenants go past ``kept``.
     """
 
-    def __init__(self, kept: int, name: str):
+    def __init__(self, kept: int, name: str = "other"):
         self.kept = kept
-        #: hits and misses, counted per cache name (approvalrules_cache_*_total)
+        #: hits and misses, counted per cache ``name`` (approvalrules_cache_*_total)
         self._hits, self._misses = observability.cache_counters(name)
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
