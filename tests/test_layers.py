@@ -16,12 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 #: the layer of each part of the package, and the layers it may import
 LAYERS = {
     "errors": set(),
+    # logging and metric helpers (approvalrules/observability.py): any layer may record
+    "observability": set(),
     "engine": {"errors"},
     "diff": {"errors", "engine"},
-    "store": {"errors", "engine"},
-    "workflow": {"errors", "engine", "store"},
+    "store": {"errors", "engine", "observability"},
+    "workflow": {"errors", "engine", "store", "observability"},
     "views": {
         "errors",
+        "observability",
         "engine",
         "store",
         "workflow",

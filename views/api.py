@@ -15,6 +15,7 @@ from datetime import date
 from pyramid.tweens import INGRESS
 from pyramid.view import view_config, view_defaults
 
+from approvalrules import observability
 from approvalrules.engine import validator
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
@@ -60,7 +61,9 @@ def api_key(request):
 
 def api_tenant(request):
     """The tenant of the request's API key; 401 when it is missing, wrong or revoked."""
-    return request.api_key.tenant
+    tenant = request.api_key.tenant
+    observability.note_tenant(tenant.slug)
+    return tenant
 
 
 def require_grant(request, grant: str) -> None:
@@ -253,6 +256,7 @@ class StorefrontApi:
         decision, version = deciding.evaluate(
             self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
         )
+        observability.count_decision("evaluate", decision.outcome)
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
         return data
@@ -266,6 +270,7 @@ class StorefrontApi:
             idempotency_key=self.request.headers.get("Idempotency-Key"),
         )
         self.request.response.status_int = 201 if created else 200
+        observability.count_decision("submit", order.decision.get("outcome"), new=created)
         return order_view(self.session, order)
 
     @view_config(route_name="api_orders", request_method="GET", api_grant="storefront")

@@ -16,6 +16,7 @@ from approvalrules.store.services import GRANT_SCOPES
 
 from .openapi_directory import directory_paths
 from .openapi_merchant import merchant_paths
+from .openapi_operations import operations_paths
 from .openapi_parts import (  # noqa: F401  (the limits are part of this module's API)
     DIRECTORY_ID,
     ERROR,
@@ -86,6 +87,11 @@ def document() -> dict:
                     "code": {"type": "string"},
                     "message": {"type": "string"},
                     "details": {},
+                    "request_id": {
+                        "type": "string",
+                        "description": "The X-Request-Id of the request: quote it when "
+                        "reporting a problem",
+                    },
                 },
             }
         },
@@ -473,6 +479,7 @@ def document() -> dict:
     paths.update(ruleset_paths())
     paths.update(merchant_paths())
     paths.update(reference_paths())
+    paths.update(operations_paths())
     for path, item in paths.items():
         for method, operation in item.items():
             # every operation checks its parameters and refuses other methods

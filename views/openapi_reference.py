@@ -7,7 +7,9 @@ from __future__ import annotations
 DESCRIPTION = """\
 The storefront's API: evaluate carts, submit orders and follow them, act on approvals, keep the
 company directory in sync, manage rule sets. Send the tenant's API key as
-`Authorization: Bearer <key>`. Errors are `{"error": {"code", "message", "details"}}`.
+`Authorization: Bearer <key>`. Errors are `{"error": {"code", "message", "details",
+"request_id"}}`. Every answer carries `X-Request-Id` (yours when you send one of at most 128
+characters of `A-Za-z0-9._:-`, else a new one): quote it when reporting a problem.
 
 **Three main flows** (runnable curl and Python examples: `docs/api.md`):
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from .. import errors
+from .. import errors, observability
 from . import models  # noqa: F401  (registers every mapper before first use)
 
 try:  # PostgreSQL's driver is an optional dependency (the ``postgres`` extra)
@@ -453,8 +453,10 @@ class TenantCache:
     drops its older ones, and the least recently used tenants go past ``kept``.
     """
 
-    def __init__(self, kept: int):
+    def __init__(self, kept: int, name: str = "other"):
         self.kept = kept
+        #: hits and misses, counted per cache ``name`` (approvalrules_cache_*_total)
+        self._hits, self._misses = observability.cache_counters(name)
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -470,7 +472,9 @@ class TenantCache:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
+                self._hits.inc()
                 return found
+        self._misses.inc()
         built = build()
         with self._lock:
             self._entries[key] = built

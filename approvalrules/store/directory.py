@@ -298,7 +298,7 @@ def directory_for(session: Session, tenant: Tenant) -> d.Directory:
 
 #: tenants whose directory snapshot a process keeps
 SNAPSHOTS_KEPT = 256
-_SNAPSHOTS = TenantCache(SNAPSHOTS_KEPT)
+_SNAPSHOTS = TenantCache(SNAPSHOTS_KEPT, "directory")
 
 
 def snapshot(session: Session, tenant) -> d.Directory:

@@ -413,7 +413,7 @@ class ActiveVersion:
 
 #: tenants whose active versions a process keeps
 ACTIVE_KEPT = 1024
-_ACTIVE = TenantCache(ACTIVE_KEPT)
+_ACTIVE = TenantCache(ACTIVE_KEPT, "active")
 
 
 def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, ActiveVersion]:

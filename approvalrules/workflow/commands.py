@@ -11,6 +11,7 @@ import sys
 import transaction
 from sqlalchemy.orm import sessionmaker
 
+from .. import observability
 from ..store.commands import settings_from_ini
 from ..store.db import get_engine, get_tm_session
 from ..store.models import API_KEY_SCOPES
@@ -18,13 +19,15 @@ from ..store.services import create_api_key, resolve_tenant
 from . import jobs, outbox
 
 
-def _with_session(ini_path: str, job):
+def _with_session(ini_path: str, job, name: str | None = None):
+    """``job(session, settings)`` in one committed transaction; a ``name``d job's run and
+    duration are recorded (approvalrules_job_*, docs/deployment.md "Observability")."""
     settings = settings_from_ini(ini_path)
     engine = get_engine(settings)
     try:
         factory = sessionmaker(bind=engine)
         manager = transaction.TransactionManager(explicit=True)
-        with manager:
+        with observability.job_run(name), manager:
             session = get_tm_session(factory, manager)
             return job(session, settings)
     finally:
@@ -34,17 +37,19 @@ def _with_session(ini_path: str, job):
 def expire(ini_path: str) -> int:
     """Handle timed-out steps (escalate, approve, cancel) and cancel requests past their expiry;
     returns how many."""
-    return _with_session(ini_path, lambda session, settings: jobs.expire_due(session))
+    return _with_session(ini_path, lambda session, settings: jobs.expire_due(session), "expire")
 
 
 def remind(ini_path: str) -> int:
     """Queue reminders for requests pending longer than their rule set allows; returns how many."""
-    return _with_session(ini_path, lambda session, settings: jobs.remind_due(session))
+    return _with_session(ini_path, lambda session, settings: jobs.remind_due(session), "remind")
 
 
 def dispatch(ini_path: str) -> outbox.DispatchReport:
     """Deliver due outbox events (e-mail and webhooks)."""
-    return _with_session(ini_path, lambda session, settings: outbox.dispatch(session, settings))
+    return _with_session(
+        ini_path, lambda session, settings: outbox.dispatch(session, settings), "dispatch"
+    )
 
 
 def run_dispatch(ini_path: str) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import observability
 from ..errors import NotFound
 from ..store.models import OutboxEvent, Tenant
 from ..store.services import audit
@@ -333,6 +334,7 @@ def dispatch(
             report.emails += _send_emails(tenant, event, mail)
             report.webhooks += _post_webhook(tenant, event, timeout)
         except _DeliveryError as exc:
+            observability.count_delivery_failure(exc.channel)
             event.last_error = f"{exc.channel} to {exc.recipient}: {exc}"[:1000]
             event.next_attempt_at = (
                 now + backoff(event.attempts) if event.attempts < MAX_ATTEMPTS else None

@@ -18,6 +18,7 @@ from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ALL_PERMISSIONS, ACLHelper, Allow, Authenticated, Everyone
 from sqlalchemy import select
 
+from approvalrules import observability
 from approvalrules.store.models import AdminUser, Tenant
 from approvalrules.store.services import verify_admin_password
 
@@ -111,7 +112,10 @@ def authenticate(session, tenant_slug: str, login: str, password: str) -> AdminU
 def admin_tenant(request) -> Tenant | None:
     """The logged-in admin's tenant: the scope of every admin query."""
     user = request.identity
-    return user.tenant if user is not None else None
+    if user is None:
+        return None
+    observability.note_tenant(user.tenant.slug)
+    return user.tenant
 
 
 def actor(request) -> str:

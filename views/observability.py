@@ -1,0 +1,188 @@
+"""Request ids, request timing and ``/metrics`` (docs/deployment.md, "Observability").
+
+The request-id tween is the outermost one, over the input and limits tweens: every
+answer, whoever gives it (a view, a 404, a tween's 413 or 429, an error), carries
+``X-Request-Id``, and every JSON error body names it as ``error.request_id``.  The id is
+the client's (or the proxy's) ``X-Request-Id`` when it is a plain token of at most 128
+characters, else a new one; the log lines of the request carry it too
+(``approvalrules/observability.py``).
+
+``/metrics`` answers in Prometheus's text format; ``approvalrules.metrics.token`` asks for
+``Authorization: Bearer <token>``.  It and ``/health`` run without a database transaction.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+
+from prometheus_client import start_http_server
+from prometheus_client.exposition import choose_encoder
+from pyramid.response import Response
+from pyramid.settings import asbool
+from pyramid.tweens import INGRESS
+
+from approvalrules import observability
+from approvalrules.errors import Unauthorized
+from approvalrules.store.gauges import DEFAULT_TIMEOUT, DatabaseGauges
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-Id"
+#: an id we accept from outside: it lands in log lines and headers as it is
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: no transaction: liveness and the scrape must not wait for a pool or open a transaction
+WITHOUT_TRANSACTION = frozenset(("/health", "/metrics"))
+
+TWEEN = "approvalrules.views.observability.request_id_tween_factory"
+
+
+def request_id_for(given: str | None) -> str:
+    """``given`` when it is an acceptable request id, else a new one (32 hex digits)."""
+    if given and VALID_REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def add_request_id(response, request_id: str) -> None:
+    """Name ``request_id`` in a JSON error body ``{"error": {...}}`` that does not yet."""
+    if response.content_type != "application/json":
+        return
+    try:
+        body = json.loads(response.body)
+    except ValueError:
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and "request_id" not in error:
+        error["request_id"] = request_id
+        response.body = json.dumps(body).encode()
+
+
+def _unhandled(request, request_id: str) -> Response:
+    """A 500 for an exception no error view answered (it is logged with the request id):
+    JSON under /api/, a line of text elsewhere."""
+    path = request.environ.get("PATH_INFO", "")  # as sent: it may not even decode
+    log.exception("unhandled error answering %s %s", request.method, path[:200])
+    if not path.startswith("/api/"):  # a person at the admin reads it
+        return Response(
+            f"The server failed to answer. Request id: {request_id}\n",
+            status=500,
+            content_type="text/plain",
+            charset="utf-8",
+        )
+    body = {
+        "error": {
+            "code": "internal_error",
+            "message": "the server failed to answer; quote the request id when reporting it",
+            "request_id": request_id,
+        }
+    }
+    return Response(
+        body=json.dumps(body).encode(),
+        status=500,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def route_label(request, status: int) -> str:
+    """The route name a request's duration is recorded under, never its path (each label
+    value is a time series): ``notfound`` when no route matched, ``unrouted`` when a tween
+    refused the request before routing (400, 405, 413, 429)."""
+    route = request.matched_route
+    if route is not None:
+        return route.name
+    return "notfound" if status == 404 else "unrouted"
+
+
+def request_id_tween_factory(handler, registry):
+    """The outermost tween: the request id, its log context, and the request's duration."""
+    timer = observability.RequestTimer()
+    clock = time.perf_counter
+
+    def request_id_tween(request):
+        started = clock()
+        request_id = request_id_for(request.environ.get("HTTP_X_REQUEST_ID"))
+        request.request_id = request_id
+        token = observability.begin_request(request_id, request)
+        try:
+            try:
+                response = handler(request)
+            except Exception:
+                response = _unhandled(request, request_id)
+            status = response.status_int
+            if status >= 400:
+                add_request_id(response, request_id)
+            response.headers[REQUEST_ID_HEADER] = request_id
+            timer.observe(route_label(request, status), request.method, status, clock() - started)
+            return response
+        finally:
+            observability.end_request(token)
+
+    return request_id_tween
+
+
+def transaction_needed(request) -> bool:
+    """pyramid_tm's ``tm.activate_hook``: no transaction for ``/health`` and ``/metrics``."""
+    return request.environ.get("PATH_INFO") not in WITHOUT_TRANSACTION
+
+
+def metrics_token(request) -> None:
+    """401 unless the request sends ``approvalrules.metrics.token`` as its bearer token."""
+    token = request.registry.settings.get("approvalrules.metrics.token") or ""
+    if not token:
+        return
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized(
+            "missing_metrics_token",
+            "send the metrics token (approvalrules.metrics.token) as 'Authorization: Bearer "
+            "<token>'",
+        )
+    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise Unauthorized("invalid_metrics_token", "the metrics token is wrong")
+
+
+def metrics(request):
+    """Every metric family in Prometheus's text format."""
+    metrics_token(request)
+    # Prometheus's text format, or OpenMetrics when the scraper asks for it
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    response = Response(body=encode(request.registry["metrics_registry"]))
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def _serve_on_port(settings, registry) -> None:
+    """``approvalrules.metrics.port``: prometheus_client's own HTTP server on that port too (no
+    token: bind it where only Prometheus reaches); the first process of a host binds it."""
+    port = settings.get("approvalrules.metrics.port")
+    if not port:
+        return
+    address = settings.get("approvalrules.metrics.address") or "127.0.0.1"
+    try:
+        start_http_server(int(port), addr=address, registry=registry)
+    except OSError as failure:  # another process of this host serves it already
+        log.info("metrics: port %s not bound here (%s)", port, failure)
+
+
+def includeme(config):
+    settings = config.get_settings()
+    config.add_tween(TWEEN, under=INGRESS, over="approvalrules.views.inputs.input_tween_factory")
+    settings.setdefault("tm.activate_hook", "approvalrules.views.observability.transaction_needed")
+    observability.install_log_filter()
+    if not asbool(settings.get("approvalrules.metrics.enabled", True)):
+        return
+    timeout = float(settings.get("approvalrules.metrics.db_timeout") or DEFAULT_TIMEOUT)
+    registry = observability.exposition_registry(
+        [DatabaseGauges(config.registry["dbengine"], timeout)]
+    )
+    config.registry["metrics_registry"] = registry
+    config.add_route("metrics", "/metrics")
+    # added here, not by @view_config: without the route (metrics disabled) a scan would fail
+    config.add_view(metrics, route_name="metrics", request_method="GET")
+    _serve_on_port(settings, registry)
