@@ -21,7 +21,8 @@ from sqlalchemy import event, select, true
 from sqlalchemy.orm import Session, aliased
 
 from ..engine import directory as d
-from .db import TenantCache, transaction_memo
+from .cache_budget import ByteBudgetCache, budgeted_cache, entry_size
+from .db import database_key, transaction_memo
 from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
 T = TypeVar("T")
@@ -296,9 +297,13 @@ def directory_for(session: Session, tenant: Tenant) -> d.Directory:
 
 # ------------------------------------------------------------------ snapshots
 
-#: tenants whose directory snapshot a process keeps
-SNAPSHOTS_KEPT = 256
-_SNAPSHOTS = TenantCache(SNAPSHOTS_KEPT)
+#: the whole-tenant snapshots of this process, bounded by ``approvalrules.cache.max_bytes``
+_SNAPSHOTS = budgeted_cache("directory_snapshots")
+
+
+def snapshot_cache() -> ByteBudgetCache:
+    """The per-process cache of whole-tenant snapshots (for metrics and tests)."""
+    return _SNAPSHOTS
 
 
 def snapshot(session: Session, tenant) -> d.Directory:
@@ -307,16 +312,33 @@ def snapshot(session: Session, tenant) -> d.Directory:
     Every directory change bumps ``Tenant.directory_version`` in its own
     transaction, so a cached snapshot is exactly the directory that the
     version names: it never needs invalidating, and a change is seen by the
-    next request that reads the new version.  Evaluation then needs no query
-    per account or membership, and the engine's per-directory memo stays warm
-    across requests.
+    next request that reads the new version.  Evaluation reads a company's
+    slice instead (:mod:`approvalrules.store.company_slice`): this is for what
+    asks about the whole tenant (rule-set tests, summaries, listings).
     """
-    return _SNAPSHOTS.get(
-        session,
-        tenant.id,
-        tenant.directory_version,
-        lambda: load_memory_directory(session, tenant.id),
+    key = (database_key(session), tenant.id)
+    version = tenant.directory_version or 0
+    found = _SNAPSHOTS.get(key)
+    if found is not None and found[0] == version:
+        return found[1]
+    directory = load_memory_directory(session, tenant.id)
+    rows = (
+        len(directory._companies)
+        + len(directory._accounts)
+        + sum(
+            len(records)
+            for index in (
+                directory._memberships_by_company,
+                directory._groups,
+                directory._assignments_for,
+                directory._delegations,
+            )
+            for records in index.values()
+        )
     )
+    # the newest read replaces the tenant's older snapshot, as its version does
+    _SNAPSHOTS.put(key, (version, directory), entry_size(rows))
+    return directory
 
 
 def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:
