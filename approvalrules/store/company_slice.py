@@ -37,13 +37,13 @@ import threading
 from typing import NamedTuple
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from ..engine import directory as d
 from ..engine.buyer import resolve_buyer
 from .cache_budget import ByteBudgetCache, budgeted_cache, entry_size
 from .db import database_key
-from .directory import _CHANGED, SqlDirectory, _frozen
+from .directory import _APPROVER, _ASSIGNED, _CHANGED, _PARENT, SqlDirectory, _frozen
 from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
 
@@ -147,7 +147,7 @@ def directory_for_order(session: Session, tenant: Tenant, order) -> d.Directory:
 def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecords:
     """The rows of the slice of ``company_id``: the company, its ancestors and their people."""
     sql = SqlDirectory(session, tenant_id)
-    parent = aliased(Company)
+    parent = _PARENT
     companies: list[d.Company] = []
     ids: list[int] = []
     current: str | None = company_id
@@ -182,7 +182,7 @@ def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecord
             .where(Company.id.in_(ids))
         )
     ]
-    approver, account = aliased(Account), aliased(Account)
+    approver, account = _APPROVER, _ASSIGNED
     assignments = [
         d.Assignment(
             approver_id=approver_id,

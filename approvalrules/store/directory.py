@@ -28,6 +28,13 @@ from .models import Account, Assignment, Company, Delegation, Group, Membership,
 T = TypeVar("T")
 
 
+#: the aliases the queries join through, made once: a new ``aliased()`` per query costs
+#: SQLAlchemy more than the query itself (adapting every column anew)
+_PARENT = aliased(Company)
+_APPROVER, _ASSIGNED = aliased(Account), aliased(Account)
+_DELEGATOR, _DELEGATE = aliased(Account), aliased(Account)
+
+
 def _frozen(mapping: Any) -> Any:
     return MappingProxyType(dict(mapping or {}))
 
@@ -47,7 +54,7 @@ class SqlDirectory(d.Directory):
         return self._cached(("company", company_id), lambda: self._company(company_id))
 
     def _company(self, company_id: str) -> d.Company | None:
-        parent = aliased(Company)
+        parent = _PARENT
         row = self.session.execute(
             select(Company, parent.external_id)
             .outerjoin(parent, Company.parent_id == parent.id)
@@ -130,7 +137,17 @@ class SqlDirectory(d.Directory):
             ("memberships_of_account", account_id),
             lambda: tuple(
                 sorted(
-                    self._memberships(Account.external_id == account_id), key=lambda m: m.company_id
+                    # by the account's id, found first: so the planner starts from the account's
+                    # memberships, never from every company of the tenant
+                    self._memberships(
+                        Membership.account_id
+                        == select(Account.id)
+                        .where(
+                            Account.tenant_id == self.tenant_id, Account.external_id == account_id
+                        )
+                        .scalar_subquery()
+                    ),
+                    key=lambda m: m.company_id,
                 )
             ),
         )
@@ -162,8 +179,7 @@ class SqlDirectory(d.Directory):
         return self._cached(("groups_of_company", company_id), compute)
 
     def _assignments(self, company_id: str, where) -> tuple[d.Assignment, ...]:
-        approver = aliased(Account)
-        account = aliased(Account)
+        approver, account = _APPROVER, _ASSIGNED
         rows = self.session.execute(
             select(Assignment, approver.external_id, account.external_id)
             .join(approver, Assignment.approver_id == approver.id)
@@ -201,7 +217,7 @@ class SqlDirectory(d.Directory):
         return self._cached(("all_delegations",), lambda: self._delegations(true()))
 
     def _delegations(self, where) -> tuple[d.Delegation, ...]:
-        delegator, delegate = aliased(Account), aliased(Account)
+        delegator, delegate = _DELEGATOR, _DELEGATE
         rows = self.session.execute(
             select(Delegation, delegator.external_id, delegate.external_id, Company.external_id)
             .join(delegator, Delegation.delegator_id == delegator.id)
@@ -344,7 +360,7 @@ def snapshot(session: Session, tenant) -> d.Directory:
 def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:
     """Every record of the tenant's directory, read once (five queries), as a MemoryDirectory."""
     sql = SqlDirectory(session, tenant_id)
-    parent = aliased(Company)
+    parent = _PARENT
     companies = [
         d.Company(
             id=c.external_id,
@@ -371,7 +387,7 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
             .where(Company.tenant_id == tenant_id)
         )
     ]
-    approver, account = aliased(Account), aliased(Account)
+    approver, account = _APPROVER, _ASSIGNED
     assignments = [
         d.Assignment(
             approver_id=approver_id,
