@@ -83,6 +83,10 @@ class SliceStats:
 
 
 _SLICES = budgeted_cache("company_slices")
+#: (database, tenant, buyer, company named) -> (directory version, the buyer's company)
+_BUYERS = budgeted_cache("buyer_companies")
+#: about what one entry of ``_BUYERS`` holds: its key, its tuple, its place in the map
+BYTES_PER_BUYER = 400
 STATS = SliceStats()
 _STATS_LOCK = threading.Lock()
 
@@ -139,9 +143,28 @@ def directory_for_order(session: Session, tenant: Tenant, order) -> d.Directory:
             and directory.membership(order.buyer, order.company) is not None
         ):
             return directory
-    # the buyer's own rows decide its company, or give the error the whole directory gives
-    _, membership = resolve_buyer(SqlDirectory(session, tenant.id), order)
-    return company_directory(session, tenant, membership.company_id)
+    return company_directory(session, tenant, _buyer_company(session, tenant, order))
+
+
+def _buyer_company(session: Session, tenant: Tenant, order) -> str:
+    """The company ``order`` is decided in, from the buyer's own rows, remembered until the
+    tenant's directory changes; raises the ``OrderError`` the whole directory would."""
+    key = (database_key(session), tenant.id, order.buyer, order.company)
+    version = tenant.directory_version or 0
+    found = _BUYERS.get(key)
+    if found is not None and found[0] == version:
+        return found[1]
+    rows = SqlDirectory(session, tenant.id)
+    rows.memberships_of_account(order.buyer)  # one query, which brings the account along
+    _, membership = resolve_buyer(rows, order)
+    _BUYERS.put(key, (version, membership.company_id), BYTES_PER_BUYER)
+    return membership.company_id
+
+
+def clear() -> None:
+    """Forget every slice and buyer's company of this process (tests)."""
+    _SLICES.clear()
+    _BUYERS.clear()
 
 
 def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecords:

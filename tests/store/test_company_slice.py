@@ -30,9 +30,9 @@ WITH_DIRECTORIES = sorted(
 def _no_slices_of_other_tests():
     """Tenant ids and directory versions repeat between rolled-back tests: a slice cached by
     one would be another's."""
-    company_slice.slice_cache().clear()
+    company_slice.clear()
     yield
-    company_slice.slice_cache().clear()
+    company_slice.clear()
 
 
 def _outcome(policy, order: dict, directory, now, spent):
