@@ -19,9 +19,10 @@ from typing import Any
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
 #: approximate bytes one directory record costs in a MemoryDirectory (the record, its
-#: MappingProxy fields, its place in the indexes and the engine's pools built on it):
-#: measured with bench/tenant_size.py (RSS growth of whole-tenant snapshots / their rows)
-BYTES_PER_ROW = 1_400
+#: MappingProxy fields, its place in the indexes): bench/tenant_size.py measured 888 (RSS
+#: growth of a 50,000-account tenant's snapshot / its records), rounded up for the engine's
+#: approver pools built on a directory
+BYTES_PER_ROW = 1_000
 
 #: the least an entry is counted as: the directory object and its empty indexes
 BYTES_PER_ENTRY = 4_096

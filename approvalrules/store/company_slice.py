@@ -130,35 +130,75 @@ def directory_for_order(session: Session, tenant: Tenant, order) -> d.Directory:
     """The directory that decides ``order`` (an engine ``Order``): its company's slice.
 
     The company is the order's, else the buyer's default one, found with the
-    buyer's memberships alone (one query).  An order whose buyer is unknown, not a
-    member, or without a default company raises the same ``OrderError`` as the
-    whole directory would.
+    buyer's memberships alone (one query, remembered until the directory changes).  An
+    order whose buyer is unknown, not a member, or without a default company raises the
+    same ``OrderError`` as the whole directory would.
     """
+    directory = directory_for_member(session, tenant, order.buyer, order.company)
+    resolve_buyer(directory, order)
+    return directory
+
+
+def directory_for_member(
+    session: Session, tenant: Tenant, account_id: str, company_id: str | None = None
+) -> d.Directory:
+    """The directory of what ``account_id`` does in ``company_id`` (its default company
+    without one): that company's slice.  When no company can be told (no such account, not
+    a member, no default), the live :class:`SqlDirectory`, in which the caller's own
+    membership check finds what is missing."""
     if tenant.id in session.info.get(_CHANGED, ()):
         return SqlDirectory(session, tenant.id)
-    if order.company:
-        directory = company_directory(session, tenant, order.company)
+    if company_id:
+        directory = company_directory(session, tenant, company_id)
         if (
-            directory.account(order.buyer) is not None
-            and directory.membership(order.buyer, order.company) is not None
+            directory.account(account_id) is not None
+            and directory.membership(account_id, company_id) is not None
         ):
             return directory
-    return company_directory(session, tenant, _buyer_company(session, tenant, order))
+    company = _member_company(session, tenant, account_id, company_id)
+    if company is None:
+        return SqlDirectory(session, tenant.id)
+    return company_directory(session, tenant, company)
 
 
-def _buyer_company(session: Session, tenant: Tenant, order) -> str:
-    """The company ``order`` is decided in, from the buyer's own rows, remembered until the
-    tenant's directory changes; raises the ``OrderError`` the whole directory would."""
-    key = (database_key(session), tenant.id, order.buyer, order.company)
+def _member_company(
+    session: Session, tenant: Tenant, account_id: str, company_id: str | None
+) -> str | None:
+    """The company of ``account_id``'s membership (``company_id``'s, else its default one),
+    from the account's own rows, remembered until the tenant's directory changes."""
+    key = (database_key(session), tenant.id, account_id, company_id)
     version = tenant.directory_version or 0
     found = _BUYERS.get(key)
     if found is not None and found[0] == version:
         return found[1]
     rows = SqlDirectory(session, tenant.id)
-    rows.memberships_of_account(order.buyer)  # one query, which brings the account along
-    _, membership = resolve_buyer(rows, order)
-    _BUYERS.put(key, (version, membership.company_id), BYTES_PER_BUYER)
-    return membership.company_id
+    rows.memberships_of_account(account_id)  # one query, which brings the account along
+    membership = rows.membership(account_id, company_id) if rows.account(account_id) else None
+    company = membership.company_id if membership is not None else None
+    _BUYERS.put(key, (version, company), BYTES_PER_BUYER)
+    return company
+
+
+def accounts_by_id(
+    session: Session, tenant: Tenant, ids, company_id: str | None = None
+) -> dict[str, d.Account]:
+    """The accounts of ``ids`` that exist: from ``company_id``'s slice (no query while it is
+    current), the others in one query; never the whole tenant's directory."""
+    wanted = set(ids)
+    found: dict[str, d.Account] = {}
+    if company_id and wanted:
+        directory = company_directory(session, tenant, company_id)
+        for account_id in wanted:
+            account = directory.account(account_id)
+            if account is not None:
+                found[account_id] = account
+    missing = wanted - found.keys()
+    if missing:
+        for row in session.scalars(
+            select(Account).where(Account.tenant_id == tenant.id, Account.external_id.in_(missing))
+        ):
+            found[row.external_id] = SqlDirectory._account_record(row)
+    return found
 
 
 def clear() -> None:

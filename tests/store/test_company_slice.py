@@ -14,7 +14,12 @@ from approvalrules.engine.ruletests import DEFAULT_NOW
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.store import company_slice
 from approvalrules.store.cache_budget import ByteBudgetCache, budgeted_cache, configure
-from approvalrules.store.company_slice import company_directory, directory_for_order
+from approvalrules.store.company_slice import (
+    accounts_by_id,
+    company_directory,
+    directory_for_member,
+    directory_for_order,
+)
 from approvalrules.store.directory import SqlDirectory, load_memory_directory
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.services import ensure_tenant
@@ -203,6 +208,20 @@ def test_the_buyer_default_company_picks_the_slice(session, org):
             session, org, Order.from_dict({"buyer": "loner", "total": 1, "company": "acme"})
         )
     assert raised.value.code == "not_a_member"
+
+
+def test_a_members_directory_is_its_company_slice(session, org):
+    assert directory_for_member(session, org, "ann").company("zeta") is not None
+    assert directory_for_member(session, org, "ann", "acme").company("acme") is not None
+    # no company to tell: the live rows, where the caller finds no membership
+    assert directory_for_member(session, org, "xena").membership("xena") is None
+    assert directory_for_member(session, org, "nobody").account("nobody") is None
+
+
+def test_accounts_by_id_come_from_the_slice_and_one_query(session, org):
+    found = accounts_by_id(session, org, ["master", "loner", "nobody"], "acme")
+    assert sorted(found) == ["loner", "master"]
+    assert found["loner"].name == "Loner"  # not in acme's slice: read by the query
 
 
 def test_the_byte_budget_evicts_the_least_recently_used():
