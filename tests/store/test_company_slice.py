@@ -22,8 +22,10 @@ from approvalrules.store.company_slice import (
 )
 from approvalrules.store.directory import SqlDirectory, load_memory_directory
 from approvalrules.store.directory_service import DirectoryService
+from approvalrules.store.models import Company
 from approvalrules.store.services import ensure_tenant
 from approvalrules.store.testing import load_fixture
+from approvalrules.workflow.reevaluate import _governed_companies
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 WITH_DIRECTORIES = sorted(
@@ -250,3 +252,16 @@ def test_the_configured_budget_bounds_the_slices(session, org):
         configure({"approvalrules.cache.max_bytes": str(before)})
     with pytest.raises(ValueError, match="positive number of bytes"):
         configure({"approvalrules.cache.max_bytes": "lots"})
+
+
+def test_governed_companies_inherit_the_nearest_rule_set_without_the_whole_directory(session, org):
+    ids = {c.external_id: c.id for c in session.query(Company).filter_by(tenant_id=org.id)}
+    governed = _governed_companies(session, org, {"acme-purchasing", "labs-eu", "other"})
+    whole = load_memory_directory(session, org.id)
+    expected: dict[str, list[int]] = {}
+    for external_id, company_id in sorted(ids.items(), key=lambda item: item[1]):
+        name = whole.ruleset_name_for(external_id)
+        if name in {"acme-purchasing", "labs-eu", "other"}:
+            expected.setdefault(name, []).append(company_id)
+    assert governed == expected
+    assert sorted(governed["acme-purchasing"]) == sorted([ids["acme"], ids["acme-labs"]])
