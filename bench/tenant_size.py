@@ -266,7 +266,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="500 companies, 8 s phases")
     parser.add_argument("--companies", type=int, help="companies of the big tenant")
-    parser.add_argument("--seconds", type=float, help="length of each timed phase")
+    parser.add_argument("--seconds", type=float, help="length of the timed run")
+    parser.add_argument(
+        "--no-writer", action="store_true", help="no directory changes: what the rest costs"
+    )
     args = parser.parse_args()
     big_n = args.companies or (500 if args.quick else 5000)
     seconds = args.seconds or (8.0 if args.quick else 20.0)
@@ -293,12 +296,14 @@ def main() -> None:
         # its own engine: a connection whose commit failed never reaches the readers' pool
         writer_engine = create_engine_for_url(url)
         writer = Writer(writer_engine, big, cold)
-        writer.start()
+        if not args.no_writer:
+            writer.start()
         try:
             times = run(engine, {"small": (small, list(range(10))), "big": (big, hot_big)}, seconds)
         finally:
             writer.stop.set()
-            writer.join()
+            if writer.is_alive():
+                writer.join()
         gc.collect()
         rss_end, peak = rss_mib(), peak_mib()
         row_bytes = bytes_per_record(engine, big)

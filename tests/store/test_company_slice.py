@@ -212,6 +212,14 @@ def test_the_buyer_default_company_picks_the_slice(session, org):
     assert raised.value.code == "not_a_member"
 
 
+def test_a_new_default_company_is_seen_by_the_next_order(session, org):
+    order = Order.from_dict({"buyer": "ann", "total": 1})
+    assert directory_for_order(session, org, order).company("zeta") is not None
+    _change(session, org, lambda s: s.upsert_membership("ann", "acme", default=True))
+    assert directory_for_order(session, org, order).company("acme") is not None
+    assert directory_for_order(session, org, order).membership("ann").company_id == "acme"
+
+
 def test_a_members_directory_is_its_company_slice(session, org):
     assert directory_for_member(session, org, "ann").company("zeta") is not None
     assert directory_for_member(session, org, "ann", "acme").company("acme") is not None
