@@ -115,6 +115,12 @@ def budgeted_cache(name: str) -> ByteBudgetCache:
 _budget = {"max_bytes": DEFAULT_MAX_BYTES}
 
 
+def budgeted_caches() -> list[ByteBudgetCache]:
+    """Every cache sized by ``approvalrules.cache.max_bytes`` (each has ``name``, ``hits``,
+    ``misses``, ``evictions``, ``bytes`` and a length, for metrics)."""
+    return list(_BUDGETED.values())
+
+
 def configure(settings) -> None:
     """Apply ``approvalrules.cache.max_bytes`` (bytes, per cache) to the per-process caches."""
     raw = settings.get("approvalrules.cache.max_bytes")
@@ -154,8 +160,13 @@ def approximate_size(value: Any) -> int:
             stack.extend(obj.values())
         elif isinstance(obj, (list, tuple, set, frozenset)):
             stack.extend(obj)
-        elif hasattr(obj, "__slots__"):
-            stack.extend(getattr(obj, s) for s in obj.__slots__ if hasattr(obj, s))
-        elif hasattr(obj, "__dict__"):
-            stack.append(vars(obj))
+        elif isinstance(obj, (str, bytes, int, float, bool, type(None))):
+            continue
+        else:
+            if hasattr(obj, "__dict__"):
+                stack.append(vars(obj))
+            for cls in type(obj).__mro__:
+                slots = cls.__dict__.get("__slots__", ())
+                slots = (slots,) if isinstance(slots, str) else slots
+                stack.extend(getattr(obj, s) for s in slots if hasattr(obj, s))
     return total

@@ -13,13 +13,20 @@ from approvalrules.engine.load import load_document
 from approvalrules.engine.ruletests import DEFAULT_NOW
 from approvalrules.errors import ApprovalRulesError
 from approvalrules.store import company_slice
-from approvalrules.store.cache_budget import ByteBudgetCache, budgeted_cache, configure
+from approvalrules.store.cache_budget import (
+    ByteBudgetCache,
+    approximate_size,
+    budgeted_cache,
+    configure,
+    entry_size,
+)
 from approvalrules.store.company_slice import (
     accounts_by_id,
     company_directory,
     directory_for_member,
     directory_for_order,
 )
+from approvalrules.store.db import database_key
 from approvalrules.store.directory import SqlDirectory, load_memory_directory
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.models import Company
@@ -273,3 +280,14 @@ def test_governed_companies_inherit_the_nearest_rule_set_without_the_whole_direc
             expected.setdefault(name, []).append(company_id)
     assert governed == expected
     assert sorted(governed["acme-purchasing"]) == sorted([ids["acme"], ids["acme-labs"]])
+
+
+def test_the_size_estimate_covers_what_a_slice_holds(session, org):
+    """The estimate (records x BYTES_PER_ROW, measured as RSS growth by bench/tenant_size.py)
+    is above what ``sys.getsizeof`` finds in a slice's objects, which leaves out the
+    allocator's overhead, and of the same order."""
+    company_directory(session, org, "acme")
+    entry = company_slice.slice_cache().get((database_key(session), org.id, "acme"))
+    walked = approximate_size(entry.directory)
+    estimated = entry_size(entry.records.row_count())
+    assert walked < estimated < 10 * walked
