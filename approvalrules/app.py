@@ -29,6 +29,7 @@ def main(global_config, **settings):
         config.include("pyramid_chameleon")
         config.include("approvalrules.store.db")  # pyramid_tm, pyramid_retry, request.dbsession
         config.include("approvalrules.views.observability")  # request ids, /metrics
+        config.include("approvalrules.store.cache_budget")  # approvalrules.cache.max_bytes
         config.include("approvalrules.views.routes")
         config.include("approvalrules.views.api")
         config.include("approvalrules.views.admin")

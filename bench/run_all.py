@@ -31,6 +31,8 @@ SCRIPTS = [
     "db.py",
     # RSS of one process holding 1,000 tenants' compiled policies
     "memory.py",
+    # evaluate p50/p99 and RSS: a 50,000-account tenant whose directory changes vs 100 accounts
+    "tenant_size.py",
     # CPU seconds of checking hostile rule sets up to 1 MB (target: under 1 s each)
     "hostile.py",
 ]

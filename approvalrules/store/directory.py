@@ -21,10 +21,18 @@ from sqlalchemy import event, select, true
 from sqlalchemy.orm import Session, aliased
 
 from ..engine import directory as d
-from .db import TenantCache, transaction_memo
+from .cache_budget import ByteBudgetCache, budgeted_cache, entry_size
+from .db import database_key, transaction_memo
 from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
 T = TypeVar("T")
+
+
+#: the aliases the queries join through, made once: a new ``aliased()`` per query costs
+#: SQLAlchemy more than the query itself (adapting every column anew)
+_PARENT = aliased(Company)
+_APPROVER, _ASSIGNED = aliased(Account), aliased(Account)
+_DELEGATOR, _DELEGATE = aliased(Account), aliased(Account)
 
 
 def _frozen(mapping: Any) -> Any:
@@ -46,7 +54,7 @@ class SqlDirectory(d.Directory):
         return self._cached(("company", company_id), lambda: self._company(company_id))
 
     def _company(self, company_id: str) -> d.Company | None:
-        parent = aliased(Company)
+        parent = _PARENT
         row = self.session.execute(
             select(Company, parent.external_id)
             .outerjoin(parent, Company.parent_id == parent.id)
@@ -129,7 +137,17 @@ class SqlDirectory(d.Directory):
             ("memberships_of_account", account_id),
             lambda: tuple(
                 sorted(
-                    self._memberships(Account.external_id == account_id), key=lambda m: m.company_id
+                    # by the account's id, found first: so the planner starts from the account's
+                    # memberships, never from every company of the tenant
+                    self._memberships(
+                        Membership.account_id
+                        == select(Account.id)
+                        .where(
+                            Account.tenant_id == self.tenant_id, Account.external_id == account_id
+                        )
+                        .scalar_subquery()
+                    ),
+                    key=lambda m: m.company_id,
                 )
             ),
         )
@@ -161,8 +179,7 @@ class SqlDirectory(d.Directory):
         return self._cached(("groups_of_company", company_id), compute)
 
     def _assignments(self, company_id: str, where) -> tuple[d.Assignment, ...]:
-        approver = aliased(Account)
-        account = aliased(Account)
+        approver, account = _APPROVER, _ASSIGNED
         rows = self.session.execute(
             select(Assignment, approver.external_id, account.external_id)
             .join(approver, Assignment.approver_id == approver.id)
@@ -200,7 +217,7 @@ class SqlDirectory(d.Directory):
         return self._cached(("all_delegations",), lambda: self._delegations(true()))
 
     def _delegations(self, where) -> tuple[d.Delegation, ...]:
-        delegator, delegate = aliased(Account), aliased(Account)
+        delegator, delegate = _DELEGATOR, _DELEGATE
         rows = self.session.execute(
             select(Delegation, delegator.external_id, delegate.external_id, Company.external_id)
             .join(delegator, Delegation.delegator_id == delegator.id)
@@ -296,9 +313,13 @@ def directory_for(session: Session, tenant: Tenant) -> d.Directory:
 
 # ------------------------------------------------------------------ snapshots
 
-#: tenants whose directory snapshot a process keeps
-SNAPSHOTS_KEPT = 256
-_SNAPSHOTS = TenantCache(SNAPSHOTS_KEPT, "directory")
+#: the whole-tenant snapshots of this process, bounded by ``approvalrules.cache.max_bytes``
+_SNAPSHOTS = budgeted_cache("directory_snapshots")
+
+
+def snapshot_cache() -> ByteBudgetCache:
+    """The per-process cache of whole-tenant snapshots (for metrics and tests)."""
+    return _SNAPSHOTS
 
 
 def snapshot(session: Session, tenant) -> d.Directory:
@@ -307,22 +328,39 @@ def snapshot(session: Session, tenant) -> d.Directory:
     Every directory change bumps ``Tenant.directory_version`` in its own
     transaction, so a cached snapshot is exactly the directory that the
     version names: it never needs invalidating, and a change is seen by the
-    next request that reads the new version.  Evaluation then needs no query
-    per account or membership, and the engine's per-directory memo stays warm
-    across requests.
+    next request that reads the new version.  Evaluation reads a company's
+    slice instead (:mod:`approvalrules.store.company_slice`): this is for what
+    asks about the whole tenant (rule-set tests, summaries, listings).
     """
-    return _SNAPSHOTS.get(
-        session,
-        tenant.id,
-        tenant.directory_version,
-        lambda: load_memory_directory(session, tenant.id),
+    key = (database_key(session), tenant.id)
+    version = tenant.directory_version or 0
+    found = _SNAPSHOTS.get(key)
+    if found is not None and found[0] == version:
+        return found[1]
+    directory = load_memory_directory(session, tenant.id)
+    rows = (
+        len(directory._companies)
+        + len(directory._accounts)
+        + sum(
+            len(records)
+            for index in (
+                directory._memberships_by_company,
+                directory._groups,
+                directory._assignments_for,
+                directory._delegations,
+            )
+            for records in index.values()
+        )
     )
+    # the newest read replaces the tenant's older snapshot, as its version does
+    _SNAPSHOTS.put(key, (version, directory), entry_size(rows))
+    return directory
 
 
 def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory:
     """Every record of the tenant's directory, read once (five queries), as a MemoryDirectory."""
     sql = SqlDirectory(session, tenant_id)
-    parent = aliased(Company)
+    parent = _PARENT
     companies = [
         d.Company(
             id=c.external_id,
@@ -349,7 +387,7 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
             .where(Company.tenant_id == tenant_id)
         )
     ]
-    approver, account = aliased(Account), aliased(Account)
+    approver, account = _APPROVER, _ASSIGNED
     assignments = [
         d.Assignment(
             approver_id=approver_id,

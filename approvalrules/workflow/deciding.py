@@ -20,7 +20,7 @@ from ..engine import Order as EngineOrder
 from ..engine.dates import local_date
 from ..errors import NotFound
 from ..store import versions
-from ..store.directory import directory_for
+from ..store.company_slice import directory_for_order
 from ..store.models import BudgetLedger, Company, Order, RuleSetVersion, Tenant
 from . import queries
 
@@ -51,7 +51,7 @@ def evaluate(
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
-    directory = directory_for(session, tenant)
+    directory = directory_for_order(session, tenant, order)
     _, membership = resolve_buyer(directory, order)
     company_id = membership.company_id
     if version is None and dry_run:
@@ -92,7 +92,7 @@ def evaluate_under(
     """
     now = queries.now_or(now)
     order = EngineOrder.from_dict(body)
-    directory = directory_for(session, tenant)
+    directory = directory_for_order(session, tenant, order)
     _, membership = resolve_buyer(directory, order)
     if number is not None:
         policy = versions.policy_for(

@@ -19,7 +19,7 @@ from ..engine.directory import Account as DirectoryAccount
 from ..engine.money import format_amount
 from ..engine.notify import approver_channel, master_confirmation_recipients
 from ..store import versions
-from ..store.directory import directory_for
+from ..store.company_slice import accounts_by_id, company_directory
 from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant
 
 EVENTS = (
@@ -53,14 +53,13 @@ def _recipient(account: DirectoryAccount | None, channel: str, account_id: str) 
     }
 
 
-def _accounts(session: Session, tenant: Tenant, ids: Iterable[str]) -> dict[str, DirectoryAccount]:
-    """The accounts by id, from the tenant's directory snapshot (no query while it is current)."""
-    directory = directory_for(session, tenant)
-    return {
-        account_id: account
-        for account_id in ids
-        if (account := directory.account(account_id)) is not None
-    }
+def _accounts(
+    session: Session, tenant: Tenant, ids: Iterable[str], order: Order | None = None
+) -> dict[str, DirectoryAccount]:
+    """The accounts by id, from the slice of ``order``'s company (no query while it is
+    current; see ``store.company_slice``), the others in one query."""
+    company = ((order.decision or {}).get("buyer") or {}).get("company") if order else None
+    return accounts_by_id(session, tenant, ids, company)
 
 
 def emit(
@@ -94,7 +93,7 @@ def emit(
 def buyer_recipients(session: Session, tenant: Tenant, order: Order) -> list[dict]:
     buyer = order.decision.get("buyer", {}).get("account")
     channel = _buyer_channel(order)
-    accounts = _accounts(session, tenant, [buyer])
+    accounts = _accounts(session, tenant, [buyer], order)
     return [_recipient(accounts.get(buyer), channel, buyer)]
 
 
@@ -117,7 +116,7 @@ def step_recipients(
         buyer_allows = (
             policy.approval_email != "both_flags" or _buyer_channel(request.order) == "email"
         )
-    accounts = _accounts(session, tenant, [a["account"] for a in step["approvers"]])
+    accounts = _accounts(session, tenant, [a["account"] for a in step["approvers"]], request.order)
     return [
         _recipient(
             accounts.get(a["account"]),
@@ -137,7 +136,7 @@ def emit_decision(
 ) -> None:
     """The notifications a fresh decision asks for (``Decision.notifications``)."""
     ids = {r.account for n in decision.notifications for r in n.recipients if r.account}
-    accounts = _accounts(session, tenant, ids)
+    accounts = accounts_by_id(session, tenant, ids, decision.buyer.get("company"))
     for note in decision.notifications:
         recipients = [
             _recipient(accounts.get(r.account), r.channel, r.account)
@@ -172,9 +171,9 @@ def emit_final(
         if policy.master_confirmation and group:
             company = order.decision.get("buyer", {}).get("company")
             masters = master_confirmation_recipients(
-                policy, directory_for(session, tenant), company
+                policy, company_directory(session, tenant, company), company
             )
-            accounts = _accounts(session, tenant, [r.account for r in masters])
+            accounts = _accounts(session, tenant, [r.account for r in masters], order)
             if masters:
                 emit(
                     session,

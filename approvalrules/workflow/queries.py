@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
-from ..store.directory import directory_for
+from ..store.company_slice import directory_for_member
 from ..store.models import (
     REQUEST_STATUSES,
     Account,
@@ -302,7 +302,7 @@ def visible_orders_query(
 ):
     """A query of the orders ``viewer`` may see in one company, per the rule set's
     ``visibility``."""
-    directory = directory_for(session, tenant)
+    directory = directory_for_member(session, tenant, viewer, company_id)
     membership = directory.membership(viewer, company_id)
     if membership is None:
         raise OrderError(

@@ -16,7 +16,6 @@ from sqlalchemy.orm.exc import StaleDataError
 from ..engine.durations import parse_instant
 from ..errors import ApprovalRulesError, Conflict
 from ..store import versions
-from ..store.directory import directory_for
 from ..store.models import ApprovalRequest, Company, Order, RuleSetVersion, Tenant
 from ..store.services import audit
 from . import deciding, transitions
@@ -150,14 +149,31 @@ def _governed_companies(session: Session, tenant: Tenant, names: set[str]) -> di
     it), for ``names``."""
     if not names:
         return {}
-    directory = directory_for(session, tenant)
+    # three columns of the companies, not the tenant's whole directory: the rule set of each
+    # is its own, else its nearest parent's (as ``Directory.ruleset_name_for``; cycles cut)
+    rows = session.execute(
+        select(Company.id, Company.parent_id, Company.ruleset_name)
+        .where(Company.tenant_id == tenant.id)
+        .order_by(Company.id)
+    ).all()
+    parent_of = {company_id: parent_id for company_id, parent_id, _ in rows}
+    own = {company_id: ruleset for company_id, _, ruleset in rows}
+
+    def ruleset_of(company_id: int) -> str | None:
+        seen: set[int] = set()
+        current: int | None = company_id
+        while current is not None and current in own and current not in seen:
+            if own[current]:
+                return own[current]
+            seen.add(current)
+            current = parent_of[current]
+        return None
+
     governed: dict[str, list[int]] = {}
-    for company in session.scalars(
-        select(Company).where(Company.tenant_id == tenant.id).order_by(Company.id)
-    ):
-        name = directory.ruleset_name_for(company.external_id)
+    for company_id, _, _ in rows:
+        name = ruleset_of(company_id)
         if name in names:
-            governed.setdefault(name, []).append(company.id)
+            governed.setdefault(name, []).append(company_id)
     return governed
 
 

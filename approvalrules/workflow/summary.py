@@ -18,7 +18,8 @@ from ..engine.decision import Order as EngineOrder
 from ..engine.evaluate import Evaluation
 from ..engine.money import format_amount
 from ..errors import NotFound, OrderError
-from ..store.directory import directory_for
+from ..store.company_slice import company_directory
+from ..store.directory import SqlDirectory
 from ..store.models import Tenant
 from . import queries
 from .deciding import budgets_spent
@@ -40,13 +41,18 @@ def buyer_summary(
 ) -> dict[str, Any]:
     """The account's summary: one entry per company it belongs to (default first)."""
     now = queries.now_or(now)
-    directory = directory_for(session, tenant)
-    account = directory.account(account_id)
+    # the account's own rows, then each company's slice: never the whole tenant's directory
+    rows = SqlDirectory(session, tenant.id)
+    memberships = sorted(
+        rows.memberships_of_account(account_id), key=lambda m: (not m.default, m.company_id)
+    )
+    account = rows.account(account_id)
     if account is None:
         raise NotFound("unknown_account", f"no account {account_id!r}")
-    memberships = sorted(
-        directory.memberships_of_account(account_id), key=lambda m: (not m.default, m.company_id)
-    )
+
+    def slice_of(company_id: str):
+        return company_directory(session, tenant, company_id)
+
     return {
         "account": {
             "id": account.id,
@@ -55,7 +61,8 @@ def buyer_summary(
             "active": account.active,
         },
         "companies": [
-            _company_entry(session, tenant, directory, account_id, m, now) for m in memberships
+            _company_entry(session, tenant, slice_of(m.company_id), account_id, m, now)
+            for m in memberships
         ],
     }
 

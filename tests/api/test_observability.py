@@ -74,7 +74,7 @@ def test_metrics_move_with_evaluate_submit_a_404_and_a_job(world, api, order_id,
     lookups = sum(
         moved(f"approvalrules_cache_{kind}_total", cache=cache)
         for kind in ("hits", "misses")
-        for cache in ("active", "directory")
+        for cache in ("active", "directory_snapshots", "company_slices", "buyer_companies")
     )
     assert lookups >= 2  # evaluate and submit each read the active version and the directory
     assert value(after, "approvalrules_database_metrics_ok") == 1
