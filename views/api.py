@@ -28,39 +28,49 @@ from approvalrules.errors import (
 from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.etags import check_if_match, etag_for
+from approvalrules.store.keycache import VerifiedKey, attach_tenant, key_cache_for
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import (
     GRANT_SCOPES,
     SCOPE_DESCRIPTIONS,
-    find_api_key,
     scope_allows,
 )
 from approvalrules.workflow import actions, deciding, queries
 
 from . import inputs
+from .limits import VERIFIED_KEY
 
 MAX_PAGE_SIZE = 200
 #: rows a page may start after (32-bit, as the ids)
 MAX_OFFSET = 2**31
 
 
-def api_key(request):
-    """The request's live API key; 401 when it is missing, wrong or revoked."""
+def api_key(request) -> VerifiedKey:
+    """The request's live API key; 401 when it is missing, wrong or revoked.
+
+    Verified once per request: by the limits tween (views/limits.py) when it counts the
+    request, else here; from the process's key cache when it may be trusted
+    (store/keycache.py), else with one query.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
             "missing_api_key", "send the tenant's API key as 'Authorization: Bearer <key>'"
         )
-    key = find_api_key(request.dbsession, token.strip())
-    if key is None or key.revoked_at is not None:
+    if VERIFIED_KEY in request.environ:
+        key = request.environ[VERIFIED_KEY]
+    else:
+        key = request.registry["key_cache"].verify(request.dbsession, token.strip())
+    if key is None:
         raise Unauthorized("invalid_api_key", "the API key is unknown or revoked")
     return key
 
 
 def api_tenant(request):
-    """The tenant of the request's API key; 401 when it is missing, wrong or revoked."""
-    return request.api_key.tenant
+    """The tenant of the request's API key, bound to ``request.dbsession`` (no query: its
+    fields came with the key); 401 when the key is missing, wrong or revoked."""
+    return attach_tenant(request.dbsession, request.api_key.tenant)
 
 
 def require_grant(request, grant: str) -> None:
@@ -105,6 +115,7 @@ api_grant_deriver.options = ("api_grant",)
 
 
 def includeme(config):
+    config.registry["key_cache"] = key_cache_for(config.get_settings(), config.registry["dbengine"])
     config.add_request_method(api_key, "api_key", reify=True)
     config.add_request_method(api_tenant, "tenant", reify=True)
     config.add_view_deriver(api_grant_deriver)

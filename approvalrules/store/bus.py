@@ -1,0 +1,207 @@
+"""Cache invalidation across processes: PostgreSQL ``LISTEN/NOTIFY``.
+
+A process may keep what it read of a tenant (its row, its verified API keys) only
+while it hears of every change to them.  Every transaction that changes a tenant
+row or an API key says so with ``NOTIFY`` (:func:`publish`, called by a flush hook
+for every ``Tenant`` and ``ApiKey`` it writes, so no writer can forget it);
+PostgreSQL delivers the notification when the transaction commits, and never
+when it rolls back.  One :class:`Listener` thread per process holds its own
+connection with ``LISTEN`` and hands each notification to the subscribers, which
+drop their entries of that tenant.
+
+Why PostgreSQL and not Redis pub/sub: the notification is part of the writing
+transaction, so it cannot be lost between a commit and a publish, it is never
+sent for a rollback, and no second service has to be up for revocations to
+reach every process.
+
+Safety: while the listener is not connected (starting, reconnecting with
+backoff, or silent for longer than :data:`STALE_AFTER` seconds), ``healthy`` is
+False and the caches are not used: every request reads the database, as
+without a bus.  When it connects again, every cache is dropped first, since
+notifications may have been missed in between.
+
+SQLite (one process; development and tests): no listener; the caches are off
+and every request reads its key and tenant, as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from .models import ApiKey, Tenant
+
+log = logging.getLogger(__name__)
+
+#: the NOTIFY channel (one per database: LISTEN/NOTIFY never crosses databases)
+CHANNEL = "approvalrules_cache"
+#: the listener checks its connection this often (seconds) ...
+PING_EVERY = 0.3
+#: ... and counts as down when it has not heard from the server for this long
+STALE_AFTER = 1.0
+#: reconnect backoff: first wait, longest wait (seconds)
+BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
+
+Subscriber = Callable[[str, int | None], None]
+
+#: caches in this process (objects with ``invalidate(topic, tenant_id)``) told at each commit
+#: that wrote a tenant or key; weakly held: an app that is gone stops listening
+LOCAL_CACHES: weakref.WeakSet = weakref.WeakSet()
+#: ``session.info`` key: tenants whose row or keys the session's transaction wrote
+_CHANGED_TENANTS = "approvalrules.bus.changed"
+
+
+def publish(session: Session, topic: str, tenant_id: int | None) -> None:
+    """Tell every process, when the session's transaction commits, that ``topic`` of
+    ``tenant_id`` changed (None: every tenant).  Nothing is sent on SQLite, nor on a rollback.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    payload = json.dumps({"topic": topic, "tenant": tenant_id})
+    session.connection().execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+    )
+
+
+@event.listens_for(Session, "after_flush")
+def _publish_tenant_changes(session: Session, flush_context) -> None:
+    # every written tenant row (its counters: rules_version, directory_version; its
+    # settings) and every written API key (revoked, scope, rate) retires what processes
+    # cached of that tenant
+    written = [
+        obj
+        for obj in (*session.new, *session.dirty, *session.deleted)
+        if isinstance(obj, (Tenant, ApiKey))
+        and (obj in session.new or obj in session.deleted or session.is_modified(obj))
+    ]
+    tenants = {obj.id if isinstance(obj, Tenant) else obj.tenant_id for obj in written}
+    if not tenants:
+        return
+    session.info.setdefault(_CHANGED_TENANTS, set()).update(tenants)
+    for tenant_id in sorted(t for t in tenants if t is not None):
+        publish(session, "tenant", tenant_id)
+
+
+@event.listens_for(Session, "after_commit")
+def _forget_locally(session: Session) -> None:
+    # this process's own caches forget at once, without waiting for the notification's
+    # round trip: a request right after a publish here sees it here
+    for tenant_id in session.info.pop(_CHANGED_TENANTS, ()):
+        for cache in list(LOCAL_CACHES):
+            cache.invalidate("tenant", tenant_id)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_nothing(session: Session, previous_transaction) -> None:
+    if not session.in_transaction():
+        session.info.pop(_CHANGED_TENANTS, None)
+
+
+class Listener:
+    """One thread holding ``LISTEN`` on its own PostgreSQL connection, reconnecting with
+    backoff; ``healthy`` says whether caches fed by it may be trusted right now."""
+
+    def __init__(self, url: str, connect_args: dict | None = None):
+        self.url = url
+        self.connect_args = dict(connect_args or {})
+        self.subscribers: list[Subscriber] = []
+        self._last_heard = 0.0
+        self._connected = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned_at = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        """Connected, and heard from the server within :data:`STALE_AFTER` seconds."""
+        return self._connected and time.monotonic() - self._last_heard < STALE_AFTER
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber(topic, tenant_id)`` on every notification, and
+        ``subscriber("*", None)`` whenever notifications may have been missed."""
+        self.subscribers.append(subscriber)
+
+    def start(self) -> Listener:
+        """Start the thread (a daemon: it never keeps a process alive)."""
+        self._thread = threading.Thread(target=self._run, name="approvalrules-listen", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the thread to end (within :data:`PING_EVERY` seconds)."""
+        self._stop.set()
+
+    def wait_healthy(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the listener to be connected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy:
+                return True
+            time.sleep(0.02)
+        return self.healthy
+
+    def _deliver(self, topic: str, tenant_id: int | None) -> None:
+        for subscriber in self.subscribers:
+            try:
+                subscriber(topic, tenant_id)
+            except Exception:  # pragma: no cover - a subscriber's bug must not stop the thread
+                log.exception("cache invalidation subscriber failed")
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = BACKOFF_FIRST
+        conninfo = (
+            make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, **self.connect_args) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    # what changed while nobody listened is unknown: start from empty caches
+                    self._deliver("*", None)
+                    self._last_heard = time.monotonic()
+                    self._connected = True
+                    if backoff > BACKOFF_FIRST:
+                        log.warning("cache invalidation listener connected again")
+                    backoff = BACKOFF_FIRST
+                    while not self._stop.is_set():
+                        for notify in conn.notifies(timeout=PING_EVERY):
+                            self._handle(notify.payload)
+                        conn.execute("SELECT 1")
+                        self._last_heard = time.monotonic()
+            except Exception as failure:  # noqa: BLE001 - any failure: reconnect
+                self._connected = False
+                self._deliver("*", None)
+                self._warn(failure)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+        self._connected = False
+
+    def _handle(self, payload: str) -> None:
+        try:
+            message = json.loads(payload)
+            topic, tenant_id = str(message["topic"]), message.get("tenant")
+        except (ValueError, KeyError, TypeError):
+            topic, tenant_id = "*", None  # unreadable: drop everything rather than guess
+        self._deliver(topic, tenant_id if isinstance(tenant_id, int) else None)
+        self._last_heard = time.monotonic()
+
+    def _warn(self, failure: Exception) -> None:
+        # at most one warning a minute: a database that is down says so once, not 200 times
+        now = time.monotonic()
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning(
+                "cache invalidation listener disconnected (%s); caches are off, every request "
+                "reads the database until it reconnects",
+                type(failure).__name__,
+            )
