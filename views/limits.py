@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -26,11 +27,12 @@ from pyramid.response import Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from approvalrules.store.keycache import KeyCache, VerifiedKey, token_digest
+from approvalrules.store.services import DEFAULT_KEY_RATE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1_048_576
-DEFAULT_PER_MINUTE = 1200
+DEFAULT_PER_MINUTE = DEFAULT_KEY_RATE
 #: Redis answers within this or counts as down (seconds)
 REDIS_TIMEOUT = 0.2
 #: after Redis failed, count in the process for this long before asking it again (seconds)
@@ -101,6 +103,9 @@ class RateLimiter:
         return max(1, int(60 - now % 60))
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 class RedisRateLimiter:
     """:class:`RateLimiter`'s fixed one-minute windows, counted in Redis for every process.
 
@@ -121,6 +126,8 @@ class RedisRateLimiter:
         self._warned_at = -math.inf
 
     def _key(self, key: str, now: float) -> str:
+        if not _PLAIN_KEY.fullmatch(key):  # what a person typed (a login): digested
+            key = token_digest(key)
         return f"approvalrules:rl:{self.name}:{key}:{int(now // 60)}"
 
     def hit(self, key: str, limit: int | None = None) -> int:
@@ -227,10 +234,16 @@ def _rate_limited(limit: int, wait: int, what: str) -> Response:
     )
 
 
+def default_rate(settings) -> int:
+    """Requests a minute of a key without its own rate (``approvalrules.rate_limit_per_minute``;
+    0: no limit)."""
+    return int(settings.get("approvalrules.rate_limit_per_minute", DEFAULT_PER_MINUTE))
+
+
 def limits_tween_factory(handler, registry):
     settings = registry.settings
     max_body = int(settings.get("approvalrules.max_body_bytes", DEFAULT_MAX_BODY))
-    per_minute = int(settings.get("approvalrules.rate_limit_per_minute", DEFAULT_PER_MINUTE))
+    per_minute = default_rate(settings)
     per_tenant = int(settings.get("approvalrules.api.tenant_rate_per_minute", 0) or 0)
     client = redis_client(settings)
     limiter = rate_limiter(settings, "key", per_minute, client) if per_minute > 0 else None
