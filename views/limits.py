@@ -274,7 +274,9 @@ def limits_tween_factory(handler, registry):
             key = verified_key(request, key_cache)
             if key is not None:
                 limit = key.rate_per_minute or per_minute
-                wait = limiter.hit(f"id{key.id}", limit)
+                # by its prefix: unique, random, and not a secret (a fresh database's key
+                # ids would meet an older database's windows in a shared Redis)
+                wait = limiter.hit(f"key{key.prefix}", limit)
                 if wait:
                     return _rate_limited(limit, wait, "with this API key")
                 if tenant_limiter is not None:

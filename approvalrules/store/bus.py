@@ -71,11 +71,12 @@ def publish(session: Session, topic: str, tenant_id: int | None) -> None:
     )
 
 
-@event.listens_for(Session, "after_flush")
-def _publish_tenant_changes(session: Session, flush_context) -> None:
+@event.listens_for(Session, "before_flush")
+def _publish_tenant_changes(session: Session, flush_context, instances) -> None:
     # every written tenant row (its counters: rules_version, directory_version; its
     # settings) and every written API key (revoked, scope, rate) retires what processes
-    # cached of that tenant
+    # cached of that tenant.  Before the flush: after it, nothing counts as modified.
+    # The notification is part of the transaction either way (sent at its commit only).
     written = [
         obj
         for obj in (*session.new, *session.dirty, *session.deleted)
