@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: the NOTIFY channel (one per database: LISTEN/NOTIFY never crosses databases)
 CHANNEL = "approvalrules_cache"
+#: the listener's connection as pg_stat_activity names it
+APPLICATION_NAME = "approvalrules-listen"
 #: the listener checks its connection this often (seconds) ...
 PING_EVERY = 0.3
 #: ... and counts as down when it has not heard from the server for this long
@@ -165,7 +167,12 @@ class Listener:
         )
         while not self._stop.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True, **self.connect_args) as conn:
+                with psycopg.connect(
+                    conninfo,
+                    autocommit=True,
+                    application_name=APPLICATION_NAME,
+                    **self.connect_args,
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     # what changed while nobody listened is unknown: start from empty caches
                     self._deliver("*", None)

@@ -1,0 +1,89 @@
+"""Cache invalidation over LISTEN/NOTIFY (store/bus.py), PostgreSQL only: what is sent,
+when (at commit, never on rollback), and how the listener recovers from a lost connection."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from approvalrules.store import bus
+from approvalrules.store.services import create_api_key, ensure_tenant, revoke_api_key
+
+
+class Heard:
+    """What a subscriber was told, with a wait."""
+
+    def __init__(self):
+        self.messages: list[tuple[str, int | None]] = []
+        self.event = threading.Event()
+
+    def __call__(self, topic, tenant_id):
+        self.messages.append((topic, tenant_id))
+        self.event.set()
+
+    def wait_for(self, message, timeout=5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if message in self.messages:
+                return True
+            self.event.wait(0.05)
+            self.event.clear()
+        return message in self.messages
+
+
+@pytest.fixture
+def listener(postgres_only, db_url):
+    found = bus.Listener(db_url).start()
+    heard = Heard()
+    found.subscribe(heard)
+    assert found.wait_healthy(10), "the listener did not connect"
+    yield found, heard
+    found.stop()
+
+
+def test_a_revocation_and_a_tenant_bump_notify_at_commit_and_a_rollback_never(listener, db_engine):
+    found, heard = listener
+    with Session(db_engine) as session, session.begin():
+        tenant = ensure_tenant(session, "bus-tenant", "Bus")
+        key, _ = create_api_key(session, tenant)
+        tenant_id, key_id = tenant.id, key.id
+    assert heard.wait_for(("tenant", tenant_id))
+    heard.messages.clear()
+    with Session(db_engine) as session:
+        with session.begin():
+            revoke_api_key(session, session.get(type(key), key_id))
+            session.flush()
+            time.sleep(0.3)
+            assert ("tenant", tenant_id) not in heard.messages  # not before the commit
+        assert heard.wait_for(("tenant", tenant_id))
+    heard.messages.clear()
+    with Session(db_engine) as session:
+        session.begin()
+        tenant = session.get(type(tenant), tenant_id)
+        tenant.rules_version = type(tenant).rules_version + 1
+        session.flush()
+        session.rollback()
+    time.sleep(0.5)
+    assert ("tenant", tenant_id) not in heard.messages  # a rollback tells nobody
+
+
+def test_a_lost_connection_makes_the_listener_unhealthy_then_it_reconnects(listener, db_engine):
+    found, heard = listener
+    heard.messages.clear()
+    with db_engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": bus.APPLICATION_NAME},
+        )
+        connection.commit()
+    # what may have been missed is dropped: "*" when it fell, and again when it is back
+    assert heard.wait_for(("*", None))
+    assert found.wait_healthy(10)
+    assert heard.messages.count(("*", None)) >= 2
