@@ -31,7 +31,6 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -52,7 +51,6 @@ STALE_AFTER = 1.0
 #: reconnect backoff: first wait, longest wait (seconds)
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
-Subscriber = Callable[[str, int | None], None]
 
 #: caches in this process (objects with ``invalidate(topic, tenant_id)``) told at each commit
 #: that wrote a tenant or key; weakly held: an app that is gone stops listening
@@ -115,7 +113,9 @@ class Listener:
     def __init__(self, url: str, connect_args: dict | None = None):
         self.url = url
         self.connect_args = dict(connect_args or {})
-        self.subscribers: list[Subscriber] = []
+        #: objects with ``invalidate(topic, tenant_id)``, weakly held: an app that is gone
+        #: (tests build many) stops listening without telling anyone
+        self.subscribers: weakref.WeakSet = weakref.WeakSet()
         self._last_heard = 0.0
         self._connected = False
         self._stop = threading.Event()
@@ -127,10 +127,10 @@ class Listener:
         """Connected, and heard from the server within :data:`STALE_AFTER` seconds."""
         return self._connected and time.monotonic() - self._last_heard < STALE_AFTER
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        """Call ``subscriber(topic, tenant_id)`` on every notification, and
-        ``subscriber("*", None)`` whenever notifications may have been missed."""
-        self.subscribers.append(subscriber)
+    def subscribe(self, subscriber) -> None:
+        """Call ``subscriber.invalidate(topic, tenant_id)`` on every notification, and
+        ``subscriber.invalidate("*", None)`` whenever notifications may have been missed."""
+        self.subscribers.add(subscriber)
 
     def start(self) -> Listener:
         """Start the thread (a daemon: it never keeps a process alive)."""
@@ -152,9 +152,9 @@ class Listener:
         return self.healthy
 
     def _deliver(self, topic: str, tenant_id: int | None) -> None:
-        for subscriber in self.subscribers:
+        for subscriber in list(self.subscribers):
             try:
-                subscriber(topic, tenant_id)
+                subscriber.invalidate(topic, tenant_id)
             except Exception:  # pragma: no cover - a subscriber's bug must not stop the thread
                 log.exception("cache invalidation subscriber failed")
 
@@ -213,3 +213,17 @@ class Listener:
                 "reads the database until it reconnects",
                 type(failure).__name__,
             )
+
+
+_LISTENERS: dict[str, Listener] = {}
+_LISTENERS_LOCK = threading.Lock()
+
+
+def listener_for(url: str, connect_args: dict | None = None) -> Listener:
+    """The process's listener on ``url``, started on first use: one thread and one
+    connection per database, however many apps a process builds (tests build many)."""
+    with _LISTENERS_LOCK:
+        found = _LISTENERS.get(url)
+        if found is None or found._stop.is_set():
+            found = _LISTENERS[url] = Listener(url, connect_args).start()
+        return found

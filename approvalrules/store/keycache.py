@@ -127,7 +127,7 @@ class KeyCache:
         #: moves on at every invalidation: a read that started before one is not stored
         self._epoch = 0
         if listener is not None:
-            listener.subscribe(self.invalidate)
+            listener.subscribe(self)
         bus.LOCAL_CACHES.add(self)
 
     @property
@@ -193,5 +193,5 @@ def key_cache_for(settings, engine) -> KeyCache:
         timeouts = DatabaseTimeouts.from_settings(settings)
         args = postgres_connect_args(timeouts)
         args.pop("options", None)  # no statement timeout on a connection that only waits
-        listener = bus.Listener(url, args).start()
+        listener = bus.listener_for(url, args)
     return KeyCache(listener)

@@ -43,6 +43,7 @@ def test_active_versions_are_read_once_then_served_from_the_cache(api, world):
         with statements(world) as seen:
             evaluate(api)
         assert not [s for s in seen if "api_keys" in s or "tenants" in s], seen
+        assert seen == [], seen
 
 
 def test_a_publish_rollback_and_retire_are_seen_by_the_next_evaluation(api, world):

@@ -127,7 +127,7 @@ class _Listener:
         self.subscribers = []
 
     def subscribe(self, subscriber):
-        self.subscribers.append(subscriber)
+        self.subscribers.append(subscriber.invalidate)
 
 
 def test_the_key_cache_serves_while_the_listener_is_healthy_and_forgets_on_notice(world):

@@ -21,7 +21,7 @@ class Heard:
         self.messages: list[tuple[str, int | None]] = []
         self.event = threading.Event()
 
-    def __call__(self, topic, tenant_id):
+    def invalidate(self, topic, tenant_id):
         self.messages.append((topic, tenant_id))
         self.event.set()
 
@@ -37,7 +37,7 @@ class Heard:
 
 @pytest.fixture
 def listener(postgres_only, db_url):
-    found = bus.Listener(db_url).start()
+    found = bus.Listener(db_url).start()  # its own, not the process's shared one
     heard = Heard()
     found.subscribe(heard)
     assert found.wait_healthy(10), "the listener did not connect"
