@@ -25,6 +25,7 @@ from approvalrules.errors import (
     OrderError,
     Unauthorized,
 )
+from approvalrules.store.db import database_unavailable
 from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.etags import check_if_match, etag_for
@@ -38,7 +39,7 @@ from approvalrules.store.services import (
 from approvalrules.workflow import actions, deciding, queries
 
 from . import inputs
-from .limits import VERIFIED_KEY
+from .limits import VERIFIED_KEY, VERIFY_FAILED
 
 MAX_PAGE_SIZE = 200
 #: rows a page may start after (32-bit, as the ids)
@@ -58,6 +59,8 @@ def api_key(request) -> VerifiedKey:
         raise Unauthorized(
             "missing_api_key", "send the tenant's API key as 'Authorization: Bearer <key>'"
         )
+    if VERIFY_FAILED in request.environ:
+        raise database_unavailable(request.environ[VERIFY_FAILED])
     if VERIFIED_KEY in request.environ:
         key = request.environ[VERIFIED_KEY]
     else:

@@ -39,6 +39,8 @@ REDIS_TIMEOUT = 0.2
 REDIS_RETRY_AFTER = 5.0
 #: ``request.environ`` key of the key the limits tween verified (a VerifiedKey, or None)
 VERIFIED_KEY = "approvalrules.verified_key"
+#: ``request.environ`` key of the database failure that kept the tween from verifying the key
+VERIFY_FAILED = "approvalrules.verify_failed"
 
 
 def _error(status: int, code: str, message: str, headers=None) -> Response:
@@ -216,7 +218,10 @@ def verified_key(request, cache: KeyCache) -> VerifiedKey | None:
     session = injected or request.registry["dbsession_factory"]()
     try:
         found = cache.verify(session, token)
-    except SQLAlchemyError:
+    except SQLAlchemyError as failure:
+        # the view answers 503 with this failure at once instead of waiting out the same
+        # deadlines a second time (views/api.py ``api_key``)
+        request.environ[VERIFY_FAILED] = failure
         return None
     finally:
         if injected is None:
