@@ -27,7 +27,7 @@ from pyramid.response import Response
 from sqlalchemy.exc import SQLAlchemyError
 
 from approvalrules.store.keycache import KeyCache, VerifiedKey, token_digest
-from approvalrules.store.services import DEFAULT_KEY_RATE
+from approvalrules.store.services import DEFAULT_KEY_RATE, default_key_rate
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +240,8 @@ def _rate_limited(limit: int, wait: int, what: str) -> Response:
 
 
 def default_rate(settings) -> int:
-    """Requests a minute of a key without its own rate (``approvalrules.rate_limit_per_minute``;
-    0: no limit)."""
-    return int(settings.get("approvalrules.rate_limit_per_minute", DEFAULT_PER_MINUTE))
+    """Requests a minute of a key without its own rate (see ``services.default_key_rate``)."""
+    return default_key_rate(settings)
 
 
 def limits_tween_factory(handler, registry):

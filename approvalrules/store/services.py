@@ -174,8 +174,20 @@ def _checked_scope(scope: str) -> str:
     return scope
 
 
-#: requests a minute of a key without its own rate (``approvalrules.rate_limit_per_minute``)
+#: requests a minute of a key without its own rate, unless the settings say otherwise
 DEFAULT_KEY_RATE = 1200
+
+
+def default_key_rate(settings: Mapping[str, Any]) -> int:
+    """Requests a minute of a key without its own rate: ``approvalrules.api.rate_per_minute``,
+    or its older name ``approvalrules.rate_limit_per_minute`` (0: no rate limit at all)."""
+    for name in ("approvalrules.api.rate_per_minute", "approvalrules.rate_limit_per_minute"):
+        value = str(settings.get(name) or "").strip()
+        if value:
+            return int(value)
+    return DEFAULT_KEY_RATE
+
+
 #: the highest rate a key may be given (requests a minute)
 MAX_KEY_RATE = 1_000_000
 

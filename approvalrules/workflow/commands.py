@@ -17,8 +17,8 @@ from ..store.commands import settings_from_ini
 from ..store.db import get_engine, get_tm_session
 from ..store.models import API_KEY_SCOPES, ApiKey
 from ..store.services import (
-    DEFAULT_KEY_RATE,
     create_api_key,
+    default_key_rate,
     resolve_tenant,
     set_api_key_rate,
 )
@@ -96,9 +96,7 @@ def set_key_rate(ini_path: str, tenant: str, prefix: str, rate: int | None) -> s
         if key is None:
             raise NotFound("unknown_api_key", f"tenant {tenant} has no API key {prefix}")
         set_api_key_rate(session, key, rate, actor="cli")
-        limit = key.rate_per_minute or settings.get(
-            "approvalrules.rate_limit_per_minute", DEFAULT_KEY_RATE
-        )
+        limit = key.rate_per_minute or default_key_rate(settings)
         own = "its own" if key.rate_per_minute else "the service's default"
         return f"key {key.prefix} ({key.name}): {limit} requests a minute ({own})"
 
@@ -153,7 +151,7 @@ def add_parsers(sub) -> None:
         type=int,
         metavar="N",
         help="the key's own requests a minute (0: the service's default, "
-        "approvalrules.rate_limit_per_minute)",
+        "approvalrules.api.rate_per_minute)",
     )
     p.add_argument(
         "--key", metavar="PREFIX", help="change this existing key's --rate instead of creating one"
