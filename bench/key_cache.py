@@ -37,6 +37,7 @@ def main() -> int:
     from sqlalchemy import event
 
     from approvalrules.app import main as make_app
+    from approvalrules.store import bus
 
     url = common.create_pg_database("ar_bench_keys")
     try:
@@ -93,6 +94,7 @@ def main() -> int:
                 engine.dispose()
             listener = apps["cache on"][0].app.registry["key_cache"].listener
             listener.stop()
+            time.sleep(2 * bus.PING_EVERY)  # it lets go of the database before it is dropped
     finally:
         common.drop_pg_database(url)
     return 0

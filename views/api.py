@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from datetime import date
 
-from pyramid.tweens import INGRESS
+from pyramid.tweens import EXCVIEW, INGRESS
 from pyramid.view import view_config, view_defaults
 
 from approvalrules.engine import validator
@@ -122,9 +122,12 @@ def includeme(config):
     config.add_request_method(api_key, "api_key", reify=True)
     config.add_request_method(api_tenant, "tenant", reify=True)
     config.add_view_deriver(api_grant_deriver)
-    # over pyramid_tm: a refused request never opens a transaction
+    # under pyramid_tm: the key is verified in the request's own session (one query when the
+    # key cache cannot answer, none when it can); a refused request uses no connection
     config.add_tween(
-        "approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory"
+        "approvalrules.views.limits.limits_tween_factory",
+        under="pyramid_tm.tm_tween_factory",
+        over=EXCVIEW,
     )
     # topmost: no other tween decodes a path before it is checked, and a refused
     # parameter never opens a transaction

@@ -1,7 +1,8 @@
 """Request limits for the storefront API: body size and requests per API key per minute.
 
 A tween, so that an oversized body is refused before anything reads it and a
-client over its rate never opens a transaction.  Fixed one-minute windows per
+client over its rate never reaches a view (nor, when its key is in the process's key
+cache, the database).  Fixed one-minute windows per
 API key (the key's own ``rate_per_minute``, else ``approvalrules.rate_limit_per_minute``)
 and, with ``approvalrules.api.tenant_rate_per_minute``, per tenant (all its keys).
 
@@ -214,18 +215,13 @@ def verified_key(request, cache: KeyCache) -> VerifiedKey | None:
     if found is not None:
         request.environ[VERIFIED_KEY] = found
         return found
-    injected = request.environ.get("app.dbsession")
-    session = injected or request.registry["dbsession_factory"]()
     try:
-        found = cache.verify(session, token)
+        found = cache.verify(request.dbsession, token)
     except SQLAlchemyError as failure:
         # the view answers 503 with this failure at once instead of waiting out the same
         # deadlines a second time (views/api.py ``api_key``)
         request.environ[VERIFY_FAILED] = failure
         return None
-    finally:
-        if injected is None:
-            session.close()
     request.environ[VERIFIED_KEY] = found
     return found
 
