@@ -36,6 +36,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from .db import transaction_memo
 from .models import ApiKey, Tenant
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,12 @@ def _publish_tenant_changes(session: Session, flush_context, instances) -> None:
     if not tenants:
         return
     session.info.setdefault(_CHANGED_TENANTS, set()).update(tenants)
-    for tenant_id in sorted(t for t in tenants if t is not None):
+    # once per (sub)transaction: the memo ends with each savepoint, whose rollback would
+    # take its notifications with it
+    sent = transaction_memo(session).setdefault("bus.notified", set())
+    for tenant_id in sorted(t for t in tenants - sent if t is not None):
         publish(session, "tenant", tenant_id)
+        sent.add(tenant_id)
 
 
 @event.listens_for(Session, "after_commit")
