@@ -123,7 +123,8 @@ def includeme(config):
     config.add_request_method(api_tenant, "tenant", reify=True)
     config.add_view_deriver(api_grant_deriver)
     # under pyramid_tm: the key is verified in the request's own session (one query when the
-    # key cache cannot answer, none when it can); a refused request uses no connection
+    # key cache cannot answer, none when it can, so a cached key over its rate costs the
+    # database nothing)
     config.add_tween(
         "approvalrules.views.limits.limits_tween_factory",
         under="pyramid_tm.tm_tween_factory",
