@@ -172,3 +172,19 @@ def test_a_read_that_overlaps_an_invalidation_is_not_kept(world, monkeypatch):
 
 def test_unlimited_rate_limiter_is_unchanged():
     assert RateLimiter(2).hit("k", limit=5) == 0
+
+
+def test_with_redis_down_the_api_answers_and_limits_per_process(world, caplog):
+    app = main(
+        {},
+        **{
+            **world.settings,
+            "approvalrules.rate_limit_per_minute": "3",
+            "approvalrules.redis_url": "redis://127.0.0.1:1/0",  # nothing listens there
+        },
+    )
+    client = _client(app, world.keys["storefront"])
+    with caplog.at_level(logging.WARNING, logger="approvalrules.views.limits"):
+        statuses = [_evaluate(client).status_int for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # never a 500; counted in the process meanwhile
+    assert any("counting per process" in r.getMessage() for r in caplog.records)
