@@ -87,3 +87,19 @@ def test_a_lost_connection_makes_the_listener_unhealthy_then_it_reconnects(liste
     assert heard.wait_for(("*", None))
     assert found.wait_healthy(10)
     assert heard.messages.count(("*", None)) >= 2
+
+
+def test_every_writer_registers_the_notifying_hook_with_the_store():
+    # the CLI and the jobs never import the web layer: the store itself must bring the hook
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import approvalrules.store.db\n"
+        "print('approvalrules.store.bus' in sys.modules)\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert found.stdout.strip() == "True"
