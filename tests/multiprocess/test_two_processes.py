@@ -211,3 +211,35 @@ def test_an_admin_logout_on_a_ends_the_same_cookie_on_b_within_a_second(pair):
     ended, took = until(DEADLINE, lambda: b_page().status_code in (302, 303))
     assert ended, f"B still accepted the logged-out session after {took:.2f} s"
     assert "/admin/login" in b_page().headers["Location"]
+
+
+def test_a_rate_changed_with_the_cli_reaches_both_processes_within_a_second(pair):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    browser = admin_login(pair.a)
+    key = create_key(pair.a, browser, "cli rate", rate="1000")
+    for server in (pair.a, pair.b):  # both verify it and keep it
+        for _ in range(2):
+            shown = requests.get(f"{server.url}/api/v1/key", headers=bearer(key), timeout=TIMEOUT)
+            assert shown.json()["rate_per_minute"] == 1000
+    cli = Path(sys.executable).parent / "approvalrules"
+    prefix = key.split("_")[1]
+    subprocess.run(  # a third process, which imports no web code
+        [str(cli), "api-key", str(pair.a.ini), "demo", "--key", prefix, "--rate", "700"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    for server in (pair.a, pair.b):
+        seen, took = until(
+            DEADLINE,
+            lambda server=server: (
+                requests.get(
+                    f"{server.url}/api/v1/key", headers=bearer(key), timeout=TIMEOUT
+                ).json()["rate_per_minute"]
+                == 700
+            ),
+        )
+        assert seen, f"{server.port} still applied the old rate after {took:.2f} s"
