@@ -15,7 +15,8 @@ sent for a rollback, and no second service has to be up for revocations to
 reach every process.
 
 Safety: while the listener is not connected (starting, reconnecting with
-backoff, or silent for longer than :data:`STALE_AFTER` seconds), ``healthy`` is
+backoff) or its own ping (a NOTIFY it sends itself every :data:`PING_EVERY`
+seconds) has not come back within :data:`STALE_AFTER` seconds, ``healthy`` is
 False and the caches are not used: every request reads the database, as
 without a bus.  When it connects again, every cache is dropped first, since
 notifications may have been missed in between.
@@ -28,8 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
+import uuid
 import weakref
 
 from sqlalchemy import event, text
@@ -45,10 +48,12 @@ log = logging.getLogger(__name__)
 CHANNEL = "approvalrules_cache"
 #: the listener's connection as pg_stat_activity names it
 APPLICATION_NAME = "approvalrules-listen"
-#: the listener checks its connection this often (seconds) ...
+#: the listener notifies itself this often (seconds) ...
 PING_EVERY = 0.3
-#: ... and counts as down when it has not heard from the server for this long
+#: ... and counts as down when its last ping came back longer ago than this
 STALE_AFTER = 1.0
+#: a warning when the listener's own pings have not come back for this long (seconds)
+NO_ECHO_WARNING = 5.0
 #: reconnect backoff: first wait, longest wait (seconds)
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 
@@ -125,11 +130,13 @@ class Listener:
         self._connected = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._warned_at = 0.0
+        self._warned_at = -math.inf
+        #: the payload of this listener's own pings
+        self._ping = json.dumps({"topic": "ping", "from": uuid.uuid4().hex})
 
     @property
     def healthy(self) -> bool:
-        """Connected, and heard from the server within :data:`STALE_AFTER` seconds."""
+        """Connected, and its own ping came back within :data:`STALE_AFTER` seconds."""
         return self._connected and time.monotonic() - self._last_heard < STALE_AFTER
 
     def subscribe(self, subscriber) -> None:
@@ -181,16 +188,25 @@ class Listener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     # what changed while nobody listened is unknown: start from empty caches
                     self._deliver("*", None)
-                    self._last_heard = time.monotonic()
                     self._connected = True
+                    connected_at = time.monotonic()
                     if backoff > BACKOFF_FIRST:
                         log.warning("cache invalidation listener connected again")
                     backoff = BACKOFF_FIRST
                     while not self._stop.is_set():
+                        # healthy only while our own notification comes back: proof, end to
+                        # end, that notifications reach this connection (a pooler in
+                        # transaction mode answers queries but never delivers them)
+                        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._ping))
                         for notify in conn.notifies(timeout=PING_EVERY):
                             self._handle(notify.payload)
-                        conn.execute("SELECT 1")
-                        self._last_heard = time.monotonic()
+                        silent = time.monotonic() - max(self._last_heard, connected_at)
+                        if silent > NO_ECHO_WARNING:
+                            self._warn_once(
+                                "cache invalidation listener: its own notifications do not come "
+                                "back (is approvalrules.listen_url a pooler in transaction "
+                                "mode?); caches are off, every request reads the database"
+                            )
             except Exception as failure:  # noqa: BLE001 - any failure: reconnect
                 self._connected = False
                 self._deliver("*", None)
@@ -200,24 +216,30 @@ class Listener:
         self._connected = False
 
     def _handle(self, payload: str) -> None:
+        if payload == self._ping:
+            self._last_heard = time.monotonic()
+            return
         try:
             message = json.loads(payload)
             topic, tenant_id = str(message["topic"]), message.get("tenant")
         except (ValueError, KeyError, TypeError):
             topic, tenant_id = "*", None  # unreadable: drop everything rather than guess
+        if topic == "ping":  # another process's proof of life
+            return
         self._deliver(topic, tenant_id if isinstance(tenant_id, int) else None)
-        self._last_heard = time.monotonic()
 
     def _warn(self, failure: Exception) -> None:
+        self._warn_once(
+            f"cache invalidation listener disconnected ({type(failure).__name__}); caches are "
+            "off, every request reads the database until it reconnects"
+        )
+
+    def _warn_once(self, message: str) -> None:
         # at most one warning a minute: a database that is down says so once, not 200 times
         now = time.monotonic()
         if now - self._warned_at >= 60:
             self._warned_at = now
-            log.warning(
-                "cache invalidation listener disconnected (%s); caches are off, every request "
-                "reads the database until it reconnects",
-                type(failure).__name__,
-            )
+            log.warning(message)
 
 
 _LISTENERS: dict[str, Listener] = {}

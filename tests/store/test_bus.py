@@ -103,3 +103,18 @@ def test_every_writer_registers_the_notifying_hook_with_the_store():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert found.stdout.strip() == "True"
+
+
+def test_a_connection_that_never_delivers_notifications_is_never_healthy(postgres_only, db_url):
+    # what a pooler in transaction mode does: queries answer, notifications never arrive
+    deaf = bus.Listener(db_url)
+    deaf._handle = lambda payload: None
+    deaf.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not deaf._connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deaf._connected
+        assert not deaf.wait_healthy(2 * bus.STALE_AFTER)
+    finally:
+        deaf.stop()
