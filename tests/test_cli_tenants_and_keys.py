@@ -98,3 +98,27 @@ def test_api_key_defaults_to_the_storefront_scope(monkeypatch, ini, tmp_path, ca
     with Session(engine) as session:
         assert find_api_key(session, plain).scope == "storefront"
     engine.dispose()
+
+
+def test_api_key_takes_a_rate_and_an_existing_key_gets_a_new_one(
+    monkeypatch, ini, tmp_path, capsys
+):
+    create_tenant(monkeypatch, ini, "initrode", "--owner", "ines")
+    capsys.readouterr()
+    assert main(["api-key", ini, "initrode", "--rate", "20"]) == 0
+    plain = capsys.readouterr().out.strip()
+    prefix = plain.split("_")[1]
+    engine = create_engine_for_url(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with Session(engine) as session:
+        assert find_api_key(session, plain).rate_per_minute == 20
+    assert main(["api-key", ini, "initrode", "--key", prefix, "--rate", "7"]) == 0
+    assert "7 requests a minute (its own)" in capsys.readouterr().out
+    assert main(["api-key", ini, "initrode", "--key", prefix, "--rate", "0"]) == 0
+    assert "(the service's default)" in capsys.readouterr().out
+    with Session(engine) as session:
+        assert find_api_key(session, plain).rate_per_minute is None
+    assert main(["api-key", ini, "initrode", "--key", prefix, "--rate", "-3"]) != 0
+    assert "from 1 to 1,000,000" in capsys.readouterr().err
+    assert main(["api-key", ini, "initrode", "--key", "00000000", "--rate", "3"]) != 0
+    assert "has no API key 00000000" in capsys.readouterr().err
+    engine.dispose()

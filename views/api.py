@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from datetime import date
 
-from pyramid.tweens import INGRESS
+from pyramid.tweens import EXCVIEW, INGRESS
 from pyramid.view import view_config, view_defaults
 
 from approvalrules import observability
@@ -26,42 +26,55 @@ from approvalrules.errors import (
     OrderError,
     Unauthorized,
 )
+from approvalrules.store.db import database_unavailable
 from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.etags import check_if_match, etag_for
+from approvalrules.store.keycache import VerifiedKey, attach_tenant, key_cache_for
 from approvalrules.store.models import ApprovalRequest, Order, RuleSetVersion
 from approvalrules.store.services import (
     GRANT_SCOPES,
     SCOPE_DESCRIPTIONS,
-    find_api_key,
     scope_allows,
 )
 from approvalrules.workflow import actions, deciding, queries
 
 from . import inputs
+from .limits import VERIFIED_KEY, VERIFY_FAILED
 
 MAX_PAGE_SIZE = 200
 #: rows a page may start after (32-bit, as the ids)
 MAX_OFFSET = 2**31
 
 
-def api_key(request):
-    """The request's live API key; 401 when it is missing, wrong or revoked."""
+def api_key(request) -> VerifiedKey:
+    """The request's live API key; 401 when it is missing, wrong or revoked.
+
+    Verified once per request: by the limits tween (views/limits.py) when it counts the
+    request, else here; from the process's key cache when it may be trusted
+    (store/keycache.py), else with one query.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
             "missing_api_key", "send the tenant's API key as 'Authorization: Bearer <key>'"
         )
-    key = find_api_key(request.dbsession, token.strip())
-    if key is None or key.revoked_at is not None:
+    if VERIFY_FAILED in request.environ:
+        raise database_unavailable(request.environ[VERIFY_FAILED])
+    if VERIFIED_KEY in request.environ:
+        key = request.environ[VERIFIED_KEY]
+    else:
+        key = request.registry["key_cache"].verify(request.dbsession, token.strip())
+    if key is None:
         raise Unauthorized("invalid_api_key", "the API key is unknown or revoked")
     return key
 
 
 def api_tenant(request):
-    """The tenant of the request's API key; 401 when it is missing, wrong or revoked."""
-    tenant = request.api_key.tenant
+    """The tenant of the request's API key, bound to ``request.dbsession`` (no query: its
+    fields came with the key); 401 when the key is missing, wrong or revoked."""
+    tenant = attach_tenant(request.dbsession, request.api_key.tenant)
     observability.note_tenant(tenant.slug)
     return tenant
 
@@ -108,12 +121,17 @@ api_grant_deriver.options = ("api_grant",)
 
 
 def includeme(config):
+    config.registry["key_cache"] = key_cache_for(config.get_settings(), config.registry["dbengine"])
     config.add_request_method(api_key, "api_key", reify=True)
     config.add_request_method(api_tenant, "tenant", reify=True)
     config.add_view_deriver(api_grant_deriver)
-    # over pyramid_tm: a refused request never opens a transaction
+    # under pyramid_tm: the key is verified in the request's own session (one query when the
+    # key cache cannot answer, none when it can, so a cached key over its rate costs the
+    # database nothing)
     config.add_tween(
-        "approvalrules.views.limits.limits_tween_factory", over="pyramid_tm.tm_tween_factory"
+        "approvalrules.views.limits.limits_tween_factory",
+        under="pyramid_tm.tm_tween_factory",
+        over=EXCVIEW,
     )
     # topmost: no other tween decodes a path before it is checked, and a refused
     # parameter never opens a transaction

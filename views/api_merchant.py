@@ -17,6 +17,7 @@ from approvalrules.store.models import Order
 from approvalrules.workflow import held
 
 from .api import _page, json_body, order_view
+from .limits import default_rate
 
 
 def held_order_view(order: Order) -> dict:
@@ -87,6 +88,8 @@ class MerchantApi:
             "name": key.name,
             "prefix": key.prefix,
             "scope": key.scope,
+            # the limit that applies: the key's own, else the service's default
+            "rate_per_minute": key.rate_per_minute or default_rate(self.request.registry.settings),
         }
 
     @view_config(route_name="api_directory", request_method="GET", api_grant="read")

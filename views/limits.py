@@ -1,22 +1,47 @@
 """Request limits for the storefront API: body size and requests per API key per minute.
 
 A tween, so that an oversized body is refused before anything reads it and a
-client over its rate never reaches the database.  The rate limit is kept per
-process (a fixed one-minute window per key): with N processes a key gets at
-most N times the limit, which is what a per-host limit behind a proxy gives too.
+client over its rate never reaches a view (nor, when its key is in the process's key
+cache, the database).  Fixed one-minute windows per
+API key (the key's own ``rate_per_minute``, else ``approvalrules.rate_limit_per_minute``)
+and, with ``approvalrules.api.tenant_rate_per_minute``, per tenant (all its keys).
+
+With ``approvalrules.redis_url`` the windows are counted in Redis, shared by
+every process and host (:class:`RedisRateLimiter`); without it each process
+counts its own (:class:`RateLimiter`): with N processes a key gets at most N
+times its limit.  When Redis does not answer, each process counts on its own
+again until it does (fail open, with a warning): a rate limit is never the
+reason for a 500.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 import threading
 import time
 from collections import OrderedDict
 
 from pyramid.response import Response
+from sqlalchemy.exc import SQLAlchemyError
+
+from approvalrules.store.keycache import KeyCache, VerifiedKey, token_digest
+from approvalrules.store.services import DEFAULT_KEY_RATE, default_key_rate
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1_048_576
-DEFAULT_PER_MINUTE = 1200
+DEFAULT_PER_MINUTE = DEFAULT_KEY_RATE
+#: Redis answers within this or counts as down (seconds)
+REDIS_TIMEOUT = 0.2
+#: after Redis failed, count in the process for this long before asking it again (seconds)
+REDIS_RETRY_AFTER = 5.0
+#: ``request.environ`` key of the key the limits tween verified (a VerifiedKey, or None)
+VERIFIED_KEY = "approvalrules.verified_key"
+#: ``request.environ`` key of the database failure that kept the tween from verifying the key
+VERIFY_FAILED = "approvalrules.verify_failed"
 
 
 def _error(status: int, code: str, message: str, headers=None) -> Response:
@@ -40,8 +65,12 @@ class RateLimiter:
         self._windows: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def hit(self, key: str) -> int:
-        """Count one request; returns 0 if allowed, else the seconds until the window resets."""
+    def hit(self, key: str, limit: int | None = None) -> int:
+        """Count one request; returns 0 if allowed, else the seconds until the window resets.
+
+        ``limit``: this key's own limit (default: ``per_minute``).
+        """
+        limit = self.per_minute if limit is None else limit
         now = self.clock()
         with self._lock:
             count = self._count(key, now) + 1
@@ -49,17 +78,18 @@ class RateLimiter:
             self._windows.move_to_end(key)
             while len(self._windows) > self.max_keys:
                 self._windows.popitem(last=False)
-        return self._wait(now) if count > self.per_minute else 0
+        return self._wait(now) if count > limit else 0
 
-    def exhausted(self, key: str) -> int:
+    def exhausted(self, key: str, limit: int | None = None) -> int:
         """Without counting: 0 if another hit would be allowed.
 
         Else the seconds until the window resets.
         """
+        limit = self.per_minute if limit is None else limit
         now = self.clock()
         with self._lock:
             count = self._count(key, now)
-        return self._wait(now) if count >= self.per_minute else 0
+        return self._wait(now) if count >= limit else 0
 
     def clear(self) -> None:
         """Forget every window."""
@@ -76,11 +106,149 @@ class RateLimiter:
         return max(1, int(60 - now % 60))
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RedisRateLimiter:
+    """:class:`RateLimiter`'s fixed one-minute windows, counted in Redis for every process.
+
+    One pipelined ``INCR`` + ``EXPIRE`` per hit on ``approvalrules:rl:<name>:<key>:<window>``
+    (the window is the wall-clock minute, the same on every host).  When Redis fails or
+    is slower than :data:`REDIS_TIMEOUT`, ``fallback`` (a per-process limiter) counts
+    instead for :data:`REDIS_RETRY_AFTER` seconds, and a warning is logged at most once
+    a minute.
+    """
+
+    def __init__(self, client, name: str, per_minute: int, clock=time.time):
+        self.client = client
+        self.name = name
+        self.per_minute = per_minute
+        self.clock = clock
+        self.fallback = RateLimiter(per_minute, clock=clock)
+        self._down_until = 0.0
+        self._warned_at = -math.inf
+
+    def _key(self, key: str, now: float) -> str:
+        if not _PLAIN_KEY.fullmatch(key):  # what a person typed (a login): digested
+            key = token_digest(key)
+        return f"approvalrules:rl:{self.name}:{key}:{int(now // 60)}"
+
+    def hit(self, key: str, limit: int | None = None) -> int:
+        """Count one request; 0 if allowed, else the seconds until the window resets."""
+        limit = self.per_minute if limit is None else limit
+        now = self.clock()
+        if now < self._down_until:
+            return self.fallback.hit(key, limit)
+        name = self._key(key, now)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.incr(name)
+            pipe.expire(name, 120)
+            count = int(pipe.execute()[0])
+        except Exception as failure:  # noqa: BLE001 - any Redis failure: count here instead
+            self._redis_failed(failure, now)
+            return self.fallback.hit(key, limit)
+        return RateLimiter._wait(now) if count > limit else 0
+
+    def exhausted(self, key: str, limit: int | None = None) -> int:
+        """Without counting: 0 if another hit would be allowed, else the seconds to wait."""
+        limit = self.per_minute if limit is None else limit
+        now = self.clock()
+        if now < self._down_until:
+            return self.fallback.exhausted(key, limit)
+        try:
+            count = int(self.client.get(self._key(key, now)) or 0)
+        except Exception as failure:  # noqa: BLE001
+            self._redis_failed(failure, now)
+            return self.fallback.exhausted(key, limit)
+        return RateLimiter._wait(now) if count >= limit else 0
+
+    def clear(self) -> None:
+        """Forget every window of this limiter (in Redis and in the process)."""
+        self.fallback.clear()
+        try:
+            names = list(self.client.scan_iter(match=f"approvalrules:rl:{self.name}:*"))
+            if names:
+                self.client.delete(*names)
+        except Exception as failure:  # noqa: BLE001
+            self._redis_failed(failure, self.clock())
+
+    def _redis_failed(self, failure: Exception, now: float) -> None:
+        self._down_until = now + REDIS_RETRY_AFTER
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning(
+                "rate limits: Redis did not answer (%s); counting per process for now",
+                type(failure).__name__,
+            )
+
+
+def redis_client(settings):
+    """A Redis client for ``approvalrules.redis_url`` with short timeouts, or None."""
+    url = (settings.get("approvalrules.redis_url") or "").strip()
+    if not url:
+        return None
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
+
+
+def rate_limiter(settings, name: str, per_minute: int, client=None):
+    """A limiter named ``name``: in Redis when ``approvalrules.redis_url`` is set, else per
+    process.  ``client``: a Redis client to share (default: one for the setting)."""
+    client = client or redis_client(settings)
+    if client is None:
+        return RateLimiter(per_minute)
+    return RedisRateLimiter(client, name, per_minute)
+
+
+def verified_key(request, cache: KeyCache) -> VerifiedKey | None:
+    """The live key of the request's ``Authorization: Bearer``, or None (none, unknown,
+    revoked, or the database did not answer: the view then reads it and says why)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    found = cache.get(token_digest(token))
+    if found is not None:
+        request.environ[VERIFIED_KEY] = found
+        return found
+    try:
+        found = cache.verify(request.dbsession, token)
+    except SQLAlchemyError as failure:
+        # the view answers 503 with this failure at once instead of waiting out the same
+        # deadlines a second time (views/api.py ``api_key``)
+        request.environ[VERIFY_FAILED] = failure
+        return None
+    request.environ[VERIFIED_KEY] = found
+    return found
+
+
+def _rate_limited(limit: int, wait: int, what: str) -> Response:
+    return _error(
+        429,
+        "rate_limited",
+        f"more than {limit} requests a minute {what}; retry in {wait} s",
+        {"Retry-After": str(wait)},
+    )
+
+
+def default_rate(settings) -> int:
+    """Requests a minute of a key without its own rate (see ``services.default_key_rate``)."""
+    return default_key_rate(settings)
+
+
 def limits_tween_factory(handler, registry):
     settings = registry.settings
     max_body = int(settings.get("approvalrules.max_body_bytes", DEFAULT_MAX_BODY))
-    per_minute = int(settings.get("approvalrules.rate_limit_per_minute", DEFAULT_PER_MINUTE))
-    limiter = RateLimiter(per_minute) if per_minute > 0 else None
+    per_minute = default_rate(settings)
+    per_tenant = int(settings.get("approvalrules.api.tenant_rate_per_minute", 0) or 0)
+    client = redis_client(settings)
+    limiter = rate_limiter(settings, "key", per_minute, client) if per_minute > 0 else None
+    tenant_limiter = rate_limiter(settings, "tenant", per_tenant, client) if per_tenant else None
+    key_cache: KeyCache = registry["key_cache"]
 
     def limits_tween(request):
         if not request.path.startswith("/api/"):
@@ -103,18 +271,25 @@ def limits_tween_factory(handler, registry):
                 )
             request.body = data
         if limiter is not None:
-            key = (
-                request.headers.get("Authorization", "")[:200] or request.client_addr or "anonymous"
-            )
-            wait = limiter.hit(key)
-            if wait:
-                return _error(
-                    429,
-                    "rate_limited",
-                    f"more than {per_minute} requests a minute with this API key; "
-                    f"retry in {wait} s",
-                    {"Retry-After": str(wait)},
-                )
+            key = verified_key(request, key_cache)
+            if key is not None:
+                limit = key.rate_per_minute or per_minute
+                # by its prefix: unique, random, and not a secret (a fresh database's key
+                # ids would meet an older database's windows in a shared Redis)
+                wait = limiter.hit(f"key{key.prefix}", limit)
+                if wait:
+                    return _rate_limited(limit, wait, "with this API key")
+                if tenant_limiter is not None:
+                    wait = tenant_limiter.hit(str(key.tenant_id))
+                    if wait:
+                        return _rate_limited(per_tenant, wait, "for all of this tenant's API keys")
+            else:
+                # no key, or an unknown one: counted by what was sent (digested), else by address
+                header = request.headers.get("Authorization", "")
+                who = token_digest(header) if header else request.client_addr or "anonymous"
+                wait = limiter.hit(who)
+                if wait:
+                    return _rate_limited(per_minute, wait, "with this API key")
         return handler(request)
 
     return limits_tween

@@ -205,7 +205,7 @@ def document() -> dict:
                 "requestBody": {"required": True, **json_of("Order")},
                 "responses": {
                     "200": {"description": "The decision", **json_of("Decision")},
-                    **_error_responses(400, 401, 404, 413, 422, 503),
+                    **_error_responses(400, 401, 404, 413, 422, 429, 503),
                 },
             }
         },

@@ -105,7 +105,7 @@ def merchant_paths() -> dict:
         }
     paths["/api/v1/key"] = {
         "get": {
-            "summary": "The calling API key: its tenant, name, prefix and scope (any scope)",
+            "summary": "The calling API key: its tenant, name, prefix, scope and rate (any scope)",
             "responses": {
                 "200": {
                     "description": "The key (never its secret)",
@@ -118,6 +118,11 @@ def merchant_paths() -> dict:
                                 "name": {"type": "string"},
                                 "prefix": {"type": "string"},
                                 "scope": {"enum": ["storefront", "merchant", "read_only"]},
+                                "rate_per_minute": {
+                                    "type": "integer",
+                                    "description": "requests a minute this key may make: its "
+                                    "own limit, else the service's default (0: no limit)",
+                                },
                             },
                         }
                     ),

@@ -48,12 +48,17 @@ def error_responses(*statuses: int) -> dict:
         405: "Method not allowed on this path; the Allow header lists the allowed ones",
         413: "Too large",
         422: "Invalid order or document, or a rule set whose own tests fail (tests_failed)",
+        429: "Over the API key's requests a minute, or its tenant's (rate_limited); the "
+        "message names the limit, Retry-After the seconds to the next minute's window",
         503: "Database unavailable",
     }
-    return {
+    responses = {
         str(s): {"description": text[s], "content": {"application/json": {"schema": ERROR}}}
         for s in statuses
     }
+    if "429" in responses:
+        responses["429"]["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return responses
 
 
 #: which scopes may call an operation needing each grant (store/services.py GRANT_SCOPES)

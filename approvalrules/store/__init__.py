@@ -9,6 +9,10 @@ folder importer (``importer``) and the Alembic entry points (``migrate``,
 ``commands``).  ``testing`` holds helpers for test suites.
 """
 
+# the flush hook that tells every process of a tenant or key write (``bus``) is registered
+# by whatever first imports the store: the web app, the CLI, a job or a script alike
+from . import bus  # noqa: F401
+
 
 def includeme(config) -> None:
     """``config.include("approvalrules.store")``: the database session per request (see ``db``)."""

@@ -174,19 +174,68 @@ def _checked_scope(scope: str) -> str:
     return scope
 
 
+#: requests a minute of a key without its own rate, unless the settings say otherwise
+DEFAULT_KEY_RATE = 1200
+
+
+def default_key_rate(settings: Mapping[str, Any]) -> int:
+    """Requests a minute of a key without its own rate: ``approvalrules.api.rate_per_minute``,
+    or its older name ``approvalrules.rate_limit_per_minute`` (0: no rate limit at all)."""
+    for name in ("approvalrules.api.rate_per_minute", "approvalrules.rate_limit_per_minute"):
+        value = str(settings.get(name) or "").strip()
+        if value:
+            return int(value)
+    return DEFAULT_KEY_RATE
+
+
+#: the highest rate a key may be given (requests a minute)
+MAX_KEY_RATE = 1_000_000
+
+
+def checked_rate(rate: int | str | None) -> int | None:
+    """A key's requests a minute: a whole number from 1 to MAX_KEY_RATE, or None (empty, 0:
+    the service's default)."""
+    if rate is None or (isinstance(rate, str) and not rate.strip()):
+        return None
+    try:
+        value = int(str(rate).strip())
+    except ValueError:
+        value = -1
+    if value == 0:
+        return None
+    if not 1 <= value <= MAX_KEY_RATE:
+        raise DirectoryValueError(
+            "invalid_rate",
+            f"a key's rate is a whole number of requests a minute from 1 to {MAX_KEY_RATE:,} "
+            "(empty or 0: the service's default)",
+            path="rate_per_minute",
+        )
+    return value
+
+
 def create_api_key(
     session: Session,
     tenant: Tenant,
     name: str = "",
     actor: str = "system",
     scope: str = "storefront",
+    rate_per_minute: int | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key of ``scope``; the plain key is returned here once and never stored."""
+    """Create a key of ``scope``; the plain key is returned here once and never stored.
+
+    ``rate_per_minute``: the key's own limit (None: the service's default).
+    """
     scope = _checked_scope(scope)
+    rate_per_minute = checked_rate(rate_per_minute)
     prefix = secrets.token_hex(API_KEY_PREFIX_LENGTH // 2)
     token = secrets.token_urlsafe(32)
     key = ApiKey(
-        tenant_id=tenant.id, name=name, prefix=prefix, hash=_hash_token(token), scope=scope
+        tenant_id=tenant.id,
+        name=name,
+        prefix=prefix,
+        hash=_hash_token(token),
+        scope=scope,
+        rate_per_minute=rate_per_minute,
     )
     session.add(key)
     session.flush()
@@ -197,9 +246,34 @@ def create_api_key(
         "api_key.created",
         "api_key",
         prefix,
-        {"name": name, "scope": scope},
+        {"name": name, "scope": scope}
+        | ({"rate_per_minute": rate_per_minute} if rate_per_minute else {}),
     )
     return key, f"ar_{prefix}_{token}"
+
+
+def set_api_key_rate(
+    session: Session, key: ApiKey, rate_per_minute: int | str | None, actor: str = "system"
+) -> None:
+    """Give ``key`` its own requests a minute (None, empty or 0: the service's default).
+
+    Every process applies it within a second (the write notifies them, store/bus.py).
+    """
+    rate = checked_rate(rate_per_minute)
+    if key.revoked_at is not None:
+        raise Conflict("key_revoked", f"key {key.prefix} is revoked; its rate no longer matters")
+    if rate != key.rate_per_minute:
+        before, key.rate_per_minute = key.rate_per_minute, rate
+        session.flush()
+        audit(
+            session,
+            key.tenant_id,
+            actor,
+            "api_key.rate_changed",
+            "api_key",
+            key.prefix,
+            {"from": before, "to": rate},
+        )
 
 
 def rotate_api_key(session: Session, key: ApiKey, actor: str = "system") -> tuple[ApiKey, str]:
@@ -214,7 +288,9 @@ def rotate_api_key(session: Session, key: ApiKey, actor: str = "system") -> tupl
             f"key {key.prefix} ({key.name or 'unnamed'}) is revoked; create a new key instead",
         )
     tenant = session.get(Tenant, key.tenant_id)
-    new, plain = create_api_key(session, tenant, key.name, actor=actor, scope=key.scope)
+    new, plain = create_api_key(
+        session, tenant, key.name, actor=actor, scope=key.scope, rate_per_minute=key.rate_per_minute
+    )
     key.revoked_at = utcnow()
     audit(
         session,

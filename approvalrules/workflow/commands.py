@@ -9,13 +9,20 @@ from __future__ import annotations
 import sys
 
 import transaction
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from .. import observability
+from ..errors import NotFound
 from ..store.commands import settings_from_ini
 from ..store.db import get_engine, get_tm_session
-from ..store.models import API_KEY_SCOPES
-from ..store.services import create_api_key, resolve_tenant
+from ..store.models import API_KEY_SCOPES, ApiKey
+from ..store.services import (
+    create_api_key,
+    default_key_rate,
+    resolve_tenant,
+    set_api_key_rate,
+)
 from . import jobs, outbox
 
 
@@ -65,14 +72,54 @@ def run_dispatch(ini_path: str) -> int:
     return 1 if report.failed else 0
 
 
-def create_key(ini_path: str, tenant: str, name: str, scope: str = "storefront") -> str:
-    """A new API key of ``scope`` for ``tenant``; its plain text (shown once)."""
+def create_key(
+    ini_path: str, tenant: str, name: str, scope: str = "storefront", rate: int | None = None
+) -> str:
+    """A new API key of ``scope`` (and its own ``rate`` a minute) for ``tenant``; its plain text
+    (shown once)."""
     return _with_session(
         ini_path,
         lambda session, settings: create_api_key(
-            session, resolve_tenant(session, tenant), name, actor="cli", scope=scope
+            session,
+            resolve_tenant(session, tenant),
+            name,
+            actor="cli",
+            scope=scope,
+            rate_per_minute=rate,
         )[1],
     )
+
+
+def set_key_rate(ini_path: str, tenant: str, prefix: str, rate: int | None) -> str:
+    """Give the tenant's key ``prefix`` its own rate (None or 0: the default); a line to print."""
+
+    def job(session, settings):
+        found = resolve_tenant(session, tenant)
+        key = session.scalar(
+            select(ApiKey).where(ApiKey.tenant_id == found.id, ApiKey.prefix == prefix)
+        )
+        if key is None:
+            raise NotFound("unknown_api_key", f"tenant {tenant} has no API key {prefix}")
+        set_api_key_rate(session, key, rate, actor="cli")
+        limit = key.rate_per_minute or default_key_rate(settings)
+        own = "its own" if key.rate_per_minute else "the service's default"
+        return f"key {key.prefix} ({key.name}): {limit} requests a minute ({own})"
+
+    return _with_session(ini_path, job)
+
+
+def api_key_command(args) -> int:
+    """``approvalrules api-key``: create a key, or with ``--key PREFIX`` change a key's rate."""
+    if args.key:
+        if args.rate is None:
+            print(
+                "--key PREFIX changes a key's rate: give --rate N (0: the default)", file=sys.stderr
+            )
+            return 2
+        print(set_key_rate(args.ini, args.tenant, args.key, args.rate))
+    else:
+        print(create_key(args.ini, args.tenant, args.name, args.scope, args.rate))
+    return 0
 
 
 def add_parsers(sub) -> None:
@@ -104,6 +151,14 @@ def add_parsers(sub) -> None:
         help="storefront (default): evaluate, orders, approvals; merchant: also held orders, "
         "rule sets and the directory; read_only: rule sets, versions and directory reads",
     )
-    p.set_defaults(
-        func=lambda args: print(create_key(args.ini, args.tenant, args.name, args.scope)) or 0
+    p.add_argument(
+        "--rate",
+        type=int,
+        metavar="N",
+        help="the key's own requests a minute (0: the service's default, "
+        "approvalrules.api.rate_per_minute)",
     )
+    p.add_argument(
+        "--key", metavar="PREFIX", help="change this existing key's --rate instead of creating one"
+    )
+    p.set_defaults(func=api_key_command)

@@ -222,3 +222,39 @@ def test_key_and_user_forms_without_the_csrf_token_change_nothing(owner, db):
     )
     assert db.scalar(select(ApiKey).where(ApiKey.name == "forged")) is None
     assert db.scalar(select(AdminUser).where(AdminUser.login == "mallory")) is None
+
+
+def test_an_owner_gives_a_key_its_own_rate_and_takes_it_back(owner, db):
+    page, secret = create_key(owner, "busy shop", "storefront")
+    prefix = secret.split("_")[1]
+    form = {"csrf_token": csrf(owner), "action": "rate", "key": prefix}
+    owner.post("/admin/keys", {**form, "rate": "20"}).follow()
+    db.expire_all()
+    assert find_api_key(db, secret).rate_per_minute == 20
+    row = owner.get("/admin/keys").html.select_one(f"#key-{prefix}")
+    assert row.select_one("input[name=rate]")["value"] == "20"
+    refused = owner.post("/admin/keys", {**form, "rate": "-1"}, status=422)
+    assert "from 1 to 1,000,000" in refused.html.select_one("#keys-error").text
+    owner.post("/admin/keys", {**form, "rate": ""}).follow()
+    db.expire_all()
+    assert find_api_key(db, secret).rate_per_minute is None
+    changes = db.scalars(select(AuditEvent.data).where(AuditEvent.action == "api_key.rate_changed"))
+    assert list(changes) == [{"from": None, "to": 20}, {"from": 20, "to": None}]
+
+
+def test_a_key_created_with_a_rate_keeps_it_when_rotated(owner, db):
+    page = owner.post(
+        "/admin/keys",
+        {
+            "csrf_token": csrf(owner),
+            "action": "create",
+            "name": "n",
+            "scope": "storefront",
+            "rate": "90",
+        },
+    )
+    prefix = page.html.select_one("#secret")["value"].split("_")[1]
+    page = owner.post("/admin/keys", {"csrf_token": csrf(owner), "action": "rotate", "key": prefix})
+    rotated = page.html.select_one("#secret")["value"]
+    db.expire_all()
+    assert find_api_key(db, rotated).rate_per_minute == 90

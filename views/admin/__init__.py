@@ -16,7 +16,7 @@ from pyramid.events import ContextFound
 from pyramid.session import SignedCookieSessionFactory
 from pyramid.settings import asbool
 
-from ..limits import RateLimiter
+from ..limits import rate_limiter
 from .common import check_admin_input
 from .security import AdminRoot, AdminSecurityPolicy, actor, admin_tenant
 
@@ -124,11 +124,20 @@ def includeme(config):
             reissue_time=600,
         )
     )
-    # failed logins per minute and process, per (tenant, login) and per client address:
-    # guessing passwords costs the guesser time and the server no argon2 work
+    # failed logins per minute, per (tenant, login) and per client address (in Redis for
+    # every process with approvalrules.redis_url, else per process): guessing passwords
+    # costs the guesser time and the server no argon2 work
     config.registry.admin_login_limits = (
-        RateLimiter(int(settings.get("approvalrules.admin_login_failures_per_minute", 5))),
-        RateLimiter(int(settings.get("approvalrules.admin_login_failures_per_address", 20))),
+        rate_limiter(
+            settings,
+            "login",
+            int(settings.get("approvalrules.admin_login_failures_per_minute", 5)),
+        ),
+        rate_limiter(
+            settings,
+            "login_address",
+            int(settings.get("approvalrules.admin_login_failures_per_address", 20)),
+        ),
     )
     config.set_security_policy(AdminSecurityPolicy())
     config.set_default_csrf_options(require_csrf=True, callback=csrf_applies)

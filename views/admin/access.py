@@ -24,8 +24,10 @@ from approvalrules.store.services import (
     revoke_api_key,
     rotate_api_key,
     set_admin_role,
+    set_api_key_rate,
 )
 
+from ..limits import default_rate
 from .common import flash, template
 
 #: what each admin role may do, in the words of the users page
@@ -53,12 +55,13 @@ def _keys_page(request, error=None, new_key=None, new_secret=None, form=None) ->
     ).all()
     return {
         "keys": keys,
+        "default_rate": default_rate(request.registry.settings),
         "scopes": API_KEY_SCOPES,
         "scope_descriptions": SCOPE_DESCRIPTIONS,
         "error": error,
         "new_key": new_key,
         "new_secret": new_secret,
-        "form": form or {"name": "", "scope": "storefront"},
+        "form": form or {"name": "", "scope": "storefront", "rate": ""},
     }
 
 
@@ -79,11 +82,15 @@ def keys(request):
     route_name="admin_keys", request_method="POST", permission="manage", renderer=template("keys")
 )
 def keys_action(request):
-    """``action``: create (name, scope), revoke or rotate (key: its prefix)."""
+    """``action``: create (name, scope, rate), revoke, rotate or rate (key: its prefix)."""
     session, actor = request.dbsession, request.admin_actor
     action = request.POST.get("action")
     if action == "create":
-        form = {"name": request.POST.get("name", "").strip(), "scope": request.POST.get("scope")}
+        form = {
+            "name": request.POST.get("name", "").strip(),
+            "scope": request.POST.get("scope"),
+            "rate": request.POST.get("rate", "").strip(),
+        }
         if not form["name"] or len(form["name"]) > 200:
             request.response.status_int = 422
             return _keys_page(
@@ -91,16 +98,34 @@ def keys_action(request):
             )
         try:
             key, secret = create_api_key(
-                session, request.admin_tenant, form["name"], actor=actor, scope=form["scope"]
+                session,
+                request.admin_tenant,
+                form["name"],
+                actor=actor,
+                scope=form["scope"],
+                rate_per_minute=form["rate"],
             )
         except ApprovalRulesError as exc:
             request.response.status_int = 422
             return _keys_page(request, str(exc), form=form)
         return _keys_page(request, new_key=key, new_secret=secret)
     key = _key_or_none(request, request.POST.get("key", ""))
-    if key is None or action not in ("revoke", "rotate"):
+    if key is None or action not in ("revoke", "rotate", "rate"):
         request.response.status_int = 422
         return _keys_page(request, "Choose a key of this list and revoke or rotate it.")
+    if action == "rate":
+        try:
+            set_api_key_rate(session, key, request.POST.get("rate", ""), actor=actor)
+        except ApprovalRulesError as exc:
+            request.response.status_int = 422
+            return _keys_page(request, str(exc))
+        rate = key.rate_per_minute or default_rate(request.registry.settings)
+        flash(
+            request,
+            f"Key {key.prefix} ({key.name}) may make {rate:,} requests a minute.",
+            "success",
+        )
+        return HTTPSeeOther(request.route_url("admin_keys"))
     if action == "revoke":
         revoke_api_key(session, key, actor=actor)
         flash(request, f"Key {key.prefix} ({key.name}) is revoked: it no longer works.", "success")
