@@ -15,6 +15,9 @@ import requests
 
 from .conftest import DEV_KEY
 
+# two pserve processes on one PostgreSQL database (CI's PostgreSQL run keeps them)
+pytestmark = pytest.mark.postgres
+
 #: how long B may take to see a change made on A (seconds)
 DEADLINE = 1.0
 TIMEOUT = 10  # seconds per HTTP request
