@@ -28,6 +28,7 @@ def main(global_config, **settings):
     with Configurator(settings=settings) as config:
         config.include("pyramid_chameleon")
         config.include("approvalrules.store.db")  # pyramid_tm, pyramid_retry, request.dbsession
+        config.include("approvalrules.store.decision_log")  # approvalrules.decision_log
         config.include("approvalrules.views.routes")
         config.include("approvalrules.views.api")
         config.include("approvalrules.views.admin")

@@ -25,6 +25,7 @@ from approvalrules.errors import (
     OrderError,
     Unauthorized,
 )
+from approvalrules.store import decision_log
 from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.etags import check_if_match, etag_for
@@ -253,6 +254,7 @@ class StorefrontApi:
         decision, version = deciding.evaluate(
             self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
         )
+        decision_log.record_evaluate(self.request, self.tenant, decision, version)
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
         return data
@@ -265,6 +267,7 @@ class StorefrontApi:
             json_body(self.request, inputs.check_order),
             idempotency_key=self.request.headers.get("Idempotency-Key"),
         )
+        decision_log.record_submit(self.request, self.tenant, order, created)
         self.request.response.status_int = 201 if created else 200
         return order_view(self.session, order)
 
