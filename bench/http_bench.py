@@ -2,6 +2,7 @@
 """HTTP benchmark: POST /api/v1/evaluate vs GET /health on the same waitress, measured by wrk.
 
     .venv/bin/python bench/http_bench.py [--quick] [--duration S] [--pg] [--threads N] [--profile]
+        [--decision-log off|log|table|compare]
 
 * Installs Debian's ``wrk`` when it is missing (``apt-get install -y wrk``).
 * Builds a throw-away database (SQLite by default; ``--pg`` a PostgreSQL
@@ -19,6 +20,11 @@
   are the worse of the two instances.
 * The evaluate body is a 15-line cart (~1.5 KB) for which the decision is
   "pending" with one approval step; the response carries the trace.
+
+* ``--decision-log``: the server's ``approvalrules.decision_log`` (default off; ``log`` goes
+  to a file in the temporary folder through a ``%(message)s`` handler, as in production).
+  ``compare`` runs evaluate at 1 and 16 connections under each sink in turn, on one
+  process, and prints each one's requests/s and p99 against ``off``.
 
 Targets (issue 7): evaluate >= 80% of /health's requests/s, evaluate p99 <=
 1.5x /health's, and with 1 connection evaluate p50 <= 1 ms and p99 <= 3 ms.
@@ -149,6 +155,121 @@ def run_parallel(
     return combine(results)
 
 
+DECISION_LOG_CHOICES = ("off", "log", "table")
+
+
+def with_decision_log(ini: Path, sink: str) -> Path:
+    """``ini`` with ``approvalrules.decision_log = sink``; for ``log``, the decisions logger at
+    INFO into ``<ini>.decisions.jsonl`` with a bare ``%(message)s`` format (one JSON object a
+    line), the rest of the logging as it was."""
+    text = ini.read_text()
+    text = text.replace("[app:main]\n", f"[app:main]\napprovalrules.decision_log = {sink}\n", 1)
+    if sink == "log":
+        target = ini.with_suffix(".decisions.jsonl")
+        text = text.replace("[loggers]\nkeys = root\n", "[loggers]\nkeys = root, decisions\n", 1)
+        text = text.replace(
+            "[handlers]\nkeys = console\n", "[handlers]\nkeys = console, decisions\n", 1
+        )
+        text = text.replace(
+            "[formatters]\nkeys = generic\n", "[formatters]\nkeys = generic, bare\n", 1
+        )
+        text += (
+            "\n[logger_decisions]\nlevel = INFO\nhandlers = decisions\n"
+            "qualname = approvalrules.decisions\npropagate = 0\n"
+            f"\n[handler_decisions]\nclass = FileHandler\nargs = ({str(target)!r}, 'a')\n"
+            "level = NOTSET\nformatter = bare\n"
+            "\n[formatter_bare]\nformat = %(message)s\n"
+        )
+    out = ini.with_name(f"{ini.stem}-{sink}.ini")
+    out.write_text(text)
+    return out
+
+
+def compare_decision_logs(
+    wrk: str, tmp: Path, ini: Path, port: int, script: Path, duration: float, cpus
+) -> None:
+    """Evaluate under each decision-log sink in turn: requests/s and p99 against ``off``."""
+    server_cpu, wrk_cpu = cpus
+    rows = {}
+    for sink in DECISION_LOG_CHOICES:
+        with common.Server(with_decision_log(ini, sink), port, server_cpu):
+            for connections in (1, 16):
+                target = f"http://127.0.0.1:{port}/api/v1/evaluate"
+                run_wrk(wrk, target, script, connections, 2, wrk_cpu)
+                result = run_wrk(wrk, target, script, connections, duration, wrk_cpu)
+                rows[(sink, connections)] = result
+                print(
+                    f"  decision log {sink:5} c={connections:<3} {result['rps']:8.0f} req/s  "
+                    f"p50 {result['p50_us'] / 1000:6.2f} ms  "
+                    f"p99 {result['p99_us'] / 1000:6.2f} ms",
+                    flush=True,
+                )
+    print("\n| decision log | connections | requests/s | p99 ms | rps vs off | p99 vs off |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for (sink, connections), r in rows.items():
+        off = rows[("off", connections)]
+        print(
+            f"| {sink} | {connections} | {r['rps']:.0f} | {r['p99_us'] / 1000:.2f} "
+            f"| {r['rps'] / off['rps']:.0%} | {r['p99_us'] / max(off['p99_us'], 1):.2f}x |"
+        )
+    from sqlalchemy import func, select
+
+    from approvalrules.store.db import get_engine, settings_from_ini
+    from approvalrules.store.models import DecisionLogEntry
+
+    engine = get_engine(settings_from_ini(ini))
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(DecisionLogEntry))
+    engine.dispose()
+    table_requests = sum(r["requests"] for (sink, _), r in rows.items() if sink == "table")
+    print(
+        f"table sink: {stored} rows stored for about {table_requests} measured requests "
+        "(and the warm-ups'; a record still queued when the server is stopped is lost)"
+    )
+    logged = ini.with_suffix(".decisions.jsonl")
+    if logged.exists():
+        with logged.open() as lines:
+            print(f"log sink: {sum(1 for _ in lines)} JSON lines written")
+
+
+def decision_log_in_process(inis: dict[str, Path], body: dict, rounds: int, n: int) -> None:
+    """Evaluate through the WSGI app (webtest, no sockets) under each sink, interleaved:
+    ``rounds`` rounds of ``n`` requests per sink, the median round per request.  Interleaving
+    keeps a machine whose load drifts from favouring one sink."""
+    import statistics
+
+    from pyramid.paster import get_app
+    from webtest import TestApp
+
+    from approvalrules.store.decision_log import REGISTRY_KEY
+
+    headers = {"Authorization": f"Bearer {common.DEV_KEY}", "Content-Type": "application/json"}
+    raw = json.dumps(body)
+    apps = {sink: TestApp(get_app(str(ini), "main")) for sink, ini in inis.items()}
+    for app in apps.values():
+        for _ in range(50):
+            app.post("/api/v1/evaluate", raw, headers=headers)
+    per_request: dict[str, list[float]] = {sink: [] for sink in apps}
+    for _ in range(rounds):
+        for sink, app in apps.items():
+            started = time.perf_counter()
+            for _ in range(n):
+                app.post("/api/v1/evaluate", raw, headers=headers)
+            per_request[sink].append((time.perf_counter() - started) / n * 1e6)
+    for app in apps.values():
+        sink = app.app.registry.get(REGISTRY_KEY)
+        if sink is not None:
+            sink.flush()
+    off = statistics.median(per_request["off"])
+    print(f"\nin process (webtest), {rounds} interleaved rounds of {n} evaluate requests per sink:")
+    for sink, times in per_request.items():
+        median = statistics.median(times)
+        print(
+            f"  {sink:5} {median:7.0f} us per request (median round)  "
+            f"{median - off:+6.0f} us vs off ({median / off:.1%})"
+        )
+
+
 def check_endpoints(port: int, body: dict) -> tuple[int, int]:
     status, data = common.http("GET", f"http://127.0.0.1:{port}/health")
     assert status == 200, (status, data)
@@ -232,6 +353,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also profile evaluate in-process with pyinstrument"
     )
+    parser.add_argument(
+        "--decision-log",
+        choices=(*DECISION_LOG_CHOICES, "compare"),
+        default="off",
+        help="the served app's approvalrules.decision_log (default off); compare: evaluate "
+        "under each in turn, against off",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (5.0 if args.quick else 20.0)
 
@@ -260,6 +388,9 @@ def main(argv: list[str]) -> int:
         ini_a = common.write_ini(tmp, url, port_a, threads, "a.ini")
         ini_b = common.write_ini(tmp, url, port_b, threads, "b.ini")
         common.setup_database(ini_a)
+        if args.decision_log not in ("off", "compare"):
+            ini_a = with_decision_log(ini_a, args.decision_log)
+            ini_b = with_decision_log(ini_b, args.decision_log)
         body = common.cart(15)
         scripts = {
             "health": tmp / "health.lua",
@@ -278,6 +409,21 @@ def main(argv: list[str]) -> int:
 
         rows = []  # (setup, endpoint, connections, result)
         server_cpu, wrk_cpu = ("0", "1") if two_cpus else (None, None)
+        if args.decision_log == "compare":
+            with common.Server(ini_a, port_a, server_cpu):
+                check_endpoints(port_a, body)
+            print(f"decision log sinks, 1 process: server on CPU {server_cpu}, wrk on {wrk_cpu}")
+            compare_decision_logs(
+                wrk, tmp, ini_a, port_a, scripts["evaluate"], duration, (server_cpu, wrk_cpu)
+            )
+            decision_log_in_process(
+                {sink: with_decision_log(ini_a, sink) for sink in DECISION_LOG_CHOICES},
+                body,
+                rounds=5 if args.quick else 15,
+                n=200,
+            )
+            return 0
+        print(f"decision log: {args.decision_log}")
         with common.Server(ini_a, port_a, server_cpu):
             req_size, resp_size = check_endpoints(port_a, body)
             print(

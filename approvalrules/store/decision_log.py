@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
+from . import versions
 from .models import DecisionLogEntry
 
 __all__ = [
@@ -202,16 +203,32 @@ def _request_id(request) -> str | None:
     return str(value)[:REQUEST_ID_WIDTH] if value else None
 
 
+#: policy hashes by active version object (see :func:`_policy_hash`), with the object kept so
+#: that its id cannot be reused while listed
+_hash_by_active: dict[int, tuple[Any, str]] = {}
+HASHES_KEPT = 4096
+
+
 def _policy_hash(session, tenant, version) -> str:
     """The compiled policy's hash (``Policy.hash``: its merged data, parents included), the
-    value a stored order's ``decision.ruleset.policy_hash`` carries.  Both lookups are the
-    per-process caches the evaluation itself just used."""
-    from . import versions
+    value a stored order's ``decision.ruleset.policy_hash`` carries.
 
-    if isinstance(version, versions.ActiveVersion):
-        active = versions.cached_active_versions(session, tenant)
-        return versions.cached_policy(session, version, active).hash
-    return versions.policy_for(version, session).hash
+    The evaluate endpoint's version is an :class:`~.versions.ActiveVersion` from the
+    per-process cache, a new object whenever the tenant's rules change; so its hash is
+    remembered by the object's identity, and the lookup (a dozen microseconds through the
+    caches) happens once per version and process.
+    """
+    if not isinstance(version, versions.ActiveVersion):
+        return versions.policy_for(version, session).hash
+    known = _hash_by_active.get(id(version))
+    if known is not None and known[0] is version:
+        return known[1]
+    active = versions.cached_active_versions(session, tenant)
+    policy_hash = versions.cached_policy(session, version, active).hash
+    if len(_hash_by_active) >= HASHES_KEPT:
+        _hash_by_active.clear()
+    _hash_by_active[id(version)] = (version, policy_hash)
+    return policy_hash
 
 
 # -- the sinks ------------------------------------------------------------------------------
