@@ -176,6 +176,12 @@ def run(args) -> int:
             print(render_table([_table_row(entry, tenant) for entry, tenant in found]))
         else:
             print("no decisions match" if _filtered(args) else "the decision log is empty")
+            sink = str(settings.get(SETTING) or "off").strip()
+            if sink != "table":
+                print(
+                    f"({args.ini} has {SETTING} = {sink}: the app writes decisions to this "
+                    "table only with table)"
+                )
         return 0
     finally:
         engine.dispose()

@@ -178,23 +178,33 @@ def record_submit(request, tenant, order, created: bool) -> None:
         return
     decision = order.decision
     ruleset = decision.get("ruleset") or {}
-    sink.put(
-        DecisionRecord(
-            datetime.now(UTC),
-            tenant.id,
-            tenant.slug,
-            "submit",
-            _request_id(request),
-            ruleset.get("name", ""),
-            ruleset.get("version"),
-            # stamped on the stored decision by the workflow (transitions.decision_data)
-            ruleset.get("policy_hash") or ruleset.get("hash", ""),
-            hashlib.sha256(request.body).hexdigest(),
-            order.external_id,
-            decision.get("outcome", ""),
-            tuple(step.get("name", "") for step in decision.get("steps") or ()),
-        )
+    record = DecisionRecord(
+        datetime.now(UTC),
+        tenant.id,
+        tenant.slug,
+        "submit",
+        _request_id(request),
+        ruleset.get("name", ""),
+        ruleset.get("version"),
+        # stamped on the stored decision by the workflow (transitions.decision_data)
+        ruleset.get("policy_hash") or ruleset.get("hash", ""),
+        hashlib.sha256(request.body).hexdigest(),
+        order.external_id,
+        decision.get("outcome", ""),
+        tuple(step.get("name", "") for step in decision.get("steps") or ()),
     )
+    # the order exists once the request's transaction commits: a submit that fails to commit
+    # (and is retried, or answered 503) decided nothing that took effect
+    manager = getattr(request, "tm", None)
+    if manager is None:
+        sink.put(record)
+    else:
+        manager.get().addAfterCommitHook(_put_when_committed, args=(sink, record))
+
+
+def _put_when_committed(committed: bool, sink, record: DecisionRecord) -> None:
+    if committed:
+        sink.put(record)
 
 
 def _request_id(request) -> str | None:
@@ -290,6 +300,7 @@ class TableWriter:
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._count_lock = threading.Lock()
         self._last_warning = 0.0
         _writers.add(self)
         atexit.register(_close_at_exit, weakref.ref(self))
@@ -304,7 +315,8 @@ class TableWriter:
             self._dropped()
 
     def _dropped(self) -> None:
-        self.dropped += 1
+        with self._count_lock:  # request threads drop concurrently; the count stays exact
+            self.dropped += 1
         now = time.monotonic()
         if now - self._last_warning >= self.WARN_EVERY:
             self._last_warning = now

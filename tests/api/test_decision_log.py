@@ -138,6 +138,35 @@ def test_the_request_id_attribute_wins_over_the_header(world):
     assert seen[0].policy_hash == "p" and seen[0].version == 2
 
 
+def test_a_submit_is_recorded_only_when_its_transaction_commits(world):
+    from types import SimpleNamespace
+
+    import transaction
+
+    seen = []
+    manager = transaction.TransactionManager(explicit=True)
+    request = SimpleNamespace(
+        registry={REGISTRY_KEY: SimpleNamespace(put=seen.append)},
+        headers={},
+        body=b"{}",
+        tm=manager,
+    )
+    order = SimpleNamespace(
+        external_id="X-2",
+        decision={"outcome": "approved", "steps": [], "ruleset": {"name": "r", "version": 1}},
+    )
+    tenant = SimpleNamespace(id=1, slug="demo")
+    manager.begin()
+    decision_log.record_submit(request, tenant, order, created=True)
+    assert seen == []  # not before the commit
+    manager.abort()
+    assert seen == []  # nor after an abort (the request is retried or answered 503)
+    manager.begin()
+    decision_log.record_submit(request, tenant, order, created=True)
+    manager.commit()
+    assert [r.order_id for r in seen] == ["X-2"]
+
+
 def test_the_log_sink_writes_one_json_line_per_decision(world, order_id, caplog):
     client = _client(world, _app(world, "log"))
     tag = uuid.uuid4().hex[:12]
@@ -314,7 +343,11 @@ def test_the_decisions_command_prints_a_table(logged, capsys):
     assert "2031-03-10 12:00:00  demo    submit  standard v1  pending" in out[2]
     assert f"{tag}-order" in out[2]
     assert cli(["decisions", ini, "--request-id", "nothing-has-this"]) == 0
-    assert capsys.readouterr().out.strip() == "no decisions match"
+    assert capsys.readouterr().out.splitlines() == [
+        "no decisions match",
+        f"({ini} has approvalrules.decision_log = off: the app writes decisions to this table "
+        "only with table)",
+    ]
 
 
 @pytest.mark.parametrize(
