@@ -356,3 +356,17 @@ def test_settings_show_security_and_user_and_refuse_what_cannot_be_safe(monkeypa
         MailSettings.from_settings(
             {"approvalrules.smtp_security": "tls", "approvalrules.smtp_ca_file": "/nowhere/ca.pem"}
         ).tls_context()
+
+
+def test_a_login_the_server_does_not_offer_says_so(tmp_path, queued, smtp_server, monkeypatch):
+    url, engine = queued
+    mailbox, port = smtp_server("plain")  # AUTH only over TLS: not offered here
+    monkeypatch.setenv("APPROVALRULES_SMTP_PASSWORD", PASSWORD)
+    ini = _ini(tmp_path, url, port, f"approvalrules.smtp_user = {USER}")  # loopback: allowed
+    assert main(["dispatch", ini]) == 1
+    assert mailbox.messages == []
+    errors = _errors(engine)
+    assert errors and all(
+        "offers no login (AUTH) on this connection; many offer it only after STARTTLS" in e
+        for e in errors
+    )
