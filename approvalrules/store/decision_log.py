@@ -42,6 +42,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from . import versions
+from .db import get_engine
 from .models import DecisionLogEntry
 
 __all__ = [
@@ -289,9 +290,13 @@ class TableWriter:
     #: seconds between retention passes
     PRUNE_EVERY = 3600.0
 
-    def __init__(self, engine: Engine, config: DecisionLogSettings | None = None):
+    def __init__(
+        self, engine: Engine, config: DecisionLogSettings | None = None, *, owns_engine=False
+    ):
         config = config or DecisionLogSettings(sink="table")
         self.engine = engine
+        #: the engine is the writer's own (closed with it), not the application's
+        self.owns_engine = owns_engine
         self.config = config
         self.dropped = 0
         self.written = 0
@@ -349,6 +354,8 @@ class TableWriter:
         if self._queue is not None and self._thread is not None and self._thread.is_alive():
             self._mark(_Flush(stop=True), timeout)
         self._queue = None
+        if self.owns_engine:
+            self.engine.dispose()  # a later put connects again
 
     def _mark(self, marker: _Flush, timeout: float) -> bool:
         pending = self._queue
@@ -473,8 +480,19 @@ def sink_for(settings: Mapping[str, Any], engine: Engine | None):
     if config.sink == "table":
         if engine is None:
             raise ValueError(f"{SETTING} = table needs the application's database engine")
-        return TableWriter(engine, config)
+        own = _writer_engine(settings, engine)
+        return TableWriter(own, config, owns_engine=own is not engine)
     return None
+
+
+def _writer_engine(settings: Mapping[str, Any], app_engine: Engine) -> Engine:
+    """The writer's own engine, one connection, to the application's database: the writer
+    never waits for (or holds) a connection of the requests' pool.  An in-memory SQLite
+    database exists only in its engine, so there the writer shares the application's."""
+    url = settings.get("sqlalchemy.url") or app_engine.url.render_as_string(hide_password=False)
+    if app_engine.dialect.name == "sqlite" and app_engine.url.database in (None, "", ":memory:"):
+        return app_engine
+    return get_engine({**settings, "sqlalchemy.url": url}, pool_size=1, max_overflow=0)
 
 
 def includeme(config) -> None:
