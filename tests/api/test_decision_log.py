@@ -277,6 +277,28 @@ def test_retention_deletes_old_rows_only(world):
             connection.execute(delete(TABLE).where(TABLE.c.request_id.like(f"{tag}%")))
 
 
+def test_the_writer_prunes_past_the_retention_when_it_starts(world):
+    demo = _demo_id(world)
+    tag = uuid.uuid4().hex[:12]
+    now = datetime.now(UTC)
+    with world.engine.begin() as connection:
+        connection.execute(
+            insert(TABLE), [_record(demo, f"{tag}-old", now - timedelta(days=31)).as_row()]
+        )
+    writer = TableWriter(
+        world.engine, decision_log.DecisionLogSettings(sink="table", retention_days=30)
+    )
+    try:
+        writer.put(_record(demo, f"{tag}-new", now))
+        assert writer.flush()
+        assert [r.request_id for r in _rows(world, tag)] == [f"{tag}-new"]
+        assert writer.pruned >= 1 and writer.written == 1
+    finally:
+        writer.close()
+        with world.engine.begin() as connection:
+            connection.execute(delete(TABLE).where(TABLE.c.request_id.like(f"{tag}%")))
+
+
 # -- approvalrules decisions INI ----------------------------------------------------------------
 
 
