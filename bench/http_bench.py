@@ -2,6 +2,7 @@
 """HTTP benchmark: POST /api/v1/evaluate vs GET /health on the same waitress, measured by wrk.
 
     .venv/bin/python bench/http_bench.py [--quick] [--duration S] [--pg] [--threads N] [--profile]
+        [--decision-log off|log|table|compare]
 
 * Installs Debian's ``wrk`` when it is missing (``apt-get install -y wrk``).
 * Builds a throw-away database (SQLite by default; ``--pg`` a PostgreSQL
@@ -20,6 +21,11 @@
 * The evaluate body is a 15-line cart (~1.5 KB) for which the decision is
   "pending" with one approval step; the response carries the trace.
 
+* ``--decision-log``: the server's ``approvalrules.decision_log`` (default off; ``log`` goes
+  to a file in the temporary folder through a ``%(message)s`` handler, as in production).
+  ``compare`` runs evaluate at 1 and 16 connections under each sink in turn, on one
+  process, and prints each one's requests/s and p99 against ``off``.
+
 Targets (issue 7): evaluate >= 80% of /health's requests/s, evaluate p99 <=
 1.5x /health's, and with 1 connection evaluate p50 <= 1 ms and p99 <= 3 ms.
 Prints PASS/MISS; exits 0 whatever the numbers.
@@ -30,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +156,167 @@ def run_parallel(
     return combine(results)
 
 
+DECISION_LOG_CHOICES = ("off", "log", "table")
+
+
+def with_decision_log(ini: Path, sink: str, port: int | None = None) -> Path:
+    """``ini`` with ``approvalrules.decision_log = sink``; for ``log``, the decisions logger at
+    INFO into ``<ini>.decisions.jsonl`` with a bare ``%(message)s`` format (one JSON object a
+    line), the rest of the logging as it was."""
+    text = ini.read_text()
+    text = text.replace("[app:main]\n", f"[app:main]\napprovalrules.decision_log = {sink}\n", 1)
+    if sink == "log":
+        target = ini.with_suffix(".decisions.jsonl")
+        text = text.replace("[loggers]\nkeys = root\n", "[loggers]\nkeys = root, decisions\n", 1)
+        text = text.replace(
+            "[handlers]\nkeys = console\n", "[handlers]\nkeys = console, decisions\n", 1
+        )
+        text = text.replace(
+            "[formatters]\nkeys = generic\n", "[formatters]\nkeys = generic, bare\n", 1
+        )
+        text += (
+            "\n[logger_decisions]\nlevel = INFO\nhandlers = decisions\n"
+            "qualname = approvalrules.decisions\npropagate = 0\n"
+            f"\n[handler_decisions]\nclass = FileHandler\nargs = ({str(target)!r}, 'a')\n"
+            "level = NOTSET\nformatter = bare\n"
+            "\n[formatter_bare]\nformat = %(message)s\n"
+        )
+    if port is not None:
+        text = re.sub(r"(?m)^listen = 127\.0\.0\.1:\d+$", f"listen = 127.0.0.1:{port}", text)
+    out = ini.with_name(f"{ini.stem}-{sink}.ini")
+    out.write_text(text)
+    return out
+
+
+def compare_decision_logs(
+    wrk: str, tmp: Path, ini: Path, script: Path, duration: float, rounds: int, cpus
+) -> None:
+    """Evaluate under each decision-log sink: one server per sink (same CPU), loaded in turn,
+    ``rounds`` times; each sink's best round (a shared machine's load drifts: interleaving
+    and the best round keep that drift from favouring one sink)."""
+    server_cpu, wrk_cpu = cpus
+    ports = {sink: common.free_port() for sink in DECISION_LOG_CHOICES}
+    servers = [
+        common.Server(with_decision_log(ini, sink, ports[sink]), ports[sink], server_cpu).start()
+        for sink in DECISION_LOG_CHOICES
+    ]
+    results: dict[tuple[str, int], list[dict]] = {}
+    try:
+        for connections in (1, 16):
+            for sink in DECISION_LOG_CHOICES:
+                target = f"http://127.0.0.1:{ports[sink]}/api/v1/evaluate"
+                run_wrk(wrk, target, script, connections, 2, wrk_cpu)
+            for _ in range(rounds):
+                for sink in DECISION_LOG_CHOICES:
+                    target = f"http://127.0.0.1:{ports[sink]}/api/v1/evaluate"
+                    result = run_wrk(wrk, target, script, connections, duration, wrk_cpu)
+                    results.setdefault((sink, connections), []).append(result)
+    finally:
+        for server in servers:
+            server.stop()
+    rows = {
+        key: {
+            "rps": max(r["rps"] for r in runs),
+            "p50_us": min(r["p50_us"] for r in runs),
+            "p99_us": min(r["p99_us"] for r in runs),
+            "requests": sum(r["requests"] for r in runs),
+        }
+        for key, runs in results.items()
+    }
+    print(
+        f"\nbest of {rounds} interleaved rounds of {duration:g} s per sink "
+        "(requests/s: the highest; p50, p99: the lowest)"
+    )
+    print("| decision log | connections | requests/s | p50 ms | p99 ms | rps vs off | p99 vs off |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (sink, connections), r in rows.items():
+        off = rows[("off", connections)]
+        print(
+            f"| {sink} | {connections} | {r['rps']:.0f} | {r['p50_us'] / 1000:.2f} "
+            f"| {r['p99_us'] / 1000:.2f} | {r['rps'] / off['rps']:.0%} "
+            f"| {r['p99_us'] / max(off['p99_us'], 1):.2f}x |"
+        )
+    from sqlalchemy import func, select
+
+    from approvalrules.store.db import get_engine, settings_from_ini
+    from approvalrules.store.models import DecisionLogEntry
+
+    engine = get_engine(settings_from_ini(ini))
+    with engine.connect() as connection:
+        stored = connection.scalar(select(func.count()).select_from(DecisionLogEntry))
+    engine.dispose()
+    table_requests = sum(r["requests"] for (sink, _), r in rows.items() if sink == "table")
+    print(
+        f"table sink: {stored} rows stored for about {table_requests} measured requests "
+        "(and the warm-ups'; a record still queued when the server is stopped is lost)"
+    )
+    logged = ini.with_suffix(".decisions.jsonl")
+    if logged.exists():
+        with logged.open() as lines:
+            print(f"log sink: {sum(1 for _ in lines)} JSON lines written")
+
+
+def decision_log_in_process(
+    inis: dict[str, Path], body: dict, rounds: int, n: int, threads: int = 8
+) -> None:
+    """Evaluate through the WSGI app (webtest, no sockets) under each sink, in interleaved
+    rounds (a machine whose load drifts favours no sink): one thread, ``n`` requests a
+    round, the median round per request; then ``threads`` threads at once (the writer and
+    the requests sharing the interpreter and, on SQLite, the database file), each sink's
+    best round in requests per second."""
+    import statistics
+    import threading
+
+    from pyramid.paster import get_app
+    from webtest import TestApp
+
+    from approvalrules.store.decision_log import REGISTRY_KEY
+
+    headers = {"Authorization": f"Bearer {common.DEV_KEY}", "Content-Type": "application/json"}
+    raw = json.dumps(body)
+    apps = {sink: TestApp(get_app(str(ini), "main")) for sink, ini in inis.items()}
+
+    def post(app, count):
+        for _ in range(count):
+            app.post("/api/v1/evaluate", raw, headers=headers)
+
+    def threaded_rps(app, count) -> float:
+        workers = [threading.Thread(target=post, args=(app, count)) for _ in range(threads)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return threads * count / (time.perf_counter() - started)
+
+    for app in apps.values():
+        post(app, 50)
+    per_request: dict[str, list[float]] = {sink: [] for sink in apps}
+    rps: dict[str, list[float]] = {sink: [] for sink in apps}
+    for _ in range(rounds):
+        for sink, app in apps.items():
+            started = time.perf_counter()
+            post(app, n)
+            per_request[sink].append((time.perf_counter() - started) / n * 1e6)
+        for sink, app in apps.items():
+            rps[sink].append(threaded_rps(app, max(n // threads, 10)))
+    for app in apps.values():
+        sink = app.app.registry.get(REGISTRY_KEY)
+        if sink is not None:
+            sink.flush()
+    off = statistics.median(per_request["off"])
+    best_off = max(rps["off"])
+    print(f"\nin process (webtest), {rounds} interleaved rounds per sink:")
+    for sink in apps:
+        median = statistics.median(per_request[sink])
+        best = max(rps[sink])
+        print(
+            f"  {sink:5} 1 thread: {median:6.0f} us per request (median round, "
+            f"{median / off:.0%} of off); {threads} threads: {best:5.0f} requests/s "
+            f"(best round, {best / best_off:.0%} of off)"
+        )
+
+
 def check_endpoints(port: int, body: dict) -> tuple[int, int]:
     status, data = common.http("GET", f"http://127.0.0.1:{port}/health")
     assert status == 200, (status, data)
@@ -232,6 +400,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also profile evaluate in-process with pyinstrument"
     )
+    parser.add_argument(
+        "--decision-log",
+        choices=(*DECISION_LOG_CHOICES, "compare"),
+        default="off",
+        help="the served app's approvalrules.decision_log (default off); compare: evaluate "
+        "under each in turn, against off",
+    )
     args = parser.parse_args(argv)
     duration = args.duration or (5.0 if args.quick else 20.0)
 
@@ -260,6 +435,9 @@ def main(argv: list[str]) -> int:
         ini_a = common.write_ini(tmp, url, port_a, threads, "a.ini")
         ini_b = common.write_ini(tmp, url, port_b, threads, "b.ini")
         common.setup_database(ini_a)
+        if args.decision_log not in ("off", "compare"):
+            ini_a = with_decision_log(ini_a, args.decision_log)
+            ini_b = with_decision_log(ini_b, args.decision_log)
         body = common.cart(15)
         scripts = {
             "health": tmp / "health.lua",
@@ -278,6 +456,27 @@ def main(argv: list[str]) -> int:
 
         rows = []  # (setup, endpoint, connections, result)
         server_cpu, wrk_cpu = ("0", "1") if two_cpus else (None, None)
+        if args.decision_log == "compare":
+            with common.Server(ini_a, port_a, server_cpu):
+                check_endpoints(port_a, body)
+            print(f"decision log sinks, 1 process: server on CPU {server_cpu}, wrk on {wrk_cpu}")
+            compare_decision_logs(
+                wrk,
+                tmp,
+                ini_a,
+                scripts["evaluate"],
+                duration,
+                3 if args.quick else 5,
+                (server_cpu, wrk_cpu),
+            )
+            decision_log_in_process(
+                {sink: with_decision_log(ini_a, sink) for sink in DECISION_LOG_CHOICES},
+                body,
+                rounds=5 if args.quick else 15,
+                n=200,
+            )
+            return 0
+        print(f"decision log: {args.decision_log}")
         with common.Server(ini_a, port_a, server_cpu):
             req_size, resp_size = check_endpoints(port_a, body)
             print(

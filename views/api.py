@@ -26,6 +26,7 @@ from approvalrules.errors import (
     OrderError,
     Unauthorized,
 )
+from approvalrules.store import decision_log
 from approvalrules.store.db import database_unavailable
 from approvalrules.store.directory_records import DirectoryRecords
 from approvalrules.store.directory_service import DirectoryService
@@ -275,6 +276,7 @@ class StorefrontApi:
             self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
         )
         observability.count_decision("evaluate", decision.outcome)
+        decision_log.record_evaluate(self.request, self.tenant, decision, version)
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
         return data
@@ -287,6 +289,7 @@ class StorefrontApi:
             json_body(self.request, inputs.check_order),
             idempotency_key=self.request.headers.get("Idempotency-Key"),
         )
+        decision_log.record_submit(self.request, self.tenant, order, created)
         self.request.response.status_int = 201 if created else 200
         observability.count_decision("submit", order.decision.get("outcome"), new=created)
         return order_view(self.session, order)

@@ -26,7 +26,7 @@ from ..engine.schema import SCHEMA_NAMES
 from ..errors import ApprovalRulesError, DocumentError
 from ..store import commands as store_commands
 from ..workflow import commands as job_commands
-from . import diff, directory_sync
+from . import decisions, diff, directory_sync
 from .common import EXIT_ERROR, EXIT_FAILED, EXIT_OK, directory_for, read_text, report_error
 
 __all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_OK", "build_parser", "directory_for", "main"]
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     store_commands.add_parsers(sub)
     directory_sync.add_parsers(sub)
     job_commands.add_parsers(sub)
+    decisions.add_parsers(sub)
     return parser
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import smtplib
+import ssl
 import string
 import urllib.error
 import urllib.parse
@@ -34,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import observability
-from ..errors import NotFound
+from ..errors import ApprovalRulesError, NotFound
 from ..store.models import OutboxEvent, Tenant
 from ..store.services import audit
 
@@ -45,16 +47,45 @@ BACKOFF_CAP = timedelta(hours=1)
 
 #: how e-mail leaves: an SMTP server (production), or, in development, files or the console
 MAIL_TRANSPORTS = ("smtp", "file", "console")
+#: how the SMTP connection is protected: not at all, upgraded with STARTTLS, or TLS from the
+#: first byte (implicit TLS, "SMTPS")
+SMTP_SECURITY = ("none", "starttls", "tls")
+#: the port each ``smtp_security`` uses when ``smtp_port`` is not set
+SMTP_DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
+#: the environment variable holding the SMTP password unless ``smtp_password_env`` names another
+SMTP_PASSWORD_ENV = "APPROVALRULES_SMTP_PASSWORD"
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class MailConfigurationError(ApprovalRulesError):
+    """The mail settings cannot work (a password that cannot be found, a CA file that cannot
+    be read): nothing is attempted, so no event spends a delivery attempt on it."""
+
+    def __init__(self, message: str):
+        super().__init__("mail_configuration", message)
+
+
+class SmtpLoginRefused(smtplib.SMTPException):
+    """The SMTP server refused the user and password (the password is never in the text)."""
+
+
+class StartTlsUnavailable(smtplib.SMTPException):
+    """``smtp_security = starttls`` and the server does not offer STARTTLS: nothing is sent
+    in plain text."""
 
 
 @dataclass(frozen=True)
 class MailSettings:
     """Where e-mail goes (``approvalrules.mail_transport``, default ``smtp``).
 
-    ``smtp`` sends through ``smtp_host``:``smtp_port``.  ``file`` writes each message as an
-    ``.eml`` file into ``mail_dir`` (development.ini: ``var/mail/``), ``console`` prints it
-    on standard output: a development machine needs no mail server, and every
-    notification can still be read.
+    ``smtp`` sends through ``smtp_host``:``smtp_port``, protected as ``smtp_security`` says
+    (``none``, ``starttls`` or ``tls``; the server's certificate is verified against the
+    system's CAs, or ``smtp_ca_file``), logging in as ``smtp_user`` when set.  The password is
+    never a setting: it is read, at each dispatch, from the file ``smtp_password_file`` or
+    from the environment variable ``smtp_password_env`` (default
+    ``APPROVALRULES_SMTP_PASSWORD``).  ``file`` writes each message as an ``.eml`` file into
+    ``mail_dir`` (development.ini: ``var/mail/``), ``console`` prints it on standard output:
+    a development machine needs no mail server, and every notification can still be read.
     """
 
     host: str = "127.0.0.1"
@@ -63,6 +94,11 @@ class MailSettings:
     timeout: float = 10.0
     transport: str = "smtp"
     directory: str = "var/mail"
+    security: str = "none"
+    user: str | None = None
+    password_env: str = SMTP_PASSWORD_ENV
+    password_file: str | None = None
+    ca_file: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> MailSettings:
@@ -72,22 +108,95 @@ class MailSettings:
                 f"approvalrules.mail_transport is {transport!r}; use one of "
                 + ", ".join(MAIL_TRANSPORTS)
             )
+        security = (settings.get("approvalrules.smtp_security") or cls.security).strip().lower()
+        if security not in SMTP_SECURITY:
+            raise ValueError(
+                f"approvalrules.smtp_security is {security!r}; use one of "
+                + ", ".join(SMTP_SECURITY)
+                + " (starttls: port 587, tls: implicit TLS on port 465)"
+            )
+        host = settings.get("approvalrules.smtp_host", cls.host)
+        user = (settings.get("approvalrules.smtp_user") or "").strip() or None
+        if user and security == "none" and host not in _LOOPBACK:
+            raise ValueError(
+                f"approvalrules.smtp_user is set and approvalrules.smtp_security is none: the "
+                f"password would cross the network to {host} in plain text; set "
+                "approvalrules.smtp_security = starttls (port 587) or tls (port 465)"
+            )
+        port = settings.get("approvalrules.smtp_port")
         return cls(
-            host=settings.get("approvalrules.smtp_host", cls.host),
-            port=int(settings.get("approvalrules.smtp_port", cls.port)),
+            host=host,
+            port=int(port) if port not in (None, "") else SMTP_DEFAULT_PORTS[security],
             sender=settings.get("approvalrules.mail_from", cls.sender),
             timeout=float(settings.get("approvalrules.smtp_timeout", cls.timeout)),
             transport=transport,
             directory=settings.get("approvalrules.mail_dir", cls.directory),
+            security=security,
+            user=user,
+            password_env=(settings.get("approvalrules.smtp_password_env") or "").strip()
+            or SMTP_PASSWORD_ENV,
+            password_file=(settings.get("approvalrules.smtp_password_file") or "").strip() or None,
+            ca_file=(settings.get("approvalrules.smtp_ca_file") or "").strip() or None,
         )
 
     def where(self) -> str:
-        """Where e-mail goes, for people: ``SMTP 127.0.0.1:25``, ``files in var/mail``."""
+        """Where e-mail goes, for people: ``SMTP 127.0.0.1:25``, ``files in var/mail``,
+        ``SMTP smtp.example.com:587 (STARTTLS, user approvals)``; never the password."""
         if self.transport == "file":
             return f"files in {self.directory}"
         if self.transport == "console":
             return "the console"
-        return f"SMTP {self.host}:{self.port}"
+        details = []
+        if self.security != "none":
+            details.append("STARTTLS" if self.security == "starttls" else "TLS")
+        if self.user:
+            details.append(f"user {self.user}")
+        suffix = f" ({', '.join(details)})" if details else ""
+        return f"SMTP {self.host}:{self.port}{suffix}"
+
+    def password(self) -> str | None:
+        """The SMTP password (None without ``smtp_user``): the file's content stripped, or the
+        environment variable's value.  Raises :class:`MailConfigurationError` naming where it
+        looked (never showing what it found)."""
+        if self.transport != "smtp" or not self.user:
+            return None
+        if self.password_file:
+            try:
+                secret = Path(self.password_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise MailConfigurationError(
+                    f"approvalrules.smtp_password_file = {self.password_file}: cannot read it "
+                    f"({reason}); the SMTP password of {self.user} is read from there"
+                ) from None
+            if not secret:
+                raise MailConfigurationError(
+                    f"approvalrules.smtp_password_file = {self.password_file} is empty; put the "
+                    f"SMTP password of {self.user} in it"
+                )
+            return secret
+        secret = os.environ.get(self.password_env, "")
+        if not secret:
+            raise MailConfigurationError(
+                f"approvalrules.smtp_user is {self.user} but the environment variable "
+                f"{self.password_env} is empty or unset; set it to the SMTP password (or name "
+                "a file holding it in approvalrules.smtp_password_file)"
+            )
+        return secret
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client's TLS context: certificates and host names verified, against the
+        system's CAs or ``smtp_ca_file`` (a private CA); None for ``smtp_security = none``."""
+        if self.transport != "smtp" or self.security == "none":
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise MailConfigurationError(
+                f"approvalrules.smtp_ca_file = {self.ca_file}: not a readable PEM file of CA "
+                f"certificates ({reason})"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -205,7 +314,67 @@ def render_email(
     )
 
 
-def _send_emails(tenant: Tenant, event: OutboxEvent, mail: MailSettings) -> int:
+def _smtp_connection(
+    mail: MailSettings, password: str | None, context: ssl.SSLContext | None
+) -> smtplib.SMTP:
+    """An open SMTP connection, protected as ``mail.security`` says and logged in when
+    ``mail.user`` is set.  STARTTLS required but not offered is refused, never a fallback to
+    plain text; a refused login is :class:`SmtpLoginRefused`, without the password."""
+    where = f"{mail.host}:{mail.port}"
+    if mail.security == "tls":
+        smtp = smtplib.SMTP_SSL(mail.host, mail.port, timeout=mail.timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout)
+    try:
+        if mail.security == "starttls":
+            smtp.ehlo()
+            if not smtp.has_extn("starttls"):
+                raise StartTlsUnavailable(
+                    f"the SMTP server at {where} does not offer STARTTLS, which "
+                    "approvalrules.smtp_security = starttls requires; nothing was sent in plain "
+                    "text (use tls if the server speaks TLS from the start, e.g. on port 465)"
+                )
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if mail.user:
+            smtp.ehlo_or_helo_if_needed()
+            if not smtp.has_extn("auth"):
+                raise SmtpLoginRefused(
+                    f"the SMTP server at {where} offers no login (AUTH) on this connection"
+                    + (
+                        "; many offer it only after STARTTLS: set approvalrules.smtp_security"
+                        if mail.security == "none"
+                        else ""
+                    )
+                )
+            try:
+                smtp.login(mail.user, password or "")
+            except smtplib.SMTPAuthenticationError as exc:
+                reply = exc.smtp_error
+                if isinstance(reply, bytes):
+                    reply = reply.decode("utf-8", "replace")
+                raise SmtpLoginRefused(
+                    f"the SMTP server at {where} refused the login of {mail.user} "
+                    f"({exc.smtp_code} {reply}); check approvalrules.smtp_user and the password "
+                    + (
+                        f"in {mail.password_file}"
+                        if mail.password_file
+                        else f"in the environment variable {mail.password_env}"
+                    )
+                ) from None
+    except BaseException:
+        smtp.close()
+        raise
+    return smtp
+
+
+def _send_emails(
+    tenant: Tenant,
+    event: OutboxEvent,
+    mail: MailSettings,
+    password: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> int:
     recipients = [
         r for r in event.recipients or () if r.get("channel") == "email" and r.get("email")
     ]
@@ -220,7 +389,7 @@ def _send_emails(tenant: Tenant, event: OutboxEvent, mail: MailSettings) -> int:
             for message in messages:
                 print(f"----- e-mail {message['Message-ID']}\n{message}", flush=True)
         else:
-            with smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout) as smtp:
+            with _smtp_connection(mail, password, context) as smtp:
                 for message in messages:
                     current = message["To"]
                     smtp.send_message(message)
@@ -312,6 +481,8 @@ def dispatch(
     """
     now = now or datetime.now(UTC)
     mail = MailSettings.from_settings(settings)
+    # a missing password or CA file fails the run before any event spends an attempt on it
+    password, context = mail.password(), mail.tls_context()
     timeout = float(settings.get("approvalrules.webhook_timeout", 5))
     query = select(OutboxEvent).where(
         OutboxEvent.delivered_at.is_(None),
@@ -331,7 +502,7 @@ def dispatch(
         )
         event.attempts += 1
         try:
-            report.emails += _send_emails(tenant, event, mail)
+            report.emails += _send_emails(tenant, event, mail, password, context)
             report.webhooks += _post_webhook(tenant, event, timeout)
         except _DeliveryError as exc:
             observability.count_delivery_failure(exc.channel)

@@ -103,3 +103,24 @@ def test_another_tenants_event_is_not_found(other, db):
     event = demo_events(db)[0]
     other.post(f"/admin/outbox/{event.id}/retry", {"csrf_token": csrf(other)}, status=404)
     assert other.get("/admin/outbox").html.select("#outbox tbody tr") == []
+
+
+def test_a_retry_this_process_cannot_send_says_why_and_changes_nothing(
+    editor, db, mail_to, admin_app, monkeypatch
+):
+    mail_to("smtp")
+    settings = admin_app.registry.settings
+    monkeypatch.setitem(settings, "approvalrules.smtp_user", "approvals@shop.test")
+    monkeypatch.delenv("APPROVALRULES_SMTP_PASSWORD", raising=False)
+    event = demo_events(db)[0]
+    before = (event.attempts, event.next_attempt_at, event.last_error)
+    page = editor.post(
+        f"/admin/outbox/{event.id}/retry", {"csrf_token": csrf(editor)}, status=303
+    ).follow()
+    assert (
+        "Not retried: approvalrules.smtp_user is approvals@shop.test but the environment "
+        "variable APPROVALRULES_SMTP_PASSWORD is empty or unset" in page.text
+    )
+    db.expire_all()
+    event = db.get(OutboxEvent, event.id)
+    assert (event.attempts, event.next_attempt_at, event.last_error) == before

@@ -44,13 +44,23 @@ def outbox_page(request):
 def retry(request):
     """Deliver one undelivered event now; the page then says how it went."""
     event_id = int_or_404(request.matchdict["id"], "outbox event")
-    report = outbox.retry(
-        request.dbsession,
-        request.admin_tenant,
-        event_id,
-        request.admin_actor,
-        request.registry.settings,
+    back = HTTPSeeOther(
+        request.route_url("admin_outbox", _query={"state": request.params.get("state", "")})
     )
+    try:
+        report = outbox.retry(
+            request.dbsession,
+            request.admin_tenant,
+            event_id,
+            request.admin_actor,
+            request.registry.settings,
+        )
+    except outbox.MailConfigurationError as exc:
+        # this process cannot send (e.g. no SMTP password in its environment): say so, and
+        # leave the event as it was for the dispatch job
+        request.tm.doom()
+        flash(request, f"Not retried: {exc.message}", "error")
+        return back
     if report.failed:
         reason = report.failures[0].describe() if report.failures else "it failed again"
         flash(request, f"Retried: delivery failed again: {reason}", "error")
@@ -58,6 +68,4 @@ def retry(request):
         flash(request, f"Retried: delivered ({report.summary()}).", "success")
     else:
         flash(request, "Nothing to deliver: another dispatcher is delivering it now.", "info")
-    return HTTPSeeOther(
-        request.route_url("admin_outbox", _query={"state": request.params.get("state", "")})
-    )
+    return back
