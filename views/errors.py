@@ -113,6 +113,16 @@ def _sqlite_busy(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
+#: PostgreSQL's serialization failure and deadlock: the transaction lost a race, another try
+#: wins.  pyramid_tm marks them retryable under a transaction manager; a read-only request
+#: runs without one (tm.activate_hook), so the error view marks them itself.
+_TRANSIENT_SQLSTATES = ("40001", "40P01")
+
+
+def _transient(exc: OperationalError) -> bool:
+    return _sqlite_busy(exc) or getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 @subscriber(IBeforeRetry)
 def back_off_before_retrying_a_busy_sqlite(event) -> None:
     """Let the winning SQLite writer commit before the loser's next attempt.
@@ -128,9 +138,10 @@ def back_off_before_retrying_a_busy_sqlite(event) -> None:
 @exception_view_config(OperationalError)
 @exception_view_config(PoolTimeoutError)
 def database_failed(exc, request):
-    if isinstance(exc, OperationalError) and _sqlite_busy(exc):
+    if isinstance(exc, OperationalError) and _transient(exc):
         # A reader that wants to write loses to a writer on SQLite (e.g. identical submits in
-        # flight); pyramid_retry runs the request again while attempts remain.
+        # flight), or PostgreSQL picked this transaction to lose a race; pyramid_retry runs
+        # the request again while attempts remain.
         mark_error_retryable(exc)
     # a deadline of approvalrules.db.* (or the pool's) fired, or the server is gone
     error = database_unavailable(exc)

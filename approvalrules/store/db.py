@@ -419,6 +419,29 @@ def get_tm_session(
     return dbsession
 
 
+#: ``session.info`` flag of a read-only request's session
+_READ_ONLY = "approvalrules.read_only"
+
+
+def read_only_session(session_factory: sessionmaker[Session], request) -> Session:
+    """A session for a request that runs without a transaction manager (``tm.activate_hook``
+    said it only reads): closed when the request ends, which ends its transaction, and
+    refusing to flush anything, so a write on a read-only path fails loudly instead of
+    being dropped with the session."""
+    session = session_factory(info={"request": request, _READ_ONLY: True})
+    request.add_finished_callback(lambda _request: session.close())
+    return session
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_writes_when_read_only(session, flush_context, instances) -> None:
+    if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
+        raise RuntimeError(
+            "a read-only request (no transaction, see views/observability.py "
+            "READ_ONLY_REQUESTS) tried to write to the database"
+        )
+
+
 def includeme(config) -> None:
     """Pyramid wiring: pyramid_tm (explicit manager), pyramid_retry and ``request.dbsession``."""
     settings = config.get_settings()
@@ -438,7 +461,10 @@ def includeme(config) -> None:
         # a test, or a tween that needs the session early, may inject one
         session = request.environ.get("app.dbsession")
         if session is None:
-            session = get_tm_session(session_factory, request.tm, request=request)
+            if request.environ.get("tm.active"):
+                session = get_tm_session(session_factory, request.tm, request=request)
+            else:  # tm.activate_hook said the request only reads
+                session = read_only_session(session_factory, request)
         return session
 
     config.add_request_method(dbsession, reify=True)

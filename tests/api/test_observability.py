@@ -13,6 +13,7 @@ import re
 import pytest
 import webtest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from approvalrules import observability
 from approvalrules.app import main
@@ -138,12 +139,56 @@ def test_metrics_and_health_run_without_a_transaction(world):
     assert hook == "approvalrules.views.observability.transaction_needed"
 
     class Request:
-        def __init__(self, path):
-            self.environ = {"PATH_INFO": path}
+        def __init__(self, path, method="GET"):
+            self.environ = {"PATH_INFO": path, "REQUEST_METHOD": method}
 
     assert not transaction_needed(Request("/health"))
     assert not transaction_needed(Request("/metrics"))
-    assert transaction_needed(Request("/api/v1/evaluate"))
+    assert not transaction_needed(Request("/api/v1/evaluate", "POST"))
+    assert transaction_needed(Request("/api/v1/orders", "POST"))
+    assert transaction_needed(Request("/api/v1/rulesets/acme/publish", "POST"))
+
+
+def test_evaluate_commits_nothing_and_submit_commits(world, api, order_id):
+    """Evaluate runs without a transaction manager: its session is closed (rolled back) at the
+    end of the request, so the database sees no COMMIT; a submit commits once."""
+    from sqlalchemy import event
+
+    commits = []
+    listener = lambda connection: commits.append(connection)  # noqa: E731
+    event.listen(world.engine, "commit", listener)
+    try:
+        body = {"buyer": "sam", "total": 2000}
+        api.post_json("/api/v1/evaluate", body)
+        api.post_json("/api/v1/evaluate", body)
+        assert commits == []
+        api.post_json("/api/v1/orders", {"id": order_id("ro"), **body}, status=201)
+        assert len(commits) == 1
+    finally:
+        event.remove(world.engine, "commit", listener)
+
+
+def test_a_write_on_a_read_only_request_fails_loudly(world):
+    from sqlalchemy.orm import sessionmaker
+
+    from approvalrules.store.db import read_only_session
+    from approvalrules.store.models import Tenant
+
+    class Request:
+        finished = []
+
+        def add_finished_callback(self, callback):
+            self.finished.append(callback)
+
+    request = Request()
+    session = read_only_session(sessionmaker(bind=world.engine), request)
+    assert session.scalar(select(Tenant.slug).where(Tenant.slug == "demo")) == "demo"
+    session.add(Tenant(slug="never-stored", name="Never stored", settings={}))
+    with pytest.raises(RuntimeError, match="read-only request"):
+        session.flush()
+    for callback in request.finished:
+        callback(request)
+    assert session.scalar(select(Tenant.id).where(Tenant.slug == "never-stored")) is None
 
 
 def test_metrics_is_in_the_openapi_document(api):
