@@ -26,9 +26,11 @@
   ``compare`` runs evaluate at 1 and 16 connections under each sink in turn, on one
   process, and prints each one's requests/s and p99 against ``off``.
 
-Targets (issue 7): evaluate >= 80% of /health's requests/s, evaluate p99 <=
-1.5x /health's, and with 1 connection evaluate p50 <= 1 ms and p99 <= 3 ms.
-Prints PASS/MISS; exits 0 whatever the numbers.
+Targets (issue 18), as ratios of one run: evaluate >= 50% of /health's requests/s at 1 and
+16 connections; p50 <= 2.5x /health's at one connection; p99 <= 2x /health's; in-process
+(webtest, no sockets) evaluate <= 3x /health.  Prints PASS/MISS; exits 0 whatever the
+numbers.  ``--pg`` measures what production runs: on PostgreSQL the API key is verified
+from the per-process cache (no query); on SQLite every request reads it.
 """
 
 from __future__ import annotations
@@ -331,8 +333,10 @@ def check_endpoints(port: int, body: dict) -> tuple[int, int]:
     return len(json.dumps(body)), len(json.dumps(data))
 
 
-def profile_in_process(ini: Path, body: dict, n: int) -> None:
-    """pyinstrument over n evaluate requests through the WSGI app (webtest), and a JSON split."""
+def in_process(ini: Path, body: dict, n: int, profile: bool = False) -> tuple[float, float]:
+    """``/health`` and evaluate through the WSGI app (webtest, no sockets): microseconds per
+    request, the best of 3 alternating rounds of ``n`` each; with ``profile``, a JSON split
+    and pyinstrument over evaluate."""
     from pyramid.paster import get_app
     from webtest import TestApp
 
@@ -341,16 +345,26 @@ def profile_in_process(ini: Path, body: dict, n: int) -> None:
     raw = json.dumps(body)
     for _ in range(50):
         app.post("/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"})
-    started = time.perf_counter()
-    for _ in range(n):
-        app.get("/health")
-    health_us = (time.perf_counter() - started) / n * 1e6
-    started = time.perf_counter()
-    for _ in range(n):
-        response = app.post(
-            "/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"}
-        )
-    evaluate_us = (time.perf_counter() - started) / n * 1e6
+    health_rounds, evaluate_rounds = [], []
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(n):
+            app.get("/health")
+        health_rounds.append((time.perf_counter() - started) / n * 1e6)
+        started = time.perf_counter()
+        for _ in range(n):
+            response = app.post(
+                "/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"}
+            )
+        evaluate_rounds.append((time.perf_counter() - started) / n * 1e6)
+    health_us, evaluate_us = min(health_rounds), min(evaluate_rounds)
+    print(
+        f"\nin-process (webtest, no sockets), best of 3 rounds of {n}: /health "
+        f"{health_us:.0f} us, evaluate {evaluate_us:.0f} us per request "
+        f"({evaluate_us / health_us:.2f}x)"
+    )
+    if not profile:
+        return health_us, evaluate_us
     text = response.body
     started = time.perf_counter()
     for _ in range(n):
@@ -373,13 +387,14 @@ def profile_in_process(ini: Path, body: dict, n: int) -> None:
         from pyinstrument import Profiler
     except ImportError:
         print("  (pyinstrument is not installed: no profile)")
-        return
+        return health_us, evaluate_us
     profiler = Profiler(interval=0.001)
     profiler.start()
     for _ in range(min(n, 300)):
         app.post("/api/v1/evaluate", raw, headers={**headers, "Content-Type": "application/json"})
     profiler.stop()
     print(profiler.output_text(unicode=False, color=False, show_all=False))
+    return health_us, evaluate_us
 
 
 def main(argv: list[str]) -> int:
@@ -538,7 +553,11 @@ def main(argv: list[str]) -> int:
                 f"| {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | {ratio} | {p99r} |"
             )
         print(f"\nnon-2xx or socket errors over all runs: {errors}")
-        print("\ntargets (issue 7):")
+        health_us, evaluate_us = in_process(ini_a, body, 500 if args.quick else 2000, args.profile)
+        print(
+            "\ntargets (issue 18), each a ratio of this one run; /health passes through the same "
+            "tweens (request id, metrics, limits):"
+        )
         for setup in ("1 process", "2 processes"):
             for connections in (1, 16):
                 if (setup, "evaluate", connections) not in by:
@@ -546,24 +565,22 @@ def main(argv: list[str]) -> int:
                 e, h = by[(setup, "evaluate", connections)], by[(setup, "health", connections)]
                 label = f"{setup}, {'2x8' if setup == '2 processes' else connections} conn"
                 print(
-                    f"  {common.verdict(e['rps'] >= 0.8 * h['rps'])}  {label}: "
-                    f"evaluate throughput >= 80% of /health  ({e['rps'] / h['rps']:.0%})"
+                    f"  {common.verdict(e['rps'] >= 0.5 * h['rps'])}  {label}: "
+                    f"evaluate requests/s >= 50% of /health  ({e['rps'] / h['rps']:.0%})"
                 )
                 print(
-                    f"  {common.verdict(e['p99_us'] <= 1.5 * h['p99_us'])}  {label}: "
-                    f"evaluate p99 <= 1.5x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)"
+                    f"  {common.verdict(e['p99_us'] <= 2 * h['p99_us'])}  {label}: "
+                    f"evaluate p99 <= 2x /health  ({e['p99_us'] / max(h['p99_us'], 1):.2f}x)"
                 )
-        e1 = by[("1 process", "evaluate", 1)]
+        e1, h1 = by[("1 process", "evaluate", 1)], by[("1 process", "health", 1)]
         print(
-            f"  {common.verdict(e1['p50_us'] <= 1000)}  1 connection: "
-            f"evaluate p50 <= 1 ms  ({e1['p50_us'] / 1000:.2f} ms)"
+            f"  {common.verdict(e1['p50_us'] <= 2.5 * h1['p50_us'])}  1 process, 1 conn: "
+            f"evaluate p50 <= 2.5x /health  ({e1['p50_us'] / max(h1['p50_us'], 1):.2f}x)"
         )
         print(
-            f"  {common.verdict(e1['p99_us'] <= 3000)}  1 connection: "
-            f"evaluate p99 <= 3 ms  ({e1['p99_us'] / 1000:.2f} ms)"
+            f"  {common.verdict(evaluate_us <= 3 * health_us)}  in-process: "
+            f"evaluate <= 3x /health  ({evaluate_us / health_us:.2f}x)"
         )
-        if args.profile:
-            profile_in_process(ini_a, body, 500 if args.quick else 2000)
     finally:
         for s in servers:
             s.stop()
