@@ -294,6 +294,31 @@ def directory_for(session: Session, tenant: Tenant) -> d.Directory:
     return snapshot(session, tenant)
 
 
+# ------------------------------------------------------------------ row ids
+
+_ROW_IDS = TenantCache(256)
+
+
+def row_id(session: Session, tenant: Tenant, model: type, external_id: str) -> int | None:
+    """The row id of the tenant's company or account (``model``) named ``external_id``, or None.
+
+    Cached per process by (tenant, directory version), as the snapshots are: a
+    row keeps its id, and adding or deleting one bumps the version.  A
+    transaction that changed the directory asks the database.
+    """
+    query = select(model.id).where(model.tenant_id == tenant.id, model.external_id == external_id)
+    if tenant.id in session.info.get(_CHANGED, ()):
+        return session.scalar(query)
+    ids = _ROW_IDS.get(session, tenant.id, tenant.directory_version, dict)
+    key = (model.__tablename__, external_id)
+    found = ids.get(key)
+    if found is None:
+        found = session.scalar(query)
+        if found is not None:
+            ids[key] = found
+    return found
+
+
 # ------------------------------------------------------------------ snapshots
 
 #: tenants whose directory snapshot a process keeps
