@@ -189,7 +189,9 @@ def record(
         # held by the order, the version stays in the session for whoever reads it next
         order.ruleset_version = version
     order.updated_at = now
-    session.flush()
+    if status != "pending":
+        # a pending order goes in with its request, in one flush below
+        session.flush()
     audit(
         session,
         tenant.id,
