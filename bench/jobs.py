@@ -10,9 +10,11 @@ items (default 2,000; --quick 500) are written with bulk inserts
 two runners started at the same instant.  A runner is an OS process running the
 cron job's code (``approvalrules expire|remind|dispatch INI``: one transaction per
 run, at most 500 requests / 100 events a run) until a run finds nothing to do.
-items/s = N / seconds from the start to the last runner's end (the runners'
-imports are not counted).  After each run the items are checked: each acted on
-exactly once, none left due (``loadtest.check``).
+items/s = N / seconds from the first runner's start to the last one's end (the
+runners' imports are not counted); CPU ms/item = the runners' own CPU time (not
+PostgreSQL's) over N, which shows whether two runners split the work or repeat it;
+split = how many items each of the two runners acted on.  After each run the
+items are checked: each acted on exactly once, none left due (``loadtest.check``).
 
 Exits 0 whatever the numbers; skipped without PostgreSQL.
 """
@@ -45,10 +47,14 @@ def main(argv: list[str]) -> int:
         return 0
     from approvalrules.workflow import loadtest
 
-    print(f"{'kind':<9} {'job':<9} {'1 runner':>12} {'2 runners':>12} {'ratio':>6}  checks")
+    print(
+        f"{'kind':<9} {'job':<9} {'1 runner':>10} {'2 runners':>10} {'ratio':>6} "
+        f"{'CPU ms/item 1 | 2':>18}  split (2)    checks"
+    )
     for kind in kinds:
         job = loadtest.KINDS[kind][0]
-        rates, problems = [], []
+        rates, cpus, problems = [], [], []
+        split = ""
         for runners in (1, 2):
             # a database of its own for each measurement: no other kind's items in the scans
             url = common.create_pg_database("ar_bench_jobs")
@@ -60,13 +66,15 @@ def main(argv: list[str]) -> int:
                     loadtest.seed(url, kind, items)
                     result = loadtest.run_runners(ini, job, runners)
                     rates.append(items / result["seconds"])
+                    cpus.append(result["cpu"] / items * 1000)
+                    split = "/".join(str(r["acted"]) for r in result["runners"])
                     problems += loadtest.check(url, kind, items, hooks.deliveries)
             finally:
                 common.drop_pg_database(url)
                 shutil.rmtree(tmp, ignore_errors=True)
         print(
-            f"{kind:<9} {job:<9} {rates[0]:>8.0f} /s {rates[1]:>8.0f} /s "
-            f"{rates[1] / rates[0]:>5.2f}x  "
+            f"{kind:<9} {job:<9} {rates[0]:>8.0f}/s {rates[1]:>8.0f}/s "
+            f"{rates[1] / rates[0]:>5.2f}x {cpus[0]:>8.2f} | {cpus[1]:<7.2f}  {split:<11}  "
             + ("each item exactly once" if not problems else "; ".join(problems)),
             flush=True,
         )
