@@ -41,7 +41,7 @@ def database(tmp_path_factory, hooks):
             f"two runners need PostgreSQL (FOR UPDATE SKIP LOCKED, concurrent writers): "
             f"set {DATABASE_ENV}"
         )
-    url = create_postgres_database(base, prefix="ar_two_runners")
+    url = create_postgres_database(base, prefix="ar_jobs_two_runners")
     try:
         loadtest.prepare(url, hooks.url)
         yield url, loadtest.write_ini(tmp_path_factory.mktemp("jobs"), url)
