@@ -380,7 +380,9 @@ class Order(Base):
     ruleset_version: Mapped[RuleSetVersion | None] = relationship()
     #: its approval request, if its decision needed one (the request that opens it sets it)
     approval_request: Mapped[ApprovalRequest | None] = relationship(
-        back_populates="order", uselist=False
+        back_populates="order",
+        uselist=False,
+        passive_deletes=True,  # the FK cascades
     )
 
 
