@@ -304,12 +304,15 @@ def row_id(session: Session, tenant: Tenant, model: type, external_id: str) -> i
 
     Cached per process by (tenant, directory version), as the snapshots are: a
     row keeps its id, and adding or deleting one bumps the version.  A
-    transaction that changed the directory asks the database.
+    transaction that changed the directory asks the database.  The tenant's
+    creation time is part of the key too: a tenant made again after a rollback
+    (as test suites do) numbers its versions from the start, and its rows may
+    get other ids.
     """
     query = select(model.id).where(model.tenant_id == tenant.id, model.external_id == external_id)
     if tenant.id in session.info.get(_CHANGED, ()):
         return session.scalar(query)
-    ids = _ROW_IDS.get(session, tenant.id, tenant.directory_version, dict)
+    ids = _ROW_IDS.get(session, tenant.id, (tenant.directory_version or 0, tenant.created_at), dict)
     key = (model.__tablename__, external_id)
     found = ids.get(key)
     if found is None:
