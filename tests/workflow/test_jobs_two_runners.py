@@ -14,6 +14,8 @@ one event of its kind, and each event was delivered exactly once, in one attempt
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +72,17 @@ def test_two_runners_act_on_each_of_1000_due_items_exactly_once(database, hooks,
 @pytest.mark.parametrize("kind", ["expire", "escalate", "remind", "dispatch"])
 def test_two_runners_act_on_each_of_10000_due_items_exactly_once(database, hooks, kind):
     _two_runners_act_once(database, hooks, kind, 10_000)
+
+
+def test_two_runs_of_the_real_command_at_once_expire_each_request_once(database, hooks):
+    """``approvalrules expire INI`` twice at the same moment (the console script's own entry
+    point, two processes): together they expire every request once."""
+    url, ini = database
+    loadtest.seed(url, "expire", 300, "cli")
+    command = [sys.executable, "-m", "approvalrules.cli", "expire", str(ini)]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    counts = [int(out.strip().rsplit(":", 1)[1]) for out in outputs]
+    assert sum(counts) == 300, outputs
+    assert loadtest.check(url, "expire", 300, batch="cli") == []
