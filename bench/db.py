@@ -11,6 +11,8 @@
     POST /api/v1/orders (Acme's Bob, 15 lines, 1,849.70 USD -> pending, one
     step, 1 approval) then POST /api/v1/approvals/{id}/approve as Ann.
     orders/s = approved orders per second.  Target: >= 300 with 4 clients.
+    Before the timed runs, the SQL statements of one submit and of one approve
+    are counted in-process (``--statements``: by kind and table).
 
 (b) approver inbox: bulk-load N approval requests (default 1,000,000 on
     PostgreSQL with COPY, 100,000 on SQLite with executemany; --quick 100,000
@@ -98,7 +100,83 @@ def _client(
     conn.close()
 
 
-def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]:
+def _statement_kind(statement: str) -> str:
+    """``INSERT outbox_events``, ``SELECT accounts``, ``SAVEPOINT``: what one SQL statement is."""
+    words = statement.split()
+    verb = words[0].upper() if words else "?"
+    upper = [w.upper() for w in words]
+    table = ""
+    for keyword in ("INTO", "UPDATE", "FROM"):
+        if keyword in upper[: 60 if keyword != "FROM" else len(upper)]:
+            index = upper.index(keyword) + 1
+            if index < len(words):
+                table = words[index].strip('"(')
+                break
+    return f"{verb} {table}".strip()
+
+
+def statements_per_order(ini: Path, orders: int = 20, detail: bool = False) -> tuple[float, float]:
+    """SQL statements per submit and per approve, counted in-process (the app of ``ini`` through
+    webtest, the same request path as the server) with SQLAlchemy's ``before_cursor_execute``.
+
+    Prints the averages, and with ``detail`` how many statements of each kind each call made.
+    """
+    from collections import Counter
+
+    from pyramid.paster import get_app
+    from sqlalchemy import event
+    from webtest import TestApp
+
+    app = TestApp(get_app(str(ini), "main"))
+    engine = app.app.registry["dbengine"]
+    seen: list[str] = []
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    headers = {"Authorization": f"Bearer {common.DEV_KEY}"}
+    counts = {"submit": Counter(), "approve": Counter()}
+    totals = {"submit": 0, "approve": 0}
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        for n in range(orders + 2):
+            seen.clear()
+            submitted = app.post_json(
+                "/api/v1/orders", common.cart(15, order_id=f"count-{n}"), headers=headers
+            )
+            submit, seen[:] = list(seen), []
+            app.post_json(
+                f"/api/v1/approvals/{submitted.json['approval']['id']}/approve",
+                {"approver": "ann"},
+                headers=headers,
+            )
+            approve = list(seen)
+            if n < 2:
+                continue  # warm-up: caches (rule sets, directory snapshot, API key) fill
+            for name, statements in (("submit", submit), ("approve", approve)):
+                totals[name] += len(statements)
+                counts[name].update(_statement_kind(s) for s in statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        engine.dispose()
+    per_submit, per_approve = totals["submit"] / orders, totals["approve"] / orders
+    print(
+        f"SQL statements per order (in-process, {orders} orders after 2 warm-up): "
+        f"submit {per_submit:.1f}, approve {per_approve:.1f}, "
+        f"together {per_submit + per_approve:.1f}"
+    )
+    if detail:
+        for name in ("submit", "approve"):
+            kinds = ", ".join(
+                f"{kind} {count / orders:g}" for kind, count in counts[name].most_common()
+            )
+            print(f"  {name}: {kinds}")
+    return per_submit, per_approve
+
+
+def submit_approve(
+    seconds: float, statements_detail: bool = False
+) -> list[tuple[int, float, float, float, int]]:
     print("\n## (a) submit + approve on PostgreSQL")
     if not common.postgres_available():
         print("MISS  not measured: no PostgreSQL")
@@ -110,6 +188,7 @@ def submit_approve(seconds: float) -> list[tuple[int, float, float, float, int]]
         port = common.free_port()
         ini = common.write_ini(tmp, url, port)
         common.setup_database(ini)
+        statements_per_order(ini, detail=statements_detail)
         print(
             f"pserve (waitress threads={common.production_threads()}), not pinned; "
             f"clients: threads in this process, keep-alive HTTP; {seconds:g} s each"
@@ -573,11 +652,16 @@ def main(argv: list[str]) -> int:
         "--sqlite-requests", type=int, help="approval requests on SQLite (100,000; --quick 20,000)"
     )
     parser.add_argument("--queries", type=int, help="inbox queries timed (300; --quick 100)")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="submit: also print the SQL statements of each kind per submit and per approve",
+    )
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",")}
     print(f"machine: {common.machine()}")
     if "submit" in only:
-        submit_approve(args.seconds or (4.0 if args.quick else 10.0))
+        submit_approve(args.seconds or (4.0 if args.quick else 10.0), args.statements)
     if "inbox" in only:
         print("\n## (b) approver inbox")
         queries = args.queries or (100 if args.quick else 300)

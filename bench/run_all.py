@@ -35,6 +35,8 @@ SCRIPTS = [
     "tenant_size.py",
     # CPU seconds of checking hostile rule sets up to 1 MB (target: under 1 s each)
     "hostile.py",
+    # PostgreSQL: the cron jobs' items/s with one runner and with two at once
+    "jobs.py",
 ]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ..engine import directory as d
 from .cache_budget import ByteBudgetCache, budgeted_cache, entry_size
-from .db import database_key, transaction_memo
+from .db import TenantCache, database_key, transaction_memo
 from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
 
 T = TypeVar("T")
@@ -309,6 +309,35 @@ def directory_for(session: Session, tenant: Tenant) -> d.Directory:
     if tenant.id in session.info.get(_CHANGED, ()):
         return SqlDirectory(session, tenant.id)
     return snapshot(session, tenant)
+
+
+# ------------------------------------------------------------------ row ids
+
+#: company and account row ids per tenant at a directory version (submit and approve)
+_ROW_IDS = TenantCache(256, "row_ids")
+
+
+def row_id(session: Session, tenant: Tenant, model: type, external_id: str) -> int | None:
+    """The row id of the tenant's company or account (``model``) named ``external_id``, or None.
+
+    Cached per process by (tenant, directory version), as the snapshots are: a
+    row keeps its id, and adding or deleting one bumps the version.  A
+    transaction that changed the directory asks the database.  The tenant's
+    creation time is part of the key too: a tenant made again after a rollback
+    (as test suites do) numbers its versions from the start, and its rows may
+    get other ids.
+    """
+    query = select(model.id).where(model.tenant_id == tenant.id, model.external_id == external_id)
+    if tenant.id in session.info.get(_CHANGED, ()):
+        return session.scalar(query)
+    ids = _ROW_IDS.get(session, tenant.id, (tenant.directory_version or 0, tenant.created_at), dict)
+    key = (model.__tablename__, external_id)
+    found = ids.get(key)
+    if found is None:
+        found = session.scalar(query)
+        if found is not None:
+            ids[key] = found
+    return found
 
 
 # ------------------------------------------------------------------ snapshots

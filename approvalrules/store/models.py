@@ -378,6 +378,12 @@ class Order(Base):
     company: Mapped[Company | None] = relationship()
     buyer: Mapped[Account | None] = relationship()
     ruleset_version: Mapped[RuleSetVersion | None] = relationship()
+    #: its approval request, if its decision needed one (the request that opens it sets it)
+    approval_request: Mapped[ApprovalRequest | None] = relationship(
+        back_populates="order",
+        uselist=False,
+        passive_deletes=True,  # the FK cascades
+    )
 
 
 class ApprovalRequest(Base):
@@ -414,7 +420,7 @@ class ApprovalRequest(Base):
     #: when the current step became current (escalation timeouts count from it); null: created_at
     step_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    order: Mapped[Order] = relationship()
+    order: Mapped[Order] = relationship(back_populates="approval_request")
     actions: Mapped[list[ApprovalAction]] = relationship(
         back_populates="request", order_by="ApprovalAction.id", cascade="all, delete-orphan"
     )

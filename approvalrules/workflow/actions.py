@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
-from ..store.models import AdminUser, ApprovalAction, ApprovalRequest, Order, Tenant
+from ..store.models import Account, AdminUser, ApprovalAction, ApprovalRequest, Order, Tenant
 from ..store.services import audit
 from . import deciding, events, queries, transitions
 from .edits import reduced_body
@@ -266,7 +266,7 @@ def _act(
     request: ApprovalRequest,
     step: Mapping[str, Any],
     approver: str,
-    account_id: int,
+    account: Account,
     action: str,
     comment: str | None,
     now: datetime,
@@ -275,7 +275,8 @@ def _act(
     request.actions.append(
         ApprovalAction(
             step=step["name"],
-            approver_id=account_id,
+            approver_id=account.id,
+            approver=account,  # who reads the action next has the account without a query
             action=action,
             generation=request.generation,
             comment=comment,
@@ -305,7 +306,7 @@ def approve(
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
     _refuse_second_group(request, step, account.id)
-    _act(session, tenant, request, step, approver, account.id, "approve", comment, now)
+    _act(session, tenant, request, step, approver, account, "approve", comment, now)
     approvals = len(_actions_of(request, step["name"]))
     audit(
         session,
@@ -342,7 +343,7 @@ def reject(
     now = now_or(now)
     request, step = transitions.guard_approver(session, tenant, request_id, approver, if_match)
     account = queries.account(session, tenant, approver)
-    _act(session, tenant, request, step, approver, account.id, "reject", comment, now)
+    _act(session, tenant, request, step, approver, account, "reject", comment, now)
     return transitions.close(
         session,
         tenant,

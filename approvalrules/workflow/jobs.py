@@ -2,8 +2,13 @@
 system, cancel), request expiry, and reminders.
 
 Each job looks at every pending request in batches, acts on each in its own
-savepoint, and is safe to run anywhere, any time, on several hosts at once: a
-request another host changed first fails its conditional update
+savepoint, and is safe to run anywhere, any time, on several hosts at once.
+A request found due is claimed first: its row is locked ``FOR UPDATE SKIP
+LOCKED`` and read again (PostgreSQL; SQLite serialises writers), so a runner
+passes over the requests another runner is handling instead of queueing
+behind them, and acts only when the fresh row is still due -- once another
+runner's action is committed, the request no longer is.  A request changed
+by anyone else meanwhile still fails its conditional update
 (``StaleDataError``) and is skipped.
 """
 
@@ -42,11 +47,14 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     now = now_or(now)
     handled: set[int] = set()
     count = escalate_due(session, now=now, limit=limit, handled=handled)
+    # claimed as a batch: rows another runner holds are passed over, the rest are read afresh
     due = session.scalars(
         select(ApprovalRequest)
         .where(ApprovalRequest.status == "pending", ApprovalRequest.expires_at <= now)
         .order_by(ApprovalRequest.id)
         .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
     ).all()
     for request in due:
         if request.id in handled:
@@ -108,6 +116,22 @@ def _step_started(request: ApprovalRequest) -> datetime:
     return aware(request.step_started_at or request.created_at)
 
 
+def _claim(session: Session, request: ApprovalRequest) -> ApprovalRequest | None:
+    """``request`` locked until the transaction ends and read again, while it is pending; None
+    when another runner holds its row (``SKIP LOCKED``: no waiting) or it was decided since.
+
+    The caller checks again on the fresh row that the request is still due: a runner that
+    finished with it has committed its change (a later ``step_started_at`` or
+    ``last_reminded_at``, another status).
+    """
+    return session.scalar(
+        select(ApprovalRequest)
+        .where(ApprovalRequest.id == request.id, ApprovalRequest.status == "pending")
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+
+
 def _pending_requests(session: Session, batch: int) -> Iterator[ApprovalRequest]:
     """Every pending request, oldest first, ``batch`` rows a query (keyset on id).
 
@@ -147,22 +171,13 @@ def escalate_due(
     for request in _pending_requests(session, batch):
         if count >= limit:
             break
-        if request.status != "pending":
-            continue  # decided since its batch was read
-        step = request.steps[request.current_step]
-        if step.get("timed_out") or step.get("merchant"):
+        if _timed_out_step(session, request, now) is None:
             continue
-        policy = queries.request_policy(session, request)
-        compiled = transitions.compiled_step(policy, step)
-        if (
-            compiled is None
-            or compiled.escalate_after is None
-            or now < _step_started(request) + compiled.escalate_after
-        ):
-            continue
-        fixed = _fixed_deadline(request, policy)
-        if fixed is not None and fixed <= now:
-            continue  # past its calendar expiry: expire_due cancels it, nothing escalates
+        request = _claim(session, request)
+        due = _timed_out_step(session, request, now) if request is not None else None
+        if due is None:
+            continue  # another runner has it, or had it
+        policy, compiled = due
         try:
             with session.begin_nested():
                 result = _on_timeout(
@@ -174,6 +189,31 @@ def escalate_due(
         except StaleDataError:
             continue
     return count
+
+
+def _timed_out_step(
+    session: Session, request: ApprovalRequest, now: datetime
+) -> tuple[Policy, CompiledStep] | None:
+    """The request's policy and current step when that step's ``escalate_after`` has passed
+    and it has not timed out before; None otherwise, and for a request past its fixed
+    calendar expiry (``expire_due`` cancels it, nothing escalates)."""
+    if request.status != "pending":
+        return None  # decided since its batch was read
+    step = request.steps[request.current_step]
+    if step.get("timed_out") or step.get("merchant"):
+        return None
+    policy = queries.request_policy(session, request)
+    compiled = transitions.compiled_step(policy, step)
+    if (
+        compiled is None
+        or compiled.escalate_after is None
+        or now < _step_started(request) + compiled.escalate_after
+    ):
+        return None
+    fixed = _fixed_deadline(request, policy)
+    if fixed is not None and fixed <= now:
+        return None
+    return policy, compiled
 
 
 def _on_timeout(
@@ -393,18 +433,10 @@ def remind_due(
     for request in _pending_requests(session, batch):
         if count >= limit:
             break
-        if request.steps[request.current_step].get("merchant"):
-            continue  # the merchant's review: no customer approver to remind
-        reminders = queries.request_policy(session, request).reminders
-        if reminders is None:
+        if not _reminder_due(session, request, now):
             continue
-        started = _step_started(request)
-        last = aware(request.last_reminded_at) if request.last_reminded_at else None
-        if last is not None and last < started:
-            last = None  # reminded about an earlier step
-        if (last is None and now - started >= reminders.after) or (
-            last is not None and now - last >= reminders.every
-        ):
+        request = _claim(session, request)
+        if request is not None and _reminder_due(session, request, now):
             try:
                 with session.begin_nested():
                     request.last_reminded_at = now
@@ -422,3 +454,21 @@ def remind_due(
             except StaleDataError:
                 continue
     return count
+
+
+def _reminder_due(session: Session, request: ApprovalRequest, now: datetime) -> bool:
+    """Whether the approvers of the request's current step are due a reminder at ``now``."""
+    if request.status != "pending":
+        return False
+    if request.steps[request.current_step].get("merchant"):
+        return False  # the merchant's review: no customer approver to remind
+    reminders = queries.request_policy(session, request).reminders
+    if reminders is None:
+        return False
+    started = _step_started(request)
+    last = aware(request.last_reminded_at) if request.last_reminded_at else None
+    if last is not None and last < started:
+        last = None  # reminded about an earlier step
+    return (last is None and now - started >= reminders.after) or (
+        last is not None and now - last >= reminders.every
+    )

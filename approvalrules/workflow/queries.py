@@ -21,6 +21,7 @@ from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
 from ..store.company_slice import directory_for_member
+from ..store.directory import row_id
 from ..store.models import (
     REQUEST_STATUSES,
     Account,
@@ -88,6 +89,22 @@ def account(session: Session, tenant: Tenant, external_id: str) -> Account:
     )
 
 
+def company_id(session: Session, tenant: Tenant, external_id: str) -> int:
+    """The row id of the tenant's company by its external id (cached per directory version)."""
+    found = row_id(session, tenant, Company, external_id)
+    if found is None:
+        raise NotFound("unknown_company", f"no company {external_id!r}")
+    return found
+
+
+def account_id(session: Session, tenant: Tenant, external_id: str) -> int:
+    """The row id of the tenant's account by its external id (cached per directory version)."""
+    found = row_id(session, tenant, Account, external_id)
+    if found is None:
+        raise NotFound("unknown_account", f"no account {external_id!r}")
+    return found
+
+
 def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
     """The tenant's order by its storefront id."""
     return _one(
@@ -118,6 +135,9 @@ def get_request(
         ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id
     )
     if for_update:
+        # the order and the actions are read after the lock, in statements of their own: a
+        # join would read them as they were before the lock was granted (READ COMMITTED
+        # refreshes the locked row alone)
         query = query.with_for_update().execution_options(populate_existing=True)
     request = session.scalar(query)
     if request is None:
@@ -126,12 +146,21 @@ def get_request(
 
 
 def request_for_order(session: Session, order: Order) -> ApprovalRequest | None:
-    """The order's approval request, or None when its decision needed none."""
-    return session.scalar(select(ApprovalRequest).where(ApprovalRequest.order_id == order.id))
+    """The order's approval request, or None when its decision needed none (no query when this
+    transaction opened it)."""
+    return order.approval_request
 
 
 def request_version(session: Session, request: ApprovalRequest) -> RuleSetVersion:
-    """The rule-set version the request was decided under."""
+    """The rule-set version the request was decided under.
+
+    Usually one of the tenant's active versions, which the transaction reads once
+    for them all (and a policy that extends another needs them anyway); an older
+    version is read by id.
+    """
+    for version in versions.active_versions(session, request.tenant_id).values():
+        if version.id == request.ruleset_version_id:
+            return version
     return session.get(RuleSetVersion, request.ruleset_version_id)
 
 

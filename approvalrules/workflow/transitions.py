@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from ..engine import CompiledStep, Decision, Policy
 from ..engine.durations import isoformat
@@ -156,8 +156,8 @@ def record(
     An order the rules approve waits for the merchant when the rule set has
     ``approval.merchant_review``; an approved order draws on its budgets.
     """
-    company = queries.company(session, tenant, decision.buyer["company"])
-    buyer = queries.account(session, tenant, decision.buyer["account"])
+    company_id = queries.company_id(session, tenant, decision.buyer["company"])
+    buyer_id = queries.account_id(session, tenant, decision.buyer["account"])
     data = decision_data(session, decision, version)
     merchant = (
         merchant_steps(session, version) if decision.outcome in ("pending", "approved") else []
@@ -173,9 +173,11 @@ def record(
             request_hash=digest,
             created_at=now,
         )
+        # a new order has no request yet: opening one below needs no query for it
+        set_committed_value(order, "approval_request", None)
         session.add(order)
-    order.company_id = company.id
-    order.buyer_id = buyer.id
+    order.company_id = company_id
+    order.buyer_id = buyer_id
     order.payload = dict(body)
     order.total = decision.order.total
     order.currency = decision.order.currency
@@ -183,8 +185,13 @@ def record(
     order.status = status
     order.decision = data
     order.ruleset_version_id = version.id
+    if isinstance(version, RuleSetVersion):
+        # held by the order, the version stays in the session for whoever reads it next
+        order.ruleset_version = version
     order.updated_at = now
-    session.flush()
+    if status != "pending":
+        # a pending order goes in with its request, in one flush below
+        session.flush()
     audit(
         session,
         tenant.id,
@@ -201,7 +208,7 @@ def record(
     if status == "pending":
         request = ApprovalRequest(
             tenant_id=tenant.id,
-            order_id=order.id,
+            order=order,  # and order.approval_request: the response reads it without a query
             ruleset_version_id=version.id,
             status="pending",
             current_step=0,
@@ -209,6 +216,7 @@ def record(
             expires_at=_review_expiry(session, version, now) if review else decision.expires_at,
             created_at=now,
             step_started_at=now,
+            actions=[],  # a new request has none: no query for them
         )
         session.add(request)
         session.flush()
