@@ -69,15 +69,14 @@ def api_key(request) -> VerifiedKey:
         key = request.registry["key_cache"].verify(request.dbsession, token.strip())
     if key is None:
         raise Unauthorized("invalid_api_key", "the API key is unknown or revoked")
+    observability.note_tenant(key.tenant.slug)
     return key
 
 
 def api_tenant(request):
     """The tenant of the request's API key, bound to ``request.dbsession`` (no query: its
     fields came with the key); 401 when the key is missing, wrong or revoked."""
-    tenant = attach_tenant(request.dbsession, request.api_key.tenant)
-    observability.note_tenant(tenant.slug)
-    return tenant
+    return attach_tenant(request.dbsession, request.api_key.tenant)
 
 
 def require_grant(request, grant: str) -> None:
@@ -145,12 +144,12 @@ def json_body(request, check=None) -> dict:
     ``check`` sees the body with exact numbers (:class:`~.inputs.JsonNumber`) before the
     workflow gets it with fractional numbers as text, as it always has.
     """
-    body = inputs.parse_json(request.body)
+    body, fractional = inputs.parse_json_noting_fractions(request.body)
     if not isinstance(body, dict):
         raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
     if check is not None:
         check(body)
-    return inputs.numbers_as_text(body)
+    return inputs.numbers_as_text(body) if fractional else body
 
 
 def order_view(session, order: Order) -> dict:
@@ -268,15 +267,22 @@ class StorefrontApi:
     def __init__(self, request):
         self.request = request
         self.session = request.dbsession
-        self.tenant = request.tenant
+
+    @functools.cached_property
+    def tenant(self):
+        """The key's tenant as a row of the request's session (made on first use)."""
+        return self.request.tenant
 
     @view_config(route_name="api_evaluate", request_method="POST", api_grant="storefront")
     def evaluate(self):
+        # the key's tenant fields, not a Tenant row: evaluate only reads them, and putting a
+        # row into the session cost a fifth of the endpoint's time
+        tenant = self.request.api_key.tenant
         decision, version = deciding.evaluate(
-            self.session, self.tenant, json_body(self.request, inputs.check_order), dry_run=True
+            self.session, tenant, json_body(self.request, inputs.check_order), dry_run=True
         )
         observability.count_decision("evaluate", decision.outcome)
-        decision_log.record_evaluate(self.request, self.tenant, decision, version)
+        decision_log.record_evaluate(self.request, tenant, decision, version)
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
         return data

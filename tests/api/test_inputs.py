@@ -322,3 +322,19 @@ def test_a_plain_cart_parses_to_the_same_value_with_or_without_the_walk():
     assert parse_json(raw) == json.loads(raw)
     assert not _plainly_storable(("[" * 33 + "]" * 33).encode())  # too many to be sure: walked
     assert parse_json(("[" * 32 + "]" * 32).encode()) is not None  # 32 levels are allowed
+
+
+def test_the_parser_notes_whether_a_body_holds_a_fraction():
+    from approvalrules.views.inputs import JsonNumber, parse_json_noting_fractions
+
+    whole, fractional = parse_json_noting_fractions(b'{"total": "12.50", "lines": [{"q": 3}]}')
+    assert (whole, fractional) == ({"total": "12.50", "lines": [{"q": 3}]}, False)
+    body, fractional = parse_json_noting_fractions(b'{"total": 12.50, "q": 1e3}')
+    assert fractional and isinstance(body["total"], JsonNumber) and body["total"].text == "12.50"
+
+
+def test_a_fractional_total_still_reaches_the_workflow_as_its_text(api, order_id):
+    oid = order_id("frac")
+    raw = '{"id": ' + json.dumps(oid) + ', "buyer": "sam", "total": 12.50}'
+    submitted = api.post("/api/v1/orders", raw, content_type="application/json", status=201)
+    assert submitted.json["total"] in ("12.50", "12.5")
