@@ -526,8 +526,20 @@ def transaction_memo(session: Session) -> dict:
     return session.info.setdefault(_TRANSACTION_MEMO, {})
 
 
-def database_key(session: Session):
-    """Which database a session talks to (its URL, hashable), for per-process caches keyed by
+#: attribute of an engine holding its :func:`database_key`
+_DATABASE_KEY = "_approvalrules_database_key"
+
+
+def database_key(session: Session) -> str:
+    """Which database a session talks to (its URL as text), for per-process caches keyed by
     tenant: tenant ids and version counters repeat across databases (tests and tools open
-    several).  A session bound to a connection (as tests bind theirs) counts as its engine."""
-    return session.get_bind().engine.url
+    several).  A session bound to a connection (as tests bind theirs) counts as its engine.
+
+    The text is made once per engine: hashing SQLAlchemy's ``URL`` renders it anew each
+    time, which cost the evaluate endpoint more than its directory lookup."""
+    engine = session.get_bind().engine
+    key = getattr(engine, _DATABASE_KEY, None)
+    if key is None:
+        key = engine.url.render_as_string(hide_password=False)
+        setattr(engine, _DATABASE_KEY, key)
+    return key
