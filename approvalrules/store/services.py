@@ -206,8 +206,8 @@ def checked_rate(rate: int | str | None) -> int | None:
     if not 1 <= value <= MAX_KEY_RATE:
         raise DirectoryValueError(
             "invalid_rate",
-            f"a key's rate is a whole number of requests a minute from 1 to {MAX_KEY_RATE:,} "
-            "(empty or 0: the service's default)",
+            f"requests a minute must be a whole number from 1 to {MAX_KEY_RATE:,}, not "
+            f'"{str(rate)[:20]}"; leave it empty (or 0) for the service\'s default',
             path="rate_per_minute",
         )
     return value

@@ -107,7 +107,7 @@ def keys_action(request):
             )
         except ApprovalRulesError as exc:
             request.response.status_int = 422
-            return _keys_page(request, str(exc), form=form)
+            return _keys_page(request, exc.message, form=form)
         return _keys_page(request, new_key=key, new_secret=secret)
     key = _key_or_none(request, request.POST.get("key", ""))
     if key is None or action not in ("revoke", "rotate", "rate"):
@@ -118,7 +118,7 @@ def keys_action(request):
             set_api_key_rate(session, key, request.POST.get("rate", ""), actor=actor)
         except ApprovalRulesError as exc:
             request.response.status_int = 422
-            return _keys_page(request, str(exc))
+            return _keys_page(request, f"Key {key.prefix} ({key.name}): {exc.message}")
         rate = key.rate_per_minute or default_rate(request.registry.settings)
         flash(
             request,
