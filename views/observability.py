@@ -21,6 +21,7 @@ import time
 import uuid
 
 from prometheus_client import start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from pyramid.response import Response
 from pyramid.settings import asbool
@@ -28,6 +29,7 @@ from pyramid.tweens import INGRESS
 
 from approvalrules import observability
 from approvalrules.errors import Unauthorized
+from approvalrules.store.decision_log import REGISTRY_KEY as DECISION_LOG_KEY
 from approvalrules.store.gauges import DEFAULT_TIMEOUT, DatabaseGauges
 
 log = logging.getLogger(__name__)
@@ -180,6 +182,39 @@ def _serve_on_port(settings, registry) -> None:
         log.info("metrics: port %s not bound here (%s)", port, failure)
 
 
+class ProcessStateCollector:
+    """What this process's own machinery reports at scrape time: whether its key cache is
+    trusted (the invalidation listener is healthy) and what its decision-log writer did.
+
+    Read from the Pyramid registry when scraped, since those parts are set up after this
+    module's ``includeme``.  Per process, like the database gauges."""
+
+    def __init__(self, registry):
+        self.registry = registry
+
+    def collect(self):
+        key_cache = self.registry.get("key_cache")
+        if key_cache is not None:
+            trusted = GaugeMetricFamily(
+                "approvalrules_key_cache_trusted",
+                "1 while this process serves API keys from its cache (its invalidation "
+                "listener is healthy), 0 while every request reads its key",
+            )
+            trusted.add_metric([], 1 if key_cache.active else 0)
+            yield trusted
+        writer = self.registry.get(DECISION_LOG_KEY)
+        if writer is not None and hasattr(writer, "written"):
+            records = CounterMetricFamily(
+                "approvalrules_decision_log_records",
+                "decision-log records of this process's table writer, by what became of them",
+                labels=["result"],
+            )
+            records.add_metric(["written"], writer.written)
+            records.add_metric(["dropped"], writer.dropped)
+            records.add_metric(["failed"], writer.failed)
+            yield records
+
+
 def includeme(config):
     settings = config.get_settings()
     config.add_tween(TWEEN, under=INGRESS, over="approvalrules.views.inputs.input_tween_factory")
@@ -189,7 +224,10 @@ def includeme(config):
         return
     timeout = float(settings.get("approvalrules.metrics.db_timeout") or DEFAULT_TIMEOUT)
     registry = observability.exposition_registry(
-        [DatabaseGauges(config.registry["dbengine"], timeout)]
+        [
+            DatabaseGauges(config.registry["dbengine"], timeout),
+            ProcessStateCollector(config.registry),
+        ]
     )
     config.registry["metrics_registry"] = registry
     config.add_route("metrics", "/metrics")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 import pytest
 import webtest
@@ -335,3 +336,38 @@ def test_metrics_on_a_port_of_their_own(world):
         text = answer.read().decode()
     assert "approvalrules_request_duration_seconds" in text
     assert "approvalrules_database_metrics_ok 1.0" in text
+
+
+def test_metrics_show_the_decision_log_writer_and_the_key_cache(world):
+    """The table writer's records by result, and whether the key cache is trusted (on SQLite
+    there is no invalidation listener, so it never is; on PostgreSQL it is once the
+    listener hears its own ping)."""
+    from approvalrules.store.decision_log import REGISTRY_KEY
+
+    app = main({}, **{**world.settings, "approvalrules.decision_log": "table"})
+    client = webtest.TestApp(
+        app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {world.keys['demo']}"}
+    )
+    writer = app.registry[REGISTRY_KEY]
+    try:
+        before = scrape(app)
+        for _ in range(3):
+            client.post_json("/api/v1/evaluate", {"buyer": "sam", "total": 20})
+        assert writer.flush()
+        after = scrape(app)
+        written = "approvalrules_decision_log_records_total"
+        assert (
+            value(after, written, result="written") - value(before, written, result="written") == 3
+        )
+        assert value(after, written, result="dropped") == 0
+        trusted = value(after, "approvalrules_key_cache_trusted")
+        if world.engine.dialect.name == "sqlite":
+            assert trusted == 0
+        else:
+            deadline = time.monotonic() + 10
+            while trusted != 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                trusted = value(scrape(app), "approvalrules_key_cache_trusted")
+            assert trusted == 1
+    finally:
+        writer.close()
