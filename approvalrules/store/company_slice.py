@@ -43,8 +43,15 @@ from ..engine import directory as d
 from ..engine.buyer import resolve_buyer
 from .cache_budget import ByteBudgetCache, budgeted_cache, entry_size
 from .db import database_key
-from .directory import _APPROVER, _ASSIGNED, _CHANGED, _PARENT, SqlDirectory, _frozen
-from .models import Account, Assignment, Company, Delegation, Group, Membership, Tenant
+from .directory import (
+    _CHANGED,
+    _PARENT,
+    SqlDirectory,
+    company_record,
+    read_assignments,
+    read_groups,
+)
+from .models import Account, Company, Delegation, Membership, Tenant
 
 
 class SliceRecords(NamedTuple):
@@ -224,45 +231,13 @@ def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecord
             break
         company, parent_id = row
         ids.append(company.id)
-        companies.append(
-            d.Company(
-                id=company.external_id,
-                name=company.name,
-                parent_id=parent_id,
-                ruleset=company.ruleset_name,
-                attributes=_frozen(company.attributes),
-            )
-        )
+        companies.append(company_record(company, parent_id))
         current = parent_id
     if not ids:
         return SliceRecords((), (), (), (), (), ())
     memberships = sql._memberships(Company.id.in_(ids))
-    groups = [
-        d.Group(id=gid, company_id=cid, name=name)
-        for gid, cid, name in session.execute(
-            select(Group.external_id, Company.external_id, Group.name)
-            .join(Company, Group.company_id == Company.id)
-            .where(Company.id.in_(ids))
-        )
-    ]
-    approver, account = _APPROVER, _ASSIGNED
-    assignments = [
-        d.Assignment(
-            approver_id=approver_id,
-            account_id=account_id,
-            company_id=cid,
-            threshold=a.threshold,
-            limit=a.limit,
-            step=a.step,
-        )
-        for a, approver_id, account_id, cid in session.execute(
-            select(Assignment, approver.external_id, account.external_id, Company.external_id)
-            .join(approver, Assignment.approver_id == approver.id)
-            .join(account, Assignment.account_id == account.id)
-            .join(Company, Assignment.company_id == Company.id)
-            .where(Company.id.in_(ids))
-        )
-    ]
+    groups = read_groups(session, Company.id.in_(ids))
+    assignments = read_assignments(session, Company.id.in_(ids))
     members = select(Membership.account_id).where(Membership.company_id.in_(ids))
     delegations = sql._delegations(Delegation.delegator_id.in_(members))
     # _memberships put each member's account in the memo; delegates may be outsiders

@@ -62,14 +62,7 @@ class SqlDirectory(d.Directory):
         ).first()
         if row is None:
             return None
-        company, parent_id = row
-        return d.Company(
-            id=company.external_id,
-            name=company.name,
-            parent_id=parent_id,
-            ruleset=company.ruleset_name,
-            attributes=_frozen(company.attributes),
-        )
+        return company_record(*row)
 
     def account(self, account_id):
         return self._cached(("account", account_id), lambda: self._account(account_id))
@@ -311,6 +304,54 @@ def directory_for(session: Session, tenant: Tenant) -> d.Directory:
     return snapshot(session, tenant)
 
 
+# ------------------------------------------------------------------ records of companies
+
+
+def company_record(company: Company, parent_id: str | None) -> d.Company:
+    """The engine's record of a company row (``parent_id``: its parent's external id)."""
+    return d.Company(
+        id=company.external_id,
+        name=company.name,
+        parent_id=parent_id,
+        ruleset=company.ruleset_name,
+        attributes=_frozen(company.attributes),
+    )
+
+
+def read_groups(session: Session, companies) -> list[d.Group]:
+    """The groups of the companies that ``companies`` (a condition on Company) selects."""
+    return [
+        d.Group(id=gid, company_id=cid, name=name)
+        for gid, cid, name in session.execute(
+            select(Group.external_id, Company.external_id, Group.name)
+            .join(Company, Group.company_id == Company.id)
+            .where(companies)
+        )
+    ]
+
+
+def read_assignments(session: Session, companies) -> list[d.Assignment]:
+    """The assignments of the companies that ``companies`` (a condition on Company) selects."""
+    approver, account = _APPROVER, _ASSIGNED
+    return [
+        d.Assignment(
+            approver_id=approver_id,
+            account_id=account_id,
+            company_id=company_id,
+            threshold=a.threshold,
+            limit=a.limit,
+            step=a.step,
+        )
+        for a, approver_id, account_id, company_id in session.execute(
+            select(Assignment, approver.external_id, account.external_id, Company.external_id)
+            .join(approver, Assignment.approver_id == approver.id)
+            .join(account, Assignment.account_id == account.id)
+            .join(Company, Assignment.company_id == Company.id)
+            .where(companies)
+        )
+    ]
+
+
 # ------------------------------------------------------------------ row ids
 
 #: company and account row ids per tenant at a directory version (submit and approve)
@@ -391,13 +432,7 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
     sql = SqlDirectory(session, tenant_id)
     parent = _PARENT
     companies = [
-        d.Company(
-            id=c.external_id,
-            name=c.name,
-            parent_id=parent_id,
-            ruleset=c.ruleset_name,
-            attributes=_frozen(c.attributes),
-        )
+        company_record(c, parent_id)
         for c, parent_id in session.execute(
             select(Company, parent.external_id)
             .outerjoin(parent, Company.parent_id == parent.id)
@@ -408,32 +443,9 @@ def load_memory_directory(session: Session, tenant_id: int) -> d.MemoryDirectory
         sql._account_record(a)
         for a in session.scalars(select(Account).where(Account.tenant_id == tenant_id))
     ]
-    groups = [
-        d.Group(id=gid, company_id=cid, name=name)
-        for gid, cid, name in session.execute(
-            select(Group.external_id, Company.external_id, Group.name)
-            .join(Company, Group.company_id == Company.id)
-            .where(Company.tenant_id == tenant_id)
-        )
-    ]
-    approver, account = _APPROVER, _ASSIGNED
-    assignments = [
-        d.Assignment(
-            approver_id=approver_id,
-            account_id=account_id,
-            company_id=company_id,
-            threshold=a.threshold,
-            limit=a.limit,
-            step=a.step,
-        )
-        for a, approver_id, account_id, company_id in session.execute(
-            select(Assignment, approver.external_id, account.external_id, Company.external_id)
-            .join(approver, Assignment.approver_id == approver.id)
-            .join(account, Assignment.account_id == account.id)
-            .join(Company, Assignment.company_id == Company.id)
-            .where(Company.tenant_id == tenant_id)
-        )
-    ]
+    of_tenant = Company.tenant_id == tenant_id
+    groups = read_groups(session, of_tenant)
+    assignments = read_assignments(session, of_tenant)
     return d.MemoryDirectory(
         companies, accounts, sql._memberships(true()), groups, assignments, sql.all_delegations()
     )
