@@ -119,9 +119,21 @@ def routes() -> tuple[Route, ...]:
     return tuple(sorted(found, key=lambda r: -r.specificity))
 
 
+@functools.cache
+def _literal_routes() -> dict[str, Route]:
+    """The document's paths without parameters, by path: an exact match is the most specific
+    route there is (its literal text is the whole path), so it needs no scan."""
+    return {route.template: route for route in routes() if "{" not in route.template}
+
+
 def find_operation(path: str, method: str):
     """``(route, operation, path values)`` for the request; operation None for a wrong method;
     None when no path of the document matches."""
+    literal = _literal_routes().get(path)
+    if literal is not None:
+        operation = literal.operation(method)
+        if operation is not None:
+            return literal, operation, {}
     first = None
     for route in routes():
         match = route.regex.match(path)
