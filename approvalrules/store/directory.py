@@ -156,45 +156,21 @@ class SqlDirectory(d.Directory):
         )
 
     def groups_of_company(self, company_id):
-        def compute():
-            rows = self.session.execute(
-                select(Group.external_id, Group.name)
-                .join(Company, Group.company_id == Company.id)
-                .where(Company.tenant_id == self.tenant_id, Company.external_id == company_id)
-            )
-            return tuple(
-                sorted(
-                    (d.Group(id=gid, company_id=company_id, name=name) for gid, name in rows),
-                    key=lambda g: g.id,
-                )
-            )
+        return self._cached(
+            ("groups_of_company", company_id),
+            lambda: tuple(
+                sorted(read_groups(self.session, *self._selecting(company_id)), key=lambda g: g.id)
+            ),
+        )
 
-        return self._cached(("groups_of_company", company_id), compute)
+    def _selecting(self, company_id: str) -> tuple:
+        """The conditions that select this tenant's company ``company_id``."""
+        return Company.tenant_id == self.tenant_id, Company.external_id == company_id
 
     def _assignments(self, company_id: str, where) -> tuple[d.Assignment, ...]:
-        approver, account = _APPROVER, _ASSIGNED
-        rows = self.session.execute(
-            select(Assignment, approver.external_id, account.external_id)
-            .join(approver, Assignment.approver_id == approver.id)
-            .join(account, Assignment.account_id == account.id)
-            .join(Company, Assignment.company_id == Company.id)
-            .where(
-                Company.tenant_id == self.tenant_id,
-                Company.external_id == company_id,
-                where(approver, account),
-            )
+        records = read_assignments(
+            self.session, *self._selecting(company_id), where(_APPROVER, _ASSIGNED)
         )
-        records = [
-            d.Assignment(
-                approver_id=approver_id,
-                account_id=account_id,
-                company_id=company_id,
-                threshold=a.threshold,
-                limit=a.limit,
-                step=a.step,
-            )
-            for a, approver_id, account_id in rows
-        ]
         return tuple(sorted(records, key=lambda a: (a.approver_id, a.account_id, a.step or "")))
 
     def delegations_of(self, delegator_id):
@@ -318,20 +294,21 @@ def company_record(company: Company, parent_id: str | None) -> d.Company:
     )
 
 
-def read_groups(session: Session, companies) -> list[d.Group]:
-    """The groups of the companies that ``companies`` (a condition on Company) selects."""
+def read_groups(session: Session, *companies) -> list[d.Group]:
+    """The groups of the companies that ``companies`` (conditions on Company) select."""
     return [
         d.Group(id=gid, company_id=cid, name=name)
         for gid, cid, name in session.execute(
             select(Group.external_id, Company.external_id, Group.name)
             .join(Company, Group.company_id == Company.id)
-            .where(companies)
+            .where(*companies)
         )
     ]
 
 
-def read_assignments(session: Session, companies) -> list[d.Assignment]:
-    """The assignments of the companies that ``companies`` (a condition on Company) selects."""
+def read_assignments(session: Session, *conditions) -> list[d.Assignment]:
+    """The assignments that ``conditions`` select: on Company, and on the approver's and the
+    assigned account's rows as ``_APPROVER`` and ``_ASSIGNED``."""
     approver, account = _APPROVER, _ASSIGNED
     return [
         d.Assignment(
@@ -347,7 +324,7 @@ def read_assignments(session: Session, companies) -> list[d.Assignment]:
             .join(approver, Assignment.approver_id == approver.id)
             .join(account, Assignment.account_id == account.id)
             .join(Company, Assignment.company_id == Company.id)
-            .where(companies)
+            .where(*conditions)
         )
     ]
 
