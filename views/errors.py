@@ -1,10 +1,11 @@
 """Every error to its HTTP status, in one table.
 
-Every error body is ``{"error": {code, message, details}}``.
+Every error body is ``{"error": {code, message, details, request_id}}``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import sqlite3
@@ -12,13 +13,14 @@ import time
 
 from pyramid.events import subscriber
 from pyramid.httpexceptions import HTTPException, HTTPNotFound
+from pyramid.response import Response
 from pyramid.view import exception_view_config, notfound_view_config
 from pyramid_retry import IBeforeRetry, mark_error_retryable
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
-from approvalrules import errors
+from approvalrules import errors, observability
 from approvalrules.store.db import database_unavailable
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,33 @@ def status_for(exc: errors.ApprovalRulesError) -> int:
 
 
 def error_body(code: str, message: str, details=None) -> dict:
+    """``{"error": {code, message, details, request_id}}``: ``details`` when given, and the id
+    of the request being answered (views/observability.py sets it) when there is one."""
     body = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    return {"error": body}
+    return {"error": _with_request_id(body)}
+
+
+def _with_request_id(error: dict) -> dict:
+    request_id = observability.current_request_id()
+    if request_id != observability.UNKNOWN:
+        error["request_id"] = request_id
+    return error
+
+
+def error_response(status: int, code: str, message: str, details=None, headers=None) -> Response:
+    """Our JSON error as a Response of its own, for the tweens, which answer before any view
+    (views/inputs.py, views/limits.py) or after every one (views/observability.py)."""
+    response = Response(
+        body=json.dumps(error_body(code, message, details)).encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def _json(request, status: int, body: dict, headers=None):
@@ -79,7 +104,7 @@ def approvalrules_error(exc, request):
         }
     if isinstance(exc, errors.DatabaseUnavailable):
         headers = {"Retry-After": str(exc.retry_after)}
-    return _json(request, status, {"error": exc.as_dict()}, headers)
+    return _json(request, status, {"error": _with_request_id(exc.as_dict())}, headers)
 
 
 @exception_view_config(StaleDataError)

@@ -33,7 +33,7 @@ from approvalrules.engine.schema import fast_validator_for
 from approvalrules.errors import ApprovalRulesError, OrderError
 
 from . import openapi
-from .errors import error_body
+from .errors import error_response
 
 #: JSON bodies nest at most this deep; real orders and directory records need < 10
 MAX_JSON_DEPTH = 32
@@ -49,19 +49,6 @@ ASCII_DIGITS = re.compile(r"[0-9]{1,30}")
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def _error(status: int, code: str, message: str, details=None, headers=None) -> Response:
-    """Our JSON error (views/errors.py's format), built here: tweens answer before any view."""
-    response = Response(
-        body=json.dumps(error_body(code, message, details)).encode(),
-        status=status,
-        content_type="application/json",
-        charset="utf-8",
-    )
-    if headers:
-        response.headers.update(headers)
-    return response
-
-
 class InvalidParameter(Exception):
     """A parameter outside what the OpenAPI document allows."""
 
@@ -70,7 +57,7 @@ class InvalidParameter(Exception):
         self.name, self.where, self.problem, self.allowed = name, where, problem, allowed
 
     def response(self) -> Response:
-        return _error(
+        return error_response(
             400,
             "invalid_parameter",
             f"the {self.where} parameter {self.name!r} {self.problem}; allowed: {self.allowed}",
@@ -245,7 +232,7 @@ def check_request(environ: dict, method: str, headers) -> Response | None:
         route, operation, path_values = found
         if operation is None:
             allow = ", ".join(route.allowed())
-            return _error(
+            return error_response(
                 405,
                 "method_not_allowed",
                 f"{method} is not allowed on {route.template}; use {allow}",

@@ -16,7 +16,6 @@ reason for a 500.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -30,6 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from approvalrules.store.keycache import KeyCache, VerifiedKey, token_digest
 from approvalrules.store.services import DEFAULT_KEY_RATE, default_key_rate
 
+from .errors import error_response
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1_048_576
@@ -42,14 +43,6 @@ REDIS_RETRY_AFTER = 5.0
 VERIFIED_KEY = "approvalrules.verified_key"
 #: ``request.environ`` key of the database failure that kept the tween from verifying the key
 VERIFY_FAILED = "approvalrules.verify_failed"
-
-
-def _error(status: int, code: str, message: str, headers=None) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    response = Response(body=body, status=status, content_type="application/json", charset="utf-8")
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 class RateLimiter:
@@ -227,11 +220,11 @@ def verified_key(request, cache: KeyCache) -> VerifiedKey | None:
 
 
 def _rate_limited(limit: int, wait: int, what: str) -> Response:
-    return _error(
+    return error_response(
         429,
         "rate_limited",
         f"more than {limit} requests a minute {what}; retry in {wait} s",
-        {"Retry-After": str(wait)},
+        headers={"Retry-After": str(wait)},
     )
 
 
@@ -255,7 +248,7 @@ def limits_tween_factory(handler, registry):
             return handler(request)
         length = request.content_length
         if length is not None and length > max_body:
-            return _error(
+            return error_response(
                 413,
                 "body_too_large",
                 f"the request body is {length:,} bytes; the limit is {max_body:,} bytes",
@@ -264,7 +257,7 @@ def limits_tween_factory(handler, registry):
             # chunked: read at most one byte past the limit, never the whole stream
             data = request.body_file_raw.read(max_body + 1)
             if len(data) > max_body:
-                return _error(
+                return error_response(
                     413,
                     "body_too_large",
                     f"the request body is over the limit of {max_body:,} bytes",

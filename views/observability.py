@@ -2,7 +2,8 @@
 
 The request-id tween is the outermost one, over the input and limits tweens: every
 answer, whoever gives it (a view, a 404, a tween's 413 or 429, an error), carries
-``X-Request-Id``, and every JSON error body names it as ``error.request_id``.  The id is
+``X-Request-Id``, and every JSON error body names it as ``error.request_id`` (written by
+``views/errors.py``'s ``error_body``, from the log context this tween sets).  The id is
 the client's (or the proxy's) ``X-Request-Id`` when it is a plain token of at most 128
 characters, else a new one; the log lines of the request carry it too
 (``approvalrules/observability.py``).
@@ -14,7 +15,6 @@ characters, else a new one; the log lines of the request carry it too
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 import time
@@ -31,6 +31,8 @@ from approvalrules import observability
 from approvalrules.errors import Unauthorized
 from approvalrules.store.decision_log import REGISTRY_KEY as DECISION_LOG_KEY
 from approvalrules.store.gauges import DEFAULT_TIMEOUT, DatabaseGauges
+
+from .errors import error_response
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +55,6 @@ def request_id_for(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def add_request_id(response, request_id: str) -> None:
-    """Name ``request_id`` in a JSON error body ``{"error": {...}}`` that does not yet."""
-    if response.content_type != "application/json":
-        return
-    try:
-        body = json.loads(response.body)
-    except ValueError:
-        return
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and "request_id" not in error:
-        error["request_id"] = request_id
-        response.body = json.dumps(body).encode()
-
-
 def _unhandled(request, request_id: str) -> Response:
     """A 500 for an exception no error view answered (it is logged with the request id):
     JSON under /api/, a line of text elsewhere."""
@@ -79,18 +67,10 @@ def _unhandled(request, request_id: str) -> Response:
             content_type="text/plain",
             charset="utf-8",
         )
-    body = {
-        "error": {
-            "code": "internal_error",
-            "message": "the server failed to answer; quote the request id when reporting it",
-            "request_id": request_id,
-        }
-    }
-    return Response(
-        body=json.dumps(body).encode(),
-        status=500,
-        content_type="application/json",
-        charset="utf-8",
+    return error_response(
+        500,
+        "internal_error",
+        "the server failed to answer; quote the request id when reporting it",
     )
 
 
@@ -120,8 +100,6 @@ def request_id_tween_factory(handler, registry):
             except Exception:
                 response = _unhandled(request, request_id)
             status = response.status_int
-            if status >= 400:
-                add_request_id(response, request_id)
             response.headers[REQUEST_ID_HEADER] = request_id
             timer.observe(route_label(request, status), request.method, status, clock() - started)
             return response
