@@ -26,6 +26,17 @@ def _tables(url):
         engine.dispose()
 
 
+def _insert_tenant(connection) -> int:
+    """A tenant row written with plain SQL (the models may be newer than the schema); its id."""
+    connection.execute(
+        text(
+            "insert into tenants (slug, name, settings, created_at)"
+            " values ('t', 'T', '{}', CURRENT_TIMESTAMP)"
+        )
+    )
+    return connection.execute(text("select id from tenants")).scalar_one()
+
+
 def test_upgrade_downgrade_upgrade(empty_database_url):
     url = empty_database_url
     assert _tables(url) == set()
@@ -66,13 +77,7 @@ def test_0005_keeps_admin_users_and_their_logins(empty_database_url):
     engine = create_engine_for_url(url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "insert into tenants (slug, name, settings, created_at)"
-                    " values ('t', 'T', '{}', CURRENT_TIMESTAMP)"
-                )
-            )
-            tenant_id = connection.execute(text("select id from tenants")).scalar_one()
+            tenant_id = _insert_tenant(connection)
 
             connection.execute(
                 text(
@@ -100,13 +105,7 @@ def test_0006_makes_existing_api_keys_merchant_keys_that_keep_working(empty_data
     token = "t" * 43
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "insert into tenants (slug, name, settings, created_at)"
-                    " values ('t', 'T', '{}', CURRENT_TIMESTAMP)"
-                )
-            )
-            tenant_id = connection.execute(text("select id from tenants")).scalar_one()
+            tenant_id = _insert_tenant(connection)
             for prefix, revoked in (("0a1b2c3d", None), ("4e5f6a7b", "2026-01-01")):
                 connection.execute(
                     text(
@@ -156,13 +155,7 @@ def test_0007_keeps_api_keys_on_the_default_rate_and_adds_an_empty_decision_log(
     token = "k" * 43
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "insert into tenants (slug, name, settings, created_at)"
-                    " values ('t', 'T', '{}', CURRENT_TIMESTAMP)"
-                )
-            )
-            tenant_id = connection.execute(text("select id from tenants")).scalar_one()
+            tenant_id = _insert_tenant(connection)
             connection.execute(
                 text(
                     "insert into api_keys (tenant_id, name, prefix, hash, created_at, scope)"
