@@ -9,9 +9,10 @@ folder importer (``importer``) and the Alembic entry points (``migrate``,
 ``commands``).  ``testing`` holds helpers for test suites.
 """
 
-# the flush hook that tells every process of a tenant or key write (``bus``) is registered
-# by whatever first imports the store: the web app, the CLI, a job or a script alike
-from . import bus  # noqa: F401
+# the flush hook that tells every process of a tenant or key write (``bus``), and those that
+# note which companies and accounts a commit changed (``slice_versions``), are registered by
+# whatever first imports the store: the web app, the CLI, a job or a script alike
+from . import bus, slice_versions  # noqa: F401
 
 
 def includeme(config) -> None:

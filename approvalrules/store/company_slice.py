@@ -21,14 +21,20 @@ Slices are cached per process, per (database, tenant, company), in a
 (``approvalrules.cache.max_bytes``), least recently used first out.  An
 entry remembers the ``Tenant.directory_version`` at which it was last known
 current: while the tenant's version has not moved, it is used with no query.
-After any directory change of the tenant, the next evaluation for a company
-reads the slice's rows again (a handful of small queries, the size of the
-company tree, never of the tenant) and compares them with the cached records:
-the same records keep the same directory object (no rebuild, and the engine's
-per-directory pools stay warm); different ones build a new slice.  Being a
-comparison of the rows themselves, this needs no per-company version column and
-cannot miss a change that crosses companies (an account in several companies,
-a delegation, a parent moving a subtree): whatever the slice holds is re-read.
+After a directory change of the tenant, the next evaluation for a company reads the
+slice versions of the slice's chain of companies (one small query; see
+``store/slice_versions.py``, which notes every change of a company's rows, of its
+members' accounts and of their delegations, and writes the versions at commit).  The
+same versions: the slice is current, nothing else is read.  One moved (a change of the
+company, of an ancestor, a parent moved, a company deleted): the slice's rows are read
+again (a handful of small queries, the size of the company tree, never of the tenant)
+and compared with the cached records; the same records keep the same directory object
+(the engine's per-directory pools stay warm), different ones build a new slice.  So a
+change in one company costs a re-read of the slices that hold it, not of every slice of
+the tenant.
+
+The buyer's company (an order that names none) is remembered per account the same way:
+by the account's slice version, which every change of its memberships moves.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ from .directory import (
     read_assignments,
     read_groups,
 )
-from .models import Account, Company, Delegation, Membership, Tenant
+from .models import Account, Company, Delegation, Membership, SliceVersion, Tenant
+from .slice_versions import account_version, company_version_join, company_versions
 
 
 class SliceRecords(NamedTuple):
@@ -69,28 +76,33 @@ class SliceRecords(NamedTuple):
 
 
 class CompanySlice:
-    """A cached slice: its records, the directory built from them, and the tenant's
-    directory version at which they were last read."""
+    """A cached slice: its records, the directory built from them, the tenant's directory
+    version at which they were last known current, and the slice versions of its chain of
+    companies (internal id -> version) as they were read before the rows."""
 
-    __slots__ = ("records", "directory", "checked_at")
+    __slots__ = ("records", "directory", "checked_at", "versions")
 
-    def __init__(self, records: SliceRecords, checked_at: int):
+    def __init__(self, records: SliceRecords, checked_at: int, versions: dict[int, int]):
         self.records = records
         self.directory = d.MemoryDirectory(*records)
         self.checked_at = checked_at
+        self.versions = versions
 
 
 class SliceStats:
-    """What the slice cache did in this process: ``reads`` of a slice's rows, ``builds`` of
-    a new slice directory (a read whose rows differ from the cached ones, or a first read)."""
+    """What the slice cache did in this process: ``checks`` of a slice's company versions
+    that found them unchanged (no re-read), ``reads`` of a slice's rows, ``builds`` of a new
+    slice directory (a read whose rows differ from the cached ones, or a first read)."""
 
     def __init__(self) -> None:
+        self.checks = 0
         self.reads = 0
         self.builds = 0
 
 
 _SLICES = budgeted_cache("company_slices")
-#: (database, tenant, buyer, company named) -> (directory version, the buyer's company)
+#: (database, tenant, buyer, company named) -> (directory version, the account's internal id
+#: and slice version, the buyer's company)
 _BUYERS = budgeted_cache("buyer_companies")
 #: about what one entry of ``_BUYERS`` holds: its key, its tuple, its place in the map
 BYTES_PER_BUYER = 400
@@ -117,14 +129,26 @@ def company_directory(session: Session, tenant: Tenant, company_id: str) -> d.Di
     entry = _SLICES.get(key)
     if entry is not None and entry.checked_at == version:
         return entry.directory
-    records = read_slice(session, tenant.id, company_id)
+    # read after the tenant's row: versions at least as new as ``version``; the same ones
+    # say that no change of the slice's companies committed since its rows were read
+    if (
+        entry is not None
+        and entry.versions
+        and company_versions(session, entry.versions) == entry.versions
+    ):
+        entry.checked_at = version
+        with _STATS_LOCK:
+            STATS.checks += 1
+        return entry.directory
+    records, versions = _read_slice(session, tenant.id, company_id)
     with _STATS_LOCK:
         STATS.reads += 1
     if entry is not None and entry.records == records:
         # the rows read now are at least as new as ``version``: the entry is current there
+        entry.versions = versions
         entry.checked_at = version
         return entry.directory
-    built = CompanySlice(records, version)
+    built = CompanySlice(records, version, versions)
     with _STATS_LOCK:
         STATS.builds += 1
     # a slice read at an older version than a concurrent request's only costs that one a
@@ -172,17 +196,23 @@ def _member_company(
     session: Session, tenant: Tenant, account_id: str, company_id: str | None
 ) -> str | None:
     """The company of ``account_id``'s membership (``company_id``'s, else its default one),
-    from the account's own rows, remembered until the tenant's directory changes."""
+    from the account's own rows, remembered until the account's slice version moves."""
     key = (database_key(session), tenant.id, account_id, company_id)
     version = tenant.directory_version or 0
     found = _BUYERS.get(key)
     if found is not None and found[0] == version:
-        return found[1]
-    rows = SqlDirectory(session, tenant.id)
-    rows.memberships_of_account(account_id)  # one query, which brings the account along
-    membership = rows.membership(account_id, company_id) if rows.account(account_id) else None
-    company = membership.company_id if membership is not None else None
-    _BUYERS.put(key, (version, company), BYTES_PER_BUYER)
+        return found[3]
+    # the account's version before its memberships: a change committed in between makes
+    # the next check read them again, never keeps what it changed
+    account = account_version(session, tenant.id, account_id)
+    if found is not None and found[1:3] == account:
+        company = found[3]
+    else:
+        rows = SqlDirectory(session, tenant.id)
+        rows.memberships_of_account(account_id)  # one query, which brings the account along
+        membership = rows.membership(account_id, company_id) if rows.account(account_id) else None
+        company = membership.company_id if membership is not None else None
+    _BUYERS.put(key, (version, *account, company), BYTES_PER_BUYER)
     return company
 
 
@@ -216,25 +246,36 @@ def clear() -> None:
 
 def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecords:
     """The rows of the slice of ``company_id``: the company, its ancestors and their people."""
+    return _read_slice(session, tenant_id, company_id)[0]
+
+
+def _read_slice(
+    session: Session, tenant_id: int, company_id: str
+) -> tuple[SliceRecords, dict[int, int]]:
+    """The slice's rows, and the slice versions of its companies (internal id -> version),
+    each read in the same statement as its company's row, before the other rows."""
     sql = SqlDirectory(session, tenant_id)
     parent = _PARENT
     companies: list[d.Company] = []
-    ids: list[int] = []
+    versions: dict[int, int] = {}
     current: str | None = company_id
     while current is not None and current not in {c.id for c in companies}:
         row = session.execute(
-            select(Company, parent.external_id)
+            select(Company, parent.external_id, SliceVersion.version)
             .outerjoin(parent, Company.parent_id == parent.id)
+            .outerjoin(SliceVersion, company_version_join())
             .where(Company.tenant_id == tenant_id, Company.external_id == current)
         ).first()
         if row is None:
             break
-        company, parent_id = row
-        ids.append(company.id)
+        company, parent_id, version = row
+        versions[company.id] = version or 0
         companies.append(company_record(company, parent_id))
         current = parent_id
-    if not ids:
-        return SliceRecords((), (), (), (), (), ())
+    if not versions:
+        # no such company: nothing to check a version of, so read again after a change
+        return SliceRecords((), (), (), (), (), ()), {}
+    ids = list(versions)
     memberships = sql._memberships(Company.id.in_(ids))
     groups = read_groups(session, Company.id.in_(ids))
     assignments = read_assignments(session, Company.id.in_(ids))
@@ -248,7 +289,7 @@ def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecord
             select(Account).where(Account.tenant_id == tenant_id, Account.external_id.in_(missing))
         ):
             accounts[row.external_id] = sql._account_record(row)
-    return SliceRecords(
+    records = SliceRecords(
         tuple(sorted(companies, key=lambda c: c.id)),
         tuple(accounts[k] for k in sorted(accounts)),
         tuple(sorted(memberships, key=lambda m: (m.company_id, m.account_id))),
@@ -261,3 +302,4 @@ def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecord
         ),
         delegations,  # sorted by _delegations
     )
+    return records, versions

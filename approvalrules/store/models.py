@@ -283,6 +283,28 @@ class Delegation(Base):
     company: Mapped[Company | None] = relationship()
 
 
+SLICE_VERSION_KINDS = ("company", "account")
+
+
+class SliceVersion(Base):
+    """The tenant's ``directory_version`` at which a company's slice (``kind`` "company") or an
+    account's memberships ("account") last changed; no row reads as 0.
+
+    Written at the commit of the change (``store/slice_versions.py``), with the tenant's
+    version that commit ends at, so no two changes of a row share a value.  No foreign key:
+    writing a row never waits on the company or account row (which directory writes lock
+    before they bump the tenant's version), and a row outlives a deleted company, so the
+    slices of its descendants see that it went.
+    """
+
+    __tablename__ = "slice_versions"
+    __table_args__ = (_one_of("kind", SLICE_VERSION_KINDS),)
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    row_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer)
+
+
 class RuleSet(Base):
     """A named rule set: its editable draft and a pointer to the active version."""
 

@@ -2,10 +2,12 @@
 company's tree alone, with the same decision as against the whole tenant's directory; a
 slice is rebuilt only when its own rows change; the caches are bounded by bytes."""
 
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from approvalrules.engine import Order, compile_ruleset, folder_resolver
 from approvalrules.engine.directory_contract import FIXTURE
@@ -29,6 +31,7 @@ from approvalrules.store.company_slice import (
 from approvalrules.store.db import database_key
 from approvalrules.store.directory import SqlDirectory, load_memory_directory
 from approvalrules.store.directory_service import DirectoryService
+from approvalrules.store.directory_sync import sync_directory
 from approvalrules.store.models import Company
 from approvalrules.store.services import ensure_tenant
 from approvalrules.store.testing import load_fixture
@@ -114,6 +117,22 @@ def _change(session, tenant, write) -> None:
     session.commit()
 
 
+@contextmanager
+def _statements(session):
+    """The SQL statements the session's connection runs inside the block."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    engine = session.get_bind().engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 def test_a_slice_holds_its_company_tree_only(session, org):
     labs_eu = company_directory(session, org, "acme-labs-eu")
     assert [c.id for c in labs_eu.company_chain("acme-labs-eu")] == [
@@ -138,12 +157,123 @@ def test_a_change_in_another_company_keeps_this_slice(session, org):
     stats = company_slice.STATS
     acme = company_directory(session, org, "acme")
     _change(session, org, lambda s: s.upsert_membership("loner", "zeta", role="buyer"))
-    builds, reads = stats.builds, stats.reads
-    assert company_directory(session, org, "acme") is acme  # the same object: pools stay warm
-    assert (stats.builds, stats.reads) == (builds, reads + 1)
+    builds, reads, checks = stats.builds, stats.reads, stats.checks
+    session.refresh(org)  # the tenant's row, read by the request before it evaluates
+    with _statements(session) as seen:
+        assert company_directory(session, org, "acme") is acme  # the same object, pools warm
+    # the versions of acme's chain, one query; none of its rows read again
+    assert (stats.builds, stats.reads, stats.checks) == (builds, reads, checks + 1)
+    assert len(seen) == 1 and "slice_versions" in seen[0]
     zeta = company_directory(session, org, "zeta")
     assert stats.builds == builds + 1
     assert zeta.membership("loner", "zeta").role == "buyer"
+
+
+def test_a_change_in_another_company_asks_nothing_more_of_the_buyer(session, org):
+    order = Order.from_dict({"buyer": "ann", "total": 1})
+    directory_for_order(session, org, order)
+    _change(session, org, lambda s: s.upsert_company("acme-labs", name="Labs Renamed"))
+    session.refresh(org)
+    with _statements(session) as seen:
+        assert directory_for_order(session, org, order).company("zeta") is not None
+    # the buyer's account version, then the versions of zeta's chain
+    assert len(seen) == 2 and all("slice_versions" in statement for statement in seen)
+
+
+def test_a_change_of_the_company_row_is_seen(session, org):
+    company_directory(session, org, "acme-labs")
+    _change(session, org, lambda s: s.upsert_company("acme-labs", name="Labs", attributes={"a": 1}))
+    labs = company_directory(session, org, "acme-labs").company("acme-labs")
+    assert (labs.name, dict(labs.attributes)) == ("Labs", {"a": 1})
+
+
+def test_a_change_of_an_ancestor_row_is_seen_by_its_descendants(session, org):
+    company_directory(session, org, "acme-labs-eu")
+    _change(session, org, lambda s: s.upsert_company("acme", attributes={"tier": 3}))
+    eu = company_directory(session, org, "acme-labs-eu")
+    assert eu.company("acme").attributes["tier"] == 3
+
+
+def test_moving_an_ancestor_is_seen_by_the_whole_subtree(session, org):
+    company_directory(session, org, "acme-labs-eu")
+    _change(session, org, lambda s: s.upsert_company("acme", parent="zeta"))
+    eu = company_directory(session, org, "acme-labs-eu")
+    assert [c.id for c in eu.company_chain("acme-labs-eu")][-1] == "zeta"
+
+
+def test_a_change_of_a_members_account_is_seen(session, org):
+    company_directory(session, org, "acme")
+    _change(session, org, lambda s: s.upsert_account("cid", active=False))
+    assert company_directory(session, org, "acme").account("cid").active is False
+
+
+def test_a_change_of_a_delegates_account_is_seen_by_the_delegators_slice(session, org):
+    _change(
+        session,
+        org,
+        lambda s: s.upsert_delegation("cid", "loner", date(2026, 1, 1), date(2026, 12, 31)),
+    )
+    assert company_directory(session, org, "acme").account("loner").name == "Loner"
+    _change(session, org, lambda s: s.upsert_account("loner", name="Loner Renamed"))
+    assert company_directory(session, org, "acme").account("loner").name == "Loner Renamed"
+
+
+def test_a_deleted_delegation_is_seen(session, org):
+    _change(
+        session,
+        org,
+        lambda s: s.upsert_delegation("cid", "loner", date(2026, 1, 1), date(2026, 12, 31)),
+    )
+    assert company_directory(session, org, "acme").delegations_of("cid")
+    _change(session, org, lambda s: s.delete_delegation("cid", "loner"))
+    assert not company_directory(session, org, "acme").delegations_of("cid")
+
+
+def test_group_changes_are_seen(session, org):
+    company_directory(session, org, "acme-labs")
+    _change(session, org, lambda s: s.upsert_group("acme", "ops", name="Ops Renamed"))
+    groups = {
+        g.id: g.name for g in company_directory(session, org, "acme-labs").groups_of_company("acme")
+    }
+    assert groups["ops"] == "Ops Renamed"
+    _change(session, org, lambda s: s.delete_group("acme", "empty"))
+    groups = {g.id for g in company_directory(session, org, "acme-labs").groups_of_company("acme")}
+    assert "empty" not in groups
+
+
+def test_assignment_changes_are_seen(session, org):
+    company_directory(session, org, "acme")
+    _change(session, org, lambda s: s.upsert_assignment("cid", "Bob", "acme"))
+    assigned = company_directory(session, org, "acme").assignments_by("cid", "acme")
+    assert "Bob" in [a.account_id for a in assigned]
+    _change(session, org, lambda s: s.remove_assignment("cid", "Bob", "acme"))
+    assigned = company_directory(session, org, "acme").assignments_by("cid", "acme")
+    assert "Bob" not in [a.account_id for a in assigned]
+
+
+def test_a_removed_membership_is_seen_by_the_slice_and_the_buyer(session, org):
+    order = Order.from_dict({"buyer": "cid", "total": 1})
+    assert directory_for_order(session, org, order).membership("cid", "acme") is not None
+    _change(session, org, lambda s: s.remove_membership("cid", "acme"))
+    assert company_directory(session, org, "acme").membership("cid", "acme") is None
+    with pytest.raises(ApprovalRulesError):
+        directory_for_order(session, org, order)
+
+
+def test_a_second_membership_without_a_default_is_seen_by_the_buyer(session, org):
+    order = Order.from_dict({"buyer": "cid", "total": 1})
+    assert directory_for_order(session, org, order).company("acme") is not None
+    _change(session, org, lambda s: s.upsert_membership("cid", "zeta", role="buyer"))
+    with pytest.raises(ApprovalRulesError) as raised:
+        directory_for_order(session, org, order)
+    assert raised.value.code == "no_default_company"
+
+
+def test_a_directory_sync_is_seen(session, org):
+    company_directory(session, org, "acme")
+    sync_directory(session, org, '{"companies": [{"id": "acme", "name": "Acme Synced"}]}', "json")
+    session.commit()
+    assert company_directory(session, org, "acme").company("acme").name == "Acme Synced"
 
 
 def test_a_change_to_the_company_is_seen_by_its_next_slice(session, org):

@@ -11,10 +11,18 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from approvalrules.store import migrate
+from approvalrules.store import company_slice, migrate
 from approvalrules.store.db import create_engine_for_url
+from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.meta import metadata
-from approvalrules.store.models import AdminUser, ApiKey, DecisionLogEntry
+from approvalrules.store.models import (
+    AdminUser,
+    ApiKey,
+    Company,
+    DecisionLogEntry,
+    SliceVersion,
+    Tenant,
+)
 from approvalrules.store.services import find_api_key, verify_admin_password
 
 
@@ -189,4 +197,57 @@ def test_0007_keeps_api_keys_on_the_default_rate_and_adds_an_empty_decision_log(
         assert "decision_log" not in _tables(url)
         assert "rate_per_minute" not in {c["name"] for c in inspect(engine).get_columns("api_keys")}
     finally:
+        engine.dispose()
+
+
+def test_0008_adds_slice_versions_that_start_empty_and_follow_changes(empty_database_url):
+    """Upgrading a database filled at 0007: the company and its members keep working with no
+    slice version (read as 0); a change after the upgrade writes the tenant's new directory
+    version for the company and is seen by the cached slice; downgrading drops the table."""
+    url = empty_database_url
+    migrate.upgrade(url, "0007")
+    engine = create_engine_for_url(url)
+    try:
+        with engine.begin() as connection:
+            tenant_id = _insert_tenant(connection)
+            connection.execute(
+                text(
+                    "insert into companies (tenant_id, external_id, name, attributes, created_at)"
+                    " values (:tenant, 'acme', 'Acme', '{}', CURRENT_TIMESTAMP)"
+                ),
+                {"tenant": tenant_id},
+            )
+            connection.execute(
+                text(
+                    "insert into accounts (tenant_id, external_id, name, email_enabled, active,"
+                    " created_at) values (:tenant, 'ann', 'Ann', true, true, CURRENT_TIMESTAMP)"
+                ),
+                {"tenant": tenant_id},
+            )
+            connection.execute(
+                text(
+                    "insert into memberships (account_id, company_id, role, master, is_default,"
+                    " status, settings, attributes) select a.id, c.id, 'buyer', false, true,"
+                    " 'active', '{}', '{}' from accounts a, companies c"
+                )
+            )
+        migrate.upgrade(url)
+        company_slice.clear()
+        with Session(engine) as session:
+            tenant = session.get(Tenant, tenant_id)
+            assert session.query(SliceVersion).count() == 0
+            before = company_slice.company_directory(session, tenant, "acme")
+            assert before.membership("ann", "acme").role == "buyer"
+            DirectoryService(session, tenant).upsert_membership("ann", "acme", role="approver")
+            session.commit()
+            company = session.query(Company).one()
+            assert session.get(SliceVersion, ("company", company.id)).version == (
+                tenant.directory_version
+            )
+            after = company_slice.company_directory(session, tenant, "acme")
+            assert after.membership("ann", "acme").role == "approver"
+        migrate.downgrade(url, "0007")
+        assert "slice_versions" not in _tables(url)
+    finally:
+        company_slice.clear()
         engine.dispose()
