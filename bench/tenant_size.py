@@ -256,9 +256,11 @@ def slice_figures() -> str:
     if company_slice is None:
         return "company slices: not in this code (whole-tenant snapshots)"
     cache, stats = company_slice.slice_cache(), company_slice.STATS
+    checks = getattr(stats, "checks", None)  # absent before the slice versions
+    checked = "" if checks is None else f"{checks} version checks (no re-read), "
     return (
         f"company slices: {len(cache)} cached, ~{cache.bytes / 1024:.0f} KiB estimated, "
-        f"{stats.reads} reads, {stats.builds} builds, {cache.evictions} evictions"
+        f"{checked}{stats.reads} reads, {stats.builds} builds, {cache.evictions} evictions"
     )
 
 

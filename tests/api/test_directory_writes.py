@@ -2,14 +2,40 @@
 (issue 15, defect 6): a 422 naming the field, what is wrong and how to fix it.
 
 Before: all three were stored; an undefined role then blocked every order of that account.
+
+The tests write to a tenant of their own, with the ``acme`` rule set published: the
+companies and members they add never reach ``demo``, whose acme-governed members other
+tests count (the behavioural diff of tests/api/test_acceptance_a.py).
 """
 
 from __future__ import annotations
 
+import pytest
+import webtest
 from sqlalchemy import select
 
 from approvalrules.store.directory_export import export_directory
 from approvalrules.store.models import Company
+from approvalrules.store.services import create_api_key, ensure_tenant
+from approvalrules.store.versions import active_version, publish
+
+from .conftest import ROOT
+
+TENANT = "directory-writes"
+
+
+@pytest.fixture
+def api(world):
+    """The API as tenant ``directory-writes``, where ``acme`` (and the rule set it extends) is
+    published as in ``demo``."""
+    with world.session() as session, session.begin():
+        tenant = ensure_tenant(session, TENANT, "Directory writes")
+        for name in ("tenant-default", "acme"):
+            if active_version(session, tenant, name) is None:
+                text = (ROOT / "rules" / f"{name}.yaml").read_text("utf-8")
+                publish(session, tenant, name, author="tests", text=text)
+        key = create_api_key(session, tenant, "tests", scope="merchant")[1]
+    return webtest.TestApp(world.app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {key}"})
 
 
 def _company(api, company_id, status=200, **body):
@@ -93,7 +119,7 @@ def test_company_contacts_and_locations_are_written_through_the_api(api, order_i
         contacts=[{"account": account, "kind": "billing"}],
     )
     with world.session() as session:
-        stored = export_directory(session, "demo")["companies"][company]
+        stored = export_directory(session, TENANT)["companies"][company]
     assert stored["locations"] == [{"id": "hq", "name": "HQ", "address": "1 Main St"}]
     assert stored["contacts"] == [{"account": account, "kind": "billing"}]
     error = _company(
