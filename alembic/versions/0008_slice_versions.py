@@ -27,13 +27,18 @@ def upgrade() -> None:
         "slice_versions",
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("row_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.CheckConstraint(
             "kind IN ('company', 'account')", name=op.f("ck_slice_versions_kind")
         ),
         sa.PrimaryKeyConstraint("kind", "row_id", name=op.f("pk_slice_versions")),
     )
+    op.create_index(
+        "ix_slice_versions_tenant_version", "slice_versions", ["tenant_id", "version"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_slice_versions_tenant_version", table_name="slice_versions")
     op.drop_table("slice_versions")

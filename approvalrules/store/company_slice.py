@@ -21,17 +21,23 @@ Slices are cached per process, per (database, tenant, company), in a
 (``approvalrules.cache.max_bytes``), least recently used first out.  An
 entry remembers the ``Tenant.directory_version`` at which it was last known
 current: while the tenant's version has not moved, it is used with no query.
-After a directory change of the tenant, the next evaluation for a company reads the
-slice versions of the slice's chain of companies (one small query; see
-``store/slice_versions.py``, which notes every change of a company's rows, of its
-members' accounts and of their delegations, and writes the versions at commit).  The
-same versions: the slice is current, nothing else is read.  One moved (a change of the
-company, of an ancestor, a parent moved, a company deleted): the slice's rows are read
-again (a handful of small queries, the size of the company tree, never of the tenant)
-and compared with the cached records; the same records keep the same directory object
-(the engine's per-directory pools stay warm), different ones build a new slice.  So a
-change in one company costs a re-read of the slices that hold it, not of every slice of
-the tenant.
+After a directory change of the tenant, the next evaluation for a company asks
+whether a company of the slice's chain changed since the slice was last known current.
+Each company and account has a slice version (``store/slice_versions.py``, which notes
+every change of a company's rows, of its members' accounts and of their delegations, and
+writes at commit the tenant's version the commit ends at, so a version only grows).  The
+process keeps, per tenant, what changed since it first saw the tenant (:class:`Changes`):
+when the tenant's version moves, one query reads the rows whose version is above the one
+it knew, and every slice and buyer of the tenant is answered from that, with no query of
+its own.  A slice checked before what those changes reach back to (they were evicted, or
+started again past :data:`~.slice_versions.CHANGES_KEPT` rows) reads its own chain's
+versions instead (one small query).  Unchanged: the slice is current, nothing else is read.
+Changed (the company, an ancestor, a parent moved, a company deleted, a member's account
+or delegation): the slice's rows are read again (a handful of small queries, the size of
+the company tree, never of the tenant) and compared with the cached records; the same
+records keep the same directory object (the engine's per-directory pools stay warm),
+different ones build a new slice.  So a change in one company costs a re-read of the
+slices that hold it, not of every slice of the tenant.
 
 The buyer's company (an order that names none) is remembered per account the same way:
 by the account's slice version, which every change of its memberships moves.
@@ -58,7 +64,12 @@ from .directory import (
     read_groups,
 )
 from .models import Account, Company, Delegation, Membership, SliceVersion, Tenant
-from .slice_versions import account_version, company_version_join, company_versions
+from .slice_versions import (
+    Changes,
+    account_version,
+    company_version_join,
+    company_versions,
+)
 
 
 class SliceRecords(NamedTuple):
@@ -106,6 +117,10 @@ _SLICES = budgeted_cache("company_slices")
 _BUYERS = budgeted_cache("buyer_companies")
 #: about what one entry of ``_BUYERS`` holds: its key, its tuple, its place in the map
 BYTES_PER_BUYER = 400
+#: (database, tenant) -> the tenant's :class:`Changes` as this process last read them
+_CHANGES = budgeted_cache("slice_changes")
+#: about what one changed row costs in a :class:`Changes`
+BYTES_PER_CHANGE = 200
 STATS = SliceStats()
 _STATS_LOCK = threading.Lock()
 
@@ -129,13 +144,8 @@ def company_directory(session: Session, tenant: Tenant, company_id: str) -> d.Di
     entry = _SLICES.get(key)
     if entry is not None and entry.checked_at == version:
         return entry.directory
-    # read after the tenant's row: versions at least as new as ``version``; the same ones
-    # say that no change of the slice's companies committed since its rows were read
-    if (
-        entry is not None
-        and entry.versions
-        and company_versions(session, entry.versions) == entry.versions
-    ):
+    changes = _changes(session, tenant)
+    if entry is not None and entry.versions and _unchanged(session, changes, entry):
         entry.checked_at = version
         with _STATS_LOCK:
             STATS.checks += 1
@@ -155,6 +165,34 @@ def company_directory(session: Session, tenant: Tenant, company_id: str) -> d.Di
     # second read: an entry is never older than the version it is marked current at
     _SLICES.put(key, built, entry_size(records.row_count()))
     return built.directory
+
+
+def _changes(session: Session, tenant: Tenant) -> Changes:
+    """What changed in the tenant up to its version in this request: read once per process
+    for each version the tenant moves to (one query), then shared by every slice."""
+    key = (database_key(session), tenant.id)
+    version = tenant.directory_version or 0
+    changes = _CHANGES.get(key)
+    if changes is None or version < changes.since:
+        # first seen here (or a database whose versions started again): nothing is known
+        # of what came before, slices checked earlier ask their own versions
+        changes = Changes(version, version, {})
+    elif version > changes.upto:
+        changes = changes.newer(session, tenant.id, version)
+    else:
+        return changes
+    _CHANGES.put(key, changes, BYTES_PER_CHANGE * (1 + len(changes.changed)))
+    return changes
+
+
+def _unchanged(session: Session, changes: Changes, entry: CompanySlice) -> bool:
+    """Whether no company of the slice's chain changed since it was last known current."""
+    unchanged = changes.unchanged("company", entry.versions, entry.checked_at)
+    if unchanged is None:
+        # read after the tenant's row: versions at least as new as its version; the same
+        # ones say that no change of the slice's companies committed since its rows were read
+        unchanged = company_versions(session, entry.versions) == entry.versions
+    return unchanged
 
 
 def directory_for_order(session: Session, tenant: Tenant, order) -> d.Directory:
@@ -202,6 +240,14 @@ def _member_company(
     found = _BUYERS.get(key)
     if found is not None and found[0] == version:
         return found[3]
+    changes = _changes(session, tenant)
+    if (
+        found is not None
+        and found[1] is not None
+        and changes.unchanged("account", [found[1]], found[0])
+    ):
+        _BUYERS.put(key, (version, *found[1:]), BYTES_PER_BUYER)
+        return found[3]
     # the account's version before its memberships: a change committed in between makes
     # the next check read them again, never keeps what it changed
     account = account_version(session, tenant.id, account_id)
@@ -239,9 +285,10 @@ def accounts_by_id(
 
 
 def clear() -> None:
-    """Forget every slice and buyer's company of this process (tests)."""
+    """Forget every slice, buyer's company and tenant's changes of this process (tests)."""
     _SLICES.clear()
     _BUYERS.clear()
+    _CHANGES.clear()
 
 
 def read_slice(session: Session, tenant_id: int, company_id: str) -> SliceRecords:

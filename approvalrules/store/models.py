@@ -291,17 +291,24 @@ class SliceVersion(Base):
     account's memberships ("account") last changed; no row reads as 0.
 
     Written at the commit of the change (``store/slice_versions.py``), with the tenant's
-    version that commit ends at, so no two changes of a row share a value.  No foreign key:
+    version that commit ends at, so no two changes of a row share a value and a row's
+    version only grows: what changed after version N is what has a version above N.  No
+    foreign key:
     writing a row never waits on the company or account row (which directory writes lock
     before they bump the tenant's version), and a row outlives a deleted company, so the
     slices of its descendants see that it went.
     """
 
     __tablename__ = "slice_versions"
-    __table_args__ = (_one_of("kind", SLICE_VERSION_KINDS),)
+    __table_args__ = (
+        _one_of("kind", SLICE_VERSION_KINDS),
+        # what changed in a tenant since a version: one range of this index
+        Index("ix_slice_versions_tenant_version", "tenant_id", "version"),
+    )
 
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     row_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tenant_id: Mapped[int] = mapped_column(Integer)
     version: Mapped[int] = mapped_column(Integer)
 
 

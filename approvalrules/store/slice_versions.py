@@ -190,7 +190,7 @@ def write_versions(session: Session, pending: dict[tuple[str, int], int | None])
     # a row gone with no tenant noted (deleted by the database with its tenant) needs none;
     # sorted, so that two commits write the rows they share in the same order
     rows = [
-        {"kind": kind, "row_id": row_id, "version": versions[tenant_id]}
+        {"kind": kind, "row_id": row_id, "tenant_id": tenant_id, "version": versions[tenant_id]}
         for (kind, row_id), tenant_id in sorted(tenants.items())
         if tenant_id in versions
     ]
@@ -202,9 +202,48 @@ def write_versions(session: Session, pending: dict[tuple[str, int], int | None])
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[table.c.kind, table.c.row_id],
-            set_={"version": statement.excluded.version},
+            set_={"tenant_id": statement.excluded.tenant_id, "version": statement.excluded.version},
         )
     )
+
+
+class Changes:
+    """What changed in one tenant after version ``since`` up to version ``upto`` at least:
+    (kind, row id) -> its slice version, as read after the tenant's version was ``upto``."""
+
+    __slots__ = ("since", "upto", "changed")
+
+    def __init__(self, since: int, upto: int, changed: dict[tuple[str, int], int]):
+        self.since, self.upto, self.changed = since, upto, changed
+
+    def unchanged(self, kind: str, row_ids: Iterable[int], checked_at: int) -> bool | None:
+        """Whether none of ``row_ids`` changed after version ``checked_at`` (up to ``upto``);
+        None when that is before what these changes reach back to."""
+        if checked_at < self.since:
+            return None
+        return all(self.changed.get((kind, row_id), 0) <= checked_at for row_id in row_ids)
+
+    def newer(self, session: Session, tenant_id: int, version: int) -> Changes:
+        """These changes brought up to the tenant's ``version`` (read before): one query for
+        the rows whose slice version is above ``upto``."""
+        if version <= self.upto:
+            return self
+        changed = dict(self.changed)
+        for kind, row_id, row_version in session.execute(
+            select(SliceVersion.kind, SliceVersion.row_id, SliceVersion.version).where(
+                SliceVersion.tenant_id == tenant_id, SliceVersion.version > self.upto
+            )
+        ):
+            changed[(kind, row_id)] = row_version
+        if len(changed) > CHANGES_KEPT:
+            # what came before is forgotten: slices checked before ``version`` ask their own
+            # versions once
+            return Changes(version, version, {})
+        return Changes(self.since, version, changed)
+
+
+#: rows a tenant's :class:`Changes` remembers before it starts again from the current version
+CHANGES_KEPT = 10_000
 
 
 def company_versions(session: Session, company_ids: Iterable[int]) -> dict[int, int]:
