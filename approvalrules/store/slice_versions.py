@@ -64,23 +64,37 @@ def _note(session: Session, kind: str, ids: Iterable[int], tenant_id: int | None
             pending[(kind, row_id)] = tenant_id
 
 
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    # a bound parameter each: SQLite refuses statements past 32,766 of them
+    for start in range(0, len(ids), IN_CHUNK):
+        yield ids[start : start + IN_CHUNK]
+
+
+#: ids per ``IN (...)`` list
+IN_CHUNK = 1_000
+
+
 def _companies_of_members(session: Session, account_ids: set[int]) -> set[int]:
-    if not account_ids:
-        return set()
-    return set(
-        session.scalars(select(Membership.company_id).where(Membership.account_id.in_(account_ids)))
-    )
+    found: set[int] = set()
+    for chunk in _chunks(sorted(account_ids)):
+        found.update(
+            session.scalars(select(Membership.company_id).where(Membership.account_id.in_(chunk)))
+        )
+    return found
 
 
 def _companies_delegating_to(session: Session, account_ids: set[int]) -> set[int]:
     """The companies of the members who delegate to ``account_ids`` (their slices hold the
     delegates' accounts)."""
-    if not account_ids:
-        return set()
-    delegators = select(Delegation.delegator_id).where(Delegation.delegate_id.in_(account_ids))
-    return set(
-        session.scalars(select(Membership.company_id).where(Membership.account_id.in_(delegators)))
-    )
+    found: set[int] = set()
+    for chunk in _chunks(sorted(account_ids)):
+        delegators = select(Delegation.delegator_id).where(Delegation.delegate_id.in_(chunk))
+        found.update(
+            session.scalars(
+                select(Membership.company_id).where(Membership.account_id.in_(delegators))
+            )
+        )
+    return found
 
 
 @event.listens_for(Session, "before_flush")
@@ -175,9 +189,9 @@ def write_versions(session: Session, pending: dict[tuple[str, int], int | None])
     tenants = dict(pending)
     for kind, model in (("company", Company), ("account", Account)):
         unknown = [row for (k, row), tenant in pending.items() if k == kind and tenant is None]
-        if unknown:
+        for chunk in _chunks(unknown):
             for row, tenant_id in session.execute(
-                select(model.id, model.tenant_id).where(model.id.in_(unknown))
+                select(model.id, model.tenant_id).where(model.id.in_(chunk))
             ):
                 tenants[(kind, row)] = tenant_id
     versions = dict(
@@ -198,12 +212,14 @@ def write_versions(session: Session, pending: dict[tuple[str, int], int | None])
         return
     dialect = postgresql if session.connection().dialect.name == "postgresql" else sqlite
     table = SliceVersion.__table__
-    statement = dialect.insert(table).values(rows)
+    statement = dialect.insert(table)
+    # one statement run for every row (executemany), whatever their number
     session.execute(
         statement.on_conflict_do_update(
             index_elements=[table.c.kind, table.c.row_id],
             set_={"tenant_id": statement.excluded.tenant_id, "version": statement.excluded.version},
-        )
+        ),
+        rows,
     )
 
 

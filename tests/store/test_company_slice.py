@@ -7,14 +7,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from approvalrules.engine import Order, compile_ruleset, folder_resolver
 from approvalrules.engine.directory_contract import FIXTURE
 from approvalrules.engine.load import load_document
 from approvalrules.engine.ruletests import DEFAULT_NOW
 from approvalrules.errors import ApprovalRulesError
-from approvalrules.store import company_slice
+from approvalrules.store import company_slice, slice_versions
 from approvalrules.store.cache_budget import (
     ByteBudgetCache,
     approximate_size,
@@ -32,7 +32,7 @@ from approvalrules.store.db import database_key
 from approvalrules.store.directory import SqlDirectory, load_memory_directory
 from approvalrules.store.directory_service import DirectoryService
 from approvalrules.store.directory_sync import sync_directory
-from approvalrules.store.models import Company
+from approvalrules.store.models import Company, SliceVersion
 from approvalrules.store.services import ensure_tenant
 from approvalrules.store.testing import load_fixture
 from approvalrules.workflow.reevaluate import _governed_companies
@@ -436,3 +436,23 @@ def test_the_size_estimate_covers_what_a_slice_holds(session, org):
     walked = approximate_size(entry.directory)
     estimated = entry_size(entry.records.row_count())
     assert walked < estimated < 10 * walked
+
+
+def test_a_commit_gives_every_company_it_changed_the_tenants_new_version(session, org, monkeypatch):
+    monkeypatch.setattr(slice_versions, "IN_CHUNK", 2)  # the ids go in several lists
+    service = DirectoryService(session, org)
+    for company in ("acme", "acme-labs", "acme-labs-eu", "zeta"):
+        service.upsert_membership("loner", company, role="buyer")
+    session.commit()
+    ids = dict(
+        session.execute(
+            select(Company.external_id, Company.id).where(Company.tenant_id == org.id)
+        ).all()
+    )
+    versions = {
+        row.row_id: row.version
+        for row in session.scalars(select(SliceVersion).where(SliceVersion.kind == "company"))
+    }
+    assert {name: versions.get(ids[name]) for name in ids} == dict.fromkeys(
+        ("acme", "acme-labs", "acme-labs-eu", "zeta"), org.directory_version
+    )
