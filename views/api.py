@@ -10,8 +10,10 @@ lacks it gets 403 ``insufficient_scope`` (:func:`require_grant`, docs/security.m
 from __future__ import annotations
 
 import functools
+import json
 from datetime import date
 
+from pyramid.response import Response
 from pyramid.tweens import EXCVIEW, INGRESS
 from pyramid.view import view_config, view_defaults
 
@@ -173,6 +175,12 @@ def order_body(request) -> EngineOrder:
     return EngineOrder.from_dict(inputs.numbers_as_text(body) if fractional else body)
 
 
+def json_response(data) -> Response:
+    """``data`` answered as the ``json`` renderer answers it (the same bytes and headers),
+    without the renderer's lookups, which cost the evaluate endpoint a tenth of its time."""
+    return Response(body=json.dumps(data).encode(), content_type="application/json")
+
+
 def order_view(session, order: Order) -> dict:
     """An order, its decision and its approval request as the API shows them."""
     request = queries.request_for_order(session, order)
@@ -306,7 +314,7 @@ class StorefrontApi:
         decision_log.record_evaluate(self.request, tenant, decision, version)
         data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
         data["ruleset"]["version"] = version.number
-        return data
+        return json_response(data)
 
     @view_config(route_name="api_orders", request_method="POST", api_grant="storefront")
     def submit(self):

@@ -39,7 +39,6 @@ _PLAIN_MONEY_TEXT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,3})?")
 _PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: the payers ``Order.from_dict`` takes
 _PAYERS = ("buyer", "company")
-_ONE = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def _limits() -> _Limits:
     fields = _object(order, {*_ORDER_FIELDS})
     lines = fields["lines"]
     assert lines["type"] == "array" and "minItems" not in lines, lines
-    line = _object(lines["items"], {"sku", "category", "quantity", "price", "name"})
+    line = _object(lines["items"], {*_LINE_FIELDS})
     assert lines["items"]["required"] == ["sku"], lines["items"]
     quantity = line["quantity"]
     assert quantity["type"] == "number" and quantity["minimum"] == 0, quantity
@@ -220,42 +219,49 @@ _OTHER_ORDER_FIELDS = frozenset(_ORDER_FIELDS) - {"id", "buyer", "company", "cos
 
 
 def _plain_lines(raw: Any, limits: _Limits) -> tuple[Line, ...] | None:
+    # the cost of a cart is in here: one dict lookup per field, no call per value
     if type(raw) is not list or len(raw) > limits.max_lines:
         return None
-    sku_text, category_text, name_text = (
+    (sku_min, sku_max), (category_min, category_max), (name_min, name_max) = (
         limits.line_text["sku"],
         limits.line_text["category"],
         limits.line_text["name"],
     )
     max_money, max_quantity = limits.max_money, limits.max_quantity
+    plain_money_text = _PLAIN_MONEY_TEXT.fullmatch
     lines = []
     for line in raw:
-        if type(line) is not dict:
+        if type(line) is not dict or not line.keys() <= _LINE_FIELDS:
             return None
-        sku = category = None
-        quantity = _ONE
-        for key, value in line.items():
-            if key == "sku":
-                if not _plain_text(value, sku_text):
+        sku = line.get("sku")
+        if type(sku) is not str or not sku_min <= len(sku) <= sku_max:
+            return None
+        quantity = line.get("quantity", 1)
+        if type(quantity) is not int or not 0 <= quantity <= max_quantity:
+            return None
+        if "price" in line:
+            price = line["price"]
+            if type(price) is str:
+                if not plain_money_text(price):
                     return None
-                sku = value
-            elif key == "quantity":
-                if type(value) is not int or not 0 <= value <= max_quantity:
-                    return None
-                quantity = Decimal(value)
-            elif key == "price":
-                if _plain_money(value, max_money) is None:
-                    return None
-            elif key == "category":
-                if not _plain_text(value, category_text):
-                    return None
-                category = value
-            elif key == "name":
-                if not _plain_text(value, name_text):
-                    return None
-            else:
+            elif type(price) is not int or not 0 <= price <= max_money:
                 return None
-        if sku is None:
+        category = line.get("category")
+        if "category" in line and (
+            type(category) is not str or not category_min <= len(category) <= category_max
+        ):
             return None
-        lines.append(Line(sku, category, quantity))
+        if "name" in line:
+            name = line["name"]
+            if type(name) is not str or not name_min <= len(name) <= name_max:
+                return None
+        lines.append(
+            Line(sku, category, _SMALL[quantity] if quantity < _SMALL_COUNT else Decimal(quantity))
+        )
     return tuple(lines)
+
+
+_LINE_FIELDS = frozenset(("sku", "category", "quantity", "price", "name"))
+#: the quantities most lines have, made once (a Decimal is immutable)
+_SMALL_COUNT = 1000
+_SMALL = tuple(Decimal(number) for number in range(_SMALL_COUNT))
