@@ -2,6 +2,17 @@
 
 import swagger_ui_bundle
 
+#: where the storefront's and the merchant's JSON API lives
+API_PREFIX = "/api/"
+
+
+def under_api(request) -> bool:
+    """Whether ``request.path`` starts with :data:`API_PREFIX`, read from the WSGI environ:
+    ``request.path`` quotes the whole path anew at each use, and quoting changes nothing in
+    ``/api/`` (each of its characters is quoted as itself, any other is not)."""
+    environ = request.environ
+    return (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).startswith(API_PREFIX)
+
 
 def includeme(config):
     config.add_static_view("static", "approvalrules.templates:static", cache_max_age=3600)

@@ -362,3 +362,29 @@ def test_an_exact_path_finds_the_same_operation_as_the_scan():
     for path in paths:
         for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"):
             assert find_operation(path, method) == scanned(path, method), (path, method)
+
+
+@pytest.mark.parametrize(
+    "script_name, path_info",
+    [
+        ("", "/api/v1/evaluate"),
+        ("", "/api"),
+        ("", "/api/"),
+        ("", "/apix/v1"),
+        ("", "/admin/api/"),
+        ("", "/%61pi/v1"),
+        ("", "/api%2Fv1"),
+        ("", "/\xc3\xa4pi/"),
+        ("", "/ api/"),
+        ("/api", "/v1/evaluate"),
+        ("/shop", "/api/v1/evaluate"),
+        ("", ""),
+    ],
+)
+def test_under_api_answers_as_the_quoted_path_does(script_name, path_info):
+    from webob import Request
+
+    from approvalrules.views.routes import under_api
+
+    request = Request({"SCRIPT_NAME": script_name, "PATH_INFO": path_info})
+    assert under_api(request) == request.path.startswith("/api/")
