@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -427,8 +428,12 @@ def read_only_session(session_factory: sessionmaker[Session], request) -> Sessio
     """A session for a request that runs without a transaction manager (``tm.activate_hook``
     said it only reads): closed when the request ends, which ends its transaction, and
     refusing to flush anything, so a write on a read-only path fails loudly instead of
-    being dropped with the session."""
-    session = session_factory(info={"request": request, _READ_ONLY: True})
+    being dropped with the session.
+
+    Its ``info`` does not name the request (nothing reads it there): the request holds
+    the session, and a session naming the request would make a reference cycle of every
+    read-only request, left to the garbage collector's passes."""
+    session = session_factory(info={_READ_ONLY: True})
     request.add_finished_callback(lambda _request: session.close())
     return session
 
@@ -446,9 +451,11 @@ class DeferredSession:
 
     def __init__(self, session_factory: sessionmaker[Session], request):
         self._factory = session_factory
-        self._request = request
+        # weakly: the request holds this as ``request.dbsession``, and a cycle would leave
+        # the request and all it holds to the garbage collector's passes
+        self._request = weakref.ref(request)
         self._session: Session | None = None
-        self._info = {"request": request, _READ_ONLY: True}
+        self._info = {_READ_ONLY: True}
 
     @property
     def info(self) -> dict:
@@ -466,7 +473,7 @@ class DeferredSession:
     def session(self) -> Session:
         """The request's read-only session, made now if it was not yet."""
         if self._session is None:
-            session = read_only_session(self._factory, self._request)
+            session = read_only_session(self._factory, self._request())
             session.info.update(self._info)  # what was noted before it existed
             self._session = session
         return self._session
