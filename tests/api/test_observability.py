@@ -266,18 +266,23 @@ def _cyclic_garbage(call) -> list[str]:
         gc.enable()
 
 
-def test_evaluate_leaves_no_more_reference_cycles_than_health(world, api):
-    """Each request of Pyramid leaves a few objects in cycles (the request's own class); an
-    evaluate must add none: a cycle through the request or the decision kept the whole
-    request, its body and its evaluation until the next collection, whose pauses were the
-    endpoint's slowest answers."""
+#: what a request and its decision are made of; in a reference cycle, each kept the whole
+#: request (its environ, its body) and its evaluation until the collector's next pass
+REQUEST_AND_DECISION = frozenset(
+    ("Request", "GetDict", "StorefrontApi", "DeferredSession", "Session")
+    + ("Evaluation", "Facts", "Order", "Line", "Decision", "StepMatched", "StepNotMatched")
+)
+
+
+def test_evaluate_leaves_its_request_and_decision_to_reference_counting(world, api):
+    """Freed as soon as the answer is sent, not by the garbage collector: its passes over
+    every evaluate's leftovers were the endpoint's slowest answers.  (Other threads, such as
+    a cache listener, may leave garbage of their own meanwhile: only these types count.)"""
     body = {"buyer": "sam", "total": 2000}
     api.post_json("/api/v1/evaluate", body)
-    api.get("/health")
-    health = _cyclic_garbage(lambda: api.get("/health"))
     for url in ("/api/v1/evaluate", "/api/v1/evaluate?trace=0"):
-        evaluate = _cyclic_garbage(lambda url=url: api.post_json(url, body))
-        assert evaluate == health, url
+        left = _cyclic_garbage(lambda url=url: api.post_json(url, body))
+        assert REQUEST_AND_DECISION.isdisjoint(left), (url, sorted(set(left)))
 
 
 @pytest.mark.parametrize(
