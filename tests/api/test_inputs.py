@@ -324,6 +324,32 @@ def test_a_plain_cart_parses_to_the_same_value_with_or_without_the_walk():
     assert parse_json(("[" * 32 + "]" * 32).encode()) is not None  # 32 levels are allowed
 
 
+@pytest.mark.parametrize(
+    "text, refused",
+    [
+        ("9" * 30, False),
+        ("9" * 31, True),
+        ("-" + "9" * 29, False),
+        ("-" + "9" * 30, True),
+        ("9" * 400, True),
+        ("1" + "0" * 29, False),
+    ],
+)
+@pytest.mark.parametrize("beside", ["", '"' + "7" * 40 + '"'])
+def test_integers_stay_bounded_whether_or_not_json_reads_them_itself(text, refused, beside):
+    """An integer's text is at most 30 characters; a body without 30 digits in a row is read
+    without the per-integer hook, one with them (in a string too) with it."""
+    from approvalrules.errors import ApprovalRulesError
+    from approvalrules.views.inputs import parse_json
+
+    raw = f'{{"total": {text}, "note": [{beside or 0}]}}'.encode()
+    if refused:
+        with pytest.raises(ApprovalRulesError, match="integer with"):
+            parse_json(raw)
+    else:
+        assert parse_json(raw)["total"] == int(text)
+
+
 def test_the_parser_notes_whether_a_body_holds_a_fraction():
     from approvalrules.views.inputs import JsonNumber, parse_json_noting_fractions
 
