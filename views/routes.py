@@ -23,6 +23,8 @@ def includeme(config):
     config.add_route("home", "/")
     config.add_route("health", "/health")
     config.add_route("ready", "/ready")
+    # the storefront's hot path early: routes are tried in order, one regular expression each
+    config.add_route("api_evaluate", "/api/v1/evaluate")
     config.add_route("api_rulesets", "/api/v1/rulesets")
     config.add_route("api_openapi", "/api/v1/openapi.json")
     config.add_route("api_docs", "/api/v1/docs")
@@ -33,7 +35,6 @@ def includeme(config):
     config.add_route("api_ruleset_versions", "/api/v1/rulesets/{name}/versions")
     config.add_route("api_ruleset_version", "/api/v1/rulesets/{name}/versions/{number}")
     config.add_route("api_ruleset_diff", "/api/v1/rulesets/{name}/diff")
-    config.add_route("api_evaluate", "/api/v1/evaluate")
     config.add_route("api_orders", "/api/v1/orders")
     # order ids may contain '/' (ERP numbers like 2026/PO/17): the action route, POST only,
     # takes the last segment; every other method reads the whole rest as the id
