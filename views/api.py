@@ -181,7 +181,7 @@ def order_body(request) -> EngineOrder:
 
 def json_response(data) -> Response:
     """``data`` answered as the ``json`` renderer answers it (the same bytes and headers),
-    without the renderer's lookups, which cost the evaluate endpoint a tenth of its time."""
+    without the renderer's lookups (about 15 us of each evaluate)."""
     return Response(body=json.dumps(data).encode(), content_type="application/json")
 
 
