@@ -10,13 +10,16 @@ lacks it gets 403 ``insufficient_scope`` (:func:`require_grant`, docs/security.m
 from __future__ import annotations
 
 import functools
+import json
 from datetime import date
 
+from pyramid.response import Response
 from pyramid.tweens import EXCVIEW, INGRESS
 from pyramid.view import view_config, view_defaults
 
 from approvalrules import observability
 from approvalrules.engine import validator
+from approvalrules.engine.decision import Order as EngineOrder
 from approvalrules.engine.durations import isoformat, parse_instant
 from approvalrules.engine.money import format_amount, parse_amount
 from approvalrules.errors import (
@@ -42,6 +45,7 @@ from approvalrules.workflow import actions, deciding, queries
 
 from . import inputs
 from .limits import VERIFIED_KEY, VERIFY_FAILED
+from .order_body import plain_order
 
 MAX_PAGE_SIZE = 200
 #: rows a page may start after (32-bit, as the ids)
@@ -55,6 +59,10 @@ def api_key(request) -> VerifiedKey:
     request, else here; from the process's key cache when it may be trusted
     (store/keycache.py), else with one query.
     """
+    key = request.environ.get(VERIFIED_KEY)
+    if key is not None:  # the limits tween read this very header and found the key live
+        observability.note_tenant(key.tenant.slug)
+        return key
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -144,12 +152,37 @@ def json_body(request, check=None) -> dict:
     ``check`` sees the body with exact numbers (:class:`~.inputs.JsonNumber`) before the
     workflow gets it with fractional numbers as text, as it always has.
     """
-    body, fractional = inputs.parse_json_noting_fractions(request.body)
-    if not isinstance(body, dict):
-        raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
+    body, fractional = _json_object(request)
     if check is not None:
         check(body)
     return inputs.numbers_as_text(body) if fractional else body
+
+
+def _json_object(request) -> tuple[dict, bool]:
+    body, fractional = inputs.parse_json_noting_fractions(request.body)
+    if not isinstance(body, dict):
+        raise ApprovalRulesError("invalid_json", "the request body must be a JSON object")
+    return body, fractional
+
+
+def order_body(request) -> EngineOrder:
+    """The request's order as the engine takes it; 400 or 422 as :func:`json_body` with
+    ``inputs.check_order`` and ``Order.from_dict`` answer, word for word.
+
+    A plainly valid cart is checked and built in one pass (``views/order_body.py``); any
+    other body goes that long way, which explains what is wrong with it."""
+    body, fractional = _json_object(request)
+    order = plain_order(body)
+    if order is not None:
+        return order
+    inputs.check_order(body)
+    return EngineOrder.from_dict(inputs.numbers_as_text(body) if fractional else body)
+
+
+def json_response(data) -> Response:
+    """``data`` answered as the ``json`` renderer answers it (the same bytes and headers),
+    without the renderer's lookups (about 15 us of each evaluate)."""
+    return Response(body=json.dumps(data).encode(), content_type="application/json")
 
 
 def order_view(session, order: Order) -> dict:
@@ -262,6 +295,41 @@ def approval_view(session, request: ApprovalRequest, brief: bool = False) -> dic
     return data
 
 
+@view_config(
+    route_name="api_evaluate", request_method="POST", api_grant="storefront", renderer="json"
+)
+def evaluate(request):
+    """The decision for a cart, with its trace; writes nothing.
+
+    A function, not a method of :class:`StorefrontApi`: Pyramid keeps a class view's
+    instance on the request, which made every evaluate a reference cycle (the request, its
+    view, its session) that only the garbage collector's passes freed.
+    """
+    # the key's tenant fields, not a Tenant row: evaluate only reads them, and putting a
+    # row into the session cost a fifth of the endpoint's time
+    tenant = request.api_key.tenant
+    decision, version = deciding.evaluate(
+        request.dbsession, tenant, order_body(request), dry_run=True
+    )
+    observability.count_decision("evaluate", decision.outcome)
+    decision_log.record_evaluate(request, tenant, decision, version)
+    data = decision.as_dict(trace=_trace_wanted(request))
+    data["ruleset"]["version"] = version.number
+    return json_response(data)
+
+
+def _trace_wanted(request) -> bool:
+    """False for ``?trace=0`` (the last ``trace`` given counts, as in ``request.params``).
+
+    Read from the query string itself: webob keeps its parsed query in the environ, and it
+    refers back to the environ, a reference cycle per request for the collector."""
+    wanted = True
+    for name, value in inputs.query_pairs(request.environ.get("QUERY_STRING", "")):
+        if name == "trace":
+            wanted = value != "0"
+    return wanted
+
+
 @view_defaults(renderer="json")
 class StorefrontApi:
     def __init__(self, request):
@@ -272,20 +340,6 @@ class StorefrontApi:
     def tenant(self):
         """The key's tenant as a row of the request's session (made on first use)."""
         return self.request.tenant
-
-    @view_config(route_name="api_evaluate", request_method="POST", api_grant="storefront")
-    def evaluate(self):
-        # the key's tenant fields, not a Tenant row: evaluate only reads them, and putting a
-        # row into the session cost a fifth of the endpoint's time
-        tenant = self.request.api_key.tenant
-        decision, version = deciding.evaluate(
-            self.session, tenant, json_body(self.request, inputs.check_order), dry_run=True
-        )
-        observability.count_decision("evaluate", decision.outcome)
-        decision_log.record_evaluate(self.request, tenant, decision, version)
-        data = decision.as_dict(trace=self.request.params.get("trace", "1") != "0")
-        data["ruleset"]["version"] = version.number
-        return data
 
     @view_config(route_name="api_orders", request_method="POST", api_grant="storefront")
     def submit(self):

@@ -23,6 +23,8 @@ from sqlalchemy.orm.exc import StaleDataError
 from approvalrules import errors, observability
 from approvalrules.store.db import database_unavailable
 
+from .routes import under_api
+
 log = logging.getLogger(__name__)
 
 #: most specific class first; the first match wins
@@ -176,7 +178,7 @@ def database_failed(exc, request):
 
 @notfound_view_config()
 def not_found(request):
-    if request.path.startswith("/api/"):
+    if under_api(request):
         return _json(
             request,
             404,

@@ -293,9 +293,21 @@ def _json_number(text: str) -> JsonNumber:
 
 
 def _bounded_int(text: str) -> int:
-    if len(text) > 30:
+    if len(text) > MAX_INT_TEXT:
         raise ValueError(f"integer with {len(text)} digits")
     return int(text)
+
+
+#: an integer's text (sign included) may be at most this long (:func:`_bounded_int`)
+MAX_INT_TEXT = 30
+#: every ASCII digit to ``0``, every other byte to a blank: a run of digits stays a run
+_DIGITS_AS_ZEROS = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+
+
+def _long_digit_run(raw: bytes) -> bool:
+    """Whether ``raw`` has :data:`MAX_INT_TEXT` digits in a row: without such a run, no
+    integer in it (a sign and at most 29 digits) can be refused by :func:`_bounded_int`."""
+    return b"0" * MAX_INT_TEXT in raw.translate(_DIGITS_AS_ZEROS)
 
 
 def _plainly_storable(raw: bytes | None) -> bool:
@@ -325,8 +337,11 @@ def parse_json_noting_fractions(raw: bytes) -> tuple[Any, bool]:
         fractions.append(True)
         return _json_number(text)
 
+    # the hook costs a call per integer: only a body with a run of digits as long as the
+    # bound can hold an integer over it, so any other body's integers are read by json itself
+    bounded = _bounded_int if not isinstance(raw, bytes) or _long_digit_run(raw) else None
     try:
-        body = json.loads(raw or b"null", parse_float=noted_number, parse_int=_bounded_int)
+        body = json.loads(raw or b"null", parse_float=noted_number, parse_int=bounded)
     except (ValueError, RecursionError) as exc:
         raise ApprovalRulesError(
             "invalid_json", f"the request body is not valid JSON: {exc}"[:300]

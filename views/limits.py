@@ -30,6 +30,7 @@ from approvalrules.store.keycache import KeyCache, VerifiedKey, token_digest
 from approvalrules.store.services import DEFAULT_KEY_RATE, default_key_rate
 
 from .errors import error_response
+from .routes import under_api
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,7 @@ def limits_tween_factory(handler, registry):
     key_cache: KeyCache = registry["key_cache"]
 
     def limits_tween(request):
-        if not request.path.startswith("/api/"):
+        if not under_api(request):
             return handler(request)
         length = request.content_length
         if length is not None and length > max_body:

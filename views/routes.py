@@ -2,6 +2,17 @@
 
 import swagger_ui_bundle
 
+#: where the storefront's and the merchant's JSON API lives
+API_PREFIX = "/api/"
+
+
+def under_api(request) -> bool:
+    """Whether ``request.path`` starts with :data:`API_PREFIX`, read from the WSGI environ:
+    ``request.path`` quotes the whole path anew at each use, and quoting changes nothing in
+    ``/api/`` (each of its characters is quoted as itself, any other is not)."""
+    environ = request.environ
+    return (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).startswith(API_PREFIX)
+
 
 def includeme(config):
     config.add_static_view("static", "approvalrules.templates:static", cache_max_age=3600)
@@ -12,6 +23,8 @@ def includeme(config):
     config.add_route("home", "/")
     config.add_route("health", "/health")
     config.add_route("ready", "/ready")
+    # the storefront's hot path early: routes are tried in order, one regular expression each
+    config.add_route("api_evaluate", "/api/v1/evaluate")
     config.add_route("api_rulesets", "/api/v1/rulesets")
     config.add_route("api_openapi", "/api/v1/openapi.json")
     config.add_route("api_docs", "/api/v1/docs")
@@ -22,7 +35,6 @@ def includeme(config):
     config.add_route("api_ruleset_versions", "/api/v1/rulesets/{name}/versions")
     config.add_route("api_ruleset_version", "/api/v1/rulesets/{name}/versions/{number}")
     config.add_route("api_ruleset_diff", "/api/v1/rulesets/{name}/diff")
-    config.add_route("api_evaluate", "/api/v1/evaluate")
     config.add_route("api_orders", "/api/v1/orders")
     # order ids may contain '/' (ERP numbers like 2026/PO/17): the action route, POST only,
     # takes the last segment; every other method reads the whole rest as the id

@@ -36,6 +36,21 @@ if TYPE_CHECKING:  # annotations only: compile imports this module to run evalua
     from .compile import Policy
 
 
+class BuyerAssignments:
+    """The buyer's assignments in its company, read from the directory on first call."""
+
+    __slots__ = ("directory", "buyer", "company", "found")
+
+    def __init__(self, directory: Directory, buyer: str, company: str):
+        self.directory, self.buyer, self.company = directory, buyer, company
+        self.found = None
+
+    def __call__(self):
+        if self.found is None:
+            self.found = self.directory.assignments_for(self.buyer, self.company)
+        return self.found
+
+
 class EvaluationContext:
     """Per (policy, directory): buyers' effective settings and per-company approver contexts.
 
@@ -149,7 +164,10 @@ class Evaluation:
             frozenset(facts_exceeded),
             ordered_at=self.ordered_at,
             zone=p.time_zone,
-            assignments_of=self.buyer_assignments,
+            # not the bound method: the trace keeps these facts, and facts that point back at
+            # this evaluation would make every decision a reference cycle, freed only by the
+            # garbage collector's passes instead of at once
+            assignments_of=self._buyer_assignments(),
         )
         if p.deny:
             deny(self, facts)
@@ -323,11 +341,14 @@ class Evaluation:
             self._context = ctx
         return ctx
 
+    def _buyer_assignments(self) -> BuyerAssignments:
+        if self._assignments is None:
+            self._assignments = BuyerAssignments(self.directory, self.order.buyer, self.company)
+        return self._assignments
+
     def buyer_assignments(self):
         """The buyer's assignments in its company, read once."""
-        if self._assignments is None:
-            self._assignments = self.directory.assignments_for(self.order.buyer, self.company)
-        return self._assignments
+        return self._buyer_assignments()()
 
     def payer(self) -> dict[str, str]:
         """Who pays: the buyer or its company, by the ``payer`` setting (a bulk order may say)."""

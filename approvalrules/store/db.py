@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -427,10 +428,64 @@ def read_only_session(session_factory: sessionmaker[Session], request) -> Sessio
     """A session for a request that runs without a transaction manager (``tm.activate_hook``
     said it only reads): closed when the request ends, which ends its transaction, and
     refusing to flush anything, so a write on a read-only path fails loudly instead of
-    being dropped with the session."""
-    session = session_factory(info={"request": request, _READ_ONLY: True})
+    being dropped with the session.
+
+    Its ``info`` does not name the request (nothing reads it there): the request holds
+    the session, and a session naming the request would make a reference cycle of every
+    read-only request, left to the garbage collector's passes."""
+    session = session_factory(info={_READ_ONLY: True})
     request.add_finished_callback(lambda _request: session.close())
     return session
+
+
+class DeferredSession:
+    """A read-only request's session, made on first use beyond ``info`` and ``get_bind()``.
+
+    The evaluate endpoint with warm caches asks its session only those two: which
+    database (the per-process caches are keyed by it, :func:`database_key`) and whether
+    its transaction changed a directory.  Making and closing a ``Session`` that is never
+    queried was a twentieth of that endpoint's time.  Anything else (a query, ``add``,
+    ``identity_map``, ``in``) makes the read-only session (:func:`read_only_session`,
+    closed when the request ends) and goes to it.
+    """
+
+    def __init__(self, session_factory: sessionmaker[Session], request):
+        self._factory = session_factory
+        # weakly: the request holds this as ``request.dbsession``, and a cycle would leave
+        # the request and all it holds to the garbage collector's passes
+        self._request = weakref.ref(request)
+        self._session: Session | None = None
+        self._info = {_READ_ONLY: True}
+
+    @property
+    def info(self) -> dict:
+        return self._info if self._session is None else self._session.info
+
+    def get_bind(self, *args, **kwargs):
+        """The session factory's engine, as ``Session.get_bind()`` answers it, while no
+        session was made; else the session's own answer."""
+        bind = self._factory.kw.get("bind")
+        if self._session is None and bind is not None and not args and not kwargs:
+            return bind
+        return self.session.get_bind(*args, **kwargs)
+
+    @property
+    def session(self) -> Session:
+        """The request's read-only session, made now if it was not yet."""
+        if self._session is None:
+            session = read_only_session(self._factory, self._request())
+            session.info.update(self._info)  # what was noted before it existed
+            self._session = session
+        return self._session
+
+    def __getattr__(self, name: str):
+        return getattr(self.session, name)
+
+    def __contains__(self, instance) -> bool:
+        return instance in self.session
+
+    def __iter__(self):
+        return iter(self.session)
 
 
 @event.listens_for(Session, "before_flush")
@@ -464,7 +519,7 @@ def includeme(config) -> None:
             if request.environ.get("tm.active"):
                 session = get_tm_session(session_factory, request.tm, request=request)
             else:  # tm.activate_hook said the request only reads
-                session = read_only_session(session_factory, request)
+                session = DeferredSession(session_factory, request)
         return session
 
     config.add_request_method(dbsession, reify=True)

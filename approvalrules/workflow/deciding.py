@@ -28,7 +28,7 @@ from . import queries
 def evaluate(
     session: Session,
     tenant: Tenant,
-    body: Mapping[str, Any],
+    body: Mapping[str, Any] | EngineOrder,
     *,
     now: datetime | None = None,
     version: RuleSetVersion | None = None,
@@ -36,8 +36,8 @@ def evaluate(
     ordered_at: datetime | None = None,
     hold_lifted: bool = False,
 ) -> tuple[Decision, RuleSetVersion | versions.ActiveVersion]:
-    """The decision for ``body`` under the active version (or ``version``, e.g. a request's
-    pinned one); writes nothing.
+    """The decision for ``body`` (the order's JSON form, or the engine's ``Order`` built from
+    it) under the active version (or ``version``, e.g. a request's pinned one); writes nothing.
 
     ``dry_run`` (the storefront's evaluate endpoint): the active version comes from
     the per-process cache (:func:`versions.cached_active_versions`) and is returned as
@@ -50,7 +50,7 @@ def evaluate(
     ``hold_lifted``: the merchant let a held order proceed (see ``Policy.evaluate``).
     """
     now = queries.now_or(now)
-    order = EngineOrder.from_dict(body)
+    order = body if isinstance(body, EngineOrder) else EngineOrder.from_dict(body)
     directory = directory_for_order(session, tenant, order)
     _, membership = resolve_buyer(directory, order)
     company_id = membership.company_id

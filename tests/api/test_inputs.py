@@ -324,6 +324,32 @@ def test_a_plain_cart_parses_to_the_same_value_with_or_without_the_walk():
     assert parse_json(("[" * 32 + "]" * 32).encode()) is not None  # 32 levels are allowed
 
 
+@pytest.mark.parametrize(
+    "text, refused",
+    [
+        ("9" * 30, False),
+        ("9" * 31, True),
+        ("-" + "9" * 29, False),
+        ("-" + "9" * 30, True),
+        ("9" * 400, True),
+        ("1" + "0" * 29, False),
+    ],
+)
+@pytest.mark.parametrize("beside", ["", '"' + "7" * 40 + '"'])
+def test_integers_stay_bounded_whether_or_not_json_reads_them_itself(text, refused, beside):
+    """An integer's text is at most 30 characters; a body without 30 digits in a row is read
+    without the per-integer hook, one with them (in a string too) with it."""
+    from approvalrules.errors import ApprovalRulesError
+    from approvalrules.views.inputs import parse_json
+
+    raw = f'{{"total": {text}, "note": [{beside or 0}]}}'.encode()
+    if refused:
+        with pytest.raises(ApprovalRulesError, match="integer with"):
+            parse_json(raw)
+    else:
+        assert parse_json(raw)["total"] == int(text)
+
+
 def test_the_parser_notes_whether_a_body_holds_a_fraction():
     from approvalrules.views.inputs import JsonNumber, parse_json_noting_fractions
 
@@ -362,3 +388,29 @@ def test_an_exact_path_finds_the_same_operation_as_the_scan():
     for path in paths:
         for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"):
             assert find_operation(path, method) == scanned(path, method), (path, method)
+
+
+@pytest.mark.parametrize(
+    "script_name, path_info",
+    [
+        ("", "/api/v1/evaluate"),
+        ("", "/api"),
+        ("", "/api/"),
+        ("", "/apix/v1"),
+        ("", "/admin/api/"),
+        ("", "/%61pi/v1"),
+        ("", "/api%2Fv1"),
+        ("", "/\xc3\xa4pi/"),
+        ("", "/ api/"),
+        ("/api", "/v1/evaluate"),
+        ("/shop", "/api/v1/evaluate"),
+        ("", ""),
+    ],
+)
+def test_under_api_answers_as_the_quoted_path_does(script_name, path_info):
+    from webob import Request
+
+    from approvalrules.views.routes import under_api
+
+    request = Request({"SCRIPT_NAME": script_name, "PATH_INFO": path_info})
+    assert under_api(request) == request.path.startswith("/api/")

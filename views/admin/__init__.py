@@ -17,6 +17,7 @@ from pyramid.session import SignedCookieSessionFactory
 from pyramid.settings import asbool
 
 from ..limits import rate_limiter
+from ..routes import under_api
 from .common import check_admin_input
 from .security import AdminRoot, AdminSecurityPolicy, actor, admin_tenant
 
@@ -107,7 +108,7 @@ def csrf_applies(request) -> bool:
     The API authenticates with a bearer key, never with a cookie, so a forged
     cross-site request carries no credentials there.
     """
-    return not request.path.startswith("/api/")
+    return not under_api(request)
 
 
 def includeme(config):
