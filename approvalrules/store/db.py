@@ -20,7 +20,7 @@ from typing import Any
 
 import zope.sqlalchemy
 from pyramid.paster import get_appsettings
-from sqlalchemy import engine_from_config, event, exc, text
+from sqlalchemy import Table, engine_from_config, event, exc, insert, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -440,6 +440,27 @@ def _refuse_writes_when_read_only(session, flush_context, instances) -> None:
             "a read-only request (no transaction, see views/observability.py "
             "READ_ONLY_REQUESTS) tried to write to the database"
         )
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys) into ``table`` now, in one statement.
+
+    For the rows a state change appends and never reads back in its transaction (audit,
+    outbox, eligibility): no ORM object, no unit of work, no ``RETURNING``; the columns'
+    Python defaults (ids, timestamps) are filled as for an ORM insert.  Refused, as a
+    flush is, in a read-only request's session.
+    """
+    if not rows:
+        return
+    if session.info.get(_READ_ONLY):
+        raise RuntimeError(
+            "a read-only request (no transaction, see views/observability.py "
+            f"READ_ONLY_REQUESTS) tried to write to {table.name}"
+        )
+    # inline: the new ids are not fetched (nobody reads them here); no autoflush: the rows
+    # refer to nothing the session still holds unwritten, and the change's one flush follows
+    with session.no_autoflush:
+        session.execute(insert(table).inline(), rows)
 
 
 def includeme(config) -> None:

@@ -306,6 +306,9 @@ def approve(
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
     _refuse_second_group(request, step, account.id)
+    # read before the action is added: loading the order then would flush the action apart
+    # from the request's change (one flush per action)
+    order = request.order
     _act(session, tenant, request, step, approver, account, "approve", comment, now)
     approvals = len(_actions_of(request, step["name"]))
     audit(
@@ -314,7 +317,7 @@ def approve(
         approver,
         "approval.approved",
         "order",
-        request.order.external_id,
+        order.external_id,
         {
             "step": step["name"],
             "count": approvals,
@@ -412,9 +415,7 @@ def reverse(
         )
     )
     if was == "approved":
-        deciding.draw_budgets(
-            session, tenant, order, queries.request_version(session, request), now, kind="release"
-        )
+        deciding.draw_budgets(session, tenant, order, policy, now, kind="release")
     transitions.reopen(session, tenant, request, now)
     audit(
         session,

@@ -26,6 +26,7 @@ from ..engine.money import format_amount
 from ..engine.timeouts import request_expiry
 from ..errors import Conflict, Forbidden
 from ..store import versions
+from ..store.db import insert_rows
 from ..store.models import (
     Account,
     ApprovalEligibility,
@@ -226,7 +227,7 @@ def record(
         else:
             events.emit_decision(session, tenant, order, decision, request)
     elif decision.outcome == "approved":
-        draw_budgets(session, tenant, order, version, now)
+        draw_budgets(session, tenant, order, versions.policy_for(version, session), now)
         events.emit_decision(session, tenant, order, decision, None)
     elif decision.outcome == "held":
         events.emit_decision(session, tenant, order, decision, None)
@@ -270,17 +271,21 @@ def set_eligibility(
                 ApprovalEligibility.account_id == account,
             )
         )
-    for index, account in dict.fromkeys(wanted):
-        if (index, account) not in existing:
-            session.add(
-                ApprovalEligibility(
-                    request_id=request.id,
-                    tenant_id=tenant.id,
-                    account_id=account,
-                    step_index=index,
-                    created_at=now,
-                )
-            )
+    insert_rows(
+        session,
+        ApprovalEligibility.__table__,
+        [
+            {
+                "request_id": request.id,
+                "tenant_id": tenant.id,
+                "account_id": account,
+                "step_index": index,
+                "created_at": now,
+            }
+            for index, account in dict.fromkeys(wanted)
+            if (index, account) not in existing
+        ],
+    )
 
 
 def ask_approvers(session: Session, tenant: Tenant, request: ApprovalRequest, **data: Any) -> None:
@@ -452,7 +457,13 @@ def close(
         actor, action, data = audit_entry
         audit(session, tenant.id, actor, action, "order", order.external_id, data)
     if order.status == "approved":
-        draw_budgets(session, tenant, order, queries.request_version(session, request), now)
+        draw_budgets(
+            session,
+            tenant,
+            order,
+            queries.version_policy(session, tenant, request.ruleset_version_id),
+            now,
+        )
     events.emit_final(session, tenant, order, order.status, comment)
     return request
 
