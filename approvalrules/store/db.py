@@ -20,9 +20,9 @@ from typing import Any
 
 import zope.sqlalchemy
 from pyramid.paster import get_appsettings
-from sqlalchemy import Table, engine_from_config, event, exc, insert, text
+from sqlalchemy import engine_from_config, event, exc, insert, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from .. import errors, observability
@@ -415,8 +415,14 @@ def get_tm_session(
 ) -> Session:
     """A session whose lifecycle (commit/abort) belongs to ``transaction_manager``."""
     dbsession = session_factory(info={"request": request})
-    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    dbsession.info[_TRANSACTION_EVENTS] = zope.sqlalchemy.register(
+        dbsession, transaction_manager=transaction_manager
+    )
     return dbsession
+
+
+#: ``session.info`` key of the session's transaction-manager hooks (:func:`core_write`)
+_TRANSACTION_EVENTS = "approvalrules.transaction_events"
 
 
 #: ``session.info`` flag of a read-only request's session
@@ -442,25 +448,56 @@ def _refuse_writes_when_read_only(session, flush_context, instances) -> None:
         )
 
 
-def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` (dicts with the same keys) into ``table`` now, in one statement.
+def insert_rows(session: Session, mapped: type, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys) into ``mapped``'s table now, in one Core
+    statement.
 
     For the rows a state change appends and never reads back in its transaction (audit,
-    outbox, eligibility): no ORM object, no unit of work, no ``RETURNING``; the columns'
-    Python defaults (ids, timestamps) are filled as for an ORM insert.  Refused, as a
-    flush is, in a read-only request's session.
+    outbox, eligibility): no objects, no unit of work, no ``RETURNING``; the columns'
+    Python defaults (ids, timestamps) are filled as for an object.
     """
-    if not rows:
-        return
+    if rows:
+        # inline: the new ids are not fetched (nobody reads them here)
+        core_write(session, insert(mapped.__table__).inline(), rows)
+
+
+def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any:
+    """A new row of ``mapped`` written now with one Core ``INSERT ... RETURNING id``, and its
+    object in the session as if it had been loaded: no unit of work.
+
+    ``values`` names every column but the id (a column left out would be read back on first
+    access); relationships are the caller's to set (``set_committed_value``).
+    """
+    table = mapped.__table__
+    missing = {c.key for c in table.columns if not c.primary_key} - values.keys()
+    assert not missing, f"{table.name}: no value for {sorted(missing)}"
+    row_id = core_write(session, insert(table).returning(table.c.id), values).scalar_one()
+    instance = mapped(id=row_id, **values)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
+
+
+def core_write(session: Session, statement, params=None):
+    """Execute a Core INSERT, UPDATE or DELETE on a table in the session's transaction.
+
+    Refused, as a flush is, in a read-only request's session.  The transaction manager
+    is told that the session wrote (it sees the unit of work's flushes and ORM statements,
+    not Core ones on a table, and would end a transaction with no other write without
+    committing it).  No autoflush: whoever writes this way writes rows that refer to nothing
+    the session still holds unwritten.
+    """
     if session.info.get(_READ_ONLY):
         raise RuntimeError(
             "a read-only request (no transaction, see views/observability.py "
-            f"READ_ONLY_REQUESTS) tried to write to {table.name}"
+            f"READ_ONLY_REQUESTS) tried to write: {str(statement).split('(')[0]}"
         )
-    # inline: the new ids are not fetched (nobody reads them here); no autoflush: the rows
-    # refer to nothing the session still holds unwritten, and the change's one flush follows
     with session.no_autoflush:
-        session.execute(insert(table).inline(), rows)
+        result = session.execute(statement, params)
+    manager = session.info.get(_TRANSACTION_EVENTS)
+    if manager is not None:
+        manager.mark_changed(session)
+    return result
 
 
 def includeme(config) -> None:

@@ -108,7 +108,7 @@ def audit(
     back in the transaction that writes it)."""
     insert_rows(
         session,
-        AuditEvent.__table__,
+        AuditEvent,
         [
             {
                 "tenant_id": tenant_id,

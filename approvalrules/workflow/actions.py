@@ -25,10 +25,12 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
+from ..store.db import insert_object
 from ..store.models import Account, AdminUser, ApprovalAction, ApprovalRequest, Order, Tenant
 from ..store.services import audit
 from . import deciding, events, queries, transitions
@@ -271,19 +273,31 @@ def _act(
     comment: str | None,
     now: datetime,
 ) -> None:
-    """Record ``approver``'s ``action`` on ``step`` (and whom a delegate acted for)."""
-    request.actions.append(
-        ApprovalAction(
-            step=step["name"],
-            approver_id=account.id,
-            approver=account,  # who reads the action next has the account without a query
-            action=action,
-            generation=request.generation,
-            comment=comment,
-            created_at=now,
-            on_behalf_of_id=_acting_for(session, tenant, request, approver),
-        )
+    """Record ``approver``'s ``action`` on ``step`` (and whom a delegate acted for).
+
+    Written at once with a Core insert and added to ``request.actions`` as loaded, so the
+    change that follows (:func:`.transitions.close`) has no unit of work to flush; a
+    repeated approval that slipped past the check fails here, on the unique constraint.
+    """
+    actions = list(request.actions)  # read before the insert, which it would see
+    act = insert_object(
+        session,
+        ApprovalAction,
+        {
+            "request_id": request.id,
+            "step": step["name"],
+            "approver_id": account.id,
+            "on_behalf_of_id": _acting_for(session, tenant, request, approver),
+            "action": action,
+            "generation": request.generation,
+            "comment": comment,
+            "created_at": now,
+        },
     )
+    # who reads the action next has its request and its account without a query
+    set_committed_value(act, "request", request)
+    set_committed_value(act, "approver", account)
+    set_committed_value(request, "actions", [*actions, act])
 
 
 def approve(

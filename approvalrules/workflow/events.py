@@ -93,7 +93,7 @@ def event_row(
 
 def queue(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write outbox rows (:func:`event_row`) in the current transaction, in one statement."""
-    insert_rows(session, OutboxEvent.__table__, rows)
+    insert_rows(session, OutboxEvent, rows)
 
 
 def emit(
