@@ -212,8 +212,9 @@ def submit_approve(
                     )
                     if warm_errors:
                         print(f"warm-up errors: {warm_errors[:3]}")
+                pids = [server.proc.pid for server in servers]
                 for clients in (1, 4):
-                    results.append(_timed_run(ports[:count], clients, seconds, count))
+                    results.append(_timed_run(ports[:count], clients, seconds, count, pids))
             finally:
                 for server in servers:
                     server.stop()
@@ -229,9 +230,26 @@ def submit_approve(
     return results
 
 
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes ``pids`` have used (Linux ``/proc``; None
+    elsewhere)."""
+    import os
+
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _timed_run(
-    ports: list[int], clients: int, seconds: float, count: int
+    ports: list[int], clients: int, seconds: float, count: int, pids: list[int]
 ) -> tuple[int, int, float, float, float, int]:
+    cpu_before = _cpu_seconds(pids)
     done: list = []
     errors: list = []
     latencies: list = []
@@ -257,10 +275,17 @@ def _timed_run(
         t.join(seconds + 60)
     elapsed = time.perf_counter() - started
     rate = len(done) / elapsed
+    cpu_after = _cpu_seconds(pids)
     p50, p95 = common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000
+    # the server's own CPU per order: what the service costs, whatever else the machine runs
+    cpu = (
+        f"; server CPU {(cpu_after - cpu_before) * 1000 / len(done):.1f} ms an order"
+        if cpu_before is not None and cpu_after is not None and done
+        else ""
+    )
     print(
         f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; "
-        f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}",
+        f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}{cpu}",
         flush=True,
     )
     if errors:
