@@ -316,7 +316,7 @@ def approve(
     """
     now = now_or(now)
     request, step = transitions.guard_approver(session, tenant, request_id, approver, if_match)
-    account = queries.account(session, tenant, approver)
+    account = queries.account_ref(session, tenant, approver)
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
     _refuse_second_group(request, step, account.id)
@@ -359,7 +359,7 @@ def reject(
     """Decline: the order is cancelled and the buyer sees the comment."""
     now = now_or(now)
     request, step = transitions.guard_approver(session, tenant, request_id, approver, if_match)
-    account = queries.account(session, tenant, approver)
+    account = queries.account_ref(session, tenant, approver)
     _act(session, tenant, request, step, approver, account, "reject", comment, now)
     return transitions.close(
         session,

@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, distinct, exists, func, or_, select
-from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
+from sqlalchemy.orm import (
+    Session,
+    contains_eager,
+    joinedload,
+    make_transient_to_detached,
+    selectinload,
+)
 
 from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
@@ -88,6 +94,24 @@ def account(session: Session, tenant: Tenant, external_id: str) -> Account:
         Account.tenant_id == tenant.id,
         Account.external_id == external_id,
     )
+
+
+def account_ref(session: Session, tenant: Tenant, external_id: str) -> Account:
+    """The tenant's account by its external id, for an action that records who acted: no
+    query once the process knows the account's row id (cached per directory version, see
+    :func:`account_id`).
+
+    The session's own ``Account`` when it has loaded it; otherwise one put in the session
+    with its id, tenant and external id, whose other columns load on first access.
+    """
+    row = account_id(session, tenant, external_id)
+    found = session.identity_map.get(session.identity_key(Account, row))
+    if found is not None:
+        return found
+    ref = Account(id=row, tenant_id=tenant.id, external_id=external_id)
+    make_transient_to_detached(ref)
+    session.add(ref)
+    return ref
 
 
 def company_id(session: Session, tenant: Tenant, external_id: str) -> int:
