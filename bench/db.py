@@ -2,7 +2,7 @@
 """Database benchmarks: submit+approve throughput and the approver inbox at scale.
 
     .venv/bin/python bench/db.py [--quick] [--only submit,inbox] [--requests N]
-                                 [--sqlite-requests N]
+                                 [--sqlite-requests N] [--statements] [--processes 1,2]
 
 (a) submit + approve on PostgreSQL: a throw-away database with ``rules/`` and
     the development key, served by ``pserve`` (waitress, threads as in
@@ -13,6 +13,8 @@
     orders/s = approved orders per second.  Target (issue 18): >= 150 with 4 clients.
     ``--processes 1,2``: the runs again with 2 pserve processes on 2 ports (the deployment's
     one process per core), client i on port i mod 2; each figure names its process count.
+    Each run also prints the server's CPU per order (its processes' user + system time,
+    from /proc, over the approved orders): what the service costs, whatever else runs.
     Before the timed runs, the SQL statements of one submit and of one approve
     are counted in-process (``--statements``: by kind and table).
 
