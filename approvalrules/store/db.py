@@ -421,6 +421,27 @@ def get_tm_session(
     return dbsession
 
 
+#: ``session.info`` flag: the transaction wrote with :func:`core_write`
+_CORE_WRITES = "approvalrules.core_writes"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _expire_after_core_writes(session, previous_transaction) -> None:
+    # whoever writes with core_write sets the new values on its objects as committed, and
+    # puts inserted rows' objects in the session as loaded: the ORM does not know they were
+    # written, so a rolled-back savepoint (bulk actions run each request in one) would leave
+    # them as if it had committed.  Every object is read again instead.  (A rollback of the
+    # whole transaction expires everything anyway.)
+    if previous_transaction.nested and session.info.get(_CORE_WRITES):
+        session.expire_all()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_core_writes(session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_CORE_WRITES, None)
+
+
 #: ``session.info`` key of the session's transaction-manager hooks (:func:`core_write`)
 _TRANSACTION_EVENTS = "approvalrules.transaction_events"
 
@@ -494,6 +515,7 @@ def core_write(session: Session, statement, params=None):
         )
     with session.no_autoflush:
         result = session.execute(statement, params)
+    session.info[_CORE_WRITES] = True
     manager = session.info.get(_TRANSACTION_EVENTS)
     if manager is not None:
         manager.mark_changed(session)
