@@ -2,7 +2,7 @@
 """Database benchmarks: submit+approve throughput and the approver inbox at scale.
 
     .venv/bin/python bench/db.py [--quick] [--only submit,inbox] [--requests N]
-                                 [--sqlite-requests N]
+                                 [--sqlite-requests N] [--statements] [--processes 1,2]
 
 (a) submit + approve on PostgreSQL: a throw-away database with ``rules/`` and
     the development key, served by ``pserve`` (waitress, threads as in
@@ -11,6 +11,10 @@
     POST /api/v1/orders (Acme's Bob, 15 lines, 1,849.70 USD -> pending, one
     step, 1 approval) then POST /api/v1/approvals/{id}/approve as Ann.
     orders/s = approved orders per second.  Target (issue 18): >= 150 with 4 clients.
+    ``--processes 1,2``: the runs again with 2 pserve processes on 2 ports (the deployment's
+    one process per core), client i on port i mod 2; each figure names its process count.
+    Each run also prints the server's CPU per order (its processes' user + system time,
+    from /proc, over the approved orders): what the service costs, whatever else runs.
     Before the timed runs, the SQL statements of one submit and of one approve
     are counted in-process (``--statements``: by kind and table).
 
@@ -175,8 +179,12 @@ def statements_per_order(ini: Path, orders: int = 20, detail: bool = False) -> t
 
 
 def submit_approve(
-    seconds: float, statements_detail: bool = False
-) -> list[tuple[int, float, float, float, int]]:
+    seconds: float, statements_detail: bool = False, processes: tuple[int, ...] = (1,)
+) -> list[tuple[int, int, float, float, float, int]]:
+    """The timed runs: for each count in ``processes``, that many pserve processes (each on its
+    own port, as docs/deployment.md runs one per core; not pinned: PostgreSQL shares the
+    CPUs), with 1 then 4 clients spread over them.  Rows: (processes, clients, orders/s,
+    p50 ms, p95 ms, errors)."""
     print("\n## (a) submit + approve on PostgreSQL")
     if not common.postgres_available():
         print("MISS  not measured: no PostgreSQL")
@@ -185,66 +193,106 @@ def submit_approve(
     url = common.create_pg_database("ar_bench_submit")
     results = []
     try:
-        port = common.free_port()
-        ini = common.write_ini(tmp, url, port)
-        common.setup_database(ini)
-        statements_per_order(ini, detail=statements_detail)
-        print(
-            f"pserve (waitress threads={common.production_threads()}), not pinned; "
-            f"clients: threads in this process, keep-alive HTTP; {seconds:g} s each"
-        )
-        with common.Server(ini, port):
-            _, warm_errors, _ = [], [], []
-            _client(port, "warm", time.monotonic() + 1.0, [], warm_errors, [])
-            if warm_errors:
-                print(f"warm-up errors: {warm_errors[:3]}")
-            for clients in (1, 4):
-                done: list = []
-                errors: list = []
-                latencies: list = []
-                deadline = time.monotonic() + seconds
-                started = time.perf_counter()
-                threads = [
-                    threading.Thread(
-                        target=_client,
-                        args=(port, f"c{clients}-{i}", deadline, done, errors, latencies),
+        ports = [common.free_port() for _ in range(max(processes))]
+        inis = [common.write_ini(tmp, url, port, name=f"bench-{port}.ini") for port in ports]
+        common.setup_database(inis[0])
+        statements_per_order(inis[0], detail=statements_detail)
+        for count in processes:
+            print(
+                f"{count} process(es): pserve (waitress threads={common.production_threads()}) "
+                f"on {count} port(s), not pinned; clients: threads in this process, keep-alive "
+                f"HTTP, client i on port i mod {count}; {seconds:g} s each"
+            )
+            servers = [common.Server(inis[i], ports[i]) for i in range(count)]
+            try:
+                for server in servers:
+                    server.start()
+                for port in ports[:count]:
+                    warm_errors: list = []
+                    _client(
+                        port, f"warm{count}-{port}", time.monotonic() + 1.0, [], warm_errors, []
                     )
-                    for i in range(clients)
-                ]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(seconds + 60)
-                elapsed = time.perf_counter() - started
-                rate = len(done) / elapsed
-                results.append(
-                    (
-                        clients,
-                        rate,
-                        common.pct(latencies, 0.5) * 1000,
-                        common.pct(latencies, 0.95) * 1000,
-                        len(errors),
-                    )
-                )
-                print(
-                    f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s "
-                    f"= {rate:.0f} orders/s; "
-                    f"submit+approve p50 {common.pct(latencies, 0.5) * 1000:.1f} ms, "
-                    f"p95 {common.pct(latencies, 0.95) * 1000:.1f} ms; errors {len(errors)}",
-                    flush=True,
-                )
-                if errors:
-                    print(f"    first errors: {errors[:3]}")
+                    if warm_errors:
+                        print(f"warm-up errors: {warm_errors[:3]}")
+                pids = [server.proc.pid for server in servers]
+                for clients in (1, 4):
+                    results.append(_timed_run(ports[:count], clients, seconds, count, pids))
+            finally:
+                for server in servers:
+                    server.stop()
     finally:
         common.drop_pg_database(url)
         shutil.rmtree(tmp, ignore_errors=True)
-    four = [r for r in results if r[0] == 4]
-    if four:
-        print(
-            f"{common.verdict(four[0][1] >= 150)}  "
-            f"submit+approve with 4 clients >= 150 orders/s ({four[0][1]:.0f})"
-        )
+    for count, clients, rate, *_ in results:
+        if clients == 4:
+            print(
+                f"{common.verdict(rate >= 150)}  submit+approve with 4 clients >= 150 orders/s "
+                f"({rate:.0f}; {count} process{'es' if count > 1 else ''})"
+            )
     return results
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes ``pids`` have used (Linux ``/proc``; None
+    elsewhere)."""
+    import os
+
+    total = 0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    except OSError:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _timed_run(
+    ports: list[int], clients: int, seconds: float, count: int, pids: list[int]
+) -> tuple[int, int, float, float, float, int]:
+    cpu_before = _cpu_seconds(pids)
+    done: list = []
+    errors: list = []
+    latencies: list = []
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(
+            target=_client,
+            args=(
+                ports[i % len(ports)],
+                f"p{count}c{clients}-{i}",
+                deadline,
+                done,
+                errors,
+                latencies,
+            ),
+        )
+        for i in range(clients)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    elapsed = time.perf_counter() - started
+    rate = len(done) / elapsed
+    cpu_after = _cpu_seconds(pids)
+    p50, p95 = common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000
+    # the server's own CPU per order: what the service costs, whatever else the machine runs
+    cpu = (
+        f"; server CPU {(cpu_after - cpu_before) * 1000 / len(done):.1f} ms an order"
+        if cpu_before is not None and cpu_after is not None and done
+        else ""
+    )
+    print(
+        f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; "
+        f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}{cpu}",
+        flush=True,
+    )
+    if errors:
+        print(f"    first errors: {errors[:3]}")
+    return (count, clients, rate, p50, p95, len(errors))
 
 
 # ------------------------------------------------------------------- (b) inbox
@@ -657,11 +705,20 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="submit: also print the SQL statements of each kind per submit and per approve",
     )
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="submit: server process counts to measure, e.g. 1,2 (default 1: one process)",
+    )
     args = parser.parse_args(argv)
     only = {x.strip() for x in args.only.split(",")}
     print(f"machine: {common.machine()}")
     if "submit" in only:
-        submit_approve(args.seconds or (4.0 if args.quick else 10.0), args.statements)
+        submit_approve(
+            args.seconds or (4.0 if args.quick else 10.0),
+            args.statements,
+            tuple(int(x) for x in args.processes.split(",")),
+        )
     if "inbox" in only:
         print("\n## (b) approver inbox")
         queries = args.queries or (100 if args.quick else 300)

@@ -117,29 +117,42 @@ def check_webhook_delivery(body: dict) -> list[str]:
     ]
 
 
-def _check_outbox_insert(mapper, connection, target) -> None:
-    """After every outbox INSERT, anywhere in the suite: the webhook body that the outbox
-    would deliver for it must match the published schema."""
+def _check_outbox_insert(connection, statement, multiparams, params, options, result) -> None:
+    """After every INSERT into the outbox, anywhere in the suite (the unit of work's and Core
+    inserts alike, one check per row): the webhook body that the outbox would deliver for it
+    must match the published schema."""
+    from types import SimpleNamespace
+
     from sqlalchemy import select
 
     from approvalrules.store.models import Tenant
     from approvalrules.workflow.outbox import webhook_body
 
-    slug = connection.execute(select(Tenant.slug).where(Tenant.id == target.tenant_id)).scalar()
-    WEBHOOK_CHECKED[target.event_type] = WEBHOOK_CHECKED.get(target.event_type, 0) + 1
-    for problem in check_webhook_delivery(webhook_body(slug, target)):
-        WEBHOOK_VIOLATIONS.append(f"{target.event_type}: {problem}")
+    table = getattr(statement, "table", None)
+    if not getattr(statement, "is_insert", False) or getattr(table, "name", None) != (
+        "outbox_events"
+    ):
+        return
+    # the parameters as executed, the columns' Python defaults (id, created_at) included
+    for row in result.context.compiled_parameters:
+        target = SimpleNamespace(
+            **{k: row.get(k) for k in ("tenant_id", "event_id", "event_type", "payload")},
+            created_at=row.get("created_at"),
+        )
+        slug = connection.execute(select(Tenant.slug).where(Tenant.id == target.tenant_id)).scalar()
+        WEBHOOK_CHECKED[target.event_type] = WEBHOOK_CHECKED.get(target.event_type, 0) + 1
+        for problem in check_webhook_delivery(webhook_body(slug, target)):
+            WEBHOOK_VIOLATIONS.append(f"{target.event_type}: {problem}")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _webhook_contract_listener():
     from sqlalchemy import event
+    from sqlalchemy.engine import Engine
 
-    from approvalrules.store.models import OutboxEvent
-
-    event.listen(OutboxEvent, "after_insert", _check_outbox_insert)
+    event.listen(Engine, "after_execute", _check_outbox_insert)
     yield
-    event.remove(OutboxEvent, "after_insert", _check_outbox_insert)
+    event.remove(Engine, "after_execute", _check_outbox_insert)
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,9 @@ from typing import Any
 
 import zope.sqlalchemy
 from pyramid.paster import get_appsettings
-from sqlalchemy import engine_from_config, event, exc, text
+from sqlalchemy import engine_from_config, event, exc, insert, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from .. import errors, observability
@@ -416,8 +416,35 @@ def get_tm_session(
 ) -> Session:
     """A session whose lifecycle (commit/abort) belongs to ``transaction_manager``."""
     dbsession = session_factory(info={"request": request})
-    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    dbsession.info[_TRANSACTION_EVENTS] = zope.sqlalchemy.register(
+        dbsession, transaction_manager=transaction_manager
+    )
     return dbsession
+
+
+#: ``session.info`` flag: the transaction wrote with :func:`core_write`
+_CORE_WRITES = "approvalrules.core_writes"
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _expire_after_core_writes(session, previous_transaction) -> None:
+    # whoever writes with core_write sets the new values on its objects as committed, and
+    # puts inserted rows' objects in the session as loaded: the ORM does not know they were
+    # written, so a rolled-back savepoint (bulk actions run each request in one) would leave
+    # them as if it had committed.  Every object is read again instead.  (A rollback of the
+    # whole transaction expires everything anyway.)
+    if previous_transaction.nested and session.info.get(_CORE_WRITES):
+        session.expire_all()
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_core_writes(session, transaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_CORE_WRITES, None)
+
+
+#: ``session.info`` key of the session's transaction-manager hooks (:func:`core_write`)
+_TRANSACTION_EVENTS = "approvalrules.transaction_events"
 
 
 #: ``session.info`` flag of a read-only request's session
@@ -495,6 +522,59 @@ def _refuse_writes_when_read_only(session, flush_context, instances) -> None:
             "a read-only request (no transaction, see views/observability.py "
             "READ_ONLY_REQUESTS) tried to write to the database"
         )
+
+
+def insert_rows(session: Session, mapped: type, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys) into ``mapped``'s table now, in one Core
+    statement.
+
+    For the rows a state change appends and never reads back in its transaction (audit,
+    outbox, eligibility): no objects, no unit of work, no ``RETURNING``; the columns'
+    Python defaults (ids, timestamps) are filled as for an object.
+    """
+    if rows:
+        # inline: the new ids are not fetched (nobody reads them here)
+        core_write(session, insert(mapped.__table__).inline(), rows)
+
+
+def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any:
+    """A new row of ``mapped`` written now with one Core ``INSERT ... RETURNING id``, and its
+    object in the session as if it had been loaded: no unit of work.
+
+    ``values`` names every column but the id (a column left out would be read back on first
+    access); relationships are the caller's to set (``set_committed_value``).
+    """
+    table = mapped.__table__
+    missing = {c.key for c in table.columns if not c.primary_key} - values.keys()
+    assert not missing, f"{table.name}: no value for {sorted(missing)}"
+    row_id = core_write(session, insert(table).returning(table.c.id), values).scalar_one()
+    instance = mapped(id=row_id, **values)
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
+
+
+def core_write(session: Session, statement, params=None):
+    """Execute a Core INSERT, UPDATE or DELETE on a table in the session's transaction.
+
+    Refused, as a flush is, in a read-only request's session.  The transaction manager
+    is told that the session wrote (it sees the unit of work's flushes and ORM statements,
+    not Core ones on a table, and would end a transaction with no other write without
+    committing it).  No autoflush: whoever writes this way writes rows that refer to nothing
+    the session still holds unwritten.
+    """
+    if session.info.get(_READ_ONLY):
+        raise RuntimeError(
+            "a read-only request (no transaction, see views/observability.py "
+            f"READ_ONLY_REQUESTS) tried to write: {str(statement).split('(')[0]}"
+        )
+    with session.no_autoflush:
+        result = session.execute(statement, params)
+    session.info[_CORE_WRITES] = True
+    manager = session.info.get(_TRANSACTION_EVENTS)
+    if manager is not None:
+        manager.mark_changed(session)
+    return result
 
 
 def includeme(config) -> None:

@@ -483,22 +483,26 @@ class ApprovalEligibility(Base):
     tenant_id: Mapped[int] = mapped_column(_fk("tenants.id"))
     account_id: Mapped[str] = mapped_column(String(200))
     step_index: Mapped[int] = mapped_column(Integer, default=0)
-    #: a copy of the request's status, kept equal by ``_copy_status_to_eligibility``
+    #: a copy of the request's status, kept equal by ``eligibility_status`` (run by every write
+    #: of the request's status)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+def eligibility_status(request_id: int, status: str):
+    """The UPDATE that copies a request's new ``status`` onto its eligibility rows."""
+    # the inbox index carries the status so that it can answer alone: every write of a
+    # request's status (the ORM's below, a Core update's) is followed by this one
+    table = ApprovalEligibility.__table__
+    return update(table).where(table.c.request_id == request_id).values(status=status)
+
+
 @event.listens_for(ApprovalRequest, "after_update")
 def _copy_status_to_eligibility(mapper, connection, request) -> None:
-    # the inbox index carries the status so that it can answer alone; this is
-    # the one place that keeps the copy equal, in the same flush as the change
+    # in the same flush as the change
     history = sa_inspect(request).attrs.status.history
     if history.has_changes():
-        connection.execute(
-            update(ApprovalEligibility)
-            .where(ApprovalEligibility.request_id == request.id)
-            .values(status=request.status)
-        )
+        connection.execute(eligibility_status(request.id, request.status))
 
 
 class ApprovalAction(Base):

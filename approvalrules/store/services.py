@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from ..errors import Conflict, DirectoryError, DirectoryValueError, NotFound
+from .db import insert_rows
 from .models import ADMIN_ROLES, API_KEY_SCOPES, AdminUser, ApiKey, AuditEvent, Tenant, utcnow
 
 # -- tenants ---------------------------------------------------------------------------------
@@ -102,17 +103,23 @@ def audit(
     subject_type: str,
     subject_id: str,
     data: Mapping[str, Any] | None = None,
-) -> AuditEvent:
-    event = AuditEvent(
-        tenant_id=tenant_id,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        data=_jsonable(data or {}),
+) -> None:
+    """Append one row to the audit log, written at once (a Core insert: the log is never read
+    back in the transaction that writes it)."""
+    insert_rows(
+        session,
+        AuditEvent,
+        [
+            {
+                "tenant_id": tenant_id,
+                "actor": actor,
+                "action": action,
+                "subject_type": subject_type,
+                "subject_id": str(subject_id),
+                "data": _jsonable(data or {}),
+            }
+        ],
     )
-    session.add(event)
-    return event
 
 
 def _jsonable(value: Any) -> Any:

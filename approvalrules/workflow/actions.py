@@ -25,10 +25,12 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
+from ..store.db import insert_object
 from ..store.models import Account, AdminUser, ApprovalAction, ApprovalRequest, Order, Tenant
 from ..store.services import audit
 from . import deciding, events, queries, transitions
@@ -271,19 +273,31 @@ def _act(
     comment: str | None,
     now: datetime,
 ) -> None:
-    """Record ``approver``'s ``action`` on ``step`` (and whom a delegate acted for)."""
-    request.actions.append(
-        ApprovalAction(
-            step=step["name"],
-            approver_id=account.id,
-            approver=account,  # who reads the action next has the account without a query
-            action=action,
-            generation=request.generation,
-            comment=comment,
-            created_at=now,
-            on_behalf_of_id=_acting_for(session, tenant, request, approver),
-        )
+    """Record ``approver``'s ``action`` on ``step`` (and whom a delegate acted for).
+
+    Written at once with a Core insert and added to ``request.actions`` as loaded, so the
+    change that follows (:func:`.transitions.close`) has no unit of work to flush; a
+    repeated approval that slipped past the check fails here, on the unique constraint.
+    """
+    actions = list(request.actions)  # read before the insert, which it would see
+    act = insert_object(
+        session,
+        ApprovalAction,
+        {
+            "request_id": request.id,
+            "step": step["name"],
+            "approver_id": account.id,
+            "on_behalf_of_id": _acting_for(session, tenant, request, approver),
+            "action": action,
+            "generation": request.generation,
+            "comment": comment,
+            "created_at": now,
+        },
     )
+    # who reads the action next has its request and its account without a query
+    set_committed_value(act, "request", request)
+    set_committed_value(act, "approver", account)
+    set_committed_value(request, "actions", [*actions, act])
 
 
 def approve(
@@ -302,10 +316,13 @@ def approve(
     """
     now = now_or(now)
     request, step = transitions.guard_approver(session, tenant, request_id, approver, if_match)
-    account = queries.account(session, tenant, approver)
+    account = queries.account_ref(session, tenant, approver)
     if any(a.approver_id == account.id for a in _actions_of(request, step["name"])):
         return request  # counted once already
     _refuse_second_group(request, step, account.id)
+    # read before the action is added: loading the order then would flush the action apart
+    # from the request's change (one flush per action)
+    order = request.order
     _act(session, tenant, request, step, approver, account, "approve", comment, now)
     approvals = len(_actions_of(request, step["name"]))
     audit(
@@ -314,7 +331,7 @@ def approve(
         approver,
         "approval.approved",
         "order",
-        request.order.external_id,
+        order.external_id,
         {
             "step": step["name"],
             "count": approvals,
@@ -342,7 +359,7 @@ def reject(
     """Decline: the order is cancelled and the buyer sees the comment."""
     now = now_or(now)
     request, step = transitions.guard_approver(session, tenant, request_id, approver, if_match)
-    account = queries.account(session, tenant, approver)
+    account = queries.account_ref(session, tenant, approver)
     _act(session, tenant, request, step, approver, account, "reject", comment, now)
     return transitions.close(
         session,
@@ -412,9 +429,7 @@ def reverse(
         )
     )
     if was == "approved":
-        deciding.draw_budgets(
-            session, tenant, order, queries.request_version(session, request), now, kind="release"
-        )
+        deciding.draw_budgets(session, tenant, order, policy, now, kind="release")
     transitions.reopen(session, tenant, request, now)
     audit(
         session,

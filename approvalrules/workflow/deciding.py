@@ -206,13 +206,12 @@ def draw_budgets(
     session: Session,
     tenant: Tenant,
     order: Order,
-    version: RuleSetVersion,
+    policy: Policy,
     now: datetime,
     kind: str = "draw",
 ) -> None:
-    """An approved order draws on every budget of its rule set (``kind="release"`` gives it back),
-    in the period of the order's creation."""
-    policy = versions.policy_for(version, session)
+    """An approved order draws on every budget of its rule set's ``policy`` (``kind="release"``
+    gives it back), in the period of the order's creation."""
     buyer = order.decision.get("buyer") or {}
     when = order.created_at or now
     if when.tzinfo is None:

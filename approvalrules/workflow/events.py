@@ -18,9 +18,10 @@ from ..engine import Decision
 from ..engine.directory import Account as DirectoryAccount
 from ..engine.money import format_amount
 from ..engine.notify import approver_channel, master_confirmation_recipients
-from ..store import versions
 from ..store.company_slice import accounts_by_id, company_directory
-from ..store.models import ApprovalRequest, Order, OutboxEvent, RuleSetVersion, Tenant
+from ..store.db import insert_rows
+from ..store.models import ApprovalRequest, Order, OutboxEvent, Tenant
+from . import queries
 
 EVENTS = (
     "order_submitted",
@@ -62,15 +63,14 @@ def _accounts(
     return accounts_by_id(session, tenant, ids, company)
 
 
-def emit(
-    session: Session,
+def event_row(
     tenant: Tenant,
     event_type: str,
     order: Order,
     recipients: list[dict],
     data: Mapping[str, Any],
-) -> OutboxEvent:
-    """Queue one event for delivery, in the current transaction."""
+) -> dict[str, Any]:
+    """The outbox row of one event about ``order`` (its state now), for :func:`queue`."""
     assert event_type in EVENTS, event_type
     payload = {
         "event": event_type,
@@ -83,11 +83,29 @@ def emit(
         },
         **{k: v for k, v in data.items() if v is not None},
     }
-    event = OutboxEvent(
-        tenant_id=tenant.id, event_type=event_type, payload=payload, recipients=recipients
-    )
-    session.add(event)
-    return event
+    return {
+        "tenant_id": tenant.id,
+        "event_type": event_type,
+        "payload": payload,
+        "recipients": recipients,
+    }
+
+
+def queue(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write outbox rows (:func:`event_row`) in the current transaction, in one statement."""
+    insert_rows(session, OutboxEvent, rows)
+
+
+def emit(
+    session: Session,
+    tenant: Tenant,
+    event_type: str,
+    order: Order,
+    recipients: list[dict],
+    data: Mapping[str, Any],
+) -> None:
+    """Queue one event for delivery, in the current transaction."""
+    queue(session, [event_row(tenant, event_type, order, recipients, data)])
 
 
 def buyer_recipients(session: Session, tenant: Tenant, order: Order) -> list[dict]:
@@ -110,7 +128,7 @@ def step_recipients(
 ) -> list[dict]:
     """The approvers of a step, by the channel the decision chose for each (ACCEPTANCE E3)."""
     step = request.steps[step_index]
-    policy = versions.policy_for(session.get(RuleSetVersion, request.ruleset_version_id), session)
+    policy = queries.version_policy(session, tenant, request.ruleset_version_id)
     buyer_allows = (request.order.decision.get("buyer") or {}).get("email_to_approvers")
     if buyer_allows is None:  # decided before the per-recipient flags: the buyer's channel
         buyer_allows = (
@@ -137,6 +155,7 @@ def emit_decision(
     """The notifications a fresh decision asks for (``Decision.notifications``)."""
     ids = {r.account for n in decision.notifications for r in n.recipients if r.account}
     accounts = accounts_by_id(session, tenant, ids, decision.buyer.get("company"))
+    rows = []
     for note in decision.notifications:
         recipients = [
             _recipient(accounts.get(r.account), r.channel, r.account)
@@ -150,10 +169,11 @@ def emit_decision(
         )
         if request is not None:
             data["approval_request"] = request.id
-        emit(session, tenant, note.event, order, recipients, data)
+        rows.append(event_row(tenant, note.event, order, recipients, data))
     if decision.outcome == "approved":
         # the storefront learns by webhook that the order may go to fulfilment
-        emit(session, tenant, "order_approved", order, [], {})
+        rows.append(event_row(tenant, "order_approved", order, [], {}))
+    queue(session, rows)
 
 
 def emit_final(
@@ -162,11 +182,15 @@ def emit_final(
     """Notifications when a pending order reaches its final state (``outcome``: the order's
     status, which a re-decision may make ``held`` or ``blocked``)."""
     buyer = buyer_recipients(session, tenant, order)
+    rows = []
+
+    def add(event_type: str, recipients: list[dict], data: Mapping[str, Any]) -> None:
+        rows.append(event_row(tenant, event_type, order, recipients, data))
+
     if outcome == "approved":
-        emit(session, tenant, "order_approved", order, buyer, {"comment": comment})
-        emit(session, tenant, "order_confirmation", order, buyer, {})
-        version = session.get(RuleSetVersion, order.ruleset_version_id)
-        policy = versions.policy_for(version, session)
+        add("order_approved", buyer, {"comment": comment})
+        add("order_confirmation", buyer, {})
+        policy = queries.version_policy(session, tenant, order.ruleset_version_id)
         group = order.decision.get("buyer", {}).get("group")
         if policy.master_confirmation and group:
             company = order.decision.get("buyer", {}).get("company")
@@ -175,30 +199,21 @@ def emit_final(
             )
             accounts = _accounts(session, tenant, [r.account for r in masters], order)
             if masters:
-                emit(
-                    session,
-                    tenant,
+                add(
                     "master_confirmation",
-                    order,
                     [_recipient(accounts.get(r.account), r.channel, r.account) for r in masters],
                     {},
                 )
     elif outcome == "rejected":
-        emit(session, tenant, "order_rejected", order, buyer, {"comment": comment})
-        emit(
-            session,
-            tenant,
-            "order_cancelled",
-            order,
-            buyer,
-            {"comment": comment, "reason": "rejected"},
-        )
+        add("order_rejected", buyer, {"comment": comment})
+        add("order_cancelled", buyer, {"comment": comment, "reason": "rejected"})
     elif outcome == "expired":
-        emit(session, tenant, "order_expired", order, buyer, {})
-        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "expired"})
+        add("order_expired", buyer, {})
+        add("order_cancelled", buyer, {"reason": "expired"})
     elif outcome == "withdrawn":
-        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "withdrawn"})
+        add("order_cancelled", buyer, {"reason": "withdrawn"})
     elif outcome == "held":
-        emit(session, tenant, "order_held", order, buyer, {})
+        add("order_held", buyer, {})
     elif outcome == "blocked":
-        emit(session, tenant, "order_cancelled", order, buyer, {"reason": "blocked"})
+        add("order_cancelled", buyer, {"reason": "blocked"})
+    queue(session, rows)

@@ -15,12 +15,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, distinct, exists, func, or_, select
-from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
+from sqlalchemy.orm import (
+    Session,
+    contains_eager,
+    joinedload,
+    make_transient_to_detached,
+    selectinload,
+)
 
 from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
 from ..store.company_slice import directory_for_member
+from ..store.db import transaction_memo
 from ..store.directory import row_id
 from ..store.models import (
     REQUEST_STATUSES,
@@ -87,6 +94,24 @@ def account(session: Session, tenant: Tenant, external_id: str) -> Account:
         Account.tenant_id == tenant.id,
         Account.external_id == external_id,
     )
+
+
+def account_ref(session: Session, tenant: Tenant, external_id: str) -> Account:
+    """The tenant's account by its external id, for an action that records who acted: no
+    query once the process knows the account's row id (cached per directory version, see
+    :func:`account_id`).
+
+    The session's own ``Account`` when it has loaded it; otherwise one put in the session
+    with its id, tenant and external id, whose other columns load on first access.
+    """
+    row = account_id(session, tenant, external_id)
+    found = session.identity_map.get(session.identity_key(Account, row))
+    if found is not None:
+        return found
+    ref = Account(id=row, tenant_id=tenant.id, external_id=external_id)
+    make_transient_to_detached(ref)
+    session.add(ref)
+    return ref
 
 
 def company_id(session: Session, tenant: Tenant, external_id: str) -> int:
@@ -167,6 +192,29 @@ def request_version(session: Session, request: ApprovalRequest) -> RuleSetVersio
 def request_policy(session: Session, request: ApprovalRequest) -> Policy:
     """The compiled policy of the version the request was decided under."""
     return versions.policy_for(request_version(session, request), session)
+
+
+def version_policy(session: Session, tenant: Tenant, version_id: int) -> Policy:
+    """The compiled policy of version ``version_id`` (a request's or an order's), as
+    :func:`request_policy` gives it.
+
+    An active version's policy comes from the process's caches without a query: the
+    active versions as of ``Tenant.rules_version`` (which every publish, rollback and
+    retire bumps in its own transaction) and the compiled policies by content hash.  A
+    published version never changes (the database refuses it), and its parents are those
+    active at that rules version, as the evaluate endpoint reads them.  A transaction that
+    has read the active versions itself (a submit, a publish) uses its own; a version no
+    longer active is read by id.
+    """
+    if "active_versions" not in transaction_memo(session):
+        active = versions.cached_active_versions(session, tenant)
+        for version in active.values():
+            if version.id == version_id:
+                return versions.cached_policy(session, version, active)
+    for version in versions.active_versions(session, tenant.id).values():
+        if version.id == version_id:
+            return versions.policy_for(version, session)
+    return versions.policy_for(session.get(RuleSetVersion, version_id), session)
 
 
 def request_hash(body: Mapping[str, Any]) -> str:

@@ -132,8 +132,8 @@ def test_published_text_cannot_change_in_the_database(session, tenant):
 
 
 def test_audit_events_are_append_only_in_the_database(session, tenant):
-    event = audit(session, tenant.id, "ann", "test.done", "test", "1", {"a": 1})
-    session.flush()
+    audit(session, tenant.id, "ann", "test.done", "test", "1", {"a": 1})
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "test.done")).one()
     for statement in (
         "UPDATE audit_events SET actor = 'mallory' WHERE id = :id",
         "DELETE FROM audit_events WHERE id = :id",

@@ -118,3 +118,22 @@ def test_masters_hear_of_an_approved_group_order_by_their_own_channel(session, s
         "mo": "email",
         "mara": "inbox",
     }
+
+
+def test_an_approval_rolled_back_with_its_savepoint_leaves_the_request_as_it_was(session, shop):
+    # the approval writes with Core statements and sets the new state on the objects itself;
+    # a rolled-back savepoint (a bulk action's) must not leave them looking approved
+    order, request = submit(session, shop, "o-savepoint", 800)
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone), session.begin_nested():
+        actions.approve(session, shop, request.id, "max", now=NOW)
+        assert (request.status, order.status, len(request.actions)) == ("approved", "approved", 1)
+        raise Undone
+
+    assert (request.status, order.status, request.actions) == ("pending", "pending", [])
+    assert eligible(session, request) == [(0, "max", "pending")]
+    actions.approve(session, shop, request.id, "max", now=NOW)
+    assert (request.status, order.status, len(request.actions)) == ("approved", "approved", 1)

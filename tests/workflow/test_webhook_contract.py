@@ -11,6 +11,7 @@ import uuid
 
 from approvalrules.engine import schema
 from approvalrules.store.models import OutboxEvent
+from approvalrules.workflow import events
 from approvalrules.workflow.events import EVENTS
 
 
@@ -72,3 +73,18 @@ def test_an_emitted_event_off_the_schema_is_caught_where_it_is_written(
     found = list(violations)
     violations.clear()  # this test's own bad event must not fail it at teardown
     assert found and "order_cancelled: data/reason" in found[0] and "bored" in found[0]
+
+
+def test_an_event_written_with_a_core_insert_is_checked_too(session, tenant, webhook_checks):
+    # the workflow writes its events with Core inserts (events.queue), not the unit of work
+    _, violations = webhook_checks
+    row = {
+        "tenant_id": tenant.id,
+        "event_type": "order_cancelled",
+        "payload": {"event": "order_cancelled", "order": ORDER, "reason": "bored"},
+        "recipients": [],
+    }
+    events.queue(session, [row, {**row, "payload": {**row["payload"], "reason": "rejected"}}])
+    found = list(violations)
+    violations.clear()  # this test's own bad event must not fail it at teardown
+    assert len(found) == 1 and "order_cancelled: data/reason" in found[0] and "bored" in found[0]
