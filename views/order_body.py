@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from approvalrules.engine.conditions import Line
-from approvalrules.engine.decision import ORDER_TYPES, Order
+from approvalrules.engine.decision import ORDER_KEYS, ORDER_TYPES, Order
 from approvalrules.engine.money import CURRENCIES
 
 from . import openapi
@@ -69,7 +70,7 @@ def _choices(schema: dict) -> frozenset[str]:
     return frozenset(schema["enum"])
 
 
-def _object(schema: dict, known: set[str]) -> dict:
+def _object(schema: dict, known: AbstractSet[str]) -> dict:
     """The properties of a closed object schema whose fields are all ``known`` to this module."""
     assert schema.get("type") == "object" and schema.get("additionalProperties") is False, schema
     assert set(schema["properties"]) == known, (sorted(schema["properties"]), sorted(known))
@@ -87,7 +88,7 @@ def _limits() -> _Limits:
     schemas = openapi.document()["components"]["schemas"]
     order = schemas["Order"]
     assert order["required"] == ["buyer", "total"], order["required"]
-    fields = _object(order, {*_ORDER_FIELDS})
+    fields = _object(order, ORDER_KEYS)
     lines = fields["lines"]
     assert lines["type"] == "array" and "minItems" not in lines, lines
     line = _object(lines["items"], {*_LINE_FIELDS})
@@ -117,22 +118,6 @@ def _limits() -> _Limits:
         max_money=int(number["maximum"]),
         max_quantity=int(quantity["maximum"]),
     )
-
-
-_ORDER_FIELDS = (
-    "id",
-    "buyer",
-    "company",
-    "total",
-    "currency",
-    "type",
-    "lines",
-    "ship_to",
-    "requested_date",
-    "cost_centre",
-    "payer",
-    "attributes",
-)
 
 
 def _plain_text(value: Any, bounds: tuple[int, int]) -> bool:
@@ -215,7 +200,7 @@ def plain_order(body: dict) -> Order | None:
     )
 
 
-_OTHER_ORDER_FIELDS = frozenset(_ORDER_FIELDS) - {"id", "buyer", "company", "cost_centre"}
+_OTHER_ORDER_FIELDS = ORDER_KEYS - {"id", "buyer", "company", "cost_centre"}
 
 
 def _plain_lines(raw: Any, limits: _Limits) -> tuple[Line, ...] | None:

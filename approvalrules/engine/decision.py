@@ -47,12 +47,12 @@ class Order:
         """Parse the storefront's JSON form (``schemas/order.schema.json``), with clear errors."""
         if not isinstance(data, Mapping):
             raise OrderError("invalid_order", "the order must be a JSON object")
-        unknown = set(data) - _ORDER_KEYS
+        unknown = set(data) - ORDER_KEYS
         if unknown:
             key = sorted(unknown)[0]
             raise OrderError(
                 "unknown_key",
-                f"unknown order field {key!r}; allowed: {', '.join(sorted(_ORDER_KEYS))}",
+                f"unknown order field {key!r}; allowed: {', '.join(sorted(ORDER_KEYS))}",
                 path=f"order.{key}",
             )
         buyer = data.get("buyer")
@@ -133,7 +133,8 @@ class Order:
         )
 
 
-_ORDER_KEYS = frozenset(
+#: the fields an order may carry (the API document's ``Order`` schema names the same)
+ORDER_KEYS = frozenset(
     [
         "id",
         "buyer",
