@@ -28,18 +28,13 @@ from decimal import Decimal
 from typing import Any
 
 from approvalrules.engine.conditions import Line
-from approvalrules.engine.decision import ORDER_KEYS, ORDER_TYPES, Order
-from approvalrules.engine.money import CURRENCIES
+from approvalrules.engine.decision import ORDER_KEYS, ORDER_TYPES, PAYERS, Order
+from approvalrules.engine.money import CURRENCIES, PLAIN_AMOUNT_TEXT
 
 from . import openapi
 
-#: an amount as text that the schema's ``money`` pattern and ``parse_amount`` both take as
-#: it is: 1 to 15 digits and at most 3 decimals (18 digits in all, ``money.MAX_DIGITS``)
-_PLAIN_MONEY_TEXT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,3})?")
 #: the schema's ``requested_date`` pattern, ASCII digits only (``\d`` would take others)
 _PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-#: the payers ``Order.from_dict`` takes
-_PAYERS = ("buyer", "company")
 
 
 @dataclass(frozen=True)
@@ -99,7 +94,7 @@ def _limits() -> _Limits:
     assert _ref(schemas, line["price"]) is money
     number, text = money["oneOf"]
     assert number["type"] == "number" and number["minimum"] == 0, number
-    # every text _PLAIN_MONEY_TEXT takes matches the document's pattern for money
+    # every text PLAIN_AMOUNT_TEXT takes matches the document's pattern for money
     assert text == {"type": "string", "pattern": r"^[0-9]{1,15}(\.[0-9]{1,4})?$"}, text
     assert fields["requested_date"]["pattern"] == "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
     assert fields["attributes"] == {"type": "object"}, fields["attributes"]
@@ -113,7 +108,7 @@ def _limits() -> _Limits:
         ship_to_text={name: _text(ship_to[name]) for name in ("id", "address")},
         currencies=_choices(_ref(schemas, fields["currency"])) & CURRENCIES,
         order_types=_choices(_ref(schemas, fields["type"])) & frozenset(ORDER_TYPES),
-        payers=_choices(_ref(schemas, fields["payer"])) & frozenset(_PAYERS),
+        payers=_choices(_ref(schemas, fields["payer"])) & frozenset(PAYERS),
         max_lines=lines["maxItems"],
         max_money=int(number["maximum"]),
         max_quantity=int(quantity["maximum"]),
@@ -126,7 +121,7 @@ def _plain_text(value: Any, bounds: tuple[int, int]) -> bool:
 
 def _plain_money(value: Any, maximum: int) -> Decimal | None:
     if type(value) is str:
-        return Decimal(value) if _PLAIN_MONEY_TEXT.fullmatch(value) else None
+        return Decimal(value) if PLAIN_AMOUNT_TEXT.fullmatch(value) else None
     if type(value) is int and 0 <= value <= maximum:
         return Decimal(value)
     return None
@@ -213,7 +208,7 @@ def _plain_lines(raw: Any, limits: _Limits) -> tuple[Line, ...] | None:
         limits.line_text["name"],
     )
     max_money, max_quantity = limits.max_money, limits.max_quantity
-    plain_money_text = _PLAIN_MONEY_TEXT.fullmatch
+    plain_money_text = PLAIN_AMOUNT_TEXT.fullmatch
     lines = []
     for line in raw:
         if type(line) is not dict or not line.keys() <= _LINE_FIELDS:

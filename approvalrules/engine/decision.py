@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # annotations only: compile imports this module
     from .compile import CompiledStep
 
 ORDER_TYPES = ("regular", "bulk", "quote", "subscription")
+#: who may pay for an order
+PAYERS = ("buyer", "company")
 
 
 # ------------------------------------------------------------------ orders
@@ -114,7 +116,7 @@ class Order:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise OrderError("wrong_type", f"order.{key} must be a string", path=f"order.{key}")
         payer = data.get("payer")
-        if payer is not None and payer not in ("buyer", "company"):
+        if payer is not None and payer not in PAYERS:
             raise OrderError(
                 "invalid_payer", "order.payer must be buyer or company", path="order.payer"
             )

@@ -91,8 +91,9 @@ _AMOUNT_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]{1,3})?")
 
 #: integers below this have at most MAX_DIGITS digits and exponent 0: valid as they are
 _MAX_PLAIN_INT = 10**MAX_DIGITS
-#: decimal text that every check below would pass (15 + 3 digits: within MAX_DIGITS)
-_PLAIN_TEXT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,3})?")
+#: decimal text that every check below would pass (15 + 3 digits: within MAX_DIGITS), and
+#: the schema's ``money`` pattern too
+PLAIN_AMOUNT_TEXT = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,3})?")
 
 
 def parse_amount(value: Any, where: str = "amount") -> Decimal:
@@ -104,7 +105,7 @@ def parse_amount(value: Any, where: str = "amount") -> Decimal:
     if type(value) is int and 0 <= value < _MAX_PLAIN_INT:
         # most quantities and many prices: nothing below can refuse them
         return Decimal(value)
-    if type(value) is str and _PLAIN_TEXT.fullmatch(value):
+    if type(value) is str and PLAIN_AMOUNT_TEXT.fullmatch(value):
         # "12.50" and the like: at most 18 digits, no sign, no exponent; likewise
         return Decimal(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
