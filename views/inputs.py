@@ -121,6 +121,13 @@ def find_operation(path: str, method: str):
         operation = literal.operation(method)
         if operation is not None:
             return literal, operation, {}
+    return scan_operation(path, method)
+
+
+def scan_operation(path: str, method: str):
+    """What :func:`find_operation` answers, found by matching every route of the document,
+    most specific first: the one way for paths with parameters, and the reference the
+    literal lookup must agree with."""
     first = None
     for route in routes():
         match = route.regex.match(path)
