@@ -97,6 +97,22 @@ def _companies_delegating_to(session: Session, account_ids: set[int]) -> set[int
     return found
 
 
+def _note_row(session: Session, obj, delegators: set[int]) -> None:
+    """Note what a written or deleted directory row touches by itself; a delegation's
+    delegators go into ``delegators``, whose companies are looked up once for the flush."""
+    if isinstance(obj, Company):
+        _note(session, "company", [obj.id], obj.tenant_id)
+    elif isinstance(obj, Account):
+        _note(session, "account", [obj.id], obj.tenant_id)
+    elif isinstance(obj, Membership):
+        _note(session, "company", _values(obj, "company_id"))
+        _note(session, "account", _values(obj, "account_id"))
+    elif isinstance(obj, (Group, Assignment)):
+        _note(session, "company", _values(obj, "company_id"))
+    elif isinstance(obj, Delegation):
+        delegators |= _values(obj, "delegator_id")
+
+
 @event.listens_for(Session, "before_flush")
 def _note_deletes(session: Session, flush_context, instances) -> None:
     # before the flush: what the database deletes along with a company or an account is
@@ -107,20 +123,12 @@ def _note_deletes(session: Session, flush_context, instances) -> None:
     accounts: set[int] = set()
     delegators: set[int] = set()
     for obj in deleted:
+        _note_row(session, obj, delegators)
         if isinstance(obj, Company):
-            _note(session, "company", [obj.id], obj.tenant_id)
             members = select(Membership.account_id).where(Membership.company_id == obj.id)
             _note(session, "account", session.scalars(members))
         elif isinstance(obj, Account):
-            _note(session, "account", [obj.id], obj.tenant_id)
             accounts.add(obj.id)
-        elif isinstance(obj, Membership):
-            _note(session, "company", _values(obj, "company_id"))
-            _note(session, "account", _values(obj, "account_id"))
-        elif isinstance(obj, (Group, Assignment)):
-            _note(session, "company", _values(obj, "company_id"))
-        elif isinstance(obj, Delegation):
-            delegators |= _values(obj, "delegator_id")
     if accounts:
         _note(session, "company", _companies_of_members(session, accounts))
         _note(session, "company", _companies_delegating_to(session, accounts))
@@ -151,19 +159,9 @@ def _note_writes(session: Session, flush_context) -> None:
     changed_accounts: set[int] = set()
     delegators: set[int] = set()
     for obj in written:
-        if isinstance(obj, Company):
-            _note(session, "company", [obj.id], obj.tenant_id)
-        elif isinstance(obj, Account):
-            _note(session, "account", [obj.id], obj.tenant_id)
-            if obj not in session.new:
-                changed_accounts.add(obj.id)
-        elif isinstance(obj, Membership):
-            _note(session, "company", _values(obj, "company_id"))
-            _note(session, "account", _values(obj, "account_id"))
-        elif isinstance(obj, (Group, Assignment)):
-            _note(session, "company", _values(obj, "company_id"))
-        elif isinstance(obj, Delegation):
-            delegators |= _values(obj, "delegator_id")
+        _note_row(session, obj, delegators)
+        if isinstance(obj, Account) and obj not in session.new:
+            changed_accounts.add(obj.id)
     _note(session, "company", _companies_of_members(session, changed_accounts | delegators))
     _note(session, "company", _companies_delegating_to(session, changed_accounts))
 
