@@ -518,10 +518,15 @@ class DeferredSession:
 @event.listens_for(Session, "before_flush")
 def _refuse_writes_when_read_only(session, flush_context, instances) -> None:
     if session.info.get(_READ_ONLY) and (session.new or session.dirty or session.deleted):
-        raise RuntimeError(
-            "a read-only request (no transaction, see views/observability.py "
-            "READ_ONLY_REQUESTS) tried to write to the database"
-        )
+        _refuse_write("to the database")
+
+
+def _refuse_write(what: str) -> None:
+    # a programming error, not a client's: the request was routed as read-only by mistake
+    raise RuntimeError(
+        "a read-only request (no transaction, see views/observability.py "
+        f"READ_ONLY_REQUESTS) tried to write {what}"
+    )
 
 
 def insert_rows(session: Session, mapped: type, rows: list[dict[str, Any]]) -> None:
@@ -564,10 +569,7 @@ def core_write(session: Session, statement, params=None):
     the session still holds unwritten.
     """
     if session.info.get(_READ_ONLY):
-        raise RuntimeError(
-            "a read-only request (no transaction, see views/observability.py "
-            f"READ_ONLY_REQUESTS) tried to write: {str(statement).split('(')[0]}"
-        )
+        _refuse_write(f"with {str(statement).split('(')[0].strip()}")
     with session.no_autoflush:
         result = session.execute(statement, params)
     session.info[_CORE_WRITES] = True
