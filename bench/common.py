@@ -1,9 +1,9 @@
 """Shared helpers for the service benchmarks (http_bench.py, db.py, memory.py).
 
-Nothing here is timed.  It writes throw-away .ini files, creates and drops
-PostgreSQL databases, loads ``rules/`` and the development API key, starts
-and stops waitress processes (``pserve``) and builds the cart the storefront
-benchmarks send.
+Nothing here is timed but the machine's CPU check (``cpu_check_ms``).  It writes
+throw-away .ini files, creates and drops PostgreSQL databases, loads ``rules/`` and the
+development API key, starts and stops waitress processes (``pserve``) and builds the cart
+the storefront benchmarks send.
 """
 
 from __future__ import annotations
@@ -32,8 +32,29 @@ PG_BASE = os.environ.get(
 
 # ------------------------------------------------------------------ machine
 
+CPU_CHECK_ITERATIONS = 5_000_000
+
+
+def cpu_check_ms(iterations: int = CPU_CHECK_ITERATIONS, runs: int = 3) -> float:
+    """Milliseconds of wall clock for a fixed pure-Python loop, the best of ``runs``.
+
+    This machine's speed drifts over time (by up to 1.5x, with its neighbours), so every run
+    prints this figure: runs made at different moments are compared through it.  The best of
+    a few leaves out a run that another process preempted; the wall clock (not CPU time) is
+    used because a virtual CPU's stolen time need not show in the process's CPU time.
+    """
+    best = float("inf")
+    for _ in range(runs):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
 
 def machine() -> str:
+    """The CPUs, memory, Python and kernel, and the CPU check (``cpu_check_ms``) of this moment."""
     model = "?"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -51,7 +72,8 @@ def machine() -> str:
         pass
     return (
         f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
+        f"{platform.system()} {platform.release()}; CPU check: {cpu_check_ms():.0f} ms for a "
+        f"{CPU_CHECK_ITERATIONS / 1e6:g}M-iteration loop (lower is faster)"
     )
 
 
