@@ -43,6 +43,7 @@ import http.client
 import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -51,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import common
+from http_bench import lua_string, wrk_summary
 
 STATUSES = (
     ["pending"] * 5 + ["approved"] * 70 + ["rejected"] * 10 + ["expired"] * 10 + ["withdrawn"] * 5
@@ -102,6 +104,106 @@ def _client(
         latencies.append(time.perf_counter() - started)
         done.append(1)
     conn.close()
+
+
+# One wrk thread per connection (wrk -t C -c C): a wrk thread's Lua state is then its connection's
+# state.  The Python side puts before it, as locals, the submit body's text around the order id
+# (json.dumps of common.cart(15, order_id=...), what _client sends), the approve body, the API
+# key and the run's order-id prefix.  request() is pure (wrk calls it once more than it sends, to
+# check the script): what it returns follows from the state response() keeps.
+SUBMIT_APPROVE_LUA = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. key
+
+local threads = {}
+
+function setup(thread)
+  thread:set("index", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  counter = 1        -- the next order of this connection
+  approval = nil     -- the approval request to approve next (nil: submit next)
+  approved = 0
+  errors = 0
+  first_error = ""
+end
+
+function request()
+  if approval then
+    return wrk.format(nil, "/api/v1/approvals/" .. approval .. "/approve", nil, approve_body)
+  end
+  local order_id = prefix .. "-" .. index .. "-" .. counter
+  return wrk.format(nil, "/api/v1/orders", nil, submit_head .. order_id .. submit_tail)
+end
+
+local function note_error(text)
+  errors = errors + 1
+  if first_error == "" then first_error = text:sub(1, 300) end
+end
+
+function response(status, headers, body)
+  if approval then
+    approval = nil
+    if status == 200 and body:match('"status":%s*"(%a+)"') == "approved" then
+      approved = approved + 1
+    else
+      note_error("approve " .. status .. " " .. body)
+    end
+    return
+  end
+  counter = counter + 1
+  if status ~= 201 then
+    note_error("submit " .. status .. " " .. body)
+    return
+  end
+  approval = body:match('"approval":%s*{%s*"id":%s*(%d+)')
+  if not approval then note_error("submit 201 without an approval id: " .. body) end
+end
+
+local function json_text(text)
+  local escaped = text:gsub('[%c"\\]', function(c) return string.format("\\u%04x", c:byte()) end)
+  return '"' .. escaped .. '"'
+end
+
+function done(summary, latency, requests)
+  local rows = {}
+  for _, thread in ipairs(threads) do
+    table.insert(rows, string.format(
+      '{"index": %d, "approved": %d, "errors": %d, "approving": %s, "first_error": %s}',
+      thread:get("index"), thread:get("approved"), thread:get("errors"),
+      tostring(thread:get("approval") ~= nil), json_text(thread:get("first_error"))))
+  end
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p95_us": %d, "p99_us": %d, "threads": [%s]}\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99),
+    table.concat(rows, ", ")))
+end
+"""
+
+
+def _wrk_script(folder: Path, prefix: str) -> Path:
+    """The submit+approve wrk script for orders ``{prefix}-{thread}-{n}``, written to ``folder``."""
+    marker = "@ORDER-ID@"
+    submit_head, submit_tail = json.dumps(common.cart(15, order_id=marker)).split(marker)
+    values = {
+        "key": common.DEV_KEY,
+        "prefix": prefix,
+        "submit_head": submit_head,
+        "submit_tail": submit_tail,
+        "approve_body": json.dumps({"approver": "ann"}),
+    }
+    script = folder / f"{prefix}.lua"
+    script.write_text(
+        "".join(f"local {name} = {lua_string(value)}\n" for name, value in values.items())
+        + SUBMIT_APPROVE_LUA
+    )
+    return script
 
 
 def _statement_kind(statement: str) -> str:
@@ -178,13 +280,22 @@ def statements_per_order(ini: Path, orders: int = 20, detail: bool = False) -> t
     return per_submit, per_approve
 
 
+def wrk_path() -> str | None:
+    """The ``wrk`` binary (Debian's package installs /usr/bin/wrk), or None."""
+    return shutil.which("wrk") or ("/usr/bin/wrk" if Path("/usr/bin/wrk").exists() else None)
+
+
 def submit_approve(
-    seconds: float, statements_detail: bool = False, processes: tuple[int, ...] = (1,)
+    seconds: float,
+    statements_detail: bool = False,
+    processes: tuple[int, ...] = (1,),
+    client: str = "python",
 ) -> list[tuple[int, int, float, float, float, int]]:
     """The timed runs: for each count in ``processes``, that many pserve processes (each on its
     own port, as docs/deployment.md runs one per core; not pinned: PostgreSQL shares the
-    CPUs), with 1 then 4 clients spread over them.  Rows: (processes, clients, orders/s,
-    p50 ms, p95 ms, errors)."""
+    CPUs), with 1 then 4 clients spread over them, the clients being ``client``'s (``python``:
+    threads of this process, ``_client``; ``wrk``: ``SUBMIT_APPROVE_LUA``).  Rows: (processes,
+    clients, orders/s, p50 ms, p95 ms, errors); wrk's percentiles are per request."""
     print("\n## (a) submit + approve on PostgreSQL")
     if not common.postgres_available():
         print("MISS  not measured: no PostgreSQL")
@@ -197,11 +308,16 @@ def submit_approve(
         inis = [common.write_ini(tmp, url, port, name=f"bench-{port}.ini") for port in ports]
         common.setup_database(inis[0])
         statements_per_order(inis[0], detail=statements_detail)
+        how = (
+            "wrk -t C -c C (one keep-alive connection per wrk thread), one wrk per port"
+            if client == "wrk"
+            else "threads in this process, keep-alive HTTP"
+        )
         for count in processes:
             print(
                 f"{count} process(es): pserve (waitress threads={common.production_threads()}) "
-                f"on {count} port(s), not pinned; clients: threads in this process, keep-alive "
-                f"HTTP, client i on port i mod {count}; {seconds:g} s each"
+                f"on {count} port(s), not pinned; clients: {how}, client i on port i mod "
+                f"{count}; {seconds:g} s each"
             )
             servers = [common.Server(inis[i], ports[i]) for i in range(count)]
             try:
@@ -216,7 +332,11 @@ def submit_approve(
                         print(f"warm-up errors: {warm_errors[:3]}")
                 pids = [server.proc.pid for server in servers]
                 for clients in (1, 4):
-                    results.append(_timed_run(ports[:count], clients, seconds, count, pids))
+                    if client == "wrk":
+                        row = _wrk_run(tmp, ports[:count], clients, seconds, count, pids, url)
+                    else:
+                        row = _timed_run(ports[:count], clients, seconds, count, pids, url)
+                    results.append(row)
             finally:
                 for server in servers:
                     server.stop()
@@ -248,8 +368,106 @@ def _cpu_seconds(pids: list[int]) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _approved_in_database(url: str, prefix: str) -> int:
+    """How many orders whose id starts with ``prefix-`` the database holds as approved."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(
+                text(
+                    "SELECT count(*) FROM orders "
+                    "WHERE external_id LIKE :pattern AND status = 'approved'"
+                ),
+                {"pattern": f"{prefix}-%"},
+            )
+    finally:
+        engine.dispose()
+
+
+def _check_approved(url: str, prefix: str, reported: int, in_flight: int = 0) -> None:
+    """Print whether the database's approved orders of a run match what its client counted.
+
+    ``in_flight``: approves the client may have sent without reading the answer when the run
+    stopped (wrk's connections stop at the deadline), which the server may have carried out.
+    """
+    stored = _approved_in_database(url, prefix)
+    ok = reported <= stored <= reported + in_flight
+    allowance = f" + up to {in_flight} approve(s) in flight at the end" if in_flight else ""
+    print(
+        f"    database: {stored} orders {prefix}-* approved, the client counted "
+        f"{reported}{allowance}: {'OK' if ok else 'MISMATCH'}"
+    )
+
+
+def _server_cpu(cpu_before: float | None, cpu_after: float | None, orders: int) -> str:
+    """The server's own CPU per order: what the service costs, whatever else the machine runs."""
+    if cpu_before is None or cpu_after is None or not orders:
+        return ""
+    return f"; server CPU {(cpu_after - cpu_before) * 1000 / orders:.1f} ms an order"
+
+
+def _wrk_run(
+    folder: Path,
+    ports: list[int],
+    clients: int,
+    seconds: float,
+    count: int,
+    pids: list[int],
+    url: str,
+) -> tuple[int, int, float, float, float, int]:
+    """One timed run with wrk: client i on port i mod len(ports), one wrk per port with as many
+    threads as connections; the figures of the instances added up (latencies: the worse)."""
+    wrk = wrk_path()
+    prefix = f"wrk-p{count}c{clients}"
+    cpu_before = _cpu_seconds(pids)
+    procs = []
+    for i, port in enumerate(ports):
+        connections = len(range(i, clients, len(ports)))
+        if not connections:
+            continue
+        script = _wrk_script(folder, f"{prefix}-{i}")
+        command = [wrk, f"-t{connections}", f"-c{connections}", f"-d{seconds:g}s"]
+        command += ["--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}/"]
+        procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+    summaries = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        summary = wrk_summary(out)
+        if summary is None:
+            raise RuntimeError(f"wrk printed no summary: {out[-500:]}")
+        summaries.append(summary)
+    cpu_after = _cpu_seconds(pids)
+    threads = [thread for summary in summaries for thread in summary["threads"]]
+    approved = sum(thread["approved"] for thread in threads)
+    socket_errors = sum(summary["socket_errors"] for summary in summaries)
+    errors = sum(thread["errors"] for thread in threads) + socket_errors
+    requests = sum(summary["requests"] for summary in summaries)
+    elapsed = max(summary["duration_us"] for summary in summaries) / 1e6
+    rate = approved / elapsed
+    p50 = max(summary["p50_us"] for summary in summaries) / 1000
+    p95 = max(summary["p95_us"] for summary in summaries) / 1000
+    print(
+        f"  {clients} client(s): {approved} orders in {elapsed:.1f} s = {rate:.0f} orders/s "
+        f"({requests / elapsed:.0f} requests/s); per request (submit or approve) "
+        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {errors}"
+        f"{_server_cpu(cpu_before, cpu_after, approved)}",
+        flush=True,
+    )
+    print(
+        f"    per connection: {', '.join(str(thread['approved']) for thread in threads)} "
+        f"approved; socket errors {socket_errors}"
+    )
+    first_errors = [thread["first_error"] for thread in threads if thread["first_error"]]
+    if first_errors:
+        print(f"    first errors: {first_errors[:3]}")
+    _check_approved(url, prefix, approved, sum(thread["approving"] for thread in threads))
+    return (count, clients, rate, p50, p95, errors)
+
+
 def _timed_run(
-    ports: list[int], clients: int, seconds: float, count: int, pids: list[int]
+    ports: list[int], clients: int, seconds: float, count: int, pids: list[int], url: str
 ) -> tuple[int, int, float, float, float, int]:
     cpu_before = _cpu_seconds(pids)
     done: list = []
@@ -279,19 +497,15 @@ def _timed_run(
     rate = len(done) / elapsed
     cpu_after = _cpu_seconds(pids)
     p50, p95 = common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000
-    # the server's own CPU per order: what the service costs, whatever else the machine runs
-    cpu = (
-        f"; server CPU {(cpu_after - cpu_before) * 1000 / len(done):.1f} ms an order"
-        if cpu_before is not None and cpu_after is not None and done
-        else ""
-    )
     print(
         f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; "
-        f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}{cpu}",
+        f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}"
+        f"{_server_cpu(cpu_before, cpu_after, len(done))}",
         flush=True,
     )
     if errors:
         print(f"    first errors: {errors[:3]}")
+    _check_approved(url, f"p{count}c{clients}", len(done))
     return (count, clients, rate, p50, p95, len(errors))
 
 
@@ -706,6 +920,12 @@ def main(argv: list[str]) -> int:
         help="submit: also print the SQL statements of each kind per submit and per approve",
     )
     parser.add_argument(
+        "--client",
+        choices=("wrk", "python"),
+        help="submit: the load generator, wrk (the default when installed) or python "
+        "(client threads in this process)",
+    )
+    parser.add_argument(
         "--processes",
         default="1",
         help="submit: server process counts to measure, e.g. 1,2 (default 1: one process)",
@@ -714,10 +934,20 @@ def main(argv: list[str]) -> int:
     only = {x.strip() for x in args.only.split(",")}
     print(f"machine: {common.machine()}")
     if "submit" in only:
+        client = args.client or ("wrk" if wrk_path() else "python")
+        if client == "wrk" and not wrk_path():
+            print("wrk is not installed (apt-get install -y wrk): the Python client instead")
+            client = "python"
+        if client == "wrk":
+            version = subprocess.run([wrk_path(), "-v"], capture_output=True, text=True).stdout
+            print(f"client: wrk ({(version.splitlines() or ['?'])[0]})")
+        else:
+            print("client: python (threads of this process: http.client, json)")
         submit_approve(
             args.seconds or (4.0 if args.quick else 10.0),
             args.statements,
             tuple(int(x) for x in args.processes.split(",")),
+            client,
         )
     if "inbox" in only:
         print("\n## (b) approver inbox")
