@@ -3,14 +3,23 @@
 
     .venv/bin/python bench/db.py [--quick] [--only submit,inbox] [--requests N]
                                  [--sqlite-requests N] [--statements] [--processes 1,2]
+                                 [--client wrk|python]
 
 (a) submit + approve on PostgreSQL: a throw-away database with ``rules/`` and
     the development key, served by ``pserve`` (waitress, threads as in
-    production.ini, not pinned).  C client threads (1, then 4), each with its
-    own keep-alive HTTP connection, loop for ``--seconds`` (10; --quick 4):
+    production.ini, not pinned).  C clients (1, then 4), each with its own
+    keep-alive HTTP connection, loop for ``--seconds`` (10; --quick 4):
     POST /api/v1/orders (Acme's Bob, 15 lines, 1,849.70 USD -> pending, one
     step, 1 approval) then POST /api/v1/approvals/{id}/approve as Ann.
     orders/s = approved orders per second.  Target (issue 18): >= 150 with 4 clients.
+    ``--client wrk`` (the default when ``wrk`` is installed): wrk with one connection per
+    wrk thread (``-t C -c C``) and a Lua script (``SUBMIT_APPROVE_LUA``) that alternates
+    the two requests with the same bodies as the Python client; its latency percentiles
+    are per request (a submit or an approve).  ``--client python``: C threads of this
+    process (http.client, json), whose latencies are per submit+approve; on 2 CPUs they
+    take a share of the CPU the server would otherwise have.  After each run the database's
+    approved orders of the run are counted against the client's figure (wrk may leave an
+    approve per connection unanswered at the deadline, which the server may have done).
     ``--processes 1,2``: the runs again with 2 pserve processes on 2 ports (the deployment's
     one process per core), client i on port i mod 2; each figure names its process count.
     Each run also prints the server's CPU per order (its processes' user + system time,
