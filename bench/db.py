@@ -23,7 +23,8 @@
     ``--processes 1,2``: the runs again with 2 pserve processes on 2 ports (the deployment's
     one process per core), client i on port i mod 2; each figure names its process count.
     Each run also prints the server's CPU per order (its processes' user + system time,
-    from /proc, over the approved orders): what the service costs, whatever else runs.
+    from /proc, over the approved orders): what the service costs, whatever else runs; and
+    the client's (this process's CPU time, or the wrk processes').
     Before the timed runs, the SQL statements of one submit and of one approve
     are counted in-process (``--statements``: by kind and table).
 
@@ -410,11 +411,25 @@ def _check_approved(url: str, prefix: str, reported: int, in_flight: int = 0) ->
     )
 
 
-def _server_cpu(cpu_before: float | None, cpu_after: float | None, orders: int) -> str:
-    """The server's own CPU per order: what the service costs, whatever else the machine runs."""
-    if cpu_before is None or cpu_after is None or not orders:
+def _cpu_per_order(
+    cpu_before: float | None, cpu_after: float | None, orders: int, client_cpu: float
+) -> str:
+    """The server's own CPU per order (what the service costs, whatever else the machine runs)
+    and the client's (``client_cpu`` seconds over the run): what it took from the server."""
+    if not orders:
         return ""
-    return f"; server CPU {(cpu_after - cpu_before) * 1000 / orders:.1f} ms an order"
+    client = f"; client CPU {client_cpu * 1000 / orders:.1f} ms an order"
+    if cpu_before is None or cpu_after is None:
+        return client
+    return f"; server CPU {(cpu_after - cpu_before) * 1000 / orders:.1f} ms an order{client}"
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's ended and waited-for children."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _wrk_run(
@@ -430,7 +445,7 @@ def _wrk_run(
     threads as connections; the figures of the instances added up (latencies: the worse)."""
     wrk = wrk_path()
     prefix = f"wrk-p{count}c{clients}"
-    cpu_before = _cpu_seconds(pids)
+    cpu_before, wrk_cpu = _cpu_seconds(pids), _children_cpu()
     procs = []
     for i, port in enumerate(ports):
         connections = len(range(i, clients, len(ports)))
@@ -447,7 +462,7 @@ def _wrk_run(
         if summary is None:
             raise RuntimeError(f"wrk printed no summary: {out[-500:]}")
         summaries.append(summary)
-    cpu_after = _cpu_seconds(pids)
+    cpu_after, wrk_cpu = _cpu_seconds(pids), _children_cpu() - wrk_cpu
     threads = [thread for summary in summaries for thread in summary["threads"]]
     approved = sum(thread["approved"] for thread in threads)
     socket_errors = sum(summary["socket_errors"] for summary in summaries)
@@ -461,7 +476,7 @@ def _wrk_run(
         f"  {clients} client(s): {approved} orders in {elapsed:.1f} s = {rate:.0f} orders/s "
         f"({requests / elapsed:.0f} requests/s); per request (submit or approve) "
         f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {errors}"
-        f"{_server_cpu(cpu_before, cpu_after, approved)}",
+        f"{_cpu_per_order(cpu_before, cpu_after, approved, wrk_cpu)}",
         flush=True,
     )
     print(
@@ -478,7 +493,7 @@ def _wrk_run(
 def _timed_run(
     ports: list[int], clients: int, seconds: float, count: int, pids: list[int], url: str
 ) -> tuple[int, int, float, float, float, int]:
-    cpu_before = _cpu_seconds(pids)
+    cpu_before, client_cpu = _cpu_seconds(pids), time.process_time()
     done: list = []
     errors: list = []
     latencies: list = []
@@ -504,12 +519,12 @@ def _timed_run(
         t.join(seconds + 60)
     elapsed = time.perf_counter() - started
     rate = len(done) / elapsed
-    cpu_after = _cpu_seconds(pids)
+    cpu_after, client_cpu = _cpu_seconds(pids), time.process_time() - client_cpu
     p50, p95 = common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000
     print(
         f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; "
         f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}"
-        f"{_server_cpu(cpu_before, cpu_after, len(done))}",
+        f"{_cpu_per_order(cpu_before, cpu_after, len(done), client_cpu)}",
         flush=True,
     )
     if errors:
