@@ -77,6 +77,12 @@ def publish(session: Session, topic: str, tenant_id: int | None) -> None:
     )
 
 
+def wrote_tenant(session: Session, tenant_id: int) -> bool:
+    """Whether the session's transaction wrote ``tenant_id``'s row or keys (flushed): what it
+    reads of that tenant may not be committed yet, so no per-process cache may keep it."""
+    return tenant_id in session.info.get(_CHANGED_TENANTS, ())
+
+
 @event.listens_for(Session, "before_flush")
 def _publish_tenant_changes(session: Session, flush_context, instances) -> None:
     # every written tenant row (its counters: rules_version, directory_version; its

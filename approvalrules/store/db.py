@@ -570,8 +570,7 @@ def core_write(session: Session, statement, params=None):
     """
     if session.info.get(_READ_ONLY):
         _refuse_write(f"with {str(statement).split('(')[0].strip()}")
-    with session.no_autoflush:
-        result = session.execute(statement, params)
+    result = session.connection().execute(statement, params)
     session.info[_CORE_WRITES] = True
     manager = session.info.get(_TRANSACTION_EVENTS)
     if manager is not None:

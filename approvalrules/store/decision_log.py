@@ -234,8 +234,7 @@ def _policy_hash(session, tenant, version) -> str:
     known = _hash_by_active.get(id(version))
     if known is not None and known[0] is version:
         return known[1]
-    active = versions.cached_active_versions(session, tenant)
-    policy_hash = versions.cached_policy(session, version, active).hash
+    policy_hash = versions.cached_policy(session, version).hash
     if len(_hash_by_active) >= HASHES_KEPT:
         _hash_by_active.clear()
     _hash_by_active[id(version)] = (version, policy_hash)

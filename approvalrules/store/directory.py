@@ -345,17 +345,23 @@ def row_id(session: Session, tenant: Tenant, model: type, external_id: str) -> i
     (as test suites do) numbers its versions from the start, and its rows may
     get other ids.
     """
-    query = select(model.id).where(model.tenant_id == tenant.id, model.external_id == external_id)
     if tenant.id in session.info.get(_CHANGED, ()):
-        return session.scalar(query)
+        return _read_row_id(session, tenant, model, external_id)
     ids = _ROW_IDS.get(session, tenant.id, (tenant.directory_version or 0, tenant.created_at), dict)
     key = (model.__tablename__, external_id)
     found = ids.get(key)
     if found is None:
-        found = session.scalar(query)
+        found = _read_row_id(session, tenant, model, external_id)
         if found is not None:
             ids[key] = found
     return found
+
+
+def _read_row_id(session: Session, tenant: Tenant, model: type, external_id: str) -> int | None:
+    # built only on a miss: making the statement cost more than the cache lookup
+    return session.scalar(
+        select(model.id).where(model.tenant_id == tenant.id, model.external_id == external_id)
+    )
 
 
 # ------------------------------------------------------------------ snapshots

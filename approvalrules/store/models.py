@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     event,
     update,
 )
@@ -489,12 +490,18 @@ class ApprovalEligibility(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-def eligibility_status(request_id: int, status: str):
-    """The UPDATE that copies a request's new ``status`` onto its eligibility rows."""
+#: the statement of :func:`eligibility_status`, built once (building it cost more than running it)
+_ELIGIBILITY_STATUS = update(ApprovalEligibility.__table__).where(
+    ApprovalEligibility.__table__.c.request_id == bindparam("of_request")
+)
+
+
+def eligibility_status(request_id: int, status: str) -> tuple[Any, dict[str, Any]]:
+    """The UPDATE that copies a request's new ``status`` onto its eligibility rows, and its
+    parameters: ``connection.execute(*eligibility_status(...))``."""
     # the inbox index carries the status so that it can answer alone: every write of a
     # request's status (the ORM's below, a Core update's) is followed by this one
-    table = ApprovalEligibility.__table__
-    return update(table).where(table.c.request_id == request_id).values(status=status)
+    return _ELIGIBILITY_STATUS, {"of_request": request_id, "status": status}
 
 
 @event.listens_for(ApprovalRequest, "after_update")
@@ -502,7 +509,7 @@ def _copy_status_to_eligibility(mapper, connection, request) -> None:
     # in the same flush as the change
     history = sa_inspect(request).attrs.status.history
     if history.has_changes():
-        connection.execute(eligibility_status(request.id, request.status))
+        connection.execute(*eligibility_status(request.id, request.status))
 
 
 class ApprovalAction(Base):

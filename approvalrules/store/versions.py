@@ -19,17 +19,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, contains_eager, defer, object_session
+from sqlalchemy.orm import (
+    Session,
+    contains_eager,
+    defer,
+    make_transient_to_detached,
+    object_session,
+)
 
 from ..engine import PolicyCache, check_ruleset, compile_ruleset, guard_problems
 from ..engine.durations import isoformat
 from ..errors import DocumentError, NotFound, Problem
+from . import bus
 from .db import TenantCache, transaction_memo
 from .directory import directory_for
 from .etags import check_if_match, etag_for
@@ -409,6 +416,8 @@ class ActiveVersion:
     name: str
     extends: str | None
     content_hash: str
+    #: the active versions it extends, nearest first (:func:`parent_chain`), as of its load
+    parents: tuple[ActiveVersion, ...] = ()
 
 
 #: tenants whose active versions a process keeps
@@ -423,34 +432,90 @@ def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, Active
     transaction, so an entry is exactly the active versions its key names and
     never needs invalidating (as the directory snapshots, see ``store.directory.snapshot``).
     """
+    return _ACTIVE.get(
+        session, tenant.id, tenant.rules_version, lambda: _load_active(session, tenant.id)
+    )
 
-    def load() -> dict[str, ActiveVersion]:
-        rows = session.execute(
-            select(
-                RuleSetVersion.id,
-                RuleSetVersion.number,
-                RuleSet.name,
-                RuleSetVersion.extends,
-                RuleSetVersion.content_hash,
-            )
-            .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
-            .where(RuleSet.tenant_id == tenant.id)
+
+#: the tenant's rules version, as the transaction reads it
+_RULES_VERSION = select(Tenant.rules_version).where(Tenant.id == bindparam("tenant_id"))
+
+
+def transaction_active_versions(
+    session: Session, tenant: Tenant
+) -> dict[str, ActiveVersion] | None:
+    """The tenant's active versions as the session's transaction reads them, from the
+    per-process cache: one query reads the tenant's rules version, instead of every
+    active version (a tenant may have a rule set per company).
+
+    What a submit records: the rules in force when its transaction reads them, as
+    :func:`active_versions` gives them, without an object per rule set.  None when the
+    transaction wrote the tenant's row (a publish in it: what it reads is not yet
+    committed, and no cache may keep it) or already read its versions: ask
+    :func:`active_versions` then.
+    """
+    rules_version = session.scalar(_RULES_VERSION, {"tenant_id": tenant.id})  # flushes first
+    if bus.wrote_tenant(session, tenant.id) or tenant.id in transaction_memo(session).get(
+        "active_versions", ()
+    ):
+        return None
+    return _ACTIVE.get(session, tenant.id, rules_version, lambda: _load_active(session, tenant.id))
+
+
+def _load_active(session: Session, tenant_id: int) -> dict[str, ActiveVersion]:
+    rows = session.execute(
+        select(
+            RuleSetVersion.id,
+            RuleSetVersion.number,
+            RuleSet.name,
+            RuleSetVersion.extends,
+            RuleSetVersion.content_hash,
         )
-        return {
-            row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash)
-            for row in rows
-        }
+        .join(RuleSet, RuleSet.active_version_id == RuleSetVersion.id)
+        .where(RuleSet.tenant_id == tenant_id)
+    )
+    bare = {
+        row.name: ActiveVersion(row.id, row.number, row.name, row.extends, row.content_hash)
+        for row in rows
+    }
+    return {
+        name: replace(version, parents=tuple(_chain(name, version.extends, bare)))
+        if version.extends
+        else version
+        for name, version in bare.items()
+    }
 
-    return _ACTIVE.get(session, tenant.id, tenant.rules_version, load)
 
-
-def cached_policy(session: Session, version: ActiveVersion, active: dict[str, ActiveVersion]):
+def cached_policy(session: Session, version: ActiveVersion):
     """The compiled policy of an active version (see :func:`cached_active_versions`), from the
     process's policy cache; the texts are read only to compile it."""
-    policy = _compiled().get(_policy_key(version, _chain(version.name, version.extends, active)))
+    policy = _compiled().get(_policy_key(version, list(version.parents)))
     if policy is None:
         policy = policy_for(session.get(RuleSetVersion, version.id), session)
     return policy
+
+
+def version_ref(session: Session, version: ActiveVersion) -> RuleSetVersion:
+    """The session's ``RuleSetVersion`` of an active version: its own when it has loaded it,
+    otherwise one put in it with what ``version`` knows, whose other columns load on first
+    access (an order's response reads the number without a query)."""
+    found = session.identity_map.get(session.identity_key(RuleSetVersion, version.id))
+    if found is not None:
+        return found
+    ref = RuleSetVersion(
+        id=version.id,
+        number=version.number,
+        extends=version.extends,
+        content_hash=version.content_hash,
+    )
+    make_transient_to_detached(ref)
+    session.add(ref)
+    return ref
+
+
+def ruleset_name(version: RuleSetVersion | ActiveVersion) -> str:
+    """The name of the rule set ``version`` belongs to."""
+    return version.name if isinstance(version, ActiveVersion) else version.ruleset.name
 
 
 # -- compiled policies -----------------------------------------------------------------------
@@ -517,6 +582,8 @@ def parent_chain(
 
     ``active``: the tenant's :func:`active_versions`, when the caller has them.
     """
+    if isinstance(version, ActiveVersion):
+        return list(version.parents)
     if active is None:
         active = active_versions(session, version.ruleset.tenant_id)
     return _chain(version.ruleset.name, version.extends, active)
@@ -555,6 +622,8 @@ def policy_for(
     The key is the version's content hash plus its parents' (a rule set that
     extends another is compiled against the parents' active versions).
     """
+    if isinstance(version, ActiveVersion):
+        return cached_policy(session, version)
     session = session or object_session(version)
     parents = parent_chain(session, version, active) if version.extends else []
     key = _policy_key(version, parents)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import BigInteger, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -111,7 +111,11 @@ def _wait_for_submissions_in_flight(
     if key:
         names.append(f"idempotency-key:{tenant.id}:{key}")
     for lock_id in sorted(_advisory_lock_id(name) for name in names):
-        session.execute(select(func.pg_advisory_xact_lock(lock_id)))
+        session.execute(_ADVISORY_LOCK, {"lock_id": lock_id})
+
+
+#: built once: building it cost more than running it
+_ADVISORY_LOCK = select(func.pg_advisory_xact_lock(bindparam("lock_id", type_=BigInteger)))
 
 
 def _advisory_lock_id(name: str) -> int:
@@ -123,10 +127,27 @@ def _advisory_lock_id(name: str) -> int:
 def _existing_submission(
     session: Session, tenant: Tenant, order_id: str, key: str | None
 ) -> Order | None:
-    clauses = [Order.external_id == order_id]
     if key:
-        clauses.append(Order.idempotency_key == key)
-    return session.scalar(select(Order).where(Order.tenant_id == tenant.id, or_(*clauses)).limit(1))
+        return session.scalar(
+            _SUBMITTED_BY_ID_OR_KEY, {"tenant_id": tenant.id, "order_id": order_id, "key": key}
+        )
+    return session.scalar(_SUBMITTED_BY_ID, {"tenant_id": tenant.id, "order_id": order_id})
+
+
+# :func:`_existing_submission`'s statements, built once (building one cost more than running it)
+_SUBMITTED_BY_ID = (
+    select(Order)
+    .where(Order.tenant_id == bindparam("tenant_id"), Order.external_id == bindparam("order_id"))
+    .limit(1)
+)
+_SUBMITTED_BY_ID_OR_KEY = (
+    select(Order)
+    .where(
+        Order.tenant_id == bindparam("tenant_id"),
+        or_(Order.external_id == bindparam("order_id"), Order.idempotency_key == bindparam("key")),
+    )
+    .limit(1)
+)
 
 
 def withdraw(

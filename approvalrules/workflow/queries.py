@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, distinct, exists, func, or_, select
+from sqlalchemy import and_, bindparam, distinct, exists, func, or_, select
 from sqlalchemy.orm import (
     Session,
     contains_eager,
@@ -142,6 +142,17 @@ def get_order(session: Session, tenant: Tenant, external_id: str) -> Order:
     )
 
 
+# :func:`get_request`'s statements, built once (building one cost more than running it)
+_REQUEST = select(ApprovalRequest).where(
+    ApprovalRequest.tenant_id == bindparam("tenant_id"),
+    ApprovalRequest.id == bindparam("request_id"),
+)
+# the order and the actions are read after the lock, in statements of their own: a join
+# would read them as they were before the lock was granted (READ COMMITTED refreshes the
+# locked row alone)
+_REQUEST_FOR_UPDATE = _REQUEST.with_for_update().execution_options(populate_existing=True)
+
+
 def get_request(
     session: Session, tenant: Tenant, request_id: int, *, for_update: bool = False
 ) -> ApprovalRequest:
@@ -156,15 +167,10 @@ def get_request(
     if not 0 < request_id < 2**31:
         # ids are 32-bit: never ask the database
         raise NotFound("unknown_approval", f"no approval request {request_id}")
-    query = select(ApprovalRequest).where(
-        ApprovalRequest.tenant_id == tenant.id, ApprovalRequest.id == request_id
+    request = session.scalar(
+        _REQUEST_FOR_UPDATE if for_update else _REQUEST,
+        {"tenant_id": tenant.id, "request_id": request_id},
     )
-    if for_update:
-        # the order and the actions are read after the lock, in statements of their own: a
-        # join would read them as they were before the lock was granted (READ COMMITTED
-        # refreshes the locked row alone)
-        query = query.with_for_update().execution_options(populate_existing=True)
-    request = session.scalar(query)
     if request is None:
         raise NotFound("unknown_approval", f"no approval request {request_id}")
     return request
@@ -210,7 +216,7 @@ def version_policy(session: Session, tenant: Tenant, version_id: int) -> Policy:
         active = versions.cached_active_versions(session, tenant)
         for version in active.values():
             if version.id == version_id:
-                return versions.cached_policy(session, version, active)
+                return versions.cached_policy(session, version)
     for version in versions.active_versions(session, tenant.id).values():
         if version.id == version_id:
             return versions.policy_for(version, session)
@@ -230,8 +236,12 @@ def request_hash(body: Mapping[str, Any]) -> str:
 def policy_for_company(
     session: Session, tenant: Tenant, directory: Directory, company_id: str
 ) -> tuple[Policy, RuleSetVersion]:
-    """The active policy governing a company (its own rule set, else its nearest parent's)."""
+    """The active policy governing a company (its own rule set, else its nearest parent's), as
+    the session's transaction reads the rules (:func:`versions.transaction_active_versions`)."""
     name = _ruleset_name(directory, company_id)
+    cached = versions.transaction_active_versions(session, tenant)
+    if cached is not None:
+        return versions.cached_policy(session, _active(cached, name, company_id)), cached[name]
     active = versions.active_versions(session, tenant.id)
     return versions.policy_for(_active(active, name, company_id), session, active), active[name]
 
@@ -242,7 +252,7 @@ def cached_policy_for_company(
     """:func:`policy_for_company` from the per-process cache of active versions."""
     name = _ruleset_name(directory, company_id)
     active = versions.cached_active_versions(session, tenant)
-    return versions.cached_policy(session, _active(active, name, company_id), active), active[name]
+    return versions.cached_policy(session, _active(active, name, company_id)), active[name]
 
 
 def _ruleset_name(directory, company_id: str) -> str:

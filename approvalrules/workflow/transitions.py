@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -89,7 +89,7 @@ def decision_data(session: Session, decision: Decision, version: RuleSetVersion)
     stamp["policy_hash"] = versions.policy_for(version, session).hash
     if version.extends:
         stamp["parents"] = [
-            {"name": p.ruleset.name, "version": p.number}
+            {"name": versions.ruleset_name(p), "version": p.number}
             for p in versions.parent_chain(session, version)
         ]
     data["ruleset"] = stamp
@@ -148,7 +148,7 @@ def record(
     tenant: Tenant,
     body: Mapping[str, Any],
     decision: Decision,
-    version: RuleSetVersion,
+    version: RuleSetVersion | versions.ActiveVersion,
     digest: str,
     key: str | None,
     now: datetime,
@@ -182,6 +182,13 @@ def record(
         "updated_at": now,
     }
     new = order is None
+    # held by the order, the version stays in the session for whoever reads it next (the
+    # response reads its number)
+    stored = (
+        versions.version_ref(session, version)
+        if isinstance(version, versions.ActiveVersion)
+        else version
+    )
     if new:
         # a new order and its request are written with Core inserts, not the unit of work
         order = insert_object(
@@ -198,14 +205,11 @@ def record(
                 **values,
             },
         )
-        if isinstance(version, RuleSetVersion):
-            # held by the order, the version stays in the session for whoever reads it next
-            set_committed_value(order, "ruleset_version", version)
+        set_committed_value(order, "ruleset_version", stored)
     else:
         for name, value in values.items():
             setattr(order, name, value)
-        if isinstance(version, RuleSetVersion):
-            order.ruleset_version = version
+        order.ruleset_version = stored
         if status != "pending":
             # a pending order goes in with its request, in one flush below
             session.flush()
@@ -524,6 +528,15 @@ def _unchanged(instance) -> bool:
     return state.persistent and not state.committed_state
 
 
+# :func:`_write_close`'s statements, built once (building them cost more than running them);
+# the values to set are named by the parameters
+_CLOSE_REQUEST = update(ApprovalRequest.__table__).where(
+    ApprovalRequest.__table__.c.id == bindparam("of_request"),
+    ApprovalRequest.__table__.c.version_id == bindparam("read_version"),
+)
+_CLOSE_ORDER = update(Order.__table__).where(Order.__table__.c.id == bindparam("of_order"))
+
+
 def _write_close(
     session: Session,
     request: ApprovalRequest,
@@ -542,23 +555,27 @@ def _write_close(
     query.
     """
     version = request.version_id
-    requests = ApprovalRequest.__table__
     changed = core_write(
         session,
-        update(requests)
-        .where(requests.c.id == request.id, requests.c.version_id == version)
-        .values(status=status, decided_at=now, version_id=version + 1),
+        _CLOSE_REQUEST,
+        {
+            "of_request": request.id,
+            "read_version": version,
+            "status": status,
+            "decided_at": now,
+            "version_id": version + 1,
+        },
     ).rowcount
     if changed != 1:
         raise StaleDataError(
             f"UPDATE statement on table 'approval_requests' expected to update 1 row(s); "
             f"{changed} were matched."
         )
-    core_write(session, eligibility_status(request.id, status))
-    orders = Order.__table__
+    core_write(session, *eligibility_status(request.id, status))
     core_write(
         session,
-        update(orders).where(orders.c.id == order.id).values(status=order_status, updated_at=now),
+        _CLOSE_ORDER,
+        {"of_order": order.id, "status": order_status, "updated_at": now},
     )
     for target, values in (
         (request, {"status": status, "decided_at": now, "version_id": version + 1}),
