@@ -431,9 +431,14 @@ def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, Active
     Every publish, rollback and retire bumps ``Tenant.rules_version`` in its own
     transaction, so an entry is exactly the active versions its key names and
     never needs invalidating (as the directory snapshots, see ``store.directory.snapshot``).
+    The tenant's creation time is part of the key too: a tenant made again after a rollback
+    (as test suites do) may get the same id and count its versions from the start.
     """
     return _ACTIVE.get(
-        session, tenant.id, tenant.rules_version, lambda: _load_active(session, tenant.id)
+        session,
+        tenant.id,
+        (tenant.rules_version, tenant.created_at),
+        lambda: _load_active(session, tenant.id),
     )
 
 
@@ -459,7 +464,12 @@ def transaction_active_versions(
         "active_versions", ()
     ):
         return None
-    return _ACTIVE.get(session, tenant.id, rules_version, lambda: _load_active(session, tenant.id))
+    return _ACTIVE.get(
+        session,
+        tenant.id,
+        (rules_version, tenant.created_at),
+        lambda: _load_active(session, tenant.id),
+    )
 
 
 def _load_active(session: Session, tenant_id: int) -> dict[str, ActiveVersion]:

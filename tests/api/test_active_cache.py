@@ -70,3 +70,31 @@ def test_a_publish_rollback_and_retire_are_seen_by_the_next_evaluation(api, worl
         )
     back = evaluate(api)
     assert (back["ruleset"]["version"], back["outcome"]) == (rolled, "pending")
+
+
+def submit(api, order_id):
+    return api.post_json("/api/v1/orders", {"id": order_id, "buyer": "bob", "total": 800}).json
+
+
+def test_a_submit_reads_the_rules_version_alone_and_records_what_is_published(api, world):
+    submit(api, "active-cache-0")  # warm
+    with statements(world) as seen:
+        first = submit(api, "active-cache-1")
+    assert not [s for s in seen if "rule_set" in s], seen
+    assert len([s for s in seen if s.startswith("SELECT tenants.rules_version")]) == 1, seen
+    number = first["ruleset_version"]
+    assert first["status"] == "pending"
+    text = world.run(lambda s: versions.get_version(s, "demo", "acme", number).text)
+    higher = text.replace("total: {gt: 500}", "total: {gt: 1000}")
+    try:
+        published = world.run(
+            lambda s: versions.publish(s, "demo", "acme", author="cache-test", text=higher).number
+        )
+        after = submit(api, "active-cache-2")
+        assert (after["ruleset_version"], after["status"]) == (published, "approved")
+    finally:
+        rolled = world.run(
+            lambda s: versions.rollback(s, "demo", "acme", number, author="cache-test").number
+        )
+    back = submit(api, "active-cache-3")
+    assert (back["ruleset_version"], back["status"]) == (rolled, "pending")

@@ -1,6 +1,7 @@
 """Drafts, publication, rollback, immutability (model and database) and the policy cache."""
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import event, func, select, text
@@ -345,3 +346,43 @@ def test_a_version_published_before_a_stricter_check_still_compiles_and_decides(
     memory = MemoryDirectory.from_dict(directory)
     assert policy.evaluate({"buyer": "sam", "total": "100.13"}, memory).outcome == "pending"
     assert policy.evaluate({"buyer": "sam", "total": "100.12"}, memory).outcome == "approved"
+
+
+def test_a_transaction_takes_the_active_versions_of_the_rules_version_it_reads(session, tenant):
+    """A submit is handed a tenant whose counters may be a moment old (the key cache): what it
+    records is what its own transaction reads, and never what a transaction of its own wrote
+    (not committed yet, so no per-process cache may keep it)."""
+    first = versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    assert versions.transaction_active_versions(session, tenant) is None  # it published
+    session.commit()
+    given = SimpleNamespace(id=tenant.id, rules_version=0, created_at=tenant.created_at)
+    active = versions.transaction_active_versions(session, given)
+    assert active is not None
+    assert (active["purchasing"].id, active["purchasing"].number) == (first.id, 1)
+
+    second = versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
+    assert versions.transaction_active_versions(session, given) is None
+    session.commit()
+    active = versions.transaction_active_versions(session, given)
+    assert (active["purchasing"].id, active["purchasing"].number) == (second.id, 2)
+    assert versions.cached_policy(session, active["purchasing"]).hash == (
+        versions.policy_for(second, session).hash
+    )
+
+
+def test_an_active_version_knows_its_parents(session, tenant):
+    versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    versions.publish(
+        session,
+        tenant.id,
+        "marketing",
+        "ann",
+        text="ruleset: marketing\nextends: purchasing\n",
+    )
+    session.commit()
+    active = versions.transaction_active_versions(session, tenant)
+    child, base = active["marketing"], active["purchasing"]
+    assert child.parents == (base,) and base.parents == ()
+    assert versions.parent_chain(session, child) == [base]
+    stored = versions.active_version(session, tenant.id, "marketing")
+    assert versions.cached_policy(session, child).hash == versions.policy_for(stored, session).hash
