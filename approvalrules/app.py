@@ -26,6 +26,8 @@ def main(global_config, **settings):
     settings.setdefault("approvalrules.rules_dir", default_rules_dir())
     settings["approvalrules.version"] = package_version()
     with Configurator(settings=settings) as config:
+        # a body the server holds in memory is read in place, not copied (views/inputs.py)
+        config.set_request_factory("approvalrules.views.inputs.Request")
         config.include("pyramid_chameleon")
         config.include("approvalrules.store.db")  # pyramid_tm, pyramid_retry, request.dbsession
         config.include("approvalrules.views.observability")  # request ids, /metrics

@@ -20,6 +20,7 @@ document gives the body a schema that the view does not check itself, by
 from __future__ import annotations
 
 import functools
+import io
 import json
 import re
 from decimal import Decimal
@@ -27,6 +28,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import jsonschema
+from pyramid.request import Request as PyramidRequest
 from pyramid.response import Response
 
 from approvalrules.engine.schema import fast_validator_for
@@ -282,6 +284,41 @@ def input_tween_factory(handler, registry):
         return refused if refused is not None else handler(request)
 
     return input_tween
+
+
+# ---------------------------------------------------------------- the body as sent
+
+
+class Request(PyramidRequest):
+    """Pyramid's request, reading a body the server already holds in memory in place.
+
+    pyramid_retry makes every body seekable before the first attempt, and webob does that by
+    copying ``wsgi.input`` into a new buffer: about 5% of a warm evaluate's time in the app.
+    waitress hands over a body under 512 KB (its ``inbuf_overflow``) as a ``BytesIO`` holding
+    exactly the body, at its start: that stream is seekable as it is, so it is marked so
+    instead of copied.  Any other stream (a
+    temporary file, a socket, one shorter or longer than ``Content-Length``) is copied as
+    webob always did, with its errors (a body shorter than announced is a disconnection).
+    """
+
+    def make_body_seekable(self):
+        """webob's ``make_body_seekable``, without the copy when the body is already in
+        memory (:func:`holds_exactly`)."""
+        if not self.is_body_seekable and holds_exactly(
+            self.environ.get("wsgi.input"), self.content_length
+        ):
+            self.is_body_seekable = True
+        super().make_body_seekable()
+
+
+def holds_exactly(stream, length: int | None) -> bool:
+    """Whether ``stream`` is a ``BytesIO`` at its start holding ``length`` bytes (the
+    ``Content-Length`` as webob reads it): reading it from there gives the body, and seeking
+    back to the start gives it again."""
+    if type(stream) is not io.BytesIO or length is None or stream.tell() != 0:
+        return False
+    with stream.getbuffer() as held:
+        return held.nbytes == length
 
 
 # ---------------------------------------------------------------- JSON bodies
