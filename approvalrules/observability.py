@@ -26,6 +26,7 @@ import contextvars
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -119,6 +120,56 @@ def install_log_filter() -> None:
         for handler in logger.handlers:
             if not any(isinstance(f, RequestContextFilter) for f in handler.filters):
                 handler.addFilter(RequestContextFilter())
+
+
+#: seconds between two of waitress's "Task queue depth" warnings (:class:`QueueDepthSummary`)
+QUEUE_WARNING_INTERVAL = 10.0
+
+
+class QueueDepthSummary(logging.Filter):
+    """One of waitress's "Task queue depth is N" warnings every ``interval`` seconds, saying
+    how many it stands for and the deepest queue among them.
+
+    waitress warns on ``waitress.queue`` for every request that has to wait for a thread: a
+    line per request while the server is saturated, written by its I/O thread while it
+    holds the lock the worker threads take their next request under.  That is when the
+    server can least afford it, and the lines say nothing the summary does not.
+    """
+
+    def __init__(self, interval: float = QUEUE_WARNING_INTERVAL):
+        super().__init__()
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._next_line = 0.0
+        self._held = 0
+        self._deepest = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        depth = record.args[0] if isinstance(record.args, tuple) and record.args else 0
+        now = time.monotonic()
+        with self._lock:
+            if isinstance(depth, int):
+                self._deepest = max(self._deepest, depth)
+            if now < self._next_line:
+                self._held += 1
+                return False
+            held, deepest = self._held, self._deepest
+            self._held = self._deepest = 0
+            self._next_line = now + self.interval
+        if held:
+            record.msg = (
+                f"{record.getMessage()} ({held} more such warnings in the last "
+                f"{self.interval:g} s, the deepest {deepest})"
+            )
+            record.args = ()
+        return True
+
+
+def summarize_queue_warnings(interval: float = QUEUE_WARNING_INTERVAL) -> None:
+    """Put :class:`QueueDepthSummary` on waitress's queue logger, once per process."""
+    queue_log = logging.getLogger("waitress.queue")
+    if not any(isinstance(f, QueueDepthSummary) for f in queue_log.filters):
+        queue_log.addFilter(QueueDepthSummary(interval))
 
 
 class ContextFormatter(logging.Formatter):

@@ -219,3 +219,35 @@ def test_the_gauges_count_requests_by_status_and_the_outbox(tmp_path):
     assert found[("approvalrules_outbox_undelivered_events", frozenset())] >= 2
     assert found[("approvalrules_outbox_failing_events", frozenset())] == 0
     assert 0 <= found[("approvalrules_outbox_oldest_undelivered_age_seconds", frozenset())] < 600
+
+
+def test_waitress_queue_warnings_come_as_one_line_every_few_seconds(monkeypatch, caplog):
+    """A saturated waitress warns for every request that waits for a thread; the app sums
+    those warnings up in one line per interval, with how many it stands for."""
+    from waitress.task import ThreadedTaskDispatcher
+
+    queue_log = logging.getLogger("waitress.queue")
+    kept = list(queue_log.filters)
+    for installed in kept:
+        queue_log.removeFilter(installed)
+    clock = [1000.0]
+    monkeypatch.setattr(observability.time, "monotonic", lambda: clock[0])
+    dispatcher = ThreadedTaskDispatcher()  # no thread: every task waits
+    try:
+        observability.summarize_queue_warnings(10)
+        observability.summarize_queue_warnings(10)  # once per process, however often asked
+        assert len(queue_log.filters) == 1
+        with caplog.at_level(logging.WARNING, logger="waitress.queue"):
+            for _ in range(5):
+                dispatcher.add_task(object())
+            clock[0] += 10
+            dispatcher.add_task(object())
+    finally:
+        for installed in list(queue_log.filters):
+            queue_log.removeFilter(installed)
+        for installed in kept:
+            queue_log.addFilter(installed)
+    assert [r.getMessage() for r in caplog.records if r.name == "waitress.queue"] == [
+        "Task queue depth is 1",
+        "Task queue depth is 6 (4 more such warnings in the last 10 s, the deepest 6)",
+    ]

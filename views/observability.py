@@ -198,6 +198,7 @@ def includeme(config):
     config.add_tween(TWEEN, under=INGRESS, over="approvalrules.views.inputs.input_tween_factory")
     settings.setdefault("tm.activate_hook", "approvalrules.views.observability.transaction_needed")
     observability.install_log_filter()
+    observability.summarize_queue_warnings()
     if not asbool(settings.get("approvalrules.metrics.enabled", True)):
         return
     timeout = float(settings.get("approvalrules.metrics.db_timeout") or DEFAULT_TIMEOUT)
