@@ -76,10 +76,10 @@ def submit(api, order_id):
     return api.post_json("/api/v1/orders", {"id": order_id, "buyer": "bob", "total": 800}).json
 
 
-def test_a_submit_reads_the_rules_version_alone_and_records_what_is_published(api, world):
-    submit(api, "active-cache-0")  # warm
+def test_a_submit_reads_the_rules_version_alone_and_records_what_is_published(api, world, order_id):
+    submit(api, order_id("active-cache"))  # warm
     with statements(world) as seen:
-        first = submit(api, "active-cache-1")
+        first = submit(api, order_id("active-cache"))
     assert not [s for s in seen if "rule_set" in s], seen
     assert len([s for s in seen if s.startswith("SELECT tenants.rules_version")]) == 1, seen
     number = first["ruleset_version"]
@@ -90,11 +90,32 @@ def test_a_submit_reads_the_rules_version_alone_and_records_what_is_published(ap
         published = world.run(
             lambda s: versions.publish(s, "demo", "acme", author="cache-test", text=higher).number
         )
-        after = submit(api, "active-cache-2")
+        after = submit(api, order_id("active-cache"))
         assert (after["ruleset_version"], after["status"]) == (published, "approved")
     finally:
         rolled = world.run(
             lambda s: versions.rollback(s, "demo", "acme", number, author="cache-test").number
         )
-    back = submit(api, "active-cache-3")
+    back = submit(api, order_id("active-cache"))
     assert (back["ruleset_version"], back["status"]) == (rolled, "pending")
+
+
+def test_an_approval_reads_its_order_and_actions_in_one_statement_after_the_lock(
+    api, world, order_id
+):
+    submitted = api.post_json(
+        "/api/v1/orders", {"id": order_id("approve"), "buyer": "bob", "total": 800}
+    ).json
+    with statements(world) as seen:
+        approved = api.post_json(
+            f"/api/v1/approvals/{submitted['approval']['id']}/approve", {"approver": "ann"}
+        ).json
+    assert approved["status"] == "approved"
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    request_read, order_and_actions = [
+        s for s in reads if "approval_requests" in s or "orders" in s
+    ][:2]
+    assert "FROM approval_requests" in request_read
+    assert "FROM orders LEFT OUTER JOIN approval_actions" in order_and_actions
+    assert not [s for s in reads if s.split("FROM", 1)[-1].lstrip().startswith("approval_actions")]
+    assert len([s for s in reads if "FROM orders" in s]) == 1, reads
