@@ -254,7 +254,7 @@ def request_hash(body: Mapping[str, Any]) -> str:
 
 def policy_for_company(
     session: Session, tenant: Tenant, directory: Directory, company_id: str
-) -> tuple[Policy, RuleSetVersion]:
+) -> tuple[Policy, RuleSetVersion | versions.ActiveVersion]:
     """The active policy governing a company (its own rule set, else its nearest parent's), as
     the session's transaction reads the rules (:func:`versions.transaction_active_versions`)."""
     name = _ruleset_name(directory, company_id)

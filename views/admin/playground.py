@@ -18,6 +18,7 @@ from pyramid.view import view_config
 from sqlalchemy import select
 
 from approvalrules.errors import ApprovalRulesError
+from approvalrules.store import versions
 from approvalrules.store.models import Account, Company, RuleSet, RuleSetVersion
 from approvalrules.workflow import deciding
 
@@ -135,7 +136,7 @@ def evaluate_order(request, body: dict, rules: str = ACTIVE) -> tuple[dict | Non
     try:
         if rules == ACTIVE:
             decision, version = deciding.evaluate(session, tenant, body)
-            under = f"{version.ruleset.name}, version {version.number} (active)"
+            under = f"{versions.ruleset_name(version)}, version {version.number} (active)"
         else:
             name, _, which = rules.rpartition("@")
             number = None if which == DRAFT else int(which)
