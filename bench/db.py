@@ -23,8 +23,9 @@
     ``--processes 1,2``: the runs again with 2 pserve processes on 2 ports (the deployment's
     one process per core), client i on port i mod 2; each figure names its process count.
     Each run also prints the server's CPU per order (its processes' user + system time,
-    from /proc, over the approved orders): what the service costs, whatever else runs; and
-    the client's (this process's CPU time, or the wrk processes').
+    from /proc, over the approved orders): what the service costs, whatever else runs;
+    PostgreSQL's (every ``postgres`` process of this machine, so another database's work
+    counts too); and the client's (this process's CPU time, or the wrk processes').
     Before the timed runs, the SQL statements of one submit and of one approve
     are counted in-process (``--statements``: by kind and table).
 
@@ -378,6 +379,32 @@ def _cpu_seconds(pids: list[int]) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _postgres_cpu_seconds() -> float | None:
+    """User + system CPU seconds of the PostgreSQL server's processes on this machine (the
+    ``postgres`` ones in ``/proc``); None where there is none to read."""
+    import os
+
+    pids = []
+    try:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/comm") as f:
+                        if f.read().strip() == "postgres":
+                            pids.append(int(entry))
+                except OSError:
+                    continue  # ended meanwhile
+    except OSError:
+        return None
+    if not pids:
+        return None
+    total = 0.0
+    for pid in pids:
+        one = _cpu_seconds([pid])
+        total += one or 0.0  # a backend that ended meanwhile took its time with it
+    return total
+
+
 def _approved_in_database(url: str, prefix: str) -> int:
     """How many orders whose id starts with ``prefix-`` the database holds as approved."""
     from sqlalchemy import create_engine, text
@@ -412,16 +439,28 @@ def _check_approved(url: str, prefix: str, reported: int, in_flight: int = 0) ->
 
 
 def _cpu_per_order(
-    cpu_before: float | None, cpu_after: float | None, orders: int, client_cpu: float
+    cpu_before: float | None,
+    cpu_after: float | None,
+    orders: int,
+    client_cpu: float,
+    database_cpu: float | None = None,
 ) -> str:
-    """The server's own CPU per order (what the service costs, whatever else the machine runs)
-    and the client's (``client_cpu`` seconds over the run): what it took from the server."""
+    """The server's own CPU per order (what the service costs, whatever else the machine runs),
+    PostgreSQL's (``database_cpu`` seconds over the run) and the client's (``client_cpu``):
+    together, what an order takes of the machine's CPUs."""
     if not orders:
         return ""
-    client = f"; client CPU {client_cpu * 1000 / orders:.1f} ms an order"
-    if cpu_before is None or cpu_after is None:
-        return client
-    return f"; server CPU {(cpu_after - cpu_before) * 1000 / orders:.1f} ms an order{client}"
+    parts = []
+    if cpu_before is not None and cpu_after is not None:
+        parts.append(f"server CPU {(cpu_after - cpu_before) * 1000 / orders:.1f} ms")
+    if database_cpu is not None:
+        parts.append(f"PostgreSQL {database_cpu * 1000 / orders:.1f} ms")
+    parts.append(f"client {client_cpu * 1000 / orders:.1f} ms")
+    return "; " + ", ".join(parts) + " an order"
+
+
+def _elapsed(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 def _children_cpu() -> float:
@@ -445,7 +484,7 @@ def _wrk_run(
     threads as connections; the figures of the instances added up (latencies: the worse)."""
     wrk = wrk_path()
     prefix = f"wrk-p{count}c{clients}"
-    cpu_before, wrk_cpu = _cpu_seconds(pids), _children_cpu()
+    cpu_before, wrk_cpu, database_cpu = _cpu_seconds(pids), _children_cpu(), _postgres_cpu_seconds()
     procs = []
     for i, port in enumerate(ports):
         connections = len(range(i, clients, len(ports)))
@@ -463,6 +502,7 @@ def _wrk_run(
             raise RuntimeError(f"wrk printed no summary: {out[-500:]}")
         summaries.append(summary)
     cpu_after, wrk_cpu = _cpu_seconds(pids), _children_cpu() - wrk_cpu
+    database_cpu = _elapsed(database_cpu, _postgres_cpu_seconds())
     threads = [thread for summary in summaries for thread in summary["threads"]]
     approved = sum(thread["approved"] for thread in threads)
     socket_errors = sum(summary["socket_errors"] for summary in summaries)
@@ -476,7 +516,7 @@ def _wrk_run(
         f"  {clients} client(s): {approved} orders in {elapsed:.1f} s = {rate:.0f} orders/s "
         f"({requests / elapsed:.0f} requests/s); per request (submit or approve) "
         f"p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {errors}"
-        f"{_cpu_per_order(cpu_before, cpu_after, approved, wrk_cpu)}",
+        f"{_cpu_per_order(cpu_before, cpu_after, approved, wrk_cpu, database_cpu)}",
         flush=True,
     )
     print(
@@ -494,6 +534,7 @@ def _timed_run(
     ports: list[int], clients: int, seconds: float, count: int, pids: list[int], url: str
 ) -> tuple[int, int, float, float, float, int]:
     cpu_before, client_cpu = _cpu_seconds(pids), time.process_time()
+    database_cpu = _postgres_cpu_seconds()
     done: list = []
     errors: list = []
     latencies: list = []
@@ -520,11 +561,12 @@ def _timed_run(
     elapsed = time.perf_counter() - started
     rate = len(done) / elapsed
     cpu_after, client_cpu = _cpu_seconds(pids), time.process_time() - client_cpu
+    database_cpu = _elapsed(database_cpu, _postgres_cpu_seconds())
     p50, p95 = common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000
     print(
         f"  {clients} client(s): {len(done)} orders in {elapsed:.1f} s = {rate:.0f} orders/s; "
         f"submit+approve p50 {p50:.1f} ms, p95 {p95:.1f} ms; errors {len(errors)}"
-        f"{_cpu_per_order(cpu_before, cpu_after, len(done), client_cpu)}",
+        f"{_cpu_per_order(cpu_before, cpu_after, len(done), client_cpu, database_cpu)}",
         flush=True,
     )
     if errors:
