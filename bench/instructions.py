@@ -6,7 +6,7 @@ move.
 
 Timings on this 2-vCPU machine drift by up to 1.5x with its neighbours, and so does a CPU
 time; the number of instructions the CPU executes for the same work does not (repeated
-runs agree within about 1%).  So this benchmark compares code, not moments:
+runs agree within about 2%).  So this benchmark compares code, not moments:
 
 * the app of a throw-away database (PostgreSQL by default, ``--sqlite`` a file) with
   ``rules/`` and the development key, called in-process through webtest (no sockets; the
@@ -69,8 +69,14 @@ def run_under_valgrind(argv: list[str], args) -> int:
                 __file__,
                 *argv,
             ],
-            # the system allocator: valgrind sees every allocation; the counts stay comparable
-            env={**os.environ, UNDER_VALGRIND: "1", "PYTHONMALLOC": "malloc"},
+            # the system allocator: valgrind sees every allocation; and one hash seed, so
+            # that sets and dicts are laid out alike from run to run
+            env={
+                **os.environ,
+                UNDER_VALGRIND: "1",
+                "PYTHONMALLOC": "malloc",
+                "PYTHONHASHSEED": "0",
+            },
             capture_output=True,
             text=True,
         )
