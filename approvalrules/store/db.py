@@ -602,7 +602,20 @@ def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any
     missing = {c.key for c in table.columns if not c.primary_key} - values.keys()
     assert not missing, f"{table.name}: no value for {sorted(missing)}"
     row_id = core_write(session, insert(table).returning(table.c.id), values).scalar_one()
-    instance = mapped(id=row_id, **values)
+    return _add_as_loaded(session, mapped(id=row_id, **values))
+
+
+def known_row(session: Session, mapped: type, values: dict[str, Any]) -> Any:
+    """The session's instance of ``mapped`` with id ``values["id"]`` when it has one;
+    otherwise one made of ``values`` and put in the session as if loaded, without a query
+    (what the process knows of a row: the columns left out load on first access)."""
+    found = session.identity_map.get(session.identity_key(mapped, values["id"]))
+    if found is not None:
+        return found
+    return _add_as_loaded(session, mapped(**values))
+
+
+def _add_as_loaded(session: Session, instance: Any) -> Any:
     make_transient_to_detached(instance)
     session.add(instance)
     return instance

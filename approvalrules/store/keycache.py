@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from . import bus
+from .db import known_row
 from .models import Tenant
 from .services import find_api_key
 
@@ -99,21 +100,19 @@ def attach_tenant(session: Session, fields: TenantFields) -> Tenant:
     put in its identity map as if loaded (its settings are a copy: a view may
     change them without touching the cache).
     """
-    existing = session.identity_map.get(session.identity_key(Tenant, fields.id))
-    if existing is not None:
-        return existing
-    tenant = Tenant(
-        id=fields.id,
-        slug=fields.slug,
-        name=fields.name,
-        settings=copy.deepcopy(fields.settings),
-        directory_version=fields.directory_version,
-        rules_version=fields.rules_version,
-        created_at=fields.created_at,
+    return known_row(
+        session,
+        Tenant,
+        {
+            "id": fields.id,
+            "slug": fields.slug,
+            "name": fields.name,
+            "settings": copy.deepcopy(fields.settings),
+            "directory_version": fields.directory_version,
+            "rules_version": fields.rules_version,
+            "created_at": fields.created_at,
+        },
     )
-    make_transient_to_detached(tenant)
-    session.add(tenant)
-    return tenant
 
 
 class KeyCache:

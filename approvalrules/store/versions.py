@@ -29,7 +29,6 @@ from sqlalchemy.orm import (
     Session,
     contains_eager,
     defer,
-    make_transient_to_detached,
     object_session,
 )
 
@@ -37,7 +36,7 @@ from ..engine import PolicyCache, check_ruleset, compile_ruleset, guard_problems
 from ..engine.durations import isoformat
 from ..errors import DocumentError, NotFound, Problem
 from . import bus
-from .db import TenantCache, transaction_memo
+from .db import TenantCache, known_row, transaction_memo
 from .directory import directory_for
 from .etags import check_if_match, etag_for
 from .models import Order, RuleSet, RuleSetVersion, Tenant, utcnow
@@ -509,18 +508,16 @@ def version_ref(session: Session, version: ActiveVersion) -> RuleSetVersion:
     """The session's ``RuleSetVersion`` of an active version: its own when it has loaded it,
     otherwise one put in it with what ``version`` knows, whose other columns load on first
     access (an order's response reads the number without a query)."""
-    found = session.identity_map.get(session.identity_key(RuleSetVersion, version.id))
-    if found is not None:
-        return found
-    ref = RuleSetVersion(
-        id=version.id,
-        number=version.number,
-        extends=version.extends,
-        content_hash=version.content_hash,
+    return known_row(
+        session,
+        RuleSetVersion,
+        {
+            "id": version.id,
+            "number": version.number,
+            "extends": version.extends,
+            "content_hash": version.content_hash,
+        },
     )
-    make_transient_to_detached(ref)
-    session.add(ref)
-    return ref
 
 
 def ruleset_name(version: RuleSetVersion | ActiveVersion) -> str:

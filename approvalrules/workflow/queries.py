@@ -19,7 +19,6 @@ from sqlalchemy.orm import (
     Session,
     contains_eager,
     joinedload,
-    make_transient_to_detached,
     selectinload,
 )
 from sqlalchemy.orm.attributes import (
@@ -30,7 +29,7 @@ from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
 from ..store.company_slice import directory_for_member
-from ..store.db import transaction_memo
+from ..store.db import known_row, transaction_memo
 from ..store.directory import row_id
 from ..store.models import (
     REQUEST_STATUSES,
@@ -108,13 +107,9 @@ def account_ref(session: Session, tenant: Tenant, external_id: str) -> Account:
     with its id, tenant and external id, whose other columns load on first access.
     """
     row = account_id(session, tenant, external_id)
-    found = session.identity_map.get(session.identity_key(Account, row))
-    if found is not None:
-        return found
-    ref = Account(id=row, tenant_id=tenant.id, external_id=external_id)
-    make_transient_to_detached(ref)
-    session.add(ref)
-    return ref
+    return known_row(
+        session, Account, {"id": row, "tenant_id": tenant.id, "external_id": external_id}
+    )
 
 
 def company_id(session: Session, tenant: Tenant, external_id: str) -> int:
