@@ -25,12 +25,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import (
-    Session,
-    contains_eager,
-    defer,
-    object_session,
-)
+from sqlalchemy.orm import Session, contains_eager, defer, object_session
 
 from ..engine import PolicyCache, check_ruleset, compile_ruleset, guard_problems
 from ..engine.durations import isoformat

@@ -21,9 +21,7 @@ from sqlalchemy.orm import (
     joinedload,
     selectinload,
 )
-from sqlalchemy.orm.attributes import (
-    set_committed_value,
-)
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
