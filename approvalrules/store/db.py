@@ -7,6 +7,7 @@ inject their own session as ``request.environ["app.dbsession"]``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -422,9 +423,13 @@ def get_tm_session(
     short request's session handling: the factory's sessions share listeners instead
     (:func:`_forward_transaction_events`), which hand each event to the hooks the session
     holds.
+
+    Nothing in it is expired at commit: zope.sqlalchemy closes the session right after
+    (its objects are let go, not read again), and expiring each one cost as much as a
+    statement.
     """
     _forward_transaction_events(session_factory)
-    dbsession = session_factory(info={"request": request})
+    dbsession = session_factory(info={"request": request}, expire_on_commit=False)
     dbsession.info[_TRANSACTION_EVENTS] = zope.sqlalchemy.ZopeTransactionEvents(
         transaction_manager=transaction_manager
     )
@@ -587,8 +592,7 @@ def insert_rows(session: Session, mapped: type, rows: list[dict[str, Any]]) -> N
     Python defaults (ids, timestamps) are filled as for an object.
     """
     if rows:
-        # inline: the new ids are not fetched (nobody reads them here)
-        core_write(session, insert(mapped.__table__).inline(), rows)
+        core_write(session, _insert_without_ids(mapped.__table__), rows)
 
 
 def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any:
@@ -601,8 +605,23 @@ def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any
     table = mapped.__table__
     missing = {c.key for c in table.columns if not c.primary_key} - values.keys()
     assert not missing, f"{table.name}: no value for {sorted(missing)}"
-    row_id = core_write(session, insert(table).returning(table.c.id), values).scalar_one()
+    row_id = core_write(session, _insert_returning_id(table), values).scalar_one()
     return _add_as_loaded(session, mapped(id=row_id, **values))
+
+
+# Each table's two INSERTs, built on first use and kept: building one cost a third as much
+# as running it (and tables live as long as the process).
+
+
+@functools.cache
+def _insert_without_ids(table):
+    # inline: the new ids are not fetched (nobody reads them here)
+    return insert(table).inline()
+
+
+@functools.cache
+def _insert_returning_id(table):
+    return insert(table).returning(table.c.id)
 
 
 def known_row(session: Session, mapped: type, values: dict[str, Any]) -> Any:

@@ -440,6 +440,17 @@ def cached_active_versions(session: Session, tenant: Tenant) -> dict[str, Active
 _RULES_VERSION = select(Tenant.rules_version).where(Tenant.id == bindparam("tenant_id"))
 
 
+#: transaction_memo key: {tenant id: its rules version, as a statement of the transaction read it}
+_RULES_VERSION_READ = "rules_version_read"
+
+
+def note_rules_version(session: Session, tenant_id: int, rules_version: int) -> None:
+    """Keep the tenant's rules version that a statement of the session's transaction read
+    along with something else (a submit's search for an earlier submission), so that
+    :func:`transaction_active_versions` need not read it again."""
+    transaction_memo(session).setdefault(_RULES_VERSION_READ, {})[tenant_id] = rules_version
+
+
 def transaction_active_versions(
     session: Session, tenant: Tenant
 ) -> dict[str, ActiveVersion] | None:
@@ -453,7 +464,11 @@ def transaction_active_versions(
     committed, and no cache may keep it) or already read its versions: ask
     :func:`active_versions` then.
     """
-    rules_version = session.scalar(_RULES_VERSION, {"tenant_id": tenant.id})  # flushes first
+    rules_version = transaction_memo(session).get(_RULES_VERSION_READ, {}).get(tenant.id)
+    if rules_version is None:
+        rules_version = session.scalar(_RULES_VERSION, {"tenant_id": tenant.id})  # flushes
+    else:
+        session.flush()  # a tenant written in the session shows in bus.wrote_tenant
     if bus.wrote_tenant(session, tenant.id) or tenant.id in transaction_memo(session).get(
         "active_versions", ()
     ):

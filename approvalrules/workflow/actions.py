@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, or_, select
+from sqlalchemy import BigInteger, and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
+from ..store import versions
 from ..store.db import insert_object
 from ..store.models import Account, AdminUser, ApprovalAction, ApprovalRequest, Order, Tenant
 from ..store.services import audit
@@ -127,26 +128,36 @@ def _advisory_lock_id(name: str) -> int:
 def _existing_submission(
     session: Session, tenant: Tenant, order_id: str, key: str | None
 ) -> Order | None:
+    """The order already submitted under ``order_id`` (or ``key``), if any.
+
+    The same statement reads the tenant's rules version, which the submit's evaluation
+    would otherwise read with a statement of its own a moment later
+    (:func:`versions.note_rules_version`)."""
+    params = {"tenant_id": tenant.id, "order_id": order_id}
     if key:
-        return session.scalar(
-            _SUBMITTED_BY_ID_OR_KEY, {"tenant_id": tenant.id, "order_id": order_id, "key": key}
-        )
-    return session.scalar(_SUBMITTED_BY_ID, {"tenant_id": tenant.id, "order_id": order_id})
+        params["key"] = key
+    rules_version, order = session.execute(
+        _SUBMITTED_BY_ID_OR_KEY if key else _SUBMITTED_BY_ID, params
+    ).one()
+    versions.note_rules_version(session, tenant.id, rules_version)
+    return order
 
 
-# :func:`_existing_submission`'s statements, built once (building one cost more than running it)
-_SUBMITTED_BY_ID = (
-    select(Order)
-    .where(Order.tenant_id == bindparam("tenant_id"), Order.external_id == bindparam("order_id"))
-    .limit(1)
-)
-_SUBMITTED_BY_ID_OR_KEY = (
-    select(Order)
-    .where(
-        Order.tenant_id == bindparam("tenant_id"),
-        or_(Order.external_id == bindparam("order_id"), Order.idempotency_key == bindparam("key")),
+def _submitted(*match):
+    # the tenant's row, with the order matching ``match`` when there is one; built once
+    # (building one cost more than running it)
+    return (
+        select(Tenant.rules_version, Order)
+        .select_from(Tenant)
+        .outerjoin(Order, and_(Order.tenant_id == Tenant.id, *match))
+        .where(Tenant.id == bindparam("tenant_id"))
+        .limit(1)
     )
-    .limit(1)
+
+
+_SUBMITTED_BY_ID = _submitted(Order.external_id == bindparam("order_id"))
+_SUBMITTED_BY_ID_OR_KEY = _submitted(
+    or_(Order.external_id == bindparam("order_id"), Order.idempotency_key == bindparam("key"))
 )
 
 

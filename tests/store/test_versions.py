@@ -370,6 +370,33 @@ def test_a_transaction_takes_the_active_versions_of_the_rules_version_it_reads(s
     )
 
 
+def test_a_rules_version_another_statement_read_is_not_read_again(session, tenant):
+    """A submit reads the rules version with its search for an earlier submission; its
+    evaluation then takes the active versions of that number without a query of its own,
+    unless the transaction has since written the tenant (a publish)."""
+    first = versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
+    session.commit()
+    versions.transaction_active_versions(session, tenant)  # the process's cache is warm
+    session.commit()
+    rules_version = tenant.rules_version  # as the submit's statement read it
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(session.connection(), "before_cursor_execute", listener)
+    try:
+        versions.note_rules_version(session, tenant.id, rules_version)
+        active = versions.transaction_active_versions(session, tenant)
+        assert statements == []
+        assert (active["purchasing"].id, active["purchasing"].number) == (first.id, 1)
+
+        versions.publish(session, tenant.id, "purchasing", "ann", text=V2)
+        assert versions.transaction_active_versions(session, tenant) is None
+    finally:
+        event.remove(session.connection(), "before_cursor_execute", listener)
+    session.commit()
+    # the note lived as long as its transaction: the next one reads the number again
+    assert versions.transaction_active_versions(session, tenant)["purchasing"].number == 2
+
+
 def test_an_active_version_knows_its_parents(session, tenant):
     versions.publish(session, tenant.id, "purchasing", "ann", text=V1)
     versions.publish(
