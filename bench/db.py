@@ -53,6 +53,7 @@ import argparse
 import http.client
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -221,6 +222,10 @@ def _statement_kind(statement: str) -> str:
     """``INSERT outbox_events``, ``SELECT accounts``, ``SAVEPOINT``: what one SQL statement is."""
     words = statement.split()
     verb = words[0].upper() if words else "?"
+    if verb == "WITH":  # data-modifying parts: "WITH (UPDATE a, UPDATE b)"
+        parts = re.findall(r"\((UPDATE|INSERT INTO|DELETE FROM) (\w+)", statement, re.IGNORECASE)
+        written = ", ".join(f"{kind.split()[0].upper()} {table}" for kind, table in parts)
+        return f"WITH ({written})" if written else "WITH"
     upper = [w.upper() for w in words]
     table = ""
     for keyword in ("INTO", "UPDATE", "FROM"):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm.exc import StaleDataError
 
 from approvalrules.errors import Conflict, Forbidden
-from approvalrules.store.models import ApprovalEligibility, OutboxEvent
-from approvalrules.workflow import actions, queries
+from approvalrules.store.models import ApprovalEligibility, ApprovalRequest, Order, OutboxEvent
+from approvalrules.workflow import actions, queries, transitions
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -118,6 +119,32 @@ def test_masters_hear_of_an_approved_group_order_by_their_own_channel(session, s
         "mo": "email",
         "mara": "inbox",
     }
+
+
+def test_closing_a_request_written_since_it_was_read_writes_nothing(session, shop):
+    # the close's UPDATEs (one statement on PostgreSQL, three on SQLite) are conditional on
+    # the version the request was read at, as the ORM's would be
+    order, request = submit(session, shop, "o-stale", 800)
+    session.flush()
+    requests = ApprovalRequest.__table__
+    session.execute(
+        update(requests)
+        .where(requests.c.id == request.id)
+        .values(version_id=requests.c.version_id + 1)
+    )
+    with pytest.raises(StaleDataError):
+        transitions._write_close(session, request, order, "approved", "approved", NOW)
+    stored = session.execute(
+        select(requests.c.status, Order.__table__.c.status)
+        .join(Order.__table__, Order.__table__.c.id == requests.c.order_id)
+        .where(requests.c.id == request.id)
+    ).one()
+    assert tuple(stored) == ("pending", "pending")
+    assert session.scalars(
+        select(ApprovalEligibility.__table__.c.status).where(
+            ApprovalEligibility.__table__.c.request_id == request.id
+        )
+    ).all() == ["pending"]
 
 
 def test_an_approval_rolled_back_with_its_savepoint_leaves_the_request_as_it_was(session, shop):
