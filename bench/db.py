@@ -223,7 +223,7 @@ def _statement_kind(statement: str) -> str:
     words = statement.split()
     verb = words[0].upper() if words else "?"
     if verb == "WITH":  # data-modifying parts: "WITH (UPDATE a, UPDATE b)"
-        parts = re.findall(r"\((UPDATE|INSERT INTO|DELETE FROM) (\w+)", statement, re.IGNORECASE)
+        parts = re.findall(r"\b(UPDATE|INSERT INTO|DELETE FROM) (\w+)", statement, re.IGNORECASE)
         written = ", ".join(f"{kind.split()[0].upper()} {table}" for kind, table in parts)
         return f"WITH ({written})" if written else "WITH"
     upper = [w.upper() for w in words]

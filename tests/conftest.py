@@ -125,16 +125,23 @@ def _check_outbox_insert(connection, statement, multiparams, params, options, re
 
     from sqlalchemy import select
 
+    from approvalrules.store.db import rows_written_together_by
     from approvalrules.store.models import Tenant
     from approvalrules.workflow.outbox import webhook_body
 
     table = getattr(statement, "table", None)
-    if not getattr(statement, "is_insert", False) or getattr(table, "name", None) != (
+    # the parameters as executed, the columns' Python defaults (id, created_at) included
+    executed = result.context.compiled_parameters
+    together = rows_written_together_by(statement, executed[0] if executed else {})
+    if together is not None:  # several tables' rows in one statement (store.db)
+        rows = [row for table, row in together if table.name == "outbox_events"]
+    elif getattr(statement, "is_insert", False) and getattr(table, "name", None) == (
         "outbox_events"
     ):
+        rows = executed
+    else:
         return
-    # the parameters as executed, the columns' Python defaults (id, created_at) included
-    for row in result.context.compiled_parameters:
+    for row in rows:
         target = SimpleNamespace(
             **{k: row.get(k) for k in ("tenant_id", "event_id", "event_type", "payload")},
             created_at=row.get("created_at"),

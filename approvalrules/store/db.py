@@ -16,13 +16,15 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import zope.sqlalchemy
 from pyramid.paster import get_appsettings
-from sqlalchemy import engine_from_config, event, exc, insert, text
+from sqlalchemy import bindparam, engine_from_config, event, exc, insert, text
+from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -591,8 +593,127 @@ def insert_rows(session: Session, mapped: type, rows: list[dict[str, Any]]) -> N
     outbox, eligibility): no objects, no unit of work, no ``RETURNING``; the columns'
     Python defaults (ids, timestamps) are filled as for an object.
     """
-    if rows:
+    if not rows:
+        return
+    kept = session.info.get(_KEPT_ROWS)
+    if kept is not None and mapped.__table__ in kept.tables:
+        kept.rows.append((mapped.__table__, rows))
+    else:
         core_write(session, _insert_without_ids(mapped.__table__), rows)
+
+
+#: session.info key of the rows :func:`rows_written_together` keeps
+_KEPT_ROWS = "approvalrules.kept_rows"
+
+
+@dataclass
+class _KeptRows:
+    tables: frozenset
+    rows: list
+
+
+@contextmanager
+def rows_written_together(session: Session, *mapped: type):
+    """Within the block, on PostgreSQL, :func:`insert_rows` keeps the rows of ``mapped``'s
+    tables, and the block's end writes them all in one statement: one round trip instead of
+    one a call.  Elsewhere, and in a block within another, every call writes at once.
+
+    For the append-only rows an action writes and nothing in the block reads, updates or
+    deletes (audit, outbox, a new request's eligibility): no statement within the block sees
+    them.  Nothing is written when the block raises (its transaction is undone anyway).
+    """
+    if session.info.get(_KEPT_ROWS) is not None or session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    kept = session.info[_KEPT_ROWS] = _KeptRows(frozenset(m.__table__ for m in mapped), [])
+    try:
+        yield
+    finally:
+        del session.info[_KEPT_ROWS]
+    _write_kept(session, kept.rows)
+
+
+def _write_kept(session: Session, kept: list) -> None:
+    by_table: dict[Any, list] = {}  # in the order the tables were first written
+    for table, rows in kept:
+        by_table.setdefault(table, []).extend(rows)
+    if len(by_table) == 1:
+        [(table, rows)] = by_table.items()
+        core_write(session, _insert_without_ids(table), rows)
+        return
+    parts, params = [], {}
+    for part, (table, rows) in enumerate(by_table.items()):
+        # the columns' Python defaults (timestamps, event ids) filled here: SQLAlchemy fills
+        # them only for the statement's own table, not for the INSERTs in its WITH
+        full = [_with_python_defaults(table, row) for row in rows]
+        for number, row in enumerate(full):
+            params.update((f"w{part}_{number}_{key}", value) for key, value in row.items())
+        parts.append((table, len(full), tuple(full[0])))
+    core_write(session, _inserts_in_one_statement(tuple(parts)), params)
+
+
+def _with_python_defaults(table, row: dict[str, Any]) -> dict[str, Any]:
+    full = dict(row)
+    for column in table.columns:
+        default = column.default
+        if column.key in full or default is None or column.primary_key:
+            continue
+        if default.is_callable:  # SQLAlchemy's wrapper of a function of no argument
+            full[column.key] = default.arg(None)
+        elif default.is_scalar:
+            full[column.key] = default.arg
+        # a SQL expression is written into the statement as it is, as for any INSERT
+    return full
+
+
+#: renders the text of :func:`_inserts_in_one_statement` (":name" parameters, no casts)
+_NAMED_PARAMETERS = postgresql_dialect.base.PGDialect(paramstyle="named")
+
+
+@functools.lru_cache(maxsize=256)
+def _inserts_in_one_statement(parts: tuple) -> Any:
+    """One ``INSERT`` a table, of ``parts`` ((table, rows, column keys), ...), as one
+    statement: the last with the others in its ``WITH`` (PostgreSQL runs each
+    data-modifying part once).
+
+    A table's rows are one ``INSERT`` of several ``VALUES``, so its ids follow the order the
+    rows were written in (the parts of a ``WITH`` run in no set order; the outbox delivers
+    by id).  Kept as text with typed parameters: SQLAlchemy compiles a multi-row
+    ``VALUES`` again at every execution, and a text once.
+    """
+    binds, inserts = [], []
+    for part, (table, count, keys) in enumerate(parts):
+        rows = []
+        for number in range(count):
+            row = {
+                key: bindparam(f"w{part}_{number}_{key}", type_=table.c[key].type) for key in keys
+            }
+            binds.extend(row.values())
+            rows.append(row)
+        inserts.append(insert(table).values(rows))
+    *others, last = inserts
+    statement = last.add_cte(*(other.cte(f"written_{n}") for n, other in enumerate(others)))
+    # a cast (":w0_0_data::JSONB") escaped, or text() would not see the parameter before it
+    sql = str(statement.compile(dialect=_NAMED_PARAMETERS)).replace("::", "\\:\\:")
+    return text(sql).bindparams(*binds).execution_options(**{_KEPT_PARTS: parts})
+
+
+#: the execution option naming what a statement of :func:`_inserts_in_one_statement` writes
+_KEPT_PARTS = "approvalrules_kept_parts"
+
+
+def rows_written_together_by(statement, parameters: Mapping[str, Any]) -> list | None:
+    """``[(table, row), ...]`` that a statement of :func:`rows_written_together` writes, read
+    from its executed ``parameters``; None for any other statement (a watcher of writes,
+    such as the test suite's check of every outbox row, reads them this way)."""
+    parts = statement.get_execution_options().get(_KEPT_PARTS)
+    if parts is None:
+        return None
+    return [
+        (table, {key: parameters[f"w{part}_{number}_{key}"] for key in keys})
+        for part, (table, count, keys) in enumerate(parts)
+        for number in range(count)
+    ]
 
 
 def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any:

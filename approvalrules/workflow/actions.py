@@ -31,8 +31,18 @@ from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
 from ..store import versions
-from ..store.db import insert_object
-from ..store.models import Account, AdminUser, ApprovalAction, ApprovalRequest, Order, Tenant
+from ..store.db import insert_object, rows_written_together
+from ..store.models import (
+    Account,
+    AdminUser,
+    ApprovalAction,
+    ApprovalEligibility,
+    ApprovalRequest,
+    AuditEvent,
+    Order,
+    OutboxEvent,
+    Tenant,
+)
 from ..store.services import audit
 from . import deciding, events, queries, transitions
 from .edits import reduced_body
@@ -85,9 +95,11 @@ def submit(
             )
         return existing, False
     decision, version = deciding.evaluate(session, tenant, body, now=now)
-    order = transitions.record(
-        session, tenant, body, decision, version, digest, idempotency_key, now, actor
-    )
+    # its audit row, its request's eligibility rows and its events: one statement
+    with rows_written_together(session, AuditEvent, ApprovalEligibility, OutboxEvent):
+        order = transitions.record(
+            session, tenant, body, decision, version, digest, idempotency_key, now, actor
+        )
     return order, True
 
 
@@ -355,27 +367,29 @@ def approve(
     # read before the action is added: loading the order then would flush the action apart
     # from the request's change (one flush per action)
     order = request.order
-    _act(session, tenant, request, step, approver, account, "approve", comment, now)
-    approvals = len(_actions_of(request, step["name"]))
-    audit(
-        session,
-        tenant.id,
-        approver,
-        "approval.approved",
-        "order",
-        order.external_id,
-        {
-            "step": step["name"],
-            "count": approvals,
-            "required": step["required"],
-            "comment": comment,
-        },
-    )
-    if approvals < step["required"]:
-        transitions.touch(request)
-        session.flush()
-        return request
-    return transitions.advance(session, tenant, request, now, comment)
+    # its audit row and its events: one statement
+    with rows_written_together(session, AuditEvent, OutboxEvent):
+        _act(session, tenant, request, step, approver, account, "approve", comment, now)
+        approvals = len(_actions_of(request, step["name"]))
+        audit(
+            session,
+            tenant.id,
+            approver,
+            "approval.approved",
+            "order",
+            order.external_id,
+            {
+                "step": step["name"],
+                "count": approvals,
+                "required": step["required"],
+                "comment": comment,
+            },
+        )
+        if approvals < step["required"]:
+            transitions.touch(request)
+            session.flush()
+            return request
+        return transitions.advance(session, tenant, request, now, comment)
 
 
 def reject(

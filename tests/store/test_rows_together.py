@@ -1,0 +1,142 @@
+"""``rows_written_together``: an action's append-only rows in one statement on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select
+
+from approvalrules.store.db import insert_rows, rows_written_together, rows_written_together_by
+from approvalrules.store.models import AuditEvent, OutboxEvent
+
+
+@pytest.fixture
+def statements(session):
+    """The SQL of every write the session's connection runs from now on (not the reads of
+    the suite's webhook-contract check, which runs on the same connection)."""
+    seen: list[str] = []
+
+    def listener(connection, cursor, statement, *args):
+        if statement.lstrip().upper().startswith(("INSERT", "WITH")):
+            seen.append(statement)
+
+    connection = session.connection()
+    event.listen(connection, "before_cursor_execute", listener)
+    yield seen
+    event.remove(connection, "before_cursor_execute", listener)
+
+
+def _audit(tenant, action):
+    return {
+        "tenant_id": tenant.id,
+        "actor": "ann",
+        "action": action,
+        "subject_type": "order",
+        "subject_id": "o-1",
+        "data": {"step": "marketing"},
+    }
+
+
+def _event(tenant, event_type):
+    order = {
+        "id": "o-1",
+        "status": "approved",
+        "total": "800",
+        "currency": "EUR",
+        "type": "regular",
+    }
+    return {
+        "tenant_id": tenant.id,
+        "event_type": event_type,
+        "payload": {"event": event_type, "order": order},
+    }
+
+
+def _write_an_action(session, tenant):
+    insert_rows(session, AuditEvent, [_audit(tenant, "approval.approved")])
+    insert_rows(session, OutboxEvent, [_event(tenant, "order_approved")])
+    insert_rows(session, OutboxEvent, [_event(tenant, "order_confirmation")])
+
+
+def test_the_rows_of_a_block_are_one_statement_at_its_end_on_postgresql(
+    session, tenant, statements
+):
+    with rows_written_together(session, AuditEvent, OutboxEvent):
+        _write_an_action(session, tenant)
+        written_inside = len(statements)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    # elsewhere every call writes at once, as outside a block
+    assert (written_inside, len(statements)) == ((0, 1) if postgresql else (3, 3))
+
+    audit = session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.tenant_id == tenant.id, AuditEvent.action == "approval.approved"
+        )
+    ).all()
+    assert [(a.action, a.data) for a in audit] == [("approval.approved", {"step": "marketing"})]
+    assert audit[0].created_at is not None  # the column's Python default, filled
+    events = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.tenant_id == tenant.id).order_by(OutboxEvent.id)
+    ).all()
+    assert [e.event_type for e in events] == ["order_approved", "order_confirmation"]
+    assert events[0].event_id != events[1].event_id
+    assert [(e.attempts, e.recipients) for e in events] == [(0, []), (0, [])]
+
+
+def test_a_block_that_raises_writes_nothing_it_kept(session, tenant):
+    class Refused(Exception):
+        pass
+
+    kept_by_postgresql = session.get_bind().dialect.name == "postgresql"
+    with pytest.raises(Refused), rows_written_together(session, AuditEvent, OutboxEvent):
+        _write_an_action(session, tenant)
+        raise Refused
+    written = session.scalars(
+        select(OutboxEvent.event_type).where(OutboxEvent.tenant_id == tenant.id)
+    )
+    assert len(written.all()) == (0 if kept_by_postgresql else 2)
+    # the session writes at once again after the block
+    insert_rows(session, AuditEvent, [_audit(tenant, "order.pending")])
+    assert (
+        session.scalars(select(AuditEvent.action).where(AuditEvent.tenant_id == tenant.id)).all()[
+            -1
+        ]
+        == "order.pending"
+    )
+
+
+def test_rows_of_other_tables_and_of_an_inner_block_go_their_usual_way(session, tenant, statements):
+    with rows_written_together(session, OutboxEvent):
+        insert_rows(session, AuditEvent, [_audit(tenant, "approval.approved")])  # not kept
+        assert len(statements) == 1
+        with rows_written_together(session, AuditEvent):  # the outer block decides
+            insert_rows(session, OutboxEvent, [_event(tenant, "order_approved")])
+            insert_rows(session, AuditEvent, [_audit(tenant, "order.approved")])
+        inner = len(statements)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    assert (inner, len(statements)) == ((2, 3) if postgresql else (3, 3))
+
+
+def test_a_watcher_reads_each_row_a_statement_of_kept_rows_writes(session, tenant):
+    """The test suite's webhook-contract check reads the outbox rows of every INSERT; a
+    statement of kept rows names its rows for such watchers."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("rows are kept only on PostgreSQL")
+    executed = []
+
+    def watch(connection, statement, multiparams, params, options, result):
+        executed.append(rows_written_together_by(statement, result.context.compiled_parameters[0]))
+
+    connection = session.connection()
+    event.listen(connection, "after_execute", watch)
+    try:
+        with rows_written_together(session, AuditEvent, OutboxEvent):
+            _write_an_action(session, tenant)
+    finally:
+        event.remove(connection, "after_execute", watch)
+    [rows] = [written for written in executed if written is not None]
+    assert [(table.name, row.get("event_type") or row.get("action")) for table, row in rows] == [
+        ("audit_events", "approval.approved"),
+        ("outbox_events", "order_approved"),
+        ("outbox_events", "order_confirmation"),
+    ]
+    assert rows_written_together_by(select(AuditEvent), {}) is None
