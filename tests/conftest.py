@@ -171,6 +171,49 @@ def webhook_contract(_webhook_contract_listener):
     assert not found, "events off schemas/webhook.schema.json:\n" + "\n".join(found[:20])
 
 
+# ------------------------------------------------ rows kept by rows_written_together
+
+#: statements that read, changed or deleted rows of a table while a block kept its new rows
+KEPT_ROWS_VIOLATIONS: list[str] = []
+
+
+def _check_kept_tables(connection, cursor, statement, parameters, context, executemany) -> None:
+    """Before every statement, anywhere in the suite: none touches a table whose new rows a
+    ``rows_written_together`` block still keeps (it would not see them)."""
+    import re
+
+    from approvalrules.store.db import tables_kept_by
+
+    for table in tables_kept_by(connection):
+        if re.search(rf"\b{table.name}\b", statement):
+            KEPT_ROWS_VIOLATIONS.append(f"{' '.join(statement.split())[:200]} ({table.name})")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kept_rows_listener():
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    event.listen(Engine, "before_cursor_execute", _check_kept_tables)
+    yield
+    event.remove(Engine, "before_cursor_execute", _check_kept_tables)
+
+
+@pytest.fixture(autouse=True)
+def kept_rows_unread(_kept_rows_listener):
+    """No statement of a test reads a table whose rows a block keeps, or the test errors."""
+    KEPT_ROWS_VIOLATIONS.clear()
+    yield
+    found, KEPT_ROWS_VIOLATIONS[:] = list(KEPT_ROWS_VIOLATIONS), []
+    assert not found, "statements on tables whose new rows were kept:\n" + "\n".join(found[:5])
+
+
+@pytest.fixture
+def kept_rows_violations():
+    """The list :func:`kept_rows_unread` checks, for tests of the check itself."""
+    return KEPT_ROWS_VIOLATIONS
+
+
 def pytest_terminal_summary(terminalreporter):
     if WEBHOOK_CHECKED:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(WEBHOOK_CHECKED.items()))

@@ -626,11 +626,23 @@ def rows_written_together(session: Session, *mapped: type):
         yield
         return
     kept = session.info[_KEPT_ROWS] = _KeptRows(frozenset(m.__table__ for m in mapped), [])
+    # on the connection too, for whoever watches its statements (tables_kept_by)
+    connection_info = session.connection().info
+    connection_info[_KEPT_ROWS] = kept
     try:
         yield
     finally:
         del session.info[_KEPT_ROWS]
+        connection_info.pop(_KEPT_ROWS, None)
     _write_kept(session, kept.rows)
+
+
+def tables_kept_by(connection) -> frozenset:
+    """The tables whose rows a :func:`rows_written_together` block on ``connection`` keeps
+    right now (empty outside one): a statement that reads them there would miss rows.  The
+    test suite checks every statement against it."""
+    kept = connection.info.get(_KEPT_ROWS)
+    return kept.tables if kept is not None else frozenset()
 
 
 def _write_kept(session: Session, kept: list) -> None:
