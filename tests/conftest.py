@@ -152,23 +152,33 @@ def _check_outbox_insert(connection, statement, multiparams, params, options, re
             WEBHOOK_VIOLATIONS.append(f"{target.event_type}: {problem}")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _webhook_contract_listener():
+def _listening_to_every_engine(event_name: str, listener):
+    """A session fixture's body: ``listener`` on ``event_name`` of every engine meanwhile."""
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    event.listen(Engine, "after_execute", _check_outbox_insert)
+    event.listen(Engine, event_name, listener)
     yield
-    event.remove(Engine, "after_execute", _check_outbox_insert)
+    event.remove(Engine, event_name, listener)
+
+
+def _none_found(violations: list[str], heading: str):
+    """An autouse fixture's body: the test errors when it added to ``violations``."""
+    violations.clear()
+    yield
+    found, violations[:] = list(violations), []
+    assert not found, heading + "\n" + "\n".join(found[:20])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _webhook_contract_listener():
+    yield from _listening_to_every_engine("after_execute", _check_outbox_insert)
 
 
 @pytest.fixture(autouse=True)
 def webhook_contract(_webhook_contract_listener):
     """Every event a test emits validates against the webhook schema, or the test errors."""
-    WEBHOOK_VIOLATIONS.clear()
-    yield
-    found, WEBHOOK_VIOLATIONS[:] = list(WEBHOOK_VIOLATIONS), []
-    assert not found, "events off schemas/webhook.schema.json:\n" + "\n".join(found[:20])
+    yield from _none_found(WEBHOOK_VIOLATIONS, "events off schemas/webhook.schema.json:")
 
 
 # ------------------------------------------------ rows kept by rows_written_together
@@ -191,21 +201,13 @@ def _check_kept_tables(connection, cursor, statement, parameters, context, execu
 
 @pytest.fixture(scope="session", autouse=True)
 def _kept_rows_listener():
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
-    event.listen(Engine, "before_cursor_execute", _check_kept_tables)
-    yield
-    event.remove(Engine, "before_cursor_execute", _check_kept_tables)
+    yield from _listening_to_every_engine("before_cursor_execute", _check_kept_tables)
 
 
 @pytest.fixture(autouse=True)
 def kept_rows_unread(_kept_rows_listener):
     """No statement of a test reads a table whose rows a block keeps, or the test errors."""
-    KEPT_ROWS_VIOLATIONS.clear()
-    yield
-    found, KEPT_ROWS_VIOLATIONS[:] = list(KEPT_ROWS_VIOLATIONS), []
-    assert not found, "statements on tables whose new rows were kept:\n" + "\n".join(found[:5])
+    yield from _none_found(KEPT_ROWS_VIOLATIONS, "statements on tables whose new rows were kept:")
 
 
 @pytest.fixture
