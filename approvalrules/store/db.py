@@ -586,8 +586,9 @@ def _refuse_write(what: str) -> None:
 
 
 def insert_rows(session: Session, mapped: type, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` (dicts with the same keys) into ``mapped``'s table now, in one Core
-    statement.
+    """Write ``rows`` (dicts with the same keys) into ``mapped``'s table in one Core
+    statement: now, or at the end of a :func:`rows_written_together` block that keeps the
+    table (with the block's other rows).
 
     For the rows a state change appends and never reads back in its transaction (audit,
     outbox, eligibility): no objects, no unit of work, no ``RETURNING``; the columns'
