@@ -617,7 +617,8 @@ class _KeptRows:
 def rows_written_together(session: Session, *mapped: type):
     """Within the block, on PostgreSQL, :func:`insert_rows` keeps the rows of ``mapped``'s
     tables, and the block's end writes them all in one statement: one round trip instead of
-    one a call.  Elsewhere, and in a block within another, every call writes at once.
+    one a call.  Elsewhere every call writes at once; a block within another adds nothing
+    (the outer block's tables are kept, until its end).
 
     For the append-only rows an action writes and nothing in the block reads, updates or
     deletes (audit, outbox, a new request's eligibility): no statement within the block sees
@@ -650,6 +651,8 @@ def _write_kept(session: Session, kept: list) -> None:
     by_table: dict[Any, list] = {}  # in the order the tables were first written
     for table, rows in kept:
         by_table.setdefault(table, []).extend(rows)
+    if not by_table:  # the block wrote none of its tables' rows
+        return
     if len(by_table) == 1:
         [(table, rows)] = by_table.items()
         core_write(session, _insert_without_ids(table), rows)

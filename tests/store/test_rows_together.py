@@ -155,3 +155,9 @@ def test_the_suite_catches_a_statement_on_a_table_whose_rows_are_kept(
         session.scalars(select(OutboxEvent.id).where(OutboxEvent.tenant_id == tenant.id)).all()
     found, kept_rows_violations[:] = list(kept_rows_violations), []  # seen: not a failure here
     assert len(found) == 1 and "audit_events" in found[0]
+
+
+def test_a_block_that_kept_nothing_writes_nothing(session, tenant, statements):
+    with rows_written_together(session, AuditEvent, OutboxEvent):
+        insert_rows(session, AuditEvent, [])
+    assert statements == []
