@@ -33,6 +33,7 @@ def main(global_config, **settings):
         config.include("approvalrules.views.observability")  # request ids, /metrics
         config.include("approvalrules.store.cache_budget")  # approvalrules.cache.max_bytes
         config.include("approvalrules.store.decision_log")  # approvalrules.decision_log
+        config.include("approvalrules.views.json_output")  # the json renderer (orjson)
         config.include("approvalrules.views.routes")
         config.include("approvalrules.views.api")
         config.include("approvalrules.views.admin")

@@ -5,7 +5,6 @@ Every error body is ``{"error": {code, message, details, request_id}}``.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sqlite3
@@ -23,6 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from approvalrules import errors, observability
 from approvalrules.store.db import database_unavailable
 
+from .json_output import json_bytes
 from .routes import under_api
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     """Our JSON error as a Response of its own, for the tweens, which answer before any view
     (views/inputs.py, views/limits.py) or after every one (views/observability.py)."""
     response = Response(
-        body=json.dumps(error_body(code, message, details)).encode(),
+        body=json_bytes(error_body(code, message, details)),
         status=status,
         content_type="application/json",
         charset="utf-8",
@@ -87,7 +87,7 @@ def _json(request, status: int, body: dict, headers=None):
     response = request.response
     response.status_int = status
     response.content_type = "application/json"
-    response.json_body = body
+    response.body = json_bytes(body)
     if headers:
         response.headers.update(headers)
     return response

@@ -16,6 +16,8 @@ import pytest
 from approvalrules.engine.decision import Order
 from approvalrules.errors import OrderError
 from approvalrules.views import inputs
+from approvalrules.views.api import _json_object as json_object
+from approvalrules.views.api import order_of_body
 from approvalrules.views.order_body import plain_order
 
 CART = {
@@ -185,3 +187,86 @@ def test_the_variants_cover_both_answers():
     many do not."""
     answers = [plain_order(_parsed(_changed(change))[0]) is None for change in _variants()]
     assert answers.count(True) > 100 and answers.count(False) > 20
+
+
+# ---------------------------------------------------------------- the body as sent, read by orjson
+
+#: raw bodies that json.dumps never writes: what orjson reads otherwise than the standard
+#: library, or refuses where it reads
+RAW_BODIES = [
+    b'{"buyer": "bob", "total": 5, "total": "7"}',  # a repeated name: the last counts
+    b'{"buyer": "bob", "total": 1E3}',
+    b'{"buyer": "bob", "total": 1000.0}',
+    b'{"buyer": "bob", "total": 0.1}',
+    b'{"buyer": "bob", "total": 5, "lines": [{"sku": "a", "price": 0.30}]}',
+    b'{"buyer": "bob", "total": 18446744073709551616}',  # over 64 bits
+    b'{"buyer": "bob", "total": 123456789012345678901234567890123}',
+    b'{"buyer": "bob", "total": -0}',
+    b'{"buyer": "bob", "total": NaN}',
+    b'{"buyer": "bob", "total": 1e400}',
+    b'{"buyer": "bob", "total": 5, "lines": [{"sku": "a", "quantity": 2E0}]}',
+    b'{"buyer": "bob", "total": 5, "lines": [{"sku": "a", "quantity": 18446744073709551617}]}',
+    b'{"buyer": "bob", "total": 5, "attributes": {"n": 18446744073709551616, "f": 0.1}}',
+    b'{"buyer": "bob", "total": 5, "attributes": {"n": 1e400}}',
+    b'\xef\xbb\xbf{"buyer": "bob", "total": 5}',  # a byte order mark
+    '{"buyer": "bob", "total": 5}'.encode("utf-16"),
+    b'{"buyer": "b\\u00f6b", "total": 5}',
+    b'{"buyer": "b\\ud800b", "total": 5}',
+    b'{"buyer": "b\xed\xa0\x80b", "total": 5}',
+    b'{"buyer": "b\xc3b", "total": 5}',
+    b'{"buyer": "bob\\u0000", "total": 5}',
+    b'{"buyer": "bob", "total": 5}  \r\n',
+    b'{"buyer": "bob", "total": 5} x',
+    b'[{"buyer": "bob", "total": 5}]',
+    b'"bob"',
+    b"",
+    b"null",
+    b'{"buyer": "bob", "total": 5, "attributes": ' + b'{"a": ' * 40 + b"1" + b"}" * 40 + b"}",
+]
+
+
+def _answer(read):
+    """What ``read`` answers, exactly: the order's repr tells ``Decimal("1000")`` from
+    ``Decimal("1000.0")``, which compare equal; an error's type and wording."""
+    try:
+        return repr(read())
+    except Exception as refused:
+        return (type(refused).__name__, str(refused))
+
+
+def _long_way_of(raw: bytes):
+    def read():
+        parsed, fractional = json_object(raw)
+        long_way = _long_way(parsed, fractional)
+        if isinstance(long_way, OrderError):
+            raise long_way
+        return long_way
+
+    return _answer(read)
+
+
+def _as_evaluate_reads(raw: bytes):
+    return _answer(lambda: order_of_body(raw))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [*RAW_BODIES, *(json.dumps(_changed(change)).encode() for change in _variants())],
+    ids=lambda raw: repr(raw)[:80],
+)
+def test_evaluate_reads_a_body_as_the_long_way_does(raw):
+    """Whatever orjson reads or refuses, evaluate builds the order the long way builds, or
+    refuses the body with the long way's very error."""
+    assert _as_evaluate_reads(raw) == _long_way_of(raw)
+
+
+def test_the_raw_bodies_cover_both_readings():
+    read_by_orjson = [inputs.parse_plain_json(raw) is not None for raw in RAW_BODIES]
+    assert read_by_orjson.count(True) >= 8 and read_by_orjson.count(False) >= 8
+    assert isinstance(inputs.parse_plain_json(b'{"total": 1E3}')["total"], float)
+
+
+def test_ordinary_carts_are_read_by_orjson():
+    for body in [CART, *PLAIN]:
+        raw = json.dumps(body).encode()
+        assert inputs.parse_plain_json(raw) == json.loads(raw)
