@@ -109,3 +109,26 @@ def test_tune_gc_freezes_what_start_up_built_and_collects_less_often():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_every_request_is_made_by_one_class_holding_the_request_properties(app, testapp):
+    """Pyramid made a class per request to add ``dbsession``, ``api_key``...; the app gives
+    them to its request class once (``fold_request_extensions``)."""
+    from pyramid.interfaces import INewRequest
+    from pyramid.scripting import prepare
+
+    seen = []
+    app.registry.registerHandler(lambda event: seen.append(event.request), (INewRequest,))
+    testapp.get("/health")
+    testapp.get("/api/v1/rulesets", status=401)
+    assert len(seen) == 2 and type(seen[0]) is type(seen[1])
+    held = vars(type(seen[0]))
+    for name in ("dbsession", "tm", "api_key", "tenant", "admin_tenant", "csp_nonce"):
+        assert name in held, name
+
+    scripted = prepare(registry=app.registry)
+    try:
+        assert type(scripted["request"]) is type(seen[0])
+        assert scripted["request"].dbsession is scripted["request"].dbsession  # reified
+    finally:
+        scripted["closer"]()
