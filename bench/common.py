@@ -81,6 +81,39 @@ def machine() -> str:
     )
 
 
+def _stat_cpu_seconds(stat_path: str) -> float:
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime (fields 14 and 15 of proc(5), counted after the ")" of the name)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds the processes ``pids`` have used (Linux ``/proc``; None
+    elsewhere or when one of them has ended)."""
+    try:
+        return sum(_stat_cpu_seconds(f"/proc/{pid}/stat") for pid in pids)
+    except OSError:
+        return None
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of process ``pid``, by thread id (Linux
+    ``/proc``; empty elsewhere).  The thread whose id is ``pid`` is the main thread: in
+    ``pserve``, waitress's I/O loop."""
+    seconds = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return seconds
+    for tid in tids:
+        try:
+            seconds[int(tid)] = _stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
+        except OSError:
+            continue  # ended meanwhile
+    return seconds
+
+
 def rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -368,22 +368,6 @@ def submit_approve(
     return results
 
 
-def _cpu_seconds(pids: list[int]) -> float | None:
-    """User + system CPU seconds the processes ``pids`` have used (Linux ``/proc``; None
-    elsewhere)."""
-    import os
-
-    total = 0
-    try:
-        for pid in pids:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    except OSError:
-        return None
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def _postgres_cpu_seconds() -> float | None:
     """User + system CPU seconds of the PostgreSQL server's processes on this machine (the
     ``postgres`` ones in ``/proc``); None where there is none to read."""
@@ -405,7 +389,7 @@ def _postgres_cpu_seconds() -> float | None:
         return None
     total = 0.0
     for pid in pids:
-        one = _cpu_seconds([pid])
+        one = common.cpu_seconds([pid])
         total += one or 0.0  # a backend that ended meanwhile took its time with it
     return total
 
@@ -489,7 +473,11 @@ def _wrk_run(
     threads as connections; the figures of the instances added up (latencies: the worse)."""
     wrk = wrk_path()
     prefix = f"wrk-p{count}c{clients}"
-    cpu_before, wrk_cpu, database_cpu = _cpu_seconds(pids), _children_cpu(), _postgres_cpu_seconds()
+    cpu_before, wrk_cpu, database_cpu = (
+        common.cpu_seconds(pids),
+        _children_cpu(),
+        _postgres_cpu_seconds(),
+    )
     procs = []
     for i, port in enumerate(ports):
         connections = len(range(i, clients, len(ports)))
@@ -506,7 +494,7 @@ def _wrk_run(
         if summary is None:
             raise RuntimeError(f"wrk printed no summary: {out[-500:]}")
         summaries.append(summary)
-    cpu_after, wrk_cpu = _cpu_seconds(pids), _children_cpu() - wrk_cpu
+    cpu_after, wrk_cpu = common.cpu_seconds(pids), _children_cpu() - wrk_cpu
     database_cpu = _elapsed(database_cpu, _postgres_cpu_seconds())
     threads = [thread for summary in summaries for thread in summary["threads"]]
     approved = sum(thread["approved"] for thread in threads)
@@ -538,7 +526,7 @@ def _wrk_run(
 def _timed_run(
     ports: list[int], clients: int, seconds: float, count: int, pids: list[int], url: str
 ) -> tuple[int, int, float, float, float, int]:
-    cpu_before, client_cpu = _cpu_seconds(pids), time.process_time()
+    cpu_before, client_cpu = common.cpu_seconds(pids), time.process_time()
     database_cpu = _postgres_cpu_seconds()
     done: list = []
     errors: list = []
@@ -565,7 +553,7 @@ def _timed_run(
         t.join(seconds + 60)
     elapsed = time.perf_counter() - started
     rate = len(done) / elapsed
-    cpu_after, client_cpu = _cpu_seconds(pids), time.process_time() - client_cpu
+    cpu_after, client_cpu = common.cpu_seconds(pids), time.process_time() - client_cpu
     database_cpu = _elapsed(database_cpu, _postgres_cpu_seconds())
     p50, p95 = common.pct(latencies, 0.5) * 1000, common.pct(latencies, 0.95) * 1000
     print(

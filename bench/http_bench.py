@@ -124,6 +124,22 @@ def run_wrk(
     return data
 
 
+def server_cpu_per_request(pid: int, before: dict[int, float], requests: int) -> str:
+    """The server's CPU a request since ``before`` (:func:`common.thread_cpu_seconds`): its
+    main thread (waitress's I/O loop: reading requests, handing them over, writing what a
+    worker could not) apart from the rest (the request threads, the listener)."""
+    after = common.thread_cpu_seconds(pid)
+    if not after or not requests:
+        return ""
+    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    io_loop = spent.pop(pid, 0.0) / requests * 1e6
+    threads = sum(spent.values()) / requests * 1e6
+    return (
+        f"server CPU {io_loop + threads:.0f} us a request "
+        f"(I/O loop {io_loop:.0f}, threads {threads:.0f})"
+    )
+
+
 def combine(results: list[dict]) -> dict:
     return {
         "rps": sum(r["rps"] for r in results),
@@ -492,7 +508,7 @@ def main(argv: list[str]) -> int:
             )
             return 0
         print(f"decision log: {args.decision_log}")
-        with common.Server(ini_a, port_a, server_cpu):
+        with common.Server(ini_a, port_a, server_cpu) as server:
             req_size, resp_size = check_endpoints(port_a, body)
             print(
                 f"evaluate: request {req_size} B, response {resp_size} B "
@@ -503,12 +519,14 @@ def main(argv: list[str]) -> int:
                 for endpoint in ("health", "evaluate"):
                     target = f"http://127.0.0.1:{port_a}{paths[endpoint]}"
                     run_wrk(wrk, target, scripts[endpoint], connections, 2, wrk_cpu)
+                    cpu_before = common.thread_cpu_seconds(server.proc.pid)
                     result = run_wrk(wrk, target, scripts[endpoint], connections, duration, wrk_cpu)
+                    cpu = server_cpu_per_request(server.proc.pid, cpu_before, result["requests"])
                     rows.append(("1 process", endpoint, connections, result))
                     print(
                         f"  {endpoint:8} c={connections:<3} {result['rps']:8.0f} req/s  "
                         f"p50 {result['p50_us'] / 1000:6.2f} ms  "
-                        f"p99 {result['p99_us'] / 1000:6.2f} ms",
+                        f"p99 {result['p99_us'] / 1000:6.2f} ms  {cpu}",
                         flush=True,
                     )
         if two_cpus and not args.no_two_processes:
