@@ -4,8 +4,10 @@ before, from evaluate's own response and from the ``json`` renderer alike."""
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 
+import pytest
 from pyramid import testing
 from pyramid.renderers import render
 
@@ -33,6 +35,26 @@ def test_the_renderer_writes_objects_by_their_json_method_and_integer_keys_as_te
         config.include("approvalrules.views.json_output")
         written = render("json", {"price": Priced(Decimal("1.50")), 7: "seven"})
     assert json.loads(written) == {"price": {"amount": "1.50"}, "7": "seven"}
+
+
+def test_an_integer_over_64_bits_is_written_as_the_standard_library_writes_it():
+    data = {"n": 2**64, "m": -(2**70), "text": "ä"}
+    assert json_bytes(data) == json.dumps(data, separators=(",", ":")).encode()
+    with testing.testConfig() as config:
+        config.include("approvalrules.views.json_output")
+        assert json.loads(render("json", data)) == data
+
+
+def test_what_json_cannot_write_still_fails():
+    with pytest.raises(TypeError):
+        json_bytes({"n": 2**64, "when": object()})
+
+
+def test_a_directory_record_holding_a_big_integer_reads_back(api):
+    attributes = {"erp_id": 123456789012345678901234567890, "note": "ü"}
+    path = f"/api/v1/directory/companies/big-int-{uuid.uuid4().hex[:8]}"
+    api.put_json(path, {"name": "Big", "attributes": attributes})
+    assert api.get(path).json["attributes"] == attributes
 
 
 def test_evaluate_and_rendered_views_answer_compact_utf8_json(api, order_id):
