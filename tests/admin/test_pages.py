@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import select
 
 from approvalrules.store.models import ApprovalRequest, AuditEvent
@@ -31,6 +32,31 @@ def test_company_page(viewer):
     for text in ("Company Acme", "Marketing", "Bob", "Requisitioner", "Members", "Assignments"):
         assert text in page.text
     viewer.get("/admin/directory/companies/nope", status=404)
+
+
+@pytest.mark.parametrize(
+    ("path", "current"),
+    [
+        ("/admin/directory/companies", "Companies"),
+        ("/admin/directory/companies/acme", "Companies"),
+        ("/admin/directory/accounts", "Accounts"),
+        ("/admin/directory/accounts/bob", "Accounts"),
+        ("/admin/directory/memberships", "Memberships"),
+        ("/admin/directory/groups", "Groups"),
+        ("/admin/directory/assignments", "Assignments"),
+        ("/admin/directory/delegations", "Delegations"),
+        ("/admin/directory/sync", "Bulk sync"),
+        ("/admin/rulesets/acme", "Overview"),
+        ("/admin/rulesets/acme/form", "Form"),
+        ("/admin/rulesets/acme/yaml", "YAML"),
+        ("/admin/rulesets/acme/versions", "Versions"),
+        ("/admin/rulesets/acme/versions/1", "Versions"),
+        ("/admin/rulesets/acme/diff", "Diff"),
+    ],
+)
+def test_the_tab_of_the_page_shown_is_marked_current(viewer, path, current):
+    tabs = viewer.get(path).html.find("nav", class_="tabs").find_all("a")
+    assert [tab.text for tab in tabs if tab.get("aria-current") == "page"] == [current]
 
 
 def test_accounts_search_and_pagination(viewer):
