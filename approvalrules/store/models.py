@@ -490,8 +490,9 @@ class ApprovalEligibility(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-#: the statement of :func:`eligibility_status`, built once (building it cost more than running it)
-_ELIGIBILITY_STATUS = update(ApprovalEligibility.__table__).where(
+#: the statement of :func:`eligibility_status`, built once (building it cost more than running it);
+#: its parameters are ``of_request`` and ``status``
+ELIGIBILITY_STATUS = update(ApprovalEligibility.__table__).where(
     ApprovalEligibility.__table__.c.request_id == bindparam("of_request")
 )
 
@@ -501,7 +502,7 @@ def eligibility_status(request_id: int, status: str) -> tuple[Any, dict[str, Any
     parameters: ``connection.execute(*eligibility_status(...))``."""
     # the inbox index carries the status so that it can answer alone: every write of a
     # request's status (the ORM's below, a Core update's) is followed by this one
-    return _ELIGIBILITY_STATUS, {"of_request": request_id, "status": status}
+    return ELIGIBILITY_STATUS, {"of_request": request_id, "status": status}
 
 
 @event.listens_for(ApprovalRequest, "after_update")

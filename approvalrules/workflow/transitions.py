@@ -30,6 +30,7 @@ from ..errors import Conflict, Forbidden
 from ..store import versions
 from ..store.db import core_write, insert_object, insert_rows
 from ..store.models import (
+    ELIGIBILITY_STATUS,
     Account,
     ApprovalEligibility,
     ApprovalRequest,
@@ -545,7 +546,6 @@ def _close_in_one_statement():
     Data-modifying ``WITH`` parts all run, once each, whatever the final ``SELECT`` reads;
     the eligibility rows and the order follow only a request that was closed.
     """
-    eligibility = ApprovalEligibility.__table__
     closed = (
         _CLOSE_REQUEST.values(
             status=bindparam("status"),
@@ -555,13 +555,12 @@ def _close_in_one_statement():
         .returning(_REQUESTS.c.id)
         .cte("closed_request")
     )
+    was_closed = exists(select(closed.c.id))
     follow = [
-        update(eligibility)
-        .where(eligibility.c.request_id == bindparam("of_request"), exists(select(closed.c.id)))
+        ELIGIBILITY_STATUS.where(was_closed)
         .values(status=bindparam("status"))
         .cte("closed_eligibility"),
-        update(_ORDERS)
-        .where(_ORDERS.c.id == bindparam("of_order"), exists(select(closed.c.id)))
+        _CLOSE_ORDER.where(was_closed)
         .values(status=bindparam("order_status"), updated_at=bindparam("decided_at"))
         .cte("closed_order"),
     ]
