@@ -168,19 +168,13 @@ def order_of_body(raw: bytes) -> EngineOrder:
     """The order a request body sends, as the engine takes it; 400 or 422 as :func:`json_body`
     with ``inputs.check_order`` and ``Order.from_dict`` answer, word for word.
 
-    A plainly valid cart is read by orjson (:func:`~.inputs.parse_plain_json`), then checked
-    and built in one pass (``views/order_body.py``), which takes no ``float``: the one value
-    orjson reads otherwise than the standard library.  Any other body goes the long way,
+    A plainly valid cart is read, checked and built in one pass by msgspec
+    (``views/order_body.py``), which takes no ``float``.  Any other body goes the long way,
     which explains what is wrong with it."""
-    body = inputs.parse_plain_json(raw)
-    if type(body) is dict:
-        order = plain_order(body)
-        if order is not None:
-            return order
-    body, fractional = _json_object(raw)
-    order = plain_order(body)
+    order = plain_order(raw)
     if order is not None:
         return order
+    body, fractional = _json_object(raw)
     inputs.check_order(body)
     return EngineOrder.from_dict(inputs.numbers_as_text(body) if fractional else body)
 

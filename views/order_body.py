@@ -1,13 +1,13 @@
-"""The order body in one pass: checked against the OpenAPI ``Order`` schema and built into
-the engine's ``Order`` in the same walk.
+"""The order body in one pass: read, checked against the OpenAPI ``Order`` schema and
+built into the engine's ``Order`` at once.
 
-The long way is two walks over every cart: the generated schema validator
-(``inputs.check_order``), then ``Order.from_dict``, each about half of a 15-line cart's
-parsing.  :func:`plain_order` does both at once for a body that is *plainly* valid --
-strings within their lengths, amounts as whole numbers or short decimal strings,
-quantities as whole numbers, known choices -- and answers None for anything else (an
-error, a fraction, a null, an unusual amount), which then goes the long way: the long
-way decides every rejection and words it as it always has.
+The long way is three passes over every cart: the standard library's JSON reader, the
+generated schema validator (``inputs.check_order``), then ``Order.from_dict``.
+:func:`plain_order` has msgspec read the raw body straight into types made from the schema,
+for a body that is *plainly* valid -- strings within their lengths, amounts as whole
+numbers or short decimal strings, quantities as whole numbers, known choices -- and answers
+None for anything else (an error, a fraction, a null, an unusual amount), which then goes
+the long way: the long way decides every rejection and words it as it always has.
 
 So this module never explains and never refuses; it only has to accept nothing that the
 long way refuses and to build the very ``Order`` the long way builds
@@ -20,21 +20,25 @@ first use loudly instead of being read wrongly.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+from msgspec import Meta
 
 from approvalrules.engine.conditions import Line
 from approvalrules.engine.decision import ORDER_KEYS, ORDER_TYPES, PAYERS, Order
 from approvalrules.engine.money import CURRENCIES, PLAIN_AMOUNT_TEXT
 
 from . import openapi
+from .inputs import MAX_JSON_DEPTH
 
-#: the schema's ``requested_date`` pattern, ASCII digits only (``\d`` would take others)
-_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: the schema's ``requested_date`` pattern, ASCII digits only (``\d`` would take others);
+#: ``\Z``, not ``$``, which takes a line break at the end
+_PLAIN_DATE_TEXT = r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}\Z"
 
 
 @dataclass(frozen=True)
@@ -115,130 +119,126 @@ def _limits() -> _Limits:
     )
 
 
-def _plain_text(value: Any, bounds: tuple[int, int]) -> bool:
-    return type(value) is str and bounds[0] <= len(value) <= bounds[1]
-
-
-def _plain_money(value: Any, maximum: int) -> Decimal | None:
-    if type(value) is str:
-        return Decimal(value) if PLAIN_AMOUNT_TEXT.fullmatch(value) else None
-    if type(value) is int and 0 <= value <= maximum:
-        return Decimal(value)
-    return None
-
-
-def plain_order(body: dict) -> Order | None:
-    """The engine's ``Order`` of a plainly valid order ``body`` (parsed JSON), the same as
+def plain_order(raw: bytes) -> Order | None:
+    """The engine's ``Order`` of a plainly valid order body (the raw JSON), the same as
     ``Order.from_dict`` builds after ``inputs.check_order`` accepted it; None when the body
-    is anything else, to go the long way (which explains what is wrong, if anything)."""
-    limits = _limits()
-    order_text = limits.order_text
-    for key in body:
-        if key not in order_text and key not in _OTHER_ORDER_FIELDS:
-            return None
-    for key in ("id", "company", "cost_centre"):
-        if key in body and not _plain_text(body[key], order_text[key]):
-            return None
-    buyer = body.get("buyer")
-    if not _plain_text(buyer, order_text["buyer"]):
+    is anything else, to go the long way (which explains what is wrong, if anything).
+
+    msgspec reads and checks the body in one pass against types made from the document's
+    schema (:func:`_decoder`); it refuses lone surrogates and bytes that are not UTF-8
+    itself, so what is left to refuse here is what it reads and no database stores."""
+    if type(raw) is not bytes or b"\x00" in raw or b"\\u0000" in raw:
+        return None  # a NUL character, as it is or escaped
+    try:
+        body = _decoder().decode(raw)
+    except (msgspec.MsgspecError, ValueError):  # not plain (or not JSON): the long way
         return None
-    total = _plain_money(body.get("total"), limits.max_money)
-    if total is None:
+    if body.attributes and not _nests_within(body.attributes, MAX_JSON_DEPTH - 1):
         return None
-    # null is no value the schema takes: present, a field must hold a plain value
-    currency = body.get("currency")
-    if "currency" in body and (type(currency) is not str or currency not in limits.currencies):
-        return None
-    order_type = body.get("type", "regular")
-    if type(order_type) is not str or order_type not in limits.order_types:
-        return None
-    payer = body.get("payer")
-    if "payer" in body and (type(payer) is not str or payer not in limits.payers):
-        return None
-    if "attributes" in body and type(body["attributes"]) is not dict:
-        return None
-    manual = False
-    if "ship_to" in body:
-        ship_to = body["ship_to"]
-        if type(ship_to) is not dict:
-            return None
-        for key, value in ship_to.items():
-            if key == "manual":
-                if type(value) is not bool:
-                    return None
-                manual = value
-            elif key not in limits.ship_to_text or not _plain_text(value, limits.ship_to_text[key]):
-                return None
-    requested = body.get("requested_date")
-    if "requested_date" in body:
-        if type(requested) is not str or not _PLAIN_DATE.fullmatch(requested):
-            return None
+    requested = body.requested_date
+    if requested is not None:
         try:
             requested = date.fromisoformat(requested)
         except ValueError:
             return None
-    lines = _plain_lines(body["lines"], limits) if "lines" in body else ()
-    if lines is None:
-        return None
+    total = body.total
+    ship_to = body.ship_to
     return Order(
-        buyer=buyer,
-        total=total,
-        id=body.get("id"),
-        company=body.get("company"),
-        currency=currency,
-        type=order_type,
-        lines=lines,
-        manual_ship_to=manual,
+        buyer=body.buyer,
+        total=Decimal(total) if type(total) is str else _decimal(total),
+        id=body.id,
+        company=body.company,
+        currency=body.currency,
+        type=body.type,
+        lines=tuple(
+            [Line(line.sku, line.category, _decimal(line.quantity)) for line in body.lines]
+        ),
+        manual_ship_to=ship_to.manual if ship_to is not None else False,
         requested_date=requested,
-        cost_centre=body.get("cost_centre"),
-        payer=payer,
+        cost_centre=body.cost_centre,
+        payer=body.payer,
     )
 
 
-_OTHER_ORDER_FIELDS = ORDER_KEYS - {"id", "buyer", "company", "cost_centre"}
+def _decimal(number: int) -> Decimal:
+    return _SMALL[number] if number < _SMALL_COUNT else Decimal(number)
 
 
-def _plain_lines(raw: Any, limits: _Limits) -> tuple[Line, ...] | None:
-    # the cost of a cart is in here: one dict lookup per field, no call per value
-    if type(raw) is not list or len(raw) > limits.max_lines:
-        return None
-    (sku_min, sku_max), (category_min, category_max), (name_min, name_max) = (
-        limits.line_text["sku"],
-        limits.line_text["category"],
-        limits.line_text["name"],
+def _nests_within(value: dict | list, levels: int) -> bool:
+    """Whether ``value`` holds no list or object more than ``levels`` deep, itself counted
+    (the long way refuses a body nesting deeper than ``MAX_JSON_DEPTH``)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > levels:
+            return False
+        children = item.values() if type(item) is dict else item
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return True
+
+
+@functools.cache
+def _decoder() -> msgspec.json.Decoder:
+    """A decoder of the ``Order`` schema's plain form: each field's type and bounds as the
+    document states them (:func:`_limits`), amounts as whole numbers or
+    :data:`~approvalrules.engine.money.PLAIN_AMOUNT_TEXT`, quantities as whole numbers,
+    null nowhere, no unknown field."""
+    limits = _limits()
+
+    def text(bounds: tuple[int, int]) -> Any:
+        return Annotated[str, Meta(min_length=bounds[0], max_length=bounds[1])]
+
+    def choice(names: frozenset[str]) -> Any:
+        return Literal[tuple(sorted(names))]
+
+    money = Union[  # noqa: UP007 - msgspec reads the union from this form
+        Annotated[int, Meta(ge=0, le=limits.max_money)],
+        Annotated[str, Meta(pattern=rf"\A(?:{PLAIN_AMOUNT_TEXT.pattern})\Z")],
+    ]
+    closed = {"forbid_unknown_fields": True, "frozen": True}
+    line_text, ship_to_text, order_text = limits.line_text, limits.ship_to_text, limits.order_text
+    line = msgspec.defstruct(
+        "PlainLine",
+        [
+            ("sku", text(line_text["sku"])),
+            ("category", text(line_text["category"]), None),
+            ("quantity", Annotated[int, Meta(ge=0, le=limits.max_quantity)], 1),
+            ("price", money, None),
+            ("name", text(line_text["name"]), None),
+        ],
+        **closed,
     )
-    max_money, max_quantity = limits.max_money, limits.max_quantity
-    plain_money_text = PLAIN_AMOUNT_TEXT.fullmatch
-    lines = []
-    for line in raw:
-        if type(line) is not dict or not line.keys() <= _LINE_FIELDS:
-            return None
-        sku = line.get("sku")
-        if type(sku) is not str or not sku_min <= len(sku) <= sku_max:
-            return None
-        quantity = line.get("quantity", 1)
-        if type(quantity) is not int or not 0 <= quantity <= max_quantity:
-            return None
-        if "price" in line:
-            price = line["price"]
-            if type(price) is str:
-                if not plain_money_text(price):
-                    return None
-            elif type(price) is not int or not 0 <= price <= max_money:
-                return None
-        category = line.get("category")
-        if "category" in line and (
-            type(category) is not str or not category_min <= len(category) <= category_max
-        ):
-            return None
-        if "name" in line:
-            name = line["name"]
-            if type(name) is not str or not name_min <= len(name) <= name_max:
-                return None
-        lines.append(
-            Line(sku, category, _SMALL[quantity] if quantity < _SMALL_COUNT else Decimal(quantity))
-        )
-    return tuple(lines)
+    ship_to = msgspec.defstruct(
+        "PlainShipTo",
+        [
+            ("id", text(ship_to_text["id"]), None),
+            ("manual", bool, False),
+            ("address", text(ship_to_text["address"]), None),
+        ],
+        **closed,
+    )
+    order = msgspec.defstruct(
+        "PlainOrder",
+        [
+            ("buyer", text(order_text["buyer"])),
+            ("total", money),
+            ("id", text(order_text["id"]), None),
+            ("company", text(order_text["company"]), None),
+            ("cost_centre", text(order_text["cost_centre"]), None),
+            ("currency", choice(limits.currencies), None),
+            ("type", choice(limits.order_types), "regular"),
+            ("payer", choice(limits.payers), None),
+            ("attributes", dict, None),
+            ("ship_to", ship_to, None),
+            ("requested_date", Annotated[str, Meta(pattern=_PLAIN_DATE_TEXT)], None),
+            ("lines", Annotated[list[line], Meta(max_length=limits.max_lines)], []),
+        ],
+        **closed,
+    )
+    # every field of the schema, and no other (the limits check the schema has these)
+    assert set(order.__struct_fields__) == ORDER_KEYS, order.__struct_fields__
+    assert set(line.__struct_fields__) == _LINE_FIELDS, line.__struct_fields__
+    return msgspec.json.Decoder(order)
 
 
 _LINE_FIELDS = frozenset(("sku", "category", "quantity", "price", "name"))
