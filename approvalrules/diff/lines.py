@@ -25,9 +25,14 @@ from .values import fmt_amount
 
 #: a SKU no rule set names: the lines that only fill the count and the quantity
 FILLER_SKU = "other-sku"
-#: more ``lines`` tests than this, or more scenarios than :data:`MAX_SCENARIOS`: not explored
+#: more ``lines`` tests than this, or more distinct scenarios than :data:`MAX_SCENARIOS`: not
+#: explored
 MAX_LINE_TESTS = 8
 MAX_SCENARIOS = 512
+#: combinations of count, quantity and line tests tried in search of the distinct scenarios;
+#: many coincide (a witness of ``sku A, quantity > 9`` is one of ``sku A`` too), and each
+#: costs a few lines built and tested, where each scenario costs a grid of evaluations
+MAX_COMBINATIONS = 8 * MAX_SCENARIOS
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ def scenarios(edges: Edges) -> tuple[list[LineScenario], bool]:
     q_bounds = sorted(edges.quantity | {Decimal(0)})
     quantities = _ranges_of(samples_around(q_bounds), q_bounds)
     combos = len(counts) * len(quantities) * 2 ** len(specs)
-    if combos > MAX_SCENARIOS:
+    if combos > MAX_COMBINATIONS:
         return [NO_LINES], False
     found: dict[tuple, LineScenario] = {}
     for (n, count_range), (q, _), wanted in itertools.product(
@@ -222,6 +227,8 @@ def scenarios(edges: Edges) -> tuple[list[LineScenario], bool]:
                 tuple(specs),
             )
             found.setdefault((scenario.line_count, scenario.quantity, holds), scenario)
+    if len(found) > MAX_SCENARIOS:
+        return [NO_LINES], False
     return list(found.values()), complete
 
 
