@@ -268,10 +268,12 @@ def write_ini(
 ) -> Path:
     pool = ""
     if url.startswith("postgresql"):
+        # the ping on checkout as production.ini has it (a round trip a request; this line
+        # said false from the start, which the engine took as true until it read .ini booleans)
         pool = (
             "sqlalchemy.pool_size = 10\n"
             "sqlalchemy.max_overflow = 10\n"
-            "sqlalchemy.pool_pre_ping = false"
+            "sqlalchemy.pool_pre_ping = true"
         )
     path = folder / name
     path.write_text(

@@ -287,6 +287,26 @@ def _configure_postgres(engine: Engine, timeouts: DatabaseTimeouts) -> None:
 DEFAULT_POOL_TIMEOUT = 5
 
 
+#: engine options that are yes or no: SQLAlchemy's ``engine_from_config`` passes them on as
+#: the .ini's text, so ``pool_pre_ping = false`` would be the string "false", which is true
+BOOLEAN_ENGINE_OPTIONS = ("pool_pre_ping", "pool_use_lifo")
+_TRUE = frozenset(("true", "yes", "on", "1"))
+_FALSE = frozenset(("false", "no", "off", "0"))
+
+
+def ini_boolean(name: str, value: Any) -> bool:
+    """``value`` of the .ini option ``name`` as a bool; ValueError naming the option and what
+    it takes for any other text (a typo must not turn an option on)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} = {value!r}: expected true or false")
+
+
 def get_engine(
     settings: Mapping[str, Any],
     prefix: str = "sqlalchemy.",
@@ -316,6 +336,9 @@ def get_engine(
             "timeout": timeouts.lock_timeout,
             **options.get("connect_args", {}),
         }
+    for name in BOOLEAN_ENGINE_OPTIONS:
+        if prefix + name in settings and name not in options:
+            options[name] = ini_boolean(prefix + name, settings[prefix + name])
     engine = engine_from_config(dict(settings), prefix, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

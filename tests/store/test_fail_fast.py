@@ -342,3 +342,26 @@ def test_the_readiness_probe_follows_the_pooler_mode(pg_url):
             assert connection.execute(text("SHOW statement_timeout")).scalar() == "2s"
     finally:
         probe.dispose()
+
+
+@pytest.mark.parametrize(
+    ("text", "pings"), [("false", False), ("off", False), ("true", True), (" Yes ", True)]
+)
+def test_the_pools_ping_follows_the_ini_text(tmp_path, text, pings):
+    """engine_from_config passes ``pool_pre_ping`` on as text, so ``false`` was the truthy
+    string "false" and every checkout pinged."""
+    engine = get_engine(
+        {
+            "sqlalchemy.url": f"sqlite:///{tmp_path / 'ping.sqlite'}",
+            "sqlalchemy.pool_pre_ping": text,
+        }
+    )
+    try:
+        assert engine.pool._pre_ping is pings  # SQLAlchemy keeps the option there
+    finally:
+        engine.dispose()
+
+
+def test_a_yes_or_no_engine_option_that_is_neither_names_the_key():
+    with pytest.raises(ValueError, match="sqlalchemy.pool_pre_ping = 'flase': expected true or"):
+        get_engine({"sqlalchemy.url": "sqlite://", "sqlalchemy.pool_pre_ping": "flase"})
