@@ -310,6 +310,19 @@ class Request(PyramidRequest):
             self.is_body_seekable = True
         super().make_body_seekable()
 
+    def _body_held(self) -> bytes:
+        """webob's ``body``, taken whole from the in-memory body (see the class) instead of
+        read through webob's file wrappers: a fifth of reading a cart, which evaluate does
+        on every request."""
+        stream = self.environ.get("wsgi.input")
+        if type(stream) is io.BytesIO and stream.tell() == 0:
+            held = stream.getvalue()
+            if held and len(held) == self.content_length:
+                return held
+        return PyramidRequest.body.fget(self)
+
+    body = property(_body_held, PyramidRequest.body.fset, PyramidRequest.body.fdel)
+
 
 def holds_exactly(stream, length: int | None) -> bool:
     """Whether ``stream`` is a ``BytesIO`` at its start holding ``length`` bytes (the

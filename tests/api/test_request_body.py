@@ -53,6 +53,23 @@ def test_any_other_body_is_copied_as_webob_does(stream, length):
     assert request.body == (BODY if length is not None else b"")
 
 
+@pytest.mark.parametrize(
+    ("stream", "length", "body"),
+    [
+        (io.BytesIO(BODY), len(BODY), BODY),  # taken whole, in place
+        (io.BytesIO(BODY + b" extra"), len(BODY), BODY),  # webob's way: only what was announced
+        (io.BytesIO(BODY), None, b""),  # no Content-Length: no body
+        (io.BytesIO(b""), 0, b""),
+    ],
+)
+def test_the_body_is_what_webob_reads_whichever_way_it_is_taken(stream, length, body):
+    request = posted(stream, length)
+    assert request.body == body
+    assert request.body == body  # again: nothing was used up
+    request.body = b'{"buyer": "ann"}'  # webob's setter still replaces it
+    assert request.body == b'{"buyer": "ann"}'
+
+
 def test_a_stream_already_read_from_is_copied_from_where_it_stands():
     stream = io.BytesIO(BODY)
     stream.read(1)
