@@ -34,6 +34,8 @@ def parse_instant(text: str, where: str = "now") -> datetime:
 
 def isoformat(value: datetime) -> str:
     """UTC, seconds precision, ``Z`` suffix: one canonical text per instant."""
+    if value.tzinfo is UTC:  # most instants here: no conversion, no search for the offset
+        return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
     return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
