@@ -314,11 +314,9 @@ class Request(PyramidRequest):
         """webob's ``body``, taken whole from the in-memory body (see the class) instead of
         read through webob's file wrappers: a fifth of reading a cart, which evaluate does
         on every request."""
-        stream = self.environ.get("wsgi.input")
-        if type(stream) is io.BytesIO and stream.tell() == 0:
-            held = stream.getvalue()
-            if held and len(held) == self.content_length:
-                return held
+        stream, length = self.environ.get("wsgi.input"), self.content_length
+        if length and holds_exactly(stream, length):
+            return stream.getvalue()
         return PyramidRequest.body.fget(self)
 
     body = property(_body_held, PyramidRequest.body.fset, PyramidRequest.body.fdel)
@@ -404,13 +402,14 @@ def parse_json_noting_fractions(raw: bytes) -> tuple[Any, bool]:
             "invalid_json", f"the request body is not valid JSON: {exc}"[:300]
         ) from None
     if not _plainly_storable(raw):
-        _refuse_unstorable(body)
+        refuse_unstorable(body)
     return body, bool(fractions)
 
 
-def _refuse_unstorable(body) -> None:
-    """400 when ``body`` nests too deep or holds a string no database can store."""
-    stack = [(body, 1)]
+def refuse_unstorable(body, depth: int = 1) -> None:
+    """400 when ``body`` nests too deep or holds a string no database can store; ``depth``:
+    how deep ``body`` itself sits in the request body (a field of it: 2)."""
+    stack = [(body, depth)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):

@@ -24,7 +24,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -32,9 +32,10 @@ from msgspec import Meta
 from approvalrules.engine.conditions import Line
 from approvalrules.engine.decision import ORDER_KEYS, ORDER_TYPES, PAYERS, Order
 from approvalrules.engine.money import CURRENCIES, PLAIN_AMOUNT_TEXT
+from approvalrules.errors import ApprovalRulesError
 
 from . import openapi
-from .inputs import MAX_JSON_DEPTH
+from .inputs import refuse_unstorable
 
 #: the schema's ``requested_date`` pattern, ASCII digits only (``\d`` would take others);
 #: ``\Z``, not ``$``, which takes a line break at the end
@@ -133,8 +134,11 @@ def plain_order(raw: bytes) -> Order | None:
         body = _decoder().decode(raw)
     except (msgspec.MsgspecError, ValueError):  # not plain (or not JSON): the long way
         return None
-    if body.attributes and not _nests_within(body.attributes, MAX_JSON_DEPTH - 1):
-        return None
+    if body.attributes:
+        try:  # the long way's own walk, from where the attributes sit in the body
+            refuse_unstorable(body.attributes, depth=2)
+        except ApprovalRulesError:
+            return None
     requested = body.requested_date
     if requested is not None:
         try:
@@ -164,19 +168,6 @@ def _decimal(number: int) -> Decimal:
     return _SMALL[number] if number < _SMALL_COUNT else Decimal(number)
 
 
-def _nests_within(value: dict | list, levels: int) -> bool:
-    """Whether ``value`` holds no list or object more than ``levels`` deep, itself counted
-    (the long way refuses a body nesting deeper than ``MAX_JSON_DEPTH``)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > levels:
-            return False
-        children = item.values() if type(item) is dict else item
-        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
-    return True
-
-
 @functools.cache
 def _decoder() -> msgspec.json.Decoder:
     """A decoder of the ``Order`` schema's plain form: each field's type and bounds as the
@@ -191,10 +182,10 @@ def _decoder() -> msgspec.json.Decoder:
     def choice(names: frozenset[str]) -> Any:
         return Literal[tuple(sorted(names))]
 
-    money = Union[  # noqa: UP007 - msgspec reads the union from this form
-        Annotated[int, Meta(ge=0, le=limits.max_money)],
-        Annotated[str, Meta(pattern=rf"\A(?:{PLAIN_AMOUNT_TEXT.pattern})\Z")],
-    ]
+    money = (
+        Annotated[int, Meta(ge=0, le=limits.max_money)]
+        | Annotated[str, Meta(pattern=rf"\A(?:{PLAIN_AMOUNT_TEXT.pattern})\Z")]
+    )
     closed = {"forbid_unknown_fields": True, "frozen": True}
     line_text, ship_to_text, order_text = limits.line_text, limits.ship_to_text, limits.order_text
     line = msgspec.defstruct(
