@@ -23,7 +23,7 @@ from typing import Any
 
 import zope.sqlalchemy
 from pyramid.paster import get_appsettings
-from sqlalchemy import bindparam, engine_from_config, event, exc, insert, text
+from sqlalchemy import bindparam, engine_from_config, event, exc, func, insert, text
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
@@ -755,9 +755,16 @@ def rows_written_together_by(statement, parameters: Mapping[str, Any]) -> list |
     ]
 
 
-def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any:
-    """A new row of ``mapped`` written now with one Core ``INSERT ... RETURNING id``, and its
-    object in the session as if it had been loaded: no unit of work.
+def insert_object(
+    session: Session, mapped: type, values: dict[str, Any], *, row_id: int | None = None
+) -> Any:
+    """A new row of ``mapped`` written with one Core ``INSERT``, and its object in the
+    session as if it had been loaded: no unit of work.
+
+    Without ``row_id`` the row is written now, ``RETURNING`` its id.  With an id drawn
+    beforehand (:func:`next_id`) it is written as :func:`insert_rows` writes: with the other
+    rows of a :func:`rows_written_together` block that keeps its table (no statement of
+    the block may read it), else now.
 
     ``values`` names every column but the id (a column left out would be read back on first
     access); relationships are the caller's to set (``set_committed_value``).
@@ -765,8 +772,19 @@ def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any
     table = mapped.__table__
     missing = {c.key for c in table.columns if not c.primary_key} - values.keys()
     assert not missing, f"{table.name}: no value for {sorted(missing)}"
-    row_id = core_write(session, _insert_returning_id(table), values).scalar_one()
+    if row_id is None:
+        row_id = core_write(session, _insert_returning_id(table), values).scalar_one()
+    else:
+        insert_rows(session, mapped, [{"id": row_id, **values}])
     return _add_as_loaded(session, mapped(id=row_id, **values))
+
+
+def next_id(mapped: type):
+    """PostgreSQL: an expression that draws the next id of ``mapped``'s table from its
+    sequence, to select with a statement the caller runs anyway; the row written later with
+    that id (``insert_object(..., row_id=)``) needs no ``RETURNING`` and can join other
+    rows' statement.  An id drawn and never used is a gap, as a rolled-back insert leaves."""
+    return func.nextval(func.pg_get_serial_sequence(mapped.__tablename__, "id"))
 
 
 # Each table's two INSERTs, built on first use and kept: building one cost a third as much

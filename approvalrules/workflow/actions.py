@@ -31,7 +31,7 @@ from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
 from ..store import versions
-from ..store.db import insert_object, rows_written_together
+from ..store.db import insert_object, next_id, rows_written_together
 from ..store.models import (
     Account,
     AdminUser,
@@ -80,7 +80,7 @@ def submit(
         )
     digest = queries.request_hash(body)
     _wait_for_submissions_in_flight(session, tenant, body["id"], idempotency_key)
-    existing = _existing_submission(session, tenant, body["id"], idempotency_key)
+    existing, new_ids = _existing_submission(session, tenant, body["id"], idempotency_key)
     if existing is not None:
         if existing.request_hash != digest:
             which = (
@@ -95,10 +95,22 @@ def submit(
             )
         return existing, False
     decision, version = deciding.evaluate(session, tenant, body, now=now)
-    # its audit row, its request's eligibility rows and its events: one statement
-    with rows_written_together(session, AuditEvent, ApprovalEligibility, OutboxEvent):
+    # the order, its request, its audit row, the request's eligibility rows and its events:
+    # one statement on PostgreSQL, where their ids were drawn beforehand
+    with rows_written_together(
+        session, Order, ApprovalRequest, AuditEvent, ApprovalEligibility, OutboxEvent
+    ):
         order = transitions.record(
-            session, tenant, body, decision, version, digest, idempotency_key, now, actor
+            session,
+            tenant,
+            body,
+            decision,
+            version,
+            digest,
+            idempotency_key,
+            now,
+            actor,
+            new_ids=new_ids,
         )
     return order, True
 
@@ -139,27 +151,32 @@ def _advisory_lock_id(name: str) -> int:
 
 def _existing_submission(
     session: Session, tenant: Tenant, order_id: str, key: str | None
-) -> Order | None:
-    """The order already submitted under ``order_id`` (or ``key``), if any.
+) -> tuple[Order | None, transitions.NewIds | None]:
+    """The order already submitted under ``order_id`` (or ``key``), if any, and on
+    PostgreSQL the ids a new order and its request will have.
 
     The same statement reads the tenant's rules version, which the submit's evaluation
     would otherwise read with a statement of its own a moment later
-    (:func:`versions.note_rules_version`)."""
+    (:func:`versions.note_rules_version`), and draws the ids, so that the new rows are
+    written with their audit row and events in one statement (:func:`transitions.record`).
+    """
     params = {"tenant_id": tenant.id, "order_id": order_id}
     if key:
         params["key"] = key
-    rules_version, order = session.execute(
-        _SUBMITTED_BY_ID_OR_KEY if key else _SUBMITTED_BY_ID, params
-    ).one()
-    versions.note_rules_version(session, tenant.id, rules_version)
-    return order
+    draws_ids = session.get_bind().dialect.name == "postgresql"
+    row = session.execute(_SUBMITTED[bool(key), draws_ids], params).one()
+    versions.note_rules_version(session, tenant.id, row[0])
+    return row[1], (transitions.NewIds(*row[2:]) if draws_ids else None)
 
 
-def _submitted(*match):
-    # the tenant's row, with the order matching ``match`` when there is one; built once
-    # (building one cost more than running it)
+def _submitted(*match, draws_ids: bool):
+    # the tenant's row, with the order matching ``match`` when there is one (and the new
+    # rows' ids); built once (building one cost more than running it)
+    columns = [Tenant.rules_version, Order]
+    if draws_ids:
+        columns += [next_id(Order), next_id(ApprovalRequest)]
     return (
-        select(Tenant.rules_version, Order)
+        select(*columns)
         .select_from(Tenant)
         .outerjoin(Order, and_(Order.tenant_id == Tenant.id, *match))
         .where(Tenant.id == bindparam("tenant_id"))
@@ -167,10 +184,14 @@ def _submitted(*match):
     )
 
 
-_SUBMITTED_BY_ID = _submitted(Order.external_id == bindparam("order_id"))
-_SUBMITTED_BY_ID_OR_KEY = _submitted(
-    or_(Order.external_id == bindparam("order_id"), Order.idempotency_key == bindparam("key"))
-)
+_BY_ID = Order.external_id == bindparam("order_id")
+_BY_ID_OR_KEY = or_(_BY_ID, Order.idempotency_key == bindparam("key"))
+#: by (an Idempotency-Key was sent, the ids are drawn)
+_SUBMITTED = {
+    (by_key, draws_ids): _submitted(_BY_ID_OR_KEY if by_key else _BY_ID, draws_ids=draws_ids)
+    for by_key in (False, True)
+    for draws_ids in (False, True)
+}
 
 
 def withdraw(

@@ -119,3 +119,30 @@ def test_an_approval_reads_its_order_and_actions_in_one_statement_after_the_lock
     assert "FROM orders LEFT OUTER JOIN approval_actions" in order_and_actions
     assert not [s for s in reads if s.split("FROM", 1)[-1].lstrip().startswith("approval_actions")]
     assert len([s for s in reads if "FROM orders" in s]) == 1, reads
+
+
+def test_a_pending_submit_writes_its_order_and_request_with_their_rows_in_one_statement(
+    api, world, order_id
+):
+    """PostgreSQL: the submit's first read draws the new order's and request's ids, so the
+    order, its request, its audit row, eligibility and events go in one statement; elsewhere
+    each insert returns its id."""
+    api.post_json("/api/v1/orders", {"id": order_id("warm"), "buyer": "bob", "total": 800})
+    new = order_id("ids")
+    with statements(world) as seen:
+        submitted = api.post_json("/api/v1/orders", {"id": new, "buyer": "bob", "total": 800}).json
+    assert submitted["status"] == "pending"
+    writes = [s for s in seen if s.lstrip().upper().startswith(("INSERT", "WITH"))]
+    if world.app.registry["dbengine"].dialect.name == "postgresql":
+        [read] = [s for s in seen if "nextval" in s]
+        assert "FROM tenants LEFT OUTER JOIN orders" in read
+        [together] = writes
+        for table in ("orders", "approval_requests", "audit_events", "outbox_events"):
+            assert f"INSERT INTO {table} " in together, together
+    else:
+        assert any(s.startswith("INSERT INTO orders") and "RETURNING" in s for s in writes)
+        assert not [s for s in seen if "nextval" in s]
+    # the ids drawn are the rows' ids: the approval answers by its id, with its order
+    shown = api.get(f"/api/v1/approvals/{submitted['approval']['id']}").json
+    assert shown["order"] == new
+    assert api.get(f"/api/v1/orders/{new}").json["approval"] == submitted["approval"]
