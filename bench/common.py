@@ -182,8 +182,10 @@ def create_pg_database(prefix: str = "ar_bench") -> str:
 
 
 def drop_pg_database(url: str) -> None:
+    from approvalrules.store import bus
     from approvalrules.store.testing import drop_postgres_database
 
+    bus.stop_listeners()  # this process's apps are done with it
     drop_postgres_database(url, PG_BASE)
 
 

@@ -216,6 +216,8 @@ class Listener:
             except Exception as failure:  # noqa: BLE001 - any failure: reconnect
                 self._connected = False
                 self._deliver("*", None)
+                if self._stop.is_set():
+                    break  # asked to stop: its connection going away is no news
                 self._warn(failure)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -260,3 +262,11 @@ def listener_for(url: str, connect_args: dict | None = None) -> Listener:
         if found is None or found._stop.is_set():
             found = _LISTENERS[url] = Listener(url, connect_args).start()
         return found
+
+
+def stop_listeners() -> None:
+    """Ask every listener of the process to stop, quietly: for a program about to drop
+    its database (a benchmark), whose listeners would otherwise warn that they lost it."""
+    with _LISTENERS_LOCK:
+        for listener in _LISTENERS.values():
+            listener.stop()

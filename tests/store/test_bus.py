@@ -89,6 +89,43 @@ def test_a_lost_connection_makes_the_listener_unhealthy_then_it_reconnects(liste
     assert heard.messages.count(("*", None)) >= 2
 
 
+def _terminate_listeners(db_engine) -> None:
+    with db_engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": bus.APPLICATION_NAME},
+        )
+        connection.commit()
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+def test_a_listener_warns_of_a_lost_connection_unless_it_was_asked_to_stop(
+    postgres_only, db_url, db_engine, caplog, stopped
+):
+    found = bus.Listener(db_url).start()
+    assert found.wait_healthy(10), "the listener did not connect"
+    if stopped:
+        found.stop()  # as a program does before it drops its database
+
+    def warned():
+        return [r.getMessage() for r in caplog.records if "disconnected" in r.getMessage()]
+
+    with caplog.at_level("WARNING", logger=bus.log.name):
+        _terminate_listeners(db_engine)
+        if stopped:
+            found._thread.join(timeout=2 * bus.PING_EVERY + 5)
+            assert not found._thread.is_alive() and not found.healthy
+        else:
+            deadline = time.monotonic() + 10
+            while not warned() and time.monotonic() < deadline:
+                time.sleep(0.05)
+    found.stop()
+    assert bool(warned()) is not stopped, warned()
+
+
 def test_every_writer_registers_the_notifying_hook_with_the_store():
     # the CLI and the jobs never import the web layer: the store itself must bring the hook
     import subprocess
