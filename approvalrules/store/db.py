@@ -268,6 +268,31 @@ else:  # pragma: no cover - psycopg missing or older than 3.2
     DeadlineConnection = None
 
 
+#: what :func:`_let_psycopg_cache_long_statements` raises psycopg's limits to
+PSYCOPG_CACHED_STATEMENT_PARAMS = 300
+PSYCOPG_CACHED_STATEMENT_LENGTH = 16384
+
+
+def _let_psycopg_cache_long_statements() -> None:
+    """psycopg keeps the parsed form of a statement (its placeholders found by a regex) for
+    the next execution only while the statement is at most 4,096 bytes with at most 50
+    parameters: longer ones are mostly an ORM's one-off multi-row INSERTs.  The statements
+    of :func:`rows_written_together` are longer, and few (one per shape of an action's
+    rows): a submit's has 67 parameters, and parsing it again at every execution cost 7% of
+    a submit + approve's instructions.  The limits are constants of psycopg's
+    (``psycopg._queries``), raised here when it has them; psycopg's cache stays an LRU of
+    128 statements.
+    """
+    from psycopg import _queries
+
+    for name, value in (
+        ("MAX_CACHED_STATEMENT_PARAMS", PSYCOPG_CACHED_STATEMENT_PARAMS),
+        ("MAX_CACHED_STATEMENT_LENGTH", PSYCOPG_CACHED_STATEMENT_LENGTH),
+    ):
+        if isinstance(getattr(_queries, name, None), int):
+            setattr(_queries, name, max(getattr(_queries, name), value))
+
+
 def _configure_postgres(engine: Engine, timeouts: DatabaseTimeouts) -> None:
     reply_timeout = timeouts.effective_reply_timeout
     if not reply_timeout:
@@ -343,6 +368,7 @@ def get_engine(
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
     elif engine.dialect.driver == "psycopg":
+        _let_psycopg_cache_long_statements()
         _configure_postgres(engine, timeouts)
         if pooler == "transaction":
             _set_local_on_begin(engine, timeouts)

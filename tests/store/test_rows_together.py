@@ -161,3 +161,30 @@ def test_a_block_that_kept_nothing_writes_nothing(session, tenant, statements):
     with rows_written_together(session, AuditEvent, OutboxEvent):
         insert_rows(session, AuditEvent, [])
     assert statements == []
+
+
+def test_psycopg_parses_a_long_statement_of_kept_rows_once(session, tenant, monkeypatch):
+    """A block's statement is longer than psycopg caches by default (50 parameters): the
+    engine (``store.db.get_engine``) raises the limit, so the same shape is parsed once."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("PostgreSQL alone writes a block's rows in one statement")
+    from psycopg import _queries
+
+    parsed_afresh: list[bytes] = []
+    uncached = _queries._query2pg_nocache
+    # the cache holds its own reference; the module's name is what an uncached parse calls
+    monkeypatch.setattr(
+        _queries,
+        "_query2pg_nocache",
+        lambda query, *rest: [parsed_afresh.append(query)] and uncached(query, *rest),
+    )
+    for _ in range(3):
+        with rows_written_together(session, AuditEvent, OutboxEvent):
+            for number in range(20):
+                insert_rows(session, AuditEvent, [_audit(tenant, f"order.note-{number}")])
+            insert_rows(session, OutboxEvent, [_event(tenant, "order_approved")])
+    notes = select(AuditEvent.id).where(
+        AuditEvent.tenant_id == tenant.id, AuditEvent.action.startswith("order.note-")
+    )
+    assert len(session.scalars(notes).all()) == 60
+    assert not [query for query in parsed_afresh if b"written_0" in query]
