@@ -781,16 +781,14 @@ def rows_written_together_by(statement, parameters: Mapping[str, Any]) -> list |
     ]
 
 
-def insert_object(
-    session: Session, mapped: type, values: dict[str, Any], *, row_id: int | None = None
-) -> Any:
+def insert_object(session: Session, mapped: type, values: dict[str, Any]) -> Any:
     """A new row of ``mapped`` written with one Core ``INSERT``, and its object in the
     session as if it had been loaded: no unit of work.
 
-    Without ``row_id`` the row is written now, ``RETURNING`` its id.  With an id drawn
-    beforehand (:func:`next_id`) it is written as :func:`insert_rows` writes: with the other
+    Its id is one the transaction drew beforehand for ``mapped`` (:func:`hold_drawn_ids`)
+    when it holds one: the row is then written as :func:`insert_rows` writes, with the other
     rows of a :func:`rows_written_together` block that keeps its table (no statement of
-    the block may read it), else now.
+    the block may read it), else now.  Otherwise it is written now, ``RETURNING`` its id.
 
     ``values`` names every column but the id (a column left out would be read back on first
     access); relationships are the caller's to set (``set_committed_value``).
@@ -798,6 +796,7 @@ def insert_object(
     table = mapped.__table__
     missing = {c.key for c in table.columns if not c.primary_key} - values.keys()
     assert not missing, f"{table.name}: no value for {sorted(missing)}"
+    row_id = session.info.get(_DRAWN_IDS, {}).pop(mapped, None)
     if row_id is None:
         row_id = core_write(session, _insert_returning_id(table), values).scalar_one()
     else:
@@ -807,10 +806,21 @@ def insert_object(
 
 def next_id(mapped: type):
     """PostgreSQL: an expression that draws the next id of ``mapped``'s table from its
-    sequence, to select with a statement the caller runs anyway; the row written later with
-    that id (``insert_object(..., row_id=)``) needs no ``RETURNING`` and can join other
-    rows' statement.  An id drawn and never used is a gap, as a rolled-back insert leaves."""
+    sequence, to select with a statement the caller runs anyway and hand to
+    :func:`hold_drawn_ids`.  An id drawn and never used is a gap, as a rolled-back insert
+    leaves."""
     return func.nextval(func.pg_get_serial_sequence(mapped.__tablename__, "id"))
+
+
+def hold_drawn_ids(session: Session, ids: Mapping[type, int]) -> None:
+    """Keep ids drawn by :func:`next_id` (mapped class -> id) for the session's next
+    :func:`insert_object` of each class, which then needs no ``RETURNING`` and can join the
+    other rows of its statement."""
+    session.info.setdefault(_DRAWN_IDS, {}).update(ids)
+
+
+#: session.info key of the ids :func:`hold_drawn_ids` keeps
+_DRAWN_IDS = "approvalrules.drawn_ids"
 
 
 # Each table's two INSERTs, built on first use and kept: building one cost a third as much

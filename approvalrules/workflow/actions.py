@@ -31,7 +31,7 @@ from ..engine.durations import isoformat
 from ..engine.money import format_amount
 from ..errors import ApprovalRulesError, Conflict, Forbidden, OrderError
 from ..store import versions
-from ..store.db import insert_object, next_id, rows_written_together
+from ..store.db import hold_drawn_ids, insert_object, next_id, rows_written_together
 from ..store.models import (
     Account,
     AdminUser,
@@ -80,7 +80,7 @@ def submit(
         )
     digest = queries.request_hash(body)
     _wait_for_submissions_in_flight(session, tenant, body["id"], idempotency_key)
-    existing, new_ids = _existing_submission(session, tenant, body["id"], idempotency_key)
+    existing = _existing_submission(session, tenant, body["id"], idempotency_key)
     if existing is not None:
         if existing.request_hash != digest:
             which = (
@@ -101,16 +101,7 @@ def submit(
         session, Order, ApprovalRequest, AuditEvent, ApprovalEligibility, OutboxEvent
     ):
         order = transitions.record(
-            session,
-            tenant,
-            body,
-            decision,
-            version,
-            digest,
-            idempotency_key,
-            now,
-            actor,
-            new_ids=new_ids,
+            session, tenant, body, decision, version, digest, idempotency_key, now, actor
         )
     return order, True
 
@@ -151,14 +142,14 @@ def _advisory_lock_id(name: str) -> int:
 
 def _existing_submission(
     session: Session, tenant: Tenant, order_id: str, key: str | None
-) -> tuple[Order | None, transitions.NewIds | None]:
-    """The order already submitted under ``order_id`` (or ``key``), if any, and on
-    PostgreSQL the ids a new order and its request will have.
+) -> Order | None:
+    """The order already submitted under ``order_id`` (or ``key``), if any.
 
     The same statement reads the tenant's rules version, which the submit's evaluation
     would otherwise read with a statement of its own a moment later
-    (:func:`versions.note_rules_version`), and draws the ids, so that the new rows are
-    written with their audit row and events in one statement (:func:`transitions.record`).
+    (:func:`versions.note_rules_version`), and on PostgreSQL draws the ids of a new order
+    and its request, so that they are written with their audit row and events in one
+    statement (``store.db.insert_object``).
     """
     params = {"tenant_id": tenant.id, "order_id": order_id}
     if key:
@@ -166,7 +157,9 @@ def _existing_submission(
     draws_ids = session.get_bind().dialect.name == "postgresql"
     row = session.execute(_SUBMITTED[bool(key), draws_ids], params).one()
     versions.note_rules_version(session, tenant.id, row[0])
-    return row[1], (transitions.NewIds(*row[2:]) if draws_ids else None)
+    if draws_ids:
+        hold_drawn_ids(session, {Order: row[2], ApprovalRequest: row[3]})
+    return row[1]
 
 
 def _submitted(*match, draws_ids: bool):
@@ -340,9 +333,11 @@ def _act(
 ) -> None:
     """Record ``approver``'s ``action`` on ``step`` (and whom a delegate acted for).
 
-    Written at once with a Core insert and added to ``request.actions`` as loaded, so the
-    change that follows (:func:`.transitions.close`) has no unit of work to flush; a
-    repeated approval that slipped past the check fails here, on the unique constraint.
+    Written with a Core insert (at once, or with the rows of the caller's
+    ``rows_written_together`` block when the lock drew its id) and added to
+    ``request.actions`` as loaded, so the change that follows (:func:`.transitions.close`)
+    has no unit of work to flush; a repeated approval that slipped past the check fails on
+    the unique constraint when the row is written.
     """
     actions = list(request.actions)  # read before the insert, which it would see
     act = insert_object(
@@ -388,8 +383,8 @@ def approve(
     # read before the action is added: loading the order then would flush the action apart
     # from the request's change (one flush per action)
     order = request.order
-    # its audit row and its events: one statement
-    with rows_written_together(session, AuditEvent, OutboxEvent):
+    # the action, its audit row and its events: one statement
+    with rows_written_together(session, ApprovalAction, AuditEvent, OutboxEvent):
         _act(session, tenant, request, step, approver, account, "approve", comment, now)
         approvals = len(_actions_of(request, step["name"]))
         audit(

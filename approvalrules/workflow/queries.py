@@ -27,7 +27,7 @@ from ..engine import Directory, Policy
 from ..errors import NotFound, OrderError
 from ..store import versions
 from ..store.company_slice import directory_for_member
-from ..store.db import known_row, transaction_memo
+from ..store.db import hold_drawn_ids, known_row, next_id, transaction_memo
 from ..store.directory import row_id
 from ..store.models import (
     REQUEST_STATUSES,
@@ -144,6 +144,8 @@ _REQUEST = select(ApprovalRequest).where(
     ApprovalRequest.id == bindparam("request_id"),
 )
 _REQUEST_FOR_UPDATE = _REQUEST.with_for_update().execution_options(populate_existing=True)
+# PostgreSQL: with the id of the action that usually follows (store.db.hold_drawn_ids)
+_REQUEST_FOR_UPDATE_DRAWING = _REQUEST_FOR_UPDATE.add_columns(next_id(ApprovalAction))
 # the order and the actions are read after the lock, in a statement of their own: joined to
 # the locked one, they would be read as they were before the lock was granted (READ
 # COMMITTED refreshes the locked row alone)
@@ -166,15 +168,21 @@ def get_request(
     first, so racing approvers queue on one row in one order instead of
     deadlocking over the order, the request and its actions; each then reads
     what the previous one committed and gets a clean 409.  Its order and its actions
-    are then read in one more statement, and set on it.
+    are then read in one more statement, and set on it.  On PostgreSQL the lock's statement
+    also draws the id of the action that usually follows, which the transaction holds for
+    it (``store.db.insert_object``).
     """
     if not 0 < request_id < 2**31:
         # ids are 32-bit: never ask the database
         raise NotFound("unknown_approval", f"no approval request {request_id}")
-    request = session.scalar(
-        _REQUEST_FOR_UPDATE if for_update else _REQUEST,
-        {"tenant_id": tenant.id, "request_id": request_id},
-    )
+    params = {"tenant_id": tenant.id, "request_id": request_id}
+    if for_update and session.get_bind().dialect.name == "postgresql":
+        found = session.execute(_REQUEST_FOR_UPDATE_DRAWING, params).first()
+        request = found[0] if found else None
+        if found:
+            hold_drawn_ids(session, {ApprovalAction: found[1]})
+    else:
+        request = session.scalar(_REQUEST_FOR_UPDATE if for_update else _REQUEST, params)
     if request is None:
         raise NotFound("unknown_approval", f"no approval request {request_id}")
     if for_update:

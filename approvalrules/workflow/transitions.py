@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy import inspect as sa_inspect
@@ -144,14 +144,6 @@ def compiled_step(policy: Policy, step: Mapping[str, Any]) -> CompiledStep | Non
 # ------------------------------------------------------------------ open
 
 
-class NewIds(NamedTuple):
-    """The ids a new order and its approval request will have, drawn beforehand
-    (``store.db.next_id``); the request's goes unused when the order needs none."""
-
-    order: int
-    request: int
-
-
 def record(
     session: Session,
     tenant: Tenant,
@@ -163,15 +155,12 @@ def record(
     now: datetime,
     actor: str,
     order: Order | None = None,
-    *,
-    new_ids: NewIds | None = None,
 ) -> Order:
     """Write the order (new, or ``order`` again) with ``decision``; open its request when pending.
 
     An order the rules approve waits for the merchant when the rule set has
     ``approval.merchant_review``; an approved order draws on its budgets.  A new order and
-    request take ``new_ids`` when given, and are then written as ``insert_rows`` writes
-    (with the rows of the caller's ``rows_written_together`` block that keeps them).
+    request take the ids the transaction drew for them, if any (``insert_object``).
     """
     company_id = queries.company_id(session, tenant, decision.buyer["company"])
     buyer_id = queries.account_id(session, tenant, decision.buyer["account"])
@@ -217,7 +206,6 @@ def record(
                 "created_at": now,
                 **values,
             },
-            row_id=new_ids.order if new_ids else None,
         )
         set_committed_value(order, "ruleset_version", stored)
     else:
@@ -262,7 +250,6 @@ def record(
                     "last_reminded_at": None,
                     "step_started_at": now,
                 },
-                row_id=new_ids.request if new_ids else None,
             )
             # the response reads both sides, and the (no) actions, without a query
             set_committed_value(request, "order", order)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, select
 
-from approvalrules.store.db import insert_rows, rows_written_together, rows_written_together_by
+from approvalrules.store.db import (
+    hold_drawn_ids,
+    insert_object,
+    insert_rows,
+    next_id,
+    rows_written_together,
+    rows_written_together_by,
+)
 from approvalrules.store.models import AuditEvent, OutboxEvent
 
 
@@ -188,3 +195,31 @@ def test_psycopg_parses_a_long_statement_of_kept_rows_once(session, tenant, monk
     )
     assert len(session.scalars(notes).all()) == 60
     assert not [query for query in parsed_afresh if b"written_0" in query]
+
+
+def test_an_object_takes_the_id_its_transaction_drew_once_then_returns_its_own(
+    session, tenant, statements
+):
+    """``insert_object`` uses an id held by ``hold_drawn_ids`` (written with the block's
+    rows, no RETURNING), once; the next object of the class is written at once."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("ids are drawn from PostgreSQL's sequences")
+    from datetime import UTC, datetime
+
+    drawn = session.scalar(select(next_id(AuditEvent)))
+    hold_drawn_ids(session, {AuditEvent: drawn})
+    values = {**_audit(tenant, "order.drawn"), "created_at": datetime.now(UTC)}
+    with rows_written_together(session, AuditEvent, OutboxEvent):
+        first = insert_object(session, AuditEvent, values)
+        insert_rows(session, OutboxEvent, [_event(tenant, "order_approved")])
+        assert statements == []  # kept for the block's end
+    [together] = statements
+    assert "INSERT INTO audit_events" in together and "RETURNING" not in together
+    second = insert_object(session, AuditEvent, {**values, "action": "order.after"})
+    assert first.id == drawn and second.id > drawn
+    assert "RETURNING" in statements[-1]
+    stored = select(AuditEvent.id, AuditEvent.action).where(AuditEvent.id.in_([drawn, second.id]))
+    assert sorted(session.execute(stored).all()) == [
+        (drawn, "order.drawn"),
+        (second.id, "order.after"),
+    ]
