@@ -422,16 +422,18 @@ def reject(
     now = now_or(now)
     request, step = transitions.guard_approver(session, tenant, request_id, approver, if_match)
     account = queries.account_ref(session, tenant, approver)
-    _act(session, tenant, request, step, approver, account, "reject", comment, now)
-    return transitions.close(
-        session,
-        tenant,
-        request,
-        "rejected",
-        now,
-        comment=comment,
-        audit_entry=(approver, "approval.rejected", {"step": step["name"], "comment": comment}),
-    )
+    # the action, its audit row and its events: one statement
+    with rows_written_together(session, ApprovalAction, AuditEvent, OutboxEvent):
+        _act(session, tenant, request, step, approver, account, "reject", comment, now)
+        return transitions.close(
+            session,
+            tenant,
+            request,
+            "rejected",
+            now,
+            comment=comment,
+            audit_entry=(approver, "approval.rejected", {"step": step["name"], "comment": comment}),
+        )
 
 
 def reverse(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event
 
 from approvalrules.store import versions
@@ -148,18 +149,22 @@ def test_a_pending_submit_writes_its_order_and_request_with_their_rows_in_one_st
     assert api.get(f"/api/v1/orders/{new}").json["approval"] == submitted["approval"]
 
 
-def test_an_approval_writes_its_action_with_its_audit_row_and_events_in_one_statement(
-    api, world, order_id
+@pytest.mark.parametrize(
+    "action, status, shown_as",
+    [("approve", "approved", "approved_by"), ("reject", "rejected", "rejected_by")],
+)
+def test_an_approvers_action_is_written_with_its_audit_row_and_events_in_one_statement(
+    api, world, order_id, action, status, shown_as
 ):
     """PostgreSQL: the lock's statement draws the action's id, so the action joins the
-    audit row and the events; a second approver's approval then sees it (counted once)."""
+    audit row and the events; elsewhere the action is written at once, returning its id."""
     submitted = api.post_json(
-        "/api/v1/orders", {"id": order_id("act"), "buyer": "bob", "total": 800}
+        "/api/v1/orders", {"id": order_id(action), "buyer": "bob", "total": 800}
     ).json
     approval = f"/api/v1/approvals/{submitted['approval']['id']}"
     with statements(world) as seen:
-        approved = api.post_json(f"{approval}/approve", {"approver": "ann"}).json
-    assert approved["status"] == "approved"
+        decided = api.post_json(f"{approval}/{action}", {"approver": "ann"}).json
+    assert decided["status"] == status
     writes = [s for s in seen if s.lstrip().upper().startswith(("INSERT", "WITH"))]
     inserts_of_actions = [s for s in writes if "INSERT INTO approval_actions" in s]
     if world.app.registry["dbengine"].dialect.name == "postgresql":
@@ -167,8 +172,9 @@ def test_an_approval_writes_its_action_with_its_audit_row_and_events_in_one_stat
         assert "nextval" in lock
         [together] = inserts_of_actions
         assert "INSERT INTO audit_events" in together and "INSERT INTO outbox_events" in together
+        assert len(writes) == 2  # the request's close, then the rows written together
     else:
         [alone] = inserts_of_actions
         assert "RETURNING" in alone and "audit_events" not in alone
     shown = api.get(approval).json
-    assert [step["approved_by"] for step in shown["steps"] if step["approved_by"]] == [["ann"]]
+    assert [step[shown_as] for step in shown["steps"] if step[shown_as]] == [["ann"]]
