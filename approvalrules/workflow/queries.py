@@ -178,9 +178,9 @@ def get_request(
     params = {"tenant_id": tenant.id, "request_id": request_id}
     if for_update and session.get_bind().dialect.name == "postgresql":
         found = session.execute(_REQUEST_FOR_UPDATE_DRAWING, params).first()
-        request = found[0] if found else None
-        if found:
-            hold_drawn_ids(session, {ApprovalAction: found[1]})
+        request, action_id = found or (None, None)
+        if request is not None:
+            hold_drawn_ids(session, {ApprovalAction: action_id})
     else:
         request = session.scalar(_REQUEST_FOR_UPDATE if for_update else _REQUEST, params)
     if request is None:

@@ -179,12 +179,13 @@ def test_psycopg_parses_a_long_statement_of_kept_rows_once(session, tenant, monk
 
     parsed_afresh: list[bytes] = []
     uncached = _queries._query2pg_nocache
+
+    def parsed_again(query, *rest):
+        parsed_afresh.append(query)
+        return uncached(query, *rest)
+
     # the cache holds its own reference; the module's name is what an uncached parse calls
-    monkeypatch.setattr(
-        _queries,
-        "_query2pg_nocache",
-        lambda query, *rest: [parsed_afresh.append(query)] and uncached(query, *rest),
-    )
+    monkeypatch.setattr(_queries, "_query2pg_nocache", parsed_again)
     for _ in range(3):
         with rows_written_together(session, AuditEvent, OutboxEvent):
             for number in range(20):
